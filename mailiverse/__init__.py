@@ -1,0 +1,3 @@
+"""mailiverse: a private mail appliance built on Twisted."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,95 @@
+"""Keep the CA certificate current inside the running appliance: order, install, reload in place."""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+
+from mailiverse.acme.certs import install_certificate, needs_certificate, new_key_pem
+from mailiverse.acme.client import AcmeClient, new_account_key_pem
+from mailiverse.acme.http01 import ChallengeStore
+from mailiverse.privatefile import create_private_once, private_dir
+
+log = Logger()
+CHECK_INTERVAL = 12 * 3600.0
+RETRY_INTERVAL = 3600.0
+FIRST_CHECK_DELAY = 5.0
+
+
+def load_or_create_account_key(path: Path) -> bytes:
+    """The ACME account key (EC P-256, 0600), made on first use."""
+    if not path.exists():
+        private_dir(path.parent)
+    return create_private_once(path, new_account_key_pem)
+
+
+class CertificateRenewal(Service):
+    """Checks the certificate at start and every 12 hours; renews through ACME and calls ``on_installed``."""
+
+    name = "acme"  # type: ignore[assignment]  # Service declares name as None
+
+    def __init__(
+        self,
+        client: AcmeClient,
+        challenges: ChallengeStore,
+        cert_path: Path,
+        key_path: Path,
+        names: tuple[str, ...],
+        on_installed: Callable[[], None],
+        reactor: Any,
+        *,
+        first_delay: float = FIRST_CHECK_DELAY,
+    ) -> None:
+        self._client = client
+        self._challenges = challenges
+        self._cert_path = cert_path
+        self._key_path = key_path
+        self._names = names
+        self._on_installed = on_installed
+        self._reactor = reactor
+        self._first_delay = first_delay
+        self._call: Any = None
+        self._running_check: Deferred[bool] | None = None
+
+    def startService(self) -> None:
+        super().startService()
+        self._schedule(self._first_delay)
+
+    def stopService(self) -> Any:
+        super().stopService()
+        if self._call is not None and self._call.active():
+            self._call.cancel()
+        self._call = None
+
+    def _schedule(self, delay: float) -> None:
+        if self.running:
+            self._call = self._reactor.callLater(delay, self._tick)
+
+    def _tick(self) -> None:
+        self._call = None
+        self._running_check = Deferred.fromCoroutine(self.check())
+
+        def done(renewed_or_failure: Any) -> None:
+            failed = not isinstance(renewed_or_failure, bool)
+            if failed:
+                log.failure("certificate renewal failed; retrying in an hour", renewed_or_failure)
+            self._schedule(RETRY_INTERVAL if failed else CHECK_INTERVAL)
+
+        self._running_check.addBoth(done)
+
+    async def check(self, now: datetime.datetime | None = None) -> bool:
+        """Renew if needed; returns whether a new certificate was installed (and the listeners reloaded)."""
+        if not needs_certificate(self._cert_path, self._names, now):
+            return False
+        key_pem = new_key_pem()
+        chain = await self._client.issue(self._names, self._challenges, key_pem)
+        install_certificate(self._cert_path, self._key_path, chain, key_pem)
+        self._on_installed()
+        log.info("installed a new certificate for {names}", names=", ".join(self._names))
+        return True

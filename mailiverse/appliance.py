@@ -1,0 +1,190 @@
+"""Assemble one running appliance from an :class:`ApplianceConfig`.
+
+First start creates the data dir (0700), the self-signed certificate, the
+server's RSA keys and the database (Alembic migrations); later starts reuse
+them and upgrade the schema.  The result is one ``MultiService``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from twisted.application.internet import StreamServerEndpointService
+from twisted.application.service import MultiService, Service
+from twisted.internet.endpoints import serverFromString
+from twisted.logger import Logger
+from twisted.protocols.tls import TLSMemoryBIOFactory
+
+from mailiverse.config import ApplianceConfig
+from mailiverse.delivery.pipeline import Delivery
+from mailiverse.outbound.service import OutboundConfig, build_outbound, read_password_file
+from mailiverse.serverkeys import ensure_server_keys
+from mailiverse.smtp.limits import SmtpLimits
+from mailiverse.smtp.service import smtp_server_factory
+from mailiverse.store.db import Database
+from mailiverse.tls import TLSContexts, ensure_self_signed
+from mailiverse.web.wiring import build_web_app
+
+log = Logger()
+
+
+class _Closing(Service):
+    """Runs ``close`` when the appliance stops (database pools, delivery workers)."""
+
+    def __init__(self, name: str, close: Any) -> None:
+        self.setName(name)
+        self._close = close
+
+    def stopService(self) -> None:
+        super().stopService()
+        self._close()
+
+
+class _Announce(Service):
+    def __init__(self, config: ApplianceConfig) -> None:
+        self.config = config
+
+    def startService(self) -> None:
+        super().startService()
+        c = self.config
+        log.info(
+            "mailiverse serving {domains} as {hostname}; smtp {smtp}, smtps {smtps}, web {web}; data in {data}",
+            domains=", ".join(c.domains),
+            hostname=c.hostname,
+            smtp=", ".join(c.smtp_endpoints + c.smtp_selfsigned_endpoints) or "off",
+            smtps=", ".join(c.smtps_endpoints + c.smtps_selfsigned_endpoints) or "off",
+            web=", ".join(c.web_endpoints + c.web_plain_endpoints) or "off",
+            data=str(c.data_dir.root),
+        )
+
+
+def _outbound_config(config: ApplianceConfig) -> OutboundConfig:
+    password_file = config.smarthost_password_file
+    return OutboundConfig(
+        mode=config.outbound_mode,  # type: ignore[arg-type]
+        data_dir=config.data_dir.root,
+        hostname=config.hostname,
+        local_domains=config.domains,
+        smarthost=config.smarthost,
+        smarthost_user=config.smarthost_user,
+        smarthost_password=read_password_file(password_file) if password_file else None,
+        smarthost_ca_file=config.smarthost_ca,
+        dkim_selector=config.dkim_selector,
+        max_message_size=config.max_message_size,
+    )
+
+
+def _add_acme(root: MultiService, config: ApplianceConfig, tls: TLSContexts, reactor: Any) -> None:
+    """Serve HTTP-01 challenges on the --acme-http endpoints and renew the CA certificate in place."""
+    from treq.client import HTTPClient
+    from twisted.web.client import Agent
+    from twisted.web.server import Site
+
+    from mailiverse.acme.client import AcmeClient
+    from mailiverse.acme.http01 import ChallengeStore, acme_http_resource
+    from mailiverse.acme.service import CertificateRenewal, load_or_create_account_key
+
+    assert config.acme_directory and config.tls_cert and config.tls_key
+    challenges = ChallengeStore()
+    for endpoint in config.acme_http_endpoints:
+        site = Site(acme_http_resource(challenges))
+        StreamServerEndpointService(serverFromString(reactor, endpoint), site).setServiceParent(root)
+    client = AcmeClient(
+        config.acme_directory,
+        load_or_create_account_key(config.data_dir.keys_dir / "acme-account.key.pem"),
+        HTTPClient(Agent(reactor)),
+        reactor,
+        email=config.acme_email,
+    )
+    CertificateRenewal(
+        client, challenges, config.tls_cert, config.tls_key, (config.hostname,), tls.reload, reactor
+    ).setServiceParent(root)
+
+
+def build_appliance(config: ApplianceConfig, reactor: Any = None) -> MultiService:
+    if reactor is None:
+        from twisted.internet import reactor as default_reactor
+
+        reactor = default_reactor
+    config.data_dir.create()
+    self_signed = ensure_self_signed(config.data_dir.root, config.hostname)
+    ca = (config.tls_cert, config.tls_key) if config.tls_cert and config.tls_key else None
+    if ca and config.acme_directory:
+        from mailiverse.acme.certs import ensure_placeholder
+
+        ensure_placeholder(ca[0], ca[1], config.hostname)
+    tls = TLSContexts(self_signed=self_signed, ca=ca)
+    ensure_server_keys(config.data_dir)
+    database = Database.open(config.db_url, reactor=reactor)
+    config.record()
+    delivery = Delivery(database, config.is_local_domain, tmp_dir=config.data_dir.tmp_dir, reactor=reactor)
+
+    root = MultiService()
+    _Announce(config).setServiceParent(root)
+    _Closing("database", database.close).setServiceParent(root)
+    _Closing("delivery", delivery.stop).setServiceParent(root)
+    limits = SmtpLimits(max_message_size=config.max_message_size)
+
+    def add_smtp(endpoints: tuple[str, ...], kind: Literal["ca", "self-signed"], implicit: bool) -> None:
+        for endpoint in endpoints:
+            factory = smtp_server_factory(
+                delivery,
+                hostname=config.hostname,
+                limits=limits,
+                tls=tls,
+                listener_kind=kind,
+                implicit_tls=implicit,
+                spool_dir=config.data_dir.tmp_dir,
+                reactor=reactor,
+                domains=config.domains,
+            )
+            StreamServerEndpointService(serverFromString(reactor, endpoint), factory).setServiceParent(root)
+
+    add_smtp(config.smtp_endpoints, "ca", False)
+    add_smtp(config.smtps_endpoints, "ca", True)
+    add_smtp(config.smtp_selfsigned_endpoints, "self-signed", False)
+    add_smtp(config.smtps_selfsigned_endpoints, "self-signed", True)
+
+    outbound_service, outbound = build_outbound(_outbound_config(config), database, reactor=reactor, local_delivery=delivery)
+    outbound_service.setServiceParent(root)
+
+    web_app, session_purger = build_web_app(
+        database,
+        hostname=config.hostname,
+        domains=config.domains,
+        inbox=delivery,
+        reactor=reactor,
+        tls=True,
+        outbound=outbound if outbound.enabled else None,
+        tmp_dir=config.data_dir.tmp_dir,
+        open_signup=config.open_signup,
+        max_message_size=config.max_message_size,
+    )
+    session_purger.setServiceParent(root)
+    if config.mta_sts_mode != "none":
+        from mailiverse.setup.records import mta_sts_policy
+
+        web_app.mta_sts_policy = mta_sts_policy(config.hostname, config.mta_sts_mode)
+    if config.legacy.enabled:
+        from mailiverse.legacy.service import build_legacy
+
+        legacy = build_legacy(
+            config.legacy,
+            database=database,
+            tls_contexts=tls,
+            data_dir=config.data_dir,
+            delivery=delivery,
+            reactor=reactor,
+            outbound=outbound if outbound.enabled else None,
+        )
+        for service in legacy.services:
+            service.setServiceParent(root)
+        web_app.legacy_resource = legacy.web_resource
+    if config.acme_directory and ca:
+        _add_acme(root, config, tls, reactor)
+    for endpoint in config.web_endpoints:
+        factory = TLSMemoryBIOFactory(tls.server_context_factory("ca"), False, web_app.site())
+        StreamServerEndpointService(serverFromString(reactor, endpoint), factory).setServiceParent(root)
+    for endpoint in config.web_plain_endpoints:
+        StreamServerEndpointService(serverFromString(reactor, endpoint), web_app.plain().site()).setServiceParent(root)
+    return root

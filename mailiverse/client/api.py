@@ -1,0 +1,530 @@
+"""The Mailiverse client library: sign-up, SRP login, listing, reading, sending, password change and export.
+
+An iOS-style client that keeps nothing on the device: the password is turned into the
+CryptoKey and VerificationKey (docs/api.md, "Client-side crypto") and dropped; the private key
+is decrypted from the key block into memory only; every message is fetched and decrypted on
+demand.  The only thing ever written to disk is what :meth:`Client.export` is asked to write.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import email.parser
+import email.policy
+import email.utils
+import hmac
+import json
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote, urlencode
+
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from mailiverse.auth.srp6a import SRP_GROUP, AuthFailed, ClientLogin, create_verifier
+from mailiverse.auth.usernames import InvalidUsername, canonical_username
+from mailiverse.client.errors import (
+    ApiError,
+    AuthenticationFailed,
+    ClientError,
+    DecryptionFailed,
+    ProtocolError,
+    ServerIdentityError,
+    UsageError,
+)
+from mailiverse.client.transport import Response, Transport
+from mailiverse.compat.blocks import decrypt_key_block, encrypt_key_block
+from mailiverse.crypto.errors import CryptoError
+from mailiverse.crypto.formats import open_mail_object
+from mailiverse.crypto.keys import generate_private_key, load_private_key, private_key_der, public_key_der
+from mailiverse.crypto.pbkdf import crypto_key, verification_key
+from mailiverse.mime.summary import summarize
+
+#: Friendly folder names and the store folder each means (``Mail/<name>/<id>``).
+FOLDERS: Mapping[str, str] = {"inbox": "In", "in": "In", "sent": "Sent", "trash": "Trash"}
+PUBLIC_KEY_NAME = "RSA-PublicKey"
+PRIVATE_KEY_NAME = "RSA-PrivateKey"
+MAX_JSON_BYTES = 4 * 1024 * 1024
+MAX_PASSWORD_CHARS = 4096
+#: Page size for listings, and a bound on how many pages one listing may walk.
+PAGE_SIZE = 1000
+MAX_PAGES = 10_000
+_FOLDER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+MESSAGE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
+_JSON = {"Content-Type": "application/json", "Accept": "application/json"}
+
+
+class MessageTampered(DecryptionFailed):
+    """A stored message failed to decrypt or authenticate with the account's own key; it is never shown."""
+
+    code = "tampered"
+
+    def __init__(self, message_id: str) -> None:
+        shown = message_id if MESSAGE_ID.fullmatch(message_id) else "(unprintable ID)"
+        super().__init__(f"message {shown} failed integrity check: it was modified or corrupted; not shown")
+        self.message_id = message_id
+
+
+def b64(data: bytes) -> str:
+    """Standard base64 with padding, as the API wants byte values."""
+    return base64.b64encode(data).decode("ascii")
+
+
+def unb64(value: Any, what: str) -> bytes:
+    """Decode a base64 field of a server answer, or fail with a protocol error."""
+    if not isinstance(value, str):
+        raise ProtocolError(f"the server's {what} is missing")
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise ProtocolError(f"the server's {what} is not base64") from None
+
+
+def folder_path(folder: str) -> str:
+    """The store folder for a CLI folder name: ``Inbox`` → ``Mail/In``, ``Sent`` → ``Mail/Sent``, ``Mail/X`` as is."""
+    text = folder.strip()
+    name = FOLDERS.get(text.lower())
+    if name is None:
+        name = text[len("Mail/") :] if text.startswith("Mail/") else text
+    if not _FOLDER_NAME.fullmatch(name) or name.endswith("_Json"):
+        raise UsageError(f"unknown folder {folder!r}; use Inbox, Sent or Mail/<name>")
+    return f"Mail/{name}"
+
+
+def _check_password(password: str) -> str:
+    if not isinstance(password, str) or not password:
+        raise UsageError("the password is empty")
+    if len(password) > MAX_PASSWORD_CHARS:
+        raise UsageError(f"the password is longer than {MAX_PASSWORD_CHARS} characters")
+    return password
+
+
+@dataclass(frozen=True)
+class PasswordKeys:
+    """The two keys a password stands for; the password itself is not kept."""
+
+    crypto: bytes
+    verification: bytes
+
+    @classmethod
+    def derive(cls, password: str) -> PasswordKeys:
+        """PBKDF2 both keys from ``password`` (CRYPTO.md §5)."""
+        _check_password(password)
+        return cls(crypto_key(password), verification_key(password))
+
+    def __repr__(self) -> str:
+        return "PasswordKeys(<secret>)"
+
+
+@dataclass(frozen=True)
+class MessageInfo:
+    """One line of a listing: the message ID, where it lives, and what its JSON twin (or headers) say."""
+
+    id: str
+    path: str
+    date_ms: int | None
+    sender: str
+    subject: str
+    size: int
+
+
+@dataclass(frozen=True)
+class SendResult:
+    """What ``POST /api/send`` reports."""
+
+    sender: str
+    local: list[str]
+    remote: list[str]
+    queue_id: str | None
+    sent_path: str
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    """An entry of ``GET /api/store``."""
+
+    path: str
+    version: int
+    size: int
+    created_ms: int
+    modified_ms: int
+
+
+class Client:
+    """One user's conversation with one appliance; construct, then ``signup`` or ``login``."""
+
+    def __init__(self, transport: Transport, user: str) -> None:
+        try:
+            self.user = canonical_username(user)
+        except InvalidUsername as error:
+            raise UsageError(f"bad user name: {error.message}") from None
+        self._transport = transport
+        self._token: str | None = None
+        self._private_key: rsa.RSAPrivateKey | None = None
+        self.addresses: list[str] = []
+
+    # -- plumbing -----------------------------------------------------------------------------
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        json_body: Any = None,
+        data: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+        session: bool = True,
+    ) -> Response:
+        sent = dict(headers or {})
+        body = data
+        if json_body is not None:
+            body = json.dumps(json_body, separators=(",", ":")).encode("utf-8")
+            sent.update(_JSON)
+        if session:
+            if self._token is None:
+                raise UsageError("not logged in")
+            sent["Authorization"] = f"Bearer {self._token}"
+        response = self._transport.request(method, path, body, sent)
+        if response.status >= 400:
+            raise self._error(response)
+        return response
+
+    def _error(self, response: Response) -> ClientError:
+        code, message = "http_error", f"the server answered HTTP {response.status}"
+        try:
+            answer = json.loads(response.body[:MAX_JSON_BYTES])
+            if isinstance(answer, dict) and isinstance(answer.get("error"), str):
+                code = answer["error"][:64]
+                if isinstance(answer.get("message"), str):
+                    message = answer["message"][:300]
+        except ValueError:
+            pass
+        if code == "auth_failed":
+            return AuthenticationFailed("wrong user name or password")
+        if code == "unauthenticated":
+            return ApiError(response.status, code, "the session has expired or was logged out")
+        return ApiError(response.status, code, message)
+
+    def _json(self, response: Response) -> dict[str, Any]:
+        if len(response.body) > MAX_JSON_BYTES:
+            raise ProtocolError("the server's answer is too large")
+        try:
+            answer = json.loads(response.body)
+        except ValueError:
+            raise ProtocolError("the server's answer is not JSON") from None
+        if not isinstance(answer, dict):
+            raise ProtocolError("the server's answer is not a JSON object")
+        return answer
+
+    def close(self) -> None:
+        """Forget the session and keys and close the connection (does not log out; see :meth:`logout`)."""
+        self._token = None
+        self._private_key = None
+        self._transport.close()
+
+    @property
+    def logged_in(self) -> bool:
+        return self._token is not None
+
+    @property
+    def private_key(self) -> rsa.RSAPrivateKey:
+        """The user's private key, decrypted in memory at login."""
+        if self._private_key is None:
+            raise UsageError("not logged in")
+        return self._private_key
+
+    # -- sign-up, login, logout --------------------------------------------------------------
+
+    def signup(self, password: str, invite: str | None = None, bits: int = 2048) -> list[str]:
+        """Create the account: new RSA key pair, SRP verifier and key block, all made here; returns the addresses."""
+        keys = PasswordKeys.derive(password)
+        private = generate_private_key(bits)
+        salt, verifier = create_verifier(self.user, keys.verification)
+        environment = {
+            PUBLIC_KEY_NAME: b64(public_key_der(private)),
+            PRIVATE_KEY_NAME: b64(private_key_der(private)),
+        }
+        body: dict[str, Any] = {
+            "user": self.user,
+            "salt": b64(salt),
+            "verifier": b64(verifier),
+            "group": SRP_GROUP,
+            "public_key": b64(public_key_der(private)),
+            "key_block": b64(encrypt_key_block(keys.crypto, environment)),
+            "format": "v2",
+        }
+        if invite is not None:
+            if not invite.strip() or len(invite) > 256:
+                raise UsageError("the invite code is empty or too long")
+            body["invite"] = invite.strip()
+        answer = self._json(self._send("POST", "/api/signup", json_body=body, session=False))
+        addresses = answer.get("addresses")
+        self.addresses = [a for a in addresses if isinstance(a, str)] if isinstance(addresses, list) else []
+        return self.addresses
+
+    def _proof(self, keys: PasswordKeys) -> tuple[dict[str, str], ClientLogin]:
+        start = self._json(self._send("POST", "/api/login/start", json_body={"user": self.user}, session=False))
+        handle = start.get("handle")
+        if not isinstance(handle, str) or start.get("group", SRP_GROUP) != SRP_GROUP:
+            raise ProtocolError("the server's login challenge is malformed")
+        login = ClientLogin(self.user, keys.verification)
+        try:
+            proof = login.process_challenge(unb64(start.get("salt"), "salt"), unb64(start.get("B"), "B"))
+        except AuthFailed:
+            raise ServerIdentityError("the server sent an invalid SRP challenge") from None
+        return {"handle": handle, "A": b64(login.A), "M": b64(proof)}, login
+
+    @staticmethod
+    def _check_hamk(login: ClientLogin, answer: Mapping[str, Any]) -> None:
+        try:
+            login.verify_session(unb64(answer.get("HAMK"), "HAMK"))
+        except (AuthFailed, ProtocolError):
+            raise ServerIdentityError("the server could not prove it knows this account's verifier") from None
+
+    def login(self, password: str) -> None:
+        """SRP login (the server's proof is checked), then decrypt the private key into memory."""
+        keys = PasswordKeys.derive(password)
+        proof, login = self._proof(keys)
+        answer = self._json(self._send("POST", "/api/login/finish", json_body=proof, session=False))
+        self._check_hamk(login, answer)
+        token = answer.get("token")
+        if not isinstance(token, str) or not token:
+            raise ProtocolError("the server sent no session token")
+        self._token = token
+        self._unlock(keys.crypto)
+
+    def _account(self) -> dict[str, Any]:
+        return self._json(self._send("GET", "/api/account"))
+
+    def _unlock(self, key: bytes) -> dict[str, Any]:
+        account = self._account()
+        block = unb64(account.get("key_block"), "key block")
+        public = unb64(account.get("public_key"), "public key")
+        try:
+            environment = decrypt_key_block(key, block)
+            private = load_private_key(base64.b64decode(environment[PRIVATE_KEY_NAME], validate=True))
+        except (CryptoError, KeyError, ValueError, binascii.Error):
+            raise DecryptionFailed("could not decrypt the key block") from None
+        if not hmac.compare_digest(public_key_der(private), public):
+            raise DecryptionFailed("the key block does not hold this account's private key")
+        self._private_key = private
+        addresses = account.get("addresses")
+        self.addresses = [a for a in addresses if isinstance(a, str)] if isinstance(addresses, list) else []
+        return account
+
+    def logout(self) -> None:
+        """End the session on the server and forget the keys."""
+        if self._token is not None:
+            try:
+                self._send("POST", "/api/logout", json_body={})
+            finally:
+                self._token = None
+                self._private_key = None
+
+    def change_password(self, old_password: str, new_password: str) -> None:
+        """Re-key: new SRP verifier and the key block re-encrypted under the new CryptoKey, proven with the old password."""
+        old = PasswordKeys.derive(old_password)
+        new = PasswordKeys.derive(new_password)
+        if self._token is None:
+            self.login(old_password)
+        account = self._account()
+        try:
+            environment = decrypt_key_block(old.crypto, unb64(account.get("key_block"), "key block"))
+        except CryptoError:
+            raise DecryptionFailed("could not decrypt the key block with the old password") from None
+        proof, login = self._proof(old)
+        salt, verifier = create_verifier(self.user, new.verification)
+        body: dict[str, Any] = {
+            "proof": proof,
+            "salt": b64(salt),
+            "verifier": b64(verifier),
+            "group": SRP_GROUP,
+            "key_block": b64(encrypt_key_block(new.crypto, environment)),
+        }
+        if isinstance(account.get("key_block_version"), int):
+            body["key_block_version"] = account["key_block_version"]
+        answer = self._json(self._send("POST", "/api/account/password", json_body=body))
+        self._check_hamk(login, answer)
+        token = answer.get("token")
+        if not isinstance(token, str) or not token:
+            raise ProtocolError("the server sent no session token")
+        self._token = token
+
+    # -- the store ----------------------------------------------------------------------------
+
+    def list_objects(
+        self, prefix: str = "", *, order: str = "name", limit: int = 100, after: str | None = None
+    ) -> tuple[list[StoredObject], str | None]:
+        """One page of ``GET /api/store``: the objects and the cursor of the next page (None at the end)."""
+        query = {"prefix": prefix, "order": order, "limit": str(limit)}
+        if after is not None:
+            query["after"] = after
+        answer = self._json(self._send("GET", "/api/store?" + urlencode(query)))
+        entries = answer.get("objects")
+        following = answer.get("next")
+        if not isinstance(entries, list) or not (following is None or isinstance(following, str)):
+            raise ProtocolError("the server's listing is malformed")
+        page = []
+        for entry in entries:
+            try:
+                page.append(
+                    StoredObject(
+                        str(entry["path"]),
+                        int(entry["version"]),
+                        int(entry["size"]),
+                        int(entry["created_ms"]),
+                        int(entry["modified_ms"]),
+                    )
+                )
+            except (KeyError, TypeError, ValueError):
+                raise ProtocolError("the server's listing is malformed") from None
+        return page, following
+
+    def iter_objects(self, prefix: str = "", *, order: str = "name") -> Iterator[StoredObject]:
+        """Every object under ``prefix``, following the server's pages."""
+        after: str | None = None
+        for _ in range(MAX_PAGES):
+            page, after = self.list_objects(prefix, order=order, limit=PAGE_SIZE, after=after)
+            yield from page
+            if after is None:
+                return
+        raise ProtocolError("the listing did not end")
+
+    def get_object(self, path: str) -> bytes:
+        """The bytes of one of the user's objects (``ApiError`` with code ``not_found`` if absent)."""
+        return self._send("GET", "/api/store/" + quote(path, safe="/")).body
+
+    def put_object(self, path: str, data: bytes) -> int:
+        """Store client bytes at ``path`` (not under ``Mail/``); returns the new version."""
+        answer = self._json(
+            self._send(
+                "PUT",
+                "/api/store/" + quote(path, safe="/"),
+                data=data,
+                headers={"Content-Type": "application/octet-stream"},
+            )
+        )
+        return int(answer.get("version", 0))
+
+    def open_mail(self, path: str) -> bytes:
+        """Fetch a ``Mail/`` object and decrypt it here with the in-memory private key.
+
+        Any decryption failure is :class:`MessageTampered`: the key was checked against the account at
+        login, so the stored bytes are not what was sealed (modified or corrupted); nothing is returned.
+        """
+        blob = self.get_object(path)
+        try:
+            return open_mail_object(self.private_key, blob)
+        except CryptoError:
+            raise MessageTampered(path.rsplit("/", 1)[-1]) from None
+
+    # -- mail ---------------------------------------------------------------------------------
+
+    def list_messages(self, folder: str = "Inbox", limit: int | None = None) -> list[MessageInfo]:
+        """The folder's messages, newest first, each summarised from its decrypted JSON twin."""
+        base = folder_path(folder)
+        found: list[MessageInfo] = []
+        for entry in self.iter_objects(base + "/", order="newest"):
+            if limit is not None and len(found) >= limit:
+                break
+            message_id = entry.path[len(base) + 1 :]
+            if not MESSAGE_ID.fullmatch(message_id):
+                continue
+            found.append(self._describe(base, message_id, entry.size))
+        return found
+
+    def _describe(self, base: str, message_id: str, size: int) -> MessageInfo:
+        path = f"{base}/{message_id}"
+        try:
+            twin = json.loads(self.open_mail(f"{base}_Json/{message_id}"))
+            if not isinstance(twin, dict):
+                raise ValueError("twin is not an object")
+            summary = summarize(twin)
+            author = summary.author
+            sender = ""
+            if author is not None:
+                sender = (
+                    email.utils.formataddr((author.name or "", author.email or ""))
+                    if author.name
+                    else author.email or ""
+                )
+            return MessageInfo(message_id, path, summary.date_ms, sender, summary.subject or "", size)
+        except (ApiError, DecryptionFailed, ValueError, RecursionError):
+            pass
+        try:
+            headers = email.parser.BytesHeaderParser(policy=email.policy.default).parsebytes(self.open_mail(path))
+            date = headers.get("Date")
+            when = email.utils.parsedate_to_datetime(str(date)) if date else None
+            date_ms = int(when.timestamp() * 1000) if when is not None else None
+            return MessageInfo(
+                message_id, path, date_ms, str(headers.get("From", "")), str(headers.get("Subject", "")), size
+            )
+        except MessageTampered:
+            return MessageInfo(message_id, path, None, "", "(failed integrity check: not shown)", size)
+        except (ApiError, DecryptionFailed, ValueError, TypeError, IndexError):
+            return MessageInfo(message_id, path, None, "", "(could not decrypt)", size)
+
+    def resolve_message(self, message_id: str) -> str:
+        """The store path of a message ID (found in Inbox, then Sent), or a ``Mail/...`` path given whole."""
+        if "/" in message_id:
+            base, _, name = message_id.rpartition("/")
+            folder_path(base)
+            if not base.startswith("Mail/") or not MESSAGE_ID.fullmatch(name):
+                raise UsageError("a message path looks like Mail/In/<ID>")
+            return message_id
+        if not MESSAGE_ID.fullmatch(message_id):
+            raise UsageError("a message ID is the first column of `ls`")
+        for folder in ("Mail/In", "Mail/Sent"):
+            page, _ = self.list_objects(f"{folder}/{message_id}", limit=10)
+            if any(entry.path == f"{folder}/{message_id}" for entry in page):
+                return f"{folder}/{message_id}"
+        raise UsageError(f"no message with ID {message_id}")
+
+    def read_message(self, message_id: str) -> bytes:
+        """The decrypted RFC 5322 bytes of one message."""
+        return self.open_mail(self.resolve_message(message_id))
+
+    def send(
+        self,
+        to: Sequence[str],
+        subject: str,
+        text: str,
+        *,
+        cc: Sequence[str] = (),
+        bcc: Sequence[str] = (),
+    ) -> SendResult:
+        """Send a plain-text message composed by the server from these fields (From is the user's address)."""
+        if not to and not cc and not bcc:
+            raise UsageError("give at least one recipient")
+        for address in (*to, *cc, *bcc):
+            if "@" not in address or len(address) > 254 or any(c.isspace() or ord(c) < 32 for c in address):
+                raise UsageError(f"not an e-mail address: {address[:80]!r}")
+        body = {"to": list(to), "cc": list(cc), "bcc": list(bcc), "subject": subject, "text": text}
+        answer = self._json(self._send("POST", "/api/send", json_body=body))
+        try:
+            return SendResult(
+                str(answer["from"]),
+                [str(a) for a in answer.get("local", [])],
+                [str(a) for a in answer.get("remote", [])],
+                answer.get("queue_id") if isinstance(answer.get("queue_id"), str) else None,
+                str(answer["sent"]),
+            )
+        except (KeyError, TypeError):
+            raise ProtocolError("the server's send answer is malformed") from None
+
+    def mail_folders(self) -> list[str]:
+        """Every ``Mail/<folder>`` that holds messages (twins excluded)."""
+        folders: list[str] = []
+        after: str | None = None
+        for _ in range(MAX_PAGES):
+            page, after = self.list_objects("Mail/", limit=PAGE_SIZE, after=after)
+            for entry in page:
+                parts = entry.path.split("/")
+                if len(parts) == 3 and _FOLDER_NAME.fullmatch(parts[1]) and not parts[1].endswith("_Json"):
+                    if f"Mail/{parts[1]}" not in folders:
+                        folders.append(f"Mail/{parts[1]}")
+            if after is None:
+                return folders
+        raise ProtocolError("the listing did not end")

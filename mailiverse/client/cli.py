@@ -1,0 +1,329 @@
+"""``mailiverse-client``: the command line over :mod:`mailiverse.client`; one login per run, nothing kept on disk.
+
+    mailiverse-client --server URL --user NAME [--ca FILE | --fingerprint SHA256] COMMAND
+
+Commands: ``signup [--invite CODE]``, ``login``, ``ls [--folder F]``, ``read ID``,
+``send --to ADDR [--cc ADDR] --subject S`` (body on stdin), ``passwd``, ``export DIR``,
+``upgrade-legacy [--legacy-keyserver HOST:PORT [--legacy-plain]]`` (a legacy account moves to the
+modern login, same keys) and ``import-mailiverse DIR`` (an original store dump, bytes unchanged).
+The password comes from ``MAILIVERSE_PASSWORD`` or a prompt; the new one for ``passwd`` from
+``MAILIVERSE_NEW_PASSWORD`` or a second prompt.  Exit status 0 on success; otherwise one line on
+stderr and 1 (failure), 2 (usage), 3 (wrong user name or password) or 4 (server identity).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import email.parser
+import email.policy
+import getpass
+import os
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from typing import IO, NoReturn
+
+from mailiverse.client.api import Client, MessageInfo
+from mailiverse.client.errors import (
+    AuthenticationFailed,
+    ClientError,
+    ServerIdentityError,
+    UsageError,
+)
+from mailiverse.client.export import export_maildir
+from mailiverse.client.importer import import_dump
+from mailiverse.client.legacy import KeyServerAddress, account_name, parse_host_port, upgrade_legacy
+from mailiverse.client.transport import HttpsTransport, Transport
+
+PROG = "mailiverse-client"
+PASSWORD_ENV = "MAILIVERSE_PASSWORD"  # noqa: S105 - a variable name, not a password
+NEW_PASSWORD_ENV = "MAILIVERSE_NEW_PASSWORD"  # noqa: S105 - a variable name
+#: The largest message body `send` reads from stdin.
+MAX_BODY_BYTES = 10 * 1024 * 1024
+EXIT_FAILURE, EXIT_USAGE, EXIT_AUTH, EXIT_IDENTITY = 1, 2, 3, 4
+#: Commands that take the legacy ``NAME@DOMAIN`` form of --user (the account is the local part).
+LEGACY_COMMANDS = frozenset({"upgrade-legacy", "import-mailiverse"})
+
+TransportFactory = Callable[[argparse.Namespace], Transport]
+Prompt = Callable[[str], str]
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is one line on stderr and exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the contract (names and flags are fixed)."""
+    parser = _Parser(prog=PROG, description="Mailiverse client: nothing is stored on this device.")
+    parser.add_argument("--server", required=True, help="https://HOST[:PORT] of the appliance")
+    parser.add_argument("--user", required=True, help="your user name")
+    pin = parser.add_mutually_exclusive_group()
+    pin.add_argument("--ca", metavar="FILE", help="trust only this CA or self-signed certificate (PEM)")
+    pin.add_argument("--fingerprint", metavar="SHA256", help="trust only the certificate with this SHA-256 (hex)")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
+    signup = commands.add_parser("signup", help="create the account (keys are made here)")
+    signup.add_argument("--invite", metavar="CODE", help="invite code from the operator")
+    commands.add_parser("login", help="check the password")
+    ls = commands.add_parser("ls", help="list a folder: ID, date, sender, subject")
+    ls.add_argument("--folder", default="Inbox", help="Inbox (Mail/In), Sent (Mail/Sent) or Mail/<name>")
+    read = commands.add_parser("read", help="decrypt and print one message")
+    read.add_argument("id", metavar="ID")
+    read.add_argument("--raw", action="store_true", help="print the RFC 5322 bytes unchanged")
+    send = commands.add_parser("send", help="send a message; the body is read from stdin")
+    send.add_argument("--to", action="append", default=[], metavar="ADDR", required=True)
+    send.add_argument("--cc", action="append", default=[], metavar="ADDR")
+    send.add_argument("--subject", required=True, metavar="S")
+    commands.add_parser("passwd", help="change the password")
+    export = commands.add_parser("export", help="decrypt all mail into a local Maildir")
+    export.add_argument("dir", metavar="DIR")
+    upgrade = commands.add_parser(
+        "upgrade-legacy", help="move a legacy Mailiverse account to the modern login (same password, same keys)"
+    )
+    upgrade.add_argument(
+        "--legacy-keyserver", metavar="HOST:PORT", help="use the KeyServer's TCP port instead of WebSocket on --server"
+    )
+    upgrade.add_argument(
+        "--legacy-plain", action="store_true", help="the TCP KeyServer speaks plain TCP (no TLS; not recommended)"
+    )
+    imported = commands.add_parser("import-mailiverse", help="import a dump of an original Mailiverse store")
+    imported.add_argument("dir", metavar="DIR")
+    return parser
+
+
+def default_transport(args: argparse.Namespace) -> Transport:
+    """The real HTTPS transport for the parsed options."""
+    return HttpsTransport(args.server, ca_file=args.ca, fingerprint=args.fingerprint)
+
+
+def clean(text: str, *, multiline: bool = False) -> str:
+    """Text from a message made safe for a terminal: control characters (escape sequences) are replaced."""
+    keep = "\n\t" if multiline else ""
+    return "".join(
+        c if c in keep or not (ord(c) < 32 or 0x7F <= ord(c) < 0xA0 or c in "\u2028\u2029") else "\ufffd" for c in text
+    )
+
+
+def format_listing(info: MessageInfo) -> str:
+    """One `ls` line: ID, date (UTC ISO 8601), sender, subject, separated by tabs."""
+    if info.date_ms is None:
+        date = "-"
+    else:
+        try:
+            moment = datetime.datetime.fromtimestamp(info.date_ms / 1000, datetime.UTC)
+            date = moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+        except (OverflowError, OSError, ValueError):
+            date = "-"
+    fields = [info.id, date, clean(info.sender) or "-", clean(info.subject) or "(no subject)"]
+    return "\t".join(f.replace("\t", " ") for f in fields)
+
+
+def format_message(raw: bytes) -> str:
+    """A readable rendering of a message: the main headers, then the text body, then attachment names."""
+    message = email.parser.BytesParser(policy=email.policy.default).parsebytes(raw)
+    lines = []
+    for name in ("From", "To", "Cc", "Date", "Subject"):
+        value = message.get(name)
+        if value is not None:
+            lines.append(f"{name}: {clean(str(value))}")
+    lines.append("")
+    try:
+        body = message.get_body(preferencelist=("plain", "html"))
+        text = body.get_content() if body is not None else "(no text part)"
+    except (LookupError, ValueError, KeyError, AttributeError):
+        text = "(the text part cannot be decoded)"
+    text = text if isinstance(text, str) else "(no text part)"
+    lines.append(clean(text.replace("\r\n", "\n"), multiline=True).rstrip("\n"))
+    attachments = (
+        [clean(part.get_filename() or "(unnamed)") for part in message.iter_attachments()]
+        if message.is_multipart()
+        else []
+    )
+    for name in attachments:
+        lines.append(f"[attachment: {name}]")
+    return "\n".join(lines) + "\n"
+
+
+class _Run:
+    """One invocation: its streams, environment and password prompts."""
+
+    def __init__(
+        self, args: argparse.Namespace, stdin: IO[bytes], stdout: IO[str], environ: Mapping[str, str], prompt: Prompt
+    ) -> None:
+        self.args = args
+        self.stdin = stdin
+        self.stdout = stdout
+        self.environ = environ
+        self.prompt = prompt
+
+    def password(self, variable: str = PASSWORD_ENV, label: str = "Password", confirm: bool = False) -> str:
+        value = self.environ.get(variable)
+        if value:
+            return value
+        try:
+            value = self.prompt(f"{label} for {self.args.user}: ")
+            if confirm and self.prompt(f"{label} again: ") != value:
+                raise UsageError("the two passwords differ")
+        except EOFError:
+            raise UsageError(f"no password: set {variable} or run on a terminal") from None
+        if not value:
+            raise UsageError("the password is empty")
+        return value
+
+    def out(self, text: str) -> None:
+        self.stdout.write(text + "\n")
+
+    def execute(self, client: Client) -> None:
+        command = self.args.command
+        if command == "upgrade-legacy":
+            self.upgrade_legacy(client)
+            return
+        if command == "import-mailiverse":
+            self.import_mailiverse(client)
+            return
+        if command == "signup":
+            password = self.password(confirm=True)
+            addresses = client.signup(password, invite=self.args.invite)
+            self.out(f"signed up {client.user}: {', '.join(addresses) or client.user}")
+            return
+        if command == "passwd":
+            old = self.password(label="Current password")
+            new = self.password(NEW_PASSWORD_ENV, "New password", confirm=True)
+            client.change_password(old, new)
+            self.out(f"password changed for {client.user}")
+            return
+        if command == "send":
+            body = self.stdin.read(MAX_BODY_BYTES + 1)
+            if len(body) > MAX_BODY_BYTES:
+                raise UsageError(f"the message body is larger than {MAX_BODY_BYTES} bytes")
+            try:
+                text = body.decode("utf-8")
+            except UnicodeDecodeError:
+                raise UsageError("the message body on stdin is not UTF-8") from None
+            password = self.password()
+            client.login(password)
+            result = client.send(self.args.to, self.args.subject, text, cc=self.args.cc)
+            where = []
+            if result.local:
+                where.append("delivered to " + ", ".join(result.local))
+            if result.remote:
+                where.append(f"queued for {', '.join(result.remote)} (queue {result.queue_id})")
+            self.out(f"sent {result.sent_path.rsplit('/', 1)[-1]}: {'; '.join(where)}")
+            return
+        client.login(self.password())
+        if command == "login":
+            self.out(f"logged in as {client.user} ({', '.join(client.addresses) or 'no addresses'})")
+        elif command == "ls":
+            for info in client.list_messages(self.args.folder):
+                self.out(format_listing(info))
+        elif command == "read":
+            raw = client.read_message(self.args.id)
+            if self.args.raw:
+                self.stdout.flush()
+                buffer = getattr(self.stdout, "buffer", None)
+                if buffer is not None:
+                    buffer.write(raw)
+                    buffer.flush()
+                else:
+                    self.stdout.write(raw.decode("utf-8", "replace"))
+            else:
+                self.stdout.write(format_message(raw))
+        elif command == "export":
+            exported = export_maildir(client, self.args.dir)
+            detail = ", ".join(f"{name}: {count}" for name, count in exported.written.items())
+            self.out(f"exported {exported.total} message(s) to {self.args.dir}" + (f" ({detail})" if detail else ""))
+
+
+    def upgrade_legacy(self, client: Client) -> None:
+        args = self.args
+        if args.legacy_plain and args.legacy_keyserver is None:
+            raise UsageError("--legacy-plain needs --legacy-keyserver HOST:PORT")
+        address = KeyServerAddress(
+            args.server,
+            ca_file=args.ca,
+            fingerprint=args.fingerprint,
+            tcp=parse_host_port(args.legacy_keyserver) if args.legacy_keyserver is not None else None,
+            plain=args.legacy_plain,
+        )
+        password = self.password()
+        result = upgrade_legacy(address, args.user, password)
+        # The proof that it worked: the modern login, and the private key decrypted from the key block.
+        client.login(password)
+        self.out(
+            f"upgraded {result.account} to the modern login (key SHA-256 {result.public_key_sha256[:16]}); "
+            "legacy logins are now refused"
+        )
+
+    def import_mailiverse(self, client: Client) -> None:
+        directory = self.args.dir
+        if not os.path.isdir(directory):
+            raise UsageError(f"{directory} is not a directory")
+        client.login(self.password())
+        result = import_dump(client, directory)
+        for failure in result.failures:
+            self.out("failed " + clean(failure))
+        self.out(result.summary())
+        if result.failed:
+            raise ClientError(f"{result.failed} object(s) were not imported: {result.summary()}")
+
+
+def main(
+    argv: Sequence[str] | None = None,
+    *,
+    transport_factory: TransportFactory = default_transport,
+    stdin: IO[bytes] | None = None,
+    stdout: IO[str] | None = None,
+    stderr: IO[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+    prompt: Prompt = getpass.getpass,
+) -> int:
+    """Run one command; return the exit status (0 ok, 1 failure, 2 usage, 3 auth, 4 server identity)."""
+    out = stdout if stdout is not None else sys.stdout
+    err = stderr if stderr is not None else sys.stderr
+    client: Client | None = None
+    try:
+        parser = build_parser()
+        if argv is None:
+            argv = sys.argv[1:]
+        try:
+            args = parser.parse_args(argv)
+        except SystemExit as done:  # --help printed the usage
+            return int(done.code or 0)
+        run = _Run(
+            args,
+            stdin if stdin is not None else sys.stdin.buffer,
+            out,
+            environ if environ is not None else os.environ,
+            prompt,
+        )
+        user = account_name(args.user) if args.command in LEGACY_COMMANDS else args.user
+        client = Client(transport_factory(args), user)
+        run.execute(client)
+        return 0
+    except AuthenticationFailed as error:
+        err.write(f"{PROG}: {error}\n")
+        return EXIT_AUTH
+    except ServerIdentityError as error:
+        err.write(f"{PROG}: {error}\n")
+        return EXIT_IDENTITY
+    except UsageError as error:
+        err.write(f"{PROG}: {error}\n")
+        return EXIT_USAGE
+    except ClientError as error:
+        err.write(f"{PROG}: {error}\n")
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        err.write(f"{PROG}: interrupted\n")
+        return 130
+    except Exception as error:  # noqa: BLE001 - one line, never a traceback that could hold message text
+        err.write(f"{PROG}: internal error ({type(error).__name__})\n")
+        return EXIT_FAILURE
+    finally:
+        if client is not None:
+            try:
+                client.logout()
+            except ClientError:
+                pass
+            client.close()

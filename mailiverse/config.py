@@ -1,0 +1,166 @@
+"""Typed configuration of one appliance and the layout of its data directory.
+
+``twistd mailiverse`` options and ``mailiverse-admin`` both end up here, so
+every rule about defaults, endpoints and file locations lives in one place.
+Validation errors name the option and say how to fix it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import stat
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import idna
+
+from mailiverse.legacy.options import LegacyOptions
+from mailiverse.privatefile import write_private
+
+DEFAULT_DATA_DIR = "./mailiverse-data"
+DEFAULT_SMTP_PORT = 2525
+DEFAULT_SMTPS_PORT = 4650
+DEFAULT_WEB_PORT = 8443
+DEFAULT_LISTEN = "127.0.0.1"
+#: The SMTP SIZE limit, which is also the largest message the envelopes must handle.
+DEFAULT_MAX_MESSAGE_SIZE = 50 * 1024 * 1024
+#: The one file in the data dir where a running appliance records its settings,
+#: so ``mailiverse-admin --data-dir`` finds the same database.
+APPLIANCE_FILE = "appliance.json"
+
+_HOSTNAME = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$")
+
+
+class ConfigError(ValueError):
+    """A configuration value is wrong; the message names the option and the fix."""
+
+
+def normalize_domain(name: str, option: str = "--domain") -> str:
+    """Return the lower-case A-label form of a domain, or raise :class:`ConfigError`."""
+    text = name.strip().rstrip(".")
+    try:
+        ascii_name = idna.encode(text, uts46=True).decode("ascii").lower()
+    except idna.IDNAError as e:
+        raise ConfigError(f"{option} {name!r} is not a valid domain name ({e})") from None
+    if not _HOSTNAME.match(ascii_name):
+        raise ConfigError(f"{option} {name!r} is not a valid domain name; use a name like example.org")
+    return ascii_name
+
+
+def with_interface(endpoint: str, listen: str) -> str:
+    """Bind a bare ``tcp:PORT`` endpoint to ``listen``; anything explicit is kept.
+
+    The appliance listens on loopback unless told otherwise, so a first run on a
+    laptop never exposes a port to the network by accident.
+    """
+    parts = endpoint.split(":")
+    kind = parts[0].lower()
+    if kind in ("tcp", "tcp6") and not any(p.startswith("interface=") for p in parts[1:]):
+        interface = listen.replace(":", "\\:")
+        return f"{endpoint}:interface={interface}"
+    return endpoint
+
+
+@dataclass(frozen=True)
+class DataDir:
+    """Where an appliance keeps its state; created with mode 0700."""
+
+    root: Path
+
+    @property
+    def tls_dir(self) -> Path:
+        return self.root / "tls"
+
+    @property
+    def keys_dir(self) -> Path:
+        return self.root / "keys"
+
+    @property
+    def tmp_dir(self) -> Path:
+        return self.root / "tmp"
+
+    @property
+    def database_path(self) -> Path:
+        return self.root / "mailiverse.sqlite3"
+
+    @property
+    def default_db_url(self) -> str:
+        return f"sqlite:///{self.database_path.resolve()}"
+
+    @property
+    def appliance_file(self) -> Path:
+        return self.root / APPLIANCE_FILE
+
+    def server_key_path(self, purpose: str) -> Path:
+        return self.keys_dir / f"{purpose}.key.pem"
+
+    def create(self) -> None:
+        """Create the directory tree with owner-only permissions."""
+        old = os.umask(0o077)
+        try:
+            for path in (self.root, self.tls_dir, self.keys_dir, self.tmp_dir):
+                path.mkdir(mode=0o700, parents=True, exist_ok=True)
+                mode = stat.S_IMODE(path.stat().st_mode)
+                if mode & 0o077:
+                    path.chmod(0o700)
+        finally:
+            os.umask(old)
+
+
+@dataclass(frozen=True)
+class ApplianceConfig:
+    """Everything one running appliance needs to know."""
+
+    data_dir: DataDir
+    domains: tuple[str, ...]
+    hostname: str
+    smtp_endpoints: tuple[str, ...]
+    smtps_endpoints: tuple[str, ...]
+    smtp_selfsigned_endpoints: tuple[str, ...] = ()
+    smtps_selfsigned_endpoints: tuple[str, ...] = ()
+    web_endpoints: tuple[str, ...] = ()
+    web_plain_endpoints: tuple[str, ...] = ()
+    db_url: str = ""
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
+    open_signup: bool = False
+    outbound_mode: str = "off"
+    smarthost: str | None = None
+    smarthost_user: str | None = None
+    smarthost_password_file: Path | None = None
+    smarthost_ca: Path | None = None
+    dkim_selector: str = "mailiverse"
+    mta_sts_mode: str = "testing"
+    acme_directory: str | None = None
+    acme_email: str | None = None
+    acme_http_endpoints: tuple[str, ...] = ()
+    legacy: LegacyOptions = field(default_factory=LegacyOptions)
+
+    def is_local_domain(self, domain: str) -> bool:
+        try:
+            return normalize_domain(domain) in self.domains
+        except ConfigError:
+            return False
+
+    def record(self) -> None:
+        """Write the settings ``mailiverse-admin`` reads (mode 0600, no secrets but the DB URL)."""
+        content = {
+            "db_url": self.db_url,
+            "domains": list(self.domains),
+            "hostname": self.hostname,
+        }
+        write_private(self.data_dir.appliance_file, (json.dumps(content, indent=2) + "\n").encode("utf-8"))
+
+
+def read_recorded(data_dir: DataDir) -> dict[str, object]:
+    """Return what the appliance recorded in its data dir, or ``{}`` before its first start."""
+    try:
+        value = json.loads(data_dir.appliance_file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except ValueError as e:
+        raise ConfigError(f"{data_dir.appliance_file} is not valid JSON ({e}); delete it and restart the appliance") from None
+    return value if isinstance(value, dict) else {}

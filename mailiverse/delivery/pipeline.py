@@ -1,0 +1,151 @@
+"""From a spooled message to stored envelopes, for every local recipient.
+
+The slow work runs off the reactor thread: parse the MIME into the JSON twin,
+compress and encrypt both objects to each recipient's public key (in the
+format of that recipient's account), then write every object in one
+transaction.  ``deliver`` returns only after that transaction is durably
+committed, which is what lets the SMTP layer answer 250.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from twisted.internet.threads import deferToThreadPool
+from twisted.logger import Logger
+from twisted.python.threadpool import ThreadPool
+from zope.interface import implementer
+
+from mailiverse.crypto.keys import load_public_key
+from mailiverse.delivery.encrypt import read_chunks, seal_chunks
+from mailiverse.delivery.naming import INBOX_PREFIX, mail_paths, new_key_base
+from mailiverse.mime.limits import Limits
+from mailiverse.mime.twin import convert
+from mailiverse.smtp.interfaces import IInbox, Recipient
+from mailiverse.spool import SpooledMessage
+from mailiverse.store.db import Database
+from mailiverse.store.objects import put_object
+from mailiverse.store.users import User, get_user
+
+log = Logger()
+
+
+class DeliveryError(Exception):
+    """A message could not be stored; the sender should try again later."""
+
+
+@dataclass
+class _Sealed:
+    user_id: int
+    path: str
+    body: IO[bytes]
+
+
+def split_address(address: str) -> tuple[str, str] | None:
+    """Split ``local@domain``; ``None`` when it is not a plain address."""
+    local, sep, domain = address.strip().strip("<>").rpartition("@")
+    if not sep or not local or not domain:
+        return None
+    return local, domain
+
+
+@implementer(IInbox)
+class Delivery:
+    """The appliance's :class:`IInbox`: resolves local users and stores their mail."""
+
+    def __init__(
+        self,
+        database: Database,
+        is_local_domain: Callable[[str], bool],
+        *,
+        tmp_dir: Path | None = None,
+        reactor: Any = None,
+        workers: int = 2,
+        mime_limits: Limits | None = None,
+        now_ms: Callable[[], int] | None = None,
+    ) -> None:
+        if reactor is None:
+            from twisted.internet import reactor as default_reactor
+
+            reactor = default_reactor
+        self._db = database
+        self._is_local_domain = is_local_domain
+        self._tmp_dir = str(tmp_dir) if tmp_dir else None
+        self._reactor = reactor
+        self._mime_limits = mime_limits or Limits()
+        self._now_ms = now_ms or (lambda: int(time.time() * 1000))
+        self._pool = ThreadPool(minthreads=0, maxthreads=workers, name="mailiverse-delivery")
+        self._pool.start()
+        reactor.addSystemEventTrigger("during", "shutdown", self.stop)
+
+    def stop(self) -> None:
+        """Stop the worker threads once; safe to call again (and at reactor shutdown)."""
+        if self._pool.joined:
+            return
+        self._pool.stop()
+
+    async def resolve(self, address: str) -> Recipient | None:
+        parts = split_address(address)
+        if parts is None or not self._is_local_domain(parts[1]):
+            return None
+        local = parts[0].lower()
+        user = await self._db.run(get_user, local)
+        if user is None or user.disabled:
+            return None
+        return Recipient(address=f"{local}@{parts[1].lower()}", user=user.name)
+
+    async def deliver(self, message: SpooledMessage, mail_from: str, recipients: list[Recipient]) -> None:
+        names = list(dict.fromkeys(r.user for r in recipients))
+        users = await self._db.run(_load_users, names)
+        missing = [n for n, u in zip(names, users, strict=True) if u is None]
+        if missing:
+            raise DeliveryError("a recipient's account disappeared during delivery")
+        now_ms = self._now_ms()
+        key_base = new_key_base(now_ms)
+        sealed: list[_Sealed] = await deferToThreadPool(
+            self._reactor, self._pool, self._seal_for_all, message, [u for u in users if u], key_base, now_ms
+        )
+        try:
+            await self._db.transact(_store_all, sealed, now_ms)
+        finally:
+            for item in sealed:
+                item.body.close()
+        log.info(
+            "stored message {key_base} ({size} bytes) for {count} recipient(s)",
+            key_base=key_base,
+            size=message.size,
+            count=len(users),
+        )
+
+    def _seal_for_all(self, message: SpooledMessage, users: Sequence[User], key_base: str, now_ms: int) -> list[_Sealed]:
+        original_path, twin_path = mail_paths(key_base, INBOX_PREFIX)
+        raw = message.read_all()
+        twin = convert(raw, original_path=original_path, written_ms=now_ms, limits=self._mime_limits)
+        del raw
+        sealed: list[_Sealed] = []
+        try:
+            for user in users:
+                public_key = load_public_key(user.public_key)
+                with message.open() as source:
+                    original = seal_chunks(user.envelope_format, public_key, read_chunks(source), self._tmp_dir)
+                sealed.append(_Sealed(user.id, original_path, original))
+                sealed.append(_Sealed(user.id, twin_path, seal_chunks(user.envelope_format, public_key, [twin], self._tmp_dir)))
+        except BaseException:
+            for item in sealed:
+                item.body.close()
+            raise
+        return sealed
+
+
+def _load_users(conn: Any, names: list[str]) -> list[User | None]:
+    return [get_user(conn, name) for name in names]
+
+
+def _store_all(conn: Any, sealed: list[_Sealed], now_ms: int) -> None:
+    for item in sealed:
+        item.body.seek(0)
+        put_object(conn, item.user_id, item.path, read_chunks(item.body), if_absent=True, now_ms=now_ms)

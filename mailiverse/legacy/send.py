@@ -1,0 +1,163 @@
+"""The legacy ``Send`` relay with the original's holes closed.
+
+The body is base64 of RSA-AES(send key, utf8("java.util.HashMap!{...}")).  Unlike the
+original, the sender must name a complete legacy account, give that account's
+``smtpPassword`` and send from its own address.  The message is rebuilt as
+multipart/alternative (text and HTML), local recipients are delivered through
+``Delivery``, and remote ones go to an optional outbound submitter; without one, a
+message with any remote recipient is refused before anything is delivered.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from email.message import EmailMessage
+from email.policy import SMTP
+from email.utils import formatdate, getaddresses, make_msgid, parseaddr
+from typing import Any, Protocol
+
+from twisted.logger import Logger
+
+from mailiverse.compat.typed import decode_typed
+from mailiverse.crypto import lenient, rsaaes
+from mailiverse.delivery.pipeline import split_address
+from mailiverse.legacy.backend import LegacyBackend, LegacyRefused
+from mailiverse.spool import SpooledMessage
+
+log = Logger()
+
+HASHMAP_CLASS = "java.util.HashMap"
+MAX_BODY_BYTES = 1024 * 1024
+MAX_RECIPIENTS = 100
+MAX_FIELD_CHARS = 512 * 1024
+_MESSAGE_ID = re.compile(r"<[\x21-\x3b\x3d\x3f-\x7e]{1,250}@[\x21-\x3b\x3d\x3f-\x7e]{1,250}>")
+
+
+class IOutbound(Protocol):
+    """What Send hands remote recipients to (the appliance's outbound queue)."""
+
+    async def submit(self, *, user: str, mail_from: str, recipients: list[str], message: bytes) -> str: ...
+
+
+class SendRefused(LegacyRefused):
+    """The relay refuses the request; ``status`` is the HTTP status to answer with."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def open_send_body(backend: LegacyBackend, body: bytes) -> dict[str, str]:
+    """Decode and decrypt a Send body into its string map; SendRefused for anything wrong."""
+    try:
+        blob = base64.b64decode(body.strip(), validate=True)
+        text = lenient.decode_text(rsaaes.decrypt(backend.send_key, blob))
+        class_name, value = decode_typed(text)
+    except (binascii.Error, ValueError, Exception):  # noqa: BLE001 - one generic error
+        raise SendRefused("the message could not be read") from None
+    if class_name != HASHMAP_CLASS or not isinstance(value, dict):
+        raise SendRefused("the message could not be read")
+    fields: dict[str, str] = {}
+    for key, item in value.items():
+        if not isinstance(item, str) or len(item) > MAX_FIELD_CHARS:
+            raise SendRefused("the message could not be read")
+        fields[key] = item
+    return fields
+
+
+def _recipients(fields: dict[str, str]) -> list[str]:
+    found: list[str] = []
+    headers = [fields[k] for k in ("to", "cc", "bcc") if fields.get(k, "").strip()]
+    for _, address in getaddresses(headers):
+        parts = split_address(address)
+        if parts is None or any(c.isspace() or ord(c) < 33 for c in address):
+            raise SendRefused(f"not a usable recipient address: {address[:80]!r}")
+        found.append(address)
+    unique = list(dict.fromkeys(found))
+    if not unique:
+        raise SendRefused("the message has no recipients")
+    if len(unique) > MAX_RECIPIENTS:
+        raise SendRefused(f"at most {MAX_RECIPIENTS} recipients")
+    return unique
+
+
+def build_message(fields: dict[str, str], sender: str, hostname: str, now: float) -> bytes:
+    """The MIME message the original relay would build: text and HTML alternatives, no attachments."""
+    message = EmailMessage(policy=SMTP)
+    try:
+        message["From"] = fields["from"]
+        for header, key in (("To", "to"), ("Cc", "cc")):
+            if fields.get(key, "").strip():
+                message[header] = fields[key]
+        message["Subject"] = fields.get("subject", "")
+        message["Date"] = formatdate(now, usegmt=True)
+        given = fields.get("messageId", "")
+        message["Message-ID"] = given if _MESSAGE_ID.fullmatch(given) else make_msgid(domain=hostname)
+        message.set_content(fields.get("text", ""))
+        message.add_alternative(fields.get("html", ""), subtype="html")
+    except (ValueError, TypeError, IndexError) as e:
+        raise SendRefused(f"the message headers are not valid: {type(e).__name__}") from None
+    del sender
+    return message.as_bytes()
+
+
+async def relay(
+    backend: LegacyBackend,
+    delivery: Any,
+    outbound: IOutbound | None,
+    body: bytes,
+    peer: str,
+) -> None:
+    """Check, build and hand on one Send request; SendRefused says why not."""
+    if len(body) > MAX_BODY_BYTES:
+        raise SendRefused("the message is too large", 413)
+    fields = open_send_body(backend, body)
+    user_field = fields.get("user", "")
+    name = backend.local_name(user_field)
+    key = backend.throttle_key(name, user_field)
+    if not backend.send_throttle.check(key, peer).allowed:
+        raise SendRefused("too many failed attempts, try again later", 429)
+    login = await backend.login_data(name) if name is not None else None
+    environment = await backend.get_server_environment(login) if login is not None else None
+    password_ok = environment is not None and backend.mail_block_password_matches(environment, fields.get("password"))
+    if login is None or not password_ok:
+        backend.send_throttle.record_failure(key, peer)
+        raise SendRefused("the sender is not authenticated", 403)
+    assert name is not None
+    _, from_address = parseaddr(fields.get("from", ""))
+    if backend.local_name(from_address) != name or "@" not in from_address:
+        raise SendRefused("the From address does not belong to the sender", 403)
+    recipients = _recipients(fields)
+    message = build_message(fields, from_address, backend.options.hostname, backend.clock())
+    local, remote = [], []
+    for address in recipients:
+        resolved = await delivery.resolve(address) if delivery is not None else None
+        if resolved is not None:
+            local.append(resolved)
+        else:
+            parts = split_address(address)
+            if parts is not None and parts[1].lower() in backend.options.domains:
+                raise SendRefused(f"no such local recipient: {address[:80]!r}")
+            remote.append(address)
+    if remote and outbound is None:
+        raise SendRefused("this server does not relay to other domains", 403)
+    if local:
+        spooled = SpooledMessage(size=len(message), memory=message)
+        try:
+            await delivery.deliver(spooled, from_address, local)
+        finally:
+            spooled.close()
+    if remote:
+        assert outbound is not None
+        await outbound.submit(user=name, mail_from=from_address, recipients=remote, message=message)
+    log.info(
+        "legacy Send from {name}: {local} local, {remote} remote recipient(s)",
+        name=name,
+        local=len(local),
+        remote=len(remote),
+    )
+
+
+__all__ = ["IOutbound", "SendRefused", "build_message", "open_send_body", "relay"]

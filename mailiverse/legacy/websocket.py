@@ -1,0 +1,94 @@
+"""The KeyServer and MailServer over WebSocket, as the original Tomcat proxy offered them to the web client.
+
+Each client text frame carries one line; anything after its first ``\\n`` is dropped, as the
+proxy did.  Each server line goes out as one text frame ending in ``\\n``.  Messages are
+limited to 10 KiB (the proxy's limit), binary frames close the connection, and a connection
+idle for the role's timeout is dropped.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from autobahn.twisted.resource import WebSocketResource
+from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+
+from mailiverse.legacy.backend import LegacyBackend
+from mailiverse.legacy.session import LineDriver, LineSession, Role
+from mailiverse.legacy.tcp import peer_host
+
+MAX_MESSAGE_BYTES = 10 * 1024
+
+
+class LegacyWebSocketProtocol(WebSocketServerProtocol):  # type: ignore[misc]
+    """One WebSocket connection driving one :class:`LineSession`."""
+
+    role: Role
+    backend: LegacyBackend
+    idle_timeout: float
+    reactor: Any
+
+    def onOpen(self) -> None:
+        session = LineSession(self.role, self.backend, peer_host(self.transport))
+        self._max_line = session.max_line
+        self._driver = LineDriver(session, self._send_line, self._close)
+        self._timer = self.reactor.callLater(self.idle_timeout, self._idle)
+
+    def _send_line(self, line: bytes) -> None:
+        self.sendMessage(line, isBinary=False)
+
+    def _close(self) -> None:
+        self.sendClose()
+
+    def _idle(self) -> None:
+        self._timer = None
+        self._driver.close()
+        self.dropConnection(abort=True)
+
+    def onMessage(self, payload: bytes, isBinary: bool) -> None:
+        if self._timer is not None and self._timer.active():
+            self._timer.reset(self.idle_timeout)
+        if isBinary:
+            self._driver.close()
+            return
+        line = payload.split(b"\n", 1)[0]
+        if line.endswith(b"\r"):
+            line = line[:-1]
+        if not line:
+            return
+        if len(line) > self._max_line:
+            self._driver.close()
+            return
+        self._driver.line(line)
+
+    def onClose(self, wasClean: bool, code: Any, reason: Any) -> None:
+        timer = getattr(self, "_timer", None)
+        if timer is not None and timer.active():
+            timer.cancel()
+        driver = getattr(self, "_driver", None)
+        if driver is not None:
+            driver.close()
+
+
+def websocket_resource(
+    role: Role, backend: LegacyBackend, *, idle_timeout: float = 45.0, reactor: Any = None
+) -> WebSocketResource:
+    """A twisted.web resource speaking the legacy line protocol of ``role`` over WebSocket."""
+    if reactor is None:
+        from twisted.internet import reactor as default_reactor
+
+        reactor = default_reactor
+    factory = WebSocketServerFactory()
+    factory.setProtocolOptions(
+        maxMessagePayloadSize=MAX_MESSAGE_BYTES,
+        maxFramePayloadSize=MAX_MESSAGE_BYTES,
+        openHandshakeTimeout=10,
+        closeHandshakeTimeout=5,
+    )
+    protocol = type(
+        f"LegacyWebSocket_{role}",
+        (LegacyWebSocketProtocol,),
+        {"role": role, "backend": backend, "idle_timeout": idle_timeout, "reactor": reactor},
+    )
+    factory.protocol = protocol  # type: ignore[assignment]
+    return WebSocketResource(factory)

@@ -1,0 +1,1 @@
+"""First-boot set-up of an appliance: its configuration file, DKIM key, DNS records and their check."""

@@ -1,0 +1,287 @@
+"""Spool one incoming message with bounded memory, never writing plaintext to disk.
+
+Small messages stay in memory.  Past ``memory_limit`` bytes the message spills to an
+anonymous temporary file (``O_TMPFILE`` where the platform has it, otherwise created and
+unlinked at once; mode 0600) holding AES-256-CTR ciphertext under a random key and nonce
+that live only in this process's memory.  Losing the process loses the key, so a crash
+leaves nothing readable behind.  CTR mode lets every reader seek independently, so
+``SpooledMessage.open()`` hands out any number of independent streams, usable from any
+thread (they read with ``os.pread`` and never share a file position).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import secrets
+import tempfile
+import threading
+from pathlib import Path
+from typing import BinaryIO, Self
+
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+_BLOCK = 16
+_WRITE_CHUNK = 64 * 1024
+
+
+class SpoolError(Exception):
+    """The spool was used out of order (write after finish, open after close)."""
+
+
+def _ctr_cipher(key: bytes, nonce: bytes, offset: int) -> tuple[Cipher[modes.CTR], int]:
+    """A CTR cipher positioned at the block holding ``offset``, and the bytes to skip in it."""
+    block, skip = divmod(offset, _BLOCK)
+    counter = (int.from_bytes(nonce, "big") + block) % (1 << 128)
+    return Cipher(algorithms.AES(key), modes.CTR(counter.to_bytes(_BLOCK, "big"))), skip
+
+
+class _DecryptingReader(io.RawIOBase):
+    """A seekable raw stream over the encrypted spool file, decrypting on the fly."""
+
+    def __init__(self, fd: int, size: int, key: bytes, nonce: bytes) -> None:
+        super().__init__()
+        self._fd = fd
+        self._size = size
+        self._key = key
+        self._nonce = nonce
+        self._pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
+        target = base + offset
+        if target < 0:
+            raise ValueError("negative seek position")
+        self._pos = target
+        return self._pos
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        if self.closed:
+            raise ValueError("I/O operation on closed spool reader")
+        want = min(len(buffer), max(0, self._size - self._pos))
+        if want == 0:
+            return 0
+        ciphertext = os.pread(self._fd, want, self._pos)
+        if len(ciphertext) != want:
+            raise OSError("spool file is shorter than expected")
+        cipher, skip = _ctr_cipher(self._key, self._nonce, self._pos)
+        decryptor = cipher.decryptor()
+        plaintext = decryptor.update(bytes(skip) + ciphertext)[skip:]
+        memoryview(buffer)[:want] = plaintext
+        self._pos += want
+        return want
+
+
+class SpooledMessage:
+    """A finished spooled message: ``size`` bytes readable any number of times until ``close()``."""
+
+    def __init__(
+        self,
+        *,
+        size: int,
+        memory: bytes | None = None,
+        fd: int | None = None,
+        key: bytes = b"",
+        nonce: bytes = b"",
+        path: Path | None = None,
+    ) -> None:
+        self.size = size
+        self._memory = memory
+        self._fd = fd
+        self._key = key
+        self._nonce = nonce
+        self._path = path
+        self._closed = False
+        self._lock = threading.Lock()
+
+    @property
+    def in_memory(self) -> bool:
+        """Whether the message never spilled to disk."""
+        return self._fd is None
+
+    def open(self) -> BinaryIO:
+        """A fresh readable binary stream positioned at the start of the message."""
+        with self._lock:
+            if self._closed:
+                raise SpoolError("spooled message already closed")
+            if self._memory is not None:
+                return io.BytesIO(self._memory)
+            assert self._fd is not None
+            raw = _DecryptingReader(self._fd, self.size, self._key, self._nonce)
+        return io.BufferedReader(raw, buffer_size=_WRITE_CHUNK)  # type: ignore[return-value]
+
+    def read_all(self) -> bytes:
+        """The whole message as bytes."""
+        with self.open() as stream:
+            return stream.read()
+
+    def close(self) -> None:
+        """Discard the message: drop the memory copy, the key and the temp file."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._memory = None
+            self._key = b""
+            fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)
+        if self._path is not None:
+            try:
+                self._path.unlink()
+            except FileNotFoundError:
+                pass
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+class SpoolWriter:
+    """Receives a message incrementally; ``finish()`` turns it into a ``SpooledMessage``.
+
+    ``max_size`` is the enforcement hook for size limits: once more than ``max_size`` bytes
+    have been written, everything is dropped, later writes are only counted and
+    ``oversized`` becomes true; ``finish()`` then raises ``SpoolError``.  ``keep_name`` leaves
+    the temp file visible in ``directory`` until close, so tests can inspect its bytes.
+    """
+
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        memory_limit: int = 256 * 1024,
+        max_size: int | None = None,
+        keep_name: bool = False,
+    ) -> None:
+        if memory_limit < 0:
+            raise ValueError("memory_limit must not be negative")
+        self._directory = Path(directory)
+        self._memory_limit = memory_limit
+        self._max_size = max_size
+        self._keep_name = keep_name
+        self._memory: list[bytes] | None = []
+        self._memory_size = 0
+        self._fd: int | None = None
+        self._path: Path | None = None
+        self._key = b""
+        self._nonce = b""
+        self._encryptor: object | None = None
+        self.size = 0
+        self.oversized = False
+        self._done = False
+
+    @property
+    def spilled(self) -> bool:
+        """Whether the message went to the encrypted temp file."""
+        return self._fd is not None
+
+    def write(self, data: bytes) -> None:
+        """Append ``data``; over ``max_size`` the message is dropped and only counted."""
+        if self._done:
+            raise SpoolError("write after finish or abort")
+        if not data:
+            return
+        self.size += len(data)
+        if self.oversized:
+            return
+        if self._max_size is not None and self.size > self._max_size:
+            self.oversized = True
+            self._discard()
+            return
+        if self._fd is None:
+            assert self._memory is not None
+            self._memory.append(bytes(data))
+            self._memory_size += len(data)
+            if self._memory_size > self._memory_limit:
+                self._spill()
+        else:
+            self._write_encrypted(data)
+
+    def finish(self) -> SpooledMessage:
+        """Close the writer and return the message; raises ``SpoolError`` when oversized."""
+        if self._done:
+            raise SpoolError("spool already finished or aborted")
+        self._done = True
+        if self.oversized:
+            raise SpoolError("message exceeded the size limit")
+        if self._fd is None:
+            assert self._memory is not None
+            memory = b"".join(self._memory)
+            self._memory = None
+            return SpooledMessage(size=len(memory), memory=memory)
+        fd, self._fd = self._fd, None
+        path, self._path = self._path, None
+        message = SpooledMessage(
+            size=self.size, fd=fd, key=self._key, nonce=self._nonce, path=path
+        )
+        self._key = b""
+        self._encryptor = None
+        return message
+
+    def abort(self) -> None:
+        """Throw the message away."""
+        self._done = True
+        self._discard()
+
+    def _discard(self) -> None:
+        self._memory = None
+        self._memory_size = 0
+        self._key = b""
+        self._encryptor = None
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)
+        path, self._path = self._path, None
+        if path is not None:
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                pass
+
+    def _open_temp_file(self) -> int:
+        self._directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if self._keep_name:
+            fd, name = tempfile.mkstemp(dir=self._directory, prefix="spool-")
+            self._path = Path(name)
+            return fd
+        flags = os.O_RDWR | getattr(os, "O_CLOEXEC", 0)
+        o_tmpfile = getattr(os, "O_TMPFILE", 0)
+        if o_tmpfile:
+            try:
+                return os.open(self._directory, flags | o_tmpfile, 0o600)
+            except OSError:
+                pass  # filesystem without O_TMPFILE support: fall back to create-and-unlink
+        fd, name = tempfile.mkstemp(dir=self._directory, prefix="spool-")
+        os.unlink(name)
+        return fd
+
+    def _spill(self) -> None:
+        assert self._memory is not None
+        self._key = secrets.token_bytes(32)
+        self._nonce = secrets.token_bytes(_BLOCK)
+        cipher, _ = _ctr_cipher(self._key, self._nonce, 0)
+        self._encryptor = cipher.encryptor()
+        self._fd = self._open_temp_file()
+        pending, self._memory = self._memory, None
+        self._memory_size = 0
+        for chunk in pending:
+            self._write_encrypted(chunk)
+
+    def _write_encrypted(self, data: bytes) -> None:
+        assert self._fd is not None and self._encryptor is not None
+        ciphertext = memoryview(self._encryptor.update(data))  # type: ignore[attr-defined]
+        while ciphertext:
+            written = os.write(self._fd, ciphertext[:_WRITE_CHUNK])
+            ciphertext = ciphertext[written:]

@@ -1,0 +1,39 @@
+"""The store: one database door, the schema and its migrations, and repositories of plain dataclasses."""
+
+from mailiverse.store.db import Database
+from mailiverse.store.errors import (
+    InvalidInput,
+    InvalidPath,
+    ObjectNotFound,
+    ObjectTooLarge,
+    ReactorThreadAccess,
+    StoreError,
+    UserExists,
+    UserNotFound,
+    VersionConflict,
+)
+from mailiverse.store.facade import Store, wall_clock_ms
+from mailiverse.store.objects import CHUNK_SIZE, NewestCursor, ObjectInfo
+from mailiverse.store.paths import validate_path, validate_prefix
+from mailiverse.store.users import User
+
+__all__ = [
+    "CHUNK_SIZE",
+    "Database",
+    "InvalidInput",
+    "InvalidPath",
+    "NewestCursor",
+    "ObjectInfo",
+    "ObjectNotFound",
+    "ObjectTooLarge",
+    "ReactorThreadAccess",
+    "Store",
+    "StoreError",
+    "User",
+    "UserExists",
+    "UserNotFound",
+    "VersionConflict",
+    "validate_path",
+    "validate_prefix",
+    "wall_clock_ms",
+]

@@ -1,0 +1,39 @@
+"""The store's error types: one hierarchy callers can catch and act on."""
+
+from __future__ import annotations
+
+
+class StoreError(Exception):
+    """Base class of every error the store raises on purpose."""
+
+
+class InvalidInput(StoreError, ValueError):
+    """An argument breaks a limit or a format rule; the message names which."""
+
+
+class InvalidPath(InvalidInput):
+    """An object path or prefix is not acceptable (traversal, control characters, too long...)."""
+
+
+class ObjectTooLarge(InvalidInput):
+    """An object body exceeds the size limit given to the store."""
+
+
+class UserExists(StoreError):
+    """A user with this (canonical) name already exists."""
+
+
+class UserNotFound(StoreError, LookupError):
+    """No user has this id or name."""
+
+
+class ObjectNotFound(StoreError, LookupError):
+    """No object exists at this path for this user."""
+
+
+class VersionConflict(StoreError):
+    """A conditional write or delete found a different version than the caller expected."""
+
+
+class ReactorThreadAccess(AssertionError):
+    """The database was touched on the reactor thread while the reactor was running."""

@@ -1,0 +1,442 @@
+"""Per-user objects: versioned, chunked bodies under validated paths; synchronous functions on a Connection."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import delete, func, insert, select, tuple_, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, RowMapping
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.sql import ColumnElement, operators
+from sqlalchemy.sql.elements import UnaryExpression
+
+from mailiverse.store.errors import (
+    InvalidInput,
+    ObjectNotFound,
+    ObjectTooLarge,
+    UserNotFound,
+    VersionConflict,
+)
+from mailiverse.store.paths import (
+    MAX_PATH_BYTES,
+    prefix_upper_bound,
+    validate_path,
+    validate_prefix,
+)
+from mailiverse.store.schema import object_chunks, objects
+
+CHUNK_SIZE = 1024 * 1024
+MAX_OBJECT_BYTES = 128 * 1024 * 1024
+MAX_LIST_LIMIT = 10_000
+# Newest-first listing on SQLite: when a prefix matches fewer objects than this, sorting them (found
+# through the path index) beats walking the user's modification-time index past non-matching objects.
+SPARSE_PREFIX_ROWS = 2_000
+
+_INFO_COLUMNS = (
+    objects.c.id,
+    objects.c.user_id,
+    objects.c.path,
+    objects.c.version,
+    objects.c.created_ms,
+    objects.c.modified_ms,
+    objects.c.size,
+)
+
+
+@dataclass(frozen=True, order=True)
+class NewestCursor:
+    """Where a newest-first listing stopped: the (modified_ms, path) of the last object returned.
+
+    ``to_token``/``from_token`` give an opaque string for clients to hand back.
+    """
+
+    modified_ms: int
+    path: str
+
+    def to_token(self) -> str:
+        """``"<modified_ms>:<path>"``."""
+        return f"{self.modified_ms}:{self.path}"
+
+    @classmethod
+    def from_token(cls, token: str) -> NewestCursor:
+        """Parse a token from ``to_token``; raises InvalidInput for anything else."""
+        if not isinstance(token, str) or len(token) > MAX_PATH_BYTES + 32:
+            raise InvalidInput("listing cursor is malformed")
+        stamp, separator, path = token.partition(":")
+        if (
+            not separator
+            or not stamp.isascii()
+            or not stamp.isdigit()
+            or len(stamp) > 19
+        ):
+            raise InvalidInput("listing cursor is malformed")
+        validate_prefix(path)
+        return cls(int(stamp), path)
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """An object's metadata (not its body)."""
+
+    id: int
+    user_id: int
+    path: str
+    version: int
+    created_ms: int
+    modified_ms: int
+    size: int
+
+    @property
+    def newest_cursor(self) -> NewestCursor:
+        """The cursor that continues a newest-first listing after this object."""
+        return NewestCursor(self.modified_ms, self.path)
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _info(row: RowMapping) -> ObjectInfo:
+    return ObjectInfo(
+        id=row["id"],
+        user_id=row["user_id"],
+        path=row["path"],
+        version=row["version"],
+        created_ms=row["created_ms"],
+        modified_ms=row["modified_ms"],
+        size=row["size"],
+    )
+
+
+def _dialect_insert(conn: Connection) -> Any:
+    if conn.dialect.name == "postgresql":
+        return postgresql.insert(objects)
+    return sqlite.insert(objects)
+
+
+def _pieces(
+    chunks: Iterable[bytes] | bytes,
+) -> Iterable[bytes | bytearray | memoryview]:
+    if isinstance(chunks, (bytes, bytearray, memoryview)):
+        return (chunks,)
+    return chunks
+
+
+def _write_chunks(
+    conn: Connection, object_id: int, chunks: Iterable[bytes] | bytes, max_size: int
+) -> int:
+    """Store ``chunks`` re-cut into CHUNK_SIZE pieces, holding at most one chunk in memory; the size."""
+    pending = bytearray()
+    seq = 0
+    size = 0
+
+    def flush(data: bytes) -> None:
+        nonlocal seq
+        conn.execute(
+            insert(object_chunks), {"object_id": object_id, "seq": seq, "data": data}
+        )
+        seq += 1
+
+    for piece in _pieces(chunks):
+        if not isinstance(piece, (bytes, bytearray, memoryview)):
+            raise InvalidInput("object data must be given as bytes")
+        view = memoryview(piece).cast("B")
+        size += len(view)
+        if size > max_size:
+            raise ObjectTooLarge(f"object is larger than {max_size} bytes")
+        while view:
+            if not pending and len(view) >= CHUNK_SIZE:
+                flush(bytes(view[:CHUNK_SIZE]))
+                view = view[CHUNK_SIZE:]
+                continue
+            take = min(CHUNK_SIZE - len(pending), len(view))
+            pending += view[:take]
+            view = view[take:]
+            if len(pending) == CHUNK_SIZE:
+                flush(bytes(pending))
+                pending.clear()
+    if pending:
+        flush(bytes(pending))
+    return size
+
+
+def put_object(
+    conn: Connection,
+    user_id: int,
+    path: str,
+    chunks: Iterable[bytes] | bytes,
+    *,
+    if_version: int | None = None,
+    if_absent: bool = False,
+    now_ms: int | None = None,
+    max_size: int = MAX_OBJECT_BYTES,
+) -> ObjectInfo:
+    """Create or replace the object at ``path``, streaming its body from ``chunks``.
+
+    The version starts at 1 and grows by one on every put. ``if_absent`` fails with VersionConflict
+    when an object exists; ``if_version`` fails with VersionConflict unless the object exists at
+    exactly that version. Raises InvalidPath, ObjectTooLarge, UserNotFound.
+    """
+    validate_path(path)
+    if if_absent and if_version is not None:
+        raise InvalidInput("if_absent and if_version cannot be combined")
+    if if_version is not None and (
+        isinstance(if_version, bool) or not isinstance(if_version, int)
+    ):
+        raise InvalidInput("if_version must be an integer")
+    now = _now_ms() if now_ms is None else now_ms
+    returning = (objects.c.id, objects.c.version, objects.c.created_ms)
+    try:
+        if if_version is not None:
+            statement = (
+                update(objects)
+                .where(
+                    objects.c.user_id == user_id,
+                    objects.c.path == path,
+                    objects.c.version == if_version,
+                )
+                .values(version=objects.c.version + 1, modified_ms=now)
+                .returning(*returning)
+            )
+            row = conn.execute(statement).mappings().first()
+            if row is None:
+                raise VersionConflict("the object is not at the expected version")
+        else:
+            fresh = {
+                "user_id": user_id,
+                "path": path,
+                "version": 1,
+                "created_ms": now,
+                "modified_ms": now,
+                "size": 0,
+            }
+            statement = _dialect_insert(conn).values(fresh)
+            if if_absent:
+                statement = statement.on_conflict_do_nothing(
+                    index_elements=["user_id", "path"]
+                )
+            else:
+                statement = statement.on_conflict_do_update(
+                    index_elements=["user_id", "path"],
+                    set_={"version": objects.c.version + 1, "modified_ms": now},
+                )
+            row = conn.execute(statement.returning(*returning)).mappings().first()
+            if row is None:
+                raise VersionConflict("an object already exists at this path")
+    except IntegrityError:
+        raise UserNotFound("no such user") from None
+    object_id = row["id"]
+    if row["version"] > 1:
+        conn.execute(
+            delete(object_chunks).where(object_chunks.c.object_id == object_id)
+        )
+    size = _write_chunks(conn, object_id, chunks, max_size)
+    conn.execute(update(objects).where(objects.c.id == object_id).values(size=size))
+    return ObjectInfo(
+        id=object_id,
+        user_id=user_id,
+        path=path,
+        version=row["version"],
+        created_ms=row["created_ms"],
+        modified_ms=now,
+        size=size,
+    )
+
+
+def get_object_info(conn: Connection, user_id: int, path: str) -> ObjectInfo | None:
+    """The object's metadata, or None if there is none at ``path``."""
+    validate_path(path)
+    statement = select(*_INFO_COLUMNS).where(
+        objects.c.user_id == user_id, objects.c.path == path
+    )
+    row = conn.execute(statement).mappings().first()
+    return None if row is None else _info(row)
+
+
+def _require(conn: Connection, user_id: int, path: str) -> ObjectInfo:
+    info = get_object_info(conn, user_id, path)
+    if info is None:
+        raise ObjectNotFound("no object at this path")
+    return info
+
+
+def _chunk_iterator(conn: Connection, object_id: int) -> Iterator[bytes]:
+    sequence = select(object_chunks.c.seq).where(object_chunks.c.object_id == object_id)
+    for seq in conn.execute(sequence.order_by(object_chunks.c.seq)).scalars().all():
+        data = conn.execute(
+            select(object_chunks.c.data).where(
+                object_chunks.c.object_id == object_id, object_chunks.c.seq == seq
+            )
+        ).scalar_one()
+        yield bytes(data)
+
+
+def iter_object_chunks(conn: Connection, user_id: int, path: str) -> Iterator[bytes]:
+    """The object's body chunk by chunk (one chunk in memory at a time); raises ObjectNotFound at once.
+
+    Consume it inside the same ``run``/``transact`` call.
+    """
+    return _chunk_iterator(conn, _require(conn, user_id, path).id)
+
+
+def read_object(conn: Connection, user_id: int, path: str) -> bytes:
+    """The object's whole body; raises ObjectNotFound."""
+    return b"".join(iter_object_chunks(conn, user_id, path))
+
+
+def read_chunk(
+    conn: Connection, user_id: int, path: str, version: int, seq: int
+) -> bytes | None:
+    """Chunk ``seq`` of version ``version`` of the object, or None past the end.
+
+    Raises ObjectNotFound, or VersionConflict if the object changed: lets a reader stream an object
+    across several short transactions without mixing two versions.
+    """
+    info = _require(conn, user_id, path)
+    if info.version != version:
+        raise VersionConflict("the object changed while it was being read")
+    data = conn.execute(
+        select(object_chunks.c.data).where(
+            object_chunks.c.object_id == info.id, object_chunks.c.seq == seq
+        )
+    ).scalar_one_or_none()
+    return None if data is None else bytes(data)
+
+
+def _prefix_conditions(
+    prefix: str, column: ColumnElement[str] = objects.c.path
+) -> list[ColumnElement[bool]]:
+    conditions: list[ColumnElement[bool]] = []
+    if prefix:
+        # A range, not LIKE: '%' and '_' stay literal and the (user_id, path) index applies.
+        conditions.append(column >= prefix)
+        upper = prefix_upper_bound(prefix)
+        if upper is not None:
+            conditions.append(column < upper)
+    return conditions
+
+
+def _unindexed(column: ColumnElement[Any]) -> ColumnElement[Any]:
+    """SQLite's unary ``+``: the same value, but the planner may not use an index for it."""
+    return UnaryExpression(column, operator=operators.custom_op("+"), type_=column.type)
+
+
+def _prefix_is_sparse(conn: Connection, user_id: int, prefix: str) -> bool:
+    if not prefix:
+        return False
+    sample = (
+        select(objects.c.id)
+        .where(objects.c.user_id == user_id, *_prefix_conditions(prefix))
+        .limit(SPARSE_PREFIX_ROWS)
+        .subquery()
+    )
+    return (
+        int(conn.execute(select(func.count()).select_from(sample)).scalar_one())
+        < SPARSE_PREFIX_ROWS
+    )
+
+
+def list_objects(
+    conn: Connection,
+    user_id: int,
+    prefix: str = "",
+    *,
+    after: str | NewestCursor | None = None,
+    limit: int = 1000,
+    newest_first: bool = False,
+) -> list[ObjectInfo]:
+    """Objects whose path starts with ``prefix``, at most ``limit`` of them.
+
+    By path (code-point order) by default, continuing after the path ``after``; with
+    ``newest_first``, by modification time then path, both descending, continuing after the
+    NewestCursor ``after`` (``ObjectInfo.newest_cursor`` of the last item of the previous page).
+    """
+    validate_prefix(prefix)
+    if (
+        isinstance(limit, bool)
+        or not isinstance(limit, int)
+        or not 1 <= limit <= MAX_LIST_LIMIT
+    ):
+        raise InvalidInput(f"limit must be between 1 and {MAX_LIST_LIMIT}")
+    if not newest_first:
+        conditions = [objects.c.user_id == user_id, *_prefix_conditions(prefix)]
+        if after is not None:
+            if not isinstance(after, str):
+                raise InvalidInput("a listing by path continues after a path")
+            validate_prefix(after)
+            conditions.append(objects.c.path > after)
+        statement = (
+            select(*_INFO_COLUMNS)
+            .where(*conditions)
+            .order_by(objects.c.path.asc())
+            .limit(limit)
+        )
+        return [_info(row) for row in conn.execute(statement).mappings()]
+
+    if after is not None and not isinstance(after, NewestCursor):
+        raise InvalidInput("a newest-first listing continues after a NewestCursor")
+    path_column: ColumnElement[str] = objects.c.path
+    modified_order: ColumnElement[Any] = objects.c.modified_ms
+    path_order: ColumnElement[Any] = objects.c.path
+    if conn.dialect.name == "sqlite":
+        # SQLite has no statistics for a prefix range, so steer it: for a prefix matching few objects,
+        # find them by path and sort; otherwise walk the modification-time index newest first.
+        if _prefix_is_sparse(conn, user_id, prefix):
+            modified_order, path_order = (
+                _unindexed(objects.c.modified_ms),
+                _unindexed(objects.c.path),
+            )
+        else:
+            path_column = _unindexed(objects.c.path)
+    conditions = [
+        objects.c.user_id == user_id,
+        *_prefix_conditions(prefix, path_column),
+    ]
+    if after is not None:
+        conditions.append(
+            tuple_(objects.c.modified_ms, objects.c.path)
+            < tuple_(after.modified_ms, after.path)
+        )
+    statement = (
+        select(*_INFO_COLUMNS)
+        .where(*conditions)
+        .order_by(modified_order.desc(), path_order.desc())
+        .limit(limit)
+    )
+    return [_info(row) for row in conn.execute(statement).mappings()]
+
+
+def count_objects(conn: Connection, user_id: int, prefix: str = "") -> int:
+    """How many objects the user has under ``prefix``."""
+    validate_prefix(prefix)
+    statement = (
+        select(func.count())
+        .select_from(objects)
+        .where(objects.c.user_id == user_id, *_prefix_conditions(prefix))
+    )
+    return int(conn.execute(statement).scalar_one())
+
+
+def delete_object(
+    conn: Connection, user_id: int, path: str, *, if_version: int | None = None
+) -> bool:
+    """Delete the object (its chunks go by cascade); False if absent.
+
+    With ``if_version``, raises VersionConflict if the object exists at another version.
+    """
+    validate_path(path)
+    conditions = [objects.c.user_id == user_id, objects.c.path == path]
+    if if_version is not None:
+        conditions.append(objects.c.version == if_version)
+    deleted = conn.execute(delete(objects).where(*conditions)).rowcount > 0
+    if (
+        not deleted
+        and if_version is not None
+        and get_object_info(conn, user_id, path) is not None
+    ):
+        raise VersionConflict("the object is not at the expected version")
+    return deleted

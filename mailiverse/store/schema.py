@@ -1,0 +1,239 @@
+"""The store's tables as SQLAlchemy Core metadata; Alembic revisions create and evolve them."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Double,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    PrimaryKeyConstraint,
+    Table,
+    Text,
+    UniqueConstraint,
+    false,
+    text,
+)
+from sqlalchemy.types import TypeEngine
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def path_type() -> TypeEngine[str]:
+    """Text compared by code point on every backend, so prefix ranges match Python's ordering."""
+    # PostgreSQL's default collation may be linguistic (ignoring punctuation), which would break
+    # range-based prefix listing; "C" compares bytes. SQLite's default BINARY already does.
+    return Text().with_variant(Text(collation="C"), "postgresql")
+
+
+metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", Text, nullable=False),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("envelope_format", Text, nullable=False),
+    Column("public_key", LargeBinary, nullable=False),
+    Column("legacy", Boolean, nullable=False, server_default=false()),
+    Column("srp_salt", LargeBinary, nullable=True),
+    Column("srp_verifier", LargeBinary, nullable=True),
+    Column("srp_group", Text, nullable=True),
+    Column("key_block", LargeBinary, nullable=True),
+    Column("key_block_version", Integer, nullable=False, server_default=text("0")),
+    Column("disabled", Boolean, nullable=False, server_default=false()),
+    UniqueConstraint("name"),
+)
+
+objects = Table(
+    "objects",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column(
+        "user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False
+    ),
+    Column("path", path_type(), nullable=False),
+    Column("version", BigInteger, nullable=False),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("modified_ms", BigInteger, nullable=False),
+    Column("size", BigInteger, nullable=False),
+    # Serves lookups by path and prefix listing in name order (a range on path). An index rather
+    # than a constraint so that SQLite queries can name it.
+    Index("ix_objects_user_id_path", "user_id", "path", unique=True),
+    # Serves newest-first listing: a backwards scan on (user_id, modified_ms, path).
+    Index("ix_objects_user_id_modified_ms_path", "user_id", "modified_ms", "path"),
+)
+
+object_chunks = Table(
+    "object_chunks",
+    metadata,
+    Column(
+        "object_id",
+        Integer,
+        ForeignKey("objects.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("seq", Integer, nullable=False),
+    Column("data", LargeBinary, nullable=False),
+    PrimaryKeyConstraint("object_id", "seq"),
+)
+
+# -- accounts (revision 0002): sessions, invites, shared server secrets -----------------------
+
+sessions = Table(
+    "sessions",
+    metadata,
+    # SHA-256 of the token; the token itself is never stored.
+    Column("token_hash", LargeBinary, nullable=False),
+    Column("session_id", Text, nullable=False),
+    Column("username", Text, nullable=False),
+    Column("created_at", Double, nullable=False),
+    Column("last_seen", Double, nullable=False),
+    PrimaryKeyConstraint("token_hash"),
+    Index("ix_sessions_username", "username"),
+    Index("ix_sessions_last_seen", "last_seen"),
+)
+
+invites = Table(
+    "invites",
+    metadata,
+    # SHA-256 of the invite code; the code is shown once, when it is created.
+    Column("code_hash", LargeBinary, nullable=False),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("expires_ms", BigInteger, nullable=True),
+    Column("used_ms", BigInteger, nullable=True),
+    Column("used_by", Text, nullable=True),
+    PrimaryKeyConstraint("code_hash"),
+)
+
+server_secrets = Table(
+    "server_secrets",
+    metadata,
+    Column("name", Text, nullable=False),
+    Column("value", LargeBinary, nullable=False),
+    Column("created_ms", BigInteger, nullable=False),
+    PrimaryKeyConstraint("name"),
+)
+
+# -- outbound queue (revision 0003): messages waiting for remote delivery ---------------------
+
+outbound_messages = Table(
+    "outbound_messages",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("queue_id", Text, nullable=False),
+    Column("user_name", Text, nullable=False),
+    Column("mail_from", Text, nullable=False),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("size", BigInteger, nullable=False),
+    # AES-256-GCM under the queue key in the data dir; never the plaintext message.
+    Column("body", LargeBinary, nullable=False),
+    UniqueConstraint("queue_id"),
+)
+
+outbound_recipients = Table(
+    "outbound_recipients",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column(
+        "message_id",
+        Integer,
+        ForeignKey("outbound_messages.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("address", Text, nullable=False),
+    Column("domain", Text, nullable=False),
+    # pending -> sent | failed -> bounced | dropped
+    Column("status", Text, nullable=False),
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("next_attempt_ms", BigInteger, nullable=False),
+    Column("lease_until_ms", BigInteger, nullable=False, server_default=text("0")),
+    Column("lease_owner", Text, nullable=True),
+    Column("last_error", Text, nullable=True),
+    Column("status_code", Text, nullable=True),
+    Column("remote_host", Text, nullable=True),
+    # Serves the worker's "what is due" scan.
+    Index("ix_outbound_recipients_status_next_attempt_ms", "status", "next_attempt_ms"),
+    Index("ix_outbound_recipients_message_id", "message_id"),
+)
+
+# -- legacy Mailiverse protocol (revision 0004) ------------------------------------------------
+
+legacy_pending = Table(
+    "legacy_pending",
+    metadata,
+    # An account created by a legacy sign-up packet whose server environment (and so its public
+    # key) has not arrived yet; it becomes a ``users`` row when the mail block is put.
+    Column("name", Text, nullable=False),
+    Column("srp_salt", LargeBinary, nullable=False),
+    Column("srp_verifier", LargeBinary, nullable=False),
+    Column("key_block", LargeBinary, nullable=True),
+    Column("created_ms", BigInteger, nullable=False),
+    PrimaryKeyConstraint("name"),
+)
+
+legacy_mail_blocks = Table(
+    "legacy_mail_blocks",
+    metadata,
+    Column(
+        "user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False
+    ),
+    Column("block", Text, nullable=False),
+    Column("modified_ms", BigInteger, nullable=False),
+    PrimaryKeyConstraint("user_id"),
+)
+
+legacy_store_credentials = Table(
+    "legacy_store_credentials",
+    metadata,
+    Column("key_id", Text, nullable=False),
+    # The secret, AES-encrypted under a key derived from the legacy server secret.
+    Column("secret", LargeBinary, nullable=False),
+    Column("name", Text, nullable=False),
+    Column(
+        "user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=True
+    ),
+    Column("created_ms", BigInteger, nullable=False),
+    PrimaryKeyConstraint("key_id"),
+    Index("ix_legacy_store_credentials_name", "name"),
+    Index("ix_legacy_store_credentials_user_id", "user_id"),
+)
+
+legacy_captcha_tokens = Table(
+    "legacy_captcha_tokens",
+    metadata,
+    Column("token_hash", LargeBinary, nullable=False),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("expires_ms", BigInteger, nullable=False),
+    Column("signup_used_ms", BigInteger, nullable=True),
+    Column("store_used_ms", BigInteger, nullable=True),
+    PrimaryKeyConstraint("token_hash"),
+)
+
+# -- pending SRP logins (revision 0005): challenges shared by every front end ------------------
+
+pending_logins = Table(
+    "pending_logins",
+    metadata,
+    # SHA-256 of the login handle; the handle itself is never stored.
+    Column("handle_hash", LargeBinary, nullable=False),
+    Column("expires_ms", BigInteger, nullable=False),
+    # The server's SRP state (secret exponent b included), AES-256-GCM under a key bound to the
+    # handle; see docs/auth.md.
+    Column("sealed_state", LargeBinary, nullable=False),
+    PrimaryKeyConstraint("handle_hash"),
+    # Serves the purge of expired rows and the eviction of the oldest at the cap.
+    Index("ix_pending_logins_expires_ms", "expires_ms"),
+)

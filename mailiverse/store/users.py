@@ -1,0 +1,242 @@
+"""User records: synchronous repository functions on a Connection, returning frozen dataclasses."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.engine import Connection, RowMapping
+from sqlalchemy.exc import IntegrityError
+
+from mailiverse.store.errors import (
+    InvalidInput,
+    UserExists,
+    UserNotFound,
+    VersionConflict,
+)
+from mailiverse.store.schema import users
+
+ENVELOPE_FORMATS = frozenset({"v1", "v2"})
+MAX_NAME_LENGTH = 254
+MAX_PUBLIC_KEY_BYTES = 16 * 1024
+MAX_KEY_BLOCK_BYTES = 64 * 1024
+MAX_SRP_FIELD_BYTES = 2 * 1024
+MAX_SRP_GROUP_LENGTH = 64
+
+
+@dataclass(frozen=True)
+class User:
+    """One account as stored; secrets here are only public or encrypted material and SRP verifiers."""
+
+    id: int
+    name: str
+    created_ms: int
+    envelope_format: str
+    public_key: bytes
+    legacy: bool
+    srp_salt: bytes | None
+    srp_verifier: bytes | None
+    srp_group: str | None
+    key_block: bytes | None
+    key_block_version: int
+    disabled: bool
+
+    def __repr__(self) -> str:
+        # Keep verifiers and key blocks out of logs and tracebacks.
+        return f"User(id={self.id}, name={self.name!r}, envelope_format={self.envelope_format!r}, legacy={self.legacy}, disabled={self.disabled})"
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def canonical_name(name: object) -> str:
+    """The stored form of a user name: lower case; raises InvalidInput for unusable names."""
+    if not isinstance(name, str):
+        raise InvalidInput("user name must be a string")
+    canonical = name.lower()
+    if not canonical:
+        raise InvalidInput("user name is empty")
+    if len(canonical) > MAX_NAME_LENGTH:
+        raise InvalidInput(f"user name is longer than {MAX_NAME_LENGTH} characters")
+    if not canonical.isprintable() or any(c.isspace() or c in "/\\" for c in canonical):
+        raise InvalidInput(
+            "user name may not contain spaces, control characters, '/' or '\\'"
+        )
+    try:
+        canonical.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidInput("user name is not valid Unicode text") from None
+    return canonical
+
+
+def _check_bytes(
+    value: object, what: str, limit: int, *, allow_empty: bool = False
+) -> bytes:
+    if not isinstance(value, (bytes, bytearray, memoryview)):
+        raise InvalidInput(f"{what} must be bytes")
+    data = bytes(value)
+    if not data and not allow_empty:
+        raise InvalidInput(f"{what} is empty")
+    if len(data) > limit:
+        raise InvalidInput(f"{what} is longer than {limit} bytes")
+    return data
+
+
+def _user(row: RowMapping) -> User:
+    return User(
+        id=row["id"],
+        name=row["name"],
+        created_ms=row["created_ms"],
+        envelope_format=row["envelope_format"],
+        public_key=bytes(row["public_key"]),
+        legacy=bool(row["legacy"]),
+        srp_salt=None if row["srp_salt"] is None else bytes(row["srp_salt"]),
+        srp_verifier=None
+        if row["srp_verifier"] is None
+        else bytes(row["srp_verifier"]),
+        srp_group=row["srp_group"],
+        key_block=None if row["key_block"] is None else bytes(row["key_block"]),
+        key_block_version=row["key_block_version"],
+        disabled=bool(row["disabled"]),
+    )
+
+
+def add_user(
+    conn: Connection,
+    name: str,
+    public_key_der: bytes,
+    envelope_format: str,
+    *,
+    legacy: bool = False,
+    now_ms: int | None = None,
+) -> User:
+    """Create a user; raises UserExists if the canonical name is taken, InvalidInput for bad fields."""
+    canonical = canonical_name(name)
+    public_key = _check_bytes(public_key_der, "public key", MAX_PUBLIC_KEY_BYTES)
+    if envelope_format not in ENVELOPE_FORMATS:
+        raise InvalidInput("envelope format must be 'v1' or 'v2'")
+    values: dict[str, Any] = {
+        "name": canonical,
+        "created_ms": _now_ms() if now_ms is None else now_ms,
+        "envelope_format": envelope_format,
+        "public_key": public_key,
+        "legacy": bool(legacy),
+    }
+    # A savepoint keeps the caller's transaction usable after a duplicate (PostgreSQL aborts it otherwise).
+    try:
+        with conn.begin_nested():
+            row = (
+                conn.execute(insert(users).values(values).returning(*users.c))
+                .mappings()
+                .one()
+            )
+    except IntegrityError:
+        raise UserExists(f"a user named {canonical!r} already exists") from None
+    return _user(row)
+
+
+def get_user(conn: Connection, name: str) -> User | None:
+    """The user with this name (case-insensitive), or None (also for names that could never exist)."""
+    try:
+        canonical = canonical_name(name)
+    except InvalidInput:
+        return None
+    row = (
+        conn.execute(select(users).where(users.c.name == canonical)).mappings().first()
+    )
+    return None if row is None else _user(row)
+
+
+def get_user_by_id(conn: Connection, user_id: int) -> User | None:
+    """The user with this id, or None."""
+    row = conn.execute(select(users).where(users.c.id == user_id)).mappings().first()
+    return None if row is None else _user(row)
+
+
+def list_users(conn: Connection) -> list[User]:
+    """Every user, by name."""
+    return [
+        _user(row)
+        for row in conn.execute(select(users).order_by(users.c.name)).mappings()
+    ]
+
+
+def delete_user(conn: Connection, user_id: int) -> bool:
+    """Delete a user and (by cascade) every object; False if there was no such user."""
+    return conn.execute(delete(users).where(users.c.id == user_id)).rowcount > 0
+
+
+def _update_user(
+    conn: Connection, user_id: int, values: dict[str, Any], *extra: Any
+) -> User:
+    statement = (
+        update(users)
+        .where(users.c.id == user_id, *extra)
+        .values(values)
+        .returning(*users.c)
+    )
+    row = conn.execute(statement).mappings().first()
+    if row is None:
+        if get_user_by_id(conn, user_id) is None:
+            raise UserNotFound("no such user")
+        raise VersionConflict("the key block changed since it was read")
+    return _user(row)
+
+
+def update_user_auth(
+    conn: Connection,
+    user_id: int,
+    *,
+    srp_salt: bytes,
+    srp_verifier: bytes,
+    srp_group: str,
+    key_block: bytes | None = None,
+    if_key_block_version: int | None = None,
+) -> User:
+    """Replace the SRP salt, verifier and group, and with ``key_block`` the encrypted key block.
+
+    A new key block increments ``key_block_version``; ``if_key_block_version`` makes the change
+    conditional (VersionConflict otherwise). Raises UserNotFound for an unknown id.
+    """
+    if (
+        not isinstance(srp_group, str)
+        or not srp_group
+        or len(srp_group) > MAX_SRP_GROUP_LENGTH
+    ):
+        raise InvalidInput(
+            f"SRP group must be a name of 1 to {MAX_SRP_GROUP_LENGTH} characters"
+        )
+    values: dict[str, Any] = {
+        "srp_salt": _check_bytes(srp_salt, "SRP salt", MAX_SRP_FIELD_BYTES),
+        "srp_verifier": _check_bytes(srp_verifier, "SRP verifier", MAX_SRP_FIELD_BYTES),
+        "srp_group": srp_group,
+    }
+    if key_block is not None:
+        values["key_block"] = _check_bytes(key_block, "key block", MAX_KEY_BLOCK_BYTES)
+        values["key_block_version"] = users.c.key_block_version + 1
+    condition = (
+        []
+        if if_key_block_version is None
+        else [users.c.key_block_version == if_key_block_version]
+    )
+    return _update_user(conn, user_id, values, *condition)
+
+
+def set_key_block(
+    conn: Connection, user_id: int, key_block: bytes, *, if_version: int | None = None
+) -> User:
+    """Store a new encrypted key block, incrementing its version; conditional with ``if_version``."""
+    values: dict[str, Any] = {
+        "key_block": _check_bytes(key_block, "key block", MAX_KEY_BLOCK_BYTES),
+        "key_block_version": users.c.key_block_version + 1,
+    }
+    condition = [] if if_version is None else [users.c.key_block_version == if_version]
+    return _update_user(conn, user_id, values, *condition)
+
+
+def set_disabled(conn: Connection, user_id: int, disabled: bool) -> User:
+    """Disable or re-enable an account; raises UserNotFound for an unknown id."""
+    return _update_user(conn, user_id, {"disabled": bool(disabled)})

@@ -1,0 +1,228 @@
+"""``twistd mailiverse``: command-line options and the service tree.
+
+``Options`` only parses and validates.  ``makeService`` prepares the data
+directory (certificates, server keys, database migrations) and returns one
+``MultiService`` of endpoint services, so a failed bind stops start-up and
+``--uid`` can drop privileges after binding port 25.
+"""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+from typing import Any
+
+from twisted.application.service import IService
+from twisted.python import usage
+
+from mailiverse.config import (
+    DEFAULT_DATA_DIR,
+    DEFAULT_LISTEN,
+    DEFAULT_MAX_MESSAGE_SIZE,
+    DEFAULT_SMTP_PORT,
+    DEFAULT_SMTPS_PORT,
+    DEFAULT_WEB_PORT,
+    ApplianceConfig,
+    ConfigError,
+    DataDir,
+    normalize_domain,
+    with_interface,
+)
+from mailiverse.legacy.options import LegacyOptions
+
+
+class Options(usage.Options):
+    synopsis = "[options]"
+    longdesc = (
+        "Run the mailiverse appliance: an ESMTP receiver that encrypts each message to its "
+        "recipient's public key at once, and the HTTPS client. Endpoints are Twisted endpoint "
+        "strings (tcp:PORT); the appliance adds TLS itself. Bare tcp endpoints listen on "
+        "127.0.0.1 unless --listen says otherwise. Give 'none' to switch a listener kind off."
+    )
+    optParameters = [
+        ["data-dir", None, DEFAULT_DATA_DIR, "Directory for keys, certificates and the SQLite database."],
+        ["hostname", None, None, "Host name used in the SMTP greeting and certificates (default: the first --domain)."],
+        ["web", None, None, f"HTTPS endpoint (default tcp:{DEFAULT_WEB_PORT})."],
+        ["db", None, None, "Database URL (default: SQLite in the data dir; or postgresql://user@host/db)."],
+        ["tls-cert", None, None, "PEM certificate (chain) issued by a CA, for the CA listeners."],
+        ["tls-key", None, None, "PEM private key of --tls-cert."],
+        ["listen", None, DEFAULT_LISTEN, "Address bare tcp:PORT endpoints bind to."],
+        ["max-message-size", None, str(DEFAULT_MAX_MESSAGE_SIZE), "Largest message accepted, in bytes (SMTP SIZE)."],
+        ["outbound", None, "off", "Mail to remote recipients: off, direct (to each domain's MX) or smarthost."],
+        ["smarthost", None, None, "HOST[:PORT] of the relay for --outbound smarthost (default port 587; STARTTLS required)."],
+        ["smarthost-user", None, None, "AUTH user name at the smarthost."],
+        ["smarthost-password-file", None, None, "File holding the smarthost password (mode 0600)."],
+        ["smarthost-ca", None, None, "PEM trust roots for the smarthost's certificate (default: the system's)."],
+        ["dkim-selector", None, "mailiverse", "DKIM selector used to sign outgoing mail."],
+        ["acme-directory", None, None, "ACME directory URL: get and renew the CA certificate (--tls-cert/--tls-key files)."],
+        ["acme-email", None, None, "Contact address for the ACME account."],
+        ["mta-sts-mode", None, "testing", "MTA-STS policy served at /.well-known/mta-sts.txt: testing, enforce or none (off)."],
+        ["legacy-keyserver", None, "tcp:7000", "Legacy KeyServer endpoint (TLS unless --legacy-plain)."],
+        ["legacy-mailserver", None, "tcp:7001", "Legacy MailServer endpoint (TLS unless --legacy-plain)."],
+        ["legacy-captcha", None, "off", "Legacy sign-up policy: off, token or closed."],
+    ]
+
+    optFlags = [
+        ["open-signup", None, "Let anyone sign up over the API (default: first account, then invites only)."],
+        ["legacy", None, "Serve the original Mailiverse protocol (its 257-bit SRP group is breakable; see docs/legacy.md)."],
+        ["legacy-plain", None, "Legacy KeyServer/MailServer listeners without TLS."],
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self["domain"] = []
+        self["smtp"] = []
+        self["smtps"] = []
+        self["smtp-selfsigned"] = []
+        self["smtps-selfsigned"] = []
+        self["web-plain"] = []
+        self["acme-http"] = []
+
+    def opt_domain(self, name: str) -> None:
+        """A mail domain served by this appliance (repeatable)."""
+        self["domain"].append(name)
+
+    def opt_smtp(self, endpoint: str) -> None:
+        """SMTP listener with STARTTLS, CA certificate (repeatable; default tcp:2525)."""
+        self["smtp"].append(endpoint)
+
+    def opt_smtps(self, endpoint: str) -> None:
+        """SMTP listener with implicit TLS, CA certificate (repeatable; default tcp:4650)."""
+        self["smtps"].append(endpoint)
+
+    def opt_smtp_selfsigned(self, endpoint: str) -> None:
+        """SMTP listener with STARTTLS whose default certificate is the self-signed one (repeatable)."""
+        self["smtp-selfsigned"].append(endpoint)
+
+    def opt_smtps_selfsigned(self, endpoint: str) -> None:
+        """SMTP listener with implicit TLS whose default certificate is the self-signed one (repeatable)."""
+        self["smtps-selfsigned"].append(endpoint)
+
+    def opt_web_plain(self, endpoint: str) -> None:
+        """Plain-HTTP web endpoint, only for use behind a TLS-terminating reverse proxy (repeatable)."""
+        self["web-plain"].append(endpoint)
+
+    def opt_acme_http(self, endpoint: str) -> None:
+        """Plain-HTTP endpoint answering ACME HTTP-01 challenges and redirecting to HTTPS (repeatable)."""
+        self["acme-http"].append(endpoint)
+
+    def postOptions(self) -> None:
+        try:
+            self["config"] = build_config(self)
+        except ConfigError as e:
+            raise usage.UsageError(str(e)) from None
+
+
+def _endpoints(values: list[str], default: str | None, listen: str) -> tuple[str, ...]:
+    chosen = values or ([default] if default else [])
+    if any(v.strip().lower() == "none" for v in chosen):
+        return ()
+    return tuple(with_interface(v, listen) for v in chosen)
+
+
+def _choice(options: Any, name: str, allowed: tuple[str, ...]) -> str:
+    value = str(options[name])
+    if value not in allowed:
+        raise ConfigError(f"--{name} must be one of: {', '.join(allowed)}")
+    return value
+
+
+def _legacy_options(options: Any, domains: tuple[str, ...], hostname: str, listen: str) -> LegacyOptions:
+    try:
+        return LegacyOptions(
+            enabled=bool(options["legacy"]),
+            keyserver_endpoint=with_interface(options["legacy-keyserver"], listen),
+            mailserver_endpoint=with_interface(options["legacy-mailserver"], listen),
+            plain=bool(options["legacy-plain"]),
+            captcha=options["legacy-captcha"],
+            domains=domains,
+            hostname=hostname,
+        )
+    except ValueError as e:
+        raise ConfigError(f"--legacy-captcha: {e}") from None
+
+
+def _outbound_settings(options: Any) -> dict[str, Any]:
+    mode = options["outbound"]
+    if mode not in ("off", "direct", "smarthost"):
+        raise ConfigError("--outbound must be off, direct or smarthost")
+    if mode == "smarthost" and not options["smarthost"]:
+        raise ConfigError("--outbound smarthost needs --smarthost HOST[:PORT]")
+    if bool(options["smarthost-user"]) != bool(options["smarthost-password-file"]):
+        raise ConfigError("--smarthost-user and --smarthost-password-file go together")
+    for opt in ("smarthost-password-file", "smarthost-ca"):
+        if options[opt] and not Path(options[opt]).is_file():
+            raise ConfigError(f"--{opt} {options[opt]}: no such file")
+    return {
+        "outbound_mode": mode,
+        "smarthost": options["smarthost"],
+        "smarthost_user": options["smarthost-user"],
+        "smarthost_password_file": Path(options["smarthost-password-file"]) if options["smarthost-password-file"] else None,
+        "smarthost_ca": Path(options["smarthost-ca"]) if options["smarthost-ca"] else None,
+        "dkim_selector": options["dkim-selector"],
+    }
+
+
+def build_config(options: Any) -> ApplianceConfig:
+    """Turn parsed options into an :class:`ApplianceConfig`, validating as we go."""
+    data_dir = DataDir(Path(options["data-dir"]).expanduser())
+    domains = tuple(dict.fromkeys(normalize_domain(d) for d in options["domain"]))
+    hostname_option = options["hostname"]
+    if hostname_option:
+        hostname = normalize_domain(hostname_option, "--hostname")
+    elif domains:
+        hostname = domains[0]
+    else:
+        hostname = normalize_domain(socket.getfqdn() or "localhost", "--hostname")
+    if not domains:
+        domains = (hostname,)
+    listen = options["listen"]
+    cert, key = options["tls-cert"], options["tls-key"]
+    if bool(cert) != bool(key):
+        raise ConfigError("--tls-cert and --tls-key go together: give both files, or neither")
+    acme = options["acme-directory"]
+    if acme and not cert:
+        raise ConfigError("--acme-directory needs --tls-cert and --tls-key: the files the certificate is written to")
+    for opt, value in (("--tls-cert", cert), ("--tls-key", key)):
+        if value and not acme and not Path(value).is_file():
+            raise ConfigError(f"{opt} {value}: no such file")
+    try:
+        max_size = int(options["max-message-size"])
+    except ValueError:
+        raise ConfigError("--max-message-size must be a number of bytes, e.g. 52428800") from None
+    if not 1024 <= max_size <= 1024 * 1024 * 1024:
+        raise ConfigError("--max-message-size must be between 1 KiB and 1 GiB")
+    web = options["web"]
+    db_url = options["db"] or data_dir.default_db_url
+    if db_url.startswith("postgres://"):
+        db_url = "postgresql://" + db_url[len("postgres://") :]
+    if not db_url.startswith(("sqlite:", "postgresql:", "postgresql+psycopg:")):
+        raise ConfigError("--db must be a sqlite:/// or postgresql:// URL")
+    return ApplianceConfig(
+        data_dir=data_dir,
+        domains=domains,
+        hostname=hostname,
+        smtp_endpoints=_endpoints(options["smtp"], f"tcp:{DEFAULT_SMTP_PORT}", listen),
+        smtps_endpoints=_endpoints(options["smtps"], f"tcp:{DEFAULT_SMTPS_PORT}", listen),
+        smtp_selfsigned_endpoints=_endpoints(options["smtp-selfsigned"], None, listen),
+        smtps_selfsigned_endpoints=_endpoints(options["smtps-selfsigned"], None, listen),
+        web_endpoints=_endpoints([web] if web else [], f"tcp:{DEFAULT_WEB_PORT}", listen),
+        web_plain_endpoints=_endpoints(options["web-plain"], None, listen),
+        db_url=db_url,
+        tls_cert=Path(cert) if cert else None,
+        tls_key=Path(key) if key else None,
+        max_message_size=max_size,
+        open_signup=bool(options["open-signup"]),
+        **_outbound_settings(options),
+        mta_sts_mode=_choice(options, "mta-sts-mode", ("testing", "enforce", "none")),
+        acme_directory=acme,
+        acme_email=options["acme-email"],
+        acme_http_endpoints=_endpoints(options["acme-http"], None, listen),
+        legacy=_legacy_options(options, domains, hostname, listen),
+    )
+
+
+def makeService(options: Options) -> IService:
+    from mailiverse.appliance import build_appliance
+
+    return build_appliance(options["config"])

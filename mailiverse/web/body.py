@@ -1,0 +1,133 @@
+"""Bounded request bodies: a Site request class that never keeps more than a route's cap, and strict JSON parsing.
+
+Twisted buffers a whole request body before a resource sees it, so the cap has to be applied
+while the body arrives: ``BoundedRequest`` stops storing data past the limit for the request's
+path and the app then answers 413. ``read_json`` applies the same limits again inside the
+routes (which also covers requests that did not come through a ``BoundedRequest``).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Callable
+from typing import Any
+
+from twisted.web.server import Request
+
+from mailiverse.accounts.errors import AccountError
+
+#: Cap on JSON bodies of the small routes (login, logout, deletion).
+SMALL_JSON_BYTES = 16 * 1024
+#: Cap on JSON bodies that carry a key block (sign-up, password change): base64 of 64 KiB and change.
+ACCOUNT_JSON_BYTES = 128 * 1024
+
+
+class BoundedRequest(Request):
+    """A request whose stored body is at most ``body_limit(path)`` bytes.
+
+    Past the limit the body is dropped (the rest of it is read and forgotten, so memory and
+    disk stay bounded) and ``oversized`` is set; the app answers 413 ``body_too_large``.
+    Set ``body_limit`` on the class (or a subclass) before use.
+    """
+
+    body_limit: Callable[[bytes], int] = staticmethod(lambda path: ACCOUNT_JSON_BYTES)  # type: ignore[assignment]
+    content: Any  # twisted.web's stubs declare it None
+    oversized = False
+    _received = 0
+    _limit = ACCOUNT_JSON_BYTES
+
+    def gotLength(self, length: int | None) -> None:
+        path = getattr(self.channel, "_path", b"") or b""
+        self._limit = self.body_limit(path.split(b"?", 1)[0])
+        self._received = 0
+        if length is not None and length > self._limit:
+            self.oversized = True
+            self.content = io.BytesIO()  # stays empty: later chunks are dropped
+            return
+        super().gotLength(length)
+
+    def handleContentChunk(self, data: bytes) -> None:
+        if self.oversized:
+            return
+        self._received += len(data)
+        if self._received > self._limit:
+            self.oversized = True
+            self.content.close()
+            self.content = io.BytesIO()
+            return
+        super().handleContentChunk(data)
+
+
+def is_oversized(request: Any) -> bool:
+    """Whether the body of ``request`` was dropped for exceeding its cap."""
+    return bool(getattr(request, "oversized", False))
+
+
+def body_size(request: Any) -> int:
+    """The number of body bytes held for ``request`` (its content file is left at the start)."""
+    content = request.content
+    if content is None:
+        return 0
+    content.seek(0, io.SEEK_END)
+    size = int(content.tell())
+    content.seek(0)
+    return size
+
+
+def check_body_size(request: Any, limit: int) -> None:
+    """Raise 413 ``body_too_large`` if the body exceeded ``limit`` (or was dropped on arrival)."""
+    if is_oversized(request) or body_size(request) > limit:
+        raise AccountError(
+            "body_too_large", f"the request body is larger than {limit} bytes", 413
+        )
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise ValueError("duplicate key")
+        result[key] = value
+    return result
+
+
+def _no_constants(name: str) -> Any:
+    raise ValueError("NaN and Infinity are not JSON")
+
+
+def read_json(request: Any, limit: int = SMALL_JSON_BYTES) -> dict[str, Any]:
+    """Parse the body as one JSON object of at most ``limit`` bytes; errors are AccountError.
+
+    Requires ``Content-Type: application/json`` (so a browser cannot send it cross-site
+    without a CORS preflight), refuses duplicate keys, NaN/Infinity and non-object values.
+    """
+    content_type = (request.getHeader(b"content-type") or b"").split(b";", 1)[0]
+    if content_type.strip().lower() != b"application/json":
+        raise AccountError(
+            "unsupported_media_type", "send the body as application/json", 415
+        )
+    check_body_size(request, limit)
+    raw = request.content.read(limit + 1) if request.content is not None else b""
+    try:
+        value = json.loads(
+            raw.decode("utf-8"),
+            object_pairs_hook=_no_duplicates,
+            parse_constant=_no_constants,
+        )
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise AccountError("malformed_json", "the body is not valid JSON") from None
+    if not isinstance(value, dict):
+        raise AccountError("malformed_json", "the body must be a JSON object")
+    return value
+
+
+__all__ = [
+    "ACCOUNT_JSON_BYTES",
+    "SMALL_JSON_BYTES",
+    "BoundedRequest",
+    "body_size",
+    "check_body_size",
+    "is_oversized",
+    "read_json",
+]

@@ -1,0 +1,308 @@
+"""The OpenAPI 3.1 description of the JSON API, served at ``/api/openapi.json`` (a test keeps it equal to the routes)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+_B64 = {"type": "string", "contentEncoding": "base64"}
+_TEXT = {"type": "string"}
+_INT = {"type": "integer"}
+_ADDRESSES = {"type": "array", "items": {"type": "string"}, "maxItems": 100}
+_PROOF = {
+    "type": "object",
+    "required": ["handle", "A", "M"],
+    "properties": {"handle": _TEXT, "A": _B64, "M": _B64},
+    "additionalProperties": False,
+}
+_SESSION = {
+    "type": "object",
+    "properties": {
+        "user": _TEXT,
+        "HAMK": _B64,
+        "token": _TEXT,
+        "csrf": _TEXT,
+        "expires_in": _INT,
+    },
+}
+_OBJECT = {
+    "type": "object",
+    "properties": {
+        "path": _TEXT,
+        "version": _INT,
+        "size": _INT,
+        "created_ms": _INT,
+        "modified_ms": _INT,
+    },
+}
+_ERROR = {
+    "type": "object",
+    "required": ["error", "message"],
+    "properties": {"error": _TEXT, "message": _TEXT},
+}
+_NEW_VERIFIER = {
+    "salt": _B64,
+    "verifier": _B64,
+    "group": {"const": "rfc5054-2048-sha256"},
+    "key_block": _B64,
+}
+
+
+def _json_body(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"required": True, "content": {"application/json": {"schema": schema}}}
+
+
+def _obj(required: list[str], properties: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "object", "required": required, "properties": properties}
+
+
+def _op(
+    summary: str,
+    *,
+    auth: bool,
+    ok: int = 200,
+    response: dict[str, Any] | None = None,
+    body: dict[str, Any] | None = None,
+    raw_response: str | None = None,
+    raw_body: bool = False,
+    errors: tuple[int, ...] = (),
+    parameters: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    responses: dict[str, Any] = {}
+    if raw_response is not None:
+        responses[str(ok)] = {
+            "description": "success",
+            "content": {raw_response: {"schema": {"type": "string", "format": "binary"}}},
+        }
+    else:
+        responses[str(ok)] = {
+            "description": "success",
+            "content": {"application/json": {"schema": response or {"type": "object"}}},
+        }
+    codes = set(errors) | {400, 413, 415} if body is not None else set(errors)
+    if auth:
+        codes |= {401, 403}
+    for code in sorted(codes):
+        responses[str(code)] = {"$ref": "#/components/responses/Error"}
+    operation: dict[str, Any] = {"summary": summary, "responses": responses}
+    operation["security"] = [{"bearer": []}, {"cookie": [], "csrf": []}] if auth else []
+    if body is not None:
+        operation["requestBody"] = _json_body(body)
+    if raw_body:
+        operation["requestBody"] = {
+            "required": True,
+            "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+        }
+    if parameters:
+        operation["parameters"] = parameters
+    return operation
+
+
+def _path_param(name: str) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "schema": _TEXT}
+
+
+def _query(name: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False, "schema": schema}
+
+
+def _header(name: str) -> dict[str, Any]:
+    return {"name": name, "in": "header", "required": False, "schema": _TEXT}
+
+
+def openapi_document(version: str) -> dict[str, Any]:
+    """The whole document; ``docs/api.md`` explains the client-side crypto it relies on."""
+    object_path = [_path_param("path")]
+    paths: dict[str, dict[str, Any]] = {
+        "/api/health": {"get": _op("Liveness and served domains", auth=False)},
+        "/api/openapi.json": {"get": _op("This document", auth=False)},
+        "/api/signup": {
+            "get": _op(
+                "Whether sign-up is open without an invite",
+                auth=False,
+                response=_obj(["open"], {"open": {"type": "boolean"}, "domains": _ADDRESSES}),
+            ),
+            "post": _op(
+                "Create an account (client-generated keys; closed by default)",
+                auth=False,
+                ok=201,
+                body=_obj(
+                    ["user", "salt", "verifier", "group", "public_key", "key_block"],
+                    {
+                        "user": _TEXT,
+                        **_NEW_VERIFIER,
+                        "public_key": _B64,
+                        "format": {"const": "v2"},
+                        "invite": _TEXT,
+                    },
+                ),
+                response=_obj(["user"], {"user": _TEXT, "addresses": _ADDRESSES, "format": _TEXT}),
+                errors=(403, 409, 429),
+            ),
+        },
+        "/api/login/start": {
+            "post": _op(
+                "SRP round trip 1: salt and B (same shape for unknown names)",
+                auth=False,
+                body=_obj(["user"], {"user": _TEXT, "A": _B64}),
+                response=_obj(["handle", "salt", "B"], {"handle": _TEXT, "salt": _B64, "B": _B64, "group": _TEXT}),
+                errors=(403, 429),
+            )
+        },
+        "/api/login/finish": {
+            "post": _op(
+                "SRP round trip 2: client proof M first; HAMK, token and CSRF token back",
+                auth=False,
+                body=_PROOF,
+                response=_SESSION,
+                errors=(401, 403, 429),
+            )
+        },
+        "/api/logout": {"post": _op("Revoke this session", auth=True)},
+        "/api/session": {
+            "get": _op(
+                "The current session and its CSRF token",
+                auth=True,
+                response=_obj(["user", "csrf"], {"user": _TEXT, "csrf": _TEXT, "created_at": {"type": "number"}, "expires_at": {"type": "number"}}),
+            )
+        },
+        "/api/account": {
+            "get": _op(
+                "Account name, addresses, format, public key and encrypted key block",
+                auth=True,
+                response=_obj(
+                    ["user", "addresses", "format", "public_key", "key_block"],
+                    {
+                        "user": _TEXT,
+                        "addresses": _ADDRESSES,
+                        "format": _TEXT,
+                        "public_key": _B64,
+                        "fingerprint": _TEXT,
+                        "bits": _INT,
+                        "key_block": _B64,
+                        "key_block_version": _INT,
+                        "created_ms": _INT,
+                    },
+                ),
+            ),
+            "delete": _op(
+                "Delete the account, its objects and sessions (fresh SRP proof required)",
+                auth=True,
+                body=_obj(["proof"], {"proof": _PROOF}),
+                response=_obj(["status", "HAMK"], {"status": _TEXT, "HAMK": _B64}),
+                errors=(429,),
+            ),
+        },
+        "/api/account/password": {
+            "post": _op(
+                "New SRP salt, verifier and key block in one request, proven with the old password",
+                auth=True,
+                body=_obj(
+                    ["proof", "salt", "verifier", "group", "key_block"],
+                    {"proof": _PROOF, **_NEW_VERIFIER, "key_block_version": _INT},
+                ),
+                response=_SESSION,
+                errors=(412, 429),
+            )
+        },
+        "/api/store": {
+            "get": _op(
+                "List objects by prefix, by name or newest first, with a paging cursor",
+                auth=True,
+                response=_obj(["objects", "next"], {"objects": {"type": "array", "items": _OBJECT}, "next": {"type": ["string", "null"]}}),
+                errors=(400,),
+                parameters=[
+                    _query("prefix", _TEXT),
+                    _query("order", {"enum": ["name", "newest"]}),
+                    _query("limit", {"type": "integer", "minimum": 1, "maximum": 1000}),
+                    _query("after", _TEXT),
+                ],
+            )
+        },
+        "/api/store/{path}": {
+            "get": _op(
+                "An object's bytes; ETag is its version",
+                auth=True,
+                raw_response="application/octet-stream",
+                errors=(400, 404),
+                parameters=[*object_path, _header("If-None-Match")],
+            ),
+            "put": _op(
+                "Create or replace an object outside Mail/ (If-Match / If-None-Match: *); with import=1 and"
+                " If-None-Match: * also create an absent Mail/In, In_Json, Out or Out_Json object (store import)",
+                auth=True,
+                raw_body=True,
+                response=_OBJECT,
+                errors=(400, 403, 412, 413),
+                parameters=[
+                    *object_path,
+                    _query("import", {"type": "string", "enum": ["1"]}),
+                    _header("If-Match"),
+                    _header("If-None-Match"),
+                ],
+            ),
+            "delete": _op(
+                "Delete an object (If-Match optional)",
+                auth=True,
+                errors=(400, 404, 412),
+                parameters=[*object_path, _header("If-Match")],
+            ),
+        },
+        "/api/keys/{address}": {
+            "get": _op(
+                "Public key of a local address",
+                auth=True,
+                response=_obj(
+                    ["address", "public_key", "fingerprint", "format"],
+                    {"address": _TEXT, "user": _TEXT, "public_key": _B64, "fingerprint": _TEXT, "bits": _INT, "format": _TEXT},
+                ),
+                errors=(404,),
+                parameters=[_path_param("address")],
+            )
+        },
+        "/api/send": {
+            "post": _op(
+                "Send a message (RFC 5322 bytes in base64, or structured); keeps an encrypted Sent copy",
+                auth=True,
+                body={
+                    "oneOf": [
+                        _obj(["message"], {"message": _B64, "recipients": _ADDRESSES}),
+                        _obj(
+                            ["to"],
+                            {"to": _ADDRESSES, "cc": _ADDRESSES, "bcc": _ADDRESSES, "subject": _TEXT, "text": _TEXT, "from": _TEXT},
+                        ),
+                    ]
+                },
+                response=_obj(
+                    ["from", "local", "remote", "sent"],
+                    {"from": _TEXT, "local": _ADDRESSES, "remote": _ADDRESSES, "queue_id": {"type": ["string", "null"]}, "sent": _TEXT},
+                ),
+                errors=(422, 503),
+            )
+        },
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "mailiverse appliance API",
+            "version": version,
+            "description": "See docs/api.md for the client-side crypto (PBKDF2, SRP-6a, key block).",
+        },
+        "paths": paths,
+        "components": {
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer"},
+                "cookie": {"type": "apiKey", "in": "cookie", "name": "__Host-mv-session"},
+                "csrf": {"type": "apiKey", "in": "header", "name": "X-CSRF-Token"},
+            },
+            "responses": {
+                "Error": {
+                    "description": "an error with a stable code",
+                    "content": {"application/json": {"schema": _ERROR}},
+                }
+            },
+            "schemas": {"Error": _ERROR, "Object": _OBJECT, "Proof": _PROOF},
+        },
+    }
+
+
+__all__ = ["openapi_document"]

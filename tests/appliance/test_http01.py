@@ -1,0 +1,45 @@
+"""The plain-HTTP port: ACME challenge answers, and a redirect to HTTPS for everything else."""
+
+from __future__ import annotations
+
+import pytest
+import pytest_twisted
+from treq.testing import StubTreq
+
+from mailiverse.acme.http01 import ChallengeStore, acme_http_resource
+
+TOKEN = "evaGxfADs6pSRb2LAv9IZf17Dt3juxGJ-PCt92wr-oA"
+
+
+@pytest_twisted.ensureDeferred
+async def test_pending_challenge_is_answered_and_others_are_not() -> None:
+    """A stored token gets its key authorization; an unknown or malformed token gets 404."""
+    store = ChallengeStore()
+    store.put(TOKEN, f"{TOKEN}.thumb")
+    client = StubTreq(acme_http_resource(store))
+    response = await client.get(f"http://mail.example.org/.well-known/acme-challenge/{TOKEN}")
+    assert response.code == 200 and await response.content() == f"{TOKEN}.thumb".encode()
+    for path in ("/.well-known/acme-challenge/" + "x" * 20, "/.well-known/acme-challenge/../../etc"):
+        assert (await client.get("http://mail.example.org" + path)).code == 404
+    store.remove(TOKEN)
+    assert (await client.get(f"http://mail.example.org/.well-known/acme-challenge/{TOKEN}")).code == 404
+
+
+@pytest_twisted.ensureDeferred
+async def test_everything_else_redirects_to_https() -> None:
+    """Any other path on port 80 is a 301 to the same path over HTTPS, never the API."""
+    client = StubTreq(acme_http_resource(ChallengeStore(), https_port=443))
+    response = await client.get("http://mail.example.org/api/health", allow_redirects=False)
+    assert response.code == 301
+    assert response.headers.getRawHeaders(b"location") == [b"https://mail.example.org/api/health"]
+
+
+def test_store_rejects_bad_tokens_and_floods() -> None:
+    """Only base64url tokens are stored, and at most 100 at once."""
+    store = ChallengeStore()
+    with pytest.raises(ValueError):
+        store.put("../etc/passwd", "x")
+    for i in range(100):
+        store.put(f"{i:020d}", "x")
+    with pytest.raises(ValueError):
+        store.put("a" * 30, "x")

@@ -1,0 +1,87 @@
+"""Smoke tests of the benchmark harness itself: a tiny profile runs end to end and reports real figures."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from bench import procmem, report, smtpload
+from bench.__main__ import PROFILES, run_profile
+from bench.messages import make_message
+
+
+@pytest.mark.parametrize("size", [5_000, 75_000, 1_000_000])
+def test_messages_have_the_exact_size_and_are_safe_to_send_raw(size: int) -> None:
+    """Bench messages are exactly the asked size, CRLF-only, end in CRLF and need no dot-stuffing."""
+    message = make_message(size)
+    assert len(message) == size
+    assert message.endswith(b"\r\n")
+    assert b"\r\n." not in message
+    assert b"\n" not in message.replace(b"\r\n", b"") and b"\r" not in message.replace(b"\r\n", b"")
+
+
+def test_percentile_uses_nearest_rank() -> None:
+    """p50 and p99 of 1..100 are 50 and 99; an empty list gives NaN."""
+    values = [float(v) for v in range(1, 101)]
+    assert smtpload.percentile(values, 50) == 50.0
+    assert smtpload.percentile(values, 99) == 99.0
+    assert smtpload.percentile([], 50) != smtpload.percentile([], 50)
+
+
+def test_proc_readers_see_this_process() -> None:
+    """RSS, peak RSS and CPU time of the current process are positive and consistent."""
+    pid = os.getpid()
+    assert procmem.rss_bytes(pid) > 0
+    assert procmem.peak_rss_bytes(pid) >= procmem.rss_bytes(pid) - 4096 * 64
+    assert procmem.cpu_seconds(pid) > 0
+
+
+def test_document_section_is_replaced_not_duplicated(tmp_path: Path) -> None:
+    """Updating a profile's section twice keeps one copy and leaves other text alone."""
+    doc = tmp_path / "performance.md"
+    doc.write_text("# Performance\n\nhand-written findings\n")
+    report.update_document(doc, "quick", "first\n")
+    report.update_document(doc, "quick", "second\n")
+    text = doc.read_text()
+    assert "hand-written findings" in text
+    assert text.count("<!-- bench:quick:begin -->") == 1
+    assert "second" in text and "first" not in text
+
+
+@pytest.mark.integration
+def test_tiny_profile_runs_end_to_end(tmp_path: Path) -> None:
+    """The tiny profile drives the real twistd and a baseline, and writes JSON, plots and a markdown table."""
+    pytest.importorskip("matplotlib", reason="plots need the bench dependency matplotlib")
+    results = run_profile(
+        PROFILES["tiny"],
+        results_dir=tmp_path / "results",
+        document=tmp_path / "docs" / "performance.md",
+        plots_dir=tmp_path / "docs" / "performance",
+        log=lambda _: None,
+    )
+    points = results["ingest"]["points"]
+    servers = {p["server"] for p in points}
+    assert servers == {"appliance", "twisted-discard"}
+    for point in points:
+        # On a starved machine the short window may see no completion, but the run as a whole must.
+        assert point["messages_total"] > 0, point
+        assert point["errors"] == 0, point
+        if point["messages"]:
+            assert 0 < point["p50_ms"] <= point["p99_ms"]
+        assert point["server_peak_rss_mb"] > 1
+    assert all(check["ok"] for check in results["ingest"]["store_checks"])
+    saved = json.loads((tmp_path / "results" / f"tiny-{results['date']}.json").read_text())
+    assert saved["ingest"]["points"] == json.loads(json.dumps(points))
+    assert results["breakdown"][0]["median_ms"]["commit"] > 0
+    assert results["listing"][0]["newest50_inbox"]["p50_ms"] > 0
+    assert results["login"]["total_median_ms"] > 0
+    text = (tmp_path / "docs" / "performance.md").read_text()
+    assert "| 5 KB | 2 |" in text
+    assert sorted(p.name for p in (tmp_path / "docs" / "performance").iterdir()) == [
+        "tiny-breakdown.png",
+        "tiny-ingest-p99.png",
+        "tiny-ingest-throughput.png",
+    ]

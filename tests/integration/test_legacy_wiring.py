@@ -1,0 +1,82 @@
+"""``--legacy`` on the real twistd: warning logged, listeners up over TLS, routes mounted, keys printable."""
+
+from __future__ import annotations
+
+import base64
+import json
+import socket
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.serialization import load_der_public_key
+
+from tests.integration.harness import DOMAIN, Appliance, free_port
+from tests.integration.test_receive import tls_context
+
+pytestmark = pytest.mark.integration
+
+
+def https_get(app: Appliance, path: str) -> tuple[int, bytes]:
+    ctx = tls_context(app)
+    request = urllib.request.Request(f"https://mail.{DOMAIN}:{app.web_port}{path}")
+    opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=ctx))
+    # Resolve the certificate's name to loopback without touching DNS.
+    original = socket.getaddrinfo
+    socket.getaddrinfo = lambda host, *a, **k: original("127.0.0.1" if host == f"mail.{DOMAIN}" else host, *a, **k)
+    try:
+        with opener.open(request, timeout=15) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+    finally:
+        socket.getaddrinfo = original
+
+
+def test_legacy_mode_is_opt_in_and_wired(tmp_path: Path) -> None:
+    """Without --legacy the routes are absent; with it the warning is logged and both listeners speak TLS."""
+    plain = Appliance(tmp_path / "modern")
+    plain.start()
+    try:
+        code, body = https_get(plain, "/Mailiverse/StoreList?prefix=Mail/")
+        assert code == 404 and json.loads(body)["error"] == "not_found"
+    finally:
+        plain.stop()
+    keyserver, mailserver = free_port(), free_port()
+    app = Appliance(tmp_path / "legacy", extra_args=[
+        "--legacy", "--legacy-keyserver", f"tcp:{keyserver}", "--legacy-mailserver", f"tcp:{mailserver}"])
+    app.start()
+    try:
+        assert "257 bits and breakable" in app.log()
+        for port in (keyserver, mailserver):
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+                with tls_context(app).wrap_socket(raw, server_hostname=f"mail.{DOMAIN}") as tls:
+                    assert tls.version() in ("TLSv1.2", "TLSv1.3")
+        code, _ = https_get(app, "/Mailiverse/StoreList?prefix=Mail/")
+        assert code in (400, 401, 403)
+        printed = app.admin("legacy", "keys").stdout.decode()
+        lines = [line for line in printed.splitlines() if line.strip()]
+        assert len(lines) == 2
+        for line in lines:
+            b64 = line.split('"')[3]
+            assert load_der_public_key(base64.b64decode(b64)).key_size >= 2048
+    finally:
+        app.stop()
+
+
+def test_legacy_plain_tcp_needs_the_flag(tmp_path: Path) -> None:
+    """--legacy-plain serves the line protocol without TLS: a hello line gets a line back."""
+    keyserver = free_port()
+    app = Appliance(tmp_path / "legacy", extra_args=[
+        "--legacy", "--legacy-plain", "--legacy-keyserver", f"tcp:{keyserver}", "--legacy-mailserver", f"tcp:{free_port()}"])
+    app.start()
+    try:
+        hello = 'core.srp.SRPPackets$Packet1_ClientSendsHello!{"user":"nobody@example.org","version":"2.0"}'
+        with socket.create_connection(("127.0.0.1", keyserver), timeout=10) as s:
+            s.sendall(base64.b64encode(hello.encode()) + b"\n")
+            data = s.recv(4096)
+        assert data.endswith(b"\n")
+        base64.b64decode(data.strip(), validate=True)
+    finally:
+        app.stop()

@@ -1,0 +1,248 @@
+"""The whole legacy flow, driven by an independent client: sign up, log in on both servers, store, send, receive."""
+
+from __future__ import annotations
+
+import base64
+import json
+import zlib
+from typing import Any
+
+import pytest
+import pytest_twisted
+import treq
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from mailiverse.auth.srp6a import SRP_GROUP
+from mailiverse.spool import SpooledMessage
+from mailiverse.store.users import get_user
+from tests.legacy.conftest import DOMAIN, Appliance
+from tests.legacy.legacy_client import (
+    LoginFailed,
+    TcpLines,
+    WsLines,
+    aes_open,
+    aes_seal,
+    availability_line,
+    b64,
+    environment_text,
+    login,
+    mv_headers,
+    operation,
+    password_keys,
+    raw_inflate,
+    rsa_aes_open,
+    send_body,
+    signup_line,
+    text_of,
+    unb64,
+    unpacket,
+)
+
+PASSWORD = "correct horse battery staple"
+KEYS = password_keys(PASSWORD)
+USER_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+SPKI = USER_KEY.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+PKCS8 = USER_KEY.private_bytes(
+    serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+)
+SMTP_PASSWORD = "4711471147114711"
+
+
+class Client:
+    """One legacy user talking to one appliance over TCP (TLS or plain) or WebSocket."""
+
+    def __init__(self, app: Appliance, transport: str, user: str = "alice") -> None:
+        self.app = app
+        self.transport = transport
+        self.address = f"{user}@{DOMAIN}"
+        self.key_id = ""
+        self.secret = ""
+
+    async def connect(self, role: str) -> Any:
+        from twisted.internet import reactor
+
+        if self.transport == "ws":
+            return await WsLines.connect(
+                reactor, self.app.web, "/Mailiverse/" + ("KeyServer" if role == "key" else "MailServer")
+            )
+        tls = self.transport == "tls"
+        port = {
+            ("key", True): self.app.key_tls,
+            ("mail", True): self.app.mail_tls,
+            ("key", False): self.app.key_plain,
+            ("mail", False): self.app.mail_plain,
+        }[(role, tls)]
+        return await TcpLines.connect(reactor, port, tls)
+
+    async def init(self, line: bytes) -> dict[str, Any]:
+        lines = await self.connect("mail")
+        await lines.send(line)
+        answer = await lines.recv()
+        assert answer is not None
+        name, value = unpacket(text_of(answer))
+        assert name == "core.srp.SRPPackets$PacketInit_ServerResponse"
+        assert await lines.recv() is None, "the server closes after its response"
+        return dict(value)
+
+    async def op(self, role: str, name: str, value: dict[str, Any], vk: bytes = KEYS[0]) -> dict[str, Any] | None:
+        lines = await self.connect(role)
+        key = await login(lines, self.address, vk)
+        answer = await operation(lines, key, name, value)
+        if answer is not None:
+            assert await lines.recv() is None, "one operation per connection"
+        return answer
+
+    async def store_enable(self, captcha: str = "null") -> None:
+        response = await treq.get(self.app.base + f"StoreEnable?email={self.address}&captcha={captcha}")
+        assert response.code == 200
+        body = (await response.content()).decode()
+        first, second = body.split("&")
+        assert first.startswith("AccessKeyId!") and second.startswith("SecretKey!")
+        self.key_id, self.secret = first[len("AccessKeyId!") :], second[len("SecretKey!") :]
+
+    def server_environment(self) -> dict[str, str]:
+        return {
+            "version": "2.0",
+            "handler": "MV",
+            "smtpPassword": SMTP_PASSWORD,
+            "RSA-PublicKey": b64(SPKI),
+            "MV/AccessKeyId": self.key_id,
+            "MV/SecretKey": self.secret,
+        }
+
+    async def sign_up(self) -> None:
+        assert (await self.init(availability_line(self.app.mail_auth_public, self.address)))["succeeded"] is True
+        await self.store_enable()
+        assert (await self.init(signup_line(self.app.mail_auth_public, self.address, KEYS[0])))["succeeded"] is True
+        block = environment_text(self.server_environment()).encode()
+        answer = await self.op("mail", "Put", {"block": b64(block)})
+        assert answer == {"block": b64(block)}
+
+    async def store(self, method: str, resource: str, body: bytes | None = None, **kw: Any) -> Any:
+        op = {"GET": "StoreGet", "PUT": "StorePut", "DELETE": "StoreDelete"}[method]
+        if kw.pop("list", False):
+            op = "StoreList"
+        headers = mv_headers(self.key_id, self.secret, method, resource, body=body, **kw)
+        return await treq.request(
+            method, self.app.base + f"{op}?Resource={resource}&random=42", headers=headers, data=body
+        )
+
+
+def _complete_environment(client: Client) -> dict[str, str]:
+    env = {"version": "2.0"}
+    for k, v in client.server_environment().items():
+        env["server/" + k] = v
+        env["client/" + k] = v
+    env["client/RSA-PrivateKey"] = b64(PKCS8)
+    return env
+
+
+async def _run_flow(app: Appliance, transport: str) -> None:
+    client = Client(app, transport)
+    await client.sign_up()
+
+    # The key block on the KeyServer: put, then get it back and decrypt it with the CryptoKey.
+    key_block = aes_seal(KEYS[1], zlib.compress(environment_text(_complete_environment(client)).encode()))
+    assert await client.op("key", "Put", {"block": b64(key_block)}) == {"block": b64(key_block)}
+    fetched = await client.op("key", "Get", {})
+    assert fetched is not None and unb64(fetched["block"]) == key_block
+    environment = json.loads(raw_inflate(aes_open(KEYS[1], unb64(fetched["block"]))).decode().partition("!")[2])
+    assert environment["client/RSA-PrivateKey"] == b64(PKCS8)
+
+    # The server environment comes back readable from the MailServer.
+    mail_block = await client.op("mail", "Get", {})
+    assert mail_block is not None
+    assert json.loads(unb64(mail_block["block"]).decode().partition("!")[2]) == client.server_environment()
+
+    # The MV store: put, list, get, delete.
+    put = await client.store("PUT", "Cache/I", b"SGVsbG8=")
+    assert put.code == 200 and await put.content() == b""
+    version = put.headers.getRawHeaders("Version")[0]
+    assert len(base64.b64decode(version)) == 16
+    listing = await client.store("GET", "Cache/", list=True)
+    assert listing.code == 200
+    document = json.loads(await listing.content())
+    assert document["isTruncated"] is False
+    [entry] = document["contents"]
+    assert entry["path"] == "Cache/I" and entry["size"] == 8 and entry["version"] == version
+    assert entry["date"].endswith("Z GMT") and entry["date"][10] == "T"
+    got = await client.store("GET", "Cache/I")
+    assert got.code == 200 and await got.content() == b"SGVsbG8=" and got.headers.getRawHeaders("Version") == [version]
+    again = await client.store("PUT", "Cache/I", bytes(range(256)))
+    assert again.headers.getRawHeaders("Version")[0] != version
+    assert await (await client.store("GET", "Cache/I")).content() == bytes(range(256))
+    deleted = await client.store("DELETE", "Cache/I")
+    assert deleted.code == 200
+    assert (await client.store("GET", "Cache/I")).code == 404
+
+    # Mail arriving by SMTP lands as v1 Mail/In and Mail/In_Json, readable by the original reader.
+    raw = f"From: Bob <bob@remote.test>\r\nTo: {client.address}\r\nSubject: Hello\r\nMessage-ID: <m1@remote.test>\r\n\r\nHi Alice\r\n".encode()
+    recipient = await app.delivery.resolve(client.address)
+    assert recipient is not None
+    await app.delivery.deliver(SpooledMessage(size=len(raw), memory=raw), "bob@remote.test", [recipient])
+    [twin_entry] = json.loads(await (await client.store("GET", "Mail/In_Json/", list=True)).content())["contents"]
+    twin_blob = await (await client.store("GET", twin_entry["path"])).content()
+    twin = json.loads(raw_inflate(rsa_aes_open(USER_KEY, twin_blob)))
+    assert twin["original"] == "Mail/In/" + twin_entry["path"].split("/")[-1]
+    assert twin["uidl"] == "<m1@remote.test>"
+    original = await (await client.store("GET", twin["original"])).content()
+    assert raw_inflate(rsa_aes_open(USER_KEY, original)) == raw
+
+    # Send: authenticated, from the sender's own address, delivered locally.
+    fields = {
+        "user": client.address,
+        "password": SMTP_PASSWORD,
+        "from": f"Alice <{client.address}>",
+        "to": client.address,
+        "cc": "",
+        "bcc": "",
+        "replyTo": "",
+        "subject": "note to self",
+        "text": "plain body",
+        "html": "<p>html body</p>",
+        "messageId": "<0123456789ab00cdef@example.org>",
+    }
+    sent = await treq.put(app.base + "Send?random=7", data=send_body(app.send_public, fields))
+    assert (sent.code, await sent.content()) == (200, b"Ok\n")
+    listing = json.loads(await (await client.store("GET", "Mail/In/", list=True)).content())["contents"]
+    assert len(listing) == 2
+    newest = max(listing, key=lambda e: e["path"])
+    mime = raw_inflate(rsa_aes_open(USER_KEY, await (await client.store("GET", newest["path"])).content()))
+    assert b"Subject: note to self" in mime and b"<0123456789ab00cdef@example.org>" in mime
+    assert b"multipart/alternative" in mime
+
+    # The account upgrades itself to the modern group; the legacy login is refused from then on.
+    upgraded = await client.op(
+        "key", "mailiverse.legacy.Upgrade", {"salt": b64(b"s" * 16), "verifier": b64(b"\x01" * 256), "group": SRP_GROUP}
+    )
+    assert upgraded == {}
+    user = await app.database.run(get_user, "alice")
+    assert user is not None and user.srp_group == SRP_GROUP and user.srp_verifier == b"\x01" * 256
+    with pytest.raises(LoginFailed):
+        await client.op("key", "Get", {})
+
+
+@pytest_twisted.ensureDeferred
+async def test_full_flow_over_tls(appliance: Appliance) -> None:
+    """An original client signs up, logs in on both TLS servers, uses the store, sends, reads mail and upgrades."""
+    await _run_flow(appliance, "tls")
+
+
+@pytest_twisted.ensureDeferred
+async def test_full_flow_over_plain_tcp(appliance: Appliance) -> None:
+    """The same flow over the plain listeners (--legacy-plain)."""
+    await _run_flow(appliance, "plain")
+
+
+@pytest_twisted.ensureDeferred
+async def test_full_flow_over_websocket(appliance: Appliance) -> None:
+    """The same flow with the line servers reached over WebSocket at /Mailiverse/KeyServer and /MailServer."""
+    await _run_flow(appliance, "ws")
+
+
+@pytest.mark.postgres
+@pytest_twisted.ensureDeferred
+async def test_full_flow_on_postgresql(pg_appliance: Appliance) -> None:
+    """The whole flow works with the PostgreSQL backend too."""
+    await _run_flow(pg_appliance, "tls")

@@ -1,0 +1,98 @@
+// The HTTPS API (docs/api.md) over fetch: JSON routes, raw store objects, CSRF header on writes.
+
+export class ApiError extends Error {
+  constructor(status, code, message) {
+    super(message || code || `HTTP ${status}`);
+    this.status = status;
+    this.code = code;
+  }
+}
+
+let csrf = null;
+
+export function setCsrf(value) {
+  csrf = value;
+}
+
+function storeUrl(path) {
+  return '/api/store/' + path.split('/').map(encodeURIComponent).join('/');
+}
+
+async function failure(response) {
+  let body = {};
+  try {
+    body = await response.json();
+  } catch {
+    body = {};
+  }
+  return new ApiError(response.status, body.error, body.message);
+}
+
+async function call(method, url, { json, body, headers = {} } = {}) {
+  const init = { method, headers: { ...headers }, credentials: 'same-origin', cache: 'no-store' };
+  if (json !== undefined) {
+    init.headers['Content-Type'] = 'application/json';
+    init.body = JSON.stringify(json);
+  } else if (body !== undefined) {
+    init.headers['Content-Type'] = 'application/octet-stream';
+    init.body = body;
+  }
+  if (method !== 'GET' && csrf) init.headers['X-CSRF-Token'] = csrf;
+  const response = await fetch(url, init);
+  if (!response.ok && response.status !== 304) throw await failure(response);
+  return response;
+}
+
+export async function getJson(url) {
+  return (await call('GET', url)).json();
+}
+
+export async function postJson(url, json) {
+  return (await call('POST', url, { json })).json();
+}
+
+export async function deleteJson(url, json) {
+  return (await call('DELETE', url, json === undefined ? {} : { json })).json();
+}
+
+// List every object under a prefix, newest first, page by page (onPage sees each page).
+export async function listAll(prefix, onPage) {
+  const out = [];
+  let after = null;
+  for (;;) {
+    const q = new URLSearchParams({ prefix, order: 'newest', limit: '1000' });
+    if (after) q.set('after', after);
+    const page = await getJson('/api/store?' + q.toString());
+    out.push(...page.objects);
+    if (onPage) onPage(out.length);
+    if (!page.next) return out;
+    after = page.next;
+  }
+}
+
+// {data: Uint8Array, version} or null when the object does not exist.
+export async function getObject(path) {
+  try {
+    const response = await call('GET', storeUrl(path));
+    const etag = (response.headers.get('ETag') || '').replace(/"/g, '');
+    return { data: new Uint8Array(await response.arrayBuffer()), version: Number(etag) || null };
+  } catch (e) {
+    if (e instanceof ApiError && e.status === 404) return null;
+    throw e;
+  }
+}
+
+// PUT with If-Match (version) or If-None-Match: * (version null); returns the new version.
+export async function putObject(path, data, version) {
+  const headers = version ? { 'If-Match': `"${version}"` } : { 'If-None-Match': '*' };
+  const response = await call('PUT', storeUrl(path), { body: data, headers });
+  return (await response.json()).version;
+}
+
+export async function deleteObject(path) {
+  try {
+    await call('DELETE', storeUrl(path));
+  } catch (e) {
+    if (!(e instanceof ApiError && e.status === 404)) throw e;
+  }
+}

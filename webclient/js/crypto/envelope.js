@@ -1,0 +1,134 @@
+// Opening stored mail objects: RSA-AES v1/v0 (CRYPTO.md §4) and the authenticated v2 envelope
+// (docs/formats.md), then the lenient zlib layer. Every failure is the one DecryptionError.
+
+import { randomBytes } from './bytes.js';
+import { decryptCBC, decryptEmbedIV } from './aes.js';
+import { DecryptionError } from './errors.js';
+import { byteLength, rawDecrypt, unpadOaep, unpadPkcs1 } from './rsa.js';
+import { inflate } from './zlib.js';
+
+const MAX_CHUNK = 16 * 1024 * 1024;
+const TAG = 16;
+
+function u32(data, at) {
+  return ((data[at] << 24) >>> 0) + (data[at + 1] << 16) + (data[at + 2] << 8) + data[at + 3];
+}
+
+function leftPad(bytes, length) {
+  if (bytes.length > length) throw new DecryptionError();
+  if (bytes.length === length) return bytes;
+  const out = new Uint8Array(length);
+  out.set(bytes, length - bytes.length);
+  return out;
+}
+
+// The AES key inside W; a bad PKCS#1 block gives a random key, so the failure shows only later,
+// in the AES layer, exactly like any other failure (no padding oracle).
+function unwrapPkcs1(key, wrapped) {
+  const k = byteLength(key.rsa.n);
+  let unpadded = null;
+  try {
+    unpadded = unpadPkcs1(rawDecrypt(key.rsa, leftPad(wrapped, k)));
+  } catch {
+    unpadded = null;
+  }
+  return unpadded && unpadded.length === 32 ? unpadded : randomBytes(32);
+}
+
+async function openRsaAes(key, blob) {
+  const version = blob[0];
+  const lengthAt = version === 0 ? 4 : 1;
+  if (blob.length < lengthAt + 4) throw new DecryptionError();
+  const wLength = u32(blob, lengthAt);
+  const start = lengthAt + 4;
+  if (wLength === 0 || wLength > blob.length - start || wLength > byteLength(key.rsa.n)) {
+    throw new DecryptionError();
+  }
+  const aesKey = unwrapPkcs1(key, blob.subarray(start, start + wLength));
+  const rest = blob.subarray(start + wLength);
+  if (version === 1) return decryptEmbedIV(aesKey, rest);
+  return decryptCBC(aesKey, new Uint8Array(16), rest);
+}
+
+async function unwrapOaep(key, wrapped) {
+  if (key.oaep) {
+    try {
+      return new Uint8Array(await crypto.subtle.decrypt({ name: 'RSA-OAEP' }, key.oaep, wrapped));
+    } catch {
+      throw new DecryptionError();
+    }
+  }
+  let unpadded = null;
+  try {
+    unpadded = await unpadOaep(rawDecrypt(key.rsa, wrapped));
+  } catch {
+    unpadded = null;
+  }
+  if (!unpadded) throw new DecryptionError();
+  return unpadded;
+}
+
+async function openV2(key, blob) {
+  if (blob.length < 3) throw new DecryptionError();
+  const wLength = (blob[1] << 8) | blob[2];
+  const headerLength = 3 + wLength + 4 + 7;
+  if (wLength !== byteLength(key.rsa.n) || blob.length < headerLength + TAG) throw new DecryptionError();
+  const header = blob.subarray(0, headerLength);
+  const chunkSize = u32(blob, 3 + wLength);
+  if (chunkSize < 1 || chunkSize > MAX_CHUNK) throw new DecryptionError();
+  const prefix = blob.subarray(3 + wLength + 4, headerLength);
+  const contentKey = await unwrapOaep(key, blob.subarray(3, 3 + wLength));
+  if (contentKey.length !== 32) throw new DecryptionError();
+  let gcm;
+  try {
+    gcm = await crypto.subtle.importKey('raw', contentKey, { name: 'AES-GCM' }, false, ['decrypt']);
+  } catch {
+    throw new DecryptionError();
+  }
+  const body = blob.subarray(headerLength);
+  const piece = chunkSize + TAG;
+  const count = Math.ceil(body.length / piece);
+  const parts = [];
+  let total = 0;
+  for (let i = 0; i < count; i++) {
+    const chunk = body.subarray(i * piece, Math.min(body.length, (i + 1) * piece));
+    if (chunk.length < TAG) throw new DecryptionError();
+    const nonce = new Uint8Array(12);
+    nonce.set(prefix, 0);
+    nonce.set([(i >>> 24) & 255, (i >>> 16) & 255, (i >>> 8) & 255, i & 255], 7);
+    nonce[11] = i === count - 1 ? 1 : 0;
+    try {
+      const plain = await crypto.subtle.decrypt(
+        { name: 'AES-GCM', iv: nonce, additionalData: header, tagLength: 128 }, gcm, chunk);
+      parts.push(new Uint8Array(plain));
+      total += plain.byteLength;
+    } catch {
+      throw new DecryptionError();
+    }
+  }
+  const out = new Uint8Array(total);
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
+
+// Decrypt any envelope: 0x00/0x01 RSA-AES, 0x02 authenticated envelope.
+export async function decryptAny(key, blob) {
+  if (!(blob instanceof Uint8Array) || blob.length === 0) throw new DecryptionError();
+  if (blob[0] === 0 || blob[0] === 1) return openRsaAes(key, blob);
+  if (blob[0] === 2) return openV2(key, blob);
+  throw new DecryptionError();
+}
+
+// A stored mail object: envelope(zlib(bytes)).
+export async function openMailObject(key, blob, limit) {
+  const compressed = await decryptAny(key, blob);
+  try {
+    return await inflate(compressed, limit);
+  } catch {
+    throw new DecryptionError();
+  }
+}

@@ -1,0 +1,307 @@
+// The application: wires the login screen, the mailbox, the list, the reader and the composer.
+
+import { getJson } from './api.js';
+import { MailStore, TAMPERED_NOTICE, TamperedError } from './mail/store.js';
+import { changePassword, login, logout, signup } from './session.js';
+import { Composer } from './ui/composer.js';
+import { $, h, status } from './ui/dom.js';
+import { MessageList } from './ui/list.js';
+import { renderMessage } from './ui/reader.js';
+import { installShortcuts } from './ui/shortcuts.js';
+
+const TITLES = { inbox: 'Inbox', sent: 'Sent', trash: 'Trash' };
+const state = { session: null, store: null, folder: 'inbox', query: '', openPath: null, summary: null, timing: {} };
+let list = null;
+let composer = null;
+let pollTimer = null;
+
+function busy(form, on) {
+  for (const el of form.querySelectorAll('button,input')) el.disabled = on;
+}
+
+function showTab(which) {
+  const login = which === 'login';
+  $('tab-login').setAttribute('aria-selected', String(login));
+  $('tab-signup').setAttribute('aria-selected', String(!login));
+  $('login-form').hidden = !login;
+  $('signup-form').hidden = login;
+  status('auth-status', '');
+  (login ? $('login-user') : $('signup-user')).focus();
+}
+
+async function setupAuth() {
+  $('tab-login').addEventListener('click', () => showTab('login'));
+  $('tab-signup').addEventListener('click', () => showTab('signup'));
+  try {
+    const info = await getJson('/api/signup');
+    $('signup-domains').textContent = info.domains.length ? `Your address will be name@${info.domains[0]}.` : '';
+    if (!info.open) $('signup-invite').required = true;
+  } catch {
+    $('tab-signup').hidden = true;
+  }
+  $('login-form').addEventListener('submit', async (e) => {
+    e.preventDefault();
+    const form = e.target;
+    busy(form, true);
+    try {
+      await enter($('login-user').value, $('login-password').value);
+    } catch (err) {
+      status('auth-status', err.code === 'auth_failed' ? 'Wrong user name or password.' : err.message, true);
+    } finally {
+      busy(form, false);
+    }
+  });
+  $('signup-form').addEventListener('submit', async (e) => {
+    e.preventDefault();
+    const form = e.target;
+    if ($('signup-password').value !== $('signup-password2').value) {
+      status('auth-status', 'The two passwords differ.', true);
+      return;
+    }
+    busy(form, true);
+    try {
+      await signup($('signup-user').value, $('signup-password').value, $('signup-invite').value,
+        (step) => status('auth-status', step + '…'));
+      await enter($('signup-user').value, $('signup-password').value);
+    } catch (err) {
+      status('auth-status', err.message, true);
+    } finally {
+      busy(form, false);
+    }
+  });
+}
+
+async function enter(name, password) {
+  const t0 = performance.now();
+  const session = await login(name, password, (step) => status('auth-status', step + '…'));
+  state.session = session;
+  state.store = new MailStore(session.key);
+  $('login-password').value = '';
+  $('signup-password').value = $('signup-password2').value = '';
+  $('auth').hidden = true;
+  $('app').hidden = false;
+  $('account-button').textContent = session.account.addresses[0] || session.name;
+  $('account-button').setAttribute('aria-label', `Account ${session.account.addresses[0] || session.name}`);
+  composer = new Composer({ addresses: session.account.addresses, onSent: afterSend });
+  state.store.onChange(refresh);
+  const t1 = performance.now();
+  const cached = await state.store.loadCache();
+  refresh();
+  state.timing = { login: t1 - t0, warm: performance.now() - t1, cached };
+  document.body.dataset.cached = String(cached);
+  list.el.focus();
+  await runSync();
+  pollTimer = setInterval(() => runSync().catch(() => {}), 30000);
+}
+
+let syncing = null;
+function runSync() {
+  if (syncing) return syncing;
+  const t = performance.now();
+  syncing = state.store.sync((done, total) => {
+    const bar = $('sync');
+    bar.hidden = !(total > 0 && done < total);
+    $('sync-progress').max = Math.max(total, 1);
+    $('sync-progress').value = done;
+    $('sync-label').textContent = `Decrypting mail: ${done} of ${total}`;
+  }).then((fresh) => {
+    state.timing.sync = performance.now() - t;
+    document.body.dataset.synced = String((Number(document.body.dataset.synced) || 0) + 1);
+    return fresh;
+  }).catch((e) => {
+    status('app-status', `Sync failed: ${e.message}`, true);
+  }).finally(() => {
+    $('sync').hidden = true;
+    syncing = null;
+  });
+  return syncing;
+}
+
+function currentItems() {
+  return state.query ? state.store.search(state.query) : state.store.folder(state.folder);
+}
+
+function refresh() {
+  if (!state.store) return;
+  const items = currentItems();
+  list.setItems(items, state.openPath);
+  $('empty').hidden = items.length > 0;
+  $('empty').textContent = state.query ? 'Nothing matches your search.' : 'No messages.';
+  $('list-title').textContent = state.query ? `Search: ${state.query} (${items.length})` : TITLES[state.folder];
+  const c = state.store.counts();
+  $('count-inbox').textContent = c.unread ? String(c.unread) : '';
+  $('count-inbox').setAttribute('aria-label', `${c.unread} unread`);
+  $('count-sent').textContent = '';
+  $('count-trash').textContent = c.trash ? String(c.trash) : '';
+  document.title = c.unread ? `(${c.unread}) mailiverse` : 'mailiverse';
+}
+
+function setFolder(name) {
+  state.folder = name;
+  state.query = '';
+  $('search').value = '';
+  state.openPath = null;
+  for (const a of document.querySelectorAll('[data-folder]')) {
+    if (a.dataset.folder === name) a.setAttribute('aria-current', 'page');
+    else a.removeAttribute('aria-current');
+  }
+  closeReader();
+  list.el.scrollTop = 0;
+  list.selected = -1;
+  refresh();
+  document.body.classList.remove('nav-open');
+}
+
+function closeReader() {
+  $('reader').hidden = true;
+  $('reader').replaceChildren();
+  document.body.classList.remove('reading');
+  state.summary = null;
+}
+
+async function openItem(item) {
+  state.openPath = item.p;
+  const reader = $('reader');
+  reader.hidden = false;
+  document.body.classList.add('reading');
+  reader.replaceChildren(document.createTextNode('Decrypting…'));
+  try {
+    const summary = await state.store.fetchTwin(item.p);
+    if (state.openPath !== item.p) return;
+    state.summary = summary;
+    state.store.setRead(item.p, true);
+    renderMessage(reader, item, summary, {
+      back: () => { closeReader(); list.el.focus(); },
+      reply: (mode) => composer.open(mode, summary),
+      trash: () => trash(),
+      restore: () => restore(),
+      destroy: () => trash(),
+      inTrash: (i) => state.store.trash.has(i.p),
+    });
+    list.render();
+    refresh();
+  } catch (e) {
+    if (state.openPath !== item.p) return;
+    reader.replaceChildren(e instanceof TamperedError
+      ? h('p', { class: 'notice tampered', role: 'alert' }, TAMPERED_NOTICE)
+      : document.createTextNode('This message could not be decrypted.'));
+  }
+}
+
+async function trash() {
+  const item = list.current();
+  if (!item) return;
+  if (state.store.trash.has(item.p)) {
+    await state.store.deleteForever(item.p);
+    status('app-status', 'Deleted for good.');
+  } else {
+    state.store.moveToTrash(item.p);
+    status('app-status', 'Moved to Trash.');
+  }
+  closeReader();
+  state.openPath = null;
+  refresh();
+}
+
+function restore() {
+  const item = list.current();
+  if (!item || !state.store.trash.has(item.p)) return;
+  state.store.restore(item.p);
+  status('app-status', 'Restored.');
+  closeReader();
+  refresh();
+}
+
+async function afterSend(result) {
+  status('app-status', `Sent to ${[...result.local, ...result.remote].length} recipient(s).`);
+  await runSync();
+}
+
+async function leave() {
+  clearInterval(pollTimer);
+  try {
+    if (state.store) await state.store.flush();
+  } catch { /* the cache can be rebuilt */ }
+  try {
+    await logout();
+  } catch { /* the session may already be gone */ }
+  // Forget every key and decrypted message by reloading the page.
+  location.replace('/');
+}
+
+function setupApp() {
+  list = new MessageList($('list'), {
+    isUnread: (item) => state.store.isUnread(item),
+    onOpen: (item) => openItem(item),
+  });
+  for (const a of document.querySelectorAll('[data-folder]')) {
+    a.addEventListener('click', (e) => {
+      e.preventDefault();
+      setFolder(a.dataset.folder);
+    });
+  }
+  $('search-form').addEventListener('submit', (e) => e.preventDefault());
+  $('search').addEventListener('input', () => {
+    state.query = $('search').value.trim();
+    closeReader();
+    list.selected = -1;
+    refresh();
+  });
+  $('compose-button').addEventListener('click', () => composer.open('new'));
+  $('refresh-button').addEventListener('click', () => runSync());
+  $('account-button').addEventListener('click', () => {
+    const menu = $('account-menu');
+    menu.hidden = !menu.hidden;
+    $('account-button').setAttribute('aria-expanded', String(!menu.hidden));
+  });
+  $('menu-button').addEventListener('click', () => {
+    const open = document.body.classList.toggle('nav-open');
+    $('menu-button').setAttribute('aria-expanded', String(open));
+  });
+  $('logout-button').addEventListener('click', leave);
+  $('help-button').addEventListener('click', () => { $('account-menu').hidden = true; $('help').showModal(); });
+  $('password-button').addEventListener('click', () => {
+    $('account-menu').hidden = true;
+    status('password-status', '');
+    $('password-dialog').showModal();
+  });
+  $('password-cancel').addEventListener('click', () => $('password-dialog').close());
+  $('password-form').addEventListener('submit', async (e) => {
+    e.preventDefault();
+    if ($('new-password').value !== $('new-password2').value) {
+      status('password-status', 'The two new passwords differ.', true);
+      return;
+    }
+    busy(e.target, true);
+    try {
+      status('password-status', 'Changing…');
+      await changePassword(state.session, $('old-password').value, $('new-password').value);
+      for (const id of ['old-password', 'new-password', 'new-password2']) $(id).value = '';
+      $('password-dialog').close();
+      status('app-status', 'Password changed.');
+    } catch (err) {
+      status('password-status', err.code === 'auth_failed' ? 'The current password is wrong.' : err.message, true);
+    } finally {
+      busy(e.target, false);
+    }
+  });
+  installShortcuts({
+    move: (d) => list.move(d),
+    open: () => { const i = list.current(); if (i) openItem(i); else list.open(0); },
+    back: () => { closeReader(); list.el.focus(); },
+    compose: () => composer.open('new'),
+    reply: (mode) => { if (state.summary) composer.open(mode, state.summary); },
+    trash: () => trash(),
+    restore: () => restore(),
+    search: () => $('search').focus(),
+    clearSearch: () => { $('search').value = ''; state.query = ''; refresh(); $('search').blur(); },
+    help: () => $('help').showModal(),
+    folder: setFolder,
+  });
+}
+
+// Exposed for tests and measurements only: timings, never keys or mail.
+window.mailiverseTiming = () => ({ ...state.timing });
+
+setupApp();
+setupAuth();

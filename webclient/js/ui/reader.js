@@ -1,0 +1,86 @@
+// The reading pane: headers, plain text or sandboxed HTML, remote content per message, attachments.
+
+import { fromB64, utf8 } from '../crypto/bytes.js';
+import { buildFrame, FRAME_SANDBOX } from '../mail/htmlframe.js';
+import { formatPerson } from '../mail/twin.js';
+import { formatDate, formatSize, h } from './dom.js';
+
+const SAFE_IMAGE = /^image\/(png|gif|jpeg|jpg|webp|bmp)$/;
+
+function download(attachment) {
+  const data = attachment.b64 !== undefined ? fromB64(attachment.b64) : utf8(attachment.text || '');
+  const blob = new Blob([data], { type: 'application/octet-stream' });
+  const url = URL.createObjectURL(blob);
+  const a = h('a', { href: url, download: attachment.filename.replace(/[\\/:*?"<>|\u0000-\u001f]/g, '_') || 'attachment' });
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 60000);
+}
+
+function cidMap(attachments) {
+  const map = new Map();
+  for (const a of attachments) {
+    if (a.contentId && a.b64 !== undefined && SAFE_IMAGE.test(a.type)) {
+      map.set(a.contentId.trim().replace(/^<|>$/g, ''), `data:${a.type};base64,${a.b64.replace(/\s+/g, '')}`);
+    }
+  }
+  return map;
+}
+
+function peopleLine(label, list) {
+  if (!list.length) return null;
+  return h('div', { class: 'hdr' }, h('span', { class: 'hdr-name' }, label), list.map(formatPerson).join(', '));
+}
+
+export function renderMessage(container, item, summary, actions) {
+  const inTrash = actions.inTrash(item);
+  const toolbar = h('div', { class: 'toolbar', role: 'toolbar', 'aria-label': 'Message actions' },
+    h('button', { type: 'button', class: 'only-phone', onclick: actions.back, 'aria-label': 'Back to the list' }, '← Back'),
+    h('button', { type: 'button', onclick: () => actions.reply('reply') }, 'Reply'),
+    h('button', { type: 'button', onclick: () => actions.reply('all') }, 'Reply all'),
+    h('button', { type: 'button', onclick: () => actions.reply('forward') }, 'Forward'),
+    inTrash
+      ? [h('button', { type: 'button', onclick: actions.restore }, 'Restore'),
+        h('button', { type: 'button', class: 'danger', onclick: actions.destroy }, 'Delete forever')]
+      : h('button', { type: 'button', onclick: actions.trash }, 'Delete'));
+  const headers = h('div', { class: 'headers' },
+    h('h2', { id: 'reader-subject' }, summary.subject || '(no subject)'),
+    peopleLine('From', [summary.from].filter((p) => p.email || p.name)),
+    peopleLine('To', summary.to),
+    peopleLine('Cc', summary.cc),
+    peopleLine('Bcc', summary.bcc),
+    h('div', { class: 'hdr' }, h('span', { class: 'hdr-name' }, 'Date'), formatDate(summary.date, true)));
+  const body = h('div', { class: 'body' });
+  const showHtml = (allowRemote) => {
+    const { srcdoc, remote } = buildFrame(summary.html, { allowRemote, cid: cidMap(summary.attachments) });
+    const frame = h('iframe', { sandbox: FRAME_SANDBOX, title: 'Message content', referrerpolicy: 'no-referrer',
+      class: 'mail-frame' });
+    frame.srcdoc = srcdoc;
+    const banner = remote && !allowRemote
+      ? h('div', { class: 'banner', role: 'note' },
+        `Remote content (${remote}) was blocked to protect your privacy. `,
+        h('button', { type: 'button', id: 'allow-remote', onclick: () => showHtml(true) }, 'Show remote content for this message'))
+      : null;
+    const switcher = summary.text !== null
+      ? h('button', { type: 'button', class: 'link', onclick: showText }, 'Show plain text') : null;
+    body.replaceChildren(...[banner, switcher, frame].filter(Boolean));
+  };
+  const showText = () => {
+    const switcher = summary.html !== null
+      ? h('button', { type: 'button', class: 'link', onclick: () => showHtml(false) }, 'Show HTML') : null;
+    body.replaceChildren(...[switcher, h('pre', { class: 'text', tabindex: '0' }, summary.text || '')].filter(Boolean));
+  };
+  if (summary.html !== null) showHtml(false);
+  else showText();
+  const files = summary.attachments.filter((a) => !(a.inline && a.contentId));
+  const attachments = files.length
+    ? h('ul', { class: 'attachments', 'aria-label': 'Attachments' }, files.map((a) => {
+      const size = a.b64 !== undefined ? Math.floor(a.b64.length * 3 / 4) : (a.text || '').length;
+      return h('li', {}, h('button', { type: 'button', onclick: () => download(a), 'aria-label': `Download ${a.filename}` },
+        `⤓ ${a.filename}`), h('span', { class: 'hint' }, ` ${a.type}, ${formatSize(size)}`));
+    }))
+    : null;
+  container.replaceChildren(toolbar, headers, ...(attachments ? [attachments] : []), body);
+  container.setAttribute('aria-labelledby', 'reader-subject');
+}

@@ -1,0 +1,40 @@
+// Keyboard shortcuts (Gmail-like single keys; "g" then a folder letter). Ignored while typing.
+
+export function installShortcuts(handlers) {
+  let pendingG = false;
+  document.addEventListener('keydown', (e) => {
+    if (e.ctrlKey || e.metaKey || e.altKey) return;
+    const target = e.target;
+    if (target && (target.isContentEditable || /^(INPUT|TEXTAREA|SELECT)$/.test(target.tagName))) {
+      if (e.key === 'Escape' && target.id === 'search') handlers.clearSearch();
+      return;
+    }
+    if (document.querySelector('dialog[open]')) return;
+    if (pendingG) {
+      pendingG = false;
+      const folder = { i: 'inbox', s: 'sent', t: 'trash' }[e.key];
+      if (folder) {
+        e.preventDefault();
+        handlers.folder(folder);
+      }
+      return;
+    }
+    const action = {
+      j: () => handlers.move(1), ArrowDown: () => handlers.move(1),
+      k: () => handlers.move(-1), ArrowUp: () => handlers.move(-1),
+      Enter: handlers.open, o: handlers.open,
+      u: handlers.back, Escape: handlers.back,
+      c: handlers.compose,
+      r: () => handlers.reply('reply'), a: () => handlers.reply('all'), f: () => handlers.reply('forward'),
+      '#': handlers.trash, Delete: handlers.trash,
+      z: handlers.restore,
+      '/': handlers.search,
+      '?': handlers.help,
+      g: () => { pendingG = true; },
+    }[e.key];
+    if (action) {
+      e.preventDefault();
+      action();
+    }
+  });
+}
