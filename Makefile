@@ -14,7 +14,7 @@ $(STAMP): setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	@# compat mode puts the checkout on sys.path, which twistd's plugin discovery needs
-	$(PY) -m pip install --quiet --config-settings editable_mode=compat -e '.[test]' 2>$(VENV)/pip-install.log \
+	$(PY) -m pip install --quiet --config-settings editable_mode=compat -e '.[test,bench]' 2>$(VENV)/pip-install.log \
 	  || { cat $(VENV)/pip-install.log; exit 1; }
 	touch $(STAMP)
 
