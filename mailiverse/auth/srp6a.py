@@ -38,6 +38,7 @@ from dataclasses import dataclass
 import srp._pysrp as _srp_reference  # type: ignore[import-untyped]
 
 from mailiverse.auth.keys import subkey
+from mailiverse.auth.modexp import powmod
 from mailiverse.auth.usernames import canonical_username
 
 #: The name of the SRP parameter set, stored with each verifier so another group can be added later.
@@ -119,7 +120,7 @@ def _check_key(verification_key: bytes) -> None:
 
 
 def _verifier_for(username: str, salt: bytes, verification_key: bytes) -> bytes:
-    return _pad(pow(_G, _private_key(username, salt, verification_key), _N))
+    return _pad(powmod(_G, _private_key(username, salt, verification_key), _N))
 
 
 def create_verifier(username: str, verification_key: bytes) -> tuple[bytes, bytes]:
@@ -175,7 +176,7 @@ class LoginChallenge:
         self._b: int | None = secrets.randbits(8 * _EPHEMERAL_BYTES) | 1 << (
             8 * _EPHEMERAL_BYTES - 1
         )
-        self._b_pub = (_K * v + pow(_G, self._b, _N)) % _N
+        self._b_pub = (_K * v + powmod(_G, self._b, _N)) % _N
         #: The server's public ephemeral value, padded to 256 bytes.
         self.B = _pad(self._b_pub)
 
@@ -199,7 +200,7 @@ class LoginChallenge:
         u = _int(_h(_pad(a_pub), self.B))
         if u == 0:
             raise AuthFailed()
-        shared = pow(a_pub * pow(self._v, u, _N) % _N, b, _N)
+        shared = powmod(a_pub * powmod(self._v, u, _N) % _N, b, _N)
         key = _h(_minimal(shared))
         expected = _proof(self.username, self.salt, a_pub, self._b_pub, key)
         # Both operands are evaluated before combining, so a decoy costs the same as a real account.
@@ -255,7 +256,7 @@ class ClientLogin:
         _check_key(verification_key)
         a = secrets.randbits(8 * _EPHEMERAL_BYTES) | 1 << (8 * _EPHEMERAL_BYTES - 1)
         self._state = _ClientState(
-            canonical_username(username), verification_key, a, pow(_G, a, _N)
+            canonical_username(username), verification_key, a, powmod(_G, a, _N)
         )
         #: The client's public ephemeral value, padded to 256 bytes.
         self.A = _pad(self._state.a_pub)
@@ -274,8 +275,8 @@ class ClientLogin:
         if u == 0:
             raise AuthFailed()
         x = _private_key(state.username, salt, state.verification_key)
-        base = (b_pub - _K * pow(_G, x, _N)) % _N
-        shared = pow(base, state.a + u * x, _N)
+        base = (b_pub - _K * powmod(_G, x, _N)) % _N
+        shared = powmod(base, state.a + u * x, _N)
         key = _h(_minimal(shared))
         proof = _proof(state.username, salt, state.a_pub, b_pub, key)
         state.expected_hamk = _server_proof(state.a_pub, proof, key)
