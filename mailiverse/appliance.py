@@ -96,8 +96,11 @@ def _add_acme(root: MultiService, config: ApplianceConfig, tls: TLSContexts, rea
         reactor,
         email=config.acme_email,
     )
+    # Senders fetch the MTA-STS policy from https://mta-sts.<domain>/, so the certificate should name it too.
+    mta_sts_names = tuple(f"mta-sts.{d}" for d in config.domains) if config.mta_sts_mode != "none" else ()
     CertificateRenewal(
-        client, challenges, config.tls_cert, config.tls_key, (config.hostname,), tls.reload, reactor
+        client, challenges, config.tls_cert, config.tls_key, (config.hostname,), tls.reload, reactor,
+        optional_names=mta_sts_names,
     ).setServiceParent(root)
 
 

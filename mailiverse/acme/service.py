@@ -45,12 +45,17 @@ class CertificateRenewal(Service):
         reactor: Any,
         *,
         first_delay: float = FIRST_CHECK_DELAY,
+        optional_names: tuple[str, ...] = (),
     ) -> None:
         self._client = client
         self._challenges = challenges
         self._cert_path = cert_path
         self._key_path = key_path
         self._names = names
+        #: Names the certificate should also cover when their DNS is in place (mta-sts.<domain>);
+        #: an order that fails for them must not leave the appliance without a certificate.
+        self._optional = tuple(n for n in dict.fromkeys(optional_names) if n not in names)
+        self._optional_tried = False
         self._on_installed = on_installed
         self._reactor = reactor
         self._first_delay = first_delay
@@ -84,12 +89,39 @@ class CertificateRenewal(Service):
         self._running_check.addBoth(done)
 
     async def check(self, now: datetime.datetime | None = None) -> bool:
-        """Renew if needed; returns whether a new certificate was installed (and the listeners reloaded)."""
-        if not needs_certificate(self._cert_path, self._names, now):
+        """Renew if needed; returns whether a new certificate was installed (and the listeners reloaded).
+
+        A certificate is due when it does not cover the required names or is near expiry. The
+        optional names are ordered with the required ones at each due renewal and once per start
+        while the current certificate lacks them; if that order fails (their DNS is not published
+        yet, say), a due renewal falls back to the required names alone, and a certificate that is
+        not due is kept. So a missing optional record never costs the certificate, and never
+        orders a new one every 12 hours.
+        """
+        due = needs_certificate(self._cert_path, self._names, now)
+        full = self._names + self._optional
+        want_full = bool(self._optional) and (due or not self._optional_tried) and needs_certificate(self._cert_path, full, now)
+        if not due and not want_full:
             return False
+        if want_full:
+            self._optional_tried = True
+            try:
+                return await self._issue(full)
+            except Exception as error:  # noqa: BLE001 - any failure of the wider order has the same answer
+                log.warn(
+                    "could not get a certificate that also covers {optional} ({error}); "
+                    "publish their DNS records (mailiverse-admin setup prints them)",
+                    optional=", ".join(self._optional),
+                    error=str(error)[:200],
+                )
+                if not due:
+                    return False
+        return await self._issue(self._names)
+
+    async def _issue(self, names: tuple[str, ...]) -> bool:
         key_pem = new_key_pem()
-        chain = await self._client.issue(self._names, self._challenges, key_pem)
+        chain = await self._client.issue(names, self._challenges, key_pem)
         install_certificate(self._cert_path, self._key_path, chain, key_pem)
         self._on_installed()
-        log.info("installed a new certificate for {names}", names=", ".join(self._names))
+        log.info("installed a new certificate for {names}", names=", ".join(names))
         return True

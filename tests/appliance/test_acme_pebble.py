@@ -24,6 +24,7 @@ from tests.appliance import pebble
 pytestmark = pytest.mark.skipif(not pebble.available(), reason="Debian's pebble package is not installed (apt-get install pebble)")
 
 TEST_NAME = "mail.mailiverse.test"
+MTA_STS_NAME = "mta-sts.mailiverse.test"
 
 
 def _served_certificate(port: int, server_name: str) -> x509.Certificate:
@@ -66,16 +67,20 @@ async def test_certificate_from_pebble_is_served_after_reload_without_restart(tm
         http = treq.client.HTTPClient(Agent(reactor, contextFactory=BrowserLikePolicyForHTTPS(trustRoot=trust)))
         client = AcmeClient(ca.directory, new_account_key_pem(), http, reactor, email="postmaster@mailiverse.test",
                             poll_interval=0.2)
-        renewal = CertificateRenewal(client, challenges, cert_path, key_path, (TEST_NAME,), contexts.reload, reactor)
+        renewal = CertificateRenewal(client, challenges, cert_path, key_path, (TEST_NAME,), contexts.reload, reactor,
+                                     optional_names=(MTA_STS_NAME,))
         assert await renewal.check() is True
         assert len(challenges) == 0
-        assert not needs_certificate(cert_path, (TEST_NAME,))
+        assert not needs_certificate(cert_path, (TEST_NAME, MTA_STS_NAME))
 
         after = await threads.deferToThread(_served_certificate, tls_port, TEST_NAME)
         assert after.issuer != after.subject
         assert "Pebble" in after.issuer.rfc4514_string()
         san = after.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-        assert san.get_values_for_type(x509.DNSName) == [TEST_NAME]
+        assert san.get_values_for_type(x509.DNSName) == [TEST_NAME, MTA_STS_NAME]
+        # The MTA-STS policy host's name picks the same CA certificate through SNI.
+        policy_host = await threads.deferToThread(_served_certificate, tls_port, MTA_STS_NAME)
+        assert policy_host.serial_number == after.serial_number
         assert tls_listener.getHost().port == tls_port
         assert await renewal.check() is False  # fresh: nothing to renew
     finally:
