@@ -29,7 +29,41 @@ function header(part, name, encoded) {
   return null;
 }
 
+// RFC 2231: name*=charset'lang'%XX... or its numbered pieces name*0*=..., name*1*=... (UTF-8 and ASCII only).
+function extendedParameter(text, name) {
+  const pieces = [];
+  const re = new RegExp(`(?:^|;)\\s*${name}\\*(?:(\\d{1,3})(\\*)?|())\\s*=\\s*(?:"((?:[^"\\\\]|\\\\.)*)"|([^;\\s]+))`, 'gi');
+  for (const m of text.matchAll(re)) {
+    const index = m[1] === undefined ? 0 : Number(m[1]);
+    const encoded = m[1] === undefined || m[2] !== undefined;
+    pieces[index] = { encoded, value: m[4] !== undefined ? m[4].replace(/\\(.)/g, '$1') : m[5] };
+  }
+  if (!pieces.length) return null;
+  for (let i = 0; i < pieces.length; i++) if (!pieces[i]) return null;
+  const first = /^([^']*)'[^']*'(.*)$/.exec(pieces[0].encoded ? pieces[0].value : '');
+  const charset = first ? first[1].toLowerCase() : 'us-ascii';
+  if (!['utf-8', 'utf8', 'us-ascii', ''].includes(charset)) return null;
+  const bytes = [];
+  pieces.forEach((piece, i) => {
+    const value = i === 0 && first ? first[2] : piece.value;
+    for (let j = 0; j < value.length; j++) {
+      if (piece.encoded && value[j] === '%' && /^[0-9a-f]{2}$/i.test(value.substr(j + 1, 2))) {
+        bytes.push(parseInt(value.substr(j + 1, 2), 16));
+        j += 2;
+      } else {
+        bytes.push(...new TextEncoder().encode(value[j]));
+      }
+    }
+  });
+  return new TextDecoder('utf-8').decode(new Uint8Array(bytes));
+}
+
 function filenameOf(disposition, contentType) {
+  for (const [text, name] of [[disposition, 'filename'], [contentType, 'name']]) {
+    if (!text) continue;
+    const extended = extendedParameter(text, name);
+    if (extended) return extended;
+  }
   for (const text of [disposition, contentType]) {
     if (!text) continue;
     const m = /(?:file)?name\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^;\s]+))/i.exec(text);

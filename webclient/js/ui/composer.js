@@ -1,10 +1,11 @@
-// The compose dialog: new mail, reply, reply-all and forward, with To/Cc/Bcc, sent via /api/send.
+// The compose dialog: new mail, reply, reply-all and forward (with the original's attachments), with
+// To/Cc/Bcc and attached files, sent via /api/send.
 
 import { postJson } from '../api.js';
-import { toB64 } from '../crypto/bytes.js';
-import { buildMessage, parseAddresses } from '../mail/compose.js';
+import { fromB64, toB64, utf8 } from '../crypto/bytes.js';
+import { attachedBytes, buildMessage, MAX_ATTACHMENT_BYTES, parseAddresses } from '../mail/compose.js';
 import { formatPerson } from '../mail/twin.js';
-import { $, formatDate, status } from './dom.js';
+import { $, formatDate, formatSize, h, status } from './dom.js';
 
 function prefixed(prefix, subject) {
   const s = subject || '';
@@ -30,6 +31,31 @@ export class Composer {
       this.send();
     });
     $('discard-button').addEventListener('click', () => this.dialog.close());
+    this.files = [];
+    $('compose-files').addEventListener('change', (e) => this.addFiles(e.target));
+  }
+
+  async addFiles(input) {
+    const chosen = Array.from(input.files || []);
+    input.value = '';
+    const room = MAX_ATTACHMENT_BYTES - attachedBytes(this.files);
+    const total = chosen.reduce((sum, f) => sum + f.size, 0);
+    if (total > room) {
+      status('compose-status', `Attachments may add up to ${formatSize(MAX_ATTACHMENT_BYTES)}; that would be ${formatSize(total - room + MAX_ATTACHMENT_BYTES)}.`, true);
+      return;
+    }
+    for (const file of chosen) {
+      this.files.push({ filename: file.name, type: file.type, bytes: new Uint8Array(await file.arrayBuffer()) });
+    }
+    status('compose-status', '');
+    this.renderFiles();
+  }
+
+  renderFiles() {
+    $('compose-attachments').replaceChildren(...this.files.map((file, index) => h('li', {},
+      `${file.filename} (${formatSize(file.bytes.length)}) `,
+      h('button', { type: 'button', class: 'link', 'aria-label': `Remove ${file.filename}`,
+        onclick: () => { this.files.splice(index, 1); this.renderFiles(); } }, 'Remove'))));
   }
 
   open(mode = 'new', summary = null) {
@@ -51,7 +77,11 @@ export class Composer {
       text = quote(summary);
       const refs = [summary.references, summary.messageId].filter(Boolean).join(' ');
       this.reply = { inReplyTo: summary.messageId, references: refs };
-    } else if (summary && mode === 'forward') {
+    }
+    this.files = [];
+    if (summary && mode === 'forward') {
+      this.files = summary.attachments.map((a) => ({ filename: a.filename, type: a.type,
+        bytes: a.b64 !== undefined ? fromB64(a.b64) : utf8(a.text || '') }));
       subject = prefixed('Fwd', summary.subject);
       text = `\n\n---------- Forwarded message ----------\nFrom: ${formatPerson(summary.from)}\n` +
         `Date: ${formatDate(summary.date, true)}\nSubject: ${summary.subject}\n` +
@@ -64,6 +94,7 @@ export class Composer {
     $('compose-bcc').value = '';
     $('compose-subject').value = subject;
     $('compose-text').value = text;
+    this.renderFiles();
     status('compose-status', '');
     this.dialog.showModal();
     const focus = to.length ? $('compose-text') : $('compose-to');
@@ -83,6 +114,7 @@ export class Composer {
         text: $('compose-text').value,
         inReplyTo: this.reply && this.reply.inReplyTo,
         references: this.reply && this.reply.references,
+        attachments: this.files,
       };
       const host = draft.from.split('@')[1] || location.hostname;
       const { message, recipients } = buildMessage(draft, host);
