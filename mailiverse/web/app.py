@@ -762,6 +762,9 @@ class WebApp:
 
     @router.handle_errors(MethodNotAllowed)
     def method_not_allowed(self, request: Any, failure: Any) -> bytes:
+        valid = sorted(getattr(failure.value, "valid_methods", None) or [])
+        if valid:  # RFC 9110 §15.5.6: a 405 lists the methods the resource does take
+            request.setHeader(b"Allow", ", ".join(valid).encode("ascii"))
         return self._error(request, "method_not_allowed", "this route does not take that method", 405)
 
     @router.handle_errors(Exception)

@@ -812,6 +812,8 @@ def test_security_headers_on_every_response_type(world: World) -> None:
         reply = call()
         assert reply.status == status, (what, reply.status, reply.body[:200])
         _check_security_headers(reply, what)
+        if status == 405:
+            assert "GET" in (reply.header("Allow") or ""), what
         seen[what] = status
     # A 500: the objects table disappears under the running server, then comes back.
     _rename_table(app, "objects", "objects_hidden")

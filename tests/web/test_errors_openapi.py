@@ -58,6 +58,9 @@ async def test_routing_errors_are_json(api: Api, method: str, path: str, status:
     assert reply.header("Content-Type") == "application/json"
     for name in SECURITY_HEADERS:
         assert reply.header(name.decode()) is not None
+    if status == 405:
+        allowed = {m.strip() for m in (reply.header("Allow") or "").split(",")}
+        assert allowed and method not in allowed
 
 
 @pytest.mark.parametrize(
