@@ -22,6 +22,7 @@ from mailiverse.serverkeys import ensure_server_keys
 from mailiverse.smtp.limits import SmtpLimits
 from mailiverse.smtp.service import smtp_server_factory
 from mailiverse.store.db import Database
+from mailiverse.store.migrate import upgrade_in_child
 from mailiverse.tls import TLSContexts, ensure_self_signed
 from mailiverse.web.wiring import build_web_app
 
@@ -118,7 +119,10 @@ def build_appliance(config: ApplianceConfig, reactor: Any = None) -> MultiServic
         ensure_placeholder(ca[0], ca[1], config.hostname)
     tls = TLSContexts(self_signed=self_signed, ca=ca)
     ensure_server_keys(config.data_dir)
-    database = Database.open(config.db_url, reactor=reactor)
+    database = Database.open(config.db_url, reactor=reactor, migrate=False)
+    with database.blocking_allowed():
+        # In a child process: Alembic's ~10 MB never load into the long-running server.
+        upgrade_in_child(database.engine, config.db_url)
     config.record()
     delivery = Delivery(database, config.is_local_domain, tmp_dir=config.data_dir.tmp_dir, reactor=reactor)
 

@@ -2,15 +2,20 @@
 
 Alembic is imported only when a migration actually runs: a start against a current schema
 checks ``alembic_version`` with one query, which keeps Alembic's ~10 MB out of a running
-appliance (it matters on a 512 MB board).
+appliance (it matters on a 512 MB board). When a migration is due (the first start, an
+upgrade), the appliance runs it in a child process (:func:`upgrade_in_child`, the ``__main__``
+of this module), so even then Alembic never loads into the long-running server.
 """
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, inspect, select, text
+from sqlalchemy import create_engine, func, inspect, select, text
 from sqlalchemy.engine import Connection, Engine
 
 if TYPE_CHECKING:
@@ -86,7 +91,7 @@ def _with_migration_lock(engine: Engine, revision: str, action: str) -> None:
                 connection.commit()
 
 
-def _at_head(engine: Engine) -> bool:
+def at_head(engine: Engine) -> bool:
     """True when the database is already at :data:`HEAD_REVISION` (one query, no Alembic)."""
     with engine.connect() as connection:
         if not inspect(connection).has_table("alembic_version"):
@@ -97,7 +102,7 @@ def _at_head(engine: Engine) -> bool:
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
     """Bring the schema up to ``revision`` (default: the newest); a no-op when already there."""
-    if revision in ("head", HEAD_REVISION) and _at_head(engine):
+    if revision in ("head", HEAD_REVISION) and at_head(engine):
         return
     _with_migration_lock(engine, revision, "upgrade")
 
@@ -105,3 +110,53 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
 def downgrade(engine: Engine, revision: str) -> None:
     """Take the schema back to ``revision`` (``"base"`` removes every table); for tests and recovery."""
     _with_migration_lock(engine, revision, "downgrade")
+
+
+class MigrationFailed(Exception):
+    """The schema upgrade in the child process failed; the message carries the end of its error output."""
+
+
+#: A first start creates every table in well under a second; this bounds a hung child.
+CHILD_TIMEOUT = 600.0
+
+
+def upgrade_in_child(engine: Engine, url: str) -> None:
+    """Bring the schema at ``url`` to the newest revision in a child process, unless it is there already.
+
+    ``engine`` (the caller's, already connected to the same database) answers the cheap "at head?"
+    question. The URL, which may hold a password, goes to the child on standard input, never on its
+    command line.
+    """
+    if at_head(engine):
+        return
+    child = subprocess.run(  # noqa: S603 - our own interpreter and module, no shell
+        [sys.executable, "-m", "mailiverse.store.migrate"],
+        input=url.encode("utf-8"),
+        capture_output=True,
+        timeout=CHILD_TIMEOUT,
+        check=False,
+    )
+    if child.returncode != 0 or not at_head(engine):
+        lines = child.stderr.decode("utf-8", "replace").strip().splitlines() or ["no output"]
+        detail = lines[-1][-1000:]
+        raise MigrationFailed(f"the schema upgrade failed (exit {child.returncode}): {detail}")
+
+
+def _main() -> int:
+    """Child side of :func:`upgrade_in_child`: read a database URL on stdin and upgrade it."""
+    os.umask(0o077)  # SQLite's journal and WAL files stay private like the database
+    from mailiverse.store.db import normalise_url  # the same driver choice as the parent's Database
+
+    engine = create_engine(normalise_url(sys.stdin.read().strip()))
+    try:
+        upgrade(engine)
+    except Exception as error:  # noqa: BLE001 - the parent wants one line saying why, not a traceback
+        print(f"{type(error).__name__}: {error}", file=sys.stderr)
+        return 1
+    finally:
+        engine.dispose()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main())

@@ -136,3 +136,55 @@ def test_head_constant_matches_the_scripts() -> None:
     from mailiverse.store import migrate
 
     assert migrate.HEAD_REVISION == migrate.head_revision()
+
+
+_CHILD_CHECK = """
+import sys
+from mailiverse.store import Database
+from mailiverse.store.migrate import HEAD_REVISION, at_head, upgrade_in_child
+url = sys.stdin.read().strip()
+db = Database.open(url, migrate=False)
+with db.blocking_allowed():
+    upgrade_in_child(db.engine, url)
+    assert at_head(db.engine)
+db.close()
+loaded = sorted(m for m in sys.modules if m == "alembic" or m.startswith("alembic."))
+print("alembic modules in the server process:", len(loaded))
+"""
+
+
+def test_upgrade_in_a_child_keeps_alembic_out_of_the_server(empty_url: str) -> None:
+    """The appliance's start-up path: the schema reaches head and Alembic is never imported by the caller."""
+    result = subprocess.run([sys.executable, "-c", _CHILD_CHECK], input=empty_url, capture_output=True, text=True,
+                            timeout=300, check=False)
+    assert result.returncode == 0, result.stderr
+    assert "alembic modules in the server process: 0" in result.stdout
+    engine = _engine(empty_url)
+    try:
+        assert migrate.current_revision(engine) == migrate.head_revision()
+        # A second start finds the schema current and starts no child at all.
+        started: list[object] = []
+        real_run = subprocess.run
+        try:
+            subprocess.run = lambda *a, **k: started.append(a) or real_run(*a, **k)  # type: ignore[assignment]
+            migrate.upgrade_in_child(engine, empty_url)
+        finally:
+            subprocess.run = real_run  # type: ignore[assignment]
+        assert started == []
+    finally:
+        engine.dispose()
+
+
+def test_a_failing_child_upgrade_is_a_clear_error(tmp_path: Path) -> None:
+    """A database from a newer release (an unknown revision) fails in the child: MigrationFailed with its reason."""
+    url = sqlite_url(tmp_path)
+    engine = _engine(url)
+    try:
+        with engine.connect() as connection:
+            connection.exec_driver_sql("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL)")
+            connection.exec_driver_sql("INSERT INTO alembic_version VALUES ('9999')")
+            connection.commit()
+        with pytest.raises(migrate.MigrationFailed, match=r"schema upgrade failed \(exit 1\).*9999"):
+            migrate.upgrade_in_child(engine, url)
+    finally:
+        engine.dispose()
