@@ -23,6 +23,8 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 _BLOCK = 16
 _WRITE_CHUNK = 64 * 1024
+#: Bytes decrypted at a time when a spilled message is read whole.
+_READ_ALL_CHUNK = 1024 * 1024
 
 
 class SpoolError(Exception):
@@ -120,9 +122,12 @@ class SpooledMessage:
         return io.BufferedReader(raw, buffer_size=_WRITE_CHUNK)  # type: ignore[return-value]
 
     def read_all(self) -> bytes:
-        """The whole message as bytes."""
+        """The whole message as one bytes object, never holding a second copy of it on the way."""
         with self.open() as stream:
-            return stream.read()
+            if self.in_memory:
+                # BytesIO hands back the bytes it wraps when read whole: no copy.
+                return stream.read()
+            return _read_in_place(stream, self.size)
 
     def close(self) -> None:
         """Discard the message: drop the memory copy, the key and the temp file."""
@@ -146,6 +151,33 @@ class SpooledMessage:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def _read_in_place(stream: BinaryIO, size: int) -> bytes:
+    """Exactly ``size`` bytes of ``stream``, decrypted straight into the bytes object returned.
+
+    Joining pieces, or converting a bytearray, briefly needs the message twice (a 50 MB message
+    would peak at 100 MB). ``BytesIO.getvalue()`` returns the bytes object BytesIO writes into once
+    no view of it is left, so filling a pre-sized BytesIO through a memoryview needs it once; were
+    that ever to change, getvalue() would copy and the result would still be right.
+    """
+    buffer = io.BytesIO()
+    if size:
+        buffer.seek(size - 1)
+        buffer.write(b"\0")
+    view = buffer.getbuffer()
+    try:
+        pos = 0
+        while pos < size:
+            piece = view[pos : min(pos + _READ_ALL_CHUNK, size)]
+            count = stream.readinto(piece)  # type: ignore[attr-defined]
+            piece.release()
+            if not count:
+                raise SpoolError("the spooled message is shorter than its size")
+            pos += count
+    finally:
+        view.release()
+    return buffer.getvalue()
 
 
 class SpoolWriter:

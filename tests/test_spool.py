@@ -6,6 +6,7 @@ import os
 import secrets
 import stat
 import threading
+import tracemalloc
 from pathlib import Path
 
 import pytest
@@ -147,3 +148,20 @@ def test_abort_removes_everything(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
     with pytest.raises(SpoolError):
         writer.write(b"more")
+
+
+def test_read_all_of_a_spilled_message_needs_it_in_memory_once(tmp_path: Path) -> None:
+    """Reading a spilled 8 MB message whole peaks near its size, not twice it, and returns its bytes."""
+    data = bytes(range(256)) * (8 * 4096 + 3)
+    writer = SpoolWriter(tmp_path, memory_limit=64 * 1024)
+    _write_in_chunks(writer, data)
+    message = writer.finish()
+    tracemalloc.start()
+    try:
+        got = message.read_all()
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    message.close()
+    assert got == data
+    assert peak < 1.5 * len(data)

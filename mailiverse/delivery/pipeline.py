@@ -9,6 +9,7 @@ committed, which is what lets the SMTP layer answer 250.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -24,12 +25,12 @@ from mailiverse.crypto.keys import load_public_key
 from mailiverse.delivery.encrypt import read_chunks, seal_chunks
 from mailiverse.delivery.naming import INBOX_PREFIX, mail_paths, new_key_base
 from mailiverse.mime.limits import Limits
-from mailiverse.mime.twin import convert
+from mailiverse.mime.twin import convert_document, iter_twin
 from mailiverse.smtp.interfaces import IInbox, Recipient
 from mailiverse.spool import SpooledMessage
 from mailiverse.store.db import Database
 from mailiverse.store.objects import put_object
-from mailiverse.store.users import User, get_user
+from mailiverse.store.users import User, deliverable_keys, get_user
 
 log = Logger()
 
@@ -43,6 +44,14 @@ class _Sealed:
     user_id: int
     path: str
     body: IO[bytes]
+
+    @property
+    def size(self) -> int:
+        """The ciphertext's length (the body is left where it was)."""
+        position = self.body.tell()
+        size = self.body.seek(0, 2)
+        self.body.seek(position)
+        return size
 
 
 def split_address(address: str) -> tuple[str, str] | None:
@@ -96,21 +105,21 @@ class Delivery:
         user = await self._db.run(get_user, local)
         if user is None or user.disabled:
             return None
-        return Recipient(address=f"{local}@{parts[1].lower()}", user=user.name)
+        return Recipient(address=f"{local}@{parts[1].lower()}", user=user.name, account=user)
 
     async def deliver(self, message: SpooledMessage, mail_from: str, recipients: list[Recipient]) -> None:
-        names = list(dict.fromkeys(r.user for r in recipients))
-        users = await self._db.run(_load_users, names)
-        missing = [n for n, u in zip(names, users, strict=True) if u is None]
-        if missing:
-            raise DeliveryError("a recipient's account disappeared during delivery")
+        users = await self._users_of(recipients)
         now_ms = self._now_ms()
         key_base = new_key_base(now_ms)
         sealed: list[_Sealed] = await deferToThreadPool(
-            self._reactor, self._pool, self._seal_for_all, message, [u for u in users if u], key_base, now_ms
+            self._reactor, self._pool, self._seal_for_all, message, users, key_base, now_ms
         )
         try:
-            await self._db.transact(_store_all, sealed, now_ms)
+            # Deliveries arriving while the writer is busy share its next commit (one fsync for many).
+            await self._db.transact_grouped(
+                functools.partial(_store_all, users=users, sealed=sealed, now_ms=now_ms),
+                weight=sum(item.size for item in sealed),
+            )
         finally:
             for item in sealed:
                 item.body.close()
@@ -121,11 +130,25 @@ class Delivery:
             count=len(users),
         )
 
+    async def _users_of(self, recipients: list[Recipient]) -> list[User]:
+        """Each distinct recipient's account: as ``resolve`` found it, or looked up for other recipients."""
+        names = list(dict.fromkeys(r.user for r in recipients))
+        carried = {r.user: r.account for r in recipients if isinstance(r.account, User)}
+        if all(name in carried for name in names):
+            return [carried[name] for name in names]
+        users = await self._db.run(_load_users, names)
+        found = [user for user in users if user is not None]
+        if len(found) != len(names):
+            raise DeliveryError("a recipient's account disappeared during delivery")
+        return found
+
     def _seal_for_all(self, message: SpooledMessage, users: Sequence[User], key_base: str, now_ms: int) -> list[_Sealed]:
         original_path, twin_path = mail_paths(key_base, INBOX_PREFIX)
-        raw = message.read_all()
-        twin = convert(raw, original_path=original_path, written_ms=now_ms, limits=self._mime_limits)
-        del raw
+        # The document refers to the raw bytes instead of copying attachment bodies, and its JSON
+        # text is encrypted batch by batch: the message exists in memory about once.
+        twin = convert_document(
+            message.read_all(), original_path=original_path, written_ms=now_ms, limits=self._mime_limits, streamed=True
+        )
         sealed: list[_Sealed] = []
         try:
             for user in users:
@@ -133,7 +156,9 @@ class Delivery:
                 with message.open() as source:
                     original = seal_chunks(user.envelope_format, public_key, read_chunks(source), self._tmp_dir)
                 sealed.append(_Sealed(user.id, original_path, original))
-                sealed.append(_Sealed(user.id, twin_path, seal_chunks(user.envelope_format, public_key, [twin], self._tmp_dir)))
+                sealed.append(
+                    _Sealed(user.id, twin_path, seal_chunks(user.envelope_format, public_key, iter_twin(twin), self._tmp_dir))
+                )
         except BaseException:
             for item in sealed:
                 item.body.close()
@@ -145,7 +170,12 @@ def _load_users(conn: Any, names: list[str]) -> list[User | None]:
     return [get_user(conn, name) for name in names]
 
 
-def _store_all(conn: Any, sealed: list[_Sealed], now_ms: int) -> None:
+def _store_all(conn: Any, *, users: Sequence[User], sealed: list[_Sealed], now_ms: int) -> None:
+    # Checked in the write transaction rather than by a read before it: an account deleted, disabled
+    # or replaced since RCPT fails this delivery (the sender retries) and nothing is stored.
+    keys = deliverable_keys(conn, [user.id for user in users])
+    if any(keys.get(user.id) != user.public_key for user in users):
+        raise DeliveryError("a recipient's account disappeared during delivery")
     for item in sealed:
         item.body.seek(0)
         put_object(conn, item.user_id, item.path, read_chunks(item.body), if_absent=True, now_ms=now_ms)

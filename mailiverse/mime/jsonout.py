@@ -3,64 +3,129 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from typing import Any
 
-_NEEDS_ESCAPE = re.compile('[\\\\"\x00-\x1f\x80-\x9f\u2000-\u20ff]|</')
-_SHORT = {"\\": "\\\\", '"': '\\"', "\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r"}
+#: The two-character escapes, done as plain replacements (each one C pass over the text) rather than
+#: a regular expression calling back into Python at every line break. The backslash goes first so
+#: the backslashes added later are not doubled; none of them adds a '<', '/' or escapable character.
+_SHORT = (("\\", "\\\\"), ('"', '\\"'), ("\n", "\\n"), ("\r", "\\r"), ("\t", "\\t"), ("\b", "\\b"), ("\f", "\\f"))
+#: What org.json writes as \uXXXX: the other controls, C1 and U+2000-20FF.
+_NEEDS_UNICODE_ESCAPE = re.compile("[\x00-\x07\x0b\x0e-\x1f\x80-\x9f\u2000-\u20ff]")
+#: ``iter_dumps`` yields text in batches of about this many characters.
+BATCH_CHARS = 64 * 1024
 
 
-def _escape(match: re.Match[str]) -> str:
-    text = match.group()
-    if text == "</":
-        return "<\\/"
-    short = _SHORT.get(text)
-    if short is not None:
-        return short
-    return f"\\u{ord(text):04x}"
+class Streamed:
+    """A value that writes its own JSON text in pieces, so a large one never exists as one string.
+
+    The twin's attachment bodies use it: their Base64 text is produced as it is serialised.
+    """
+
+    def iter_json(self) -> Iterator[str]:
+        """The value's JSON text (quotes and escapes included), in pieces of any size."""
+        raise NotImplementedError
+
+
+def _unicode_escape(match: re.Match[str]) -> str:
+    return f"\\u{ord(match.group()):04x}"
+
+
+def _escape(text: str) -> str:
+    """``text`` escaped as org.json's ``JSONObject.quote`` does, without the quotes."""
+    for char, escaped in _SHORT:
+        if char in text:
+            text = text.replace(char, escaped)
+    if "</" in text:
+        text = text.replace("</", "<\\/")
+    return _NEEDS_UNICODE_ESCAPE.sub(_unicode_escape, text)
 
 
 def quote(value: str) -> str:
     """A JSON string literal escaped exactly as org.json's ``JSONObject.quote``."""
-    return '"' + _NEEDS_ESCAPE.sub(_escape, value) + '"'
+    return '"' + _escape(value) + '"'
+
+
+def _quote_pieces(value: str, piece_chars: int) -> Iterator[str]:
+    """``quote(value)`` in pieces of about ``piece_chars`` characters, for long strings.
+
+    A piece never ends in ``<``, so the two-character escape ``</`` is never split.
+    """
+    if len(value) <= piece_chars:
+        yield quote(value)
+        return
+    yield '"'
+    start = 0
+    while start < len(value):
+        end = min(start + piece_chars, len(value))
+        while end < len(value) and value[end - 1] == "<":
+            end += 1
+        yield _escape(value[start:end])
+        start = end
+    yield '"'
+
+
+def _expand(item: Any, stack: list[Any], piece_chars: int) -> str | Iterator[str]:
+    """The text of a scalar (pieces of a long string or a Streamed); a container pushes its parts on ``stack``."""
+    if isinstance(item, _Raw):
+        return item.text
+    if isinstance(item, str):
+        return quote(item) if len(item) <= piece_chars else _quote_pieces(item, piece_chars)
+    if isinstance(item, Streamed):
+        return item.iter_json()
+    if isinstance(item, dict):
+        pending: list[Any] = [_Raw("}")]
+        entries = list(item.items())
+        for index in range(len(entries) - 1, -1, -1):
+            key, member = entries[index]
+            pending.append(member)
+            pending.append(_Raw(("," if index else "") + quote(str(key)) + ":"))
+        pending.append(_Raw("{"))
+        stack.extend(pending)
+        return ""
+    if isinstance(item, list):
+        pending = [_Raw("]")]
+        for index in range(len(item) - 1, -1, -1):
+            pending.append(item[index])
+            if index:
+                pending.append(_Raw(","))
+        pending.append(_Raw("["))
+        stack.extend(pending)
+        return ""
+    if item is None:
+        return "null"
+    if isinstance(item, bool):
+        return "true" if item else "false"
+    if isinstance(item, int):
+        return str(item)
+    raise TypeError(f"cannot serialise {type(item).__name__}")
+
+
+def iter_dumps(value: Any, batch_chars: int = BATCH_CHARS) -> Iterator[str]:
+    """``dumps(value)`` as consecutive batches of about ``batch_chars`` characters (never empty).
+
+    Lets a caller encode and encrypt a large twin as it is written, instead of holding its whole text.
+    """
+    batch: list[str] = []
+    length = 0
+    # An explicit stack keeps arbitrarily deep values from exhausting recursion.
+    stack: list[Any] = [value]
+    while stack:
+        text = _expand(stack.pop(), stack, batch_chars)
+        for piece in (text,) if isinstance(text, str) else text:
+            batch.append(piece)
+            length += len(piece)
+            if length >= batch_chars:
+                yield "".join(batch)
+                batch.clear()
+                length = 0
+    if length:
+        yield "".join(batch)
 
 
 def dumps(value: Any) -> str:
     """Serialise dicts (in insertion order), lists and strings the way org.json does."""
-    out: list[str] = []
-    # An explicit stack keeps arbitrarily deep values from exhausting recursion.
-    stack: list[Any] = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, _Raw):
-            out.append(item.text)
-        elif isinstance(item, str):
-            out.append(quote(item))
-        elif isinstance(item, dict):
-            pending: list[Any] = [_Raw("}")]
-            entries = list(item.items())
-            for index in range(len(entries) - 1, -1, -1):
-                key, member = entries[index]
-                pending.append(member)
-                pending.append(_Raw(("," if index else "") + quote(str(key)) + ":"))
-            pending.append(_Raw("{"))
-            stack.extend(pending)
-        elif isinstance(item, list):
-            pending = [_Raw("]")]
-            for index in range(len(item) - 1, -1, -1):
-                pending.append(item[index])
-                if index:
-                    pending.append(_Raw(","))
-            pending.append(_Raw("["))
-            stack.extend(pending)
-        elif item is None:
-            out.append("null")
-        elif isinstance(item, bool):
-            out.append("true" if item else "false")
-        elif isinstance(item, int):
-            out.append(str(item))
-        else:
-            raise TypeError(f"cannot serialise {type(item).__name__}")
-    return "".join(out)
+    return "".join(iter_dumps(value))
 
 
 class _Raw:

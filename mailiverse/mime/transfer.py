@@ -31,14 +31,24 @@ class DecodeResult:
         self.error = error
 
 
-def base64_decode(encoded: bytes) -> DecodeResult:
-    """BASE64DecoderStream: junk skipped, '=' counted in groups, decoding goes on after padding."""
-    kept = encoded.translate(None, _B64_DROP).replace(b"\xff", b"A")
-    whole = len(kept) - len(kept) % 4
-    error = io_error(f"Error in encoded stream, got {len(kept) % 4}") if len(kept) % 4 else None
-    body = kept[:whole]
-    out = bytearray()
+#: Encoded bytes the streaming Base64 decoder reads at a time.
+_B64_PIECE = 256 * 1024
+
+
+def _b64_kept(encoded: bytes) -> bytes:
+    """The characters BASE64DecoderStream counts: junk dropped, byte 0xFF read as 'A'."""
+    return encoded.translate(None, _B64_DROP).replace(b"\xff", b"A")
+
+
+def _b64_error(kept: int) -> TwinError | None:
+    """The IOException Java raises at the end of a body with ``kept`` counted characters."""
+    return io_error(f"Error in encoded stream, got {kept % 4}") if kept % 4 else None
+
+
+def _b64_decode_groups(body: bytes, out: bytearray) -> None:
+    """Append the decoding of ``body`` (whole groups of four kept characters) to ``out``."""
     pos = 0
+    whole = len(body)
     while pos < whole:
         eq = body.find(b"=", pos)
         if eq < 0:
@@ -49,7 +59,39 @@ def base64_decode(encoded: bytes) -> DecodeResult:
             out += binascii.a2b_base64(body[pos:group])
         _decode_group(body, group, out)
         pos = group + 4
-    return DecodeResult(bytes(out), error)
+
+
+def base64_decode(encoded: bytes) -> DecodeResult:
+    """BASE64DecoderStream: junk skipped, '=' counted in groups, decoding goes on after padding."""
+    kept = _b64_kept(encoded)
+    out = bytearray()
+    _b64_decode_groups(kept[: len(kept) - len(kept) % 4], out)
+    return DecodeResult(bytes(out), _b64_error(len(kept)))
+
+
+def base64_error(buf: bytes, start: int, end: int) -> TwinError | None:
+    """``base64_decode(buf[start:end]).error`` without decoding or copying the whole body."""
+    kept = 0
+    for pos in range(start, end, _B64_PIECE):
+        kept += len(buf[pos : min(pos + _B64_PIECE, end)].translate(None, _B64_DROP))
+    return _b64_error(kept)
+
+
+def iter_base64_decode(buf: bytes, start: int, end: int) -> Iterator[bytes]:
+    """``base64_decode(buf[start:end]).data`` in pieces, holding one piece at a time.
+
+    Groups of four kept characters decode independently, so cutting at group boundaries gives the
+    same bytes as decoding the whole body.
+    """
+    carry = b""
+    for pos in range(start, end, _B64_PIECE):
+        kept = carry + _b64_kept(buf[pos : min(pos + _B64_PIECE, end)])
+        whole = len(kept) - len(kept) % 4
+        carry = kept[whole:]
+        if whole:
+            out = bytearray()
+            _b64_decode_groups(kept[:whole], out)
+            yield bytes(out)
 
 
 def _decode_group(body: bytes, g: int, out: bytearray) -> None:

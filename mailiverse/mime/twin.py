@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from mailiverse.mime import charsets, jsonout
@@ -27,7 +27,7 @@ from mailiverse.mime.headers import (
 from mailiverse.mime.limits import DEFAULT_LIMITS, Budget, Limits, MimeLimitError
 from mailiverse.mime.multipart import Span, split
 from mailiverse.mime.rfc2047 import decode_text
-from mailiverse.mime.transfer import DecodeResult, transfer_decode
+from mailiverse.mime.transfer import DecodeResult, base64_error, iter_base64_decode, transfer_decode
 
 __all__ = [
     "ERROR_SUBJECT",
@@ -37,7 +37,13 @@ __all__ = [
     "convert",
     "convert_document",
     "error_document",
+    "iter_twin",
 ]
+
+#: Decoded bytes a streamed "bytes" value encodes at a time (a multiple of 3: no padding inside).
+_ENCODE_PIECE = 192 * 1024
+#: Transfer encodings whose decoded body is the raw body itself.
+_IDENTITY_ENCODINGS = (None, "7bit", "8bit", "binary")
 
 #: The subject the original puts in its fallback document.
 ERROR_SUBJECT = "The mail server failed to handle this message."
@@ -51,15 +57,35 @@ def convert(raw: bytes, *, original_path: str, written_ms: int | str, limits: Li
     ).encode("utf-8")
 
 
+def iter_twin(document: dict[str, Any]) -> Iterator[bytes]:
+    """The UTF-8 JSON text of a twin document in batches of about 64 KiB; may be run more than once.
+
+    With a document from ``convert_document(..., streamed=True)`` the batches join to exactly
+    ``convert(raw)``, while no more than one batch and one body piece exist at a time.
+    """
+    for text in jsonout.iter_dumps(document):
+        yield text.encode("utf-8")
+
+
 def convert_document(
-    raw: bytes, *, original_path: str, written_ms: int | str, limits: Limits = DEFAULT_LIMITS
+    raw: bytes,
+    *,
+    original_path: str,
+    written_ms: int | str,
+    limits: Limits = DEFAULT_LIMITS,
+    streamed: bool = False,
 ) -> dict[str, Any]:
-    """The twin as a value (dicts in org.json's Java 8+ member order), before serialisation."""
+    """The twin as a value (dicts in org.json's Java 8+ member order), before serialisation.
+
+    With ``streamed``, the value of a "bytes" part is a ``jsonout.Streamed`` that Base64-encodes
+    the body from ``raw`` as it is serialised, instead of a string as large as the attachment;
+    the document then refers to ``raw`` and is for ``iter_twin``/``jsonout`` only.
+    """
     written = str(int(written_ms))
     try:
         if len(raw) > limits.max_size:
             raise MimeLimitError(f"message exceeds the size limit ({limits.max_size} bytes)")
-        return _Converter(bytes(raw), Budget(limits)).message(original_path, written)
+        return _Converter(bytes(raw), Budget(limits), streamed).message(original_path, written)
     except TwinError as e:
         return error_document(original_path, written, e.java_text)
     except MimeLimitError as e:
@@ -86,10 +112,42 @@ def _b64(text: str) -> str:
     return base64.b64encode(text.encode("utf-8", "replace")).decode("ascii")
 
 
+class _Base64Value(jsonout.Streamed):
+    """A "bytes" part's value: the Base64 text of its decoded body, encoded as it is written."""
+
+    def __init__(self, decoded: Callable[[], Iterator[bytes]]) -> None:
+        self._decoded = decoded
+
+    def iter_json(self) -> Iterator[str]:
+        # Base64 needs no JSON escaping, so the quotes simply wrap the encoded pieces.
+        yield '"'
+        carry = b""
+        for piece in self._decoded():
+            data = carry + piece
+            cut = len(data) - len(data) % 3
+            carry = data[cut:]
+            if cut:
+                yield base64.b64encode(data[:cut]).decode("ascii")
+        if carry:
+            yield base64.b64encode(carry).decode("ascii")
+        yield '"'
+
+
+def _slices(buf: bytes, start: int, end: int) -> Callable[[], Iterator[bytes]]:
+    """A re-startable source of ``buf[start:end]`` in pieces, without copying it whole."""
+
+    def pieces() -> Iterator[bytes]:
+        for pos in range(start, end, _ENCODE_PIECE):
+            yield buf[pos : min(pos + _ENCODE_PIECE, end)]
+
+    return pieces
+
+
 class _Converter:
-    def __init__(self, raw: bytes, budget: Budget) -> None:
+    def __init__(self, raw: bytes, budget: Budget, streamed: bool = False) -> None:
         self.raw = raw
         self.budget = budget
+        self.streamed = streamed
 
     def message(self, original_path: str, written: str) -> dict[str, Any]:
         headers, body_start, _ = load_headers(self.raw, 0, len(self.raw), self.budget)
@@ -164,6 +222,9 @@ class _Converter:
         elif handler == MESSAGE:
             self._message_rfc822(headers, body)
             out["class"] = "unknown"
+        elif self.streamed:
+            out["class"] = "bytes"
+            out["value"] = self._streamed_bytes(headers, body)
         else:
             result = self._open(headers, body)
             if result.error is not None:
@@ -171,6 +232,27 @@ class _Converter:
             out["class"] = "bytes"
             out["value"] = base64.b64encode(result.data).decode("ascii")
         return out
+
+    def _streamed_bytes(self, headers: list[Header], body: Span) -> _Base64Value:
+        """What ``part`` stores for a "bytes" body, raising the same errors, without decoding it now.
+
+        Base64 and identity bodies are read from ``raw`` when serialised; the rarer encodings are
+        decoded here and only their Base64 text is deferred.
+        """
+        self.budget.check_time()
+        encoding = self._encoding(headers)
+        name = None if encoding is None else encoding.lower()
+        if name == "base64":
+            error = base64_error(body.buf, body.start, body.end)
+            if error is not None:
+                raise error
+            return _Base64Value(lambda: iter_base64_decode(body.buf, body.start, body.end))
+        if name in _IDENTITY_ENCODINGS:
+            return _Base64Value(_slices(body.buf, body.start, body.end))
+        result = transfer_decode(body.bytes(), encoding, self.budget.tick)
+        if result.error is not None:
+            raise result.error
+        return _Base64Value(_slices(result.data, 0, len(result.data)))
 
     @staticmethod
     def _encoding(headers: list[Header]) -> str | None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from zope.interface import Interface
@@ -17,11 +17,14 @@ class Recipient:
     """A local recipient accepted by RCPT TO.
 
     ``address`` is the address as given with its local part lowercased (the domain is
-    lowercased and in A-label form); ``user`` is the canonical account name.
+    lowercased and in A-label form); ``user`` is the canonical account name. ``account`` is
+    whatever the inbox looked up while resolving, handed back to ``deliver`` so it need not look
+    the account up again; the SMTP layer never reads it, and it takes no part in equality.
     """
 
     address: str
     user: str
+    account: object | None = field(default=None, compare=False, repr=False)
 
 
 class IInbox(Interface):

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.engine import Connection, RowMapping
 from sqlalchemy.exc import IntegrityError
 
@@ -138,15 +139,18 @@ def add_user(
     return _user(row)
 
 
+#: Prebuilt (SQLAlchemy then skips construction and cache-key work): RCPT TO looks a user up per recipient.
+_USER_BY_NAME = select(users).where(users.c.name == bindparam("name"))
+_DELIVERABLE_KEY = select(users.c.public_key).where(users.c.id == bindparam("id"), users.c.disabled.is_(False))
+
+
 def get_user(conn: Connection, name: str) -> User | None:
     """The user with this name (case-insensitive), or None (also for names that could never exist)."""
     try:
         canonical = canonical_name(name)
     except InvalidInput:
         return None
-    row = (
-        conn.execute(select(users).where(users.c.name == canonical)).mappings().first()
-    )
+    row = conn.execute(_USER_BY_NAME, {"name": canonical}).mappings().first()
     return None if row is None else _user(row)
 
 
@@ -240,3 +244,17 @@ def set_key_block(
 def set_disabled(conn: Connection, user_id: int, disabled: bool) -> User:
     """Disable or re-enable an account; raises UserNotFound for an unknown id."""
     return _update_user(conn, user_id, {"disabled": bool(disabled)})
+
+
+def deliverable_keys(conn: Connection, user_ids: Sequence[int]) -> dict[int, bytes]:
+    """The public key of each of ``user_ids`` whose account exists and is enabled.
+
+    Delivery checks this inside its write transaction, so an account deleted or disabled after the
+    recipient was accepted gets nothing, without a separate read before the write.
+    """
+    keys: dict[int, bytes] = {}
+    for user_id in dict.fromkeys(user_ids):
+        key = conn.execute(_DELIVERABLE_KEY, {"id": user_id}).scalar_one_or_none()
+        if key is not None:
+            keys[user_id] = bytes(key)
+    return keys

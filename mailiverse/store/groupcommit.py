@@ -1,0 +1,122 @@
+"""Group commit: write transactions queued while the writer is busy share one commit (and one fsync).
+
+Each queued function runs in its own SAVEPOINT inside the shared transaction, so one that fails is
+rolled back alone and reported to its own caller; the others are committed. Every caller's Deferred
+fires only after the shared commit, so a result still means "durably committed".
+"""
+
+from __future__ import annotations
+
+import collections
+import functools
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.engine import Connection
+from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.python.failure import Failure
+
+#: At most this many queued functions share one transaction.
+MAX_BATCH_ENTRIES = 64
+#: And at most about this many bytes of data (as the callers weigh it), so one commit stays short.
+MAX_BATCH_WEIGHT = 16 * 1024 * 1024
+
+WriteBatch = Callable[[Callable[[Connection], list["Outcome"]]], "Deferred[list[Outcome]]"]
+
+
+@dataclass
+class Outcome:
+    """What one function of a batch returned, or how it failed."""
+
+    value: Any = None
+    failure: Failure | None = None
+
+
+@dataclass
+class _Entry:
+    fn: Callable[[Connection], Any]
+    weight: int
+    done: Deferred[Any] = field(default_factory=Deferred)
+
+
+def run_batch(conn: Connection, fns: Sequence[Callable[[Connection], Any]]) -> list[Outcome]:
+    """Run each function in its own savepoint of ``conn``'s open transaction; never raises for one of them.
+
+    A failed function's savepoint is rolled back, leaving the others' writes in the transaction.
+    """
+    outcomes: list[Outcome] = []
+    for fn in fns:
+        try:
+            with conn.begin_nested():
+                outcomes.append(Outcome(value=fn(conn)))
+        except Exception:  # noqa: BLE001 - reported to that function's caller, the batch goes on
+            outcomes.append(Outcome(failure=Failure()))
+    return outcomes
+
+
+class GroupCommitter:
+    """Queues write functions on the reactor thread and hands them to ``write_batch`` in bounded batches.
+
+    ``write_batch(fn)`` must run ``fn(conn)`` in one transaction off the reactor thread and fire after
+    the commit. At most ``max_in_flight`` batches run at once; whatever arrives meanwhile waits and
+    goes into the next batch, so batches grow exactly when the writer is the bottleneck.
+    """
+
+    def __init__(
+        self,
+        write_batch: WriteBatch,
+        *,
+        max_in_flight: int = 1,
+        max_entries: int = MAX_BATCH_ENTRIES,
+        max_weight: int = MAX_BATCH_WEIGHT,
+    ) -> None:
+        self._write_batch = write_batch
+        self._max_in_flight = max_in_flight
+        self._max_entries = max_entries
+        self._max_weight = max_weight
+        self._queue: collections.deque[_Entry] = collections.deque()
+        self._in_flight = 0
+
+    def submit(self, fn: Callable[[Connection], Any], weight: int = 0) -> Deferred[Any]:
+        """Queue ``fn(conn)``; the Deferred fires with its result after the commit, or with its failure."""
+        entry = _Entry(fn, weight)
+        self._queue.append(entry)
+        self._start_batches()
+        return entry.done
+
+    def _start_batches(self) -> None:
+        while self._queue and self._in_flight < self._max_in_flight:
+            batch = self._take_batch()
+            self._in_flight += 1
+            fns = [entry.fn for entry in batch]
+            written = maybeDeferred(self._write_batch, functools.partial(run_batch, fns=fns))
+            written.addBoth(self._finished, batch)
+
+    def _take_batch(self) -> list[_Entry]:
+        """The oldest queued entries within the bounds; always at least one, however heavy."""
+        batch = [self._queue.popleft()]
+        weight = batch[0].weight
+        while self._queue and len(batch) < self._max_entries and weight + self._queue[0].weight <= self._max_weight:
+            entry = self._queue.popleft()
+            weight += entry.weight
+            batch.append(entry)
+        return batch
+
+    def _finished(self, result: list[Outcome] | Failure, batch: list[_Entry]) -> None:
+        self._in_flight -= 1
+        # Keep the writer busy before running the callers' continuations.
+        self._start_batches()
+        if isinstance(result, Failure):
+            # The shared transaction did not commit: nothing of the batch was written.
+            for entry in batch:
+                entry.done.errback(result)
+            return
+        for entry, outcome in zip(batch, result, strict=True):
+            if outcome.failure is not None:
+                entry.done.errback(outcome.failure)
+            else:
+                entry.done.callback(outcome.value)
+
+
+__all__ = ["MAX_BATCH_ENTRIES", "MAX_BATCH_WEIGHT", "GroupCommitter", "Outcome", "run_batch"]
