@@ -209,7 +209,23 @@ class _Secured(Resource):
             return json.dumps(
                 {"error": "body_too_large", "message": "the request body is larger than this route accepts"}
             ).encode()
+        if not _url_is_utf8(request):
+            # Klein would answer a text/html 400 and log a traceback; every other error here is JSON.
+            request.setResponseCode(400)
+            request.setHeader(b"Content-Type", b"application/json")
+            request.setHeader(b"Cache-Control", b"no-store")
+            return json.dumps({"error": "invalid_request", "message": "the URL is not valid UTF-8"}).encode()
         return self._inner.render(request)
+
+
+def _url_is_utf8(request: Any) -> bool:
+    """Whether the host name and the (already unquoted) path segments are UTF-8, as routing needs."""
+    try:
+        request.getRequestHostname().decode("utf-8")
+        b"/".join([*request.prepath, *request.postpath]).decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 class WebApp:

@@ -774,6 +774,20 @@ def _rename_table(app: Appliance, old: str, new: str) -> None:
         db.close()
 
 
+@pytest.mark.parametrize(
+    "path", ["/api/store/%ff", "/api/store/Cache/%c0%ae", "/%ff%fe.html", "/api/%ed%a0%80"]
+)
+def test_non_utf8_url_is_a_json_400(world: World, path: str) -> None:
+    """A URL whose unquoted path is not UTF-8 gets the JSON error, with the headers, and the server carries on."""
+    login = world.srp("bob").login()
+    reply = raw(world.app, "GET", path, None, bearer(login.token))
+    assert reply.status == 400
+    assert reply.header("Content-Type") == "application/json"
+    assert reply.json() == {"error": "invalid_request", "message": "the URL is not valid UTF-8"}
+    _check_security_headers(reply, path)
+    assert raw(world.app, "GET", "/api/health").status == 200
+
+
 def test_security_headers_on_every_response_type(world: World) -> None:
     """200/201/304 JSON, files and objects, 400, 401, 403, 404, 405, 412, 413, 415, 429 and 500 all carry the headers."""
     app = world.app
@@ -814,6 +828,8 @@ def test_security_headers_on_every_response_type(world: World) -> None:
         _check_security_headers(reply, what)
         if status == 405:
             assert "GET" in (reply.header("Allow") or ""), what
+        if status >= 400 and what not in ("static file", "static traversal", "static method"):
+            assert reply.json()["error"], what  # API and routing errors are JSON with a stable code
         seen[what] = status
     # A 500: the objects table disappears under the running server, then comes back.
     _rename_table(app, "objects", "objects_hidden")
