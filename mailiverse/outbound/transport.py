@@ -15,8 +15,6 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from twisted.internet import ssl
-from twisted.names import dns
-from twisted.names import error as dns_error
 
 from mailiverse.outbound.smtpclient import (
     RecipientResult,
@@ -123,6 +121,10 @@ class RouteError(Exception):
 
 async def mail_hosts(resolver: Any, domain: str) -> list[str]:
     """The hosts to try for ``domain`` in order, per RFC 5321 §5.1 (raises ``RouteError``)."""
+    # twisted.names loads on the first direct delivery, not at start-up: idle memory (issue 9).
+    from twisted.names import dns
+    from twisted.names import error as dns_error
+
     try:
         answers, _, _ = await resolver.lookupMailExchange(domain)
     except dns_error.DNSNameError:

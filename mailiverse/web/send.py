@@ -8,12 +8,10 @@ with its JSON twin under ``Mail/Sent_Json/<key>``.
 
 from __future__ import annotations
 
-import email.policy
 import email.utils
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from email.message import EmailMessage
 from email.parser import BytesHeaderParser
 from pathlib import Path
 from typing import IO, Any
@@ -36,7 +34,9 @@ MAX_RECIPIENTS = 100
 MAX_ADDRESS_LENGTH = 254
 #: Longest subject and body text accepted for a structured message.
 MAX_SUBJECT_LENGTH = 998
-_HEADER_PARSER = BytesHeaderParser(policy=email.policy.compat32)
+# compat32 is the parser's default policy; email.policy (with the header registry) is imported only when
+# a message is composed, not at start-up: idle memory (issue 9).
+_HEADER_PARSER = BytesHeaderParser()
 
 
 @dataclass(frozen=True)
@@ -122,7 +122,10 @@ class Sender:
         sender = normalise_address(message.from_address or self.addresses_of(user)[0])
         if len(message.subject) > MAX_SUBJECT_LENGTH:
             raise AccountError("invalid_message", "the subject is too long")
-        built = EmailMessage(policy=email.policy.SMTP)
+        from email.message import EmailMessage
+        from email.policy import SMTP
+
+        built = EmailMessage(policy=SMTP)
         try:
             built["From"] = sender
             if message.to:
