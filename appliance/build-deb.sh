@@ -26,7 +26,7 @@ echo "building mailiverse $version for $arch (Python $pyver)"
 "$stage$venv/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip wheel
 "$stage$venv/bin/python" -m pip wheel --quiet --disable-pip-version-check --no-deps -w "$work/wheel" "$top"
 "$stage$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-compile "$work"/wheel/mailiverse-*.whl
-"$stage$venv/bin/python" -m pip uninstall --quiet --yes pip wheel
+"$stage$venv/bin/python" -m pip uninstall --quiet --yes pip wheel setuptools
 rm -f "$stage$venv"/bin/activate* "$stage$venv"/bin/pip*
 
 # The virtualenv was made at $stage$venv; make it say /opt/mailiverse.
