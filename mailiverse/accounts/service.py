@@ -32,6 +32,7 @@ from mailiverse.auth import (
     signup_username,
 )
 from mailiverse.auth.clock import TimeSource
+from mailiverse.auth.devices import DeviceTokens
 from mailiverse.auth.pending import IPendingLogins, MemoryPendingLogins
 from mailiverse.auth.srp6a import GROUP_BYTES, LoginChallenge
 from mailiverse.crypto.errors import CryptoError
@@ -146,6 +147,8 @@ class LoginResult:
     user: User
     hamk: bytes
     session: NewSession
+    #: The device token to hand back (renewed if the login showed a valid one, else a new device's).
+    device_token: str | None = None
 
 
 def check_username(text: object) -> str:
@@ -255,6 +258,7 @@ class AccountService:
         else:
             self.pending = pending
         self._starts = TokenBucketLimiter(login_starts, clock)
+        self.devices = DeviceTokens(server_secret, clock)
         self._signups = TokenBucketLimiter(policy.per_address, clock)
         self._run_cpu = run_cpu
         self._now_ms = now_ms
@@ -312,14 +316,20 @@ class AccountService:
 
     # -- login --------------------------------------------------------------------------------
 
-    async def login_start(self, username: object, client_ip: str) -> LoginStart:
-        """Round trip 1: a salt and B for any well-formed name, real or not (no enumeration)."""
+    async def login_start(
+        self, username: object, client_ip: str, device_token: str | None = None
+    ) -> LoginStart:
+        """Round trip 1: a salt and B for any well-formed name, real or not (no enumeration).
+
+        ``device_token`` is what the device got at an earlier login, if any: a valid one puts
+        the attempt on the device's own failure budget (see ``mailiverse.auth.devices``).
+        """
         name = check_username(username)
         address = address_key(client_ip)
         started = self._starts.consume(address)
         if not started.allowed:
             raise rate_limited(started.retry_after_seconds)
-        decision = self.throttle.check(name, client_ip)
+        decision = self.throttle.check(name, client_ip, self.devices.verify(name, device_token))
         if not decision.allowed:
             raise rate_limited(decision.retry_after_seconds)
         user = await self._db.run(get_user, name)
@@ -329,7 +339,9 @@ class AccountService:
         handle = await self.pending.put(challenge)
         return LoginStart(handle=handle, salt=challenge.salt, B=challenge.B)
 
-    async def prove(self, proof: Proof, client_ip: str) -> tuple[str, bytes]:
+    async def prove(
+        self, proof: Proof, client_ip: str, device_token: str | None = None
+    ) -> tuple[str, bytes]:
         """Check a fresh proof; return ``(username, HAMK)`` or raise ``auth_failed``/``rate_limited``."""
         try:
             challenge = await self.pending.take(proof.handle)
@@ -337,13 +349,14 @@ class AccountService:
             self.throttle.addresses.consume(address_key(client_ip))
             raise auth_failed() from None
         name = challenge.username
-        decision = self.throttle.check(name, client_ip)
+        device = self.devices.verify(name, device_token)
+        decision = self.throttle.check(name, client_ip, device)
         if not decision.allowed:
             raise rate_limited(decision.retry_after_seconds)
         try:
             hamk: bytes = await self._run_cpu(challenge.verify, proof.A, proof.M)
         except AuthFailed:
-            self.throttle.record_failure(name, client_ip)
+            self.throttle.record_failure(name, client_ip, device)
             raise auth_failed() from None
         return name, hamk
 
@@ -354,17 +367,23 @@ class AccountService:
         assert user is not None
         return user
 
-    async def login_finish(self, proof: Proof, client_ip: str) -> LoginResult:
+    async def login_finish(
+        self, proof: Proof, client_ip: str, device_token: str | None = None
+    ) -> LoginResult:
         """Round trip 2: check the proof, open a session; HAMK only after a correct proof."""
-        name, hamk = await self.prove(proof, client_ip)
+        name, hamk = await self.prove(proof, client_ip, device_token)
         user = await self._live_user(name)
         session = await self.sessions.create(user.name)
-        return LoginResult(user=user, hamk=hamk, session=session)
+        return LoginResult(
+            user=user, hamk=hamk, session=session, device_token=self.devices.renew(name, device_token)
+        )
 
     # -- proven changes -----------------------------------------------------------------------
 
-    async def _prove_for(self, username: str, proof: Proof, client_ip: str) -> bytes:
-        name, hamk = await self.prove(proof, client_ip)
+    async def _prove_for(
+        self, username: str, proof: Proof, client_ip: str, device_token: str | None = None
+    ) -> bytes:
+        name, hamk = await self.prove(proof, client_ip, device_token)
         if name != username:
             # A proof for another account proves nothing about this session's owner.
             raise auth_failed()
@@ -378,11 +397,12 @@ class AccountService:
         client_ip: str,
         *,
         if_key_block_version: int | None = None,
+        device_token: str | None = None,
     ) -> LoginResult:
         """Replace verifier and key block after a fresh proof; end every session, open a new one."""
         salt, verifier = check_srp(new.srp_salt, new.srp_verifier, new.srp_group)
         key_block = check_key_block(new.key_block)
-        hamk = await self._prove_for(username, proof, client_ip)
+        hamk = await self._prove_for(username, proof, client_ip, device_token)
         user = await self._live_user(username)
         try:
             updated = await self._db.transact(
@@ -402,11 +422,15 @@ class AccountService:
             raise AccountError("invalid_request", str(error)) from None
         await self.sessions.revoke_user(username)
         session = await self.sessions.create(username)
-        return LoginResult(user=updated, hamk=hamk, session=session)
+        return LoginResult(
+            user=updated, hamk=hamk, session=session, device_token=self.devices.renew(username, device_token)
+        )
 
-    async def delete_account(self, username: str, proof: Proof, client_ip: str) -> bytes:
+    async def delete_account(
+        self, username: str, proof: Proof, client_ip: str, device_token: str | None = None
+    ) -> bytes:
         """Delete the account, its objects and every session, after a fresh proof; return HAMK."""
-        hamk = await self._prove_for(username, proof, client_ip)
+        hamk = await self._prove_for(username, proof, client_ip, device_token)
         user = await self._live_user(username)
         await self._db.transact(delete_user, user.id)
         await self.sessions.revoke_user(username)

@@ -135,10 +135,13 @@ class TokenBucketLimiter:
 
 
 class LoginThrottle:
-    """Separate budgets for failed logins per account and per client address.
+    """Separate budgets for failed logins per account, per client address and per known device.
 
     Call ``check`` before doing any SRP work, and ``record_failure`` after every failed
     attempt (bad proof, expired handle, unknown user alike, so the answers look the same).
+    An attempt that presents a valid device token (``mailiverse.auth.devices``) passes its
+    device id: it is then judged by that device's own budget alone, so strangers who spend the
+    account's or the address's budget cannot lock the owner's known devices out.
     """
 
     def __init__(
@@ -147,19 +150,30 @@ class LoginThrottle:
         per_account: Budget = Budget(attempts=10, period=900.0),
         per_address: Budget = Budget(attempts=30, period=900.0),
         max_keys: int = 100_000,
+        per_device: Budget = Budget(attempts=10, period=900.0),
     ) -> None:
         self.accounts = TokenBucketLimiter(per_account, clock, max_keys)
         self.addresses = TokenBucketLimiter(per_address, clock, max_keys)
+        self.devices = TokenBucketLimiter(per_device, clock, max_keys)
 
-    def check(self, account: str, address: str) -> Decision:
-        """Allowed only if both the account and the address have budget; retry after the later of the two."""
+    @staticmethod
+    def _device_key(account: str, device: str) -> str:
+        return f"{account}\x00{device}"
+
+    def check(self, account: str, address: str, device: str | None = None) -> Decision:
+        """Allowed only if the budgets that apply have a token; retry after the latest of them."""
+        if device is not None:
+            return self.devices.check(self._device_key(account, device))
         by_account = self.accounts.check(account)
         by_address = self.addresses.check(address_key(address))
         if by_account.allowed and by_address.allowed:
             return Decision(True)
         return Decision(False, max(by_account.retry_after, by_address.retry_after))
 
-    def record_failure(self, account: str, address: str) -> None:
-        """Spend one failure from the account's budget and one from the address's."""
+    def record_failure(self, account: str, address: str, device: str | None = None) -> None:
+        """Spend one failure from the device's budget, or else from the account's and the address's."""
+        if device is not None:
+            self.devices.consume(self._device_key(account, device))
+            return
         self.accounts.consume(account)
         self.addresses.consume(address_key(address))

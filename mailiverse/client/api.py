@@ -155,13 +155,16 @@ class StoredObject:
 class Client:
     """One user's conversation with one appliance; construct, then ``signup`` or ``login``."""
 
-    def __init__(self, transport: Transport, user: str) -> None:
+    def __init__(self, transport: Transport, user: str, device_token: str | None = None) -> None:
         try:
             self.user = canonical_username(user)
         except InvalidUsername as error:
             raise UsageError(f"bad user name: {error.message}") from None
         self._transport = transport
         self._token: str | None = None
+        #: The server's device token for this device (held in memory; an app that keeps one passes it in):
+        #: with it, strangers' failed guesses at this account cannot throttle this device's logins.
+        self.device_token = device_token
         self._private_key: rsa.RSAPrivateKey | None = None
         self.addresses: list[str] = []
 
@@ -264,8 +267,19 @@ class Client:
         self.addresses = [a for a in addresses if isinstance(a, str)] if isinstance(addresses, list) else []
         return self.addresses
 
+    def _with_device(self, body: dict[str, Any]) -> dict[str, Any]:
+        if self.device_token is not None:
+            body["device"] = self.device_token
+        return body
+
+    def _keep_device(self, answer: Mapping[str, Any]) -> None:
+        device = answer.get("device")
+        if isinstance(device, str) and device:
+            self.device_token = device
+
     def _proof(self, keys: PasswordKeys) -> tuple[dict[str, str], ClientLogin]:
-        start = self._json(self._send("POST", "/api/login/start", json_body={"user": self.user}, session=False))
+        start_body = self._with_device({"user": self.user})
+        start = self._json(self._send("POST", "/api/login/start", json_body=start_body, session=False))
         handle = start.get("handle")
         if not isinstance(handle, str) or start.get("group", SRP_GROUP) != SRP_GROUP:
             raise ProtocolError("the server's login challenge is malformed")
@@ -287,12 +301,15 @@ class Client:
         """SRP login (the server's proof is checked), then decrypt the private key into memory."""
         keys = PasswordKeys.derive(password)
         proof, login = self._proof(keys)
-        answer = self._json(self._send("POST", "/api/login/finish", json_body=proof, session=False))
+        answer = self._json(
+            self._send("POST", "/api/login/finish", json_body=self._with_device(dict(proof)), session=False)
+        )
         self._check_hamk(login, answer)
         token = answer.get("token")
         if not isinstance(token, str) or not token:
             raise ProtocolError("the server sent no session token")
         self._token = token
+        self._keep_device(answer)
         self._unlock(keys.crypto)
 
     def _account(self) -> dict[str, Any]:
@@ -345,12 +362,13 @@ class Client:
         }
         if isinstance(account.get("key_block_version"), int):
             body["key_block_version"] = account["key_block_version"]
-        answer = self._json(self._send("POST", "/api/account/password", json_body=body))
+        answer = self._json(self._send("POST", "/api/account/password", json_body=self._with_device(body)))
         self._check_hamk(login, answer)
         token = answer.get("token")
         if not isinstance(token, str) or not token:
             raise ProtocolError("the server sent no session token")
         self._token = token
+        self._keep_device(answer)
 
     # -- the store ----------------------------------------------------------------------------
 

@@ -126,11 +126,15 @@ def _insert_object(dialect: str, if_absent: bool) -> Any:
     """
     # Each dialect's package is imported only where it is in use: the PostgreSQL one (with all its
     # drivers) costs an SQLite appliance ~2 MB of resident memory for nothing.
+    statement: Any
     if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as dialect_insert
+        from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+
+        statement = postgresql_insert(objects)
     else:
-        from sqlalchemy.dialects.sqlite import insert as dialect_insert
-    statement = dialect_insert(objects)
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        statement = sqlite_insert(objects)
     key = ["user_id", "path"]
     if if_absent:
         statement = statement.on_conflict_do_nothing(index_elements=key)

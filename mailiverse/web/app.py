@@ -32,6 +32,7 @@ from mailiverse.accounts.service import (
     SignupRequest,
     check_username,
 )
+from mailiverse.auth.devices import DEVICE_COOKIE, clear_device_cookie, device_cookie
 from mailiverse.auth.sessions import (
     SESSION_COOKIE,
     SessionRecord,
@@ -118,6 +119,17 @@ def _proof(body: Any) -> Proof:
     handle = _text(body, "handle", 64)
     assert handle is not None
     return Proof(handle=handle, A=_bytes(body, "A", 512), M=_bytes(body, "M", 64))
+
+
+def _device_token(request: Any, body: Any) -> str | None:
+    """The device token a login shows: the ``device`` field (native clients), else the browser's cookie."""
+    if isinstance(body, dict) and body.get("device") is not None:
+        value = body["device"]
+        if not isinstance(value, str) or len(value) > 128:
+            raise AccountError("invalid_request", "the field 'device' must be the device token text")
+        return value
+    cookie = request.getCookie(DEVICE_COOKIE.encode("ascii"))
+    return cookie.decode("latin-1") if cookie is not None else None
 
 
 def _addresses_list(body: dict[str, Any], name: str) -> tuple[str, ...]:
@@ -372,6 +384,14 @@ class WebApp:
         request.responseHeaders.addRawHeader(b"Set-Cookie", manager.cookie(token).encode("ascii"))
         return {"token": token, "csrf": csrf, "expires_in": int(manager.absolute_timeout)}
 
+    @staticmethod
+    def _device_fields(request: Any, token: str | None) -> dict[str, Any]:
+        """Hand the device its token: a cookie for browsers (after the session's), a field for native clients."""
+        if token is None:
+            return {}
+        request.responseHeaders.addRawHeader(b"Set-Cookie", device_cookie(token).encode("ascii"))
+        return {"device": token}
+
     # -- public routes -----------------------------------------------------------------------
 
     @router.route("/api/health", methods=["GET"])
@@ -419,7 +439,7 @@ class WebApp:
         self._check_origin(request)
         body = read_json(request)
         username = _text(body, "user", 256)
-        start = await accounts.login_start(username, client_ip(request))
+        start = await accounts.login_start(username, client_ip(request), _device_token(request, body))
         return self._json(
             request,
             {"handle": start.handle, "salt": b64(start.salt), "B": b64(start.B), "group": "rfc5054-2048-sha256"},
@@ -429,9 +449,10 @@ class WebApp:
     async def login_finish(self, request: Any) -> bytes:
         accounts, _store = self._services()
         self._check_origin(request)
-        proof = _proof(read_json(request))
-        result = await accounts.login_finish(proof, client_ip(request))
+        body = read_json(request)
+        result = await accounts.login_finish(_proof(body), client_ip(request), _device_token(request, body))
         fields = self._session_fields(request, result.session.token, result.session.csrf_token)
+        fields.update(self._device_fields(request, result.device_token))
         return self._json(request, {"user": result.user.name, "HAMK": b64(result.hamk), **fields})
 
     @router.route("/api/logout", methods=["POST"])
@@ -505,9 +526,15 @@ class WebApp:
         if version is not None and (isinstance(version, bool) or not isinstance(version, int)):
             raise AccountError("invalid_request", "key_block_version must be an integer")
         result = await accounts.change_password(
-            record.username, _proof(body.get("proof")), new, client_ip(request), if_key_block_version=version
+            record.username,
+            _proof(body.get("proof")),
+            new,
+            client_ip(request),
+            if_key_block_version=version,
+            device_token=_device_token(request, body),
         )
         fields = self._session_fields(request, result.session.token, result.session.csrf_token)
+        fields.update(self._device_fields(request, result.device_token))
         return self._json(
             request,
             {"user": result.user.name, "HAMK": b64(result.hamk), "key_block_version": result.user.key_block_version, **fields},
@@ -518,8 +545,11 @@ class WebApp:
         accounts, _store = self._services()
         record, _user = await self._user(request)
         body = read_json(request)
-        hamk = await accounts.delete_account(record.username, _proof(body.get("proof")), client_ip(request))
+        hamk = await accounts.delete_account(
+            record.username, _proof(body.get("proof")), client_ip(request), _device_token(request, body)
+        )
         request.responseHeaders.addRawHeader(b"Set-Cookie", clear_session_cookie().encode("ascii"))
+        request.responseHeaders.addRawHeader(b"Set-Cookie", clear_device_cookie().encode("ascii"))
         return self._json(request, {"status": "deleted", "HAMK": b64(hamk)})
 
     # -- the store ---------------------------------------------------------------------------

@@ -14,6 +14,15 @@ _PROOF = {
     "properties": {"handle": _TEXT, "A": _B64, "M": _B64},
     "additionalProperties": False,
 }
+#: A device token from an earlier login (native clients; browsers send the ``__Host-mv-device`` cookie).
+_DEVICE = {"type": "string", "maxLength": 128}
+#: The login proof with the device token beside it (``/api/login/finish``).
+_PROOF_WITH_DEVICE = {
+    "type": "object",
+    "required": ["handle", "A", "M"],
+    "properties": {"handle": _TEXT, "A": _B64, "M": _B64, "device": _DEVICE},
+    "additionalProperties": False,
+}
 _SESSION = {
     "type": "object",
     "properties": {
@@ -22,6 +31,7 @@ _SESSION = {
         "token": _TEXT,
         "csrf": _TEXT,
         "expires_in": _INT,
+        "device": _DEVICE,
     },
 }
 _OBJECT = {
@@ -143,7 +153,7 @@ def openapi_document(version: str) -> dict[str, Any]:
             "post": _op(
                 "SRP round trip 1: salt and B (same shape for unknown names)",
                 auth=False,
-                body=_obj(["user"], {"user": _TEXT, "A": _B64}),
+                body=_obj(["user"], {"user": _TEXT, "A": _B64, "device": _DEVICE}),
                 response=_obj(["handle", "salt", "B"], {"handle": _TEXT, "salt": _B64, "B": _B64, "group": _TEXT}),
                 errors=(403, 429),
             )
@@ -152,7 +162,7 @@ def openapi_document(version: str) -> dict[str, Any]:
             "post": _op(
                 "SRP round trip 2: client proof M first; HAMK, token and CSRF token back",
                 auth=False,
-                body=_PROOF,
+                body=_PROOF_WITH_DEVICE,
                 response=_SESSION,
                 errors=(401, 403, 429),
             )
@@ -187,7 +197,7 @@ def openapi_document(version: str) -> dict[str, Any]:
             "delete": _op(
                 "Delete the account, its objects and sessions (fresh SRP proof required)",
                 auth=True,
-                body=_obj(["proof"], {"proof": _PROOF}),
+                body=_obj(["proof"], {"proof": _PROOF, "device": _DEVICE}),
                 response=_obj(["status", "HAMK"], {"status": _TEXT, "HAMK": _B64}),
                 errors=(429,),
             ),
@@ -198,7 +208,7 @@ def openapi_document(version: str) -> dict[str, Any]:
                 auth=True,
                 body=_obj(
                     ["proof", "salt", "verifier", "group", "key_block"],
-                    {"proof": _PROOF, **_NEW_VERIFIER, "key_block_version": _INT},
+                    {"proof": _PROOF, **_NEW_VERIFIER, "key_block_version": _INT, "device": _DEVICE},
                 ),
                 response=_SESSION,
                 errors=(412, 429),

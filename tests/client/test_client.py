@@ -254,3 +254,28 @@ async def test_certificate_pinning(served: Served, tmp_path: Path) -> None:
     stranger = HttpsTransport(served.url, ca_file=str(other.ca_cert_path))
     with pytest.raises(ServerIdentityError):
         await in_thread(stranger.request, "GET", "/api/health", None, {})
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_device_token_outlasts_a_strangers_lock(served: Served) -> None:
+    """The client keeps the server's device token; once strangers lock the account, only a device that shows it gets in."""
+    client, transport = await _signed_in(served, "alice")
+    try:
+        device = client.device_token
+        assert device is not None and len(device) == 55
+        for _ in range(10):
+            stranger, _ = served.client("alice")
+            with pytest.raises(AuthenticationFailed):
+                await in_thread(stranger.login, "a guess " + PASSWORD)
+        locked, _ = served.client("alice")
+        with pytest.raises(ApiError) as refused:
+            await in_thread(locked.login, PASSWORD)
+        assert refused.value.code == "rate_limited"
+        known = Client(served.transport(), "alice", device_token=device)
+        await in_thread(known.login, PASSWORD)
+        assert known.logged_in and known.device_token is not None and known.device_token[:22] == device[:22]
+        start = json.loads(transport.sent[1].body or b"{}")
+        assert start == {"user": "alice"}  # a client with no token sends none
+        known.close()
+    finally:
+        client.close()

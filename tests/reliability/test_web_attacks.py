@@ -40,13 +40,14 @@ pytestmark = pytest.mark.integration
 N, G = srp_reference.get_ng(srp_reference.NG_2048, None, None)
 GROUP_BYTES = 256
 COOKIE = "__Host-mv-session"
+DEVICE_COOKIE = "__Host-mv-device"
 AUTH_FAILED = {"error": "auth_failed", "message": "authentication failed"}
 #: Failed logins allowed per account and per address in 15 minutes (docs/api.md).
 PER_ACCOUNT, PER_ADDRESS = 10, 30
 MIB = 1024 * 1024
 #: Largest RSS growth of twistd tolerated while it drops an oversized body.
 BODY_RSS_LIMIT_KIB = 24 * 1024
-PASSWORDS = {name: f"{name} has a long passphrase 7731" for name in ("alice", "bob", "carol", "victim")}
+PASSWORDS = {name: f"{name} has a long passphrase 7731" for name in ("alice", "bob", "carol", "victim", "dave")}
 ALICE_CANARY = b"ALICE-ONLY-CANARY-5f1c9e"
 
 
@@ -141,6 +142,8 @@ class Login:
     token: str
     csrf: str
     cookie: str
+    device: str
+    device_cookie: str
 
 
 class SrpClient:
@@ -180,8 +183,8 @@ class SrpClient:
         answer = reply.json()
         assert base64.b64decode(answer["HAMK"]) == hamk
         cookies = reply.all("Set-Cookie")
-        assert len(cookies) == 1, cookies
-        return Login(reply, answer["token"], answer["csrf"], cookies[0])
+        assert len(cookies) == 2 and cookies[1].startswith(f"{DEVICE_COOKIE}={answer['device']};"), cookies
+        return Login(reply, answer["token"], answer["csrf"], cookies[0], answer["device"], cookies[1])
 
     def wrong(self) -> tuple[Reply, Reply]:
         """One failed attempt (a proof from a wrong password): the start and finish replies."""
@@ -341,6 +344,62 @@ def test_brute_force_is_throttled_per_account(world: World) -> None:
     world.figures["per_account"] = {"failures_before_429": PER_ACCOUNT, "retry_after_s": retry}
 
 
+def _lock(world: World, user: str, source: str) -> None:
+    """Spend ``user``'s per-account failure budget from ``source`` (a stranger's address)."""
+    attacker = world.srp(user, source)
+    for _ in range(PER_ACCOUNT):
+        _start, finish = attacker.wrong()
+        assert_generic_failure(finish)
+    assert attacker.start().status == 429
+
+
+def test_a_known_device_is_not_locked_out_by_strangers(world: World) -> None:
+    """After strangers lock dave's account, dave's browser (device cookie) and app (device field) still log in.
+
+    Without a token, with a forged one, or with a token of another account, the lock holds. The
+    device's own budget still stops guessing with a stolen token: 10 failures, then 429.
+    """
+    app = world.app
+    owner = world.srp("dave", "127.0.0.30")
+    browser = owner.login()  # the device logged in once before the attack
+    native = owner.login()
+    bob_device = world.srp("bob", "127.0.0.30").login().device
+    _lock(world, "dave", "127.0.0.31")
+    assert owner.start().status == 429  # no device token: locked, as before
+
+    again = owner.login({"Cookie": f"{DEVICE_COOKIE}={browser.device}"})
+    assert whoami(app, bearer(again.token)).json()["user"] == "dave"
+    assert again.device[:22] == browser.device[:22]  # renewed: the same version byte and device id, a new time
+
+    start = post_json(app, "/api/login/start", {"user": "dave", "device": native.device}, source="127.0.0.32")
+    assert start.status == 200, start.body
+    a_pub, proof, hamk = owner.honest(start)
+    body = {"handle": start.json()["handle"], "A": b64(a_pub), "M": b64(proof), "device": native.device}
+    done = post_json(app, "/api/login/finish", body, source="127.0.0.32")
+    assert done.status == 200 and base64.b64decode(done.json()["HAMK"]) == hamk
+
+    forged = base64.urlsafe_b64encode(b"\x01" + os.urandom(40)).rstrip(b"=").decode()
+    for token in (forged, bob_device, "not a token", browser.device[:-2] + "AA"):
+        assert owner.start({"Cookie": f"{DEVICE_COOKIE}={token}"}).status == 429, token
+        reply = post_json(app, "/api/login/start", {"user": "dave", "device": token}, source="127.0.0.30")
+        assert reply.status == 429, token
+    assert post_json(app, "/api/login/start", {"user": "dave", "device": 7}).json()["error"] == "invalid_request"
+
+    thief = SrpClient(app, "dave", os.urandom(32), "127.0.0.33")
+    failures = 0
+    for _ in range(PER_ACCOUNT + 2):
+        start = post_json(app, "/api/login/start", {"user": "dave", "device": native.device}, source=thief.source)
+        if start.status == 429:
+            break
+        a_pub, _proof, _hamk = thief.honest(start)
+        body = {"handle": start.json()["handle"], "A": b64(a_pub), "M": b64(os.urandom(32)), "device": native.device}
+        assert_generic_failure(post_json(app, "/api/login/finish", body, source=thief.source))
+        failures += 1
+    assert failures == PER_ACCOUNT
+    assert owner.login({"Cookie": f"{DEVICE_COOKIE}={browser.device}"}).token  # another device of dave's: unaffected
+    world.figures["device_tokens"] = {"stranger_lock": 429, "known_device_login": 200, "device_failures_before_429": failures}
+
+
 def test_brute_force_is_throttled_per_address(world: World) -> None:
     """30 wrong proofs from one address over 30 names, then 429 + Retry-After for any name from it; others unaffected."""
     failures = _exhaust_address(world, "127.0.0.5")
@@ -397,6 +456,11 @@ def test_cookie_flags(world: World) -> None:
     assert name == COOKIE and value == "" and attributes.get("max-age") == "0"
     # A browser drops a __Host- cookie update that lacks Secure or Path=/ (so logout would not clear it).
     assert "secure" in attributes and attributes.get("path") == "/" and "domain" not in attributes
+    name, value, attributes = _cookie_parts(login.device_cookie)
+    assert name == DEVICE_COOKIE and value == login.device
+    assert {"httponly", "secure", "samesite", "path", "max-age"} <= attributes.keys()
+    assert attributes["samesite"] == "Strict" and attributes["path"] == "/" and "domain" not in attributes
+    assert int(attributes["max-age"]) == 180 * 24 * 3600
     world.figures["cookie"] = login.cookie.replace(login.token, "<token>")
 
 
