@@ -2,7 +2,7 @@
 
 The steps follow ``mailiverse/delivery/pipeline.py`` for one recipient with a v1 account: spool the
 message as the SMTP layer does and read it back, parse it into the twin document, serialise the twin,
-zlib both objects, encrypt both to the recipient's key, and commit both in one transaction.
+zlib both objects (with the strategy the pipeline chooses from the raw bytes), encrypt both to the recipient's key, and commit both in one transaction.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from typing import Any
 from mailiverse.crypto.formats import stream_encryptor
 from mailiverse.crypto.keys import generate_private_key, load_public_key, public_key_der
 from mailiverse.crypto.lenient import Deflater
+from mailiverse.delivery.compression import choose_strategy
 from mailiverse.delivery.encrypt import CHUNK, IN_MEMORY, read_chunks
 from mailiverse.delivery.naming import INBOX_PREFIX, mail_paths, new_key_base
 from mailiverse.mime import jsonout
@@ -51,8 +52,8 @@ def _spool(workdir: Path, message: bytes) -> bytes:
         spooled.close()
 
 
-def _deflate(data: bytes) -> bytes:
-    deflater = Deflater()
+def _deflate(data: bytes, strategy: int) -> bytes:
+    deflater = Deflater(strategy=strategy)
     out = [deflater.update(chunk) for chunk in read_chunks(io.BytesIO(data), CHUNK)]
     out.append(deflater.finalize())
     return b"".join(out)
@@ -63,7 +64,8 @@ def _serialise(document: dict[str, Any]) -> bytes:
 
 
 def _deflate_both(raw: bytes, twin: bytes) -> list[bytes]:
-    return [_deflate(raw), _deflate(twin)]
+    strategy = choose_strategy(raw)
+    return [_deflate(raw, strategy), _deflate(twin, strategy)]
 
 
 def _encrypt(public_der: bytes, compressed: list[bytes]) -> list[Any]:

@@ -25,10 +25,15 @@ def deflate(data: bytes) -> bytes:
 
 
 class Deflater:
-    """Streaming :func:`deflate`: the concatenated outputs equal ``deflate(all input)``."""
+    """Streaming :func:`deflate`: with the defaults the concatenated outputs equal ``deflate(all input)``.
 
-    def __init__(self) -> None:
-        self._obj = zlib.compressobj(6)
+    ``strategy`` may be ``zlib.Z_HUFFMAN_ONLY`` for data LZ77 cannot shrink (Base64 of compressed
+    attachments): the stream is still standard zlib, which every reader, the original's included,
+    inflates; only its second header byte differs (``78 01``), and the original skips the header.
+    """
+
+    def __init__(self, level: int = 6, strategy: int = zlib.Z_DEFAULT_STRATEGY) -> None:
+        self._obj = zlib.compressobj(level, zlib.DEFLATED, zlib.MAX_WBITS, 8, strategy)
         self._done = False
 
     def update(self, data: bytes) -> bytes:

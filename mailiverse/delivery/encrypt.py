@@ -7,6 +7,7 @@ spill to disk; memory stays bounded whatever the message size.
 from __future__ import annotations
 
 import tempfile
+import zlib
 from collections.abc import Iterable, Iterator
 from typing import IO
 
@@ -20,11 +21,17 @@ CHUNK = 1024 * 1024
 IN_MEMORY = 1024 * 1024
 
 
-def seal_chunks(fmt: str, public_key: RSAPublicKey, chunks: Iterable[bytes], tmp_dir: str | None = None) -> IO[bytes]:
-    """Return a rewound file holding ``envelope(fmt, zlib(b"".join(chunks)))``."""
+def seal_chunks(
+    fmt: str,
+    public_key: RSAPublicKey,
+    chunks: Iterable[bytes],
+    tmp_dir: str | None = None,
+    strategy: int = zlib.Z_DEFAULT_STRATEGY,
+) -> IO[bytes]:
+    """Return a rewound file holding ``envelope(fmt, zlib(b"".join(chunks)))``, zlib with ``strategy``."""
     out: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=IN_MEMORY, dir=tmp_dir)  # noqa: SIM115
     encryptor = stream_encryptor(fmt, public_key)
-    deflater = Deflater()
+    deflater = Deflater(strategy=strategy)
     for chunk in chunks:
         if chunk:
             out.write(encryptor.update(deflater.update(chunk)))

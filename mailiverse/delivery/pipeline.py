@@ -22,6 +22,7 @@ from twisted.python.threadpool import ThreadPool
 from zope.interface import implementer
 
 from mailiverse.crypto.keys import load_public_key
+from mailiverse.delivery.compression import choose_strategy
 from mailiverse.delivery.encrypt import read_chunks, seal_chunks
 from mailiverse.delivery.naming import INBOX_PREFIX, mail_paths, new_key_base
 from mailiverse.mime.limits import Limits
@@ -146,19 +147,21 @@ class Delivery:
         original_path, twin_path = mail_paths(key_base, INBOX_PREFIX)
         # The document refers to the raw bytes instead of copying attachment bodies, and its JSON
         # text is encrypted batch by batch: the message exists in memory about once.
+        raw = message.read_all()
         twin = convert_document(
-            message.read_all(), original_path=original_path, written_ms=now_ms, limits=self._mime_limits, streamed=True
+            raw, original_path=original_path, written_ms=now_ms, limits=self._mime_limits, streamed=True
         )
+        strategy = choose_strategy(raw)  # one choice for both objects: the twin carries the same text
         sealed: list[_Sealed] = []
         try:
             for user in users:
                 public_key = load_public_key(user.public_key)
+                fmt = user.envelope_format
                 with message.open() as source:
-                    original = seal_chunks(user.envelope_format, public_key, read_chunks(source), self._tmp_dir)
+                    original = seal_chunks(fmt, public_key, read_chunks(source), self._tmp_dir, strategy)
                 sealed.append(_Sealed(user.id, original_path, original))
-                sealed.append(
-                    _Sealed(user.id, twin_path, seal_chunks(user.envelope_format, public_key, iter_twin(twin), self._tmp_dir))
-                )
+                twin_body = seal_chunks(fmt, public_key, iter_twin(twin), self._tmp_dir, strategy)
+                sealed.append(_Sealed(user.id, twin_path, twin_body))
         except BaseException:
             for item in sealed:
                 item.body.close()
