@@ -210,6 +210,9 @@ class SpoolWriter:
         self._key = b""
         self._nonce = b""
         self._encryptor: object | None = None
+        # Plaintext waiting to be encrypted and written: SMTP hands over a line at a time, and one
+        # AES call and one write(2) per line cost more than the rest of the spool together.
+        self._pending = bytearray()
         self.size = 0
         self.oversized = False
         self._done = False
@@ -239,7 +242,14 @@ class SpoolWriter:
             if self._memory_size > self._memory_limit:
                 self._spill()
         else:
-            self._write_encrypted(data)
+            self._pending += data
+            if len(self._pending) >= _WRITE_CHUNK:
+                self._flush()
+
+    def _flush(self) -> None:
+        if self._pending:
+            self._write_encrypted(bytes(self._pending))
+            self._pending.clear()
 
     def finish(self) -> SpooledMessage:
         """Close the writer and return the message; raises ``SpoolError`` when oversized."""
@@ -253,6 +263,7 @@ class SpoolWriter:
             memory = b"".join(self._memory)
             self._memory = None
             return SpooledMessage(size=len(memory), memory=memory)
+        self._flush()
         fd, self._fd = self._fd, None
         path, self._path = self._path, None
         message = SpooledMessage(
@@ -268,6 +279,7 @@ class SpoolWriter:
         self._discard()
 
     def _discard(self) -> None:
+        self._pending.clear()
         self._memory = None
         self._memory_size = 0
         self._key = b""
@@ -308,8 +320,7 @@ class SpoolWriter:
         self._fd = self._open_temp_file()
         pending, self._memory = self._memory, None
         self._memory_size = 0
-        for chunk in pending:
-            self._write_encrypted(chunk)
+        self._write_encrypted(b"".join(pending))
 
     def _write_encrypted(self, data: bytes) -> None:
         assert self._fd is not None and self._encryptor is not None

@@ -57,29 +57,51 @@ def test_spilled_file_holds_only_ciphertext(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
-def test_unnamed_spool_file_is_invisible_and_encrypted(tmp_path: Path) -> None:
-    """By default the spill file has no name in the directory, and its bytes (via /proc) are ciphertext."""
-    canary = b"CANARY-" + secrets.token_hex(16).encode()
-    data = _canary_message(canary, 200_000)
-    writer = SpoolWriter(tmp_path, memory_limit=1024)
-    _write_in_chunks(writer, data)
-    assert list(tmp_path.iterdir()) == []
-    scanned = 0
+def _spool_files_via_proc(directory: Path) -> list[bytes]:
+    """The contents of every open descriptor of this process whose file lives in ``directory``."""
+    found = []
     for fd in os.listdir("/proc/self/fd"):
         try:
             target = os.readlink(f"/proc/self/fd/{fd}")
         except FileNotFoundError:  # the descriptor listdir itself used
             continue
-        print(target, tmp_path)
-        if target.startswith(str(tmp_path)):
+        if target.startswith(str(directory)):
             with open(f"/proc/self/fd/{fd}", "rb") as handle:
-                raw = handle.read()
-            assert len(raw) == len(data)
-            assert canary not in raw
-            scanned += 1
-    assert scanned == 1
+                found.append(handle.read())
+    return found
+
+
+def test_unnamed_spool_file_is_invisible_and_encrypted(tmp_path: Path) -> None:
+    """By default the spill file has no name in the directory, and its bytes (via /proc) are ciphertext.
+
+    While the message arrives, at most one write chunk (64 KiB) waits in memory to be encrypted
+    in one go; the rest is already on disk, and all of it once the spool is finished.
+    """
+    canary = b"CANARY-" + secrets.token_hex(16).encode()
+    data = _canary_message(canary, 200_000)
+    writer = SpoolWriter(tmp_path, memory_limit=1024)
+    _write_in_chunks(writer, data)
+    assert list(tmp_path.iterdir()) == []
+    [midway] = _spool_files_via_proc(tmp_path)
+    assert len(data) - 64 * 1024 < len(midway) <= len(data)
+    assert canary not in midway
     message = writer.finish()
+    [finished] = _spool_files_via_proc(tmp_path)
+    assert len(finished) == len(data)
+    assert canary not in finished and b"x" * 70 not in finished
     assert message.read_all() == data
+    message.close()
+
+
+def test_line_by_line_writes_read_back_exactly(tmp_path: Path) -> None:
+    """SMTP writes a line at a time; buffered into whole chunks, the message still reads back byte for byte."""
+    lines = [secrets.token_bytes(n % 997) + b"\r\n" for n in range(3000)]
+    writer = SpoolWriter(tmp_path, memory_limit=10_000)
+    for line in lines:
+        writer.write(line)
+    message = writer.finish()
+    assert message.size == sum(map(len, lines))
+    assert message.read_all() == b"".join(lines)
     message.close()
 
 
