@@ -248,7 +248,7 @@ class SpoolWriter:
 
     def _flush(self) -> None:
         if self._pending:
-            self._write_encrypted(bytes(self._pending))
+            self._write_encrypted(self._pending)
             self._pending.clear()
 
     def finish(self) -> SpooledMessage:
@@ -322,7 +322,7 @@ class SpoolWriter:
         self._memory_size = 0
         self._write_encrypted(b"".join(pending))
 
-    def _write_encrypted(self, data: bytes) -> None:
+    def _write_encrypted(self, data: bytes | bytearray) -> None:
         assert self._fd is not None and self._encryptor is not None
         ciphertext = memoryview(self._encryptor.update(data))  # type: ignore[attr-defined]
         while ciphertext:

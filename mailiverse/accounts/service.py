@@ -341,8 +341,8 @@ class AccountService:
 
     async def prove(
         self, proof: Proof, client_ip: str, device_token: str | None = None
-    ) -> tuple[str, bytes]:
-        """Check a fresh proof; return ``(username, HAMK)`` or raise ``auth_failed``/``rate_limited``."""
+    ) -> tuple[str, bytes, str | None]:
+        """Check a fresh proof; return ``(username, HAMK, device id or None)`` or raise ``auth_failed``/``rate_limited``."""
         try:
             challenge = await self.pending.take(proof.handle)
         except AuthFailed:
@@ -358,7 +358,7 @@ class AccountService:
         except AuthFailed:
             self.throttle.record_failure(name, client_ip, device)
             raise auth_failed() from None
-        return name, hamk
+        return name, hamk, device
 
     async def _live_user(self, name: str) -> User:
         user = await self._db.run(get_user, name)
@@ -371,23 +371,21 @@ class AccountService:
         self, proof: Proof, client_ip: str, device_token: str | None = None
     ) -> LoginResult:
         """Round trip 2: check the proof, open a session; HAMK only after a correct proof."""
-        name, hamk = await self.prove(proof, client_ip, device_token)
+        name, hamk, device = await self.prove(proof, client_ip, device_token)
         user = await self._live_user(name)
         session = await self.sessions.create(user.name)
-        return LoginResult(
-            user=user, hamk=hamk, session=session, device_token=self.devices.renew(name, device_token)
-        )
+        return LoginResult(user=user, hamk=hamk, session=session, device_token=self.devices.reissue(name, device))
 
     # -- proven changes -----------------------------------------------------------------------
 
     async def _prove_for(
         self, username: str, proof: Proof, client_ip: str, device_token: str | None = None
-    ) -> bytes:
-        name, hamk = await self.prove(proof, client_ip, device_token)
+    ) -> tuple[bytes, str | None]:
+        name, hamk, device = await self.prove(proof, client_ip, device_token)
         if name != username:
             # A proof for another account proves nothing about this session's owner.
             raise auth_failed()
-        return hamk
+        return hamk, device
 
     async def change_password(
         self,
@@ -402,7 +400,7 @@ class AccountService:
         """Replace verifier and key block after a fresh proof; end every session, open a new one."""
         salt, verifier = check_srp(new.srp_salt, new.srp_verifier, new.srp_group)
         key_block = check_key_block(new.key_block)
-        hamk = await self._prove_for(username, proof, client_ip, device_token)
+        hamk, device = await self._prove_for(username, proof, client_ip, device_token)
         user = await self._live_user(username)
         try:
             updated = await self._db.transact(
@@ -422,15 +420,13 @@ class AccountService:
             raise AccountError("invalid_request", str(error)) from None
         await self.sessions.revoke_user(username)
         session = await self.sessions.create(username)
-        return LoginResult(
-            user=updated, hamk=hamk, session=session, device_token=self.devices.renew(username, device_token)
-        )
+        return LoginResult(user=updated, hamk=hamk, session=session, device_token=self.devices.reissue(username, device))
 
     async def delete_account(
         self, username: str, proof: Proof, client_ip: str, device_token: str | None = None
     ) -> bytes:
         """Delete the account, its objects and every session, after a fresh proof; return HAMK."""
-        hamk = await self._prove_for(username, proof, client_ip, device_token)
+        hamk, _device = await self._prove_for(username, proof, client_ip, device_token)
         user = await self._live_user(username)
         await self._db.transact(delete_user, user.id)
         await self.sessions.revoke_user(username)

@@ -25,6 +25,7 @@ import struct
 
 from mailiverse.auth.clock import TimeSource, as_clock
 from mailiverse.auth.keys import subkey
+from mailiverse.auth.sessions import host_cookie
 
 #: The browser's cookie for the token: ``__Host-`` so no sibling host can set or read it.
 DEVICE_COOKIE = "__Host-mv-device"
@@ -38,7 +39,6 @@ _ID_BYTES = 16
 _TAG_BYTES = 16
 _HEAD = struct.Struct(">B16sQ")
 _TOKEN_SHAPE = re.compile(r"[A-Za-z0-9_-]{55}", re.ASCII)
-_COOKIE_ATTRIBUTES = "HttpOnly; Secure; SameSite=Strict; Path=/"
 
 
 class DeviceTokens:
@@ -64,12 +64,15 @@ class DeviceTokens:
         """A token for a new device of ``username``."""
         return self._seal(username, secrets.token_bytes(_ID_BYTES))
 
-    def renew(self, username: str, token: object) -> str:
-        """``token`` with a fresh issue time if it is valid for ``username``; else a new device's token."""
-        device = self._device(username, token)
+    def reissue(self, username: str, device: str | None) -> str:
+        """A fresh token for ``device`` (an id from ``verify``), or for a new device if it is ``None``."""
         if device is None:
             return self.issue(username)
-        return self._seal(username, device)
+        return self._seal(username, bytes.fromhex(device))
+
+    def renew(self, username: str, token: object) -> str:
+        """``token`` with a fresh issue time if it is valid for ``username``; else a new device's token."""
+        return self.reissue(username, self.verify(username, token))
 
     def verify(self, username: str, token: object) -> str | None:
         """The device id (hex) that ``token`` names for ``username``, or ``None`` if it names none."""
@@ -102,12 +105,12 @@ def device_cookie(token: str, max_age: int = DEVICE_TOKEN_LIFETIME) -> str:
     """The ``Set-Cookie`` value that hands ``token`` to the browser (HttpOnly, Secure, SameSite=Strict)."""
     if not is_well_formed_device_token(token):
         raise ValueError("not a device token")
-    return f"{DEVICE_COOKIE}={token}; Max-Age={int(max_age)}; {_COOKIE_ATTRIBUTES}"
+    return host_cookie(DEVICE_COOKIE, token, max_age)
 
 
 def clear_device_cookie() -> str:
     """The ``Set-Cookie`` value that makes the browser forget its device token (account deleted)."""
-    return f"{DEVICE_COOKIE}=; Max-Age=0; {_COOKIE_ATTRIBUTES}"
+    return host_cookie(DEVICE_COOKIE, "", 0)
 
 
 __all__ = [

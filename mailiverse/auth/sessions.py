@@ -246,14 +246,23 @@ class SessionManager:
         return session_cookie(token, int(self.absolute_timeout))
 
 
+def host_cookie(name: str, value: str, max_age: int | None = None) -> str:
+    """A ``Set-Cookie`` value with ``HttpOnly; Secure; SameSite=Strict; Path=/`` and no Domain.
+
+    Those are the attributes a ``__Host-`` cookie needs; an update or a clearing (``Max-Age=0``)
+    without them would be ignored by the browser. ``value`` must already be cookie-safe.
+    """
+    age = "" if max_age is None else f"; Max-Age={int(max_age)}"
+    return f"{name}={value}{age}; {_COOKIE_ATTRIBUTES}"
+
+
 def session_cookie(token: str, max_age: int | None = None) -> str:
     """Return a ``Set-Cookie`` value carrying ``token`` with ``HttpOnly; Secure; SameSite=Strict; Path=/``."""
     if not is_well_formed_token(token):
         raise ValueError("not a session token")
-    age = "" if max_age is None else f"; Max-Age={int(max_age)}"
-    return f"{SESSION_COOKIE}={token}{age}; {_COOKIE_ATTRIBUTES}"
+    return host_cookie(SESSION_COOKIE, token, max_age)
 
 
 def clear_session_cookie() -> str:
     """Return the ``Set-Cookie`` value that makes the browser drop the session cookie (logout)."""
-    return f"{SESSION_COOKIE}=; Max-Age=0; {_COOKIE_ATTRIBUTES}"
+    return host_cookie(SESSION_COOKIE, "", 0)

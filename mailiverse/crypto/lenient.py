@@ -32,8 +32,8 @@ class Deflater:
     inflates; only its second header byte differs (``78 01``), and the original skips the header.
     """
 
-    def __init__(self, level: int = 6, strategy: int = zlib.Z_DEFAULT_STRATEGY) -> None:
-        self._obj = zlib.compressobj(level, zlib.DEFLATED, zlib.MAX_WBITS, 8, strategy)
+    def __init__(self, strategy: int = zlib.Z_DEFAULT_STRATEGY) -> None:
+        self._obj = zlib.compressobj(6, zlib.DEFLATED, zlib.MAX_WBITS, 8, strategy)
         self._done = False
 
     def update(self, data: bytes) -> bytes:

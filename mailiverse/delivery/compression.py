@@ -14,7 +14,8 @@ sampled: their compression costs little either way.
 from __future__ import annotations
 
 import zlib
-from collections.abc import Sequence
+
+from mailiverse.crypto.lenient import Deflater
 
 #: Messages below this size are compressed the default way without sampling.
 SAMPLE_FROM = 256 * 1024
@@ -26,18 +27,18 @@ HUFFMAN_SLACK = 1.02
 
 
 def _compressed_size(data: bytes, strategy: int) -> int:
-    compressor = zlib.compressobj(6, zlib.DEFLATED, zlib.MAX_WBITS, 8, strategy)
-    return len(compressor.compress(data)) + len(compressor.flush())
+    deflater = Deflater(strategy)
+    return len(deflater.update(data)) + len(deflater.finalize())
 
 
-def choose_strategy(raw: bytes | memoryview, positions: Sequence[float] = SAMPLE_AT) -> int:
+def choose_strategy(raw: bytes | memoryview) -> int:
     """The zlib strategy for a message whose raw bytes are ``raw``: default, or ``Z_HUFFMAN_ONLY``."""
     size = len(raw)
     if size < SAMPLE_FROM:
         return zlib.Z_DEFAULT_STRATEGY
     view = memoryview(raw)
     default = huffman = 0
-    for position in positions:
+    for position in SAMPLE_AT:
         start = min(int(size * position), size - SAMPLE_BYTES)
         sample = bytes(view[start : start + SAMPLE_BYTES])
         default += _compressed_size(sample, zlib.Z_DEFAULT_STRATEGY)

@@ -280,7 +280,7 @@ class MailiverseESMTP(ESMTP):
     def _process_lines(self) -> None:
         buffer = self._inbuf
         while not self._busy and not self._closing and buffer:
-            if self._data is not None and not self._skipping_long_line and self._take_plain_data_lines():
+            if self._data is not None and not self._skipping_long_line and self._take_data_lines():
                 continue
             end = buffer.find(b"\r\n")
             if self._skipping_long_line:
@@ -308,14 +308,15 @@ class MailiverseESMTP(ESMTP):
             del buffer[: end + 2]
             self._handle_line(line)
 
-    def _take_plain_data_lines(self) -> bool:
-        """Spool the run of plain DATA lines at the head of the buffer in one step; whether there was one.
+    def _take_data_lines(self) -> bool:
+        """Handle every complete DATA line in the buffer in one pass; whether there was one.
 
         A plain line is one ``_data_line`` would write unchanged: within the length limit, not
         starting with a dot (so neither the end of data nor dot-stuffed), without a bare CR or LF.
-        Such lines are copied to the spool as they stand, CRLFs included, with one write and one
-        idle-timer reset for the run instead of one per line. The first line that is not plain is
-        left for ``_handle_line``, which judges it exactly as before.
+        Runs of plain lines go to the spool as they stand, CRLFs included, in one write with one
+        idle-timer reset; every other line goes through ``_handle_line`` as before. The buffer is
+        split once per call, so hostile input (a dot on every line) costs no more than plain text.
+        The pass stops at the end of data or when a handler makes the session wait.
         """
         buffer = self._inbuf
         last = buffer.rfind(b"\r\n")
@@ -331,31 +332,47 @@ class MailiverseESMTP(ESMTP):
             and b"\n." not in block
             and max(map(len, lines)) <= limit
         ):
-            taken = len(block)
+            del buffer[: len(block)]
+            self._spool_plain(block)
+            return True
+        run_start = consumed = 0
+        for line in lines:
+            if not (line.startswith(b".") or len(line) > limit or b"\r" in line or b"\n" in line):
+                consumed += len(line) + 2
+                continue
+            self._spool_plain(block[run_start:consumed])
+            consumed += len(line) + 2
+            run_start = consumed
+            if len(line) > limit:
+                self._line_too_long()
+            else:
+                self._handle_line(line)
+            if self._data is None or self._busy or self._closing:
+                break
         else:
-            taken = 0
-            for line in lines:
-                if line.startswith(b".") or len(line) > limit or b"\r" in line or b"\n" in line:
-                    break
-                taken += len(line) + 2
-            if not taken:
-                return False
-            block = block[:taken]
-        del buffer[:taken]
-        self.resetTimeout()
-        transaction = self._data
-        assert transaction is not None
+            self._spool_plain(block[run_start:consumed])
+        del buffer[:consumed]
+        return True
+
+    def _spool_plain(self, lines: bytes) -> None:
+        """Spool a run of plain DATA lines (possibly empty); the idle timer restarts once for the run."""
+        if lines:
+            self.resetTimeout()
+            assert self._data is not None
+            self._spool_data(self._data, lines)
+
+    def _spool_data(self, transaction: _DataTransaction, data: bytes) -> None:
+        """Append message bytes to the spool, failing the transaction on a spool error or past SIZE."""
         if transaction.failure is not None:
-            return True  # the message is refused already; read on to its end
+            return  # the message is refused already; read on to its end
         try:
-            transaction.spool.write(block)
+            transaction.spool.write(data)
         except OSError:
             log.failure("cannot write to the spool")
             transaction.fail(451, "4.3.0", "Local error in processing")
-            return True
+            return
         if transaction.spool.oversized:
             transaction.fail(552, "5.3.4", "Message size exceeds fixed maximum message size")
-        return True
 
     def _line_too_long(self) -> None:
         if self._data is not None:
@@ -633,18 +650,7 @@ class MailiverseESMTP(ESMTP):
                 "5.6.0",
                 "Bare CR or LF in message data is not allowed; message rejected",
             )
-        if transaction.failure is not None:
-            return None
-        try:
-            transaction.spool.write(line + b"\r\n")
-        except OSError:
-            log.failure("cannot write to the spool")
-            transaction.fail(451, "4.3.0", "Local error in processing")
-            return None
-        if transaction.spool.oversized:
-            transaction.fail(
-                552, "5.3.4", "Message size exceeds fixed maximum message size"
-            )
+        self._spool_data(transaction, line + b"\r\n")
         return None
 
     def _end_of_data(self, transaction: _DataTransaction) -> Deferred[None] | None:

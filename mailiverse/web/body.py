@@ -37,13 +37,6 @@ class BoundedRequest(Request):
     _received = 0
     _limit = ACCOUNT_JSON_BYTES
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        # No route takes form data (the API is JSON, the legacy protocol puts raw bodies), so the
-        # body is never parsed into ``args``: parsing costs memory, and a malformed multipart body
-        # would get Twisted's own bare 400 before the app could answer it (415, in JSON).
-        self._parsePOSTFormSubmission = False
-
     def gotLength(self, length: int | None) -> None:
         path = getattr(self.channel, "_path", b"") or b""
         self._limit = self.body_limit(path.split(b"?", 1)[0])

@@ -8,7 +8,7 @@ _B64 = {"type": "string", "contentEncoding": "base64"}
 _TEXT = {"type": "string"}
 _INT = {"type": "integer"}
 _ADDRESSES = {"type": "array", "items": {"type": "string"}, "maxItems": 100}
-_PROOF = {
+_PROOF: dict[str, Any] = {
     "type": "object",
     "required": ["handle", "A", "M"],
     "properties": {"handle": _TEXT, "A": _B64, "M": _B64},
@@ -17,12 +17,7 @@ _PROOF = {
 #: A device token from an earlier login (native clients; browsers send the ``__Host-mv-device`` cookie).
 _DEVICE = {"type": "string", "maxLength": 128}
 #: The login proof with the device token beside it (``/api/login/finish``).
-_PROOF_WITH_DEVICE = {
-    "type": "object",
-    "required": ["handle", "A", "M"],
-    "properties": {"handle": _TEXT, "A": _B64, "M": _B64, "device": _DEVICE},
-    "additionalProperties": False,
-}
+_PROOF_WITH_DEVICE = {**_PROOF, "properties": {**_PROOF["properties"], "device": _DEVICE}}
 _SESSION = {
     "type": "object",
     "properties": {
