@@ -1,0 +1,1 @@
+"""Helpers shared by the test packages: harnesses, clients and fixtures (no test module imports another)."""
