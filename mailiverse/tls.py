@@ -1,6 +1,6 @@
 """Server TLS for every listener: the self-signed pair, an optional CA-issued pair, and SNI between them.
 
-Two listener kinds exist (PROTOCOL.md §1.3, §11.12): the "CA listener", whose default
+Two listener kinds exist (docs/protocol.md §1.3, §11.12): the "CA listener", whose default
 certificate is the CA-issued one (falling back to the self-signed one when none is
 configured), and the "self-signed listener", whose default is the self-signed one.  On
 either, a client that sends SNI naming one of the CA certificate's DNS names (wildcards as

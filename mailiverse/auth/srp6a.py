@@ -6,7 +6,7 @@ independent reference implementation (the tests log in with it against this serv
 other way round)::
 
     PAD(x) = x big-endian, left-padded with zeros to len(N) = 256 bytes
-    I      = the canonical account name, ASCII;  p = the 32-byte VerificationKey (CRYPTO.md §5)
+    I      = the canonical account name, ASCII;  p = the 32-byte VerificationKey (docs/formats.md §5)
     k      = H(N | PAD(g))
     x      = H(s | H(I | ":" | p));  v = g^x mod N
     B      = (k*v + g^b) mod N;      A = g^a mod N

@@ -110,7 +110,7 @@ class PasswordKeys:
 
     @classmethod
     def derive(cls, password: str) -> PasswordKeys:
-        """PBKDF2 both keys from ``password`` (CRYPTO.md §5)."""
+        """PBKDF2 both keys from ``password`` (docs/formats.md §5)."""
         _check_password(password)
         return cls(crypto_key(password), verification_key(password))
 

@@ -3,7 +3,7 @@
 The KeyServer is reached over WebSocket at ``<server>/Mailiverse/KeyServer`` (a small synchronous
 RFC 6455 client on the same TLS and pinning rules as :mod:`mailiverse.client.transport`), or over its
 TCP port (TLS from the first byte; plain only when asked).  Each connection carries the six SRP
-packets and then exactly one encrypted message and its ``Response`` (PROTOCOL.md §4.1, CRYPTO.md §6):
+packets and then exactly one encrypted message and its ``Response`` (docs/protocol.md §4.1, docs/formats.md §6):
 one connection fetches the key block, which proves the password and yields the RSA keys, and a second
 one sends ``mailiverse.legacy.Upgrade!{salt, verifier, group[, block]}`` (docs/legacy.md).
 """

@@ -1,4 +1,4 @@
-"""The original's password-protected environment blocks (CRYPTO.md §7.1, §7.2).
+"""The original's password-protected environment blocks (docs/formats.md §7.1, §7.2).
 
 * key block: ``AES-CBC-256-EmbedIV(CryptoKey, zlib(utf8("core.util.Environment!" + JSON)))``,
   the client environment (with the RSA private key) kept by the key server;

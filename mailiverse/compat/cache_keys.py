@@ -1,4 +1,4 @@
-"""Cache-file keys and blobs (CRYPTO.md §7.4): ``key = SHA-256(utf8(name) || private key bytes)``.
+"""Cache-file keys and blobs (docs/formats.md §7.4): ``key = SHA-256(utf8(name) || private key bytes)``.
 
 The seed is the user's RSA private key exactly as stored (PKCS#8 DER, even when it is
 non-minimal DER), and the name is the relative cache name (``I``, ``M_<hex>``, ...).  The file

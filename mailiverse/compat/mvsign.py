@@ -1,4 +1,4 @@
-"""The "MV" store request signature (CRYPTO.md §8, PROTOCOL.md Store API).
+"""The "MV" store request signature (docs/formats.md §8, docs/protocol.md §4.4).
 
 ``Authorization: MV <key id>:b64(HMAC-SHA1(b64decode(secret), string_to_sign))`` with
 ``string_to_sign = METHOD \\n \\n Content-Type \\n \\n X-Mv-Date \\n Resource``.

@@ -1,6 +1,6 @@
 """Wire framing of the legacy line protocol: Java class names, b64 lines, packet field checks.
 
-Every packet is one line, ``b64(utf8("<Java class>!<JSON>")) + "\\n"`` (PROTOCOL.md §4.1).
+Every packet is one line, ``b64(utf8("<Java class>!<JSON>")) + "\\n"`` (docs/protocol.md §4.1).
 This module turns packets into lines and back, checks each packet's fields and
 their types, and splits a byte stream into lines without ever buffering more than
 the server's maximum line length.  It knows nothing about Twisted or SRP maths.

@@ -1,7 +1,7 @@
 """The legacy sign-up and availability-test packets, RSA-AES-wrapped to the mail-auth server key.
 
 Client side: build the one-line ``PacketInit_EncryptedPacket`` text that carries the SRP
-salt and verifier (CRYPTO.md §6.8, PROTOCOL.md §4.2).  Server side: open such a packet
+salt and verifier (docs/formats.md §6.8, docs/protocol.md §4.2).  Server side: open such a packet
 into an :class:`InitRequest`, and write the plain-text ``PacketInit_ServerResponse``.
 Opening fails with a single generic :class:`SignupError` whatever went wrong, so the
 server offers no padding or Bleichenbacher oracle.

@@ -1,4 +1,4 @@
-"""The legacy Mailiverse SRP variant (CRYPTO.md §6): group, hashes, both state machines, session stream.
+"""The legacy Mailiverse SRP variant (docs/formats.md §6): group, hashes, both state machines, session stream.
 
 This is the original's modified Jordan Zimmerman "SRP-6a" with SHA-256: signed hashes
 of two's-complement byte arrays, the byte-interleaving ``combine``, an unreduced B and

@@ -1,4 +1,4 @@
-"""Conformance checker for ``mime_json``: the MIME to JSON twin conversion (PROTOCOL.md §12)."""
+"""Conformance checker for ``mime_json``: the MIME to JSON twin conversion (docs/protocol.md §12)."""
 
 from __future__ import annotations
 

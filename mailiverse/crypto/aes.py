@@ -1,4 +1,4 @@
-"""AES-CBC-256-EmbedIV (CRYPTO.md §2): ``IV || AES-256-CBC(key, IV, PKCS#7(plaintext))``.
+"""AES-CBC-256-EmbedIV (docs/formats.md §2): ``IV || AES-256-CBC(key, IV, PKCS#7(plaintext))``.
 
 Decryption checks every padding byte, as the original Java (BouncyCastle) reader does,
 and reports every failure as the one generic :class:`DecryptionError`.  The streaming

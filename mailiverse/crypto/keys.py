@@ -1,4 +1,4 @@
-"""RSA key loading and encoding (CRYPTO.md §3), lenient where the original writers were sloppy.
+"""RSA key loading and encoding (docs/formats.md §3), lenient where the original writers were sloppy.
 
 Accepted inputs: SPKI or PKCS#1 public keys, PKCS#8 or PKCS#1 private keys, each as DER,
 PEM, or base64 text of the DER (the original's ".pem.b64" and environment values).  The web

@@ -1,9 +1,9 @@
 """Lenient readers and faithful writers for the original's zlib wrapper and web text encoding.
 
-* zlib (CRYPTO.md §1.3): the original readers skip the 2-byte header and never check the
+* zlib (docs/formats.md §1.3): the original readers skip the 2-byte header and never check the
   Adler-32 trailer (the web client writes zeros there); we read the same way, with a size cap.
   We write real zlib, which every original reader accepts.
-* text (CRYPTO.md §1.2): the web client writes each UTF-16 code unit on its own (CESU-8 for
+* text (docs/formats.md §1.2): the web client writes each UTF-16 code unit on its own (CESU-8 for
   characters outside the BMP); :func:`decode_text` accepts that as well as proper UTF-8.
 """
 

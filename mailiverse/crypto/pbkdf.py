@@ -1,4 +1,4 @@
-"""Password keys (CRYPTO.md §5): CryptoKey and VerificationKey by PBKDF2-HMAC-SHA256.
+"""Password keys (docs/formats.md §5): CryptoKey and VerificationKey by PBKDF2-HMAC-SHA256.
 
 The salts are the original's public constants and the username is not an input.
 Variant ``"utf8"`` is the web/iOS rule (canonical); ``"java-desktop"`` is the

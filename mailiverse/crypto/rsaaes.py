@@ -1,4 +1,4 @@
-"""RSA-AES-CBC-256-EmbedIV, the original's hybrid format (CRYPTO.md §4).
+"""RSA-AES-CBC-256-EmbedIV, the original's hybrid format (docs/formats.md §4).
 
 Version 1: ``0x01 || u32be(len W) || W || IV || AES-256-CBC(K, IV, PKCS#7(plaintext))`` with
 W = RSAES-PKCS1-v1_5(public key, K) and K a fresh 32-byte key.  Version 0 (decrypt only):

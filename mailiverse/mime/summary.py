@@ -1,4 +1,4 @@
-"""Reading a JSON twin the way the original client does (PROTOCOL.md §2.3 "How the client reads it")."""
+"""Reading a JSON twin the way the original client does (docs/protocol.md §2.3.4 "How the client reads it")."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Decrypt stored mail from the format descriptions alone, sharing no code with mailiverse.
 
-CRYPTO.md §4 (RSA-AES-CBC-256-EmbedIV v1) and docs/formats.md (the
+docs/formats.md §4 (RSA-AES-CBC-256-EmbedIV v1) and §12 (the
 authenticated v2 envelope), written directly against ``cryptography`` so a
 bug in the code under test cannot hide itself.
 """

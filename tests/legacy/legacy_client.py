@@ -1,4 +1,4 @@
-"""A compact original-Mailiverse client written from PROTOCOL.md and CRYPTO.md, for driving the server in tests.
+"""A compact original-Mailiverse client written from docs/protocol.md and docs/formats.md, to drive the server in tests.
 
 It shares no framing or SRP code with the server (no ``mailiverse.compat``): its own
 two's-complement helpers, interleaving ``combine``, signed SHA-256, AES-EmbedIV,

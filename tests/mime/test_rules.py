@@ -1,4 +1,4 @@
-"""Targeted tests for each JavaMail 1.4 rule of PROTOCOL.md §12, on small hand-written messages."""
+"""Targeted tests for each JavaMail 1.4 rule of docs/protocol.md §12, on small hand-written messages."""
 
 from __future__ import annotations
 

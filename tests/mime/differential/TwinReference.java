@@ -1,5 +1,5 @@
 // Differential-testing reference: converts raw MIME messages to the JSON twin document shape
-// of PROTOCOL.md section 2.3 using JavaMail (Debian libmail-java 1.6.5). Written from the spec only.
+// of docs/protocol.md section 2.3 using JavaMail (Debian libmail-java 1.6.5). Written from the spec only.
 //
 // Usage: java -cp javax.mail.jar:javax.activation.jar:. TwinReference WRITTEN_MS ORIGINAL_PATH FILE...
 // Prints one JSON document per input file, one per line, in input order. Every non-ASCII or control

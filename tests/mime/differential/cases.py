@@ -1,4 +1,4 @@
-"""Hand-crafted edge-case messages for the differential harness, covering each rule of PROTOCOL.md
+"""Hand-crafted edge-case messages for the differential harness, covering each rule of docs/protocol.md
 section 12, and the documented JavaMail 1.4 vs 1.6.5 differences (``KNOWN_DIFFERENCES``)."""
 
 from __future__ import annotations
@@ -500,7 +500,7 @@ def _drop_from_buckets_kept_in_14(ref: Any) -> Any:
 
 _MISSING_START = {
     "expected": _keep_14_error_text("javax.mail.MessagingException: Missing start boundary"),
-    "reason": "JavaMail 1.6.5 throws ParseException for a missing start boundary; 1.4 (PROTOCOL.md section 12, "
+    "reason": "JavaMail 1.6.5 throws ParseException for a missing start boundary; 1.4 (docs/protocol.md section 12, "
     "vector msg_15) throws MessagingException",
 }
 
@@ -537,7 +537,7 @@ KNOWN_DIFFERENCES: dict[str, dict[str, Any]] = {
     "cpython/msg_25.txt": _text(
         "javax.mail.internet.ParseException: Expected '=', got \"null\"",
         "JavaMail 1.6.5 adds 'In parameter list <...>,' to the ParameterList parse error; 1.4's text "
-        "is the bare one (one of the two exception texts of PROTOCOL.md section 12)",
+        "is the bare one (one of the two exception texts of docs/protocol.md section 12)",
     ),
     "crafted/mp_malformed_params": _text(
         "javax.mail.internet.ParseException: Expected '=', got \"null\"",
@@ -546,14 +546,15 @@ KNOWN_DIFFERENCES: dict[str, dict[str, Any]] = {
     "cpython/msg_43.txt": {
         "expected": _drop_from_buckets_kept_in_14,
         "reason": "JavaMail 1.6.5 rejects 'MAILER DAEMON <>' (unquoted personal with a blank before an empty "
-        "route-addr), so from and reply-to are missing; 1.4 accepts it (PROTOCOL.md section 12)",
+        "route-addr), so from and reply-to are missing; 1.4 accepts it (docs/protocol.md section 12)",
     },
     "crafted/addresses_empty_route_addr": _reviewed(
-        "1.6.5 rejects '<>' and 'Nobody <>' so the buckets are missing; 1.4 gives email '' (PROTOCOL.md section 12)"
+        "1.6.5 rejects '<>' and 'Nobody <>' so the buckets are missing; 1.4 gives email '' "
+        "(docs/protocol.md section 12)"
     ),
     "crafted/addresses_empty_reply_to": _reviewed(
         "an empty Reply-To gives [] in 1.4 (JavaMail bug 6799810, fixed in 1.4.2: 1.6.5 falls back to From); "
-        "PROTOCOL.md section 12: 'empty header: []'"
+        "docs/protocol.md section 12: 'empty header: []'"
     ),
     "crafted/headers_bare_cr_lines": _reviewed(
         "1.4's LineInputStream treats CR CR <x> as one line end and pushes back only <x> (at EOF, (byte)-1 "
@@ -569,7 +570,7 @@ KNOWN_DIFFERENCES: dict[str, dict[str, Any]] = {
     "crafted/date_51": _reviewed(_DATE + "1.4 lets second 60 roll over to the next minute; 1.6.5 clamps it"),
     "crafted/date_59": _reviewed(_DATE + "1.4 parses the hour with int overflow and rolls it over; 1.6.5 rejects it"),
     "crafted/charset_rfc2231_ignored": _reviewed(
-        "mail.mime.decodeparameters is false by default in 1.4 (charset*= ignored, PROTOCOL.md section 12) and "
+        "mail.mime.decodeparameters is false by default in 1.4 (charset*= ignored, docs/protocol.md section 12) and "
         "true in 1.6.5"
     ),
     "crafted/base64_leniency": _text("java.io.IOException: Error in encoded stream, got 3", _B64_TEXT),

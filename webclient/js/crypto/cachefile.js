@@ -1,4 +1,4 @@
-// Cache files (CRYPTO.md §7.4): Cache/<name> = EmbedIV(SHA-256(utf8(name) || PKCS#8 bytes), body).
+// Cache files (docs/formats.md §7.4): Cache/<name> = EmbedIV(SHA-256(utf8(name) || PKCS#8 bytes), body).
 
 import { decryptEmbedIV, encryptEmbedIV } from './aes.js';
 import { sha256, utf8 } from './bytes.js';

@@ -1,4 +1,4 @@
-// Opening stored mail objects: RSA-AES v1/v0 (CRYPTO.md §4) and the authenticated v2 envelope
+// Opening stored mail objects: RSA-AES v1/v0 (docs/formats.md §4) and the authenticated v2 envelope
 // (docs/formats.md), then the lenient zlib layer. Every failure is the one DecryptionError.
 
 import { randomBytes } from './bytes.js';

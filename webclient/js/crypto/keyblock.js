@@ -1,4 +1,4 @@
-// The key block (CRYPTO.md §7.1): EmbedIV(CryptoKey, zlib(utf8("core.util.Environment!" + JSON))).
+// The key block (docs/formats.md §7.1): EmbedIV(CryptoKey, zlib(utf8("core.util.Environment!" + JSON))).
 
 import { decryptEmbedIV, encryptEmbedIV } from './aes.js';
 import { fromUtf8, utf8 } from './bytes.js';

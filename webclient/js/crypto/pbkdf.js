@@ -1,4 +1,4 @@
-// Password keys (CRYPTO.md §5): CryptoKey and VerificationKey, PBKDF2-HMAC-SHA256, 131072 rounds.
+// Password keys (docs/formats.md §5): CryptoKey and VerificationKey, PBKDF2-HMAC-SHA256, 131072 rounds.
 
 import { fromHex, utf8 } from './bytes.js';
 

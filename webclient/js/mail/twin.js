@@ -1,4 +1,4 @@
-// Reading a JSON twin (PROTOCOL.md §2.3) the way the original client does: subject, people, date,
+// Reading a JSON twin (docs/protocol.md §2.3) the way the original client does: subject, people, date,
 // first text/plain and text/html bodies (breadth-first), and the attachments (bytes parts).
 
 import { fromB64, fromUtf8 } from '../crypto/bytes.js';
