@@ -21,7 +21,8 @@ from mailiverse.crypto.keys import generate_private_key, load_public_key, public
 from mailiverse.crypto.lenient import Deflater
 from mailiverse.delivery.compression import choose_strategy
 from mailiverse.delivery.encrypt import CHUNK, IN_MEMORY, read_chunks
-from mailiverse.delivery.naming import INBOX_PREFIX, mail_paths, new_key_base
+from mailiverse.contracts import INBOX_FOLDER
+from mailiverse.delivery.naming import mail_paths, new_key_base
 from mailiverse.mime import jsonout
 from mailiverse.mime.twin import ERROR_SUBJECT, convert_document
 from mailiverse.spool import SpoolWriter
@@ -109,7 +110,7 @@ def measure_size(
         if rep >= min_reps and time.monotonic() - started > budget_s:
             break
         now_ms = int(time.time() * 1000)
-        paths = mail_paths(new_key_base(now_ms), INBOX_PREFIX)
+        paths = mail_paths(new_key_base(now_ms), INBOX_FOLDER)
         t, raw = _timed(_spool, workdir, message)
         times["spool"].append(t)
         t, document = _timed(convert_document, raw, original_path=paths[0], written_ms=now_ms)

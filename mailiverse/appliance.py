@@ -18,11 +18,11 @@ from twisted.protocols.tls import TLSMemoryBIOFactory
 from mailiverse.config import ApplianceConfig
 from mailiverse.delivery.pipeline import Delivery
 from mailiverse.outbound.service import OutboundConfig, build_outbound, read_password_file
-from mailiverse.serverkeys import ensure_server_keys
 from mailiverse.smtp.limits import SmtpLimits
 from mailiverse.smtp.service import smtp_server_factory
 from mailiverse.store.db import Database
 from mailiverse.store.migrate import upgrade_in_child
+from mailiverse.submission import Submission
 from mailiverse.tls import TLSContexts, ensure_self_signed
 from mailiverse.web.wiring import build_web_app
 
@@ -118,7 +118,6 @@ def build_appliance(config: ApplianceConfig, reactor: Any = None) -> MultiServic
 
         ensure_placeholder(ca[0], ca[1], config.hostname)
     tls = TLSContexts(self_signed=self_signed, ca=ca)
-    ensure_server_keys(config.data_dir)
     database = Database.open(config.db_url, reactor=reactor, migrate=False)
     with database.blocking_allowed():
         # In a child process: Alembic's ~10 MB never load into the long-running server.
@@ -155,23 +154,14 @@ def build_appliance(config: ApplianceConfig, reactor: Any = None) -> MultiServic
     outbound_service, outbound = build_outbound(_outbound_config(config), database, reactor=reactor, local_delivery=delivery)
     outbound_service.setServiceParent(root)
 
-    web_app, session_purger = build_web_app(
-        database,
-        hostname=config.hostname,
-        domains=config.domains,
-        inbox=delivery,
-        reactor=reactor,
-        tls=True,
+    # One submission service for every front end a user sends from (the JSON API, the legacy relay).
+    submission = Submission(
+        delivery,
+        config.domains,
         outbound=outbound if outbound.enabled else None,
-        tmp_dir=config.data_dir.tmp_dir,
-        open_signup=config.open_signup,
         max_message_size=config.max_message_size,
     )
-    session_purger.setServiceParent(root)
-    if config.mta_sts_mode != "none":
-        from mailiverse.setup.records import mta_sts_policy
-
-        web_app.mta_sts_policy = mta_sts_policy(config.hostname, config.mta_sts_mode)
+    legacy_resource = None
     if config.legacy.enabled:
         from mailiverse.legacy.service import build_legacy
 
@@ -180,13 +170,30 @@ def build_appliance(config: ApplianceConfig, reactor: Any = None) -> MultiServic
             database=database,
             tls_contexts=tls,
             data_dir=config.data_dir,
-            delivery=delivery,
             reactor=reactor,
-            outbound=outbound if outbound.enabled else None,
+            submission=submission,
         )
         for service in legacy.services:
             service.setServiceParent(root)
-        web_app.legacy_resource = legacy.web_resource
+        legacy_resource = legacy.web_resource
+    mta_sts = None
+    if config.mta_sts_mode != "none":
+        from mailiverse.dnsrecords import mta_sts_policy
+
+        mta_sts = mta_sts_policy(config.hostname, config.mta_sts_mode)
+    web_app, session_purger = build_web_app(
+        database,
+        hostname=config.hostname,
+        domains=config.domains,
+        submission=submission,
+        reactor=reactor,
+        tls=True,
+        open_signup=config.open_signup,
+        max_message_size=config.max_message_size,
+        legacy_resource=legacy_resource,
+        mta_sts_policy=mta_sts,
+    )
+    session_purger.setServiceParent(root)
     if config.acme_directory and ca:
         _add_acme(root, config, tls, reactor)
     for endpoint in config.web_endpoints:

@@ -14,8 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from zope.interface import implementer
 
-from mailiverse.smtp.interfaces import IInbox, Recipient
-from mailiverse.spool import SpooledMessage
+from mailiverse.contracts import INBOX_FOLDER, IInbox, IOutbound, ISpooled, Recipient
 
 
 @dataclass(frozen=True)
@@ -25,6 +24,7 @@ class DeliveredMessage:
     data: bytes
     mail_from: str
     recipients: tuple[Recipient, ...]
+    folder: str = INBOX_FOLDER
 
 
 class DeliveryFailed(Exception):
@@ -64,13 +64,41 @@ class MemoryInbox:
         return Recipient(address=f"{local.lower()}@{domain.lower()}", user=user)
 
     async def deliver(
-        self, message: SpooledMessage, mail_from: str, recipients: list[Recipient]
-    ) -> None:
+        self, message: ISpooled, mail_from: str, recipients: list[Recipient], folder: str = INBOX_FOLDER
+    ) -> str:
         if self.fail:
             raise DeliveryFailed("delivery refused by MemoryInbox(fail=True)")
         self.delivered.append(
-            DeliveredMessage(message.read_all(), mail_from, tuple(recipients))
+            DeliveredMessage(message.read_all(), mail_from, tuple(recipients), folder)
         )
+        return f"{folder}/{len(self.delivered)}"
+
+
+@dataclass(frozen=True)
+class Submitted:
+    """One message handed to ``MemoryOutbound``."""
+
+    queue_id: str
+    user: str
+    mail_from: str
+    recipients: tuple[str, ...]
+    message: bytes
+
+
+@implementer(IOutbound)
+@dataclass
+class MemoryOutbound:
+    """An in-memory ``IOutbound``: records each submission, returns queue ids ``q1``, ``q2``, ...; with ``fail``, raises."""
+
+    submitted: list[Submitted] = field(default_factory=list)
+    fail: bool = False
+
+    async def submit(self, *, user: str, mail_from: str, recipients: list[str], message: bytes) -> str:
+        if self.fail:
+            raise RuntimeError("the outbound queue is unavailable")
+        queue_id = f"q{len(self.submitted) + 1}"
+        self.submitted.append(Submitted(queue_id, user, mail_from, tuple(recipients), bytes(message)))
+        return queue_id
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """Import a dump of an original Mailiverse store into an account, object by object, bytes unchanged.
 
-A dump is a directory whose files sit at their store paths (PROTOCOL.md §2.4): ``DIR/Mail/In/<ms>_<rand>``,
+A dump is a directory whose files sit at their store paths (docs/protocol.md §2.4): ``DIR/Mail/In/<ms>_<rand>``,
 ``DIR/Mail/In_Json/<...>``, ``DIR/Cache/I`` and so on, each holding the object's stored bytes
 (``mailiverse-admin store dump`` writes this layout).  Every file becomes the object of the same name;
 one already present with the same bytes is skipped, one present with other bytes is never overwritten
@@ -21,8 +21,7 @@ from urllib.parse import quote
 
 from mailiverse.client.api import Client
 from mailiverse.client.errors import ApiError, ClientError, UsageError
-from mailiverse.store.errors import InvalidPath
-from mailiverse.store.paths import validate_path
+from mailiverse.contracts import InvalidPath, validate_path
 
 #: Largest object imported (the server's store cap).
 MAX_IMPORT_BYTES = 64 * 1024 * 1024

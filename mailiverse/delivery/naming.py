@@ -1,13 +1,10 @@
-"""Object names of delivered mail, as the original store layout has them (PROTOCOL.md §2.4)."""
+"""Object names of delivered mail, as the original store layout has them (docs/protocol.md §2.4)."""
 
 from __future__ import annotations
 
 import secrets
 
-INBOX_PREFIX = "Mail/In"
-INBOX_JSON_PREFIX = "Mail/In_Json"
-SENT_PREFIX = "Mail/Sent"
-SENT_JSON_PREFIX = "Mail/Sent_Json"
+from mailiverse.contracts import INBOX_FOLDER
 
 
 def new_key_base(now_ms: int) -> str:
@@ -15,6 +12,6 @@ def new_key_base(now_ms: int) -> str:
     return f"{now_ms}_{secrets.randbits(63)}"
 
 
-def mail_paths(key_base: str, prefix: str = INBOX_PREFIX) -> tuple[str, str]:
-    """Return the (original, JSON twin) object paths for one delivered message."""
-    return f"{prefix}/{key_base}", f"{prefix}_Json/{key_base}"
+def mail_paths(key_base: str, folder: str = INBOX_FOLDER) -> tuple[str, str]:
+    """Return the (original, JSON twin) object paths for one message filed in ``folder``."""
+    return f"{folder}/{key_base}", f"{folder}_Json/{key_base}"

@@ -24,11 +24,10 @@ from zope.interface import implementer
 from mailiverse.crypto.keys import load_public_key
 from mailiverse.delivery.compression import choose_strategy
 from mailiverse.delivery.encrypt import read_chunks, seal_chunks
-from mailiverse.delivery.naming import INBOX_PREFIX, mail_paths, new_key_base
+from mailiverse.delivery.naming import mail_paths, new_key_base
 from mailiverse.mime.limits import Limits
 from mailiverse.mime.twin import convert_document, iter_twin
-from mailiverse.smtp.interfaces import IInbox, Recipient
-from mailiverse.spool import SpooledMessage
+from mailiverse.contracts import INBOX_FOLDER, IInbox, ISpooled, Recipient, split_address
 from mailiverse.store.db import Database
 from mailiverse.store.objects import put_object
 from mailiverse.store.users import User, deliverable_keys, get_user
@@ -53,14 +52,6 @@ class _Sealed:
         size = self.body.seek(0, 2)
         self.body.seek(position)
         return size
-
-
-def split_address(address: str) -> tuple[str, str] | None:
-    """Split ``local@domain``; ``None`` when it is not a plain address."""
-    local, sep, domain = address.strip().strip("<>").rpartition("@")
-    if not sep or not local or not domain:
-        return None
-    return local, domain
 
 
 @implementer(IInbox)
@@ -108,12 +99,19 @@ class Delivery:
             return None
         return Recipient(address=f"{local}@{parts[1].lower()}", user=user.name, account=user)
 
-    async def deliver(self, message: SpooledMessage, mail_from: str, recipients: list[Recipient]) -> None:
+    async def deliver(
+        self, message: ISpooled, mail_from: str, recipients: list[Recipient], folder: str = INBOX_FOLDER
+    ) -> str:
+        """Seal ``message`` to every recipient's key and file it in ``folder``; after the durable commit, its path.
+
+        Mail received over SMTP goes to the inbox; the submission service files the sender's own
+        copy in ``Mail/Sent`` through the same sealing.
+        """
         users = await self._users_of(recipients)
         now_ms = self._now_ms()
         key_base = new_key_base(now_ms)
         sealed: list[_Sealed] = await deferToThreadPool(
-            self._reactor, self._pool, self._seal_for_all, message, users, key_base, now_ms
+            self._reactor, self._pool, self._seal_for_all, message, users, key_base, now_ms, folder
         )
         try:
             # Deliveries arriving while the writer is busy share its next commit (one fsync for many).
@@ -125,11 +123,13 @@ class Delivery:
             for item in sealed:
                 item.body.close()
         log.info(
-            "stored message {key_base} ({size} bytes) for {count} recipient(s)",
+            "stored message {key_base} ({size} bytes) in {folder} for {count} recipient(s)",
             key_base=key_base,
+            folder=folder,
             size=message.size,
             count=len(users),
         )
+        return mail_paths(key_base, folder)[0]
 
     async def _users_of(self, recipients: list[Recipient]) -> list[User]:
         """Each distinct recipient's account: as ``resolve`` found it, or looked up for other recipients."""
@@ -143,8 +143,10 @@ class Delivery:
             raise DeliveryError("a recipient's account disappeared during delivery")
         return found
 
-    def _seal_for_all(self, message: SpooledMessage, users: Sequence[User], key_base: str, now_ms: int) -> list[_Sealed]:
-        original_path, twin_path = mail_paths(key_base, INBOX_PREFIX)
+    def _seal_for_all(
+        self, message: ISpooled, users: Sequence[User], key_base: str, now_ms: int, folder: str = INBOX_FOLDER
+    ) -> list[_Sealed]:
+        original_path, twin_path = mail_paths(key_base, folder)
         # The document refers to the raw bytes instead of copying attachment bodies, and its JSON
         # text is encrypted batch by batch: the message exists in memory about once.
         raw = message.read_all()

@@ -3,9 +3,9 @@
 The body is base64 of RSA-AES(send key, utf8("java.util.HashMap!{...}")).  Unlike the
 original, the sender must name a complete legacy account, give that account's
 ``smtpPassword`` and send from its own address.  The message is rebuilt as
-multipart/alternative (text and HTML), local recipients are delivered through
-``Delivery``, and remote ones go to an optional outbound submitter; without one, a
-message with any remote recipient is refused before anything is delivered.
+multipart/alternative (text and HTML) and handed to the submission service, which delivers
+local recipients and queues remote ones (without an outbound queue, a message with any remote
+recipient is refused before anything is delivered).
 """
 
 from __future__ import annotations
@@ -16,15 +16,14 @@ import re
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import formatdate, getaddresses, make_msgid, parseaddr
-from typing import Any, Protocol
 
 from twisted.logger import Logger
 
 from mailiverse.compat.typed import decode_typed
 from mailiverse.crypto import lenient, rsaaes
-from mailiverse.delivery.pipeline import split_address
+from mailiverse.contracts import split_address
 from mailiverse.legacy.backend import LegacyBackend, LegacyRefused
-from mailiverse.spool import SpooledMessage
+from mailiverse.submission import Submission, SubmissionError
 
 log = Logger()
 
@@ -33,12 +32,6 @@ MAX_BODY_BYTES = 1024 * 1024
 MAX_RECIPIENTS = 100
 MAX_FIELD_CHARS = 512 * 1024
 _MESSAGE_ID = re.compile(r"<[\x21-\x3b\x3d\x3f-\x7e]{1,250}@[\x21-\x3b\x3d\x3f-\x7e]{1,250}>")
-
-
-class IOutbound(Protocol):
-    """What Send hands remote recipients to (the appliance's outbound queue)."""
-
-    async def submit(self, *, user: str, mail_from: str, recipients: list[str], message: bytes) -> str: ...
 
 
 class SendRefused(LegacyRefused):
@@ -103,14 +96,15 @@ def build_message(fields: dict[str, str], sender: str, hostname: str, now: float
     return message.as_bytes()
 
 
-async def relay(
-    backend: LegacyBackend,
-    delivery: Any,
-    outbound: IOutbound | None,
-    body: bytes,
-    peer: str,
-) -> None:
-    """Check, build and hand on one Send request; SendRefused says why not."""
+#: What a refusal of the submission service answers in the legacy protocol (its own texts and statuses).
+_LEGACY_REFUSALS = {
+    "unknown_recipient": (400, "no such local recipient"),
+    "remote_delivery_disabled": (403, "this server does not relay to other domains"),
+}
+
+
+async def relay(backend: LegacyBackend, submission: Submission | None, body: bytes, peer: str) -> None:
+    """Check, build and hand on one Send request to the submission service; SendRefused says why not."""
     if len(body) > MAX_BODY_BYTES:
         raise SendRefused("the message is too large", 413)
     fields = open_send_body(backend, body)
@@ -131,33 +125,22 @@ async def relay(
         raise SendRefused("the From address does not belong to the sender", 403)
     recipients = _recipients(fields)
     message = build_message(fields, from_address, backend.options.hostname, backend.clock())
-    local, remote = [], []
-    for address in recipients:
-        resolved = await delivery.resolve(address) if delivery is not None else None
-        if resolved is not None:
-            local.append(resolved)
-        else:
-            parts = split_address(address)
-            if parts is not None and parts[1].lower() in backend.options.domains:
-                raise SendRefused(f"no such local recipient: {address[:80]!r}")
-            remote.append(address)
-    if remote and outbound is None:
-        raise SendRefused("this server does not relay to other domains", 403)
-    if local:
-        spooled = SpooledMessage(size=len(message), memory=message)
-        try:
-            await delivery.deliver(spooled, from_address, local)
-        finally:
-            spooled.close()
-    if remote:
-        assert outbound is not None
-        await outbound.submit(user=name, mail_from=from_address, recipients=remote, message=message)
+    if submission is None:
+        raise SendRefused("this server does not send mail", 503)
+    try:
+        # The original relay kept no Sent copy: its clients file their own.
+        result = await submission.submit(
+            submission.submitter(name), message, recipients, mail_from=from_address, sent_copy=False
+        )
+    except SubmissionError as refusal:
+        status, text = _LEGACY_REFUSALS.get(refusal.code, (refusal.status, refusal.message))
+        raise SendRefused(text, status) from None
     log.info(
         "legacy Send from {name}: {local} local, {remote} remote recipient(s)",
         name=name,
-        local=len(local),
-        remote=len(remote),
+        local=len(result.local),
+        remote=len(result.remote),
     )
 
 
-__all__ = ["IOutbound", "SendRefused", "build_message", "open_send_body", "relay"]
+__all__ = ["SendRefused", "build_message", "open_send_body", "relay"]

@@ -17,11 +17,11 @@ from mailiverse.config import DataDir
 from mailiverse.crypto.keys import public_key_der
 from mailiverse.legacy.backend import LegacyBackend, ensure_legacy_secret
 from mailiverse.legacy.options import LegacyOptions
-from mailiverse.legacy.send import IOutbound
 from mailiverse.legacy.tcp import LegacyLineFactory
 from mailiverse.legacy.web import LegacyWeb
 from mailiverse.legacy.websocket import websocket_resource
-from mailiverse.serverkeys import ensure_server_keys, load_server_key
+from mailiverse.submission import Submission
+from mailiverse.legacy.serverkeys import ensure_server_keys, load_server_key
 
 log = Logger()
 
@@ -66,14 +66,13 @@ def build_legacy(
     database: Any,
     tls_contexts: Any,
     data_dir: DataDir | Path | str,
-    delivery: Any,
     reactor: Any,
-    outbound: IOutbound | None = None,
+    submission: Submission | None = None,
 ) -> LegacyParts:
     """Build the legacy KeyServer/MailServer listeners and the ``/Mailiverse/`` resource.
 
     The listeners speak TLS from the first byte with the "ca" listener certificate unless
-    ``options.plain``; ``outbound`` (optional) takes Send's remote recipients.
+    ``options.plain``; ``submission`` (optional) carries out Send (without it, Send is refused).
     """
     directory = _data_dir(data_dir)
     ensure_server_keys(directory)
@@ -87,8 +86,7 @@ def build_legacy(
     )
     web = LegacyWeb(
         backend,
-        delivery=delivery,
-        outbound=outbound,
+        submission=submission,
         keyserver=websocket_resource("key", backend, idle_timeout=options.idle_timeout, reactor=reactor),
         mailserver=websocket_resource("mail", backend, idle_timeout=options.idle_timeout, reactor=reactor),
     )

@@ -17,11 +17,12 @@ from twisted.logger import Logger
 
 from mailiverse.compat import mvsign
 from mailiverse.legacy.backend import LegacyBackend, LegacyRefused
-from mailiverse.legacy.send import IOutbound, SendRefused, relay
+from mailiverse.legacy.send import SendRefused, relay
 from mailiverse.legacy.tcp import peer_host
 from mailiverse.store import objects as repo_objects
 from mailiverse.store.errors import InvalidPath, ObjectNotFound, ObjectTooLarge
-from mailiverse.store.paths import validate_path, validate_prefix
+from mailiverse.submission import Submission
+from mailiverse.store.objects import validate_path, validate_prefix
 from mailiverse.store.users import get_user_by_id
 
 log = Logger()
@@ -57,14 +58,12 @@ class LegacyWeb:
         self,
         backend: LegacyBackend,
         *,
-        delivery: Any = None,
-        outbound: IOutbound | None = None,
+        submission: Submission | None = None,
         keyserver: Any = None,
         mailserver: Any = None,
     ) -> None:
         self.backend = backend
-        self.delivery = delivery
-        self.outbound = outbound
+        self.submission = submission
         self.keyserver = keyserver
         self.mailserver = mailserver
 
@@ -255,7 +254,7 @@ class LegacyWeb:
 
         try:
             body = self._body(request, MAX_BODY_BYTES)
-            await relay(self.backend, self.delivery, self.outbound, body, peer_host(request.transport))
+            await relay(self.backend, self.submission, body, peer_host(request.transport))
         except _HttpError as e:
             return self._error(request, e)
         except SendRefused as e:

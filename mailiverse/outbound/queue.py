@@ -28,11 +28,11 @@ from mailiverse.outbound.message import normalize_address, prepare_message
 from mailiverse.outbound.queuekey import QueueCipher
 from mailiverse.outbound.smtpclient import RecipientResult
 from mailiverse.outbound.transport import Transport
-from mailiverse.smtp.interfaces import IInbox
+from mailiverse.contracts import IInbox
 from mailiverse.spool import SpooledMessage
 from mailiverse.store import outbound as repo
 from mailiverse.store.db import Database
-from mailiverse.web.interfaces import IOutbound
+from mailiverse.contracts import IOutbound
 
 log = Logger()
 

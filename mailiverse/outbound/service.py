@@ -23,7 +23,7 @@ from mailiverse.outbound.queue import (
 )
 from mailiverse.outbound.queuekey import QueueCipher, load_or_create_queue_key
 from mailiverse.outbound.transport import DirectTransport, SmarthostTransport, Transport
-from mailiverse.smtp.interfaces import IInbox
+from mailiverse.contracts import IInbox
 from mailiverse.store.db import Database
 
 log = Logger()

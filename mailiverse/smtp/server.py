@@ -45,7 +45,7 @@ from twisted.logger import Logger
 from twisted.mail.smtp import ESMTP
 from twisted.python.failure import Failure
 
-from mailiverse.smtp.interfaces import IInbox, Recipient
+from mailiverse.contracts import IInbox, Recipient
 from mailiverse.smtp.limits import SmtpLimits
 from mailiverse.spool import SpooledMessage, SpoolError, SpoolWriter
 

@@ -9,7 +9,7 @@ from typing import Any
 from twisted.internet.interfaces import IProtocolFactory, IReactorTime
 from twisted.protocols.tls import TLSMemoryBIOFactory
 
-from mailiverse.smtp.interfaces import IInbox
+from mailiverse.contracts import IInbox
 from mailiverse.smtp.limits import SmtpLimits
 from mailiverse.smtp.server import SmtpServerFactory
 from mailiverse.tls import ListenerKind, TLSContexts

@@ -14,7 +14,7 @@ from mailiverse.store.errors import (
 )
 from mailiverse.store.facade import Store, wall_clock_ms
 from mailiverse.store.objects import CHUNK_SIZE, NewestCursor, ObjectInfo
-from mailiverse.store.paths import validate_path, validate_prefix
+from mailiverse.store.objects import validate_path, validate_prefix
 from mailiverse.store.users import User
 
 __all__ = [

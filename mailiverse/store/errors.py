@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from mailiverse.contracts import paths as _paths
+
 
 class StoreError(Exception):
     """Base class of every error the store raises on purpose."""
@@ -11,8 +13,8 @@ class InvalidInput(StoreError, ValueError):
     """An argument breaks a limit or a format rule; the message names which."""
 
 
-class InvalidPath(InvalidInput):
-    """An object path or prefix is not acceptable (traversal, control characters, too long...)."""
+class InvalidPath(InvalidInput, _paths.InvalidPath):
+    """An object path or prefix the store refuses; also the contracts' ``InvalidPath``, so front ends catch one type."""
 
 
 class ObjectTooLarge(InvalidInput):

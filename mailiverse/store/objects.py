@@ -14,18 +14,15 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql import ColumnElement, operators
 from sqlalchemy.sql.elements import UnaryExpression
 
+from mailiverse.contracts import paths as _paths
+from mailiverse.contracts.paths import MAX_PATH_BYTES, prefix_upper_bound
 from mailiverse.store.errors import (
     InvalidInput,
+    InvalidPath,
     ObjectNotFound,
     ObjectTooLarge,
     UserNotFound,
     VersionConflict,
-)
-from mailiverse.store.paths import (
-    MAX_PATH_BYTES,
-    prefix_upper_bound,
-    validate_path,
-    validate_prefix,
 )
 from mailiverse.store.schema import object_chunks, objects
 
@@ -45,6 +42,22 @@ _INFO_COLUMNS = (
     objects.c.modified_ms,
     objects.c.size,
 )
+
+
+def validate_path(path: object) -> str:
+    """The contracts' path rule, raising the store's ``InvalidPath`` (an ``InvalidInput`` too)."""
+    try:
+        return _paths.validate_path(path)
+    except _paths.InvalidPath as error:
+        raise InvalidPath(str(error)) from None
+
+
+def validate_prefix(prefix: object) -> str:
+    """The contracts' prefix rule, raising the store's ``InvalidPath``."""
+    try:
+        return _paths.validate_prefix(prefix)
+    except _paths.InvalidPath as error:
+        raise InvalidPath(str(error)) from None
 
 
 @dataclass(frozen=True, order=True)

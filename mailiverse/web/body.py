@@ -15,12 +15,28 @@ from typing import Any
 
 from twisted.web.server import Request
 
-from mailiverse.accounts.errors import AccountError
+from mailiverse.web.errors import ApiError
 
 #: Cap on JSON bodies of the small routes (login, logout, deletion).
 SMALL_JSON_BYTES = 16 * 1024
 #: Cap on JSON bodies that carry a key block (sign-up, password change): base64 of 64 KiB and change.
 ACCOUNT_JSON_BYTES = 128 * 1024
+#: Largest object body accepted by ``PUT /api/store/{path}`` (and the legacy Store API).
+MAX_OBJECT_BYTES = 64 * 1024 * 1024
+
+
+def body_limit_for(max_message_size: int) -> Callable[[bytes], int]:
+    """The per-path body caps the Site enforces while a body arrives."""
+    send_limit = (max_message_size + 2) // 3 * 4 + ACCOUNT_JSON_BYTES
+
+    def limit(path: bytes) -> int:
+        if path.startswith((b"/api/store/", b"/Mailiverse/")):
+            return MAX_OBJECT_BYTES
+        if path == b"/api/send":
+            return send_limit
+        return ACCOUNT_JSON_BYTES
+
+    return limit
 
 
 class BoundedRequest(Request):
@@ -78,7 +94,7 @@ def body_size(request: Any) -> int:
 def check_body_size(request: Any, limit: int) -> None:
     """Raise 413 ``body_too_large`` if the body exceeded ``limit`` (or was dropped on arrival)."""
     if is_oversized(request) or body_size(request) > limit:
-        raise AccountError(
+        raise ApiError(
             "body_too_large", f"the request body is larger than {limit} bytes", 413
         )
 
@@ -97,14 +113,14 @@ def _no_constants(name: str) -> Any:
 
 
 def read_json(request: Any, limit: int = SMALL_JSON_BYTES) -> dict[str, Any]:
-    """Parse the body as one JSON object of at most ``limit`` bytes; errors are AccountError.
+    """Parse the body as one JSON object of at most ``limit`` bytes; errors are ApiError.
 
     Requires ``Content-Type: application/json`` (so a browser cannot send it cross-site
     without a CORS preflight), refuses duplicate keys, NaN/Infinity and non-object values.
     """
     content_type = (request.getHeader(b"content-type") or b"").split(b";", 1)[0]
     if content_type.strip().lower() != b"application/json":
-        raise AccountError(
+        raise ApiError(
             "unsupported_media_type", "send the body as application/json", 415
         )
     check_body_size(request, limit)
@@ -116,16 +132,18 @@ def read_json(request: Any, limit: int = SMALL_JSON_BYTES) -> dict[str, Any]:
             parse_constant=_no_constants,
         )
     except (UnicodeDecodeError, ValueError, RecursionError):
-        raise AccountError("malformed_json", "the body is not valid JSON") from None
+        raise ApiError("malformed_json", "the body is not valid JSON") from None
     if not isinstance(value, dict):
-        raise AccountError("malformed_json", "the body must be a JSON object")
+        raise ApiError("malformed_json", "the body must be a JSON object")
     return value
 
 
 __all__ = [
     "ACCOUNT_JSON_BYTES",
+    "MAX_OBJECT_BYTES",
     "SMALL_JSON_BYTES",
     "BoundedRequest",
+    "body_limit_for",
     "body_size",
     "check_body_size",
     "is_oversized",

@@ -1,4 +1,9 @@
-"""Assemble the web app with its collaborators: server secret, database sessions, accounts, sending."""
+"""Assemble the web app with its collaborators: server secret, database sessions, accounts, the submission service.
+
+The appliance and the tests build the app through ``build_web_app``, so what the tests exercise
+is what runs; tests give a settable ``clock`` and, where they sign up many users from one
+address, a roomier ``signup_policy``.
+"""
 
 from __future__ import annotations
 
@@ -9,17 +14,17 @@ from typing import Any
 from twisted.application.internet import TimerService
 from twisted.application.service import IService
 from twisted.internet.defer import Deferred
+from twisted.web.resource import IResource
 
 from mailiverse.accounts.pending import DatabasePendingLogins
 from mailiverse.accounts.service import AccountService, SignupPolicy, thread_runner
 from mailiverse.accounts.sessions import DatabaseSessionStore
+from mailiverse.auth.clock import TimeSource
 from mailiverse.auth.sessions import SessionManager
-from mailiverse.smtp.interfaces import IInbox
 from mailiverse.store import accounts as repo
 from mailiverse.store.db import Database
+from mailiverse.submission import Submission
 from mailiverse.web.app import WebApp
-from mailiverse.web.interfaces import IOutbound
-from mailiverse.web.send import Sender
 
 #: Name of the server secret (in the ``server_secrets`` table) behind CSRF tokens and decoy salts.
 AUTH_SECRET_NAME = "auth"  # noqa: S105 - a row name, not a secret
@@ -41,53 +46,47 @@ def build_web_app(
     *,
     hostname: str,
     domains: Sequence[str],
-    inbox: IInbox,
+    submission: Submission,
     reactor: Any,
+    clock: TimeSource = None,
     tls: bool = True,
-    outbound: IOutbound | None = None,
-    tmp_dir: Path | None = None,
     open_signup: bool = False,
+    signup_policy: SignupPolicy | None = None,
     max_message_size: int = 50 * 1024 * 1024,
     static_dir: Path | None = None,
+    legacy_resource: IResource | None = None,
+    mta_sts_policy: str | None = None,
 ) -> tuple[WebApp, IService]:
     """Return the web app and a service that purges expired sessions and pending logins while it runs.
 
+    ``clock`` (seconds; the reactor when not given) times sessions, throttles and pending logins.
     Login challenges wait in the database (``DatabasePendingLogins``), so front ends sharing it
     need no sticky sessions: round trip 2 may reach another process than round trip 1.
     """
+    time_source: TimeSource = reactor if clock is None else clock
     secret = load_server_secret(database)
-    sessions = SessionManager(DatabaseSessionStore(database), secret, clock=reactor)
-    run_cpu = thread_runner(reactor)
-    pending = DatabasePendingLogins(database, secret, clock=reactor)
+    sessions = SessionManager(DatabaseSessionStore(database), secret, clock=time_source)
+    pending = DatabasePendingLogins(database, secret, clock=time_source)
     accounts = AccountService(
         database,
         secret,
         sessions,
-        clock=reactor,
-        policy=SignupPolicy(open_signup=open_signup),
+        clock=time_source,
+        policy=signup_policy or SignupPolicy(open_signup=open_signup),
         pending=pending,
-        run_cpu=run_cpu,
+        run_cpu=thread_runner(reactor),
     )
-    sender = Sender(
-        database,
-        inbox,
-        domains,
-        hostname=hostname,
-        outbound=outbound,
-        tmp_dir=tmp_dir,
-        max_message_size=max_message_size,
-        run_cpu=run_cpu,
-    )
-    extra: dict[str, Any] = {} if static_dir is None else {"static_dir": static_dir}
     app = WebApp(
         hostname=hostname,
         domains=tuple(domains),
-        tls=tls,
         database=database,
         accounts=accounts,
-        sender=sender,
+        submission=submission,
+        tls=tls,
+        static_dir=static_dir,
         max_message_size=max_message_size,
-        **extra,
+        legacy_resource=legacy_resource,
+        mta_sts_policy=mta_sts_policy,
     )
 
     async def purge_both() -> int:

@@ -1,6 +1,6 @@
 """Fixtures for the client tests: the real web app on a real HTTPS port on 127.0.0.1, and helpers that run the sync client in a thread.
 
-The app is built exactly as the web tests build it (``tests.web.conftest.make_api``: real SQLite,
+The app is built exactly as the web tests build it (``tests.support.webapi.make_api``: real SQLite,
 real sessions, a settable clock, an in-memory outbound queue) and served by Twisted with a
 certificate from a throwaway test CA, so the client's TLS pinning is exercised for real.
 """
@@ -23,7 +23,7 @@ from mailiverse.client.cli import main
 from mailiverse.store.db import Database
 from mailiverse.testing import issue_test_certificate
 from mailiverse.testing_db import sqlite_url
-from tests.web.conftest import Api, make_api
+from tests.support.webapi import Api, make_api
 
 T = TypeVar("T")
 PASSWORD = "a long and unguessable client password"

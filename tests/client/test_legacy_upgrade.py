@@ -30,18 +30,19 @@ from mailiverse.config import DataDir
 from mailiverse.crypto.pbkdf import crypto_key
 from mailiverse.legacy.options import LegacyOptions
 from mailiverse.legacy.service import build_legacy
-from mailiverse.serverkeys import load_server_key
+from mailiverse.legacy.serverkeys import load_server_key
 from mailiverse.spool import SpooledMessage
 from mailiverse.store.db import Database
 from mailiverse.store.objects import read_object
 from mailiverse.store.users import get_user
+from mailiverse.submission import Submission
 from mailiverse.testing import issue_test_certificate
 from mailiverse.testing_db import sqlite_url
 from mailiverse.tls import TLSContexts, ensure_self_signed
 from tests.client.conftest import CliResult, in_thread, run_cli
 from tests.legacy import legacy_client as lc
 from tests.legacy.conftest import _seed_server_keys
-from tests.web.conftest import Api, make_api
+from tests.support.webapi import Api, make_api
 
 LEGACY_PASSWORD = "the original Mailiverse password"
 USER_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -87,7 +88,12 @@ def both(tmp_path: Path) -> Iterator[Both]:
     tls = TLSContexts(self_signed=ensure_self_signed(data_dir.tls_dir, "mail.example.org"), ca=None)
     options = LegacyOptions(enabled=True, domains=("example.org",), hostname="mail.example.org")
     parts = build_legacy(
-        options, database=database, tls_contexts=tls, data_dir=data_dir, delivery=delivery, reactor=reactor
+        options,
+        database=database,
+        tls_contexts=tls,
+        data_dir=data_dir,
+        reactor=reactor,
+        submission=Submission(delivery, options.domains),
     )
     api.app.legacy_resource = parts.web_resource
     issued = issue_test_certificate(tmp_path / "certs", ["localhost"])

@@ -14,7 +14,7 @@ from mailiverse.crypto.formats import open_mail_object
 from mailiverse.crypto.keys import generate_private_key, public_key_der
 from mailiverse.delivery.pipeline import Delivery, DeliveryError
 from mailiverse.mime.twin import convert
-from mailiverse.smtp.interfaces import Recipient
+from mailiverse.contracts import Recipient
 from mailiverse.spool import SpooledMessage
 from mailiverse.store.db import Database
 from mailiverse.store.objects import count_objects, list_objects, read_object

@@ -15,9 +15,10 @@ from twisted.web.server import Site
 
 from mailiverse.config import DataDir
 from mailiverse.delivery.pipeline import Delivery
+from mailiverse.submission import Submission
 from mailiverse.legacy.options import LegacyOptions
 from mailiverse.legacy.service import LegacyParts, build_legacy
-from mailiverse.serverkeys import SERVER_KEY_PURPOSES, load_server_key
+from mailiverse.legacy.serverkeys import SERVER_KEY_PURPOSES, load_server_key
 from mailiverse.store.db import Database
 from mailiverse.testing_db import create_postgres_database, drop_postgres_database, require_postgres, sqlite_url
 from mailiverse.tls import TLSContexts, ensure_self_signed
@@ -86,9 +87,8 @@ def _build(tmp_path: Path, url: str, options: LegacyOptions, outbound: Any = Non
         database=database,
         tls_contexts=tls,
         data_dir=data_dir,
-        delivery=delivery,
         reactor=reactor,
-        outbound=outbound,
+        submission=Submission(delivery, options.domains, outbound=outbound),
     )
     key_service, mail_service = parts.services[1], parts.services[2]
     root = Resource()

@@ -9,7 +9,7 @@ import pytest_twisted
 from twisted.internet.defer import Deferred
 from zope.interface.verify import verifyObject
 
-from mailiverse.smtp.interfaces import IInbox, Recipient
+from mailiverse.contracts import IInbox, Recipient
 from mailiverse.smtp.limits import SmtpLimits
 from mailiverse.spool import SpoolWriter
 from mailiverse.testing import DeliveryFailed, MemoryInbox

@@ -15,7 +15,7 @@ from twisted.internet.testing import (
 )
 from zope.interface import implementer
 
-from mailiverse.smtp.interfaces import Recipient
+from mailiverse.contracts import Recipient
 from mailiverse.smtp.limits import SmtpLimits
 from mailiverse.smtp.service import smtp_server_factory
 from mailiverse.testing import MemoryInbox

@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mailiverse.store import InvalidPath, validate_path, validate_prefix
-from mailiverse.store.paths import MAX_DEPTH, MAX_PATH_BYTES, prefix_upper_bound
+from mailiverse.contracts.paths import MAX_DEPTH, MAX_PATH_BYTES, prefix_upper_bound
 
 HOSTILE_PATHS = [
     "",

@@ -14,7 +14,7 @@ from mailiverse.web.app import WebApp
 from mailiverse.web.body import ACCOUNT_JSON_BYTES, BoundedRequest
 from mailiverse.web.headers import SECURITY_HEADERS
 
-from .conftest import Api
+from tests.support.webapi import Api
 
 
 def _klein_routes() -> set[tuple[str, str]]:
@@ -102,9 +102,9 @@ def _raw_request(site_app: WebApp, request_bytes: bytes) -> tuple[bytes, Bounded
     return transport.value(), None
 
 
-def test_site_drops_oversized_declared_body() -> None:
+def test_site_drops_oversized_declared_body(api: Api) -> None:
     """The Site refuses a body whose Content-Length exceeds the route's cap without storing it."""
-    app = WebApp(hostname="h.example", domains=("h.example",))
+    app = api.app
     head = b"POST /api/login/start HTTP/1.1\r\nHost: h.example\r\nContent-Type: application/json\r\n"
     size = ACCOUNT_JSON_BYTES + 1
     output, _ = _raw_request(app, head + b"Content-Length: %d\r\n\r\n" % size + b"a" * size)
@@ -112,9 +112,9 @@ def test_site_drops_oversized_declared_body() -> None:
     assert b'"body_too_large"' in output
 
 
-def test_site_drops_oversized_chunked_body() -> None:
+def test_site_drops_oversized_chunked_body(api: Api) -> None:
     """A chunked body that grows past the cap is dropped and answered with 413."""
-    app = WebApp(hostname="h.example", domains=("h.example",))
+    app = api.app
     head = b"POST /api/login/start HTTP/1.1\r\nHost: h.example\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
     chunk = b"a" * 60000
     body = b"".join(b"%x\r\n%s\r\n" % (len(chunk), chunk) for _ in range(4)) + b"0\r\n\r\n"
@@ -122,11 +122,11 @@ def test_site_drops_oversized_chunked_body() -> None:
     assert b" 413 " in output.split(b"\r\n", 1)[0]
 
 
-def test_site_accepts_body_within_cap() -> None:
-    """A small body passes the Site and reaches the route (503 here: no account service configured)."""
-    app = WebApp(hostname="h.example", domains=("h.example",))
-    payload = json.dumps({"user": "alice"}).encode()
+def test_site_accepts_body_within_cap(api: Api) -> None:
+    """A small body passes the Site and reaches the route, whose own field check answers (not the Site's 413)."""
+    app = api.app
+    payload = json.dumps({"user": 5}).encode()
     head = b"POST /api/login/start HTTP/1.1\r\nHost: h.example\r\nContent-Type: application/json\r\n"
     output, _ = _raw_request(app, head + b"Content-Length: %d\r\n\r\n" % len(payload) + payload)
-    assert b" 503 " in output.split(b"\r\n", 1)[0]
-    assert b'"api_unavailable"' in output
+    assert b" 400 " in output.split(b"\r\n", 1)[0]
+    assert b'"invalid_request"' in output and b"the field 'user'" in output

@@ -11,7 +11,7 @@ from sqlalchemy import insert
 from mailiverse.store.schema import objects
 from mailiverse.store.users import get_user
 
-from .conftest import Api
+from tests.support.webapi import Api
 
 COUNT = 100_000
 

@@ -8,7 +8,7 @@ import pytest_twisted
 
 from mailiverse.crypto.keys import private_key_der
 
-from .conftest import Api, password_keys, rsa_key
+from tests.support.webapi import Api, password_keys, rsa_key
 
 PASSWORD = "hunter2 but longer and unique"
 

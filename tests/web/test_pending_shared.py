@@ -16,11 +16,12 @@ from mailiverse.compat.blocks import decrypt_key_block, encrypt_key_block
 from mailiverse.delivery.pipeline import Delivery
 from mailiverse.store.db import Database
 from mailiverse.store.users import get_user
-from mailiverse.web.testing import MemoryOutbound
+from mailiverse.submission import Submission
+from mailiverse.testing import MemoryOutbound
 from mailiverse.web.wiring import build_web_app, load_server_secret
 
 from ..accounts.conftest import shared_url, two_fronts  # noqa: F401 - shared fixtures
-from .conftest import DOMAINS, HOST, Api, ApiClient, FakeTime, Reply, b64, make_api, password_keys
+from tests.support.webapi import DOMAINS, HOST, Api, ApiClient, FakeTime, Reply, b64, make_api, password_keys
 
 PASSWORD = "shared front ends"
 NEW_PASSWORD = "changed on the other front end"
@@ -57,20 +58,18 @@ def wired(two_fronts: tuple[Database, Database], tmp_path: Path) -> Iterator[tup
         delivery = Delivery(database, lambda domain: domain.lower() in DOMAINS, tmp_dir=folder, reactor=reactor)
         deliveries.append(delivery)
         outbound = MemoryOutbound()
+        submission = Submission(delivery, DOMAINS, outbound=outbound)
         app, _purger = build_web_app(
             database,
             hostname=HOST,
             domains=DOMAINS,
-            inbox=delivery,
+            submission=submission,
             reactor=reactor,
-            outbound=outbound,
-            tmp_dir=folder,
             open_signup=True,
             static_dir=folder,
         )
-        assert app.accounts is not None and app.sender is not None
         apis.append(
-            Api(app, StubTreq(app.resource()), database, app.accounts, app.accounts.sessions, FakeTime(), outbound, app.sender)
+            Api(app, StubTreq(app.resource()), database, app.accounts, app.accounts.sessions, FakeTime(), outbound, submission)
         )
     try:
         yield apis[0], apis[1]

@@ -11,10 +11,10 @@ from zope.interface.verify import verifyObject
 from mailiverse.crypto.formats import open_mail_object
 from mailiverse.store.objects import list_objects, read_object
 from mailiverse.store.users import get_user
-from mailiverse.web.interfaces import IOutbound
-from mailiverse.web.testing import MemoryOutbound
+from mailiverse.contracts import IOutbound
+from mailiverse.testing import MemoryOutbound
 
-from .conftest import Api, ApiClient, rsa_key
+from tests.support.webapi import Api, ApiClient, rsa_key
 
 PASSWORD = "send password"
 

@@ -9,7 +9,7 @@ import pytest_twisted
 from mailiverse.auth import ClientLogin
 from mailiverse.store.users import get_user
 
-from .conftest import Api, ApiClient, b64, password_keys
+from tests.support.webapi import Api, ApiClient, b64, password_keys
 
 PASSWORD = "first password here"
 NEW_PASSWORD = "second password here"

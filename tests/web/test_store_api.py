@@ -10,7 +10,7 @@ import pytest_twisted
 from mailiverse.store.objects import put_object
 from mailiverse.store.users import get_user
 
-from .conftest import Api, ApiClient
+from tests.support.webapi import Api, ApiClient
 
 PASSWORD = "store password"
 

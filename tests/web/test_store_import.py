@@ -6,7 +6,7 @@ import os
 
 import pytest_twisted
 
-from .conftest import Api, ApiClient
+from tests.support.webapi import Api, ApiClient
 
 PASSWORD = "import password"
 

@@ -1,10 +1,12 @@
-"""Object path rules, checked in one place, and the prefix range used for listing."""
+"""The store-path rule, shared by the store, every front end and the client, and the prefix range used for listing."""
 
 from __future__ import annotations
 
 import unicodedata
 
-from mailiverse.store.errors import InvalidPath
+
+class InvalidPath(ValueError):
+    """An object path or prefix is not acceptable (traversal, control characters, too long...)."""
 
 MAX_PATH_BYTES = 1024
 MAX_SEGMENT_BYTES = 255

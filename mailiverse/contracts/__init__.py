@@ -1,0 +1,38 @@
+"""The contracts between the appliance's parts, in one neutral place that imports none of them.
+
+Front ends (SMTP, the web API, the legacy protocol), delivery, the submission service, the
+outbound queue and the client all import what they share from here: the interfaces
+(``IInbox``, ``IOutbound``), the value types (``Recipient``), the address and domain rule, and the
+store-path rule. Nothing here imports another ``mailiverse`` package (checked in CI, see
+docs/architecture.md).
+"""
+
+from mailiverse.contracts.addresses import (
+    MAX_ADDRESS_LENGTH,
+    InvalidAddress,
+    InvalidDomain,
+    normalise_address,
+    normalise_domain,
+    split_address,
+)
+from mailiverse.contracts.mail import INBOX_FOLDER, SENT_FOLDER, IInbox, IOutbound, ISpooled, Recipient
+from mailiverse.contracts.paths import InvalidPath, prefix_upper_bound, validate_path, validate_prefix
+
+__all__ = [
+    "INBOX_FOLDER",
+    "MAX_ADDRESS_LENGTH",
+    "SENT_FOLDER",
+    "IInbox",
+    "IOutbound",
+    "ISpooled",
+    "InvalidAddress",
+    "InvalidDomain",
+    "InvalidPath",
+    "Recipient",
+    "normalise_address",
+    "normalise_domain",
+    "prefix_upper_bound",
+    "split_address",
+    "validate_path",
+    "validate_prefix",
+]

@@ -1,0 +1,34 @@
+"""Reading a large object through the one door in short reads: its metadata first, then one chunk per read."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from mailiverse.store.db import Database
+from mailiverse.store.errors import ObjectNotFound
+from mailiverse.store.objects import ObjectInfo, get_object_info, read_chunk
+
+
+async def open_object(database: Database, user_id: int, path: str) -> tuple[ObjectInfo, AsyncIterator[bytes]]:
+    """The object's metadata and its body as chunks, each fetched in its own short read.
+
+    Raises ObjectNotFound at once; the iterator raises VersionConflict if the object is
+    replaced part-way, so a reader never mixes two versions.
+    """
+    info = await database.run(get_object_info, user_id, path)
+    if info is None:
+        raise ObjectNotFound("no object at this path")
+    return info, _chunks(database, info)
+
+
+async def _chunks(database: Database, info: ObjectInfo) -> AsyncIterator[bytes]:
+    seq = 0
+    while True:
+        data = await database.run(read_chunk, info.user_id, info.path, info.version, seq)
+        if data is None:
+            return
+        yield data
+        seq += 1
+
+
+__all__ = ["open_object"]

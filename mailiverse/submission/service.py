@@ -1,0 +1,165 @@
+"""Send for a logged-in user: route each recipient, deliver local mail, queue remote mail, file the Sent copy.
+
+Every front end that lets a user send (the JSON API, the legacy ``Send`` relay, later the bridge
+and federation) calls ``Submission.submit``. Local recipients go through the same ``IInbox`` as
+SMTP, so the message never leaves the machine and is sealed by the delivery pipeline's code;
+remote recipients go to the ``IOutbound`` queue; the sender's own copy is filed in ``Mail/Sent``
+through the same ``IInbox``, sealed to the sender's key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from twisted.logger import Logger
+
+from mailiverse.contracts import SENT_FOLDER, IInbox, IOutbound, Recipient
+from mailiverse.failures import describe
+from mailiverse.spool import SpooledMessage
+from mailiverse.submission.compose import checked_address, sender_of
+from mailiverse.submission.errors import SubmissionError
+
+log = Logger()
+
+#: Most recipients one message may have.
+MAX_RECIPIENTS = 100
+
+
+@dataclass(frozen=True)
+class Submitter:
+    """Who sends: the account name, the addresses they may send from, and the account the inbox resolved."""
+
+    user: str
+    addresses: tuple[str, ...]
+    account: object | None = None
+
+
+@dataclass(frozen=True)
+class Submitted:
+    """Where a message went: local and remote recipients, the queue id, the Sent copy's path."""
+
+    mail_from: str
+    local: tuple[str, ...]
+    remote: tuple[str, ...]
+    queue_id: str | None
+    sent_path: str | None
+
+
+class Submission:
+    """The appliance's one way for a user's mail to go out (or stay in)."""
+
+    def __init__(
+        self,
+        inbox: IInbox,
+        domains: Sequence[str],
+        *,
+        outbound: IOutbound | None = None,
+        max_message_size: int = 50 * 1024 * 1024,
+    ) -> None:
+        self._inbox = inbox
+        self.domains = tuple(d.lower() for d in domains)
+        self.outbound = outbound
+        self.max_message_size = max_message_size
+
+    def addresses_of(self, user: str) -> tuple[str, ...]:
+        """The account's addresses: its name at every served domain."""
+        return tuple(f"{user}@{domain}" for domain in self.domains)
+
+    def submitter(self, user: str, account: object | None = None) -> Submitter:
+        """The ``Submitter`` of an account with its addresses at every served domain."""
+        return Submitter(user=user, addresses=self.addresses_of(user), account=account)
+
+    def is_local(self, address: str) -> bool:
+        """Whether ``address`` is at a domain this appliance serves."""
+        return address.rpartition("@")[2].lower() in self.domains
+
+    async def submit(
+        self,
+        sender: Submitter,
+        message: bytes,
+        recipients: Sequence[str] | None = None,
+        *,
+        mail_from: str | None = None,
+        sent_copy: bool = True,
+    ) -> Submitted:
+        """Send ``message`` (RFC 5322 bytes) from ``sender``; SubmissionError says why not.
+
+        Without ``mail_from`` the message's one From must be an address of ``sender`` (a front end
+        that has checked the sender its own way passes it). Recipients default to To, Cc and Bcc.
+        Nothing is delivered or queued unless every recipient can be routed.
+        """
+        if not message or len(message) > self.max_message_size:
+            raise SubmissionError(
+                "message_too_large", f"a message must be 1 to {self.max_message_size} bytes", 413
+            )
+        listed: list[str] = []
+        if mail_from is None:
+            mail_from, listed = sender_of(message, sender.addresses)
+        wanted = list(recipients) if recipients is not None else listed
+        targets = list(dict.fromkeys(checked_address(a) for a in wanted))
+        if not 1 <= len(targets) <= MAX_RECIPIENTS:
+            raise SubmissionError("invalid_recipients", f"give 1 to {MAX_RECIPIENTS} recipients")
+        local, remote = await self._route(targets)
+        if remote and self.outbound is None:
+            raise SubmissionError(
+                "remote_delivery_disabled", "this appliance does not send mail to other domains", 422
+            )
+        if local:
+            await self._deliver(message, mail_from, local)
+        queue_id = await self._queue(sender, mail_from, remote, message) if remote else None
+        sent_path = await self._file_sent_copy(sender, mail_from, message) if sent_copy else None
+        return Submitted(
+            mail_from=mail_from,
+            local=tuple(r.address for r in local),
+            remote=tuple(remote),
+            queue_id=queue_id,
+            sent_path=sent_path,
+        )
+
+    async def _route(self, targets: list[str]) -> tuple[list[Recipient], list[str]]:
+        local: list[Recipient] = []
+        remote: list[str] = []
+        for address in targets:
+            if not self.is_local(address):
+                remote.append(address)
+                continue
+            found = await self._inbox.resolve(address)
+            if found is None:
+                raise SubmissionError("unknown_recipient", f"no local user has the address {address}")
+            local.append(found)
+        return local, remote
+
+    async def _deliver(
+        self, message: bytes, mail_from: str, recipients: list[Recipient], folder: str | None = None
+    ) -> str:
+        # The message is already in memory (its size is capped); the spool object only carries it.
+        spooled = SpooledMessage(size=len(message), memory=message)
+        try:
+            if folder is None:
+                return await self._inbox.deliver(spooled, mail_from, recipients)
+            return await self._inbox.deliver(spooled, mail_from, recipients, folder)
+        except SubmissionError:
+            raise
+        except Exception as error:  # noqa: BLE001 - any pipeline failure is one retryable error
+            log.error("local delivery of a submitted message failed: {why}", why=describe(error))
+            raise SubmissionError("delivery_failed", "local delivery failed; try again later", 503) from None
+        finally:
+            spooled.close()
+
+    async def _queue(self, sender: Submitter, mail_from: str, remote: list[str], message: bytes) -> str:
+        assert self.outbound is not None
+        try:
+            return await self.outbound.submit(user=sender.user, mail_from=mail_from, recipients=remote, message=message)
+        except Exception as error:  # noqa: BLE001 - any queue failure is one retryable error
+            log.error("the outbound queue refused a submitted message: {why}", why=describe(error))
+            raise SubmissionError(
+                "outbound_failed", "the outbound queue refused the message; try again later", 503
+            ) from None
+
+    async def _file_sent_copy(self, sender: Submitter, mail_from: str, message: bytes) -> str:
+        own = Recipient(address=mail_from, user=sender.user, account=sender.account)
+        return await self._deliver(message, mail_from, [own], SENT_FOLDER)
+
+
+__all__ = ["MAX_RECIPIENTS", "Submission", "Submitted", "Submitter"]

@@ -1,0 +1,126 @@
+"""The HTTP layer's one error type, ``ApiError``, and the mapping of every refusal to the API's JSON shape.
+
+Every error the API answers is ``{"error": code, "message": text}`` with a stable code. Routes
+raise ``ApiError``; the services below raise their own refusals (``AccountError``,
+``SubmissionError``, the store's errors), which ``ErrorHandlers`` maps here, in one place. An
+unexpected exception answers 500 ``internal`` and is logged by type and place, never by message
+(messages can carry user data).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from twisted.logger import Logger
+from werkzeug.exceptions import MethodNotAllowed, NotFound
+
+from mailiverse.accounts.errors import AccountError
+from mailiverse.failures import describe
+from mailiverse.store.errors import InvalidInput, InvalidPath, ObjectNotFound, ObjectTooLarge, VersionConflict
+from mailiverse.submission.errors import SubmissionError
+from mailiverse.web.routing import router
+
+log = Logger()
+
+
+class ApiError(Exception):
+    """A refusal the API answers as ``{"error": code, "message": message}`` with ``status``."""
+
+    def __init__(self, code: str, message: str, status: int = 400, retry_after: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.status = status
+        self.retry_after = retry_after
+
+
+def json_response(request: Any, value: Any, code: int = 200) -> bytes:
+    """``value`` as the body of a JSON response with ``code``; never cached."""
+    request.setResponseCode(code)
+    request.setHeader(b"Content-Type", b"application/json")
+    request.setHeader(b"Cache-Control", b"no-store")
+    return json.dumps(value, separators=(",", ":")).encode()
+
+
+def error_response(request: Any, code: str, message: str, status: int, retry_after: int | None = None) -> bytes:
+    """The JSON error body, with Retry-After (rate limits) and WWW-Authenticate (401) where they apply."""
+    if retry_after is not None:
+        request.setHeader(b"Retry-After", str(retry_after).encode("ascii"))
+    if status == 401:
+        request.setHeader(b"WWW-Authenticate", b'Bearer realm="mailiverse"')
+    return json_response(request, {"error": code, "message": message}, status)
+
+
+class ErrorHandlers:
+    """Klein error handlers of the app: every refusal of every layer, then the catch-all 500."""
+
+    @router.handle_errors(ApiError)
+    def api_errors(self, request: Any, failure: Any) -> bytes:
+        error: ApiError = failure.value
+        return error_response(request, error.code, error.message, error.status, error.retry_after)
+
+    @router.handle_errors(AccountError)
+    def account_errors(self, request: Any, failure: Any) -> bytes:
+        error: AccountError = failure.value
+        return error_response(request, error.code, error.message, error.status, error.retry_after)
+
+    @router.handle_errors(SubmissionError)
+    def submission_errors(self, request: Any, failure: Any) -> bytes:
+        error: SubmissionError = failure.value
+        return error_response(request, error.code, error.message, error.status)
+
+    @router.handle_errors(InvalidPath)
+    def path_errors(self, request: Any, failure: Any) -> bytes:
+        return error_response(request, "invalid_path", str(failure.value), 400)
+
+    @router.handle_errors(ObjectTooLarge)
+    def size_errors(self, request: Any, failure: Any) -> bytes:
+        return error_response(request, "body_too_large", "the object is too large", 413)
+
+    @router.handle_errors(InvalidInput)
+    def input_errors(self, request: Any, failure: Any) -> bytes:
+        return error_response(request, "invalid_request", str(failure.value), 400)
+
+    @router.handle_errors(ObjectNotFound)
+    def missing_errors(self, request: Any, failure: Any) -> bytes:
+        return error_response(request, "not_found", "no object at this path", 404)
+
+    @router.handle_errors(VersionConflict)
+    def conflict_errors(self, request: Any, failure: Any) -> bytes:
+        return error_response(request, "version_conflict", "the object is not at the expected version", 412)
+
+    @router.handle_errors(NotFound)
+    def route_not_found(self, request: Any, failure: Any) -> bytes:
+        return error_response(request, "not_found", "no such route", 404)
+
+    @router.handle_errors(MethodNotAllowed)
+    def method_not_allowed(self, request: Any, failure: Any) -> bytes:
+        valid = sorted(getattr(failure.value, "valid_methods", None) or [])
+        if valid:  # RFC 9110 §15.5.6: a 405 lists the methods the resource does take
+            request.setHeader(b"Allow", ", ".join(valid).encode("ascii"))
+        return error_response(request, "method_not_allowed", "this route does not take that method", 405)
+
+    @router.handle_errors(Exception)
+    def errors(self, request: Any, failure: Any) -> bytes:
+        log.error(
+            "{method} {route} failed: {why}",
+            method=_route_part(request.method),
+            route=_route_of(request),
+            why=describe(failure.value),
+        )
+        return error_response(request, "internal", "internal error", 500)
+
+
+def _route_part(value: Any) -> str:
+    raw = value if isinstance(value, bytes) else str(value).encode("utf-8", "replace")
+    return raw[:16].decode("latin-1")
+
+
+def _route_of(request: Any) -> str:
+    """The route's first two segments (``/api/store``): the rest of a path can name a user's folder or address."""
+    path = request.path if isinstance(request.path, bytes) else b""
+    return "/" + "/".join(_route_part(s) for s in path.split(b"?", 1)[0].split(b"/")[1:3])
+
+
+__all__ = ["ApiError", "ErrorHandlers", "error_response", "json_response"]

@@ -1,0 +1,142 @@
+"""The user's object store: ``GET /api/store`` (listing), and ``GET``/``PUT``/``DELETE /api/store/{path}``."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from mailiverse.store import objects
+from mailiverse.store.errors import VersionConflict
+from mailiverse.store.objects import MAX_LIST_LIMIT, NewestCursor, validate_path, validate_prefix
+from mailiverse.store.reading import open_object
+from mailiverse.web.body import MAX_OBJECT_BYTES, check_body_size
+from mailiverse.web.errors import ApiError, json_response
+from mailiverse.web.routing import router
+from mailiverse.web.session import RouteBase
+from mailiverse.web.validation import etag, import_flag, object_json, parse_etag, query_arg
+
+#: Default and largest page size of ``GET /api/store``.
+DEFAULT_LIST_LIMIT = 100
+MAX_API_LIST_LIMIT = min(1000, MAX_LIST_LIMIT)
+#: Objects under this prefix are written by the server only (delivery and the Sent copy).
+SERVER_WRITTEN_PREFIX = "Mail"
+#: Folders under Mail/ that ``PUT /api/store/<path>?import=1`` may create (an original store dump, docs/legacy.md).
+IMPORTABLE_MAIL_FOLDERS = ("Mail/In/", "Mail/In_Json/", "Mail/Out/", "Mail/Out_Json/")
+_PIECE = 1024 * 1024
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class StoreRoutes(RouteBase):
+    """Ciphertext objects by path, with versions as ETags; nothing here can read them."""
+
+    @router.route("/api/store", methods=["GET"])
+    async def list_store(self, request: Any) -> bytes:
+        _record, user = await self.user_of(request)
+        prefix = validate_prefix(query_arg(request, b"prefix") or "")
+        order = query_arg(request, b"order") or "name"
+        if order not in ("name", "newest"):
+            raise ApiError("invalid_request", "order is 'name' or 'newest'")
+        limit_text = query_arg(request, b"limit")
+        limit = DEFAULT_LIST_LIMIT
+        if limit_text is not None:
+            if not limit_text.isascii() or not limit_text.isdigit() or not 1 <= int(limit_text) <= MAX_API_LIST_LIMIT:
+                raise ApiError("invalid_request", f"limit is 1 to {MAX_API_LIST_LIMIT}")
+            limit = int(limit_text)
+        after_text = query_arg(request, b"after")
+        after: str | NewestCursor | None = None
+        if after_text is not None:
+            after = NewestCursor.from_token(after_text) if order == "newest" else validate_prefix(after_text)
+        page = await self.database.run(
+            objects.list_objects, user.id, prefix, after=after, limit=limit, newest_first=order == "newest"
+        )
+        following = None
+        if len(page) == limit:
+            last = page[-1]
+            following = last.newest_cursor.to_token() if order == "newest" else last.path
+        return json_response(request, {"objects": [object_json(i) for i in page], "next": following})
+
+    @router.route("/api/store/<path:path>", methods=["GET"])
+    async def get_object(self, request: Any, path: str) -> bytes | None:
+        _record, user = await self.user_of(request)
+        validate_path(path)
+        info, chunks = await open_object(self.database, user.id, path)
+        tag = etag(info.version)
+        request.setHeader(b"ETag", tag)
+        request.setHeader(b"Cache-Control", b"no-store")
+        if request.getHeader(b"if-none-match") is not None and request.getHeader(b"if-none-match").strip() == tag:
+            request.setResponseCode(304)
+            return b""
+        request.setHeader(b"Content-Type", b"application/octet-stream")
+        request.setHeader(b"Content-Length", str(info.size).encode("ascii"))
+        if request.method == b"HEAD":
+            return b""
+        async for chunk in chunks:
+            request.write(chunk)
+        return None
+
+    @router.route("/api/store/<path:path>", methods=["PUT"])
+    async def put_object(self, request: Any, path: str) -> bytes:
+        _record, user = await self.user_of(request)
+        validate_path(path)
+        importing = import_flag(request)
+        if path == SERVER_WRITTEN_PREFIX or path.startswith(SERVER_WRITTEN_PREFIX + "/"):
+            if not importing or not path.startswith(IMPORTABLE_MAIL_FOLDERS):
+                raise ApiError("read_only_path", "objects under Mail/ are written by the server only", 403)
+            if request.getHeader(b"if-none-match") is None or request.getHeader(b"if-match") is not None:
+                raise ApiError("invalid_precondition", "an import under Mail/ needs If-None-Match: * only")
+        check_body_size(request, MAX_OBJECT_BYTES)
+        if_version, if_absent = await self._preconditions(request, user.id, path)
+        content = request.content
+
+        def pieces() -> Iterator[bytes]:
+            while piece := content.read(_PIECE):
+                yield piece
+
+        info = await self.database.transact(
+            objects.put_object,
+            user.id,
+            path,
+            pieces(),
+            if_version=if_version,
+            if_absent=if_absent,
+            now_ms=_now_ms(),
+            max_size=MAX_OBJECT_BYTES,
+        )
+        request.setHeader(b"ETag", etag(info.version))
+        return json_response(request, object_json(info), 201 if info.version == 1 else 200)
+
+    async def _preconditions(self, request: Any, user_id: int, path: str) -> tuple[int | None, bool]:
+        """(the version If-Match names, whether If-None-Match: * asks for a new object)."""
+        if_match = request.getHeader(b"if-match")
+        if_none_match = request.getHeader(b"if-none-match")
+        if if_none_match is not None:
+            if if_none_match.strip() != b"*":
+                raise ApiError("invalid_precondition", "If-None-Match accepts only *")
+            if if_match is not None:
+                raise ApiError("invalid_precondition", "give If-Match or If-None-Match, not both")
+            return None, True
+        if if_match is None:
+            return None, False
+        if if_match.strip() == b"*":
+            current = await self.database.run(objects.get_object_info, user_id, path)
+            if current is None:
+                raise VersionConflict("no object exists at this path")
+            return current.version, False
+        return parse_etag(if_match), False
+
+    @router.route("/api/store/<path:path>", methods=["DELETE"])
+    async def delete_object(self, request: Any, path: str) -> bytes:
+        _record, user = await self.user_of(request)
+        validate_path(path)
+        if_match = request.getHeader(b"if-match")
+        if_version = parse_etag(if_match) if if_match is not None and if_match.strip() != b"*" else None
+        if not await self.database.transact(objects.delete_object, user.id, path, if_version=if_version):
+            raise ApiError("not_found", "no object at this path", 404)
+        return json_response(request, {"status": "deleted", "path": path})
+
+
+__all__ = ["StoreRoutes"]
