@@ -43,9 +43,12 @@ test-long: install sysdeps
 conformance: install
 	$(PY) -m mailiverse.conformance tests/vectors
 
+# Lint, format, types (Twisted's strictness, setup.cfg [mypy]) and the import layering of docs/architecture.md.
 lint: install
-	$(VENV)/bin/ruff check mailiverse tests twisted
-	$(VENV)/bin/mypy mailiverse
+	$(VENV)/bin/ruff check mailiverse tests twisted bench
+	$(VENV)/bin/ruff format --check mailiverse tests twisted bench
+	$(VENV)/bin/mypy mailiverse twisted
+	$(VENV)/bin/lint-imports --no-cache .importlinter
 
 bench: install
 	$(PY) -m bench

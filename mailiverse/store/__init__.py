@@ -12,7 +12,6 @@ from mailiverse.store.errors import (
     UserNotFound,
     VersionConflict,
 )
-from mailiverse.store.facade import Store, wall_clock_ms
 from mailiverse.store.objects import CHUNK_SIZE, NewestCursor, ObjectInfo
 from mailiverse.store.objects import validate_path, validate_prefix
 from mailiverse.store.users import User
@@ -27,7 +26,6 @@ __all__ = [
     "ObjectNotFound",
     "ObjectTooLarge",
     "ReactorThreadAccess",
-    "Store",
     "StoreError",
     "User",
     "UserExists",
@@ -35,5 +33,4 @@ __all__ = [
     "VersionConflict",
     "validate_path",
     "validate_prefix",
-    "wall_clock_ms",
 ]

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import text
 
-from mailiverse.store import Database, Store, User
+from mailiverse.store import Database, User
 from mailiverse.store import users as users_repo
 from mailiverse.testing_db import (
     create_postgres_database,
@@ -15,6 +15,7 @@ from mailiverse.testing_db import (
     require_postgres,
     sqlite_url,
 )
+from tests.support.store_calls import StoreCalls
 
 START_MS = 1_700_000_000_000
 
@@ -75,14 +76,14 @@ def database(database_url: str) -> Iterator[Database]:
 
 @pytest.fixture
 def clock() -> TickingClock:
-    """The clock the Store fixture uses."""
+    """The clock the StoreCalls fixture uses."""
     return TickingClock()
 
 
 @pytest.fixture
-def store(database: Database, clock: TickingClock) -> Store:
-    """The async Store facade over the database fixture."""
-    return Store(database, clock=clock)
+def store(database: Database, clock: TickingClock) -> StoreCalls:
+    """The async store calls over the database fixture."""
+    return StoreCalls(database, clock=clock)
 
 
 @pytest.fixture

@@ -16,13 +16,13 @@ from mailiverse.store import (
     InvalidInput,
     InvalidPath,
     NewestCursor,
-    Store,
     User,
     validate_path,
 )
 from mailiverse.store import objects as objects_repo
 from mailiverse.store import users as users_repo
 from mailiverse.store.schema import objects
+from tests.support.store_calls import StoreCalls
 
 # Characters chosen to break naive implementations: LIKE wildcards, case, punctuation that
 # linguistic collations ignore, multi-byte and astral code points, the last code point.
@@ -130,7 +130,7 @@ def _check_listing_model(
 
 
 @pytest_twisted.ensureDeferred
-async def test_listing_arguments_are_checked(store: Store, user: User) -> None:
+async def test_listing_arguments_are_checked(store: StoreCalls, user: User) -> None:
     """Bad limits, cursors of the wrong kind and hostile prefixes are refused."""
     for bad_limit in (0, -1, 10_001):
         with pytest.raises(InvalidInput):
@@ -155,7 +155,7 @@ def test_newest_cursor_token_round_trip() -> None:
 
 
 @pytest_twisted.ensureDeferred
-async def test_wildcards_in_paths_are_literal(store: Store, user: User) -> None:
+async def test_wildcards_in_paths_are_literal(store: StoreCalls, user: User) -> None:
     """'%' and '_' in a prefix match only themselves."""
     for path in ["Cache/50%", "Cache/50x", "Cache/5_", "Cache/5a", "Cache/5_/x"]:
         await store.put_object(user.id, path, b"")
@@ -170,7 +170,7 @@ async def test_wildcards_in_paths_are_literal(store: Store, user: User) -> None:
 
 @pytest_twisted.ensureDeferred
 async def test_newest_fifty_of_a_hundred_thousand(
-    database: Database, store: Store, user: User
+    database: Database, store: StoreCalls, user: User
 ) -> None:
     """With 100,000 objects under Mail/In/ (and 100,000 elsewhere) the newest 50 come back correct and quickly."""
     count = 100_000

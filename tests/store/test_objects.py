@@ -17,13 +17,13 @@ from mailiverse.store import (
     InvalidPath,
     ObjectNotFound,
     ObjectTooLarge,
-    Store,
     User,
     UserNotFound,
     VersionConflict,
 )
 from mailiverse.store import objects as objects_repo
 from mailiverse.store.schema import object_chunks, objects
+from tests.support.store_calls import StoreCalls
 
 
 def _chunk_stats(conn: Connection) -> tuple[int, int, int]:
@@ -45,7 +45,7 @@ def _row_counts(conn: Connection) -> tuple[int, int]:
 
 
 @pytest_twisted.ensureDeferred
-async def test_put_get_and_versions(store: Store, user: User) -> None:
+async def test_put_get_and_versions(store: StoreCalls, user: User) -> None:
     """The first put makes version 1, each later put adds one and replaces the body; created_ms stays."""
     first = await store.put_object(user.id, "Mail/In/1", b"hello")
     assert (first.version, first.size, first.path) == (1, 5, "Mail/In/1")
@@ -60,7 +60,7 @@ async def test_put_get_and_versions(store: Store, user: User) -> None:
 
 
 @pytest_twisted.ensureDeferred
-async def test_empty_object(store: Store, user: User) -> None:
+async def test_empty_object(store: StoreCalls, user: User) -> None:
     """An empty body is stored with size 0 and reads back as b''."""
     info = await store.put_object(user.id, "Cache/empty", [])
     assert info.size == 0
@@ -68,7 +68,7 @@ async def test_empty_object(store: Store, user: User) -> None:
 
 
 @pytest_twisted.ensureDeferred
-async def test_if_absent_and_if_version(store: Store, user: User) -> None:
+async def test_if_absent_and_if_version(store: StoreCalls, user: User) -> None:
     """if_absent fails on an existing object; if_version succeeds only at exactly that version."""
     await store.put_object(user.id, "a/b", b"1", if_absent=True)
     with pytest.raises(VersionConflict):
@@ -84,7 +84,7 @@ async def test_if_absent_and_if_version(store: Store, user: User) -> None:
 
 @pytest_twisted.ensureDeferred
 async def test_concurrent_conditional_puts_have_one_winner(
-    store: Store, user: User
+    store: StoreCalls, user: User
 ) -> None:
     """Of twenty concurrent If-Match puts against the same version exactly one succeeds."""
     await store.put_object(user.id, "Cache/index", b"base")
@@ -107,7 +107,7 @@ async def test_concurrent_conditional_puts_have_one_winner(
 
 @pytest_twisted.ensureDeferred
 async def test_concurrent_unconditional_puts_count_versions(
-    store: Store, user: User
+    store: StoreCalls, user: User
 ) -> None:
     """Fifty concurrent puts to one path all land: the final version is 50 and the body is one of theirs."""
     bodies = {f"body{i}".encode() for i in range(50)}
@@ -135,7 +135,7 @@ def _pieces(total: int, piece: int) -> Iterator[bytes]:
 
 @pytest_twisted.ensureDeferred
 async def test_fifty_mebibyte_round_trip_is_chunked(
-    store: Store, database: Database, user: User
+    store: StoreCalls, database: Database, user: User
 ) -> None:
     """A 50 MiB object streamed in odd-sized pieces is stored as 1 MiB chunks and reads back intact."""
     total = 50 * 1024 * 1024
@@ -168,7 +168,7 @@ async def test_fifty_mebibyte_round_trip_is_chunked(
 
 @pytest_twisted.ensureDeferred
 async def test_replacing_an_object_during_streaming_is_detected(
-    store: Store, user: User
+    store: StoreCalls, user: User
 ) -> None:
     """A chunked read raises VersionConflict if the object is replaced part-way, never mixing versions."""
     await store.put_object(user.id, "Mail/In/m", b"a" * (CHUNK_SIZE + 10))
@@ -182,7 +182,7 @@ async def test_replacing_an_object_during_streaming_is_detected(
 
 @pytest_twisted.ensureDeferred
 async def test_size_limit_rolls_back(
-    store: Store, database: Database, user: User
+    store: StoreCalls, database: Database, user: User
 ) -> None:
     """A body over max_size raises ObjectTooLarge and leaves the previous version untouched."""
     await store.put_object(user.id, "Mail/In/s", b"old")
@@ -196,7 +196,7 @@ async def test_size_limit_rolls_back(
 
 
 @pytest_twisted.ensureDeferred
-async def test_missing_objects_and_unknown_users(store: Store, user: User) -> None:
+async def test_missing_objects_and_unknown_users(store: StoreCalls, user: User) -> None:
     """Reading a missing object raises ObjectNotFound; putting for an unknown user raises UserNotFound."""
     with pytest.raises(ObjectNotFound):
         await store.read_object(user.id, "nope")
@@ -211,7 +211,7 @@ async def test_missing_objects_and_unknown_users(store: Store, user: User) -> No
 )
 @pytest_twisted.ensureDeferred
 async def test_hostile_paths_never_reach_the_database(
-    store: Store, database: Database, user: User, path: str
+    store: StoreCalls, database: Database, user: User, path: str
 ) -> None:
     """put, get, read and delete refuse invalid paths with InvalidPath and store nothing."""
     with pytest.raises(InvalidPath):
@@ -225,7 +225,7 @@ async def test_hostile_paths_never_reach_the_database(
 
 @pytest_twisted.ensureDeferred
 async def test_delete_object_with_and_without_version(
-    store: Store, database: Database, user: User
+    store: StoreCalls, database: Database, user: User
 ) -> None:
     """delete reports existence, honours if_version, and removes the object's chunks."""
     await store.put_object(user.id, "a", b"1")
@@ -240,7 +240,7 @@ async def test_delete_object_with_and_without_version(
 
 @pytest_twisted.ensureDeferred
 async def test_deleting_a_user_cascades_to_objects_and_chunks(
-    store: Store, database: Database, user: User
+    store: StoreCalls, database: Database, user: User
 ) -> None:
     """Deleting a user removes their objects and chunks (ON DELETE CASCADE) but not other users' data."""
     other = await store.add_user("bob", b"k", "v2")
@@ -254,7 +254,7 @@ async def test_deleting_a_user_cascades_to_objects_and_chunks(
 
 
 @pytest_twisted.ensureDeferred
-async def test_objects_are_per_user(store: Store, user: User) -> None:
+async def test_objects_are_per_user(store: StoreCalls, user: User) -> None:
     """Two users may hold the same path independently."""
     other = await store.add_user("bob", b"k", "v2")
     await store.put_object(user.id, "Cache/x", b"alice's")

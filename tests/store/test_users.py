@@ -1,4 +1,4 @@
-"""User repository behaviour on both backends, through the async Store facade."""
+"""User repository behaviour on both backends, through the async store calls."""
 
 from __future__ import annotations
 
@@ -7,16 +7,16 @@ import pytest_twisted
 
 from mailiverse.store import (
     InvalidInput,
-    Store,
     User,
     UserExists,
     UserNotFound,
     VersionConflict,
 )
+from tests.support.store_calls import StoreCalls
 
 
 @pytest_twisted.ensureDeferred
-async def test_add_and_get_user_case_insensitively(store: Store) -> None:
+async def test_add_and_get_user_case_insensitively(store: StoreCalls) -> None:
     """A user added as 'Alice' is stored as 'alice' and found under any case."""
     created = await store.add_user("Alice", b"spki-der", "v2")
     assert created.name == "alice"
@@ -30,7 +30,7 @@ async def test_add_and_get_user_case_insensitively(store: Store) -> None:
 
 
 @pytest_twisted.ensureDeferred
-async def test_duplicate_names_raise_user_exists(store: Store) -> None:
+async def test_duplicate_names_raise_user_exists(store: StoreCalls) -> None:
     """Adding a name that differs only in case raises UserExists and leaves one user."""
     await store.add_user("alice", b"k", "v2")
     with pytest.raises(UserExists):
@@ -39,7 +39,7 @@ async def test_duplicate_names_raise_user_exists(store: Store) -> None:
 
 
 @pytest_twisted.ensureDeferred
-async def test_list_users_in_name_order(store: Store) -> None:
+async def test_list_users_in_name_order(store: StoreCalls) -> None:
     """list_users returns every user sorted by name, with their stored fields."""
     for name in ["carol", "alice", "bob"]:
         await store.add_user(name, name.encode(), "v1", legacy=name == "bob")
@@ -64,7 +64,7 @@ async def test_list_users_in_name_order(store: Store) -> None:
 )
 @pytest_twisted.ensureDeferred
 async def test_bad_user_fields_are_rejected(
-    store: Store, name: str, key: bytes, fmt: str
+    store: StoreCalls, name: str, key: bytes, fmt: str
 ) -> None:
     """Empty, spaced, slashed, control-character or long names, bad keys and unknown formats raise InvalidInput."""
     with pytest.raises(InvalidInput):
@@ -73,7 +73,7 @@ async def test_bad_user_fields_are_rejected(
 
 
 @pytest_twisted.ensureDeferred
-async def test_update_auth_and_key_block_versions(store: Store) -> None:
+async def test_update_auth_and_key_block_versions(store: StoreCalls) -> None:
     """SRP data is replaced; a new key block bumps its version and a stale expected version conflicts."""
     created = await store.add_user("alice", b"k", "v2")
     updated = await store.update_user_auth(
@@ -111,7 +111,7 @@ async def test_update_auth_and_key_block_versions(store: Store) -> None:
 
 
 @pytest_twisted.ensureDeferred
-async def test_unknown_user_updates_raise_user_not_found(store: Store) -> None:
+async def test_unknown_user_updates_raise_user_not_found(store: StoreCalls) -> None:
     """Updating a user id that does not exist raises UserNotFound."""
     with pytest.raises(UserNotFound):
         await store.set_disabled(999, True)
@@ -120,7 +120,7 @@ async def test_unknown_user_updates_raise_user_not_found(store: Store) -> None:
 
 
 @pytest_twisted.ensureDeferred
-async def test_disable_and_delete(store: Store) -> None:
+async def test_disable_and_delete(store: StoreCalls) -> None:
     """A user can be disabled and re-enabled; deleting removes them and reports whether they existed."""
     created = await store.add_user("alice", b"k", "v2")
     assert (await store.set_disabled(created.id, True)).disabled

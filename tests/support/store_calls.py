@@ -1,4 +1,8 @@
-"""The async face of the store for the web and delivery layers: repository calls through the one door."""
+"""The store tests' shorthand: each repository function called through the one door, with the test's clock.
+
+Production code calls ``database.run(fn, ...)`` / ``database.transact(fn, ...)`` directly; the store
+tests use this to give every write a timestamp from their ticking clock.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +12,8 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from mailiverse.store import objects as _objects
 from mailiverse.store import users as _users
 from mailiverse.store.db import Database
-from mailiverse.store.errors import ObjectNotFound
 from mailiverse.store.objects import NewestCursor, ObjectInfo
+from mailiverse.store.reading import open_object
 from mailiverse.store.users import User
 
 
@@ -18,8 +22,8 @@ def wall_clock_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-class Store:
-    """Users and objects, asynchronously; timestamps come from ``clock`` (milliseconds)."""
+class StoreCalls:
+    """Users and objects through ``Database.run``/``transact``; timestamps come from ``clock`` (milliseconds)."""
 
     def __init__(
         self, database: Database, *, clock: Callable[[], int] = wall_clock_ms
@@ -136,21 +140,7 @@ class Store:
         Raises ObjectNotFound at once; the iterator raises VersionConflict if the object is
         replaced part-way, so a reader never mixes two versions.
         """
-        info = await self.database.run(_objects.get_object_info, user_id, path)
-        if info is None:
-            raise ObjectNotFound("no object at this path")
-        return info, self._chunks(info)
-
-    async def _chunks(self, info: ObjectInfo) -> AsyncIterator[bytes]:
-        seq = 0
-        while True:
-            data = await self.database.run(
-                _objects.read_chunk, info.user_id, info.path, info.version, seq
-            )
-            if data is None:
-                return
-            yield data
-            seq += 1
+        return await open_object(self.database, user_id, path)
 
     async def list_objects(
         self,
