@@ -4,6 +4,9 @@ An iOS-style client that keeps nothing on the device: the password is turned int
 CryptoKey and VerificationKey (docs/api.md, "Client-side crypto") and dropped; the private key
 is decrypted from the key block into memory only; every message is fetched and decrypted on
 demand.  The only thing ever written to disk is what :meth:`Client.export` is asked to write.
+
+Why one module of this size: ``Client`` is the library's one public object; its methods are the
+client's features (one per CLI command), each short, sharing the session and key state.
 """
 
 from __future__ import annotations

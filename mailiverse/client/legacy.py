@@ -6,6 +6,9 @@ TCP port (TLS from the first byte; plain only when asked).  Each connection carr
 packets and then exactly one encrypted message and its ``Response`` (docs/protocol.md §4.1, docs/formats.md §6):
 one connection fetches the key block, which proves the password and yields the RSA keys, and a second
 one sends ``mailiverse.legacy.Upgrade!{salt, verifier, group[, block]}`` (docs/legacy.md).
+
+Why one module of this size: the legacy upgrade is one conversation (WebSocket or TCP channel,
+six SRP packets, one sealed message) whose parts are used nowhere else.
 """
 
 from __future__ import annotations

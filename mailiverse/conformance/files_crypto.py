@@ -6,6 +6,10 @@ reproduce the blob; decryption must give the plaintext); negative cases must fai
 the vector says.  A case carrying a field no check here consumes fails, so new schema
 fields cannot pass unnoticed.  Files that refer to keys by ``key_id`` read
 ``rsa_keys.json`` from the directory of the file being checked.
+
+Why one module of this size: one checker per vector file of the crypto family, sharing the key
+table and the "every field consumed" rule; each checker is short, and together they mirror the
+vector schema file by file.
 """
 
 from __future__ import annotations

@@ -4,6 +4,9 @@ Every value is recomputed from the vector's inputs (password, salt, a, b, IVs an
 server key) with ``mailiverse.compat`` and compared byte for byte; both ends of each
 transcript are replayed, our client against the recorded server lines and our server
 against the recorded client lines.  Fields nobody checks make the case fail.
+
+Why one module of this size: one vector file (``srp.json``) whose transcripts are replayed from
+both ends; the client and server replays share the packet parsing and must stay side by side.
 """
 
 from __future__ import annotations

@@ -22,6 +22,10 @@ mean one plaintext copy per recipient.  Here the transaction streams once into a
 encrypted ``SpoolWriter`` and ``IInbox.deliver`` receives the message with all its
 recipients; the 250 reply is sent only after ``deliver`` returns, which is the same
 guarantee ``IMessage.eomReceived`` would give.
+
+Why one module of this size: the framing, STARTTLS and ordering rules above are one state
+machine over one input buffer; split across modules, the invariants (what is buffered, when a
+line may be read) would no longer be checkable in one reading.
 """
 
 from __future__ import annotations

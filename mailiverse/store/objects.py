@@ -1,4 +1,9 @@
-"""Per-user objects: versioned, chunked bodies under validated paths; synchronous functions on a Connection."""
+"""Per-user objects: versioned, chunked bodies under validated paths; synchronous functions on a Connection.
+
+Why one module of this size: every function here reads or writes the same two tables
+(``objects``, ``object_chunks``) under the same version and chunk rules; splitting them would
+spread one consistency rule over several files.
+"""
 
 from __future__ import annotations
 
