@@ -119,7 +119,7 @@ class SpooledMessage:
                 return io.BytesIO(self._memory)
             assert self._fd is not None
             raw = _DecryptingReader(self._fd, self.size, self._key, self._nonce)
-        return io.BufferedReader(raw, buffer_size=_WRITE_CHUNK)  # type: ignore[return-value]
+        return io.BufferedReader(raw, buffer_size=_WRITE_CHUNK)
 
     def read_all(self) -> bytes:
         """The whole message as one bytes object, never holding a second copy of it on the way."""

@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-import srp._pysrp as _srp_reference  # type: ignore[import-untyped]
+import srp._pysrp as _srp_reference
 from twisted.internet.threads import deferToThreadPool
 
 from mailiverse.accounts.errors import AccountError, auth_failed, rate_limited

@@ -35,7 +35,7 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import srp._pysrp as _srp_reference  # type: ignore[import-untyped]
+import srp._pysrp as _srp_reference
 
 from mailiverse.auth.keys import subkey
 from mailiverse.auth.modexp import powmod

@@ -95,7 +95,7 @@ class LegacyWeb:
             raise _HttpError(400, "bad_request", "parameter is not UTF-8") from None
         if len(text) > limit:
             raise _HttpError(400, "bad_request", "parameter too long")
-        return text
+        return str(text)
 
     async def _authenticate(self, request: Any, method: str, *, prefix: bool = False) -> tuple[int, str]:
         """The user id and Resource of a correctly signed, fresh request; _HttpError otherwise."""

@@ -20,7 +20,7 @@ from mailiverse.legacy.tcp import peer_host
 MAX_MESSAGE_BYTES = 10 * 1024
 
 
-class LegacyWebSocketProtocol(WebSocketServerProtocol):  # type: ignore[misc]
+class LegacyWebSocketProtocol(WebSocketServerProtocol):
     """One WebSocket connection driving one :class:`LineSession`."""
 
     role: Role

@@ -151,7 +151,7 @@ class MailiverseESMTP(ESMTP):
         self.limits = factory.limits
         self.host = factory.hostname.encode("idna")
         self.timeout = self.limits.idle_timeout  # type: ignore[assignment]
-        self.callLater = factory.reactor.callLater  # type: ignore[method-assign,assignment,misc]
+        self.callLater = factory.reactor.callLater  # type: ignore[method-assign,assignment]
         self._inbuf = bytearray()
         self._skipping_long_line = False
         self._busy = False
@@ -206,7 +206,7 @@ class MailiverseESMTP(ESMTP):
         self.setTimeout(self.timeout)
         self._session_timer = self.callLater(self.limits.max_session_seconds, self._session_expired)
 
-    def connectionLost(self, reason: Failure | None = None) -> None:  # type: ignore[override]
+    def connectionLost(self, reason: Failure | None = None) -> None:
         self._closing = True
         self.setTimeout(None)
         if self._session_timer is not None and self._session_timer.active():

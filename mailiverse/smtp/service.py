@@ -38,7 +38,7 @@ def smtp_server_factory(
     if reactor is None:
         from twisted.internet import reactor as default_reactor
 
-        reactor = default_reactor  # type: ignore[assignment]
+        reactor = default_reactor
     assert reactor is not None
     creator: Any = None
     if tls is not None:
@@ -56,6 +56,6 @@ def smtp_server_factory(
         reactor=reactor,
     )
     if implicit_tls:
-        tls_factory: IProtocolFactory = TLSMemoryBIOFactory(creator, False, factory)  # type: ignore[arg-type,assignment]
+        tls_factory: IProtocolFactory = TLSMemoryBIOFactory(creator, False, factory)
         return tls_factory
-    return factory  # type: ignore[return-value]
+    return factory

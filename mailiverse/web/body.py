@@ -47,7 +47,7 @@ class BoundedRequest(Request):
     Set ``body_limit`` on the class (or a subclass) before use.
     """
 
-    body_limit: Callable[[bytes], int] = staticmethod(lambda path: ACCOUNT_JSON_BYTES)  # type: ignore[assignment]
+    body_limit: Callable[[bytes], int] = staticmethod(lambda path: ACCOUNT_JSON_BYTES)
     content: Any  # twisted.web's stubs declare it None
     oversized = False
     _received = 0
