@@ -13,7 +13,8 @@ Every chunk holds exactly ``chunk_size`` plaintext bytes except the last, which 
 ``final`` is 0x01 for the last chunk and 0x00 for the others.  Binding the index and the
 final flag into the nonce and the whole header into every tag makes reordering, dropping,
 truncating at a chunk boundary, appending and header tampering all fail authentication.
-``W`` must be exactly the modulus length; ``chunk_size`` must be 1..16 MiB.
+``W`` must be exactly the modulus length; ``chunk_size`` must be 1..16 MiB.  The chunks are the
+chunked AES-256-GCM stream of :mod:`mailiverse.crypto.stream`, framed by size (no length fields).
 
 Streaming decryption releases a chunk's plaintext only after its tag verified, but a stream
 is only complete once the final chunk verified: callers of :func:`open_stream` and
@@ -26,31 +27,20 @@ from __future__ import annotations
 import os
 from typing import BinaryIO
 
-from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from mailiverse.crypto.errors import CryptoError, DecryptionError
+from mailiverse.crypto.stream import KEY_SIZE, NONCE_PREFIX_SIZE, TAG_SIZE, ChunkOpener, ChunkSealer
 
 VERSION = 0x02
-KEY_SIZE = 32
-NONCE_PREFIX_SIZE = 7
-TAG_SIZE = 16
 DEFAULT_CHUNK_SIZE = 65536
 MAX_CHUNK_SIZE = 16 * 1024 * 1024
-MAX_CHUNKS = 2**32
 _READ_SIZE = 256 * 1024
 
 
 def _oaep() -> padding.OAEP:
-    return padding.OAEP(
-        mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None
-    )
-
-
-def _nonce(prefix: bytes, index: int, final: bool) -> bytes:
-    return prefix + index.to_bytes(4, "big") + (b"\x01" if final else b"\x00")
+    return padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None)
 
 
 def _check_chunk_size(chunk_size: int) -> None:
@@ -65,37 +55,18 @@ class SealEncryptor:
     the last one, so memory stays at about one chunk.
     """
 
-    def __init__(
-        self, public_key: rsa.RSAPublicKey, chunk_size: int = DEFAULT_CHUNK_SIZE
-    ) -> None:
+    def __init__(self, public_key: rsa.RSAPublicKey, chunk_size: int = DEFAULT_CHUNK_SIZE) -> None:
         if not isinstance(public_key, rsa.RSAPublicKey):
             raise CryptoError("an RSA public key is required")
         _check_chunk_size(chunk_size)
         content_key = os.urandom(KEY_SIZE)
         wrapped = public_key.encrypt(content_key, _oaep())
-        self._prefix = os.urandom(NONCE_PREFIX_SIZE)
+        prefix = os.urandom(NONCE_PREFIX_SIZE)
         self._header = (
-            bytes([VERSION])
-            + len(wrapped).to_bytes(2, "big")
-            + wrapped
-            + chunk_size.to_bytes(4, "big")
-            + self._prefix
+            bytes([VERSION]) + len(wrapped).to_bytes(2, "big") + wrapped + chunk_size.to_bytes(4, "big") + prefix
         )
-        self._aead = AESGCM(content_key)
-        self._chunk_size = chunk_size
-        self._pending = bytearray()
-        self._index = 0
+        self._chunks = ChunkSealer(content_key, prefix, self._header, chunk_size)
         self._header_sent = False
-        self._done = False
-
-    def _seal_chunk(self, data: bytes, final: bool) -> bytes:
-        if self._index >= MAX_CHUNKS:
-            raise CryptoError("message too long for this chunk size")
-        out = self._aead.encrypt(
-            _nonce(self._prefix, self._index, final), data, self._header
-        )
-        self._index += 1
-        return out
 
     def _take_header(self) -> bytes:
         if self._header_sent:
@@ -104,28 +75,12 @@ class SealEncryptor:
         return self._header
 
     def update(self, data: bytes) -> bytes:
-        if self._done:
-            raise CryptoError("encryptor already finalized")
-        self._pending += data
-        out = [self._take_header()]
-        size = self._chunk_size
-        # Keep at least one byte back: only then is every emitted chunk known not to be last.
-        whole = (len(self._pending) - 1) // size if self._pending else 0
-        for i in range(whole):
-            out.append(
-                self._seal_chunk(bytes(self._pending[i * size : (i + 1) * size]), False)
-            )
-        del self._pending[: whole * size]
-        return b"".join(out)
+        sealed = self._chunks.update(data)
+        return b"".join([self._take_header(), *sealed])
 
     def finalize(self) -> bytes:
-        if self._done:
-            raise CryptoError("encryptor already finalized")
-        self._done = True
-        head = self._take_header()
-        last = self._seal_chunk(bytes(self._pending), True)
-        self._pending = bytearray()
-        return head + last
+        last = self._chunks.finalize()
+        return self._take_header() + last
 
 
 class SealDecryptor:
@@ -141,11 +96,8 @@ class SealDecryptor:
         self._key = private_key
         self._modulus_size = (private_key.key_size + 7) // 8
         self._buf = bytearray()
-        self._aead: AESGCM | None = None
-        self._header = b""
-        self._prefix = b""
+        self._chunks: ChunkOpener | None = None
         self._chunk_size = 0
-        self._index = 0
         self._failed = False
         self._done = False
 
@@ -179,25 +131,18 @@ class SealDecryptor:
         if len(content_key) != KEY_SIZE:
             self._fail()
             return
-        self._header = bytes(buf[:end])
-        self._prefix = self._header[-NONCE_PREFIX_SIZE:]
+        header = bytes(buf[:end])
         self._chunk_size = chunk_size
-        self._aead = AESGCM(content_key)
+        self._chunks = ChunkOpener(content_key, header[-NONCE_PREFIX_SIZE:], header)
         del self._buf[:end]
 
     def _open_chunk(self, data: bytes, final: bool) -> bytes:
-        assert self._aead is not None
-        if self._index >= MAX_CHUNKS:
-            raise DecryptionError()
+        assert self._chunks is not None
         try:
-            out = self._aead.decrypt(
-                _nonce(self._prefix, self._index, final), data, self._header
-            )
-        except InvalidTag:
+            return self._chunks.open(data, final)
+        except DecryptionError:
             self._fail()
-            raise DecryptionError() from None
-        self._index += 1
-        return out
+            raise
 
     def update(self, data: bytes) -> bytes:
         if self._done:
@@ -205,20 +150,17 @@ class SealDecryptor:
         if self._failed:
             raise DecryptionError()
         self._buf += data
-        if self._aead is None:
+        if self._chunks is None:
             if self._buf:
                 self._parse_header()
             if self._failed:
                 raise DecryptionError()
-            if self._aead is None:
+            if self._chunks is None:
                 return b""
         step = self._chunk_size + TAG_SIZE
         # A full chunk followed by at least one more byte cannot be the final chunk.
         whole = (len(self._buf) - 1) // step if self._buf else 0
-        out = [
-            self._open_chunk(bytes(self._buf[i * step : (i + 1) * step]), False)
-            for i in range(whole)
-        ]
+        out = [self._open_chunk(bytes(self._buf[i * step : (i + 1) * step]), False) for i in range(whole)]
         del self._buf[: whole * step]
         return b"".join(out)
 
@@ -226,16 +168,14 @@ class SealDecryptor:
         if self._done:
             raise CryptoError("decryptor already finalized")
         self._done = True
-        if self._failed or self._aead is None or len(self._buf) < TAG_SIZE:
+        if self._failed or self._chunks is None or len(self._buf) < TAG_SIZE:
             raise DecryptionError()
         out = self._open_chunk(bytes(self._buf), True)
         self._buf = bytearray()
         return out
 
 
-def seal(
-    public_key: rsa.RSAPublicKey, plaintext: bytes, chunk_size: int = DEFAULT_CHUNK_SIZE
-) -> bytes:
+def seal(public_key: rsa.RSAPublicKey, plaintext: bytes, chunk_size: int = DEFAULT_CHUNK_SIZE) -> bytes:
     """Encrypt ``plaintext`` into one v2 blob."""
     enc = SealEncryptor(public_key, chunk_size)
     return enc.update(plaintext) + enc.finalize()

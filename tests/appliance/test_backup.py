@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from mailiverse.backup import HEADER_SIZE, BackupError, BadArchive, create_backup, restore_backup
+from mailiverse.admin.backup_archive import HEADER_SIZE, BackupError, BadArchive, create_backup, restore_backup
 from mailiverse.config import DataDir
-from mailiverse.serverkeys import ensure_server_keys
+from mailiverse.legacy.serverkeys import ensure_server_keys
 from mailiverse.store.db import Database
 
 PASSPHRASE = "correct horse battery staple"
@@ -91,20 +91,20 @@ def test_tampered_archive_is_refused(tmp_path: Path, damage: str) -> None:
 
 def test_logical_dump_restores_into_an_empty_database(tmp_path: Path) -> None:
     """The row-by-row path (used for PostgreSQL) reloads every row into a fresh database."""
-    from mailiverse.backup import _load_rows, _logical_dump, _rows_from_jsonl
+    from mailiverse.admin.backup_dump import load_rows, logical_dump, rows_from_jsonl
 
     data, _ = _appliance(tmp_path / "a")
     dump = tmp_path / "dump.jsonl"
     with dump.open("wb") as handle:
-        counts = _logical_dump(data.default_db_url, handle)
+        counts = logical_dump(data.default_db_url, handle)
     assert counts["users"] == 1
     (tmp_path / "c").mkdir()
     url = f"sqlite:///{tmp_path / 'c' / 'db.sqlite3'}"
-    loaded = _load_rows(url, _rows_from_jsonl(dump))
+    loaded = load_rows(url, rows_from_jsonl(dump))
     assert loaded == counts
     assert _users(url) == ["alice"]
     with pytest.raises(BackupError, match="already holds data"):
-        _load_rows(url, _rows_from_jsonl(dump))
+        load_rows(url, rows_from_jsonl(dump))
 
 
 def test_short_passphrase_and_existing_target_are_refused(tmp_path: Path) -> None:
@@ -125,3 +125,52 @@ def test_not_a_backup_is_named(tmp_path: Path) -> None:
     bogus.write_bytes(io.BytesIO(b"hello").read())
     with pytest.raises(BackupError, match="not a mailiverse backup"):
         restore_backup(tmp_path / "b", bogus, PASSPHRASE)
+
+
+#: Made by the backup code as it was before the container moved onto ``mailiverse.crypto.stream``
+#: (commit 02d6d80): its ``_SealingWriter`` with 2 KiB chunks (so several chunks, all but the last
+#: short: the format allows any length up to 1 MiB), holding a manifest, ``keys/send.key.pem`` and
+#: the JSONL dump of a database with the one user ``alice``; scrypt N=2^14, passphrase PASSPHRASE.
+OLD_ARCHIVE = Path(__file__).parent / "data" / "backup-v1-2kib-chunks.mvb"
+
+#: SHA-256 of what that earlier ``_SealingWriter`` wrote for a plaintext of each length, given
+#: ``secrets.token_bytes(n)`` = ``bytes(range(n))`` and the plaintext fed in 70,001-byte pieces.
+OLD_CONTAINER_SHA256 = {
+    0: "1c75eeb7689253969c7848b0f36b9f60b08af48df0df05989b6e9aa53ab438aa",
+    1: "b4bb9f8355c4db4566e0cc7ef3826740b0c3c9a68bdc59597d5d03a0790330a1",
+    5000: "847215afa64784def733f77caeabfad006f707b809c37afb40dac565814b2973",
+    1048575: "ee5cd9f237dd9bb77997c4a6bde13d29ecb9d11048087116bd23ddd596d59ac9",
+    1048576: "31d9545e6dd1e708f03961f8c0510ef8e4fc2cebcc562dcde6626f9c37f740a4",
+    1048577: "85cde29d9b0667d85d49545bd9e9004680c30698994d0bf9ee54a26ee42ab904",
+    2097152: "cea7fd4d97bfc9de619dff71de2921fabe35c863e84b72a3cda42ac659038a04",
+    2109497: "84a77a47ef130e8d2fb84edd1dbc627f904c3ee2c5cada47b5f3f270bc43d84d",
+}
+
+
+def test_an_archive_made_by_the_earlier_code_restores(tmp_path: Path) -> None:
+    """A backup written before the container was built on the crypto stream restores its keys and accounts."""
+    result = restore_backup(tmp_path / "b", OLD_ARCHIVE, PASSPHRASE)
+    assert result.files == ("keys/send.key.pem", "appliance.json")
+    assert (tmp_path / "b" / "keys" / "send.key.pem").read_bytes().startswith(b"not a real key")
+    assert result.tables["users"] == 1
+    assert _users(result.db_url) == ["alice"]
+
+
+@pytest.mark.parametrize("length", sorted(OLD_CONTAINER_SHA256))
+def test_container_bytes_are_those_of_the_earlier_code(monkeypatch: pytest.MonkeyPatch, length: int) -> None:
+    """Given the same salt and nonce prefix, the sealed container is byte for byte what the earlier code wrote."""
+    import hashlib
+    import secrets
+
+    from mailiverse.admin import backup_archive
+
+    monkeypatch.setattr(secrets, "token_bytes", lambda n: bytes(range(n)))
+    plaintext = hashlib.shake_256(b"mailiverse-backup-%d" % length).digest(length) if length else b""
+    out = io.BytesIO()
+    writer = backup_archive._SealingWriter(out, PASSPHRASE, FAST_KDF)
+    for start in range(0, length, 70001):
+        writer.write(plaintext[start : start + 70001])
+    writer.finish()
+    assert hashlib.sha256(out.getvalue()).hexdigest() == OLD_CONTAINER_SHA256[length]
+    opened = io.BufferedReader(backup_archive._OpeningReader(io.BytesIO(out.getvalue()), PASSPHRASE))
+    assert opened.read() == plaintext

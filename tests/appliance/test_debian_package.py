@@ -10,7 +10,7 @@ import smtplib
 import ssl
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -32,7 +32,9 @@ USER_ENV = ["env", "-i", "PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C.UTF-8"]
 
 def run(*cmd: str, timeout: float = 600) -> str:
     result = subprocess.run(cmd, capture_output=True, timeout=timeout)
-    assert result.returncode == 0, f"{cmd} failed:\n{result.stdout.decode(errors='replace')}\n{result.stderr.decode(errors='replace')}"
+    assert result.returncode == 0, (
+        f"{cmd} failed:\n{result.stdout.decode(errors='replace')}\n{result.stderr.decode(errors='replace')}"
+    )
     return result.stdout.decode(errors="replace")
 
 
@@ -43,8 +45,9 @@ def deb(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if given:
         return Path(given)
     out = tmp_path_factory.mktemp("dist")
-    result = subprocess.run([str(APPLIANCE / "build-deb.sh")], env=dict(os.environ, DIST_DIR=str(out)),
-                            capture_output=True, timeout=900)
+    result = subprocess.run(
+        [str(APPLIANCE / "build-deb.sh")], env=dict(os.environ, DIST_DIR=str(out)), capture_output=True, timeout=900
+    )
     assert result.returncode == 0, result.stderr.decode(errors="replace")[-3000:]
     (found,) = out.glob("mailiverse_*.deb")
     return found
@@ -89,8 +92,18 @@ def rss_kib(pid: int) -> int:
     raise AssertionError("no VmRSS")
 
 
-def test_package_installs_starts_from_the_unit_and_receives_mail(deb: Path, chroot: Path) -> None:
-    """dpkg -i in bookworm, set-up, the unit's ExecStart as its User, SMTP delivery, and the mail read back with the user's key."""
+def test_package_carries_the_web_client(deb: Path) -> None:
+    """The package installs the browser client inside the mailiverse package of /opt/mailiverse."""
+    listed = run("dpkg-deb", "--contents", str(deb))
+    client = re.compile(r" \./opt/mailiverse/lib/python3\.\d+/site-packages/mailiverse/webclient/(\S+)$", re.M)
+    files = set(client.findall(listed))
+    assert {"index.html", "style.css", "js/main.js"} <= files, listed
+
+
+def test_package_installs_starts_from_the_unit_and_receives_mail(
+    deb: Path, chroot: Path, client_renders: Callable[[str, str], None]
+) -> None:
+    """dpkg -i in bookworm, set-up, the unit's ExecStart as its User, the client in Chromium, SMTP delivery and read-back."""
     root = chroot
     shutil.copy(deb, root / "tmp/mailiverse.deb")
     run("chroot", str(root), "dpkg", "-i", "/tmp/mailiverse.deb")
@@ -106,21 +119,53 @@ def test_package_installs_starts_from_the_unit_and_receives_mail(deb: Path, chro
     assert verify.returncode == 0, verify.stderr
 
     # the first-boot set-up, as a new owner runs it
-    setup = run("chroot", str(root), *USER_ENV, "/opt/mailiverse/bin/python", "-m", "mailiverse.setup",
-                "--data-dir", "/var/lib/mailiverse", "setup", "--domain", "example.org",
-                "--hostname", "mail.example.org", "--listen", "127.0.0.1", "--test-ports", "--no-acme", "--no-dns-check")
+    setup = run(
+        "chroot",
+        str(root),
+        *USER_ENV,
+        "/opt/mailiverse/bin/python",
+        "-m",
+        "mailiverse.admin",
+        "--data-dir",
+        "/var/lib/mailiverse",
+        "setup",
+        "--domain",
+        "example.org",
+        "--hostname",
+        "mail.example.org",
+        "--listen",
+        "127.0.0.1",
+        "--test-ports",
+        "--no-acme",
+        "--no-dns-check",
+    )
     assert "mailiverse._domainkey.example.org." in setup and "v=DKIM1; k=rsa; p=" in setup
     (root.parent / "first-boot-setup.txt").write_text(setup)
     smtp_port, web_port = free_port(), free_port()
     env_file = root / "etc/mailiverse/mailiverse.env"
-    env_file.write_text(env_file.read_text().replace("--listen 127.0.0.1", f"--listen 127.0.0.1 --smtp tcp:{smtp_port} "
-                                                      f"--smtps none --web tcp:{web_port}"))
+    env_file.write_text(
+        env_file.read_text().replace(
+            "--listen 127.0.0.1", f"--listen 127.0.0.1 --smtp tcp:{smtp_port} --smtps none --web tcp:{web_port}"
+        )
+    )
     argv, user = unit_command(root)
     assert argv[:3] == ["/opt/mailiverse/bin/twistd", "-n", "--uid"]
     # systemd's User= and AmbientCapabilities, emulated: the command runs as the service user
-    service = subprocess.Popen(["chroot", str(root), "setpriv", f"--reuid={user}", f"--regid={user}", "--init-groups",
-                                *USER_ENV, "PYTHONDONTWRITEBYTECODE=1", *argv],
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    service = subprocess.Popen(
+        [
+            "chroot",
+            str(root),
+            "setpriv",
+            f"--reuid={user}",
+            f"--regid={user}",
+            "--init-groups",
+            *USER_ENV,
+            "PYTHONDONTWRITEBYTECODE=1",
+            *argv,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -132,12 +177,27 @@ def test_package_installs_starts_from_the_unit_and_receives_mail(deb: Path, chro
             except OSError:
                 assert time.monotonic() < deadline, "the service did not start"
                 time.sleep(0.2)
+        client_renders(f"https://127.0.0.1:{web_port}", "example.org")
 
         key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        (root / "tmp/alice.pub").write_bytes(key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
-        run("chroot", str(root), "setpriv", f"--reuid={user}", f"--regid={user}", "--init-groups", *USER_ENV,
-            "mailiverse-admin", "user", "add", "alice", "--public-key", "/tmp/alice.pub")
+        (root / "tmp/alice.pub").write_bytes(
+            key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        )
+        run(
+            "chroot",
+            str(root),
+            "setpriv",
+            f"--reuid={user}",
+            f"--regid={user}",
+            "--init-groups",
+            *USER_ENV,
+            "mailiverse-admin",
+            "user",
+            "add",
+            "alice",
+            "--public-key",
+            "/tmp/alice.pub",
+        )
 
         message = EmailMessage()
         message["From"] = "bob@remote.test"
@@ -152,12 +212,39 @@ def test_package_installs_starts_from_the_unit_and_receives_mail(deb: Path, chro
             smtp.starttls(context=context)
             assert smtp.sendmail("bob@remote.test", ["alice@example.org"], sent) == {}
 
-        listing = run("chroot", str(root), "setpriv", f"--reuid={user}", f"--regid={user}", "--init-groups", *USER_ENV,
-                      "mailiverse-admin", "store", "ls", "alice", "Mail/In/")
+        listing = run(
+            "chroot",
+            str(root),
+            "setpriv",
+            f"--reuid={user}",
+            f"--regid={user}",
+            "--init-groups",
+            *USER_ENV,
+            "mailiverse-admin",
+            "store",
+            "ls",
+            "alice",
+            "Mail/In/",
+        )
         (path,) = [line.split("\t")[0] for line in listing.splitlines() if line]
-        stored = subprocess.run(["chroot", str(root), "setpriv", f"--reuid={user}", f"--regid={user}", "--init-groups",
-                                 *USER_ENV, "mailiverse-admin", "store", "cat", "alice", path],
-                                capture_output=True, check=True).stdout
+        stored = subprocess.run(
+            [
+                "chroot",
+                str(root),
+                "setpriv",
+                f"--reuid={user}",
+                f"--regid={user}",
+                "--init-groups",
+                *USER_ENV,
+                "mailiverse-admin",
+                "store",
+                "cat",
+                "alice",
+                path,
+            ],
+            capture_output=True,
+            check=True,
+        ).stdout
         assert open_mail(key, stored).endswith(sent)
 
         time.sleep(2)

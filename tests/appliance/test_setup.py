@@ -11,15 +11,19 @@ import pytest
 import pytest_twisted
 from twisted.names import authority, dns
 
-from mailiverse.setup.configure import SetupError, SetupOptions, check_dns, prepare, read_env_options
-from mailiverse.setup.records import mail_records, txt_strings, zone_text
+from mailiverse.admin.setup.configure import SetupError, SetupOptions, check_dns, prepare, read_env_options
+from mailiverse.dnsrecords import mail_records, txt_strings, zone_text
 
 APPLIANCE = Path(__file__).resolve().parents[2] / "appliance"
 
 
 def _options(tmp_path: Path, **changes: object) -> SetupOptions:
-    values: dict[str, object] = {"domains": ("Example.ORG",), "data_dir": tmp_path / "data",
-                                 "hostname": "mail.example.org", "env_file": tmp_path / "mailiverse.env"}
+    values: dict[str, object] = {
+        "domains": ("Example.ORG",),
+        "data_dir": tmp_path / "data",
+        "hostname": "mail.example.org",
+        "env_file": tmp_path / "mailiverse.env",
+    }
     values.update(changes)
     return SetupOptions(**values)  # type: ignore[arg-type]
 
@@ -50,8 +54,15 @@ def test_prepare_keeps_the_dkim_key_on_a_second_run(tmp_path: Path) -> None:
     assert "--smtp" not in second.options and "--tls-cert" not in second.options
 
 
-@pytest.mark.parametrize("bad", [{"domains": ()}, {"domains": ("not a domain",)}, {"acme_email": "nobody"},
-                                 {"acme_directory": "http://insecure.example/dir"}])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"domains": ()},
+        {"domains": ("not a domain",)},
+        {"acme_email": "nobody"},
+        {"acme_directory": "http://insecure.example/dir"},
+    ],
+)
 def test_bad_answers_are_refused_with_a_message(tmp_path: Path, bad: dict[str, object]) -> None:
     """Missing or malformed answers stop set-up before anything is written."""
     with pytest.raises(SetupError):
@@ -88,10 +99,12 @@ async def test_dns_check_tells_published_different_and_missing_apart() -> None:
     """Against a real twisted.names zone: a matching MX is ok, another SPF is different, no DMARC is missing."""
     records = mail_records("example.org", "mail.example.org", "v=DKIM1; k=rsa; p=AAAA", selector="mailiverse")
     dkim_value = [r for r in records if r.name.startswith("mailiverse._domainkey")][0].value
-    zone = _zone({
-        "example.org": [dns.Record_MX(10, b"mail.example.org"), dns.Record_TXT(b"v=spf1 a ~all")],
-        "mailiverse._domainkey.example.org": [dns.Record_TXT(dkim_value.encode("ascii"))],
-    })
+    zone = _zone(
+        {
+            "example.org": [dns.Record_MX(10, b"mail.example.org"), dns.Record_TXT(b"v=spf1 a ~all")],
+            "mailiverse._domainkey.example.org": [dns.Record_TXT(dkim_value.encode("ascii"))],
+        }
+    )
     results = {(r.record.rtype, r.record.name): r for r in await check_dns(zone, tuple(records))}
     assert results[("MX", "example.org")].status == "ok"
     assert results[("TXT", "example.org")].status == "different"
@@ -101,10 +114,26 @@ async def test_dns_check_tells_published_different_and_missing_apart() -> None:
 
 
 def test_setup_command_prints_the_records(tmp_path: Path) -> None:
-    """``python -m mailiverse.setup setup`` prints the configuration and the zone lines a new owner publishes."""
-    result = subprocess.run([sys.executable, "-m", "mailiverse.setup", "--data-dir", str(tmp_path / "data"), "setup",
-                             "--domain", "example.org", "--config", str(tmp_path / "env"), "--no-dns-check", "--no-acme"],
-                            capture_output=True, text=True, timeout=120)
+    """``python -m mailiverse.admin setup`` prints the configuration and the zone lines a new owner publishes."""
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mailiverse.admin",
+            "--data-dir",
+            str(tmp_path / "data"),
+            "setup",
+            "--domain",
+            "example.org",
+            "--config",
+            str(tmp_path / "env"),
+            "--no-dns-check",
+            "--no-acme",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     assert "example.org.\t3600\tIN\tMX\t10 example.org." in result.stdout
     assert "v=DKIM1; k=rsa; p=" in result.stdout and "Then start the service" in result.stdout
@@ -116,9 +145,18 @@ def test_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
     twistd = Path(sys.executable).parent / "twistd"
     unit = (APPLIANCE / "mailiverse.service").read_text()
     assert "ExecStart=/opt/mailiverse/bin/twistd -n --uid mailiverse --gid mailiverse --pidfile= mailiverse" in unit
-    for hardening in ("NoNewPrivileges=yes", "ProtectSystem=strict", "ReadWritePaths=/var/lib/mailiverse", "PrivateTmp=yes",
-                      "ProtectHome=yes", "CapabilityBoundingSet=CAP_NET_BIND_SERVICE", "AmbientCapabilities=CAP_NET_BIND_SERVICE",
-                      "RestrictAddressFamilies=", "SystemCallFilter=@system-service", "Restart=on-failure"):
+    for hardening in (
+        "NoNewPrivileges=yes",
+        "ProtectSystem=strict",
+        "ReadWritePaths=/var/lib/mailiverse",
+        "PrivateTmp=yes",
+        "ProtectHome=yes",
+        "CapabilityBoundingSet=CAP_NET_BIND_SERVICE",
+        "AmbientCapabilities=CAP_NET_BIND_SERVICE",
+        "RestrictAddressFamilies=",
+        "SystemCallFilter=@system-service",
+        "Restart=on-failure",
+    ):
         assert hardening in unit
     checked = tmp_path / "mailiverse.service"
     checked.write_text(unit.replace("/opt/mailiverse/bin/twistd", str(twistd)))

@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from twisted.internet import reactor
 
 from mailiverse.config import DataDir
-from mailiverse.serverkeys import load_server_key
+from mailiverse.legacy.serverkeys import load_server_key
 from tests.e2e.conftest import Device
 from tests.integration.harness import Appliance, free_port
 from tests.legacy import legacy_client as lc

@@ -35,12 +35,14 @@ def https_get(app: Appliance, path: str) -> tuple[int, bytes]:
 
 
 def test_legacy_mode_is_opt_in_and_wired(tmp_path: Path) -> None:
-    """Without --legacy the routes are absent; with it the warning is logged and both listeners speak TLS."""
+    """Without --legacy no routes and no legacy keys; with it the warning is logged and both listeners speak TLS."""
     plain = Appliance(tmp_path / "modern")
     plain.start()
     try:
         code, body = https_get(plain, "/Mailiverse/StoreList?prefix=Mail/")
         assert code == 404 and json.loads(body)["error"] == "not_found"
+        assert not (plain.data_dir / "keys" / "mail-auth.key.pem").exists()
+        assert not (plain.data_dir / "keys" / "send.key.pem").exists()
     finally:
         plain.stop()
     keyserver, mailserver = free_port(), free_port()

@@ -1,7 +1,7 @@
-"""The appliance's own RSA key pairs, generated once on first start.
+"""The legacy protocol's own RSA key pairs, generated once on the first start with ``--legacy``.
 
 ``mail-auth`` decrypts legacy sign-up packets and ``send`` the legacy relay
-blobs (PROTOCOL.md §1.4); both are ordinary RSA-2048 keys kept as PKCS#8 PEM,
+blobs (docs/protocol.md §1.4); both are ordinary RSA-2048 keys kept as PKCS#8 PEM,
 mode 0600, in ``<data-dir>/keys``.  No user's private key is ever here.
 """
 

@@ -1,4 +1,8 @@
-"""The DNS records a mail domain served by this appliance must publish, as data and as zone-file text."""
+"""The DNS records a mail domain served by this appliance must publish, as data and as zone-file text.
+
+It imports neither the admin tools nor the server: ``mailiverse-admin setup`` prints these records,
+and the web front end serves :func:`mta_sts_policy` at ``https://mta-sts.<domain>/``.
+"""
 
 from __future__ import annotations
 
@@ -37,12 +41,25 @@ def mail_records(
         DnsRecord(domain, "MX", f"10 {hostname}.", "mail for the domain goes to this appliance"),
         DnsRecord(domain, "TXT", "v=spf1 mx -all", "SPF: only the MX host sends the domain's mail"),
         DnsRecord(f"{selector}._domainkey.{domain}", "TXT", dkim_value, "DKIM public key of outgoing mail"),
-        DnsRecord(f"_dmarc.{domain}", "TXT", f"v=DMARC1; p=quarantine; adkim=s; aspf=s; rua=mailto:{report}",
-                  "DMARC: unauthenticated mail claiming the domain is quarantined"),
-        DnsRecord(f"_mta-sts.{domain}", "TXT", f"v=STSv1; id={policy_id}",
-                  "MTA-STS: senders fetch https://mta-sts.<domain>/.well-known/mta-sts.txt"),
+        DnsRecord(
+            f"_dmarc.{domain}",
+            "TXT",
+            f"v=DMARC1; p=quarantine; adkim=s; aspf=s; rua=mailto:{report}",
+            "DMARC: unauthenticated mail claiming the domain is quarantined",
+        ),
+        DnsRecord(
+            f"_mta-sts.{domain}",
+            "TXT",
+            f"v=STSv1; id={policy_id}",
+            "MTA-STS: senders fetch https://mta-sts.<domain>/.well-known/mta-sts.txt",
+        ),
         DnsRecord(f"mta-sts.{domain}", "CNAME", f"{hostname}.", "MTA-STS policy host (the appliance's web service)"),
-        DnsRecord(f"_smtp._tls.{domain}", "TXT", f"v=TLSRPTv1; rua=mailto:{report}", "TLS-RPT: where senders report TLS failures"),
+        DnsRecord(
+            f"_smtp._tls.{domain}",
+            "TXT",
+            f"v=TLSRPTv1; rua=mailto:{report}",
+            "TLS-RPT: where senders report TLS failures",
+        ),
     ]
 
 

@@ -16,10 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from mailiverse.admin.ownership import own_like
+from mailiverse.admin.setup.dnscheck import CheckResult, check_record, report
 from mailiverse.config import ConfigError, DataDir, normalize_domain
+from mailiverse.dnsrecords import DnsRecord, mail_records, mta_sts_policy, zone_text
 from mailiverse.privatefile import private_writer
-from mailiverse.setup.dnscheck import CheckResult, check_record, report
-from mailiverse.setup.records import DnsRecord, mail_records, mta_sts_policy, zone_text
 
 DEFAULT_ENV_FILE = Path("/etc/mailiverse/mailiverse.env")
 LETS_ENCRYPT_DIRECTORY = "https://acme-v02.api.letsencrypt.org/directory"
@@ -62,14 +63,6 @@ class SetupResult:
     checks: tuple[CheckResult, ...] = ()
 
 
-def _own_like_data_dir(path: Path, data_dir: Path) -> None:
-    if os.geteuid() != 0:
-        return
-    st = data_dir.stat()
-    with contextlib.suppress(OSError):
-        os.chown(path, st.st_uid, st.st_gid, follow_symlinks=False)
-
-
 def _validated(options: SetupOptions) -> tuple[tuple[str, ...], str]:
     if not options.domains:
         raise SetupError("give the mail domain: mailiverse-admin setup --domain example.org")
@@ -78,7 +71,9 @@ def _validated(options: SetupOptions) -> tuple[tuple[str, ...], str]:
         hostname = normalize_domain(options.hostname, "--hostname") if options.hostname else domains[0]
     except ConfigError as e:
         raise SetupError(str(e)) from None
-    if options.acme_email is not None and ("@" not in options.acme_email or any(c in options.acme_email for c in " \t\r\n\"'")):
+    if options.acme_email is not None and (
+        "@" not in options.acme_email or any(c in options.acme_email for c in " \t\r\n\"'")
+    ):
         raise SetupError(f"--acme-email {options.acme_email!r} is not an e-mail address")
     if options.acme and not options.acme_directory.startswith("https://"):
         raise SetupError("--acme-directory must be an https:// URL")
@@ -151,19 +146,21 @@ def prepare(options: SetupOptions) -> SetupResult:
     for domain in domains:
         value = dkim_dns_record(domain, options.selector, keys_dir=data.keys_dir)
         key_path = dkim_key_path(data.keys_dir, domain)
-        _own_like_data_dir(key_path, data.root)
+        own_like(key_path, data.root)
         keys.append(key_path)
         records += mail_records(domain, hostname, value, selector=options.selector, policy_id=policy_id)
     if options.acme:
         for made in ensure_placeholder(data.tls_dir / ACME_CERT_NAME, data.tls_dir / ACME_KEY_NAME, hostname):
-            _own_like_data_dir(made, data.root)
+            own_like(made, data.root)
     for sub in (data.tls_dir, data.keys_dir, data.tmp_dir):
-        _own_like_data_dir(sub, data.root)
+        own_like(sub, data.root)
     args = twistd_options(options, domains, hostname)
     try:
         write_env_file(Path(options.env_file), args)
     except PermissionError:
-        raise SetupError(f"cannot write {options.env_file}: run set-up as root (sudo mailiverse-admin setup ...)") from None
+        raise SetupError(
+            f"cannot write {options.env_file}: run set-up as root (sudo mailiverse-admin setup ...)"
+        ) from None
     return SetupResult(tuple(args), Path(options.env_file), tuple(records), tuple(keys))
 
 

@@ -13,7 +13,7 @@ from typing import Any, Literal
 from twisted.internet.defer import Deferred, TimeoutError
 from twisted.names import dns, error
 
-from mailiverse.setup.records import DnsRecord
+from mailiverse.dnsrecords import DnsRecord
 
 Status = Literal["ok", "missing", "different", "unanswered"]
 _SPACE = re.compile(r"\s+")
