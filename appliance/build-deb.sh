@@ -24,8 +24,15 @@ venv=/opt/mailiverse
 echo "building mailiverse $version for $arch (Python $pyver)"
 "$python" -m venv "$stage$venv"
 "$stage$venv/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip wheel
-"$stage$venv/bin/python" -m pip wheel --quiet --disable-pip-version-check --no-deps -w "$work/wheel" "$top"
+# The wheel is built from a clean copy of the tree: setuptools puts whatever an old build/ holds into it.
+mkdir "$work/src"
+tar -C "$top" --exclude-vcs --exclude=./.venv --exclude=./build --exclude=./dist --exclude='*.egg-info' \
+  --exclude=__pycache__ --exclude='.*cache' --exclude=.hypothesis --exclude=./mailiverse-data -cf - . | tar -C "$work/src" -xf -
+"$stage$venv/bin/python" -m pip wheel --quiet --disable-pip-version-check --no-deps -w "$work/wheel" "$work/src"
 "$stage$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-compile "$work"/wheel/mailiverse-*.whl
+client="$stage$venv/lib/python$pyver/site-packages/mailiverse/webclient"
+[ -f "$client/index.html" ] && [ -f "$client/js/main.js" ] \
+  || { echo "build-deb.sh: the wheel carries no web client ($client); see setup.py and MANIFEST.in" >&2; exit 1; }
 "$stage$venv/bin/python" -m pip uninstall --quiet --yes pip wheel setuptools
 rm -f "$stage$venv"/bin/activate* "$stage$venv"/bin/pip*
 

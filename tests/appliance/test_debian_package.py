@@ -120,24 +120,9 @@ def test_package_installs_starts_from_the_unit_and_receives_mail(
 
     # the first-boot set-up, as a new owner runs it
     setup = run(
-        "chroot",
-        str(root),
-        *USER_ENV,
-        "/opt/mailiverse/bin/python",
-        "-m",
-        "mailiverse.admin",
-        "--data-dir",
-        "/var/lib/mailiverse",
-        "setup",
-        "--domain",
-        "example.org",
-        "--hostname",
-        "mail.example.org",
-        "--listen",
-        "127.0.0.1",
-        "--test-ports",
-        "--no-acme",
-        "--no-dns-check",
+        *("chroot", str(root), *USER_ENV, "/opt/mailiverse/bin/python", "-m", "mailiverse.admin"),
+        *("--data-dir", "/var/lib/mailiverse", "setup", "--domain", "example.org", "--hostname", "mail.example.org"),
+        *("--listen", "127.0.0.1", "--test-ports", "--no-acme", "--no-dns-check"),
     )
     assert "mailiverse._domainkey.example.org." in setup and "v=DKIM1; k=rsa; p=" in setup
     (root.parent / "first-boot-setup.txt").write_text(setup)
@@ -151,20 +136,9 @@ def test_package_installs_starts_from_the_unit_and_receives_mail(
     argv, user = unit_command(root)
     assert argv[:3] == ["/opt/mailiverse/bin/twistd", "-n", "--uid"]
     # systemd's User= and AmbientCapabilities, emulated: the command runs as the service user
+    as_user = ("chroot", str(root), "setpriv", f"--reuid={user}", f"--regid={user}", "--init-groups", *USER_ENV)
     service = subprocess.Popen(
-        [
-            "chroot",
-            str(root),
-            "setpriv",
-            f"--reuid={user}",
-            f"--regid={user}",
-            "--init-groups",
-            *USER_ENV,
-            "PYTHONDONTWRITEBYTECODE=1",
-            *argv,
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
+        [*as_user, "PYTHONDONTWRITEBYTECODE=1", *argv], stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     )
     try:
         deadline = time.monotonic() + 60
@@ -183,21 +157,7 @@ def test_package_installs_starts_from_the_unit_and_receives_mail(
         (root / "tmp/alice.pub").write_bytes(
             key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
         )
-        run(
-            "chroot",
-            str(root),
-            "setpriv",
-            f"--reuid={user}",
-            f"--regid={user}",
-            "--init-groups",
-            *USER_ENV,
-            "mailiverse-admin",
-            "user",
-            "add",
-            "alice",
-            "--public-key",
-            "/tmp/alice.pub",
-        )
+        run(*as_user, "mailiverse-admin", "user", "add", "alice", "--public-key", "/tmp/alice.pub")
 
         message = EmailMessage()
         message["From"] = "bob@remote.test"
@@ -212,38 +172,10 @@ def test_package_installs_starts_from_the_unit_and_receives_mail(
             smtp.starttls(context=context)
             assert smtp.sendmail("bob@remote.test", ["alice@example.org"], sent) == {}
 
-        listing = run(
-            "chroot",
-            str(root),
-            "setpriv",
-            f"--reuid={user}",
-            f"--regid={user}",
-            "--init-groups",
-            *USER_ENV,
-            "mailiverse-admin",
-            "store",
-            "ls",
-            "alice",
-            "Mail/In/",
-        )
+        listing = run(*as_user, "mailiverse-admin", "store", "ls", "alice", "Mail/In/")
         (path,) = [line.split("\t")[0] for line in listing.splitlines() if line]
         stored = subprocess.run(
-            [
-                "chroot",
-                str(root),
-                "setpriv",
-                f"--reuid={user}",
-                f"--regid={user}",
-                "--init-groups",
-                *USER_ENV,
-                "mailiverse-admin",
-                "store",
-                "cat",
-                "alice",
-                path,
-            ],
-            capture_output=True,
-            check=True,
+            [*as_user, "mailiverse-admin", "store", "cat", "alice", path], capture_output=True, check=True
         ).stdout
         assert open_mail(key, stored).endswith(sent)
 
