@@ -30,5 +30,5 @@ def loaded_after_import() -> set[str]:
 
 def test_the_server_modules_leave_the_rarely_used_ones_unloaded() -> None:
     loaded = loaded_after_import()
-    assert {"mailiverse.appliance", "mailiverse.outbound.transport", "mailiverse.web.send"} <= loaded
+    assert {"mailiverse.appliance", "mailiverse.outbound.transport", "mailiverse.submission.service"} <= loaded
     assert not loaded & set(LAZY), sorted(loaded & set(LAZY))
