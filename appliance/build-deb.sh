@@ -27,7 +27,8 @@ echo "building mailiverse $version for $arch (Python $pyver)"
 # The wheel is built from a clean copy of the tree: setuptools puts whatever an old build/ holds into it.
 mkdir "$work/src"
 tar -C "$top" --exclude-vcs --exclude=./.venv --exclude=./build --exclude=./dist --exclude='*.egg-info' \
-  --exclude=__pycache__ --exclude='.*cache' --exclude=.hypothesis --exclude=./mailiverse-data -cf - . | tar -C "$work/src" -xf -
+  --exclude=__pycache__ --exclude='.*cache' --exclude=.hypothesis --exclude=./mailiverse-data -cf - . \
+  | tar -C "$work/src" -xf -
 "$stage$venv/bin/python" -m pip wheel --quiet --disable-pip-version-check --no-deps -w "$work/wheel" "$work/src"
 "$stage$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-compile "$work"/wheel/mailiverse-*.whl
 client="$stage$venv/lib/python$pyver/site-packages/mailiverse/webclient"
