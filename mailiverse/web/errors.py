@@ -55,20 +55,12 @@ def error_response(request: Any, code: str, message: str, status: int, retry_aft
 class ErrorHandlers:
     """Klein error handlers of the app: every refusal of every layer, then the catch-all 500."""
 
-    @router.handle_errors(ApiError)
-    def api_errors(self, request: Any, failure: Any) -> bytes:
-        error: ApiError = failure.value
-        return error_response(request, error.code, error.message, error.status, error.retry_after)
-
-    @router.handle_errors(AccountError)
-    def account_errors(self, request: Any, failure: Any) -> bytes:
-        error: AccountError = failure.value
-        return error_response(request, error.code, error.message, error.status, error.retry_after)
-
-    @router.handle_errors(SubmissionError)
-    def submission_errors(self, request: Any, failure: Any) -> bytes:
-        error: SubmissionError = failure.value
-        return error_response(request, error.code, error.message, error.status)
+    @router.handle_errors(ApiError, AccountError, SubmissionError)
+    def refusals(self, request: Any, failure: Any) -> bytes:
+        """The web layer's, the account services' and the submission service's refusals: one shape."""
+        error: ApiError | AccountError | SubmissionError = failure.value
+        retry_after = getattr(error, "retry_after", None)
+        return error_response(request, error.code, error.message, error.status, retry_after)
 
     @router.handle_errors(InvalidPath)
     def path_errors(self, request: Any, failure: Any) -> bytes:

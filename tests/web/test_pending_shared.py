@@ -3,79 +3,53 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import pytest_twisted
-from treq.testing import StubTreq
-from twisted.internet import defer, reactor
+from twisted.internet import defer
 
-from mailiverse.accounts.pending import DatabasePendingLogins
 from mailiverse.compat.blocks import decrypt_key_block, encrypt_key_block
-from mailiverse.delivery.pipeline import Delivery
 from mailiverse.store.db import Database
 from mailiverse.store.users import get_user
-from mailiverse.submission import Submission
-from mailiverse.testing import MemoryOutbound
-from mailiverse.web.wiring import build_web_app, load_server_secret
+from tests.support.webapi import Api, ApiClient, Reply, b64, make_api, password_keys
 
 from ..accounts.conftest import shared_url, two_fronts  # noqa: F401 - shared fixtures
-from tests.support.webapi import DOMAINS, HOST, Api, ApiClient, FakeTime, Reply, b64, make_api, password_keys
 
 PASSWORD = "shared front ends"
 NEW_PASSWORD = "changed on the other front end"
 
 
+@contextlib.contextmanager
+def _two_apps(databases: tuple[Database, Database], folder: Path) -> Iterator[tuple[Api, Api]]:
+    """Two apps as two processes would run them: each built by ``build_web_app`` over the shared database."""
+    built = []
+    for index, database in enumerate(databases):
+        own = folder / f"front{index}"
+        own.mkdir()
+        built.append(make_api(database, own, open_signup=True))
+    try:
+        yield built[0][0], built[1][0]
+    finally:
+        for _api, delivery in built:
+            delivery.stop()
+
+
 @pytest.fixture
 def fronts(two_fronts: tuple[Database, Database], tmp_path: Path) -> Iterator[tuple[Api, Api]]:  # noqa: F811
-    """Two apps as two processes would run them, keeping pending logins in their shared database, on one clock."""
-    built = []
-    for index, database in enumerate(two_fronts):
-        folder = tmp_path / f"front{index}"
-        folder.mkdir()
-        built.append(make_api(database, folder, open_signup=True))
-    (first, first_delivery), (second, second_delivery) = built
-    second.time.now = first.time.now
-    for api in (first, second):
-        api.accounts.pending = DatabasePendingLogins(
-            api.database, load_server_secret(api.database), clock=api.time
-        )
-    try:
+    """Two apps keeping pending logins in their shared database, on one clock."""
+    with _two_apps(two_fronts, tmp_path) as (first, second):
+        second.time.now = first.time.now
         yield first, second
-    finally:
-        first_delivery.stop()
-        second_delivery.stop()
 
 
 @pytest.fixture
 def wired(two_fronts: tuple[Database, Database], tmp_path: Path) -> Iterator[tuple[Api, Api]]:  # noqa: F811
-    """Two apps built exactly as the appliance builds them (``build_web_app``)."""
-    apis, deliveries = [], []
-    for index, database in enumerate(two_fronts):
-        folder = tmp_path / f"wired{index}"
-        folder.mkdir()
-        delivery = Delivery(database, lambda domain: domain.lower() in DOMAINS, tmp_dir=folder, reactor=reactor)
-        deliveries.append(delivery)
-        outbound = MemoryOutbound()
-        submission = Submission(delivery, DOMAINS, outbound=outbound)
-        app, _purger = build_web_app(
-            database,
-            hostname=HOST,
-            domains=DOMAINS,
-            submission=submission,
-            reactor=reactor,
-            open_signup=True,
-            static_dir=folder,
-        )
-        apis.append(
-            Api(app, StubTreq(app.resource()), database, app.accounts, app.accounts.sessions, FakeTime(), outbound, submission)
-        )
-    try:
-        yield apis[0], apis[1]
-    finally:
-        for delivery in deliveries:
-            delivery.stop()
+    """Two apps built exactly as the appliance builds them (``build_web_app``), each on its own clock."""
+    with _two_apps(two_fronts, tmp_path) as apps:
+        yield apps
 
 
 def _twin(client: ApiClient, api: Api) -> ApiClient:
