@@ -13,7 +13,6 @@ from twisted.internet.testing import StringTransport
 from mailiverse.web.app import WebApp
 from mailiverse.web.body import ACCOUNT_JSON_BYTES, BoundedRequest
 from mailiverse.web.headers import SECURITY_HEADERS
-
 from tests.support.webapi import Api
 
 

@@ -10,7 +10,6 @@ from sqlalchemy import insert
 
 from mailiverse.store.schema import objects
 from mailiverse.store.users import get_user
-
 from tests.support.webapi import Api
 
 COUNT = 100_000

@@ -10,7 +10,6 @@ import srp._pysrp as srp_reference
 
 from mailiverse.auth import ClientLogin
 from mailiverse.crypto.keys import public_key_der
-
 from tests.support.webapi import Api, b64, password_keys, rsa_key
 
 N, _G = srp_reference.get_ng(srp_reference.NG_2048, None, None)

@@ -7,7 +7,6 @@ import base64
 import pytest_twisted
 
 from mailiverse.crypto.keys import private_key_der
-
 from tests.support.webapi import Api, password_keys, rsa_key
 
 PASSWORD = "hunter2 but longer and unique"

@@ -8,12 +8,11 @@ import json
 import pytest_twisted
 from zope.interface.verify import verifyObject
 
+from mailiverse.contracts import IOutbound
 from mailiverse.crypto.formats import open_mail_object
 from mailiverse.store.objects import list_objects, read_object
 from mailiverse.store.users import get_user
-from mailiverse.contracts import IOutbound
 from mailiverse.testing import MemoryOutbound
-
 from tests.support.webapi import Api, ApiClient, rsa_key
 
 PASSWORD = "send password"

@@ -8,7 +8,6 @@ import pytest_twisted
 
 from mailiverse.auth import ClientLogin
 from mailiverse.store.users import get_user
-
 from tests.support.webapi import Api, ApiClient, b64, password_keys
 
 PASSWORD = "first password here"

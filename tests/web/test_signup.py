@@ -7,7 +7,6 @@ import pytest_twisted
 
 from mailiverse.crypto.keys import generate_private_key, public_key_der
 from mailiverse.store import accounts as repo
-
 from tests.support.webapi import Api, b64
 
 PASSWORD = "a long enough password"

@@ -9,7 +9,6 @@ import pytest_twisted
 
 from mailiverse.store.objects import put_object
 from mailiverse.store.users import get_user
-
 from tests.support.webapi import Api, ApiClient
 
 PASSWORD = "store password"
