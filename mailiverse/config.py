@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import idna
-
+from mailiverse.contracts import InvalidDomain, normalise_domain
 from mailiverse.legacy.options import LegacyOptions
 from mailiverse.privatefile import write_private
 
@@ -30,7 +28,6 @@ DEFAULT_MAX_MESSAGE_SIZE = 50 * 1024 * 1024
 #: so ``mailiverse-admin --data-dir`` finds the same database.
 APPLIANCE_FILE = "appliance.json"
 
-_HOSTNAME = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$")
 
 
 class ConfigError(ValueError):
@@ -38,15 +35,11 @@ class ConfigError(ValueError):
 
 
 def normalize_domain(name: str, option: str = "--domain") -> str:
-    """Return the lower-case A-label form of a domain, or raise :class:`ConfigError`."""
-    text = name.strip().rstrip(".")
+    """The contracts' domain rule, with an error that names the option: :class:`ConfigError`."""
     try:
-        ascii_name = idna.encode(text, uts46=True).decode("ascii").lower()
-    except idna.IDNAError as e:
-        raise ConfigError(f"{option} {name!r} is not a valid domain name ({e})") from None
-    if not _HOSTNAME.match(ascii_name):
-        raise ConfigError(f"{option} {name!r} is not a valid domain name; use a name like example.org")
-    return ascii_name
+        return normalise_domain(name)
+    except InvalidDomain as e:
+        raise ConfigError(f"{option} {name!r} is {e}") from None
 
 
 def with_interface(endpoint: str, listen: str) -> str:

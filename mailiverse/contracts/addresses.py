@@ -24,7 +24,7 @@ def normalise_domain(name: str) -> str:
     """The lower-case A-label form of ``name`` (IDNA 2008 with UTS 46, no trailing dot); InvalidDomain otherwise."""
     text = name.strip().rstrip(".")
     if not text:
-        raise InvalidDomain("the domain is empty")
+        raise InvalidDomain("not a valid domain name (it is empty)")
     try:
         ascii_name = idna.encode(text, uts46=True).decode("ascii").lower()
     except idna.IDNAError as e:

@@ -7,7 +7,7 @@ import secrets
 from datetime import UTC, datetime
 from email.utils import format_datetime
 
-from mailiverse.config import ConfigError, normalize_domain
+from mailiverse.contracts import InvalidDomain, normalise_domain
 from mailiverse.outbound.errors import SubmissionRejected
 
 MAX_ADDRESS_CHARS = 254
@@ -43,8 +43,8 @@ def normalize_address(address: str, *, what: str = "recipient") -> tuple[str, st
     ):
         raise SubmissionRejected(f"{what} address is not a valid address", code=f"invalid_{what}")
     try:
-        ascii_domain = normalize_domain(domain, what)
-    except ConfigError:
+        ascii_domain = normalise_domain(domain)
+    except InvalidDomain:
         raise SubmissionRejected(f"{what} address has an invalid domain", code=f"invalid_{what}") from None
     if "." not in ascii_domain:
         raise SubmissionRejected(f"{what} address has no fully qualified domain", code=f"invalid_{what}")

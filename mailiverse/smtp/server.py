@@ -41,7 +41,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import idna
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IAddress, IReactorTime, ITLSTransport
 from twisted.internet.protocol import ServerFactory
@@ -49,7 +48,7 @@ from twisted.logger import Logger
 from twisted.mail.smtp import ESMTP
 from twisted.python.failure import Failure
 
-from mailiverse.contracts import IInbox, Recipient
+from mailiverse.contracts import IInbox, Recipient, normalise_domain
 from mailiverse.smtp.limits import SmtpLimits
 from mailiverse.spool import SpooledMessage, SpoolError, SpoolWriter
 
@@ -64,17 +63,6 @@ _RCPT_RE = re.compile(
 _PATH_CHARS = re.compile(rb"^[\x21-\x7e]*$")  # printable ASCII, no spaces or controls
 _HELO_UNSAFE = re.compile(r"[^A-Za-z0-9.\-:\[\]_]")
 _SIZE_VALUE = re.compile(rb"^[0-9]{1,20}$")
-
-
-def normalize_domain(domain: str) -> str:
-    """Lowercase A-label form of ``domain`` (IDNA 2008 with UTS 46); raises ``ValueError``."""
-    domain = domain.rstrip(".")
-    if not domain:
-        raise ValueError("empty domain")
-    try:
-        return idna.encode(domain, uts46=True).decode("ascii").lower()
-    except idna.IDNAError as exc:
-        raise ValueError("invalid domain") from exc
 
 
 class SmtpServerFactory(ServerFactory):
@@ -94,7 +82,7 @@ class SmtpServerFactory(ServerFactory):
     ) -> None:
         self.inbox = inbox
         self.hostname = hostname
-        self.domains = frozenset(normalize_domain(d) for d in domains)
+        self.domains = frozenset(normalise_domain(d) for d in domains)
         if not self.domains:
             raise ValueError("at least one served domain is required")
         self.limits = limits
@@ -567,7 +555,7 @@ class MailiverseESMTP(ESMTP):
             self._error(550, "5.7.1", "Relaying denied")
             return None
         try:
-            domain = normalize_domain(domain)
+            domain = normalise_domain(domain)
         except ValueError:
             self._error(501, "5.1.2", "Bad destination domain")
             return None
