@@ -2,7 +2,8 @@
 
 The steps follow ``mailiverse/delivery/pipeline.py`` for one recipient with a v1 account: spool the
 message as the SMTP layer does and read it back, parse it into the twin document, serialise the twin,
-zlib both objects (with the strategy the pipeline chooses from the raw bytes), encrypt both to the recipient's key, and commit both in one transaction.
+zlib both objects (with the strategy the pipeline chooses from the raw bytes), encrypt both to the recipient's key,
+and commit both in one transaction.
 """
 
 from __future__ import annotations
@@ -16,19 +17,19 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from mailiverse.contracts import INBOX_FOLDER
 from mailiverse.crypto.formats import stream_encryptor
 from mailiverse.crypto.keys import generate_private_key, load_public_key, public_key_der
 from mailiverse.crypto.lenient import Deflater
 from mailiverse.delivery.compression import choose_strategy
 from mailiverse.delivery.encrypt import CHUNK, IN_MEMORY, read_chunks
-from mailiverse.contracts import INBOX_FOLDER
 from mailiverse.delivery.naming import mail_paths, new_key_base
 from mailiverse.mime import jsonout
 from mailiverse.mime.twin import ERROR_SUBJECT, convert_document
 from mailiverse.spool import SpoolWriter
 from mailiverse.store.db import Database
-from mailiverse.store.objects import put_object
-from mailiverse.store.users import add_user
+from mailiverse.store.objects import put_object_txn
+from mailiverse.store.users import add_user_txn
 
 STEPS = ("spool", "parse", "twin", "zlib", "encryption", "commit")
 _RECEIVE_PIECE = 64 * 1024
@@ -86,7 +87,7 @@ def _encrypt(public_der: bytes, compressed: list[bytes]) -> list[Any]:
 def _commit(conn: Any, user_id: int, paths: tuple[str, str], bodies: list[Any], now_ms: int) -> None:
     for path, body in zip(paths, bodies, strict=True):
         body.seek(0)
-        put_object(conn, user_id, path, read_chunks(body), if_absent=True, now_ms=now_ms)
+        put_object_txn(conn, user_id, path, read_chunks(body), if_absent=True, now_ms=now_ms)
 
 
 def measure_size(
@@ -161,7 +162,7 @@ def run(
             for database in databases.values():
                 stack.enter_context(database.blocking_allowed())
             user_ids = {
-                name: db.transact_sync(add_user, "alice", public_der, "v1").id for name, db in databases.items()
+                name: db.transact_sync(add_user_txn, "alice", public_der, "v1").id for name, db in databases.items()
             }
             return [
                 measure_size(message, databases, user_ids, public_der, workdir, budget_s, max_reps)

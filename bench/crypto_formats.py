@@ -73,9 +73,7 @@ def main() -> None:
     for name, fn in rows:
         t = _best(fn, args.repeat)
         print(f"  {name:34s} {t * 1000:8.1f} ms  {args.size_mib / t:8.1f} MiB/s")
-    print(
-        f"  size overhead: v1 {len(v1) - len(data)} bytes, v2 {len(v2) - len(data)} bytes"
-    )
+    print(f"  size overhead: v1 {len(v1) - len(data)} bytes, v2 {len(v2) - len(data)} bytes")
 
 
 if __name__ == "__main__":

@@ -20,8 +20,8 @@ from typing import Any
 from bench import procmem, servers, smtpload
 from bench.messages import label, make_message
 from mailiverse.store.db import Database
-from mailiverse.store.objects import count_objects
-from mailiverse.store.users import get_user
+from mailiverse.store.objects import count_objects_txn
+from mailiverse.store.users import get_user_txn
 
 BASELINES = ("twisted-discard", "aiosmtpd", "smtp-sink")
 
@@ -58,8 +58,8 @@ def _stored_messages(db_url: str) -> int:
     try:
         # A command-line tool may block; a reactor runs in this process only under pytest-twisted.
         with database.blocking_allowed():
-            user = database.run_sync(get_user, servers.USER)
-            return 0 if user is None else database.run_sync(count_objects, user.id, "Mail/In/")
+            user = database.run_sync(get_user_txn, servers.USER)
+            return 0 if user is None else database.run_sync(count_objects_txn, user.id, "Mail/In/")
     finally:
         database.close()
 

@@ -21,8 +21,8 @@ from typing import Any
 from bench.smtpload import percentile
 from mailiverse.crypto.keys import generate_private_key, public_key_der
 from mailiverse.store.db import Database
-from mailiverse.store.objects import list_objects, put_object, read_object
-from mailiverse.store.users import add_user
+from mailiverse.store.objects import list_objects_txn, put_object_txn, read_object_txn
+from mailiverse.store.users import add_user_txn
 
 PG_ADMIN_URL = os.environ.get("BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 _BATCH = 20_000
@@ -79,7 +79,8 @@ def _load_sqlite(database: Database, user_id: int, count: int, start_ms: int) ->
         for _ in range(0, count, _BATCH):
             batch = [row for _, row in zip(range(_BATCH), rows, strict=False)]
             raw.executemany(
-                "INSERT INTO objects (id, user_id, path, version, created_ms, modified_ms, size) VALUES (?,?,?,?,?,?,?)",
+                "INSERT INTO objects (id, user_id, path, version, created_ms, modified_ms, size) "
+                "VALUES (?,?,?,?,?,?,?)",
                 batch,
             )
             raw.executemany(
@@ -139,7 +140,7 @@ def measure(url: str, backend: str, count: int, reps: int) -> dict[str, Any]:
 
 def _measure(database: Database, backend: str, count: int, reps: int) -> dict[str, Any]:
     key = generate_private_key()
-    user = database.transact_sync(add_user, "alice", public_key_der(key.public_key()), "v1")
+    user = database.transact_sync(add_user_txn, "alice", public_key_der(key.public_key()), "v1")
     start_ms = 1_700_000_000_000
     began = time.monotonic()
     (_load_sqlite if backend == "sqlite" else _load_postgres)(database, user.id, count, start_ms)
@@ -147,17 +148,17 @@ def _measure(database: Database, backend: str, count: int, reps: int) -> dict[st
     # One real object of typical size, the newest of the mailbox, to fetch.
     newest = f"Mail/In/{start_ms + count}_1"
     body = os.urandom(FETCH_BYTES)
-    database.transact_sync(put_object, user.id, newest, body, now_ms=start_ms + count)
-    page = database.run_sync(list_objects, user.id, "Mail/In/", limit=50, newest_first=True)
+    database.transact_sync(put_object_txn, user.id, newest, body, now_ms=start_ms + count)
+    page = database.run_sync(list_objects_txn, user.id, "Mail/In/", limit=50, newest_first=True)
     if len(page) != 50 or page[0].path != newest:
         raise RuntimeError("the newest-first listing did not return the newest objects")
-    if database.run_sync(read_object, user.id, newest) != body:
+    if database.run_sync(read_object_txn, user.id, newest) != body:
         raise RuntimeError("fetching the object returned other bytes")
-    inbox = _time(database, reps, list_objects, user.id, "Mail/In/", limit=50, newest_first=True)
-    everything = _time(database, reps, list_objects, user.id, "", limit=50, newest_first=True)
+    inbox = _time(database, reps, list_objects_txn, user.id, "Mail/In/", limit=50, newest_first=True)
+    everything = _time(database, reps, list_objects_txn, user.id, "", limit=50, newest_first=True)
     cursor = page[-1].newest_cursor
-    next_page = _time(database, reps, list_objects, user.id, "Mail/In/", limit=50, newest_first=True, after=cursor)
-    fetch = _time(database, reps, read_object, user.id, newest)
+    next_page = _time(database, reps, list_objects_txn, user.id, "Mail/In/", limit=50, newest_first=True, after=cursor)
+    fetch = _time(database, reps, read_object_txn, user.id, newest)
     return {
         "backend": backend,
         "objects": count + 1,

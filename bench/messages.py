@@ -1,4 +1,5 @@
-"""Make deterministic test messages of an exact size: plain text when small, text plus a Base64 attachment when large."""
+"""Make deterministic test messages of an exact size: plain text when small,
+text plus a Base64 attachment when large."""
 
 from __future__ import annotations
 

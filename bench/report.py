@@ -119,7 +119,8 @@ def markdown(results: dict[str, Any], plot_links: list[str]) -> str:
         "",
         "Versions: " + ", ".join(f"{k} {v}" for k, v in env["versions"].items()) + ".",
         "",
-        f"Ingest: {results['settings']['duration_s']:g} s measured per point after {results['settings']['warmup_s']:g} s warm-up. "
+        f"Ingest: {results['settings']['duration_s']:g} s measured per point "
+        f"after {results['settings']['warmup_s']:g} s warm-up. "
         f"Results file: `{results['results_file']}`.",
         "",
         "#### Goals",
@@ -197,7 +198,8 @@ def markdown(results: dict[str, Any], plot_links: list[str]) -> str:
             "",
             "#### Listing and fetching (store call through a pooled connection; p50 / p99 ms)",
             "",
-            "| backend | objects | newest 50 of Mail/In/ | newest 50 of all | next page | fetch one 75 KB object | load s |",
+            "| backend | objects | newest 50 of Mail/In/ | newest 50 of all | next page "
+            "| fetch one 75 KB object | load s |",
             "|---|---:|---:|---:|---:|---:|---:|",
         ]
         for row in results["listing"]:

@@ -1,6 +1,7 @@
 """Measure the server's CPU time for one SRP-6a login (challenge plus check), for real and unknown users.
 
-Run from the repository root: ``.venv/bin/python -m bench.srp_login [rounds]``. Client work is done outside the timed parts.
+Run from the repository root: ``.venv/bin/python -m bench.srp_login [rounds]``.
+Client work is done outside the timed parts.
 """
 
 from __future__ import annotations
@@ -48,9 +49,7 @@ def main(argv: list[str]) -> None:
     for name, samples in measure(rounds).items():
         samples.sort()
         p90 = samples[min(len(samples) - 1, int(len(samples) * 0.9))]
-        print(
-            f"{name:16} median {statistics.median(samples) * 1000:7.2f} ms   p90 {p90 * 1000:7.2f} ms"
-        )
+        print(f"{name:16} median {statistics.median(samples) * 1000:7.2f} ms   p90 {p90 * 1000:7.2f} ms")
 
 
 if __name__ == "__main__":

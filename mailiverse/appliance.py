@@ -100,7 +100,13 @@ def _add_acme(root: MultiService, config: ApplianceConfig, tls: TLSContexts, rea
     # Senders fetch the MTA-STS policy from https://mta-sts.<domain>/, so the certificate should name it too.
     mta_sts_names = tuple(f"mta-sts.{d}" for d in config.domains) if config.mta_sts_mode != "none" else ()
     CertificateRenewal(
-        client, challenges, config.tls_cert, config.tls_key, (config.hostname,), tls.reload, reactor,
+        client,
+        challenges,
+        config.tls_cert,
+        config.tls_key,
+        (config.hostname,),
+        tls.reload,
+        reactor,
         optional_names=mta_sts_names,
     ).setServiceParent(root)
 
@@ -151,7 +157,9 @@ def build_appliance(config: ApplianceConfig, reactor: Any = None) -> MultiServic
     add_smtp(config.smtp_selfsigned_endpoints, "self-signed", False)
     add_smtp(config.smtps_selfsigned_endpoints, "self-signed", True)
 
-    outbound_service, outbound = build_outbound(_outbound_config(config), database, reactor=reactor, local_delivery=delivery)
+    outbound_service, outbound = build_outbound(
+        _outbound_config(config), database, reactor=reactor, local_delivery=delivery
+    )
     outbound_service.setServiceParent(root)
 
     # One submission service for every front end a user sends from (the JSON API, the legacy relay).

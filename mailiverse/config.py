@@ -12,9 +12,9 @@ import os
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from mailiverse.contracts import InvalidDomain, normalise_domain
-from mailiverse.legacy.options import LegacyOptions
 from mailiverse.privatefile import write_private
 
 DEFAULT_DATA_DIR = "./mailiverse-data"
@@ -27,7 +27,6 @@ DEFAULT_MAX_MESSAGE_SIZE = 50 * 1024 * 1024
 #: The one file in the data dir where a running appliance records its settings,
 #: so ``mailiverse-admin --data-dir`` finds the same database.
 APPLIANCE_FILE = "appliance.json"
-
 
 
 class ConfigError(ValueError):
@@ -102,6 +101,42 @@ class DataDir:
             os.umask(old)
 
 
+CaptchaPolicy = Literal["off", "token", "closed"]
+CAPTCHA_POLICIES: tuple[CaptchaPolicy, ...] = ("off", "token", "closed")
+
+
+@dataclass(frozen=True)
+class LegacyOptions:
+    """What ``--legacy*`` set.
+
+    ``captcha`` is the sign-up policy: ``"off"`` accepts the original client's missing or
+    any token (the original default, captcha ``NONE``); ``"token"`` requires a token issued
+    by the operator (``issue_captcha_token``), good once for sign-up and once for StoreEnable
+    within its lifetime; ``"closed"`` refuses every legacy sign-up.
+    """
+
+    enabled: bool = False
+    keyserver_endpoint: str = "tcp:7000"
+    mailserver_endpoint: str = "tcp:7001"
+    plain: bool = False
+    captcha: CaptchaPolicy = "off"
+    domains: tuple[str, ...] = field(default_factory=tuple)
+    hostname: str = "localhost"
+    max_accounts: int = 1000
+    #: Accepted distance between ``X-Mv-Date`` and the server clock.
+    date_skew_seconds: int = 15 * 60
+    #: Reader-idle timeout of a line connection (the original's AUTH_TIMEOUT).
+    idle_timeout: float = 45.0
+    #: Sign-ups that never deliver their server environment are forgotten after this.
+    pending_lifetime_seconds: int = 24 * 3600
+
+    def __post_init__(self) -> None:
+        if self.captcha not in CAPTCHA_POLICIES:
+            raise ValueError(f"legacy captcha policy must be one of {', '.join(CAPTCHA_POLICIES)}")
+        if self.max_accounts < 1:
+            raise ValueError("legacy max_accounts must be at least 1")
+
+
 @dataclass(frozen=True)
 class ApplianceConfig:
     """Everything one running appliance needs to know."""
@@ -155,5 +190,7 @@ def read_recorded(data_dir: DataDir) -> dict[str, object]:
     except FileNotFoundError:
         return {}
     except ValueError as e:
-        raise ConfigError(f"{data_dir.appliance_file} is not valid JSON ({e}); delete it and restart the appliance") from None
+        raise ConfigError(
+            f"{data_dir.appliance_file} is not valid JSON ({e}); delete it and restart the appliance"
+        ) from None
     return value if isinstance(value, dict) else {}

@@ -266,9 +266,7 @@ class SpoolWriter:
         self._flush()
         fd, self._fd = self._fd, None
         path, self._path = self._path, None
-        message = SpooledMessage(
-            size=self.size, fd=fd, key=self._key, nonce=self._nonce, path=path
-        )
+        message = SpooledMessage(size=self.size, fd=fd, key=self._key, nonce=self._nonce, path=path)
         self._key = b""
         self._encryptor = None
         return message

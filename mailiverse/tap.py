@@ -25,10 +25,10 @@ from mailiverse.config import (
     ApplianceConfig,
     ConfigError,
     DataDir,
+    LegacyOptions,
     normalize_domain,
     with_interface,
 )
-from mailiverse.legacy.options import LegacyOptions
 
 
 class Options(usage.Options):
@@ -49,14 +49,29 @@ class Options(usage.Options):
         ["listen", None, DEFAULT_LISTEN, "Address bare tcp:PORT endpoints bind to."],
         ["max-message-size", None, str(DEFAULT_MAX_MESSAGE_SIZE), "Largest message accepted, in bytes (SMTP SIZE)."],
         ["outbound", None, "off", "Mail to remote recipients: off, direct (to each domain's MX) or smarthost."],
-        ["smarthost", None, None, "HOST[:PORT] of the relay for --outbound smarthost (default port 587; STARTTLS required)."],
+        [
+            "smarthost",
+            None,
+            None,
+            "HOST[:PORT] of the relay for --outbound smarthost (default port 587; STARTTLS required).",
+        ],
         ["smarthost-user", None, None, "AUTH user name at the smarthost."],
         ["smarthost-password-file", None, None, "File holding the smarthost password (mode 0600)."],
         ["smarthost-ca", None, None, "PEM trust roots for the smarthost's certificate (default: the system's)."],
         ["dkim-selector", None, "mailiverse", "DKIM selector used to sign outgoing mail."],
-        ["acme-directory", None, None, "ACME directory URL: get and renew the CA certificate (--tls-cert/--tls-key files)."],
+        [
+            "acme-directory",
+            None,
+            None,
+            "ACME directory URL: get and renew the CA certificate (--tls-cert/--tls-key files).",
+        ],
         ["acme-email", None, None, "Contact address for the ACME account."],
-        ["mta-sts-mode", None, "testing", "MTA-STS policy served at /.well-known/mta-sts.txt: testing, enforce or none (off)."],
+        [
+            "mta-sts-mode",
+            None,
+            "testing",
+            "MTA-STS policy served at /.well-known/mta-sts.txt: testing, enforce or none (off).",
+        ],
         ["legacy-keyserver", None, "tcp:7000", "Legacy KeyServer endpoint (TLS unless --legacy-plain)."],
         ["legacy-mailserver", None, "tcp:7001", "Legacy MailServer endpoint (TLS unless --legacy-plain)."],
         ["legacy-captcha", None, "off", "Legacy sign-up policy: off, token or closed."],
@@ -64,7 +79,11 @@ class Options(usage.Options):
 
     optFlags = [
         ["open-signup", None, "Let anyone sign up over the API (default: first account, then invites only)."],
-        ["legacy", None, "Serve the original Mailiverse protocol (its 257-bit SRP group is breakable; see docs/legacy.md)."],
+        [
+            "legacy",
+            None,
+            "Serve the original Mailiverse protocol (its 257-bit SRP group is breakable; see docs/legacy.md).",
+        ],
         ["legacy-plain", None, "Legacy KeyServer/MailServer listeners without TLS."],
     ]
 
@@ -157,7 +176,9 @@ def _outbound_settings(options: Any) -> dict[str, Any]:
         "outbound_mode": mode,
         "smarthost": options["smarthost"],
         "smarthost_user": options["smarthost-user"],
-        "smarthost_password_file": Path(options["smarthost-password-file"]) if options["smarthost-password-file"] else None,
+        "smarthost_password_file": Path(options["smarthost-password-file"])
+        if options["smarthost-password-file"]
+        else None,
         "smarthost_ca": Path(options["smarthost-ca"]) if options["smarthost-ca"] else None,
         "dkim_selector": options["dkim-selector"],
     }

@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import datetime
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import idna
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from zope.interface import implementer
 
 from mailiverse.contracts import INBOX_FOLDER, IInbox, IOutbound, ISpooled, Recipient
+from mailiverse.tls import Issuer, build_certificate
 
 
 @dataclass(frozen=True)
@@ -48,9 +47,7 @@ class MemoryInbox:
     resolved: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.domains = tuple(
-            idna.encode(d, uts46=True).decode("ascii") for d in self.domains
-        )
+        self.domains = tuple(idna.encode(d, uts46=True).decode("ascii") for d in self.domains)
         self.users = {local.lower(): user for local, user in self.users.items()}
 
     async def resolve(self, address: str) -> Recipient | None:
@@ -68,9 +65,7 @@ class MemoryInbox:
     ) -> str:
         if self.fail:
             raise DeliveryFailed("delivery refused by MemoryInbox(fail=True)")
-        self.delivered.append(
-            DeliveredMessage(message.read_all(), mail_from, tuple(recipients), folder)
-        )
+        self.delivered.append(DeliveredMessage(message.read_all(), mail_from, tuple(recipients), folder))
         return f"{folder}/{len(self.delivered)}"
 
 
@@ -88,7 +83,8 @@ class Submitted:
 @implementer(IOutbound)
 @dataclass
 class MemoryOutbound:
-    """An in-memory ``IOutbound``: records each submission, returns queue ids ``q1``, ``q2``, ...; with ``fail``, raises."""
+    """An in-memory ``IOutbound``: records each submission, returns queue ids ``q1``, ``q2``, ...;
+    with ``fail``, raises."""
 
     submitted: list[Submitted] = field(default_factory=list)
     fail: bool = False
@@ -113,61 +109,23 @@ class IssuedCertificate:
 def issue_test_certificate(directory: Path, names: Iterable[str]) -> IssuedCertificate:
     """Make a throwaway CA and a server certificate it signs for the DNS ``names`` (P-256 keys)."""
     directory.mkdir(parents=True, exist_ok=True)
-    now = datetime.datetime.now(datetime.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "mailiverse test CA")])
-    ca_cert = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=30))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=False,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
+    ca_cert = build_certificate(ca_key, "mailiverse test CA", days=30, ca=True)
     names = list(names)
     leaf_key = ec.generate_private_key(ec.SECP256R1())
-    leaf_cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])]))
-        .issuer_name(ca_name)
-        .public_key(leaf_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=30))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.DNSName(n) for n in names]),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .sign(ca_key, hashes.SHA256())
+    leaf_cert = build_certificate(
+        leaf_key,
+        names[0],
+        [x509.DNSName(n) for n in names],
+        days=30,
+        issuer=Issuer(ca_cert.subject, ca_key),
     )
     pem = serialization.Encoding.PEM
     cert_path = directory / "ca-issued.crt"
     key_path = directory / "ca-issued.key"
     ca_path = directory / "test-ca.crt"
     cert_path.write_bytes(leaf_cert.public_bytes(pem) + ca_cert.public_bytes(pem))
-    key_path.write_bytes(
-        leaf_key.private_bytes(
-            pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
+    key_path.write_bytes(leaf_key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
     key_path.chmod(0o600)
     ca_path.write_bytes(ca_cert.public_bytes(pem))
     return IssuedCertificate(cert_path, key_path, ca_path)

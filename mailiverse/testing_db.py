@@ -36,9 +36,7 @@ def _libpq(url: str) -> str:
 def postgres_unavailable_reason() -> str | None:
     """None if the test PostgreSQL server answers, else why not (without credentials)."""
     try:
-        with psycopg.connect(
-            _libpq(postgres_admin_url()), connect_timeout=_CONNECT_TIMEOUT_S
-        ) as conn:
+        with psycopg.connect(_libpq(postgres_admin_url()), connect_timeout=_CONNECT_TIMEOUT_S) as conn:
             conn.execute("SELECT 1")
     except psycopg.Error as error:
         return f"PostgreSQL at {make_url(postgres_admin_url()).host} is unreachable ({type(error).__name__})"
@@ -57,9 +55,7 @@ def require_postgres() -> None:
     pytest.skip(reason)
 
 
-def create_postgres_database(
-    prefix: str = "mv_test", *, icu_locale: str | None = None
-) -> str:
+def create_postgres_database(prefix: str = "mv_test", *, icu_locale: str | None = None) -> str:
     """Create an empty database ``<prefix>_<random>`` and return its ``postgresql+psycopg://`` URL.
 
     ``icu_locale`` (e.g. ``"en-US"``) gives the database a linguistic default collation, to prove
@@ -85,11 +81,7 @@ def create_postgres_database(
             except psycopg.Error:
                 created = False
         if not created:
-            conn.execute(
-                sql.SQL("CREATE DATABASE {} TEMPLATE template0 ENCODING 'UTF8'").format(
-                    sql.Identifier(name)
-                )
-            )
+            conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0 ENCODING 'UTF8'").format(sql.Identifier(name)))
     return (
         make_url(postgres_admin_url())
         .set(drivername="postgresql+psycopg", database=name)
@@ -107,8 +99,4 @@ def drop_postgres_database(url: str) -> None:
         autocommit=True,
         connect_timeout=_CONNECT_TIMEOUT_S,
     ) as conn:
-        conn.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-                sql.Identifier(name)
-            )
-        )
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))

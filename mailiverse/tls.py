@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -24,7 +25,7 @@ from typing import Literal
 import idna
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 from OpenSSL import SSL
 from twisted.internet.interfaces import IOpenSSLServerConnectionCreator
@@ -55,6 +56,79 @@ class TLSConfigError(Exception):
     """A certificate or key file is missing, unreadable or does not match; the text names the file."""
 
 
+SigningKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
+
+
+@dataclass(frozen=True)
+class Issuer:
+    """Who signs a certificate: its name and key (a CA); without one the certificate signs itself."""
+
+    name: x509.Name
+    key: SigningKey
+
+
+def build_certificate(
+    key: SigningKey,
+    common_name: str,
+    sans: Sequence[x509.GeneralName] = (),
+    *,
+    days: int,
+    backdate: datetime.timedelta = datetime.timedelta(days=1),
+    organization: str | None = None,
+    issuer: Issuer | None = None,
+    ca: bool = False,
+    server_auth: bool = False,
+) -> x509.Certificate:
+    """The one X.509 builder: the self-signed pair, the ACME placeholder and test CAs all use it.
+
+    ``key`` is the subject's key; the certificate is valid from ``backdate`` ago for ``days``
+    days, signed with SHA-256 by ``issuer`` (or by ``key`` itself).  A CA certificate gets
+    ``BasicConstraints(ca=True, path_length=0)`` and may only sign certificates and CRLs; any
+    other gets ``BasicConstraints(ca=False)``.
+    """
+    attributes = []
+    if organization is not None:
+        attributes.append(x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization))
+    attributes.append(x509.NameAttribute(NameOID.COMMON_NAME, common_name[:64]))
+    name = x509.Name(attributes)
+    signer = issuer or Issuer(name, key)
+    now = datetime.datetime.now(datetime.UTC)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(signer.name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - backdate)
+        .not_valid_after(now + datetime.timedelta(days=days))
+    )
+    if sans:
+        builder = builder.add_extension(x509.SubjectAlternativeName(list(sans)), critical=False)
+    if ca:
+        builder = builder.add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        builder = builder.add_extension(
+            x509.KeyUsage(
+                digital_signature=False,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+    else:
+        builder = builder.add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+    if server_auth:
+        builder = builder.add_extension(
+            x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
+        )
+    return builder.sign(signer.key, hashes.SHA256())
+
+
 def _hostname_san(hostname: str) -> x509.GeneralName:
     try:
         return x509.IPAddress(ipaddress.ip_address(hostname))
@@ -76,7 +150,6 @@ def ensure_self_signed(data_dir: Path, hostname: str) -> tuple[Path, Path]:
 
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     common_name = hostname if len(hostname) <= 64 else "mailiverse"
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     sans: list[x509.GeneralName] = [_hostname_san(hostname)]
     for extra in (
         x509.DNSName("localhost"),
@@ -84,23 +157,7 @@ def ensure_self_signed(data_dir: Path, hostname: str) -> tuple[Path, Path]:
     ):
         if extra not in sans:
             sans.append(extra)
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=_SELF_SIGNED_VALID_DAYS))
-        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]),
-            critical=False,
-        )
-        .sign(key, hashes.SHA256())
-    )
+    cert = build_certificate(key, common_name, sans, days=_SELF_SIGNED_VALID_DAYS, server_auth=True)
     key_pem = key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,
@@ -140,25 +197,17 @@ def name_matches(pattern: str, name: str) -> bool:
 def _server_context(cert_path: Path, key_path: Path) -> SSL.Context:
     ctx = SSL.Context(SSL.TLS_METHOD)
     ctx.set_min_proto_version(SSL.TLS1_2_VERSION)
-    ctx.set_options(
-        SSL.OP_NO_COMPRESSION
-        | SSL.OP_CIPHER_SERVER_PREFERENCE
-        | SSL.OP_NO_RENEGOTIATION
-    )
+    ctx.set_options(SSL.OP_NO_COMPRESSION | SSL.OP_CIPHER_SERVER_PREFERENCE | SSL.OP_NO_RENEGOTIATION)
     ctx.set_cipher_list(_TLS12_CIPHERS)
     try:
         ctx.use_certificate_chain_file(str(cert_path))
     except (SSL.Error, OSError) as exc:
-        raise TLSConfigError(
-            f"cannot load the certificate chain from {cert_path}"
-        ) from exc
+        raise TLSConfigError(f"cannot load the certificate chain from {cert_path}") from exc
     try:
         ctx.use_privatekey_file(str(key_path))
         ctx.check_privatekey()
     except (SSL.Error, OSError) as exc:
-        raise TLSConfigError(
-            f"cannot load the private key {key_path}, or it does not match {cert_path}"
-        ) from exc
+        raise TLSConfigError(f"cannot load the private key {key_path}, or it does not match {cert_path}") from exc
     ctx.set_session_id(b"mailiverse")
     return ctx
 
@@ -174,9 +223,7 @@ class _Generation:
     def for_name(self, server_name: str | None) -> SSL.Context | None:
         if server_name is None:
             return None
-        if self.ca is not None and any(
-            name_matches(p, server_name) for p in self.ca_names
-        ):
+        if self.ca is not None and any(name_matches(p, server_name) for p in self.ca_names):
             return self.ca
         return self.self_signed
 
@@ -214,14 +261,10 @@ class TLSContexts:
             return generation.ca
         return generation.self_signed
 
-    def server_context_factory(
-        self, default: ListenerKind = "ca"
-    ) -> ServerConnectionCreator:
+    def server_context_factory(self, default: ListenerKind = "ca") -> ServerConnectionCreator:
         """A connection creator for a listener of kind ``default`` ("ca" or "self-signed")."""
         if default not in ("ca", "self-signed"):
-            raise ValueError(
-                f"listener kind must be 'ca' or 'self-signed', not {default!r}"
-            )
+            raise ValueError(f"listener kind must be 'ca' or 'self-signed', not {default!r}")
         return ServerConnectionCreator(self, default)
 
     def _load(self) -> _Generation:
@@ -233,9 +276,7 @@ class TLSContexts:
             try:
                 ca_names = dns_names(self._ca_paths[0].read_bytes())
             except (OSError, ValueError) as exc:
-                raise TLSConfigError(
-                    f"cannot read DNS names from {self._ca_paths[0]}"
-                ) from exc
+                raise TLSConfigError(f"cannot read DNS names from {self._ca_paths[0]}") from exc
         generation = _Generation(self_signed, ca, ca_names)
 
         def on_server_name(connection: SSL.Connection) -> None:

@@ -8,9 +8,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 # Timing is not what property tests prove: a loaded CI machine must not fail them.
-settings.register_profile(
-    "mailiverse", deadline=None, suppress_health_check=[HealthCheck.too_slow], print_blob=True
-)
+settings.register_profile("mailiverse", deadline=None, suppress_health_check=[HealthCheck.too_slow], print_blob=True)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "mailiverse"))
 
 

@@ -14,8 +14,9 @@ LINE = re.compile(r"^(?P<name>[\w.-]+): (?P<p>\d+) passed, (?P<f>\d+) failed$")
 
 
 def run(*dirs: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "mailiverse.conformance", *map(str, dirs)],
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "mailiverse.conformance", *map(str, dirs)], capture_output=True, text=True, timeout=300
+    )
 
 
 def test_public_vectors_all_pass() -> None:

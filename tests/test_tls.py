@@ -18,9 +18,7 @@ from mailiverse.tls import TLSContexts, ensure_self_signed, name_matches
 def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     base = tmp_path_factory.mktemp("pki")
     cert, key = ensure_self_signed(base / "data", "mx.example.org")
-    issued = issue_test_certificate(
-        base / "ca", ["mail.example.net", "*.mx.example.net"]
-    )
+    issued = issue_test_certificate(base / "ca", ["mail.example.net", "*.mx.example.net"])
     return {
         "cert": cert,
         "key": key,
@@ -81,16 +79,15 @@ def _subject_names(conn: SSL.Connection) -> list[str]:
 
 
 def test_self_signed_pair_created_once(tmp_path: Path) -> None:
-    """First start writes a 0600 key and certificate naming the host, localhost and 127.0.0.1; later starts reuse them."""
+    """First start writes a 0600 key and certificate naming the host, localhost and 127.0.0.1;
+    later starts reuse them."""
     cert_path, key_path = ensure_self_signed(tmp_path, "mx.example.org")
     for path in (cert_path, key_path):
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
     cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
     san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert set(san.get_values_for_type(x509.DNSName)) == {"mx.example.org", "localhost"}
-    assert san.get_values_for_type(x509.IPAddress) == [
-        ipaddress.ip_address("127.0.0.1")
-    ]
+    assert san.get_values_for_type(x509.IPAddress) == [ipaddress.ip_address("127.0.0.1")]
     before = (cert_path.read_bytes(), key_path.read_bytes())
     assert ensure_self_signed(tmp_path, "mx.example.org") == (cert_path, key_path)
     assert (cert_path.read_bytes(), key_path.read_bytes()) == before
@@ -177,9 +174,7 @@ def test_context_options(pki: dict[str, Path]) -> None:
         ("self-signed", None, "mx.example.org"),
     ],
 )
-def test_sni_selects_certificate(
-    pki: dict[str, Path], kind: str, server_name: bytes | None, expected: str
-) -> None:
+def test_sni_selects_certificate(pki: dict[str, Path], kind: str, server_name: bytes | None, expected: str) -> None:
     """SNI naming a CA SAN gets the CA certificate, other names the self-signed one, no SNI the listener default."""
     contexts = TLSContexts((pki["cert"], pki["key"]), (pki["ca_cert"], pki["ca_key"]))
     server = contexts.server_context_factory(kind).serverConnectionForTLS(None)  # type: ignore[arg-type]
@@ -209,20 +204,14 @@ def test_reload_picks_up_new_files(tmp_path: Path, pki: dict[str, Path]) -> None
     first = issue_test_certificate(tmp_path / "one", ["mail.example.net"])
     contexts = TLSContexts((pki["cert"], pki["key"]), (first.cert_path, first.key_path))
     creator = contexts.server_context_factory("ca")
-    renewed = issue_test_certificate(
-        tmp_path / "two", ["mail.example.net", "new.example.net"]
-    )
+    renewed = issue_test_certificate(tmp_path / "two", ["mail.example.net", "new.example.net"])
     for suffix in ("crt", "key"):
         (first.cert_path if suffix == "crt" else first.key_path).write_bytes(
             (renewed.cert_path if suffix == "crt" else renewed.key_path).read_bytes()
         )
-    assert "new.example.net" not in _subject_names(
-        _handshake(creator.serverConnectionForTLS(None))
-    )
+    assert "new.example.net" not in _subject_names(_handshake(creator.serverConnectionForTLS(None)))
     contexts.reload()
-    assert "new.example.net" in _subject_names(
-        _handshake(creator.serverConnectionForTLS(None))
-    )
+    assert "new.example.net" in _subject_names(_handshake(creator.serverConnectionForTLS(None)))
 
 
 def test_mismatched_key_is_a_clear_error(tmp_path: Path, pki: dict[str, Path]) -> None:

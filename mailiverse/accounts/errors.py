@@ -9,9 +9,7 @@ class AccountError(Exception):
     ``retry_after`` (seconds) is set for rate limits. Messages never carry secrets.
     """
 
-    def __init__(
-        self, code: str, message: str, status: int = 400, retry_after: int | None = None
-    ) -> None:
+    def __init__(self, code: str, message: str, status: int = 400, retry_after: int | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
@@ -26,6 +24,4 @@ def auth_failed() -> AccountError:
 
 def rate_limited(retry_after: int) -> AccountError:
     """Too many attempts from this address or for this account."""
-    return AccountError(
-        "rate_limited", "too many attempts; try again later", 429, max(1, retry_after)
-    )
+    return AccountError("rate_limited", "too many attempts; try again later", 429, max(1, retry_after))

@@ -63,7 +63,7 @@ class DatabasePendingLogins:
         expires = now + self._ttl_ms
         sealed = seal_challenge(self._secret, handle, expires, challenge)
         await self._db.transact(
-            repo.add_pending_login,
+            repo.add_pending_login_txn,
             handle_digest(handle),
             expires,
             sealed,
@@ -75,7 +75,7 @@ class DatabasePendingLogins:
     async def take(self, handle: str) -> LoginChallenge:
         if not is_well_formed_handle(handle):
             raise AuthFailed()
-        row = await self._db.transact(repo.take_pending_login, handle_digest(handle))
+        row = await self._db.transact(repo.take_pending_login_txn, handle_digest(handle))
         if row is None:
             raise AuthFailed()
         expires, sealed = row
@@ -84,11 +84,11 @@ class DatabasePendingLogins:
         return open_sealed_challenge(self._secret, handle, expires, sealed)
 
     async def purge_expired(self) -> int:
-        return await self._db.transact(repo.purge_expired_pending_logins, self._now_ms())
+        return await self._db.transact(repo.purge_expired_pending_logins_txn, self._now_ms())
 
     async def count(self) -> int:
         """How many pending logins the database holds (for tests and monitoring)."""
-        return await self._db.run(repo.count_pending_logins)
+        return await self._db.run(repo.count_pending_logins_txn)
 
 
 __all__ = ["DEFAULT_MAX_ENTRIES", "DEFAULT_TTL", "DatabasePendingLogins"]

@@ -41,7 +41,7 @@ from mailiverse.crypto.keys import load_public_key, public_key_der
 from mailiverse.store import accounts as repo
 from mailiverse.store.db import Database
 from mailiverse.store.errors import InvalidInput, UserExists, VersionConflict
-from mailiverse.store.users import User, delete_user, get_user, update_user_auth
+from mailiverse.store.users import User, delete_user_txn, get_user_txn, update_user_auth_txn
 
 T = TypeVar("T")
 
@@ -166,13 +166,9 @@ def check_public_key(der: bytes) -> bytes:
     try:
         key = load_public_key(der)
     except (CryptoError, ValueError, TypeError):
-        raise AccountError(
-            "invalid_public_key", "the public key is not an RSA SubjectPublicKeyInfo"
-        ) from None
+        raise AccountError("invalid_public_key", "the public key is not an RSA SubjectPublicKeyInfo") from None
     if public_key_der(key) != der:
-        raise AccountError(
-            "invalid_public_key", "the public key must be SubjectPublicKeyInfo DER"
-        )
+        raise AccountError("invalid_public_key", "the public key must be SubjectPublicKeyInfo DER")
     if not MIN_KEY_BITS <= key.key_size <= MAX_KEY_BITS:
         raise AccountError(
             "invalid_public_key",
@@ -267,7 +263,7 @@ class AccountService:
 
     async def signup_open(self, invite: str | None = None) -> bool:
         """Whether a sign-up (with ``invite``, if given) could be admitted now."""
-        return await self._db.run(repo.signup_open_for, invite, self.policy.open_signup)
+        return await self._db.run(repo.signup_open_for_txn, invite, self.policy.open_signup)
 
     async def signup(self, request: SignupRequest, client_ip: str) -> User:
         """Create an account; raises AccountError (``signup_closed``, ``username_taken``, ...)."""
@@ -279,17 +275,13 @@ class AccountService:
         except InvalidUsername as error:
             raise AccountError("invalid_username", error.message) from None
         if request.envelope_format not in SIGNUP_FORMATS:
-            raise AccountError(
-                "invalid_format", "new accounts use the envelope format 'v2'"
-            )
-        salt, verifier = check_srp(
-            request.srp_salt, request.srp_verifier, request.srp_group
-        )
+            raise AccountError("invalid_format", "new accounts use the envelope format 'v2'")
+        salt, verifier = check_srp(request.srp_salt, request.srp_verifier, request.srp_group)
         public_key = check_public_key(request.public_key)
         key_block = check_key_block(request.key_block)
         try:
             return await self._db.transact(
-                repo.create_account,
+                repo.create_account_txn,
                 name,
                 public_key_der=public_key,
                 envelope_format=request.envelope_format,
@@ -308,17 +300,13 @@ class AccountService:
                 403,
             ) from None
         except UserExists:
-            raise AccountError(
-                "username_taken", "that user name is taken", 409
-            ) from None
+            raise AccountError("username_taken", "that user name is taken", 409) from None
         except InvalidInput as error:
             raise AccountError("invalid_request", str(error)) from None
 
     # -- login --------------------------------------------------------------------------------
 
-    async def login_start(
-        self, username: object, client_ip: str, device_token: str | None = None
-    ) -> LoginStart:
+    async def login_start(self, username: object, client_ip: str, device_token: str | None = None) -> LoginStart:
         """Round trip 1: a salt and B for any well-formed name, real or not (no enumeration).
 
         ``device_token`` is what the device got at an earlier login, if any: a valid one puts
@@ -332,17 +320,16 @@ class AccountService:
         decision = self.throttle.check(name, client_ip, self.devices.verify(name, device_token))
         if not decision.allowed:
             raise rate_limited(decision.retry_after_seconds)
-        user = await self._db.run(get_user, name)
-        challenge: LoginChallenge = await self._run_cpu(
-            begin_login, self._secret, name, _srp_credentials(user)
-        )
+        user = await self._db.run(get_user_txn, name)
+        challenge: LoginChallenge = await self._run_cpu(begin_login, self._secret, name, _srp_credentials(user))
         handle = await self.pending.put(challenge)
         return LoginStart(handle=handle, salt=challenge.salt, B=challenge.B)
 
     async def prove(
         self, proof: Proof, client_ip: str, device_token: str | None = None
     ) -> tuple[str, bytes, str | None]:
-        """Check a fresh proof; return ``(username, HAMK, device id or None)`` or raise ``auth_failed``/``rate_limited``."""
+        """Check a fresh proof; return ``(username, HAMK, device id or None)`` or raise
+        ``auth_failed``/``rate_limited``."""
         try:
             challenge = await self.pending.take(proof.handle)
         except AuthFailed:
@@ -361,15 +348,13 @@ class AccountService:
         return name, hamk, device
 
     async def _live_user(self, name: str) -> User:
-        user = await self._db.run(get_user, name)
+        user = await self._db.run(get_user_txn, name)
         if _srp_credentials(user) is None:
             raise auth_failed()
         assert user is not None
         return user
 
-    async def login_finish(
-        self, proof: Proof, client_ip: str, device_token: str | None = None
-    ) -> LoginResult:
+    async def login_finish(self, proof: Proof, client_ip: str, device_token: str | None = None) -> LoginResult:
         """Round trip 2: check the proof, open a session; HAMK only after a correct proof."""
         name, hamk, device = await self.prove(proof, client_ip, device_token)
         user = await self._live_user(name)
@@ -404,7 +389,7 @@ class AccountService:
         user = await self._live_user(username)
         try:
             updated = await self._db.transact(
-                update_user_auth,
+                update_user_auth_txn,
                 user.id,
                 srp_salt=salt,
                 srp_verifier=verifier,
@@ -413,14 +398,14 @@ class AccountService:
                 if_key_block_version=if_key_block_version,
             )
         except VersionConflict:
-            raise AccountError(
-                "version_conflict", "the key block changed since it was read", 412
-            ) from None
+            raise AccountError("version_conflict", "the key block changed since it was read", 412) from None
         except InvalidInput as error:
             raise AccountError("invalid_request", str(error)) from None
         await self.sessions.revoke_user(username)
         session = await self.sessions.create(username)
-        return LoginResult(user=updated, hamk=hamk, session=session, device_token=self.devices.reissue(username, device))
+        return LoginResult(
+            user=updated, hamk=hamk, session=session, device_token=self.devices.reissue(username, device)
+        )
 
     async def delete_account(
         self, username: str, proof: Proof, client_ip: str, device_token: str | None = None
@@ -428,7 +413,7 @@ class AccountService:
         """Delete the account, its objects and every session, after a fresh proof; return HAMK."""
         hamk, _device = await self._prove_for(username, proof, client_ip, device_token)
         user = await self._live_user(username)
-        await self._db.transact(delete_user, user.id)
+        await self._db.transact(delete_user_txn, user.id)
         await self.sessions.revoke_user(username)
         return hamk
 

@@ -37,22 +37,20 @@ class DatabaseSessionStore:
         self._db = database
 
     async def add(self, record: SessionRecord) -> None:
-        await self._db.transact(repo.add_session, _row(record))
+        await self._db.transact(repo.add_session_txn, _row(record))
 
     async def get(self, token_hash: bytes) -> SessionRecord | None:
-        row = await self._db.run(repo.get_session, token_hash)
+        row = await self._db.run(repo.get_session_txn, token_hash)
         return None if row is None else _record(row)
 
     async def touch(self, token_hash: bytes, last_seen: float) -> None:
-        await self._db.transact(repo.touch_session, token_hash, last_seen)
+        await self._db.transact(repo.touch_session_txn, token_hash, last_seen)
 
     async def remove(self, token_hash: bytes) -> bool:
-        return await self._db.transact(repo.remove_session, token_hash)
+        return await self._db.transact(repo.remove_session_txn, token_hash)
 
     async def remove_user(self, username: str) -> int:
-        return await self._db.transact(repo.remove_user_sessions, username)
+        return await self._db.transact(repo.remove_user_sessions_txn, username)
 
     async def remove_expired(self, idle_before: float, created_before: float) -> int:
-        return await self._db.transact(
-            repo.remove_expired_sessions, idle_before, created_before
-        )
+        return await self._db.transact(repo.remove_expired_sessions_txn, idle_before, created_before)

@@ -7,12 +7,11 @@ import os
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from mailiverse.privatefile import private_dir, private_writer
-from mailiverse.tls import dns_names, name_matches
+from mailiverse.tls import build_certificate, dns_names, name_matches
 
 #: Renew when fewer days than this are left (Let's Encrypt certificates last 90 days).
 RENEW_BEFORE_DAYS = 30
@@ -32,7 +31,9 @@ def _write_private(path: Path, data: bytes) -> None:
 def new_key_pem() -> bytes:
     """A fresh P-256 key for a certificate (every TLS 1.2/1.3 client supports ECDSA P-256)."""
     key = ec.generate_private_key(ec.SECP256R1())
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
 
 
 def ensure_placeholder(cert_path: Path, key_path: Path, hostname: str) -> list[Path]:
@@ -47,29 +48,25 @@ def ensure_placeholder(cert_path: Path, key_path: Path, hostname: str) -> list[P
     key_pem = new_key_pem()
     key = serialization.load_pem_private_key(key_pem, password=None)
     assert isinstance(key, ec.EllipticCurvePrivateKey)
-    name = x509.Name([
-        x509.NameAttribute(NameOID.ORGANIZATION_NAME, PLACEHOLDER_ORGANIZATION),
-        x509.NameAttribute(NameOID.COMMON_NAME, hostname[:64]),
-    ])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=30))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(hostname)]), critical=False)
-        .sign(key, hashes.SHA256())
+    cert = build_certificate(
+        key,
+        hostname,
+        [x509.DNSName(hostname)],
+        days=30,
+        backdate=datetime.timedelta(minutes=5),
+        organization=PLACEHOLDER_ORGANIZATION,
     )
     _write_private(key_path, key_pem)
     _write_private(cert_path, cert.public_bytes(serialization.Encoding.PEM))
     return [key_path, cert_path]
 
 
-def needs_certificate(cert_path: Path, names: tuple[str, ...], now: datetime.datetime | None = None,
-                      renew_before_days: int = RENEW_BEFORE_DAYS) -> bool:
+def needs_certificate(
+    cert_path: Path,
+    names: tuple[str, ...],
+    now: datetime.datetime | None = None,
+    renew_before_days: int = RENEW_BEFORE_DAYS,
+) -> bool:
     """Whether to order a certificate: none, a placeholder, a name not covered, or expiring soon."""
     try:
         pem = cert_path.read_bytes()

@@ -48,7 +48,12 @@ def new_account_key_pem() -> bytes:
 
 def jwk(key: ec.EllipticCurvePrivateKey) -> dict[str, str]:
     numbers = key.public_key().public_numbers()
-    return {"crv": "P-256", "kty": "EC", "x": b64url(numbers.x.to_bytes(32, "big")), "y": b64url(numbers.y.to_bytes(32, "big"))}
+    return {
+        "crv": "P-256",
+        "kty": "EC",
+        "x": b64url(numbers.x.to_bytes(32, "big")),
+        "y": b64url(numbers.y.to_bytes(32, "big")),
+    }
 
 
 def thumbprint(key: ec.EllipticCurvePrivateKey) -> str:
@@ -59,9 +64,11 @@ def thumbprint(key: ec.EllipticCurvePrivateKey) -> str:
 def csr_der(names: Sequence[str], key_pem: bytes) -> bytes:
     key = serialization.load_pem_private_key(key_pem, password=None)
     assert isinstance(key, ec.EllipticCurvePrivateKey)
-    builder = x509.CertificateSigningRequestBuilder().subject_name(
-        x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])])
-    ).add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), critical=False)
+    builder = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])]))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), critical=False)
+    )
     return builder.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.DER)
 
 
@@ -152,7 +159,9 @@ class AcmeClient:
         for attempt in (1, 2):
             nonce = self._nonce or await self._new_nonce()
             self._nonce = None
-            response = await self._http.post(url, data=self._sign(url, payload, nonce), headers={b"content-type": [JOSE_JSON]})
+            response = await self._http.post(
+                url, data=self._sign(url, payload, nonce), headers={b"content-type": [JOSE_JSON]}
+            )
             body = await self._body(response)
             self._remember_nonce(response)
             if response.code < 400:
@@ -194,7 +203,9 @@ class AcmeClient:
         """Order a certificate for ``names``, answer HTTP-01 through ``challenges``; return the PEM chain."""
         await self.register()
         directory = await self.directory()
-        response, body = await self._post(directory["newOrder"], {"identifiers": [{"type": "dns", "value": n} for n in names]})
+        response, body = await self._post(
+            directory["newOrder"], {"identifiers": [{"type": "dns", "value": n} for n in names]}
+        )
         order = json.loads(body)
         order_url = response.headers.getRawHeaders(b"location")[0].decode("ascii")
         tokens: list[str] = []
@@ -206,7 +217,9 @@ class AcmeClient:
                     continue
                 http01 = [c for c in authz.get("challenges", []) if c.get("type") == "http-01"]
                 if not http01:
-                    raise AcmeError(f"the ACME server offers no http-01 challenge for {authz.get('identifier', {}).get('value')}")
+                    raise AcmeError(
+                        f"the ACME server offers no http-01 challenge for {authz.get('identifier', {}).get('value')}"
+                    )
                 token = http01[0]["token"]
                 challenges.put(token, f"{token}.{thumbprint(self._key)}")
                 tokens.append(token)
@@ -214,7 +227,10 @@ class AcmeClient:
                 result = await self._poll(authz_url, ("pending", "processing"))
                 if result.get("status") != "valid":
                     errors = [c.get("error", {}).get("detail", "") for c in result.get("challenges", [])]
-                    raise AcmeError(f"validation of {result.get('identifier', {}).get('value')} failed: {'; '.join(e for e in errors if e)[:300]}")
+                    raise AcmeError(
+                        f"validation of {result.get('identifier', {}).get('value')} failed: "
+                        f"{'; '.join(e for e in errors if e)[:300]}"
+                    )
         finally:
             for token in tokens:
                 challenges.remove(token)

@@ -100,7 +100,9 @@ class CertificateRenewal(Service):
         """
         due = needs_certificate(self._cert_path, self._names, now)
         full = self._names + self._optional
-        want_full = bool(self._optional) and (due or not self._optional_tried) and needs_certificate(self._cert_path, full, now)
+        want_full = (
+            bool(self._optional) and (due or not self._optional_tried) and needs_certificate(self._cert_path, full, now)
+        )
         if not due and not want_full:
             return False
         if want_full:

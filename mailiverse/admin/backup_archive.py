@@ -217,7 +217,7 @@ def create_backup(
 
     ``target`` is created with mode 0600 and must not exist.  The appliance may keep running.
     """
-    from mailiverse.store.db import normalise_url
+    from mailiverse.store.engine import normalise_url
 
     layout = DataDir(Path(data_dir))
     if not layout.root.is_dir():
@@ -315,7 +315,7 @@ def restore_backup(data_dir: Path, source: Path, passphrase: str, *, db_url: str
     must be empty (it is migrated to the current schema first).  Nothing is written to the data
     dir or database unless the whole archive authenticates.
     """
-    from mailiverse.store.db import normalise_url
+    from mailiverse.store.engine import normalise_url
 
     layout = DataDir(Path(data_dir))
     layout.create()

@@ -63,7 +63,7 @@ def logical_dump(url: str, out: IO[bytes]) -> dict[str, int]:
     """Write every row of every table of ``url`` to ``out`` as JSONL; return the row count per table."""
     from sqlalchemy import create_engine, select
 
-    from mailiverse.store.db import normalise_url
+    from mailiverse.store.engine import normalise_url
     from mailiverse.store.schema import metadata
 
     engine = create_engine(normalise_url(url))

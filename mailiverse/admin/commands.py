@@ -35,9 +35,9 @@ def _canonical_name(name: str) -> str:
 
 
 def _require_user_txn(conn: Any, name: str) -> Any:
-    from mailiverse.store.users import get_user
+    from mailiverse.store.users import get_user_txn
 
-    user = get_user(conn, name)
+    user = get_user_txn(conn, name)
     if user is None:
         raise AdminError(f"no user named {name!r}")
     return user
@@ -46,7 +46,7 @@ def _require_user_txn(conn: Any, name: str) -> Any:
 def cmd_user_add(args: argparse.Namespace) -> None:
     from mailiverse.crypto.keys import load_public_key, public_key_der, public_key_fingerprint
     from mailiverse.store.errors import UserExists
-    from mailiverse.store.users import add_user
+    from mailiverse.store.users import add_user_txn
 
     name = _canonical_name(args.name)
     try:
@@ -59,30 +59,30 @@ def cmd_user_add(args: argparse.Namespace) -> None:
         raise AdminError(f"--public-key is a {key.key_size}-bit key; use 2048 bits or more")
     try:
         with appliance_database(args) as db:
-            user = db.transact_sync(add_user, name, public_key_der(key), args.format)
+            user = db.transact_sync(add_user_txn, name, public_key_der(key), args.format)
     except UserExists:
         raise AdminError(f"a user named {name!r} exists already") from None
     print(f"added {user.name} ({user.envelope_format}, key {public_key_fingerprint(key)[:16]})")
 
 
 def cmd_user_list(args: argparse.Namespace) -> None:
-    from mailiverse.store.users import list_users
+    from mailiverse.store.users import list_users_txn
 
     with appliance_database(args) as db:
-        users = db.run_sync(list_users)
+        users = db.run_sync(list_users_txn)
     for user in users:
         print(f"{user.name}\t{user.envelope_format}\t{_iso(user.created_ms)}")
 
 
 def cmd_store_ls(args: argparse.Namespace) -> None:
-    from mailiverse.store.objects import list_objects
+    from mailiverse.store.objects import list_objects_txn
 
     def listing_txn(conn: Any) -> list[Any]:
         user = _require_user_txn(conn, _canonical_name(args.name))
         found: list[Any] = []
         after = None
         while True:
-            page = list_objects(conn, user.id, args.prefix, after=after, limit=_PAGE)
+            page = list_objects_txn(conn, user.id, args.prefix, after=after, limit=_PAGE)
             found.extend(page)
             if len(page) < _PAGE:
                 return found
@@ -94,13 +94,13 @@ def cmd_store_ls(args: argparse.Namespace) -> None:
 
 
 def cmd_store_cat(args: argparse.Namespace) -> None:
-    from mailiverse.store.objects import get_object_info, iter_object_chunks
+    from mailiverse.store.objects import get_object_info_txn, iter_object_chunks_txn
 
     def read_txn(conn: Any) -> bytes:
         user = _require_user_txn(conn, _canonical_name(args.name))
-        if get_object_info(conn, user.id, args.path) is None:
+        if get_object_info_txn(conn, user.id, args.path) is None:
             raise AdminError(f"{args.name} has no object {args.path!r}")
-        return b"".join(iter_object_chunks(conn, user.id, args.path))
+        return b"".join(iter_object_chunks_txn(conn, user.id, args.path))
 
     with appliance_database(args) as db:
         data = db.run_sync(read_txn)
@@ -124,7 +124,7 @@ def cmd_store_cat(args: argparse.Namespace) -> None:
 
 
 def cmd_store_dump(args: argparse.Namespace) -> None:
-    from mailiverse.store.objects import iter_object_chunks, list_objects
+    from mailiverse.store.objects import iter_object_chunks_txn, list_objects_txn
 
     target = private_dir(Path(args.dir))
     root = target.resolve()
@@ -134,14 +134,14 @@ def cmd_store_dump(args: argparse.Namespace) -> None:
         count = 0
         after = None
         while True:
-            page = list_objects(conn, user.id, args.prefix, after=after, limit=_PAGE)
+            page = list_objects_txn(conn, user.id, args.prefix, after=after, limit=_PAGE)
             for info in page:
                 dest = (root / info.path).resolve()
                 if root not in dest.parents:
                     raise AdminError(f"refusing to write {info.path!r} outside {root}")
                 private_dir(dest.parent)
                 with private_writer(dest) as f:
-                    for chunk in iter_object_chunks(conn, user.id, info.path):
+                    for chunk in iter_object_chunks_txn(conn, user.id, info.path):
                         f.write(chunk)
                 count += 1
             if len(page) < _PAGE:
@@ -154,24 +154,24 @@ def cmd_store_dump(args: argparse.Namespace) -> None:
 
 
 def cmd_invite_create(args: argparse.Namespace) -> None:
-    from mailiverse.store.accounts import create_invite
+    from mailiverse.store.accounts import create_invite_txn
 
     if args.expires is not None and not 0 < args.expires <= 3650:
         raise AdminError("--expires must be a number of days between 1 and 3650")
     now_ms = int(datetime.datetime.now(datetime.UTC).timestamp() * 1000)
     expires_ms = None if args.expires is None else now_ms + int(args.expires * 86_400_000)
     with appliance_database(args) as db:
-        code, invite = db.transact_sync(create_invite, expires_ms=expires_ms, now_ms=now_ms)
+        code, invite = db.transact_sync(create_invite_txn, expires_ms=expires_ms, now_ms=now_ms)
     until = "never expires" if invite.expires_ms is None else f"expires {_iso(invite.expires_ms)}"
     print(code)
     print(f"invite {invite.ref} ({until}); give the code above to one person, it works once", file=sys.stderr)
 
 
 def cmd_invite_list(args: argparse.Namespace) -> None:
-    from mailiverse.store.accounts import list_invites
+    from mailiverse.store.accounts import list_invites_txn
 
     with appliance_database(args) as db:
-        invites = db.run_sync(list_invites)
+        invites = db.run_sync(list_invites_txn)
     for invite in invites:
         expires = "-" if invite.expires_ms is None else _iso(invite.expires_ms)
         used = "unused" if invite.used_ms is None else f"used {_iso(invite.used_ms)} by {invite.used_by}"

@@ -25,6 +25,4 @@ def as_clock(source: TimeSource) -> Callable[[], float]:
         return lambda: float(seconds())
     if callable(source):
         return lambda: float(source())
-    raise TypeError(
-        "a clock must be an IReactorTime provider or a callable returning seconds"
-    )
+    raise TypeError("a clock must be an IReactorTime provider or a callable returning seconds")

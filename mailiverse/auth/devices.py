@@ -44,9 +44,7 @@ _TOKEN_SHAPE = re.compile(r"[A-Za-z0-9_-]{55}", re.ASCII)
 class DeviceTokens:
     """Issue and check device tokens under a key derived from the server secret."""
 
-    def __init__(
-        self, server_secret: bytes, clock: TimeSource = None, lifetime: int = DEVICE_TOKEN_LIFETIME
-    ) -> None:
+    def __init__(self, server_secret: bytes, clock: TimeSource = None, lifetime: int = DEVICE_TOKEN_LIFETIME) -> None:
         self._key = subkey(server_secret, "device-token")
         self._now = as_clock(clock)
         self.lifetime = lifetime

@@ -22,6 +22,4 @@ def check_server_secret(secret: bytes) -> bytes:
 def subkey(secret: bytes, label: str) -> bytes:
     """Return a 32-byte key for one purpose, so no two features ever share key material."""
     check_server_secret(secret)
-    return hmac.new(
-        secret, b"mailiverse auth subkey\x00" + label.encode("ascii"), hashlib.sha256
-    ).digest()
+    return hmac.new(secret, b"mailiverse auth subkey\x00" + label.encode("ascii"), hashlib.sha256).digest()

@@ -84,9 +84,7 @@ class PendingLogins:
     ``max_entries`` are held, expired ones are dropped first, then the oldest.
     """
 
-    def __init__(
-        self, clock: TimeSource = None, ttl: float = 120.0, max_entries: int = 10_000
-    ) -> None:
+    def __init__(self, clock: TimeSource = None, ttl: float = 120.0, max_entries: int = 10_000) -> None:
         if ttl <= 0 or max_entries < 1:
             raise ValueError("PendingLogins needs ttl > 0 and max_entries >= 1")
         self._now = as_clock(clock)

@@ -66,9 +66,7 @@ class TokenBucketLimiter:
     touched least recently is forgotten (which only ever gives it back its full budget).
     """
 
-    def __init__(
-        self, budget: Budget, clock: TimeSource = None, max_keys: int = 100_000
-    ) -> None:
+    def __init__(self, budget: Budget, clock: TimeSource = None, max_keys: int = 100_000) -> None:
         if max_keys < 1:
             raise ValueError("max_keys must be at least 1")
         self.budget = budget
@@ -85,9 +83,7 @@ class TokenBucketLimiter:
         if entry is None:
             return float(self.budget.attempts)
         tokens, stamp = entry
-        elapsed = max(
-            0.0, now - stamp
-        )  # a clock stepping backwards must not mint tokens
+        elapsed = max(0.0, now - stamp)  # a clock stepping backwards must not mint tokens
         return min(float(self.budget.attempts), tokens + elapsed * self.budget.rate)
 
     def _decision(self, tokens: float) -> Decision:

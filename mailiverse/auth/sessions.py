@@ -117,9 +117,7 @@ class MemorySessionStore:
         return self._records.pop(token_hash, None) is not None
 
     async def remove_user(self, username: str) -> int:
-        doomed = [
-            key for key, record in self._records.items() if record.username == username
-        ]
+        doomed = [key for key, record in self._records.items() if record.username == username]
         for key in doomed:
             del self._records[key]
         return len(doomed)
@@ -153,9 +151,7 @@ class SessionManager:
         touch_interval: float = 60.0,
     ) -> None:
         if not 0 < idle_timeout <= absolute_timeout:
-            raise ValueError(
-                "session timeouts need 0 < idle_timeout <= absolute_timeout"
-            )
+            raise ValueError("session timeouts need 0 < idle_timeout <= absolute_timeout")
         self._store = store
         self._csrf_key = subkey(server_secret, "csrf")
         self._now = as_clock(clock)
@@ -175,15 +171,10 @@ class SessionManager:
             last_seen=now,
         )
         await self._store.add(record)
-        return NewSession(
-            token=token, record=record, csrf_token=self.csrf_token(record)
-        )
+        return NewSession(token=token, record=record, csrf_token=self.csrf_token(record))
 
     def _expired(self, record: SessionRecord, now: float) -> bool:
-        return (
-            now - record.last_seen >= self.idle_timeout
-            or now - record.created_at >= self.absolute_timeout
-        )
+        return now - record.last_seen >= self.idle_timeout or now - record.created_at >= self.absolute_timeout
 
     async def lookup(self, token: str | None) -> SessionRecord | None:
         """Return the live session for ``token``, or ``None`` (malformed, unknown, revoked or expired)."""
@@ -217,29 +208,17 @@ class SessionManager:
     async def purge_expired(self) -> int:
         """Delete expired sessions from the store; run it now and then (e.g. a ``LoopingCall``)."""
         now = self._now()
-        return await self._store.remove_expired(
-            now - self.idle_timeout, now - self.absolute_timeout
-        )
+        return await self._store.remove_expired(now - self.idle_timeout, now - self.absolute_timeout)
 
     def csrf_token(self, record: SessionRecord) -> str:
         """Return the session's CSRF token: URL-safe base64 of HMAC(server secret, session_id)."""
-        return _b64(
-            hmac.new(
-                self._csrf_key, record.session_id.encode("ascii"), hashlib.sha256
-            ).digest()
-        )
+        return _b64(hmac.new(self._csrf_key, record.session_id.encode("ascii"), hashlib.sha256).digest())
 
     def check_csrf(self, record: SessionRecord, supplied: str | None) -> bool:
         """Tell, in constant time, whether ``supplied`` is this session's CSRF token."""
-        if (
-            not isinstance(supplied, str)
-            or len(supplied) > 128
-            or not supplied.isascii()
-        ):
+        if not isinstance(supplied, str) or len(supplied) > 128 or not supplied.isascii():
             return False
-        return hmac.compare_digest(
-            self.csrf_token(record).encode("ascii"), supplied.encode("ascii")
-        )
+        return hmac.compare_digest(self.csrf_token(record).encode("ascii"), supplied.encode("ascii"))
 
     def cookie(self, token: str) -> str:
         """Return the ``Set-Cookie`` value that hands ``token`` to the browser."""

@@ -110,13 +110,8 @@ def _server_proof(a_pub: int, client_proof: bytes, key: bytes) -> bytes:
 
 
 def _check_key(verification_key: bytes) -> None:
-    if (
-        not isinstance(verification_key, bytes)
-        or len(verification_key) != VERIFICATION_KEY_BYTES
-    ):
-        raise ValueError(
-            f"the VerificationKey must be exactly {VERIFICATION_KEY_BYTES} bytes"
-        )
+    if not isinstance(verification_key, bytes) or len(verification_key) != VERIFICATION_KEY_BYTES:
+        raise ValueError(f"the VerificationKey must be exactly {VERIFICATION_KEY_BYTES} bytes")
 
 
 def _verifier_for(username: str, salt: bytes, verification_key: bytes) -> bytes:
@@ -143,12 +138,8 @@ def decoy_credentials(server_secret: bytes, username: str) -> tuple[bytes, bytes
     """
     name = canonical_username(username)
     label = name.encode("ascii")
-    salt = hmac.new(
-        subkey(server_secret, "srp decoy salt"), label, hashlib.sha256
-    ).digest()[:SALT_BYTES]
-    fake_key = hmac.new(
-        subkey(server_secret, "srp decoy key"), label, hashlib.sha256
-    ).digest()
+    salt = hmac.new(subkey(server_secret, "srp decoy salt"), label, hashlib.sha256).digest()[:SALT_BYTES]
+    fake_key = hmac.new(subkey(server_secret, "srp decoy key"), label, hashlib.sha256).digest()
     return salt, _verifier_for(name, salt, fake_key)
 
 
@@ -159,9 +150,7 @@ class LoginChallenge:
     ``start_login`` or ``begin_login``, never directly.
     """
 
-    def __init__(
-        self, username: str, salt: bytes, verifier: bytes, *, genuine: bool = True
-    ) -> None:
+    def __init__(self, username: str, salt: bytes, verifier: bytes, *, genuine: bool = True) -> None:
         self.username = canonical_username(username)
         if not isinstance(salt, bytes) or not 1 <= len(salt) <= MAX_SALT_BYTES:
             raise ValueError(f"a stored SRP salt must be 1 to {MAX_SALT_BYTES} bytes")
@@ -173,9 +162,7 @@ class LoginChallenge:
         self.salt = salt
         self._v = v
         self._genuine = genuine
-        self._b: int | None = secrets.randbits(8 * _EPHEMERAL_BYTES) | 1 << (
-            8 * _EPHEMERAL_BYTES - 1
-        )
+        self._b: int | None = secrets.randbits(8 * _EPHEMERAL_BYTES) | 1 << (8 * _EPHEMERAL_BYTES - 1)
         self._b_pub = (_K * v + powmod(_G, self._b, _N)) % _N
         #: The server's public ephemeral value, padded to 256 bytes.
         self.B = _pad(self._b_pub)
@@ -215,17 +202,13 @@ class LoginChallenge:
         return self._b is None
 
 
-def start_login(
-    username: str, salt: bytes, verifier: bytes
-) -> tuple[LoginChallenge, bytes]:
+def start_login(username: str, salt: bytes, verifier: bytes) -> tuple[LoginChallenge, bytes]:
     """Begin a login against a stored ``(salt, verifier)``; return the challenge object and B."""
     challenge = LoginChallenge(username, salt, verifier)
     return challenge, challenge.B
 
 
-def begin_login(
-    server_secret: bytes, username: str, stored: tuple[bytes, bytes] | None
-) -> LoginChallenge:
+def begin_login(server_secret: bytes, username: str, stored: tuple[bytes, bytes] | None) -> LoginChallenge:
     """Begin a login whether or not the account exists; this is what the web layer calls.
 
     ``stored`` is the account's ``(salt, verifier)`` or ``None``. The decoy is always
@@ -255,9 +238,7 @@ class ClientLogin:
     def __init__(self, username: str, verification_key: bytes) -> None:
         _check_key(verification_key)
         a = secrets.randbits(8 * _EPHEMERAL_BYTES) | 1 << (8 * _EPHEMERAL_BYTES - 1)
-        self._state = _ClientState(
-            canonical_username(username), verification_key, a, powmod(_G, a, _N)
-        )
+        self._state = _ClientState(canonical_username(username), verification_key, a, powmod(_G, a, _N))
         #: The client's public ephemeral value, padded to 256 bytes.
         self.A = _pad(self._state.a_pub)
 
@@ -287,11 +268,7 @@ class ClientLogin:
         """Check the server's proof; return the shared session key K, or raise ``AuthFailed``."""
         state = self._state
         expected = state.expected_hamk
-        if (
-            expected is None
-            or not isinstance(HAMK, bytes)
-            or not hmac.compare_digest(expected, HAMK)
-        ):
+        if expected is None or not isinstance(HAMK, bytes) or not hmac.compare_digest(expected, HAMK):
             raise AuthFailed()
         assert state.session_key is not None
         return state.session_key

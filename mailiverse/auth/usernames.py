@@ -92,13 +92,9 @@ def canonical_username(text: str) -> str:
             "a user name may contain only ASCII letters, digits, '.', '_' and '-'",
         )
     if not text[0].isalnum():
-        raise InvalidUsername(
-            "username-start", "a user name must start with a letter or a digit"
-        )
+        raise InvalidUsername("username-start", "a user name must start with a letter or a digit")
     if ".." in text:
-        raise InvalidUsername(
-            "username-dots", "a user name must not contain two dots in a row"
-        )
+        raise InvalidUsername("username-dots", "a user name must not contain two dots in a row")
     if text.endswith("."):
         raise InvalidUsername("username-end", "a user name must not end with a dot")
     return text.lower()
@@ -113,7 +109,5 @@ def signup_username(text: str) -> str:
     """Return the canonical name for a new account, refusing reserved names too."""
     name = canonical_username(text)
     if is_reserved(name):
-        raise InvalidUsername(
-            "username-reserved", "this user name is reserved; please choose another"
-        )
+        raise InvalidUsername("username-reserved", "this user name is reserved; please choose another")
     return name

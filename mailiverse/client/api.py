@@ -344,7 +344,8 @@ class Client:
                 self._private_key = None
 
     def change_password(self, old_password: str, new_password: str) -> None:
-        """Re-key: new SRP verifier and the key block re-encrypted under the new CryptoKey, proven with the old password."""
+        """Re-key: new SRP verifier and the key block re-encrypted under the new CryptoKey,
+        proven with the old password."""
         old = PasswordKeys.derive(old_password)
         new = PasswordKeys.derive(new_password)
         if self._token is None:

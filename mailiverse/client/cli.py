@@ -235,7 +235,6 @@ class _Run:
             detail = ", ".join(f"{name}: {count}" for name, count in exported.written.items())
             self.out(f"exported {exported.total} message(s) to {self.args.dir}" + (f" ({detail})" if detail else ""))
 
-
     def upgrade_legacy(self, client: Client) -> None:
         args = self.args
         if args.legacy_plain and args.legacy_keyserver is None:

@@ -81,7 +81,9 @@ def scan_dump(directory: str | os.PathLike[str]) -> Iterator[DumpEntry]:
         for name in list(dirnames):
             if (here / name).is_symlink():
                 dirnames.remove(name)
-                yield DumpEntry(_store_path((here / name).relative_to(root)), None, "a symlinked directory is not followed")
+                yield DumpEntry(
+                    _store_path((here / name).relative_to(root)), None, "a symlinked directory is not followed"
+                )
         for name in sorted(filenames):
             seen += 1
             if seen > MAX_FILES:

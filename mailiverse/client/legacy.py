@@ -189,7 +189,9 @@ class TcpLineChannel:
 class WebSocketLineChannel:
     """A minimal RFC 6455 client: one masked text frame per line out, one line per server message in."""
 
-    def __init__(self, sock: socket.socket, host: str, port: int, path: str, *, rng: Callable[[int], bytes] = os.urandom) -> None:
+    def __init__(
+        self, sock: socket.socket, host: str, port: int, path: str, *, rng: Callable[[int], bytes] = os.urandom
+    ) -> None:
         self._sock = sock
         self._reader = _Reader(sock)
         self._rng = rng
@@ -407,7 +409,9 @@ def exchange(channel: LineChannel, cipher: SessionCipher, class_name: str, field
         raise ProtocolError("the KeyServer's answer is malformed") from None
 
 
-def _session(address: KeyServerAddress, user: str, key: bytes, class_name: str, fields: dict[str, Any]) -> dict[str, Any]:
+def _session(
+    address: KeyServerAddress, user: str, key: bytes, class_name: str, fields: dict[str, Any]
+) -> dict[str, Any]:
     channel = address.connect()
     try:
         cipher = legacy_login(channel, user, key)

@@ -1,4 +1,5 @@
-"""HTTPS to the appliance with the standard library: certificate pinning (CA file or SHA-256), size caps, and a recording hook.
+"""HTTPS to the appliance with the standard library: certificate pinning (CA file or SHA-256), size caps,
+and a recording hook.
 
 One ``HttpsTransport`` keeps one keep-alive connection.  ``--ca`` trusts exactly the given CA or
 self-signed certificate (hostname checked); ``--fingerprint`` trusts exactly one certificate by

@@ -42,9 +42,7 @@ def parse_environment(data: bytes) -> dict[str, str]:
     """Parse the (UTF-8 or CESU-8) typed text back into a string-to-string dict."""
     text = lenient.decode_text(data)
     value = decode_expected(text, ENVIRONMENT_CLASS)
-    if not isinstance(value, dict) or not all(
-        isinstance(v, str) for v in value.values()
-    ):
+    if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
         raise ValueError("environment is not a string-to-string map")
     return value
 
@@ -63,9 +61,7 @@ def _open(key: bytes, block: bytes) -> dict[str, str]:
         raise DecryptionError() from None
 
 
-def encrypt_key_block(
-    crypto_key: bytes, environment: dict[str, str], *, iv: bytes | None = None
-) -> bytes:
+def encrypt_key_block(crypto_key: bytes, environment: dict[str, str], *, iv: bytes | None = None) -> bytes:
     """Encrypt a client environment under the CryptoKey (``iv`` only to reproduce vectors)."""
     return _seal(crypto_key, environment, iv)
 
@@ -80,13 +76,9 @@ def mail_block_key(server_password: str) -> bytes:
     return pbkdf.crypto_key(server_password, variant="java-desktop")
 
 
-def encrypt_mail_block(
-    server_password: str, environment: dict[str, str], *, iv: bytes | None = None
-) -> str:
+def encrypt_mail_block(server_password: str, environment: dict[str, str], *, iv: bytes | None = None) -> str:
     """Encrypt a server environment for the ``mail_block`` column (base64 text)."""
-    return base64.b64encode(
-        _seal(mail_block_key(server_password), environment, iv)
-    ).decode("ascii")
+    return base64.b64encode(_seal(mail_block_key(server_password), environment, iv)).decode("ascii")
 
 
 def decrypt_mail_block(server_password: str, block_b64: str) -> dict[str, str]:

@@ -30,9 +30,7 @@ def cache_key(name: str, private_key_der: bytes) -> bytes:
     return hashlib.sha256(name.encode("ascii") + bytes(private_key_der)).digest()
 
 
-def encrypt_cache_file(
-    name: str, private_key_der: bytes, plaintext: bytes, *, iv: bytes | None = None
-) -> bytes:
+def encrypt_cache_file(name: str, private_key_der: bytes, plaintext: bytes, *, iv: bytes | None = None) -> bytes:
     """Encrypt a cache file body (``iv`` only to reproduce vectors)."""
     return aes.encrypt_embediv(cache_key(name, private_key_der), plaintext, iv)
 

@@ -50,12 +50,7 @@ def format_mv_date(ms: int) -> str:
 def parse_mv_date(text: str) -> int:
     """Inverse of :func:`format_mv_date` (whole seconds, in ms); raises ValueError."""
     parts = text.split(" ")
-    if (
-        len(parts) != 6
-        or parts[5] != "GMT"
-        or parts[0][:-1] not in _DAYS
-        or parts[2] not in _MONTHS
-    ):
+    if len(parts) != 6 or parts[5] != "GMT" or parts[0][:-1] not in _DAYS or parts[2] not in _MONTHS:
         raise ValueError("not an X-Mv-Date value")
     hh, mm, ss = (int(x) for x in parts[4].split(":"))
     t = datetime(
@@ -84,9 +79,7 @@ def _secret(secret_b64: str) -> bytes:
         raise SignatureError("the secret is not base64") from None
 
 
-def sign(
-    secret_b64: str, method: str, content_type: str, mv_date: str, resource: str
-) -> str:
+def sign(secret_b64: str, method: str, content_type: str, mv_date: str, resource: str) -> str:
     """Base64 HMAC-SHA1 signature of the request."""
     message = string_to_sign(method, content_type, mv_date, resource).encode("utf-8")
     digest = hmac.new(_secret(secret_b64), message, hashlib.sha1).digest()
@@ -102,9 +95,7 @@ def authorization_header(
     resource: str,
 ) -> str:
     """The ``Authorization`` header value: ``MV <key id>:<signature>``."""
-    return (
-        f"{_SCHEME}{key_id}:{sign(secret_b64, method, content_type, mv_date, resource)}"
-    )
+    return f"{_SCHEME}{key_id}:{sign(secret_b64, method, content_type, mv_date, resource)}"
 
 
 def parse_authorization(value: str) -> tuple[str, str]:
@@ -127,9 +118,7 @@ def verify(
     resource: str,
 ) -> bool:
     """Whether ``authorization`` is the right header for this request; constant-time compare."""
-    expected = authorization_header(
-        key_id, secret_b64, method, content_type, mv_date, resource
-    )
+    expected = authorization_header(key_id, secret_b64, method, content_type, mv_date, resource)
     return hmac.compare_digest(authorization.encode("utf-8"), expected.encode("utf-8"))
 
 
@@ -151,9 +140,7 @@ def request_headers(
     headers.append(
         (
             "Authorization",
-            authorization_header(
-                key_id, secret_b64, method, content_type, mv_date, resource
-            ),
+            authorization_header(key_id, secret_b64, method, content_type, mv_date, resource),
         )
     )
     return headers

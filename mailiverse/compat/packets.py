@@ -170,9 +170,7 @@ def encode_line(class_name: str, fields: Mapping[str, Any]) -> bytes:
     return frame_line(encode_packet(class_name, fields))
 
 
-def decode_line(
-    line: bytes, max_length: int, *expected: str
-) -> tuple[str, dict[str, Any]]:
+def decode_line(line: bytes, max_length: int, *expected: str) -> tuple[str, dict[str, Any]]:
     """A wire line straight to ``(class_name, fields)``."""
     return decode_packet(parse_line(line, max_length), *expected)
 

@@ -58,17 +58,11 @@ def _b64_int(i: int) -> str:
 
 def encode_extra(captcha_token: str | None) -> str:
     """``extra`` = b64(utf8("java.lang.String!<token>")), or b64("null") without a token."""
-    inner = (
-        NULL_EXTRA
-        if captcha_token is None
-        else encode_typed(JAVA_STRING, captcha_token)
-    )
+    inner = NULL_EXTRA if captcha_token is None else encode_typed(JAVA_STRING, captcha_token)
     return packets.b64encode(inner.encode("utf-8"))
 
 
-def create_inner_text(
-    user: str, salt: int, verifier: int, captcha_token: str | None = None
-) -> str:
+def create_inner_text(user: str, salt: int, verifier: int, captcha_token: str | None = None) -> str:
     """The plaintext create packet, keys in the order the original's org.json writes them."""
     fields = {
         "s": _b64_int(salt),
@@ -82,9 +76,7 @@ def create_inner_text(
 
 def availability_inner_text(user: str) -> str:
     """The plaintext availability-test packet."""
-    return packets.encode_packet(
-        PACKET_INIT_TEST_CREATE, {"version": LOGIN_VERSION, "user": user}
-    )
+    return packets.encode_packet(PACKET_INIT_TEST_CREATE, {"version": LOGIN_VERSION, "user": user})
 
 
 def wrap_encrypted(
@@ -97,12 +89,8 @@ def wrap_encrypted(
     """RSA-AES-encrypt ``inner_text`` to the server key and wrap it as ``PacketInit_EncryptedPacket``."""
     from mailiverse.crypto.rsaaes import encrypt_v1
 
-    blob = encrypt_v1(
-        server_public_key, inner_text.encode("utf-8"), aes_key=aes_key, iv=iv
-    )
-    return packets.encode_packet(
-        PACKET_INIT_ENCRYPTED, {"encryptedBlock": packets.b64encode(blob)}
-    )
+    blob = encrypt_v1(server_public_key, inner_text.encode("utf-8"), aes_key=aes_key, iv=iv)
+    return packets.encode_packet(PACKET_INIT_ENCRYPTED, {"encryptedBlock": packets.b64encode(blob)})
 
 
 def build_create_packet(
@@ -116,9 +104,7 @@ def build_create_packet(
 ) -> str:
     """The sign-up line text (before framing): a fresh salt unless given, and v from the VerificationKey."""
     s, v = make_verifier(verification_key, salt, rng)
-    return wrap_encrypted(
-        server_public_key, create_inner_text(user, s, v, captcha_token)
-    )
+    return wrap_encrypted(server_public_key, create_inner_text(user, s, v, captcha_token))
 
 
 def build_test_create_packet(server_public_key: Any, user: str) -> str:
@@ -162,9 +148,7 @@ def _decode_int_field(text: str, *, below_n: bool) -> int:
 def parse_init_text(inner_text: str) -> InitRequest:
     """Parse a decrypted create or test-create packet; any failure is :class:`SignupError`."""
     try:
-        class_name, fields = packets.decode_packet(
-            inner_text, PACKET_INIT_CREATE, PACKET_INIT_TEST_CREATE
-        )
+        class_name, fields = packets.decode_packet(inner_text, PACKET_INIT_CREATE, PACKET_INIT_TEST_CREATE)
         if class_name == PACKET_INIT_TEST_CREATE:
             return InitRequest("test", fields["user"], fields["version"])
         return InitRequest(

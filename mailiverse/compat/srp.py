@@ -97,9 +97,7 @@ def private_x(verification_key: bytes, salt: int) -> int:
     return H(combine(sint(verification_key), salt))
 
 
-def make_verifier(
-    verification_key: bytes, salt: int | None = None, rng: Rng | None = None
-) -> tuple[int, int]:
+def make_verifier(verification_key: bytes, salt: int | None = None, rng: Rng | None = None) -> tuple[int, int]:
     """Return ``(s, v)`` for a VerificationKey: a fresh salt unless one is given, and ``v = g^x mod N``."""
     s = random_value(rng) if salt is None else salt
     if s <= 0:
@@ -304,9 +302,7 @@ class LegacySrpServer:
         """Take packet 1 for this user and return packet 2 (salt and stored version)."""
         self._advance(0)
         user = _field(packet, "user") if isinstance(packet, dict) else None
-        if not isinstance(user, str) or not hmac.compare_digest(
-            user.encode("utf-8"), self.user.encode("utf-8")
-        ):
+        if not isinstance(user, str) or not hmac.compare_digest(user.encode("utf-8"), self.user.encode("utf-8")):
             self._failed = True
             raise SrpError()
         return {"salt": encode_int(self.s), "version": self.version}

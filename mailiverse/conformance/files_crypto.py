@@ -44,14 +44,10 @@ DESCRIPTIVE = frozenset(
         "plaintext_text_note",
     }
 )
-PLAINTEXT_KEYS = frozenset(
-    {"plaintext_hex", "plaintext_generator", "plaintext_sha256_hex", "plaintext_utf8"}
-)
+PLAINTEXT_KEYS = frozenset({"plaintext_hex", "plaintext_generator", "plaintext_sha256_hex", "plaintext_utf8"})
 
 #: Lets a caller (tests) say where ``rsa_keys.json`` lives instead of the runner's frame.
-VECTOR_DIRECTORY: contextvars.ContextVar[Path | None] = contextvars.ContextVar(
-    "VECTOR_DIRECTORY", default=None
-)
+VECTOR_DIRECTORY: contextvars.ContextVar[Path | None] = contextvars.ContextVar("VECTOR_DIRECTORY", default=None)
 
 
 # ---------------------------------------------------------------- helpers
@@ -134,17 +130,9 @@ class _KeyRing:
     def entry(self, key_id: str) -> dict[str, Any]:
         if self._entries is None:
             if self._directory is None:
-                raise AssertionError(
-                    "cannot locate rsa_keys.json: the vector file's directory is unknown"
-                )
-            doc = json.loads(
-                (self._directory / "rsa_keys.json").read_text(encoding="utf-8")
-            )
-            self._entries = {
-                e["id"]: e
-                for e in doc.get("keys", [])
-                if isinstance(e, dict) and "id" in e
-            }
+                raise AssertionError("cannot locate rsa_keys.json: the vector file's directory is unknown")
+            doc = json.loads((self._directory / "rsa_keys.json").read_text(encoding="utf-8"))
+            self._entries = {e["id"]: e for e in doc.get("keys", []) if isinstance(e, dict) and "id" in e}
         try:
             return self._entries[key_id]
         except KeyError:
@@ -157,9 +145,7 @@ class _KeyRing:
         return _b64(self.entry(key_id)["private_pkcs8_der_b64"])
 
 
-def _cases(
-    section: str, items: Any, run: Callable[[dict[str, Any]], None]
-) -> Iterator[Case]:
+def _cases(section: str, items: Any, run: Callable[[dict[str, Any]], None]) -> Iterator[Case]:
     if not isinstance(items, list):
         raise NotUnderstood(f"section {section} is not a list")
     for i, item in enumerate(items):
@@ -191,9 +177,7 @@ def _check_pbkdf2_parameters(params: dict[str, Any]) -> None:
     _equal("iterations", params["iterations"], pbkdf.ITERATIONS)
     _equal("dk_len_bytes", params["dk_len_bytes"], pbkdf.KEY_SIZE)
     _equal("salt0", bytes.fromhex(params["salt0_crypto_hex"]), pbkdf.SALT_CRYPTO)
-    _equal(
-        "salt1", bytes.fromhex(params["salt1_verifier_hex"]), pbkdf.SALT_VERIFICATION
-    )
+    _equal("salt1", bytes.fromhex(params["salt1_verifier_hex"]), pbkdf.SALT_VERIFICATION)
     _equal("salt2", bytes.fromhex(params["salt2_unused_hex"]), pbkdf.SALT_UNUSED)
 
 
@@ -227,9 +211,7 @@ def _check_pbkdf2_case(case: dict[str, Any]) -> None:
         )
     desktop = pbkdf.password_bytes(pw, variant="java-desktop")
     if "java_desktop_identical" in case:
-        _equal(
-            "java_desktop_identical", desktop == utf8, case["java_desktop_identical"]
-        )
+        _equal("java_desktop_identical", desktop == utf8, case["java_desktop_identical"])
     variant = case.get("java_desktop_variant")
     if variant is not None:
         _only(variant, {"password_bytes_hex", "crypto_key_hex", "verification_key_hex"})
@@ -246,9 +228,7 @@ def _check_pbkdf2_case(case: dict[str, Any]) -> None:
             variant["verification_key_hex"],
         )
     elif "java_desktop_identical" not in case:
-        assert desktop == utf8, (
-            "desktop-Java conversion differs but no variant is given"
-        )
+        assert desktop == utf8, "desktop-Java conversion differs but no variant is given"
 
 
 @checker("pbkdf2", sections={"cases", "parameters"})
@@ -271,10 +251,7 @@ def _check_aes_case(case: dict[str, Any]) -> None:
     _equal("encryption", aes.encrypt_embediv(key, data, iv), blob)
     _equal("decryption", aes.decrypt_embediv(key, blob), data)
     dec = aes.CbcDecryptor(key)
-    streamed = (
-        b"".join(dec.update(blob[i : i + 7]) for i in range(0, len(blob), 7))
-        + dec.finalize()
-    )
+    streamed = b"".join(dec.update(blob[i : i + 7]) for i in range(0, len(blob), 7)) + dec.finalize()
     _equal("streaming decryption", streamed, data)
 
 
@@ -285,22 +262,16 @@ def _check_aes_negative(case: dict[str, Any]) -> None:
     try:
         aes.decrypt_embediv(key, blob)
     except DecryptionError as e:
-        assert case["original_java_decrypt_fails"], (
-            "we reject a blob the original accepts"
-        )
+        assert case["original_java_decrypt_fails"], "we reject a blob the original accepts"
         _equal("generic error message", str(e), "message could not be decrypted")
     else:
-        assert not case["original_java_decrypt_fails"], (
-            "we accept a blob the original rejects"
-        )
+        assert not case["original_java_decrypt_fails"], "we accept a blob the original rejects"
 
 
 @checker("aes_cbc_256_embediv", sections={"cases", "negative_cases"})
 def check_aes(doc: dict[str, Any]) -> Iterator[Case]:
     yield from _cases("cases", doc.get("cases", []), _check_aes_case)
-    yield from _cases(
-        "negative_cases", doc.get("negative_cases", []), _check_aes_negative
-    )
+    yield from _cases("negative_cases", doc.get("negative_cases", []), _check_aes_negative)
 
 
 # ---------------------------------------------------------------- RSA keys
@@ -330,9 +301,7 @@ def _check_rsa_key(entry: dict[str, Any]) -> None:
     )
     _equal(
         "public key from base64 text",
-        keys.load_public_key(
-            entry["public_x509_spki_der_b64"].encode()
-        ).public_numbers(),
+        keys.load_public_key(entry["public_x509_spki_der_b64"].encode()).public_numbers(),
         public.public_numbers(),
     )
     if "bits" in entry:
@@ -357,15 +326,11 @@ def _check_rsa_key(entry: dict[str, Any]) -> None:
         # What Java re-encodes equals the stored bytes, so the cache-key seed is those bytes:
         # they must load to the same key as our canonical re-encoding.
         again = keys.load_private_key(keys.private_key_der(private))
-        _equal(
-            "re-encoded private key", again.private_numbers(), private.private_numbers()
-        )
+        _equal("re-encoded private key", again.private_numbers(), private.private_numbers())
     message = b"conformance round trip"
     _equal(
         "PKCS#1 v1.5 round trip",
-        private.decrypt(
-            public.encrypt(message, padding.PKCS1v15()), padding.PKCS1v15()
-        ),
+        private.decrypt(public.encrypt(message, padding.PKCS1v15()), padding.PKCS1v15()),
         message,
     )
 
@@ -387,8 +352,7 @@ def _unwrap_for_check(private: rsa.RSAPrivateKey, wrapped: bytes) -> bytes:
 def _check_rsa_aes_case(ring: _KeyRing, case: dict[str, Any], legacy: bool) -> None:
     _only(
         case,
-        {"key_id", "blob_b64", "version", "wrapped_key_len", "aes_key_hex", "iv_hex"}
-        | PLAINTEXT_KEYS,
+        {"key_id", "blob_b64", "version", "wrapped_key_len", "aes_key_hex", "iv_hex"} | PLAINTEXT_KEYS,
     )
     private = ring.private(case["key_id"])
     public = private.public_key()
@@ -414,10 +378,7 @@ def _check_rsa_aes_case(ring: _KeyRing, case: dict[str, Any], legacy: bool) -> N
     _equal("decryption", rsaaes.decrypt(private, blob), data)
     _equal("decrypt_any", formats.decrypt_any(private, blob), data)
     dec = rsaaes.V1StreamDecryptor(private)
-    streamed = (
-        b"".join(dec.update(blob[i : i + 61]) for i in range(0, len(blob), 61))
-        + dec.finalize()
-    )
+    streamed = b"".join(dec.update(blob[i : i + 61]) for i in range(0, len(blob), 61)) + dec.finalize()
     _equal("streaming decryption", streamed, data)
     if version == rsaaes.VERSION_0:
         _equal(
@@ -441,9 +402,7 @@ def _check_rsa_aes_case(ring: _KeyRing, case: dict[str, Any], legacy: bool) -> N
 @checker("rsa_aes_cbc_256_embediv", sections={"cases", "legacy_v0"})
 def check_rsa_aes(doc: dict[str, Any]) -> Iterator[Case]:
     ring = _KeyRing(_vector_directory())
-    yield from _cases(
-        "cases", doc.get("cases", []), lambda c: _check_rsa_aes_case(ring, c, False)
-    )
+    yield from _cases("cases", doc.get("cases", []), lambda c: _check_rsa_aes_case(ring, c, False))
     yield from _cases(
         "legacy_v0",
         doc.get("legacy_v0", []),
@@ -460,10 +419,7 @@ def _check_zlib(case: dict[str, Any]) -> None:
     data = _plaintext(case)
     _equal("lenient inflate", lenient.inflate(deflated), data)
     inf = lenient.Inflater()
-    streamed = (
-        b"".join(inf.update(deflated[i : i + 5]) for i in range(0, len(deflated), 5))
-        + inf.finalize()
-    )
+    streamed = b"".join(inf.update(deflated[i : i + 5]) for i in range(0, len(deflated), 5)) + inf.finalize()
     _equal("streaming inflate", streamed, data)
     producer = case.get("producer", "")
     ours = lenient.deflate(data)
@@ -516,9 +472,7 @@ def _check_stored_mail(ring: _KeyRing, case: dict[str, Any]) -> None:
     for fmt in formats.FORMATS:
         _equal(
             f"{fmt} round trip",
-            formats.open_mail_object(
-                private, formats.seal_mail_object(fmt, private.public_key(), data)
-            ),
+            formats.open_mail_object(private, formats.seal_mail_object(fmt, private.public_key(), data)),
             data,
         )
 
@@ -535,23 +489,17 @@ def _check_mail_block(case: dict[str, Any]) -> None:
     _equal("environment", env, blocks.parse_environment(raw))
     _equal(
         "re-encryption reproduces the block",
-        blocks.encrypt_mail_block(
-            case["server_password"], env, iv=block[: aes.IV_SIZE]
-        ),
+        blocks.encrypt_mail_block(case["server_password"], env, iv=block[: aes.IV_SIZE]),
         case["block_b64"],
     )
 
 
-@checker(
-    "storage_blocks", sections={"zlib", "key_blocks", "stored_mail", "mail_blocks"}
-)
+@checker("storage_blocks", sections={"zlib", "key_blocks", "stored_mail", "mail_blocks"})
 def check_storage_blocks(doc: dict[str, Any]) -> Iterator[Case]:
     ring = _KeyRing(_vector_directory())
     yield from _cases("zlib", doc.get("zlib", []), _check_zlib)
     yield from _cases("key_blocks", doc.get("key_blocks", []), _check_key_block)
-    yield from _cases(
-        "stored_mail", doc.get("stored_mail", []), lambda c: _check_stored_mail(ring, c)
-    )
+    yield from _cases("stored_mail", doc.get("stored_mail", []), lambda c: _check_stored_mail(ring, c))
     yield from _cases("mail_blocks", doc.get("mail_blocks", []), _check_mail_block)
 
 
@@ -583,9 +531,7 @@ def _check_cache_group(ring: _KeyRing, group: dict[str, Any]) -> None:
                 text,
                 d["example_plaintext_text"].encode("utf-8"),
             )
-            again = cache_keys.encrypt_cache_file(
-                d["name"], seed, text, iv=blob[: aes.IV_SIZE]
-            )
+            again = cache_keys.encrypt_cache_file(d["name"], seed, text, iv=blob[: aes.IV_SIZE])
             _equal(f"example re-encryption of {d['name']}", again, blob)
         else:
             assert "example_plaintext_text" not in d, "example plaintext without a blob"
@@ -594,9 +540,7 @@ def _check_cache_group(ring: _KeyRing, group: dict[str, Any]) -> None:
 @checker("cache_keys", sections={"groups"})
 def check_cache_keys(doc: dict[str, Any]) -> Iterator[Case]:
     ring = _KeyRing(_vector_directory())
-    yield from _cases(
-        "groups", doc.get("groups", []), lambda g: _check_cache_group(ring, g)
-    )
+    yield from _cases("groups", doc.get("groups", []), lambda g: _check_cache_group(ring, g))
 
 
 # ---------------------------------------------------------------- misc
@@ -629,9 +573,7 @@ def _check_mv_signature(case: dict[str, Any]) -> None:
         },
     )
     mv_date = mvsign.format_mv_date(case["date_ms"])
-    _equal(
-        "parse_mv_date", mvsign.parse_mv_date(mv_date), case["date_ms"] // 1000 * 1000
-    )
+    _equal("parse_mv_date", mvsign.parse_mv_date(mv_date), case["date_ms"] // 1000 * 1000)
     args = (case["method"], case["content_type"], mv_date, case["resource"])
     _equal("string_to_sign", mvsign.string_to_sign(*args), case["string_to_sign"])
     headers = mvsign.request_headers(
@@ -645,9 +587,7 @@ def _check_mv_signature(case: dict[str, Any]) -> None:
     )
     _equal("headers", [list(h) for h in headers], [list(h) for h in case["headers"]])
     authorization = dict(case["headers"])["Authorization"]
-    assert mvsign.verify(authorization, case["key_id"], case["secret_b64"], *args), (
-        "verify rejects the vector"
-    )
+    assert mvsign.verify(authorization, case["key_id"], case["secret_b64"], *args), "verify rejects the vector"
     key_id, _signature = mvsign.parse_authorization(authorization)
     _equal("key id", key_id, case["key_id"])
     assert not mvsign.verify(

@@ -38,14 +38,10 @@ from mailiverse.compat.srp import (
 from mailiverse.conformance.core import Case, NotUnderstood, checker, current_vector_file
 
 #: Keys that describe a vector and carry nothing to check.
-DESCRIPTIVE_KEYS = frozenset(
-    {"source", "origin", "note", "notes", "comment", "description"}
-)
+DESCRIPTIVE_KEYS = frozenset({"source", "origin", "note", "notes", "comment", "description"})
 
 GROUP_KEYS = frozenset({"N_hex", "N_bits", "g", "k_hex", "k_decimal"})
-CASE_INPUT_KEYS = frozenset(
-    {"user", "password", "verification_key_hex", "salt_s_hex", "a_hex", "b_hex"}
-)
+CASE_INPUT_KEYS = frozenset({"user", "password", "verification_key_hex", "salt_s_hex", "a_hex", "b_hex"})
 CASE_VALUE_KEYS = (
     "x_hex",
     "v_hex",
@@ -57,14 +53,8 @@ CASE_VALUE_KEYS = (
     "M2_hex",
     "K_hex",
 )
-CASE_KEYS = (
-    CASE_INPUT_KEYS
-    | set(CASE_VALUE_KEYS)
-    | {"signs", "login_messages", "post_auth_messages", "signup"}
-)
-SIGNUP_KEYS = frozenset(
-    {"server_key_id", "captcha_token", "inner_plaintext_text", "wire_line"}
-)
+CASE_KEYS = CASE_INPUT_KEYS | set(CASE_VALUE_KEYS) | {"signs", "login_messages", "post_auth_messages", "signup"}
+SIGNUP_KEYS = frozenset({"server_key_id", "captcha_token", "inner_plaintext_text", "wire_line"})
 LOGIN_MESSAGE_KEYS = frozenset({"from", "text", "wire_line"})
 POST_AUTH_MESSAGE_KEYS = frozenset({"from", "plain_text", "wire_line", "iv_hex"})
 
@@ -93,9 +83,7 @@ def _eq(what: str, ours: Any, theirs: Any) -> None:
         raise AssertionError(f"{what}: computed {ours!r}, vector has {theirs!r}")
 
 
-def _unknown(
-    label: str, found: dict[str, Any], known: frozenset[str] | set[str]
-) -> Iterator[Case]:
+def _unknown(label: str, found: dict[str, Any], known: frozenset[str] | set[str]) -> Iterator[Case]:
     extra = sorted(set(found) - set(known) - DESCRIPTIVE_KEYS)
     if extra:
 
@@ -115,9 +103,7 @@ def _vector_directory() -> Path | None:
 
 def _find_key(directory: Path | None, key_id: str) -> dict[str, Any]:
     if directory is None:
-        raise AssertionError(
-            "cannot locate rsa_keys.json: the vector file's directory is unknown"
-        )
+        raise AssertionError("cannot locate rsa_keys.json: the vector file's directory is unknown")
     doc = json.loads((directory / "rsa_keys.json").read_text(encoding="utf-8"))
     for entry in doc.get("keys", []):
         if isinstance(entry, dict) and entry.get("id") == key_id:
@@ -161,22 +147,16 @@ class _Derived:
     def __init__(self, case: dict[str, Any]) -> None:
         self.user: str = case["user"]
         self.verification_key = bytes.fromhex(case["verification_key_hex"])
-        self.s, self.v = make_verifier(
-            self.verification_key, _tc_hex(case["salt_s_hex"])
-        )
+        self.s, self.v = make_verifier(self.verification_key, _tc_hex(case["salt_s_hex"]))
         self.a = _tc_hex(case["a_hex"])
         self.b = _tc_hex(case["b_hex"])
         client = LegacySrpClient(self.user, self.verification_key, a=self.a)
         client.hello()
-        client.receive_salt(
-            {"salt": base64.b64encode(tc(self.s)).decode(), "version": "2.0"}
-        )
+        client.receive_salt({"salt": base64.b64encode(tc(self.s)).decode(), "version": "2.0"})
         server = LegacySrpServer(self.user, self.s, self.v, b=self.b)
         self.A = client.A
         self.B = server.B
-        client.receive_server_public_key(
-            {"publicKey": base64.b64encode(tc(self.B)).decode()}
-        )
+        client.receive_server_public_key({"publicKey": base64.b64encode(tc(self.B)).decode()})
         assert client.x is not None and client.u is not None and client.S is not None
         assert client.exponent is not None
         self.x, self.u, self.exponent = client.x, client.u, client.exponent
@@ -187,9 +167,7 @@ class _Derived:
         self.K = session_key(self.S_client)
 
 
-def _value_cases(
-    label: str, case: dict[str, Any], derive: Callable[[], _Derived]
-) -> Iterator[Case]:
+def _value_cases(label: str, case: dict[str, Any], derive: Callable[[], _Derived]) -> Iterator[Case]:
     def check(key: str) -> Callable[[], None]:
         def run() -> None:
             d = derive()
@@ -217,9 +195,7 @@ def _value_cases(
             yield Case(f"{label} {key[:-4]}", check(key))
 
 
-def _sign_cases(
-    label: str, signs: Any, derive: Callable[[], _Derived]
-) -> Iterator[Case]:
+def _sign_cases(label: str, signs: Any, derive: Callable[[], _Derived]) -> Iterator[Case]:
     if not isinstance(signs, dict):
         raise NotUnderstood("signs is not an object")
     tests: dict[str, Callable[[_Derived], bool]] = {
@@ -228,9 +204,7 @@ def _sign_cases(
         "M1_negative": lambda d: d.M1 < 0,
         "M2_negative": lambda d: d.M2 < 0,
         "client_exponent_a_plus_ux_negative": lambda d: d.exponent < 0,
-        "verification_key_as_signed_int_negative": lambda d: (
-            sint(d.verification_key) < 0
-        ),
+        "verification_key_as_signed_int_negative": lambda d: sint(d.verification_key) < 0,
     }
     yield from _unknown(f"{label} signs", signs, frozenset(tests))
 
@@ -246,10 +220,7 @@ def _check_login_shape(messages: Any) -> list[dict[str, Any]]:
     if not isinstance(messages, list) or len(messages) != len(LOGIN_CLASSES):
         raise AssertionError("login_messages must hold the six login packets")
     for i, message in enumerate(messages):
-        if (
-            not isinstance(message, dict)
-            or set(message) - DESCRIPTIVE_KEYS != LOGIN_MESSAGE_KEYS
-        ):
+        if not isinstance(message, dict) or set(message) - DESCRIPTIVE_KEYS != LOGIN_MESSAGE_KEYS:
             raise AssertionError(f"login_messages[{i}] has unexpected fields")
         expected_from = "client" if i % 2 == 0 else "server"
         _eq(f"login_messages[{i}].from", expected_from, message["from"])
@@ -304,12 +275,8 @@ def _login_as_server(case: dict[str, Any]) -> None:
     hello = _read_wire(messages[0], 0)
     _eq("hello user", hello["user"], case["user"])
     # The salt packet echoes the version stored with the account; the vector is our only source.
-    stored_version = packets.decode_expected_packet(
-        messages[1]["text"], LOGIN_CLASSES[1]
-    )["version"]
-    server = LegacySrpServer(
-        case["user"], s, v, b=_tc_hex(case["b_hex"]), version=stored_version
-    )
+    stored_version = packets.decode_expected_packet(messages[1]["text"], LOGIN_CLASSES[1])["version"]
+    server = LegacySrpServer(case["user"], s, v, b=_tc_hex(case["b_hex"]), version=stored_version)
     _emit(1, server.receive_hello(hello), messages[1])
     _emit(3, server.receive_client_public_key(_read_wire(messages[2], 2)), messages[3])
     _emit(5, server.receive_client_evidence(_read_wire(messages[4], 4)), messages[5])
@@ -319,14 +286,9 @@ def _login_as_server(case: dict[str, Any]) -> None:
         _eq("server K", server.K.hex(), case["K_hex"])
 
 
-def _post_auth_case(
-    message: Any, index: int, derive: Callable[[], _Derived]
-) -> Callable[[], None]:
+def _post_auth_case(message: Any, index: int, derive: Callable[[], _Derived]) -> Callable[[], None]:
     def run() -> None:
-        if (
-            not isinstance(message, dict)
-            or set(message) - DESCRIPTIVE_KEYS != POST_AUTH_MESSAGE_KEYS
-        ):
+        if not isinstance(message, dict) or set(message) - DESCRIPTIVE_KEYS != POST_AUTH_MESSAGE_KEYS:
             raise AssertionError(f"post_auth_messages[{index}] has unexpected fields")
         sender = message["from"]
         allowed = {"client": CLIENT_MESSAGES, "server": SERVER_MESSAGES}.get(sender)
@@ -350,9 +312,7 @@ def _post_auth_case(
     return run
 
 
-def _signup_cases(
-    label: str, case: dict[str, Any], directory: Path | None
-) -> Iterator[Case]:
+def _signup_cases(label: str, case: dict[str, Any], directory: Path | None) -> Iterator[Case]:
     part = case["signup"]
     if not isinstance(part, dict):
         raise NotUnderstood("signup is not an object")
@@ -376,9 +336,7 @@ def _signup_cases(
             _eq(
                 "verifier from the password",
                 request.v,
-                make_verifier(bytes.fromhex(case["verification_key_hex"]), request.s)[
-                    1
-                ],
+                make_verifier(bytes.fromhex(case["verification_key_hex"]), request.s)[1],
             )
             if "captcha_token" in part:
                 _eq("captcha token", request.captcha_token, part["captcha_token"])
@@ -388,9 +346,7 @@ def _signup_cases(
         expect_request(request)
         if request.kind == "create":
             assert request.s is not None and request.v is not None
-            ours = signup.create_inner_text(
-                case["user"], request.s, request.v, part.get("captcha_token")
-            )
+            ours = signup.create_inner_text(case["user"], request.s, request.v, part.get("captcha_token"))
         else:
             ours = signup.availability_inner_text(case["user"])
         # org.json's key order is not significant, so compare the parsed packets.
@@ -402,9 +358,7 @@ def _signup_cases(
 
     def wire_opened() -> None:
         private, _ = keys()
-        text = packets.parse_line(
-            part["wire_line"].encode("ascii"), packets.MAIL_SERVER_MAX_LINE
-        )
+        text = packets.parse_line(part["wire_line"].encode("ascii"), packets.MAIL_SERVER_MAX_LINE)
         _eq(
             "decrypted inner text",
             signup.decrypt_init_text(private, text),
@@ -484,13 +438,9 @@ def _case_checks(index: int, case: Any, directory: Path | None) -> Iterator[Case
         if not isinstance(messages, list):
             raise NotUnderstood("post_auth_messages is not a list")
         for i, message in enumerate(messages):
-            yield Case(
-                f"{label} post-auth message {i}", _post_auth_case(message, i, derive)
-            )
+            yield Case(f"{label} post-auth message {i}", _post_auth_case(message, i, derive))
     if "signup" in case:
-        yield from _signup_cases(
-            label, case, _vector_directory() if directory is None else directory
-        )
+        yield from _signup_cases(label, case, _vector_directory() if directory is None else directory)
 
 
 @checker("srp", sections={"group", "cases"})

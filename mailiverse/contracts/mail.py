@@ -60,7 +60,8 @@ class IInbox(Interface):
     def deliver(
         message: ISpooled, mail_from: str, recipients: list[Recipient], folder: str = INBOX_FOLDER
     ) -> Awaitable[str]:
-        """Store ``message`` durably in ``folder`` of every recipient; only then return its path there (raise on failure)."""
+        """Store ``message`` durably in ``folder`` of every recipient; only then return its path there
+        (raise on failure)."""
 
 
 class IOutbound(Interface):
@@ -70,7 +71,8 @@ class IOutbound(Interface):
     """
 
     def submit(*, user: str, mail_from: str, recipients: list[str], message: bytes) -> Awaitable[str]:
-        """Queue ``message`` from ``mail_from`` (an address of ``user``) to remote ``recipients``; return the queue id."""
+        """Queue ``message`` from ``mail_from`` (an address of ``user``) to remote ``recipients``;
+        return the queue id."""
 
 
 __all__ = ["INBOX_FOLDER", "SENT_FOLDER", "IInbox", "IOutbound", "ISpooled", "Recipient"]

@@ -8,6 +8,7 @@ import unicodedata
 class InvalidPath(ValueError):
     """An object path or prefix is not acceptable (traversal, control characters, too long...)."""
 
+
 MAX_PATH_BYTES = 1024
 MAX_SEGMENT_BYTES = 255
 MAX_DEPTH = 32
@@ -21,16 +22,12 @@ def _check_characters(text: str, what: str) -> None:
     try:
         encoded = text.encode("utf-8")
     except UnicodeEncodeError:
-        raise InvalidPath(
-            f"{what} is not valid Unicode text (lone surrogate)"
-        ) from None
+        raise InvalidPath(f"{what} is not valid Unicode text (lone surrogate)") from None
     if len(encoded) > MAX_PATH_BYTES:
         raise InvalidPath(f"{what} is longer than {MAX_PATH_BYTES} bytes in UTF-8")
     for character in text:
         if unicodedata.category(character) == "Cc":
-            raise InvalidPath(
-                f"{what} contains a control character (U+{ord(character):04X})"
-            )
+            raise InvalidPath(f"{what} contains a control character (U+{ord(character):04X})")
         if character in _FORBIDDEN_CHARACTERS:
             raise InvalidPath(f"{what} contains a backslash")
 
@@ -58,9 +55,7 @@ def validate_path(path: object) -> str:
         if segment in (".", ".."):
             raise InvalidPath("path has a '.' or '..' segment")
         if len(segment.encode("utf-8")) > MAX_SEGMENT_BYTES:
-            raise InvalidPath(
-                f"a path segment is longer than {MAX_SEGMENT_BYTES} bytes"
-            )
+            raise InvalidPath(f"a path segment is longer than {MAX_SEGMENT_BYTES} bytes")
     return path
 
 

@@ -83,11 +83,7 @@ class CbcEncryptor:
         if self._done:
             raise CryptoError("encryptor already finalized")
         self._done = True
-        out = (
-            self._prefix()
-            + self._ctx.update(_pad(self._pending))
-            + self._ctx.finalize()
-        )
+        out = self._prefix() + self._ctx.update(_pad(self._pending)) + self._ctx.finalize()
         self._pending = b""
         return out
 

@@ -229,9 +229,7 @@ def public_key_der(key: rsa.RSAPublicKey | rsa.RSAPrivateKey) -> bytes:
     """X.509 SubjectPublicKeyInfo DER (the original's ``RSA-PublicKey`` bytes)."""
     if isinstance(key, rsa.RSAPrivateKey):
         key = key.public_key()
-    return key.public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
+    return key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
 def private_key_der(key: rsa.RSAPrivateKey) -> bytes:

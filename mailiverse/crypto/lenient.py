@@ -82,11 +82,7 @@ class Inflater:
         try:
             chunk = data
             while True:
-                limit = (
-                    _PIECE
-                    if self._max is None
-                    else min(_PIECE, self._max - self._out + 1)
-                )
+                limit = _PIECE if self._max is None else min(_PIECE, self._max - self._out + 1)
                 piece = self._obj.decompress(chunk, limit)
                 out.append(self._account(piece))
                 chunk = self._obj.unconsumed_tail

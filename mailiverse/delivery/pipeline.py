@@ -21,16 +21,16 @@ from twisted.logger import Logger
 from twisted.python.threadpool import ThreadPool
 from zope.interface import implementer
 
+from mailiverse.contracts import INBOX_FOLDER, IInbox, ISpooled, Recipient, split_address
 from mailiverse.crypto.keys import load_public_key
 from mailiverse.delivery.compression import choose_strategy
 from mailiverse.delivery.encrypt import read_chunks, seal_chunks
 from mailiverse.delivery.naming import mail_paths, new_key_base
 from mailiverse.mime.limits import Limits
 from mailiverse.mime.twin import convert_document, iter_twin
-from mailiverse.contracts import INBOX_FOLDER, IInbox, ISpooled, Recipient, split_address
 from mailiverse.store.db import Database
-from mailiverse.store.objects import put_object
-from mailiverse.store.users import User, deliverable_keys, get_user
+from mailiverse.store.objects import put_object_txn
+from mailiverse.store.users import User, deliverable_keys_txn, get_user_txn
 
 log = Logger()
 
@@ -94,7 +94,7 @@ class Delivery:
         if parts is None or not self._is_local_domain(parts[1]):
             return None
         local = parts[0].lower()
-        user = await self._db.run(get_user, local)
+        user = await self._db.run(get_user_txn, local)
         if user is None or user.disabled:
             return None
         return Recipient(address=f"{local}@{parts[1].lower()}", user=user.name, account=user)
@@ -172,15 +172,15 @@ class Delivery:
 
 
 def _load_users(conn: Any, names: list[str]) -> list[User | None]:
-    return [get_user(conn, name) for name in names]
+    return [get_user_txn(conn, name) for name in names]
 
 
 def _store_all(conn: Any, *, users: Sequence[User], sealed: list[_Sealed], now_ms: int) -> None:
     # Checked in the write transaction rather than by a read before it: an account deleted, disabled
     # or replaced since RCPT fails this delivery (the sender retries) and nothing is stored.
-    keys = deliverable_keys(conn, [user.id for user in users])
+    keys = deliverable_keys_txn(conn, [user.id for user in users])
     if any(keys.get(user.id) != user.public_key for user in users):
         raise DeliveryError("a recipient's account disappeared during delivery")
     for item in sealed:
         item.body.seek(0)
-        put_object(conn, item.user_id, item.path, read_chunks(item.body), if_absent=True, now_ms=now_ms)
+        put_object_txn(conn, item.user_id, item.path, read_chunks(item.body), if_absent=True, now_ms=now_ms)

@@ -26,9 +26,9 @@ from mailiverse.auth.usernames import InvalidUsername, canonical_username, signu
 from mailiverse.compat import blocks
 from mailiverse.compat.signup import SignupError, open_init_packet, server_response
 from mailiverse.compat.srp import N, tc
+from mailiverse.config import LegacyOptions
 from mailiverse.crypto import aes, lenient
 from mailiverse.crypto.keys import load_public_key, public_key_der
-from mailiverse.legacy.options import LegacyOptions
 from mailiverse.privatefile import create_private_once, private_dir
 from mailiverse.store import legacy as repo
 from mailiverse.store.db import Database
@@ -125,7 +125,7 @@ class LegacyBackend:
     # -- SRP logins ------------------------------------------------------------------------
 
     async def login_data(self, name: str) -> LegacyLogin | None:
-        return await self.database.run(repo.find_login, name)
+        return await self.database.run(repo.find_login_txn, name)
 
     def decoy(self, name: str) -> tuple[int, int]:
         """A stable fake (salt, verifier) for names with no legacy login, so they look alike."""
@@ -157,7 +157,7 @@ class LegacyBackend:
         if self.options.captcha == "closed":
             return server_response(False, "Sign-up is closed on this server.")
         if request.kind == "test":
-            taken = await self.database.run(repo.name_taken, name)
+            taken = await self.database.run(repo.name_taken_txn, name)
             return server_response(not taken, "The name is taken." if taken else None)
         if self.options.captcha == "token":
             if request.captcha_token is None or not await self.use_token(request.captcha_token, "signup"):
@@ -184,14 +184,16 @@ class LegacyBackend:
     async def use_token(self, token: str, purpose: Literal["signup", "store"]) -> bool:
         if not token or len(token) > 512:
             return False
-        return await self.database.transact(repo.use_captcha_token, token_hash(token), purpose, now_ms=self.now_ms())
+        return await self.database.transact(
+            repo.use_captcha_token_txn, token_hash(token), purpose, now_ms=self.now_ms()
+        )
 
     async def issue_captcha_token(self) -> str:
         """A new operator-issued captcha token (for the ``token`` policy)."""
         token = base64.b32encode(os.urandom(20)).decode("ascii").rstrip("=")
         now = self.now_ms()
         await self.database.transact(
-            repo.add_captcha_token,
+            repo.add_captcha_token_txn,
             token_hash(token),
             now_ms=now,
             expires_ms=now + CAPTCHA_TOKEN_LIFETIME_MS,
@@ -201,15 +203,15 @@ class LegacyBackend:
     # -- blocks ------------------------------------------------------------------------------
 
     async def get_key_block(self, login: LegacyLogin) -> bytes | None:
-        return await self.database.run(repo.get_key_block, login)
+        return await self.database.run(repo.get_key_block_txn, login)
 
     async def put_key_block(self, login: LegacyLogin, block: bytes) -> None:
-        await self.database.transact(repo.set_key_block, login, block)
+        await self.database.transact(repo.set_key_block_txn, login, block)
 
     async def get_server_environment(self, login: LegacyLogin) -> dict[str, str] | None:
         if login.user_id is None:
             return None
-        stored = await self.database.run(repo.get_mail_block, login.user_id)
+        stored = await self.database.run(repo.get_mail_block_txn, login.user_id)
         if stored is None:
             return None
         return blocks.decrypt_mail_block_with_key(self._mail_block_key, stored)
@@ -235,7 +237,7 @@ class LegacyBackend:
         ).decode("ascii")
         try:
             await self.database.transact(
-                repo.put_mail_block,
+                repo.put_mail_block_txn,
                 login,
                 public_key_der=public_key_der(key),
                 block=sealed,
@@ -247,7 +249,7 @@ class LegacyBackend:
         log.info("legacy server environment stored for {name}", name=login.name)
 
     async def delete_account(self, login: LegacyLogin) -> None:
-        await self.database.transact(repo.delete_account, login)
+        await self.database.transact(repo.delete_account_txn, login)
         log.info("legacy account {name} deleted by its owner", name=login.name)
 
     async def upgrade(
@@ -261,7 +263,7 @@ class LegacyBackend:
         if group != SRP_GROUP or not 8 <= len(salt) <= MAX_SALT_BYTES or not 0 < len(verifier) <= 512:
             raise LegacyRefused("the new verifier is not usable")
         await self.database.transact(
-            repo.upgrade_account,
+            repo.upgrade_account_txn,
             login.user_id,
             srp_salt=salt,
             srp_verifier=verifier,
@@ -286,7 +288,7 @@ class LegacyBackend:
         key_id = base64.b64encode(os.urandom(32)).decode("ascii")
         secret = base64.b64encode(os.urandom(32)).decode("ascii")
         sealed = aes.encrypt_embediv(self._credential_key, secret.encode("ascii"))
-        added = await self.database.transact(repo.add_credentials, key_id, sealed, name, now_ms=self.now_ms())
+        added = await self.database.transact(repo.add_credentials_txn, key_id, sealed, name, now_ms=self.now_ms())
         if not added:
             raise LegacyRefused("this name already has an account")
         return key_id, secret
@@ -295,7 +297,7 @@ class LegacyBackend:
         """The credentials of ``key_id`` and their secret, or None."""
         if not key_id or len(key_id) > 128:
             return None
-        found = await self.database.run(repo.get_credentials, key_id)
+        found = await self.database.run(repo.get_credentials_txn, key_id)
         if found is None:
             return None
         try:
@@ -328,8 +330,8 @@ def _create_pending(
     expire_before_ms: int,
     max_accounts: int,
 ) -> None:
-    repo.expire_pending(conn, expire_before_ms)
-    repo.add_pending(conn, name, salt, verifier, now_ms=now_ms, max_accounts=max_accounts)
+    repo.expire_pending_txn(conn, expire_before_ms)
+    repo.add_pending_txn(conn, name, salt, verifier, now_ms=now_ms, max_accounts=max_accounts)
 
 
 def strict_b64(text: Any, limit: int) -> bytes:

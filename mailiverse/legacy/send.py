@@ -20,8 +20,8 @@ from email.utils import formatdate, getaddresses, make_msgid, parseaddr
 from twisted.logger import Logger
 
 from mailiverse.compat.typed import decode_typed
-from mailiverse.crypto import lenient, rsaaes
 from mailiverse.contracts import split_address
+from mailiverse.crypto import lenient, rsaaes
 from mailiverse.legacy.backend import LegacyBackend, LegacyRefused
 from mailiverse.submission import Submission, SubmissionError
 

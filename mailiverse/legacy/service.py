@@ -13,15 +13,14 @@ from twisted.internet.endpoints import serverFromString
 from twisted.logger import Logger
 from twisted.protocols.tls import TLSMemoryBIOFactory
 
-from mailiverse.config import DataDir
+from mailiverse.config import DataDir, LegacyOptions
 from mailiverse.crypto.keys import public_key_der
 from mailiverse.legacy.backend import LegacyBackend, ensure_legacy_secret
-from mailiverse.legacy.options import LegacyOptions
+from mailiverse.legacy.serverkeys import ensure_server_keys, load_server_key
 from mailiverse.legacy.tcp import LegacyLineFactory
 from mailiverse.legacy.web import LegacyWeb
 from mailiverse.legacy.websocket import websocket_resource
 from mailiverse.submission import Submission
-from mailiverse.legacy.serverkeys import ensure_server_keys, load_server_key
 
 log = Logger()
 

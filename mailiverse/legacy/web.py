@@ -21,9 +21,9 @@ from mailiverse.legacy.send import SendRefused, relay
 from mailiverse.legacy.tcp import peer_host
 from mailiverse.store import objects as repo_objects
 from mailiverse.store.errors import InvalidPath, ObjectNotFound, ObjectTooLarge
-from mailiverse.submission import Submission
 from mailiverse.store.objects import validate_path, validate_prefix
-from mailiverse.store.users import get_user_by_id
+from mailiverse.store.users import get_user_by_id_txn
+from mailiverse.submission import Submission
 
 log = Logger()
 
@@ -128,7 +128,7 @@ class LegacyWeb:
             raise denied
         if creds.user_id is None:
             raise _HttpError(403, "unbound", "these credentials belong to no account yet")
-        user = await self.backend.database.run(get_user_by_id, creds.user_id)
+        user = await self.backend.database.run(get_user_by_id_txn, creds.user_id)
         if user is None or user.disabled:
             raise denied
         return user.id, resource
@@ -145,7 +145,9 @@ class LegacyWeb:
         after: str | None = None
         truncated = False
         while True:
-            page = await self.backend.database.run(repo_objects.list_objects, user_id, prefix, after=after, limit=_PAGE)
+            page = await self.backend.database.run(
+                repo_objects.list_objects_txn, user_id, prefix, after=after, limit=_PAGE
+            )
             for info in page:
                 contents.append(
                     {
@@ -169,12 +171,12 @@ class LegacyWeb:
     async def store_get(self, request: Any) -> bytes:
         try:
             user_id, path = await self._authenticate(request, "GET")
-            info = await self.backend.database.run(repo_objects.get_object_info, user_id, path)
+            info = await self.backend.database.run(repo_objects.get_object_info_txn, user_id, path)
             if info is None:
                 raise _HttpError(404, "not_found", "no object at this path")
-            data = await self.backend.database.run(repo_objects.read_object, user_id, path)
+            data = await self.backend.database.run(repo_objects.read_object_txn, user_id, path)
             # Re-read the metadata: the body and the Version header must belong together.
-            again = await self.backend.database.run(repo_objects.get_object_info, user_id, path)
+            again = await self.backend.database.run(repo_objects.get_object_info_txn, user_id, path)
             if again is None or again.version != info.version:
                 raise _HttpError(409, "changed", "the object changed while it was read; retry")
         except ObjectNotFound:
@@ -209,7 +211,7 @@ class LegacyWeb:
             user_id, path = await self._authenticate(request, "PUT")
             body = self._body(request, MAX_PUT_BYTES)
             info = await self.backend.database.transact(
-                repo_objects.put_object, user_id, path, body, now_ms=self.backend.now_ms(), max_size=MAX_PUT_BYTES
+                repo_objects.put_object_txn, user_id, path, body, now_ms=self.backend.now_ms(), max_size=MAX_PUT_BYTES
             )
         except ObjectTooLarge:
             return self._error(request, _HttpError(413, "too_large", "the object is too large"))
@@ -223,7 +225,7 @@ class LegacyWeb:
     async def store_delete(self, request: Any) -> bytes:
         try:
             user_id, path = await self._authenticate(request, "DELETE")
-            await self.backend.database.transact(repo_objects.delete_object, user_id, path)
+            await self.backend.database.transact(repo_objects.delete_object_txn, user_id, path)
         except _HttpError as e:
             return self._error(request, e)
         self._headers(request)

@@ -21,6 +21,7 @@ from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from mailiverse.contracts import IInbox, IOutbound
 from mailiverse.outbound.bounce import FailedRecipient, build_dsn, enhanced_status
 from mailiverse.outbound.dkim import DkimSigner
 from mailiverse.outbound.errors import OutboundError, QueuedBodyUnreadable, SubmissionRejected
@@ -28,11 +29,9 @@ from mailiverse.outbound.message import normalize_address, prepare_message
 from mailiverse.outbound.queuekey import QueueCipher
 from mailiverse.outbound.smtpclient import RecipientResult
 from mailiverse.outbound.transport import Transport
-from mailiverse.contracts import IInbox
 from mailiverse.spool import SpooledMessage
 from mailiverse.store import outbound as repo
 from mailiverse.store.db import Database
-from mailiverse.contracts import IOutbound
 
 log = Logger()
 
@@ -146,7 +145,7 @@ class Outbound:
             self._reactor, self._reactor.getThreadPool(), self._seal, queue_id, message, sender_domain
         )
         await self._db.transact(
-            repo.enqueue,
+            repo.enqueue_txn,
             queue_id=queue_id,
             user_name=user,
             mail_from=sender,
@@ -174,7 +173,7 @@ class Outbound:
 
     async def status(self, queue_id: str) -> list[repo.RecipientState] | None:
         """Each recipient's state while the message is queued; None once it has left the queue."""
-        return await self._db.run(repo.recipient_states, queue_id)
+        return await self._db.run(repo.recipient_states_txn, queue_id)
 
     # -- the worker ----------------------------------------------------------------------------
 
@@ -229,7 +228,7 @@ class Outbound:
             return 0
         now = self.now_ms()
         claimed = await self._db.transact(
-            repo.claim_due,
+            repo.claim_due_txn,
             worker=self.worker_id,
             now_ms=now,
             lease_ms=self.policy.lease_s * 1000,
@@ -257,10 +256,10 @@ class Outbound:
             # Never let one message stop the pass; its leases expire and it is tried again.
             log.failure("outbound processing of {queue_id} failed", queue_id=first.queue_id)
         finally:
-            await self._db.transact(repo.delete_finished, [first.message_id])
+            await self._db.transact(repo.delete_finished_txn, [first.message_id])
 
     async def _open_body(self, row: repo.ClaimedRecipient) -> bytes | None:
-        blob = await self._db.run(repo.load_body, row.message_id)
+        blob = await self._db.run(repo.load_body_txn, row.message_id)
         if blob is None:
             return None
         return await deferToThreadPool(
@@ -300,7 +299,7 @@ class Outbound:
                     )
                 outcomes += self._outcomes(group, results)
         if outcomes:
-            await self._db.transact(repo.record_outcomes, worker=self.worker_id, outcomes=outcomes)
+            await self._db.transact(repo.record_outcomes_txn, worker=self.worker_id, outcomes=outcomes)
         newly_failed = {o.recipient_id: o for o in outcomes if o.status == repo.FAILED}
         failures = [
             FailedRecipient(r.address, r.status_code or "5.0.0", r.last_error or "delivery failed", r.remote_host)
@@ -390,7 +389,10 @@ class Outbound:
             except Exception:  # noqa: BLE001 - one message's trouble must not stop the worker
                 log.failure("{queue_id}: storing the bounce failed; retrying later", queue_id=first.queue_id)
                 await self._db.transact(
-                    repo.release_for_retry, worker=self.worker_id, ids=ids, next_attempt_ms=now + BOUNCE_RETRY_S * 1000
+                    repo.release_for_retry_txn,
+                    worker=self.worker_id,
+                    ids=ids,
+                    next_attempt_ms=now + BOUNCE_RETRY_S * 1000,
                 )
                 return
             finally:
@@ -402,7 +404,7 @@ class Outbound:
             count=len(failures),
             status=status,
         )
-        await self._db.transact(repo.finish_failed, worker=self.worker_id, ids=ids, status=status, now_ms=now)
+        await self._db.transact(repo.finish_failed_txn, worker=self.worker_id, ids=ids, status=status, now_ms=now)
 
 
 __all__ = ["DEFAULT_MAX_AGE_S", "DEFAULT_RETRY_SCHEDULE_S", "Outbound", "OutboundError", "QueuePolicy"]

@@ -14,6 +14,7 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from mailiverse.config import ConfigError, normalize_domain
+from mailiverse.contracts import IInbox
 from mailiverse.outbound.dkim import DEFAULT_SELECTOR, DkimSigner, _check_selector
 from mailiverse.outbound.queue import (
     DEFAULT_MAX_AGE_S,
@@ -23,7 +24,6 @@ from mailiverse.outbound.queue import (
 )
 from mailiverse.outbound.queuekey import QueueCipher, load_or_create_queue_key
 from mailiverse.outbound.transport import DirectTransport, SmarthostTransport, Transport
-from mailiverse.contracts import IInbox
 from mailiverse.store.db import Database
 
 log = Logger()

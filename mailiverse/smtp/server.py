@@ -54,12 +54,8 @@ from mailiverse.spool import SpooledMessage, SpoolError, SpoolWriter
 
 log = Logger()
 
-_MAIL_RE = re.compile(
-    rb"^FROM:[ \t]*<([^<>]*)>(?:[ \t]+(.*))?$", re.IGNORECASE | re.DOTALL
-)
-_RCPT_RE = re.compile(
-    rb"^TO:[ \t]*<([^<>]*)>(?:[ \t]+(.*))?$", re.IGNORECASE | re.DOTALL
-)
+_MAIL_RE = re.compile(rb"^FROM:[ \t]*<([^<>]*)>(?:[ \t]+(.*))?$", re.IGNORECASE | re.DOTALL)
+_RCPT_RE = re.compile(rb"^TO:[ \t]*<([^<>]*)>(?:[ \t]+(.*))?$", re.IGNORECASE | re.DOTALL)
 _PATH_CHARS = re.compile(rb"^[\x21-\x7e]*$")  # printable ASCII, no spaces or controls
 _HELO_UNSAFE = re.compile(r"[^A-Za-z0-9.\-:\[\]_]")
 _SIZE_VALUE = re.compile(rb"^[0-9]{1,20}$")
@@ -185,11 +181,7 @@ class MailiverseESMTP(ESMTP):
             self._close(421, "4.7.0", "Too many connections, try again later")
             return
         self._admitted = True
-        self.canStartTLS = (
-            self.ctx is not None
-            and not self._secure
-            and ITLSTransport.providedBy(self.transport)
-        )
+        self.canStartTLS = self.ctx is not None and not self._secure and ITLSTransport.providedBy(self.transport)
         self.sendCode(220, self.host + b" ESMTP mailiverse")
         self.setTimeout(self.timeout)
         self._session_timer = self.callLater(self.limits.max_session_seconds, self._session_expired)
@@ -261,11 +253,7 @@ class MailiverseESMTP(ESMTP):
             self._process_lines()
         finally:
             self._processing = False
-        if (
-            self._busy
-            and not self._paused
-            and len(self._inbuf) > self.limits.max_pipeline_buffer
-        ):
+        if self._busy and not self._paused and len(self._inbuf) > self.limits.max_pipeline_buffer:
             self._paused = True
             self._io.pauseProducing()
 
@@ -418,9 +406,7 @@ class MailiverseESMTP(ESMTP):
 
     def _command_line(self, line: bytes) -> Deferred[None] | None:
         if b"\r" in line or b"\n" in line:
-            self._error(
-                500, "5.5.2", "Bare CR or LF in a command; commands end with CRLF"
-            )
+            self._error(500, "5.5.2", "Bare CR or LF in a command; commands end with CRLF")
             return None
         parts = line.strip(b" \t").split(None, 1)
         if not parts:
@@ -506,9 +492,7 @@ class MailiverseESMTP(ESMTP):
             key = key.upper()
             if key == b"SIZE" and _SIZE_VALUE.match(value):
                 if int(value) > self.limits.max_message_size:
-                    self._error(
-                        552, "5.3.4", "Message size exceeds fixed maximum message size"
-                    )
+                    self._error(552, "5.3.4", "Message size exceeds fixed maximum message size")
                     return
             elif key == b"BODY" and value.upper() in (b"7BIT", b"8BITMIME"):
                 pass
@@ -595,9 +579,7 @@ class MailiverseESMTP(ESMTP):
             memory_limit=self.limits.spool_memory_limit,
             max_size=self.limits.max_message_size + len(header),
         )
-        self._data = _DataTransaction(
-            spool, queue_id, self._mail_from, self._recipients
-        )
+        self._data = _DataTransaction(spool, queue_id, self._mail_from, self._recipients)
         self._reset_transaction()
         try:
             spool.write(header)
@@ -614,14 +596,10 @@ class MailiverseESMTP(ESMTP):
         self._reply(250, "2.0.0", "Ok")
 
     def _cmd_vrfy(self, argument: bytes) -> None:
-        self._reply(
-            252, "2.5.0", "Cannot VRFY; send the message and delivery will be attempted"
-        )
+        self._reply(252, "2.5.0", "Cannot VRFY; send the message and delivery will be attempted")
 
     def _cmd_help(self, argument: bytes) -> None:
-        self._reply(
-            214, "2.0.0", "Commands: EHLO HELO MAIL RCPT DATA RSET NOOP QUIT STARTTLS"
-        )
+        self._reply(214, "2.0.0", "Commands: EHLO HELO MAIL RCPT DATA RSET NOOP QUIT STARTTLS")
 
     def _cmd_quit(self, argument: bytes) -> None:
         self._close(221, "2.0.0", "Bye")
@@ -662,13 +640,9 @@ class MailiverseESMTP(ESMTP):
         self._messages += 1
         return Deferred.fromCoroutine(self._deliver(message, transaction))
 
-    async def _deliver(
-        self, message: SpooledMessage, transaction: _DataTransaction
-    ) -> None:
+    async def _deliver(self, message: SpooledMessage, transaction: _DataTransaction) -> None:
         try:
-            await self.factory.inbox.deliver(
-                message, transaction.mail_from, list(transaction.recipients)
-            )
+            await self.factory.inbox.deliver(message, transaction.mail_from, list(transaction.recipients))
         except Exception as exc:  # noqa: BLE001 - any inbox failure means 451
             # The exception text could quote the message, so only its type is logged.
             log.error(
@@ -695,9 +669,7 @@ class MailiverseESMTP(ESMTP):
         if tls:
             lines.append(f"\t({tls})")
         recipients = self._recipients
-        when = datetime.datetime.fromtimestamp(
-            self.factory.reactor.seconds(), datetime.UTC
-        )
+        when = datetime.datetime.fromtimestamp(self.factory.reactor.seconds(), datetime.UTC)
         stamp = email.utils.format_datetime(when)
         # Naming several recipients would show Bcc recipients to the others.
         if len(recipients) == 1:

@@ -12,8 +12,7 @@ from mailiverse.store.errors import (
     UserNotFound,
     VersionConflict,
 )
-from mailiverse.store.objects import CHUNK_SIZE, NewestCursor, ObjectInfo
-from mailiverse.store.objects import validate_path, validate_prefix
+from mailiverse.store.objects import CHUNK_SIZE, NewestCursor, ObjectInfo, validate_path, validate_prefix
 from mailiverse.store.users import User
 
 __all__ = [

@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 
 from mailiverse.store.errors import InvalidInput, StoreError, UserExists
 from mailiverse.store.schema import invites, server_secrets, sessions, users
-from mailiverse.store.users import User, add_user, update_user_auth
+from mailiverse.store.users import User, add_user_txn, update_user_auth_txn
 
 #: Bytes of randomness in an invite code.
 INVITE_BYTES = 16
@@ -60,31 +60,23 @@ def _now_ms() -> int:
 # -- server secrets ---------------------------------------------------------------------------
 
 
-def ensure_secret(conn: Connection, name: str, nbytes: int = 32) -> bytes:
+def ensure_secret_txn(conn: Connection, name: str, nbytes: int = 32) -> bytes:
     """Return the secret ``name``, creating it with ``nbytes`` random bytes the first time.
 
     Every front end sharing the database gets the same value, so CSRF tokens and decoy salts
     agree between them.
     """
-    existing = conn.execute(
-        select(server_secrets.c.value).where(server_secrets.c.name == name)
-    ).scalar_one_or_none()
+    existing = conn.execute(select(server_secrets.c.value).where(server_secrets.c.name == name)).scalar_one_or_none()
     if existing is not None:
         return bytes(existing)
     try:
         with conn.begin_nested():
             conn.execute(
-                insert(server_secrets).values(
-                    name=name, value=secrets.token_bytes(nbytes), created_ms=_now_ms()
-                )
+                insert(server_secrets).values(name=name, value=secrets.token_bytes(nbytes), created_ms=_now_ms())
             )
     except IntegrityError:
         pass  # another front end created it first; read theirs
-    return bytes(
-        conn.execute(
-            select(server_secrets.c.value).where(server_secrets.c.name == name)
-        ).scalar_one()
-    )
+    return bytes(conn.execute(select(server_secrets.c.value).where(server_secrets.c.name == name)).scalar_one())
 
 
 # -- sessions ---------------------------------------------------------------------------------
@@ -100,7 +92,7 @@ def _session(row: RowMapping) -> SessionRow:
     )
 
 
-def add_session(conn: Connection, row: SessionRow) -> None:
+def add_session_txn(conn: Connection, row: SessionRow) -> None:
     """Store a new session row."""
     conn.execute(
         insert(sessions).values(
@@ -113,47 +105,30 @@ def add_session(conn: Connection, row: SessionRow) -> None:
     )
 
 
-def get_session(conn: Connection, token_hash: bytes) -> SessionRow | None:
+def get_session_txn(conn: Connection, token_hash: bytes) -> SessionRow | None:
     """The session with this token digest, or None."""
-    row = (
-        conn.execute(select(sessions).where(sessions.c.token_hash == token_hash))
-        .mappings()
-        .first()
-    )
+    row = conn.execute(select(sessions).where(sessions.c.token_hash == token_hash)).mappings().first()
     return None if row is None else _session(row)
 
 
-def touch_session(conn: Connection, token_hash: bytes, last_seen: float) -> None:
+def touch_session_txn(conn: Connection, token_hash: bytes, last_seen: float) -> None:
     """Record that the session was used at ``last_seen``."""
-    conn.execute(
-        update(sessions)
-        .where(sessions.c.token_hash == token_hash)
-        .values(last_seen=last_seen)
-    )
+    conn.execute(update(sessions).where(sessions.c.token_hash == token_hash).values(last_seen=last_seen))
 
 
-def remove_session(conn: Connection, token_hash: bytes) -> bool:
+def remove_session_txn(conn: Connection, token_hash: bytes) -> bool:
     """Delete one session; True if it existed."""
-    return (
-        conn.execute(delete(sessions).where(sessions.c.token_hash == token_hash)).rowcount
-        > 0
-    )
+    return conn.execute(delete(sessions).where(sessions.c.token_hash == token_hash)).rowcount > 0
 
 
-def remove_user_sessions(conn: Connection, username: str) -> int:
+def remove_user_sessions_txn(conn: Connection, username: str) -> int:
     """Delete every session of ``username``; how many."""
-    return int(
-        conn.execute(delete(sessions).where(sessions.c.username == username)).rowcount
-    )
+    return int(conn.execute(delete(sessions).where(sessions.c.username == username)).rowcount)
 
 
-def remove_expired_sessions(
-    conn: Connection, idle_before: float, created_before: float
-) -> int:
+def remove_expired_sessions_txn(conn: Connection, idle_before: float, created_before: float) -> int:
     """Delete sessions idle since before ``idle_before`` or created before ``created_before``."""
-    statement = delete(sessions).where(
-        or_(sessions.c.last_seen < idle_before, sessions.c.created_at < created_before)
-    )
+    statement = delete(sessions).where(or_(sessions.c.last_seen < idle_before, sessions.c.created_at < created_before))
     return int(conn.execute(statement).rowcount)
 
 
@@ -175,7 +150,7 @@ def _invite(row: RowMapping) -> Invite:
     )
 
 
-def create_invite(
+def create_invite_txn(
     conn: Connection, *, expires_ms: int | None = None, now_ms: int | None = None
 ) -> tuple[str, Invite]:
     """Create a one-time invite; return the code (shown once) and its stored record."""
@@ -197,21 +172,17 @@ def create_invite(
     return code, _invite(row)
 
 
-def list_invites(conn: Connection) -> list[Invite]:
+def list_invites_txn(conn: Connection) -> list[Invite]:
     """Every invite, oldest first."""
     statement = select(invites).order_by(invites.c.created_ms, invites.c.code_hash)
     return [_invite(row) for row in conn.execute(statement).mappings()]
 
 
 def _well_formed_invite(code: object) -> bool:
-    return (
-        isinstance(code, str)
-        and 0 < len(code.strip()) <= MAX_INVITE_LENGTH
-        and code.isascii()
-    )
+    return isinstance(code, str) and 0 < len(code.strip()) <= MAX_INVITE_LENGTH and code.isascii()
 
 
-def consume_invite(conn: Connection, code: str, username: str, now_ms: int) -> bool:
+def consume_invite_txn(conn: Connection, code: str, username: str, now_ms: int) -> bool:
     """Mark a valid, unused, unexpired invite as used by ``username``; False if there is none."""
     if not _well_formed_invite(code):
         return False
@@ -230,19 +201,19 @@ def consume_invite(conn: Connection, code: str, username: str, now_ms: int) -> b
 # -- sign-up ----------------------------------------------------------------------------------
 
 
-def count_users(conn: Connection) -> int:
+def count_users_txn(conn: Connection) -> int:
     """How many accounts exist."""
     return int(conn.execute(select(func.count()).select_from(users)).scalar_one())
 
 
-def signup_open_for(conn: Connection, invite: str | None, open_signup: bool) -> bool:
+def signup_open_for_txn(conn: Connection, invite: str | None, open_signup: bool) -> bool:
     """Whether a sign-up would be admitted now (without consuming anything)."""
-    if open_signup or count_users(conn) == 0:
+    if open_signup or count_users_txn(conn) == 0:
         return True
     return invite is not None and _well_formed_invite(invite)
 
 
-def create_account(
+def create_account_txn(
     conn: Connection,
     name: str,
     *,
@@ -265,21 +236,19 @@ def create_account(
     if conn.dialect.name == "postgresql":
         # Two concurrent first sign-ups must not both see an empty users table.
         conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SIGNUP_LOCK})
-    if conn.execute(
-        select(users.c.id).where(users.c.name == name.lower())
-    ).first() is not None:
+    if conn.execute(select(users.c.id).where(users.c.name == name.lower())).first() is not None:
         raise UserExists("that user name is taken")
-    first = count_users(conn) == 0
+    first = count_users_txn(conn) == 0
     if not (first or open_signup):
-        if invite is None or not consume_invite(conn, invite, name.lower(), now):
+        if invite is None or not consume_invite_txn(conn, invite, name.lower(), now):
             raise SignupClosed("sign-up needs a valid invite code")
     elif invite is not None and not first:
         # An invite given on an open appliance is still used up, so it cannot be replayed later.
-        consume_invite(conn, invite, name.lower(), now)
-    user = add_user(conn, name, public_key_der, envelope_format, now_ms=now)
+        consume_invite_txn(conn, invite, name.lower(), now)
+    user = add_user_txn(conn, name, public_key_der, envelope_format, now_ms=now)
     if not isinstance(key_block, bytes) or not key_block:
         raise InvalidInput("key block is empty")
-    return update_user_auth(
+    return update_user_auth_txn(
         conn,
         user.id,
         srp_salt=srp_salt,
@@ -294,18 +263,18 @@ __all__ = [
     "Invite",
     "SessionRow",
     "SignupClosed",
-    "add_session",
-    "consume_invite",
-    "count_users",
-    "create_account",
-    "create_invite",
-    "ensure_secret",
-    "get_session",
+    "add_session_txn",
+    "consume_invite_txn",
+    "count_users_txn",
+    "create_account_txn",
+    "create_invite_txn",
+    "ensure_secret_txn",
+    "get_session_txn",
     "invite_digest",
-    "list_invites",
-    "remove_expired_sessions",
-    "remove_session",
-    "remove_user_sessions",
-    "signup_open_for",
-    "touch_session",
+    "list_invites_txn",
+    "remove_expired_sessions_txn",
+    "remove_session_txn",
+    "remove_user_sessions_txn",
+    "signup_open_for_txn",
+    "touch_session_txn",
 ]

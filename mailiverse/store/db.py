@@ -4,16 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import os
-import stat
 import threading
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from sqlalchemy import create_engine, event
-from sqlalchemy.engine import URL, Connection, Engine, make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.pool import QueuePool
 from twisted.internet.defer import Deferred
 from twisted.internet.threads import deferToThreadPool
@@ -21,6 +17,7 @@ from twisted.python import threadable
 from twisted.python.threadpool import ThreadPool
 
 from mailiverse.store import migrate as _migrate
+from mailiverse.store.engine import create_private_file, normalise_url, secure_sqlite_files
 from mailiverse.store.errors import ReactorThreadAccess
 from mailiverse.store.groupcommit import GroupCommitter
 
@@ -31,74 +28,12 @@ SQLITE_BUSY_TIMEOUT_MS = 10_000
 DEFAULT_SQLITE_READERS = 4
 DEFAULT_POSTGRES_THREADS = 8
 POOL_CHECKOUT_TIMEOUT_S = 30
-_DATA_FILE_MODE = 0o600
-_SQLITE_SIDE_FILES = ("", "-wal", "-shm", "-journal")
 
 
 def _default_reactor() -> Any:
     from twisted.internet import reactor
 
     return reactor
-
-
-def normalise_url(url: str) -> URL:
-    """Parse a database URL; plain ``postgresql://`` means the psycopg 3 driver.
-
-    Raises ValueError naming the problem for anything but a SQLite file or PostgreSQL via psycopg.
-    """
-    try:
-        parsed = make_url(url)
-    except (ArgumentError, ValueError):
-        raise ValueError(
-            "the database URL is not a valid URL (expected sqlite:///PATH or postgresql://...)"
-        ) from None
-    backend, driver = parsed.get_backend_name(), parsed.get_driver_name()
-    if backend == "sqlite":
-        if parsed.drivername != "sqlite":
-            raise ValueError(
-                "only the built-in SQLite driver is supported: use sqlite:///PATH"
-            )
-        if (
-            not parsed.database
-            or parsed.database == ":memory:"
-            or parsed.database.startswith("file:")
-        ):
-            raise ValueError(
-                "a SQLite database URL needs a file path: use sqlite:///PATH"
-            )
-        return parsed
-    if backend == "postgresql":
-        if parsed.drivername == "postgresql":
-            return parsed.set(drivername="postgresql+psycopg")
-        if driver != "psycopg":
-            raise ValueError(
-                "PostgreSQL is used through psycopg 3: use postgresql:// or postgresql+psycopg://"
-            )
-        return parsed
-    raise ValueError(
-        f"unsupported database {backend!r}: use sqlite:///PATH or postgresql://..."
-    )
-
-
-def _secure_sqlite_files(database: str) -> None:
-    for suffix in _SQLITE_SIDE_FILES:
-        with contextlib.suppress(FileNotFoundError):
-            os.chmod(database + suffix, _DATA_FILE_MODE)
-
-
-def _create_private_file(database: str) -> None:
-    path = Path(database)
-    if not path.parent.is_dir():
-        raise ValueError(
-            f"the directory of the SQLite database does not exist: {path.parent}"
-        )
-    fd = os.open(path, os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, _DATA_FILE_MODE)
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise ValueError(f"the SQLite database path is not a regular file: {path}")
-        os.fchmod(fd, _DATA_FILE_MODE)
-    finally:
-        os.close(fd)
 
 
 class Database:
@@ -149,13 +84,9 @@ class Database:
         parsed = normalise_url(url)
         reactor = _default_reactor() if reactor is None else reactor
         if parsed.get_backend_name() == "sqlite":
-            database = cls._open_sqlite(
-                parsed, reactor, threads or DEFAULT_SQLITE_READERS
-            )
+            database = cls._open_sqlite(parsed, reactor, threads or DEFAULT_SQLITE_READERS)
         else:
-            database = cls._open_postgres(
-                parsed, reactor, threads or DEFAULT_POSTGRES_THREADS
-            )
+            database = cls._open_postgres(parsed, reactor, threads or DEFAULT_POSTGRES_THREADS)
         try:
             database._install_guard()
             if migrate:
@@ -170,7 +101,7 @@ class Database:
     @classmethod
     def _open_sqlite(cls, url: URL, reactor: Any, readers: int) -> Database:
         database_path = str(url.database)
-        _create_private_file(database_path)
+        create_private_file(database_path)
 
         def make_engine(size: int, read_only: bool) -> Engine:
             engine = create_engine(
@@ -189,12 +120,8 @@ class Database:
 
         writer_engine = make_engine(1, read_only=False)
         reader_engine = make_engine(readers, read_only=True)
-        writer_pool = ThreadPool(
-            minthreads=0, maxthreads=1, name="mailiverse-db-writer"
-        )
-        reader_pool = ThreadPool(
-            minthreads=0, maxthreads=readers, name="mailiverse-db-reader"
-        )
+        writer_pool = ThreadPool(minthreads=0, maxthreads=1, name="mailiverse-db-writer")
+        reader_pool = ThreadPool(minthreads=0, maxthreads=readers, name="mailiverse-db-reader")
         return cls(url, reactor, writer_engine, reader_engine, writer_pool, reader_pool)
 
     @classmethod
@@ -216,11 +143,9 @@ class Database:
         def on_checkout(*_: Any) -> None:
             if getattr(self._local, "allowed", False):
                 return
-            on_reactor_thread: bool = threadable.isInIOThread()  # type: ignore[no-untyped-call]
+            on_reactor_thread: bool = threadable.isInIOThread()
             if on_reactor_thread and getattr(self._reactor, "running", False):
-                raise ReactorThreadAccess(
-                    "database access on the reactor thread; use run()/transact()"
-                )
+                raise ReactorThreadAccess("database access on the reactor thread; use run()/transact()")
 
         for engine in {self._writer_engine, self._reader_engine}:
             event.listen(engine, "checkout", on_checkout)
@@ -249,15 +174,11 @@ class Database:
 
     def _start_pools(self) -> None:
         reactor = self._reactor
-        self._shutdown_trigger = reactor.addSystemEventTrigger(
-            "during", "shutdown", self._stop_pools
-        )
+        self._shutdown_trigger = reactor.addSystemEventTrigger("during", "shutdown", self._stop_pools)
         if getattr(reactor, "running", False):
             self._start_now()
         else:
-            self._start_trigger = reactor.addSystemEventTrigger(
-                "after", "startup", self._start_now
-            )
+            self._start_trigger = reactor.addSystemEventTrigger("after", "startup", self._start_now)
 
     def _start_now(self) -> None:
         self._start_trigger = None
@@ -293,18 +214,14 @@ class Database:
         with self._reader_engine.connect() as connection:
             if self.dialect_name == "postgresql":
                 # One snapshot for every statement of the read, as SQLite's BEGIN gives.
-                connection.execution_options(
-                    isolation_level="REPEATABLE READ", postgresql_readonly=True
-                )
+                connection.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
             with connection.begin():
                 return fn(connection, *args, **kwargs)
 
     def _write(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         with self._writer_engine.connect() as connection:
             if self.dialect_name == "sqlite":
-                connection.execution_options(
-                    **{_migrate.SQLITE_BEGIN_OPTION: "IMMEDIATE"}
-                )
+                connection.execution_options(**{_migrate.SQLITE_BEGIN_OPTION: "IMMEDIATE"})
             with connection.begin():
                 return fn(connection, *args, **kwargs)
 
@@ -402,7 +319,7 @@ class Database:
         if self._reader_engine is not self._writer_engine:
             self._reader_engine.dispose()
         if self._writer_engine.dialect.name == "sqlite" and self._url.database:
-            _secure_sqlite_files(self._url.database)
+            secure_sqlite_files(self._url.database)
 
 
 def _configure_sqlite(engine: Engine, database_path: str, *, read_only: bool) -> None:
@@ -421,16 +338,14 @@ def _configure_sqlite(engine: Engine, database_path: str, *, read_only: bool) ->
                 cursor.execute("PRAGMA query_only = ON")
         finally:
             cursor.close()
-        _secure_sqlite_files(database_path)
+        secure_sqlite_files(database_path)
 
     @event.listens_for(engine, "begin")
     def on_begin(connection: Connection) -> None:
-        mode = connection.get_execution_options().get(
-            _migrate.SQLITE_BEGIN_OPTION, "DEFERRED"
-        )
+        mode = connection.get_execution_options().get(_migrate.SQLITE_BEGIN_OPTION, "DEFERRED")
         if mode not in ("DEFERRED", "IMMEDIATE"):
             raise ValueError("unknown SQLite BEGIN mode")
         connection.exec_driver_sql(f"BEGIN {mode}")
 
 
-__all__ = ["Database", "normalise_url"]
+__all__ = ["Database"]

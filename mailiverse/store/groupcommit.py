@@ -40,7 +40,7 @@ class _Entry:
     done: Deferred[Any] = field(default_factory=Deferred)
 
 
-def run_batch(conn: Connection, fns: Sequence[Callable[[Connection], Any]]) -> list[Outcome]:
+def run_batch_txn(conn: Connection, fns: Sequence[Callable[[Connection], Any]]) -> list[Outcome]:
     """Run each function in its own savepoint of ``conn``'s open transaction; never raises for one of them.
 
     A failed function's savepoint is rolled back, leaving the others' writes in the transaction.
@@ -90,7 +90,7 @@ class GroupCommitter:
             batch = self._take_batch()
             self._in_flight += 1
             fns = [entry.fn for entry in batch]
-            written = maybeDeferred(self._write_batch, functools.partial(run_batch, fns=fns))
+            written = maybeDeferred(self._write_batch, functools.partial(run_batch_txn, fns=fns))
             written.addBoth(self._finished, batch)
 
     def _take_batch(self) -> list[_Entry]:
@@ -119,4 +119,4 @@ class GroupCommitter:
                 entry.done.callback(outcome.value)
 
 
-__all__ = ["MAX_BATCH_ENTRIES", "MAX_BATCH_WEIGHT", "GroupCommitter", "Outcome", "run_batch"]
+__all__ = ["MAX_BATCH_ENTRIES", "MAX_BATCH_WEIGHT", "GroupCommitter", "Outcome", "run_batch_txn"]

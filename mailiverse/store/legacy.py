@@ -60,13 +60,13 @@ class StoreCredentials:
         return f"StoreCredentials(name={self.name!r}, user_id={self.user_id})"
 
 
-def find_login(conn: Connection, name: str) -> LegacyLogin | None:
+def find_login_txn(conn: Connection, name: str) -> LegacyLogin | None:
     """The legacy login data of ``name`` (a canonical local name), or None.
 
     A modern account, or a legacy account that was upgraded, has none: the legacy protocol
     refuses it.
     """
-    user = _users.get_user(conn, name)
+    user = _users.get_user_txn(conn, name)
     if user is not None:
         if (
             not user.legacy
@@ -83,27 +83,27 @@ def find_login(conn: Connection, name: str) -> LegacyLogin | None:
     return LegacyLogin("pending", row["name"], bytes(row["srp_salt"]), bytes(row["srp_verifier"]), None)
 
 
-def name_taken(conn: Connection, name: str) -> bool:
+def name_taken_txn(conn: Connection, name: str) -> bool:
     """Whether an account (complete or pending) already has ``name``."""
-    if _users.get_user(conn, name) is not None:
+    if _users.get_user_txn(conn, name) is not None:
         return True
     found = conn.execute(select(legacy_pending.c.name).where(legacy_pending.c.name == name)).first()
     return found is not None
 
 
-def count_accounts(conn: Connection) -> int:
+def count_accounts_txn(conn: Connection) -> int:
     """Accounts of every kind plus pending legacy sign-ups."""
     total = conn.execute(select(func.count()).select_from(users)).scalar_one()
     pending = conn.execute(select(func.count()).select_from(legacy_pending)).scalar_one()
     return int(total) + int(pending)
 
 
-def expire_pending(conn: Connection, before_ms: int) -> int:
+def expire_pending_txn(conn: Connection, before_ms: int) -> int:
     """Forget sign-ups that never delivered their server environment; how many went."""
     return conn.execute(delete(legacy_pending).where(legacy_pending.c.created_ms < before_ms)).rowcount
 
 
-def add_pending(
+def add_pending_txn(
     conn: Connection,
     name: str,
     salt: bytes,
@@ -113,9 +113,9 @@ def add_pending(
     max_accounts: int,
 ) -> None:
     """Record a new legacy sign-up; UserExists if the name is taken, InvalidInput when full."""
-    if name_taken(conn, name):
+    if name_taken_txn(conn, name):
         raise UserExists("name taken")
-    if count_accounts(conn) >= max_accounts:
+    if count_accounts_txn(conn) >= max_accounts:
         raise InvalidInput("no room for more accounts")
     conn.execute(
         insert(legacy_pending).values(
@@ -128,32 +128,32 @@ def add_pending(
     )
 
 
-def get_key_block(conn: Connection, login: LegacyLogin) -> bytes | None:
+def get_key_block_txn(conn: Connection, login: LegacyLogin) -> bytes | None:
     """The stored key block of this account, or None."""
     if login.kind == "user":
-        user = _users.get_user_by_id(conn, login.user_id or 0)
+        user = _users.get_user_by_id_txn(conn, login.user_id or 0)
         return None if user is None else user.key_block
     row = conn.execute(select(legacy_pending.c.key_block).where(legacy_pending.c.name == login.name)).first()
     return None if row is None or row[0] is None else bytes(row[0])
 
 
-def set_key_block(conn: Connection, login: LegacyLogin, block: bytes) -> None:
+def set_key_block_txn(conn: Connection, login: LegacyLogin, block: bytes) -> None:
     """Replace the key block of this account."""
     if len(block) > MAX_KEY_BLOCK_BYTES:
         raise InvalidInput("key block too large")
     if login.kind == "user":
-        _users.set_key_block(conn, login.user_id or 0, block)
+        _users.set_key_block_txn(conn, login.user_id or 0, block)
         return
     conn.execute(update(legacy_pending).where(legacy_pending.c.name == login.name).values(key_block=bytes(block)))
 
 
-def get_mail_block(conn: Connection, user_id: int) -> str | None:
+def get_mail_block_txn(conn: Connection, user_id: int) -> str | None:
     """The stored (encrypted, base64) mail block of a complete account, or None."""
     row = conn.execute(select(legacy_mail_blocks.c.block).where(legacy_mail_blocks.c.user_id == user_id)).first()
     return None if row is None else str(row[0])
 
 
-def put_mail_block(
+def put_mail_block_txn(
     conn: Connection,
     login: LegacyLogin,
     *,
@@ -171,7 +171,7 @@ def put_mail_block(
     if len(block) > MAX_MAIL_BLOCK_CHARS:
         raise InvalidInput("mail block too large")
     if key_id is not None:
-        creds = get_credentials(conn, key_id)
+        creds = get_credentials_txn(conn, key_id)
         if creds is None or creds.name != login.name:
             raise InvalidInput("unknown store credentials")
         if creds.user_id is not None and creds.user_id != login.user_id:
@@ -180,8 +180,8 @@ def put_mail_block(
         pending = conn.execute(select(legacy_pending).where(legacy_pending.c.name == login.name)).mappings().first()
         if pending is None:
             raise InvalidInput("the sign-up expired")
-        user = _users.add_user(conn, login.name, public_key_der, "v1", legacy=True, now_ms=now_ms)
-        _users.update_user_auth(
+        user = _users.add_user_txn(conn, login.name, public_key_der, "v1", legacy=True, now_ms=now_ms)
+        _users.update_user_auth_txn(
             conn,
             user.id,
             srp_salt=bytes(pending["srp_salt"]),
@@ -208,10 +208,10 @@ def put_mail_block(
     return user_id
 
 
-def delete_account(conn: Connection, login: LegacyLogin) -> None:
+def delete_account_txn(conn: Connection, login: LegacyLogin) -> None:
     """Remove a legacy account: its user row (objects, blocks and credentials go by cascade) or its sign-up."""
     if login.kind == "user":
-        _users.delete_user(conn, login.user_id or 0)
+        _users.delete_user_txn(conn, login.user_id or 0)
     else:
         conn.execute(delete(legacy_pending).where(legacy_pending.c.name == login.name))
     conn.execute(
@@ -222,9 +222,9 @@ def delete_account(conn: Connection, login: LegacyLogin) -> None:
     )
 
 
-def add_credentials(conn: Connection, key_id: str, secret: bytes, name: str, *, now_ms: int) -> bool:
+def add_credentials_txn(conn: Connection, key_id: str, secret: bytes, name: str, *, now_ms: int) -> bool:
     """Record new unbound credentials for ``name``; False if a complete account already has the name."""
-    if _users.get_user(conn, name) is not None:
+    if _users.get_user_txn(conn, name) is not None:
         return False
     unbound = [
         row[0]
@@ -248,7 +248,7 @@ def add_credentials(conn: Connection, key_id: str, secret: bytes, name: str, *, 
     return True
 
 
-def get_credentials(conn: Connection, key_id: str) -> StoreCredentials | None:
+def get_credentials_txn(conn: Connection, key_id: str) -> StoreCredentials | None:
     """The credentials with this key id, or None."""
     row = (
         conn.execute(select(legacy_store_credentials).where(legacy_store_credentials.c.key_id == key_id))
@@ -260,12 +260,14 @@ def get_credentials(conn: Connection, key_id: str) -> StoreCredentials | None:
     return StoreCredentials(row["key_id"], bytes(row["secret"]), row["name"], row["user_id"])
 
 
-def add_captcha_token(conn: Connection, token_hash: bytes, *, now_ms: int, expires_ms: int) -> None:
+def add_captcha_token_txn(conn: Connection, token_hash: bytes, *, now_ms: int, expires_ms: int) -> None:
     """Record an operator-issued captcha token (by its hash)."""
     conn.execute(insert(legacy_captcha_tokens).values(token_hash=token_hash, created_ms=now_ms, expires_ms=expires_ms))
 
 
-def use_captcha_token(conn: Connection, token_hash: bytes, purpose: Literal["signup", "store"], *, now_ms: int) -> bool:
+def use_captcha_token_txn(
+    conn: Connection, token_hash: bytes, purpose: Literal["signup", "store"], *, now_ms: int
+) -> bool:
     """Spend the token once for ``purpose``; False if unknown, expired or already spent."""
     column = legacy_captcha_tokens.c.signup_used_ms if purpose == "signup" else legacy_captcha_tokens.c.store_used_ms
     statement = (
@@ -280,7 +282,7 @@ def use_captcha_token(conn: Connection, token_hash: bytes, purpose: Literal["sig
     return conn.execute(statement).rowcount > 0
 
 
-def upgrade_account(
+def upgrade_account_txn(
     conn: Connection,
     user_id: int,
     *,
@@ -292,7 +294,7 @@ def upgrade_account(
     """Move a legacy account to another SRP group; legacy logins are refused from then on."""
     if srp_group == LEGACY_SRP_GROUP:
         raise InvalidInput("the upgrade must leave the legacy group")
-    _users.update_user_auth(
+    _users.update_user_auth_txn(
         conn,
         user_id,
         srp_salt=srp_salt,

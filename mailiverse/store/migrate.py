@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import create_engine, func, inspect, select, text
 from sqlalchemy.engine import Connection, Engine
 
+from mailiverse.store.engine import normalise_url  # the same driver choice as the parent's Database
+
 if TYPE_CHECKING:
     from alembic.config import Config
 
@@ -145,7 +147,6 @@ def upgrade_in_child(engine: Engine, url: str) -> None:
 def _main() -> int:
     """Child side of :func:`upgrade_in_child`: read a database URL on stdin and upgrade it."""
     os.umask(0o077)  # SQLite's journal and WAL files stay private like the database
-    from mailiverse.store.db import normalise_url  # the same driver choice as the parent's Database
 
     engine = create_engine(normalise_url(sys.stdin.read().strip()))
     try:

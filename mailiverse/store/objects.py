@@ -85,12 +85,7 @@ class NewestCursor:
         if not isinstance(token, str) or len(token) > MAX_PATH_BYTES + 32:
             raise InvalidInput("listing cursor is malformed")
         stamp, separator, path = token.partition(":")
-        if (
-            not separator
-            or not stamp.isascii()
-            or not stamp.isdigit()
-            or len(stamp) > 19
-        ):
+        if not separator or not stamp.isascii() or not stamp.isdigit() or len(stamp) > 19:
             raise InvalidInput("listing cursor is malformed")
         validate_prefix(path)
         return cls(int(stamp), path)
@@ -239,7 +234,7 @@ def _read_ahead(chunks: Iterable[bytes] | bytes, max_size: int) -> _Body:
     return _Body(head, None)
 
 
-def _write_body(conn: Connection, object_id: int, body: _Body) -> int:
+def _write_body_txn(conn: Connection, object_id: int, body: _Body) -> int:
     """Insert the body's chunk rows (what was read ahead in one executemany); its size in bytes."""
     if body.error is not None:
         raise body.error
@@ -257,7 +252,7 @@ def _write_body(conn: Connection, object_id: int, body: _Body) -> int:
     return size
 
 
-def put_object(
+def put_object_txn(
     conn: Connection,
     user_id: int,
     path: str,
@@ -277,9 +272,7 @@ def put_object(
     validate_path(path)
     if if_absent and if_version is not None:
         raise InvalidInput("if_absent and if_version cannot be combined")
-    if if_version is not None and (
-        isinstance(if_version, bool) or not isinstance(if_version, int)
-    ):
+    if if_version is not None and (isinstance(if_version, bool) or not isinstance(if_version, int)):
         raise InvalidInput("if_version must be an integer")
     now = _now_ms() if now_ms is None else now_ms
     body = _read_ahead(chunks, max_size)
@@ -323,10 +316,8 @@ def put_object(
         raise UserNotFound("no such user") from None
     object_id = row["id"]
     if row["version"] > 1:
-        conn.execute(
-            delete(object_chunks).where(object_chunks.c.object_id == object_id)
-        )
-    size = _write_body(conn, object_id, body)
+        conn.execute(delete(object_chunks).where(object_chunks.c.object_id == object_id))
+    size = _write_body_txn(conn, object_id, body)
     if known_size is None:
         conn.execute(update(objects).where(objects.c.id == object_id).values(size=size))
     return ObjectInfo(
@@ -340,69 +331,59 @@ def put_object(
     )
 
 
-def get_object_info(conn: Connection, user_id: int, path: str) -> ObjectInfo | None:
+def get_object_info_txn(conn: Connection, user_id: int, path: str) -> ObjectInfo | None:
     """The object's metadata, or None if there is none at ``path``."""
     validate_path(path)
-    statement = select(*_INFO_COLUMNS).where(
-        objects.c.user_id == user_id, objects.c.path == path
-    )
+    statement = select(*_INFO_COLUMNS).where(objects.c.user_id == user_id, objects.c.path == path)
     row = conn.execute(statement).mappings().first()
     return None if row is None else _info(row)
 
 
-def _require(conn: Connection, user_id: int, path: str) -> ObjectInfo:
-    info = get_object_info(conn, user_id, path)
+def _require_txn(conn: Connection, user_id: int, path: str) -> ObjectInfo:
+    info = get_object_info_txn(conn, user_id, path)
     if info is None:
         raise ObjectNotFound("no object at this path")
     return info
 
 
-def _chunk_iterator(conn: Connection, object_id: int) -> Iterator[bytes]:
+def _chunk_iterator_txn(conn: Connection, object_id: int) -> Iterator[bytes]:
     sequence = select(object_chunks.c.seq).where(object_chunks.c.object_id == object_id)
     for seq in conn.execute(sequence.order_by(object_chunks.c.seq)).scalars().all():
         data = conn.execute(
-            select(object_chunks.c.data).where(
-                object_chunks.c.object_id == object_id, object_chunks.c.seq == seq
-            )
+            select(object_chunks.c.data).where(object_chunks.c.object_id == object_id, object_chunks.c.seq == seq)
         ).scalar_one()
         yield bytes(data)
 
 
-def iter_object_chunks(conn: Connection, user_id: int, path: str) -> Iterator[bytes]:
+def iter_object_chunks_txn(conn: Connection, user_id: int, path: str) -> Iterator[bytes]:
     """The object's body chunk by chunk (one chunk in memory at a time); raises ObjectNotFound at once.
 
     Consume it inside the same ``run``/``transact`` call.
     """
-    return _chunk_iterator(conn, _require(conn, user_id, path).id)
+    return _chunk_iterator_txn(conn, _require_txn(conn, user_id, path).id)
 
 
-def read_object(conn: Connection, user_id: int, path: str) -> bytes:
+def read_object_txn(conn: Connection, user_id: int, path: str) -> bytes:
     """The object's whole body; raises ObjectNotFound."""
-    return b"".join(iter_object_chunks(conn, user_id, path))
+    return b"".join(iter_object_chunks_txn(conn, user_id, path))
 
 
-def read_chunk(
-    conn: Connection, user_id: int, path: str, version: int, seq: int
-) -> bytes | None:
+def read_chunk_txn(conn: Connection, user_id: int, path: str, version: int, seq: int) -> bytes | None:
     """Chunk ``seq`` of version ``version`` of the object, or None past the end.
 
     Raises ObjectNotFound, or VersionConflict if the object changed: lets a reader stream an object
     across several short transactions without mixing two versions.
     """
-    info = _require(conn, user_id, path)
+    info = _require_txn(conn, user_id, path)
     if info.version != version:
         raise VersionConflict("the object changed while it was being read")
     data = conn.execute(
-        select(object_chunks.c.data).where(
-            object_chunks.c.object_id == info.id, object_chunks.c.seq == seq
-        )
+        select(object_chunks.c.data).where(object_chunks.c.object_id == info.id, object_chunks.c.seq == seq)
     ).scalar_one_or_none()
     return None if data is None else bytes(data)
 
 
-def _prefix_conditions(
-    prefix: str, column: ColumnElement[str] = objects.c.path
-) -> list[ColumnElement[bool]]:
+def _prefix_conditions(prefix: str, column: ColumnElement[str] = objects.c.path) -> list[ColumnElement[bool]]:
     conditions: list[ColumnElement[bool]] = []
     if prefix:
         # A range, not LIKE: '%' and '_' stay literal and the (user_id, path) index applies.
@@ -418,7 +399,7 @@ def _unindexed(column: ColumnElement[Any]) -> ColumnElement[Any]:
     return UnaryExpression(column, operator=operators.custom_op("+"), type_=column.type)
 
 
-def _prefix_is_sparse(conn: Connection, user_id: int, prefix: str) -> bool:
+def _prefix_is_sparse_txn(conn: Connection, user_id: int, prefix: str) -> bool:
     if not prefix:
         return False
     sample = (
@@ -427,13 +408,10 @@ def _prefix_is_sparse(conn: Connection, user_id: int, prefix: str) -> bool:
         .limit(SPARSE_PREFIX_ROWS)
         .subquery()
     )
-    return (
-        int(conn.execute(select(func.count()).select_from(sample)).scalar_one())
-        < SPARSE_PREFIX_ROWS
-    )
+    return int(conn.execute(select(func.count()).select_from(sample)).scalar_one()) < SPARSE_PREFIX_ROWS
 
 
-def list_objects(
+def list_objects_txn(
     conn: Connection,
     user_id: int,
     prefix: str = "",
@@ -449,11 +427,7 @@ def list_objects(
     NewestCursor ``after`` (``ObjectInfo.newest_cursor`` of the last item of the previous page).
     """
     validate_prefix(prefix)
-    if (
-        isinstance(limit, bool)
-        or not isinstance(limit, int)
-        or not 1 <= limit <= MAX_LIST_LIMIT
-    ):
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIST_LIMIT:
         raise InvalidInput(f"limit must be between 1 and {MAX_LIST_LIMIT}")
     if not newest_first:
         conditions = [objects.c.user_id == user_id, *_prefix_conditions(prefix)]
@@ -462,12 +436,7 @@ def list_objects(
                 raise InvalidInput("a listing by path continues after a path")
             validate_prefix(after)
             conditions.append(objects.c.path > after)
-        statement = (
-            select(*_INFO_COLUMNS)
-            .where(*conditions)
-            .order_by(objects.c.path.asc())
-            .limit(limit)
-        )
+        statement = select(*_INFO_COLUMNS).where(*conditions).order_by(objects.c.path.asc()).limit(limit)
         return [_info(row) for row in conn.execute(statement).mappings()]
 
     if after is not None and not isinstance(after, NewestCursor):
@@ -478,7 +447,7 @@ def list_objects(
     if conn.dialect.name == "sqlite":
         # SQLite has no statistics for a prefix range, so steer it: for a prefix matching few objects,
         # find them by path and sort; otherwise walk the modification-time index newest first.
-        if _prefix_is_sparse(conn, user_id, prefix):
+        if _prefix_is_sparse_txn(conn, user_id, prefix):
             modified_order, path_order = (
                 _unindexed(objects.c.modified_ms),
                 _unindexed(objects.c.path),
@@ -490,33 +459,23 @@ def list_objects(
         *_prefix_conditions(prefix, path_column),
     ]
     if after is not None:
-        conditions.append(
-            tuple_(objects.c.modified_ms, objects.c.path)
-            < tuple_(after.modified_ms, after.path)
-        )
+        conditions.append(tuple_(objects.c.modified_ms, objects.c.path) < tuple_(after.modified_ms, after.path))
     statement = (
-        select(*_INFO_COLUMNS)
-        .where(*conditions)
-        .order_by(modified_order.desc(), path_order.desc())
-        .limit(limit)
+        select(*_INFO_COLUMNS).where(*conditions).order_by(modified_order.desc(), path_order.desc()).limit(limit)
     )
     return [_info(row) for row in conn.execute(statement).mappings()]
 
 
-def count_objects(conn: Connection, user_id: int, prefix: str = "") -> int:
+def count_objects_txn(conn: Connection, user_id: int, prefix: str = "") -> int:
     """How many objects the user has under ``prefix``."""
     validate_prefix(prefix)
     statement = (
-        select(func.count())
-        .select_from(objects)
-        .where(objects.c.user_id == user_id, *_prefix_conditions(prefix))
+        select(func.count()).select_from(objects).where(objects.c.user_id == user_id, *_prefix_conditions(prefix))
     )
     return int(conn.execute(statement).scalar_one())
 
 
-def delete_object(
-    conn: Connection, user_id: int, path: str, *, if_version: int | None = None
-) -> bool:
+def delete_object_txn(conn: Connection, user_id: int, path: str, *, if_version: int | None = None) -> bool:
     """Delete the object (its chunks go by cascade); False if absent.
 
     With ``if_version``, raises VersionConflict if the object exists at another version.
@@ -526,10 +485,6 @@ def delete_object(
     if if_version is not None:
         conditions.append(objects.c.version == if_version)
     deleted = conn.execute(delete(objects).where(*conditions)).rowcount > 0
-    if (
-        not deleted
-        and if_version is not None
-        and get_object_info(conn, user_id, path) is not None
-    ):
+    if not deleted and if_version is not None and get_object_info_txn(conn, user_id, path) is not None:
         raise VersionConflict("the object is not at the expected version")
     return deleted

@@ -78,7 +78,7 @@ class Outcome:
     keep_lease: bool = False
 
 
-def enqueue(
+def enqueue_txn(
     conn: Connection,
     *,
     queue_id: str,
@@ -119,7 +119,7 @@ def enqueue(
     )
 
 
-def claim_due(conn: Connection, *, worker: str, now_ms: int, lease_ms: int, limit: int) -> list[ClaimedRecipient]:
+def claim_due_txn(conn: Connection, *, worker: str, now_ms: int, lease_ms: int, limit: int) -> list[ClaimedRecipient]:
     """Lease up to ``limit`` due, unleased recipients needing work (delivery or a bounce)."""
     r, m = outbound_recipients, outbound_messages
     due = and_(
@@ -167,7 +167,7 @@ def claim_due(conn: Connection, *, worker: str, now_ms: int, lease_ms: int, limi
     return [ClaimedRecipient(**row) for row in rows]
 
 
-def load_body(conn: Connection, message_id: int) -> bytes | None:
+def load_body_txn(conn: Connection, message_id: int) -> bytes | None:
     """The encrypted body of a queued message, or None when it is gone."""
     value = conn.execute(
         select(outbound_messages.c.body).where(outbound_messages.c.id == message_id)
@@ -175,7 +175,7 @@ def load_body(conn: Connection, message_id: int) -> bytes | None:
     return None if value is None else bytes(value)
 
 
-def record_outcomes(conn: Connection, *, worker: str, outcomes: list[Outcome]) -> int:
+def record_outcomes_txn(conn: Connection, *, worker: str, outcomes: list[Outcome]) -> int:
     """Apply outcomes to rows this worker still holds; returns how many rows were updated.
 
     A row whose lease another worker has taken meanwhile is left alone.
@@ -200,7 +200,7 @@ def record_outcomes(conn: Connection, *, worker: str, outcomes: list[Outcome]) -
     return updated
 
 
-def finish_failed(conn: Connection, *, worker: str, ids: list[int], status: str, now_ms: int) -> int:
+def finish_failed_txn(conn: Connection, *, worker: str, ids: list[int], status: str, now_ms: int) -> int:
     """Mark owed bounces as done (``bounced`` or ``dropped``) and release their leases."""
     if status not in (BOUNCED, DROPPED):
         raise ValueError("a failed recipient ends bounced or dropped")
@@ -213,7 +213,7 @@ def finish_failed(conn: Connection, *, worker: str, ids: list[int], status: str,
     return result.rowcount
 
 
-def release_for_retry(conn: Connection, *, worker: str, ids: list[int], next_attempt_ms: int) -> int:
+def release_for_retry_txn(conn: Connection, *, worker: str, ids: list[int], next_attempt_ms: int) -> int:
     """Give up this worker's leases on ``ids`` and make them due again at ``next_attempt_ms``."""
     r = outbound_recipients
     result = conn.execute(
@@ -224,7 +224,7 @@ def release_for_retry(conn: Connection, *, worker: str, ids: list[int], next_att
     return result.rowcount
 
 
-def delete_finished(conn: Connection, message_ids: list[int]) -> int:
+def delete_finished_txn(conn: Connection, message_ids: list[int]) -> int:
     """Delete each message (body and rows) none of whose recipients still needs work."""
     if not message_ids:
         return 0
@@ -239,7 +239,7 @@ def delete_finished(conn: Connection, message_ids: list[int]) -> int:
     return len(finished)
 
 
-def recipient_states(conn: Connection, queue_id: str) -> list[RecipientState] | None:
+def recipient_states_txn(conn: Connection, queue_id: str) -> list[RecipientState] | None:
     """Every recipient of a queued message in order, or None when the message is no longer queued."""
     m, r = outbound_messages, outbound_recipients
     message_id = conn.execute(select(m.c.id).where(m.c.queue_id == queue_id)).scalar_one_or_none()
@@ -260,12 +260,12 @@ def recipient_states(conn: Connection, queue_id: str) -> list[RecipientState] | 
     return [RecipientState(**row) for row in rows]
 
 
-def queue_size(conn: Connection) -> int:
+def queue_size_txn(conn: Connection) -> int:
     """How many messages are queued."""
     return int(conn.execute(select(func.count()).select_from(outbound_messages)).scalar_one())
 
 
-def next_due_ms(conn: Connection) -> int | None:
+def next_due_ms_txn(conn: Connection) -> int | None:
     """When the earliest open recipient is next due, or None for an empty queue."""
     r = outbound_recipients
     value = conn.execute(select(func.min(r.c.next_attempt_ms)).where(r.c.status.in_(OPEN_STATES))).scalar_one_or_none()
@@ -282,14 +282,14 @@ __all__ = [
     "ClaimedRecipient",
     "Outcome",
     "RecipientState",
-    "claim_due",
-    "delete_finished",
-    "enqueue",
-    "finish_failed",
-    "release_for_retry",
-    "load_body",
-    "next_due_ms",
-    "queue_size",
-    "recipient_states",
-    "record_outcomes",
+    "claim_due_txn",
+    "delete_finished_txn",
+    "enqueue_txn",
+    "finish_failed_txn",
+    "release_for_retry_txn",
+    "load_body_txn",
+    "next_due_ms_txn",
+    "queue_size_txn",
+    "recipient_states_txn",
+    "record_outcomes_txn",
 ]

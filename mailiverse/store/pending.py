@@ -24,7 +24,7 @@ def _check(handle_hash: bytes) -> None:
         raise InvalidInput("a pending-login handle digest is 32 bytes")
 
 
-def add_pending_login(
+def add_pending_login_txn(
     conn: Connection,
     handle_hash: bytes,
     expires_ms: int,
@@ -42,8 +42,8 @@ def add_pending_login(
         raise InvalidInput("a sealed pending login has an impossible size")
     if max_entries < 1:
         raise InvalidInput("max_entries must be at least 1")
-    dropped = purge_expired_pending_logins(conn, now_ms)
-    excess = count_pending_logins(conn) - max_entries + 1
+    dropped = purge_expired_pending_logins_txn(conn, now_ms)
+    excess = count_pending_logins_txn(conn) - max_entries + 1
     if excess > 0:
         oldest = (
             select(pending_logins.c.handle_hash)
@@ -58,7 +58,7 @@ def add_pending_login(
     return dropped
 
 
-def take_pending_login(conn: Connection, handle_hash: bytes) -> tuple[int, bytes] | None:
+def take_pending_login_txn(conn: Connection, handle_hash: bytes) -> tuple[int, bytes] | None:
     """Delete the row for ``handle_hash`` and return ``(expires_ms, sealed_state)``, or None if there is none.
 
     One ``DELETE ... RETURNING`` statement: of two front ends taking the same handle at once, only
@@ -76,12 +76,12 @@ def take_pending_login(conn: Connection, handle_hash: bytes) -> tuple[int, bytes
     return int(row[0]), bytes(row[1])
 
 
-def purge_expired_pending_logins(conn: Connection, now_ms: int) -> int:
+def purge_expired_pending_logins_txn(conn: Connection, now_ms: int) -> int:
     """Delete every row whose deadline is at or before ``now_ms``; how many."""
     return int(conn.execute(delete(pending_logins).where(pending_logins.c.expires_ms <= now_ms)).rowcount)
 
 
-def count_pending_logins(conn: Connection) -> int:
+def count_pending_logins_txn(conn: Connection) -> int:
     """How many pending logins are stored (expired ones included until purged)."""
     return int(conn.execute(select(func.count()).select_from(pending_logins)).scalar_one())
 
@@ -89,8 +89,8 @@ def count_pending_logins(conn: Connection) -> int:
 __all__ = [
     "HANDLE_HASH_BYTES",
     "MAX_SEALED_BYTES",
-    "add_pending_login",
-    "count_pending_logins",
-    "purge_expired_pending_logins",
-    "take_pending_login",
+    "add_pending_login_txn",
+    "count_pending_logins_txn",
+    "purge_expired_pending_logins_txn",
+    "take_pending_login_txn",
 ]

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 
 from mailiverse.store.db import Database
 from mailiverse.store.errors import ObjectNotFound
-from mailiverse.store.objects import ObjectInfo, get_object_info, read_chunk
+from mailiverse.store.objects import ObjectInfo, get_object_info_txn, read_chunk_txn
 
 
 async def open_object(database: Database, user_id: int, path: str) -> tuple[ObjectInfo, AsyncIterator[bytes]]:
@@ -15,7 +15,7 @@ async def open_object(database: Database, user_id: int, path: str) -> tuple[Obje
     Raises ObjectNotFound at once; the iterator raises VersionConflict if the object is
     replaced part-way, so a reader never mixes two versions.
     """
-    info = await database.run(get_object_info, user_id, path)
+    info = await database.run(get_object_info_txn, user_id, path)
     if info is None:
         raise ObjectNotFound("no object at this path")
     return info, _chunks(database, info)
@@ -24,7 +24,7 @@ async def open_object(database: Database, user_id: int, path: str) -> tuple[Obje
 async def _chunks(database: Database, info: ObjectInfo) -> AsyncIterator[bytes]:
     seq = 0
     while True:
-        data = await database.run(read_chunk, info.user_id, info.path, info.version, seq)
+        data = await database.run(read_chunk_txn, info.user_id, info.path, info.version, seq)
         if data is None:
             return
         yield data

@@ -61,9 +61,7 @@ objects = Table(
     "objects",
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
-    Column(
-        "user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False
-    ),
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
     Column("path", path_type(), nullable=False),
     Column("version", BigInteger, nullable=False),
     Column("created_ms", BigInteger, nullable=False),
@@ -187,9 +185,7 @@ legacy_pending = Table(
 legacy_mail_blocks = Table(
     "legacy_mail_blocks",
     metadata,
-    Column(
-        "user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False
-    ),
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
     Column("block", Text, nullable=False),
     Column("modified_ms", BigInteger, nullable=False),
     PrimaryKeyConstraint("user_id"),
@@ -202,9 +198,7 @@ legacy_store_credentials = Table(
     # The secret, AES-encrypted under a key derived from the legacy server secret.
     Column("secret", LargeBinary, nullable=False),
     Column("name", Text, nullable=False),
-    Column(
-        "user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=True
-    ),
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=True),
     Column("created_ms", BigInteger, nullable=False),
     PrimaryKeyConstraint("key_id"),
     Index("ix_legacy_store_credentials_name", "name"),

@@ -46,7 +46,10 @@ class User:
 
     def __repr__(self) -> str:
         # Keep verifiers and key blocks out of logs and tracebacks.
-        return f"User(id={self.id}, name={self.name!r}, envelope_format={self.envelope_format!r}, legacy={self.legacy}, disabled={self.disabled})"
+        return (
+            f"User(id={self.id}, name={self.name!r}, envelope_format={self.envelope_format!r}, "
+            f"legacy={self.legacy}, disabled={self.disabled})"
+        )
 
 
 def _now_ms() -> int:
@@ -63,9 +66,7 @@ def canonical_name(name: object) -> str:
     if len(canonical) > MAX_NAME_LENGTH:
         raise InvalidInput(f"user name is longer than {MAX_NAME_LENGTH} characters")
     if not canonical.isprintable() or any(c.isspace() or c in "/\\" for c in canonical):
-        raise InvalidInput(
-            "user name may not contain spaces, control characters, '/' or '\\'"
-        )
+        raise InvalidInput("user name may not contain spaces, control characters, '/' or '\\'")
     try:
         canonical.encode("utf-8")
     except UnicodeEncodeError:
@@ -73,9 +74,7 @@ def canonical_name(name: object) -> str:
     return canonical
 
 
-def _check_bytes(
-    value: object, what: str, limit: int, *, allow_empty: bool = False
-) -> bytes:
+def _check_bytes(value: object, what: str, limit: int, *, allow_empty: bool = False) -> bytes:
     if not isinstance(value, (bytes, bytearray, memoryview)):
         raise InvalidInput(f"{what} must be bytes")
     data = bytes(value)
@@ -95,9 +94,7 @@ def _user(row: RowMapping) -> User:
         public_key=bytes(row["public_key"]),
         legacy=bool(row["legacy"]),
         srp_salt=None if row["srp_salt"] is None else bytes(row["srp_salt"]),
-        srp_verifier=None
-        if row["srp_verifier"] is None
-        else bytes(row["srp_verifier"]),
+        srp_verifier=None if row["srp_verifier"] is None else bytes(row["srp_verifier"]),
         srp_group=row["srp_group"],
         key_block=None if row["key_block"] is None else bytes(row["key_block"]),
         key_block_version=row["key_block_version"],
@@ -105,7 +102,7 @@ def _user(row: RowMapping) -> User:
     )
 
 
-def add_user(
+def add_user_txn(
     conn: Connection,
     name: str,
     public_key_der: bytes,
@@ -129,11 +126,7 @@ def add_user(
     # A savepoint keeps the caller's transaction usable after a duplicate (PostgreSQL aborts it otherwise).
     try:
         with conn.begin_nested():
-            row = (
-                conn.execute(insert(users).values(values).returning(*users.c))
-                .mappings()
-                .one()
-            )
+            row = conn.execute(insert(users).values(values).returning(*users.c)).mappings().one()
     except IntegrityError:
         raise UserExists(f"a user named {canonical!r} already exists") from None
     return _user(row)
@@ -144,7 +137,7 @@ _USER_BY_NAME = select(users).where(users.c.name == bindparam("name"))
 _DELIVERABLE_KEY = select(users.c.public_key).where(users.c.id == bindparam("id"), users.c.disabled.is_(False))
 
 
-def get_user(conn: Connection, name: str) -> User | None:
+def get_user_txn(conn: Connection, name: str) -> User | None:
     """The user with this name (case-insensitive), or None (also for names that could never exist)."""
     try:
         canonical = canonical_name(name)
@@ -154,43 +147,33 @@ def get_user(conn: Connection, name: str) -> User | None:
     return None if row is None else _user(row)
 
 
-def get_user_by_id(conn: Connection, user_id: int) -> User | None:
+def get_user_by_id_txn(conn: Connection, user_id: int) -> User | None:
     """The user with this id, or None."""
     row = conn.execute(select(users).where(users.c.id == user_id)).mappings().first()
     return None if row is None else _user(row)
 
 
-def list_users(conn: Connection) -> list[User]:
+def list_users_txn(conn: Connection) -> list[User]:
     """Every user, by name."""
-    return [
-        _user(row)
-        for row in conn.execute(select(users).order_by(users.c.name)).mappings()
-    ]
+    return [_user(row) for row in conn.execute(select(users).order_by(users.c.name)).mappings()]
 
 
-def delete_user(conn: Connection, user_id: int) -> bool:
+def delete_user_txn(conn: Connection, user_id: int) -> bool:
     """Delete a user and (by cascade) every object; False if there was no such user."""
     return conn.execute(delete(users).where(users.c.id == user_id)).rowcount > 0
 
 
-def _update_user(
-    conn: Connection, user_id: int, values: dict[str, Any], *extra: Any
-) -> User:
-    statement = (
-        update(users)
-        .where(users.c.id == user_id, *extra)
-        .values(values)
-        .returning(*users.c)
-    )
+def _update_user_txn(conn: Connection, user_id: int, values: dict[str, Any], *extra: Any) -> User:
+    statement = update(users).where(users.c.id == user_id, *extra).values(values).returning(*users.c)
     row = conn.execute(statement).mappings().first()
     if row is None:
-        if get_user_by_id(conn, user_id) is None:
+        if get_user_by_id_txn(conn, user_id) is None:
             raise UserNotFound("no such user")
         raise VersionConflict("the key block changed since it was read")
     return _user(row)
 
 
-def update_user_auth(
+def update_user_auth_txn(
     conn: Connection,
     user_id: int,
     *,
@@ -205,14 +188,8 @@ def update_user_auth(
     A new key block increments ``key_block_version``; ``if_key_block_version`` makes the change
     conditional (VersionConflict otherwise). Raises UserNotFound for an unknown id.
     """
-    if (
-        not isinstance(srp_group, str)
-        or not srp_group
-        or len(srp_group) > MAX_SRP_GROUP_LENGTH
-    ):
-        raise InvalidInput(
-            f"SRP group must be a name of 1 to {MAX_SRP_GROUP_LENGTH} characters"
-        )
+    if not isinstance(srp_group, str) or not srp_group or len(srp_group) > MAX_SRP_GROUP_LENGTH:
+        raise InvalidInput(f"SRP group must be a name of 1 to {MAX_SRP_GROUP_LENGTH} characters")
     values: dict[str, Any] = {
         "srp_salt": _check_bytes(srp_salt, "SRP salt", MAX_SRP_FIELD_BYTES),
         "srp_verifier": _check_bytes(srp_verifier, "SRP verifier", MAX_SRP_FIELD_BYTES),
@@ -221,32 +198,26 @@ def update_user_auth(
     if key_block is not None:
         values["key_block"] = _check_bytes(key_block, "key block", MAX_KEY_BLOCK_BYTES)
         values["key_block_version"] = users.c.key_block_version + 1
-    condition = (
-        []
-        if if_key_block_version is None
-        else [users.c.key_block_version == if_key_block_version]
-    )
-    return _update_user(conn, user_id, values, *condition)
+    condition = [] if if_key_block_version is None else [users.c.key_block_version == if_key_block_version]
+    return _update_user_txn(conn, user_id, values, *condition)
 
 
-def set_key_block(
-    conn: Connection, user_id: int, key_block: bytes, *, if_version: int | None = None
-) -> User:
+def set_key_block_txn(conn: Connection, user_id: int, key_block: bytes, *, if_version: int | None = None) -> User:
     """Store a new encrypted key block, incrementing its version; conditional with ``if_version``."""
     values: dict[str, Any] = {
         "key_block": _check_bytes(key_block, "key block", MAX_KEY_BLOCK_BYTES),
         "key_block_version": users.c.key_block_version + 1,
     }
     condition = [] if if_version is None else [users.c.key_block_version == if_version]
-    return _update_user(conn, user_id, values, *condition)
+    return _update_user_txn(conn, user_id, values, *condition)
 
 
-def set_disabled(conn: Connection, user_id: int, disabled: bool) -> User:
+def set_disabled_txn(conn: Connection, user_id: int, disabled: bool) -> User:
     """Disable or re-enable an account; raises UserNotFound for an unknown id."""
-    return _update_user(conn, user_id, {"disabled": bool(disabled)})
+    return _update_user_txn(conn, user_id, {"disabled": bool(disabled)})
 
 
-def deliverable_keys(conn: Connection, user_ids: Sequence[int]) -> dict[int, bytes]:
+def deliverable_keys_txn(conn: Connection, user_ids: Sequence[int]) -> dict[int, bytes]:
     """The public key of each of ``user_ids`` whose account exists and is enabled.
 
     Delivery checks this inside its write transaction, so an account deleted or disabled after the

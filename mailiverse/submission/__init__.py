@@ -1,4 +1,5 @@
-"""The submission service: mail a logged-in user sends, from any front end (JSON API, legacy protocol, later the bridge)."""
+"""The submission service: mail a logged-in user sends, from any front end
+(JSON API, legacy protocol, later the bridge)."""
 
 from mailiverse.submission.compose import Composed, compose, sender_of
 from mailiverse.submission.errors import SubmissionError

@@ -90,9 +90,7 @@ class Submission:
         Nothing is delivered or queued unless every recipient can be routed.
         """
         if not message or len(message) > self.max_message_size:
-            raise SubmissionError(
-                "message_too_large", f"a message must be 1 to {self.max_message_size} bytes", 413
-            )
+            raise SubmissionError("message_too_large", f"a message must be 1 to {self.max_message_size} bytes", 413)
         listed: list[str] = []
         if mail_from is None:
             mail_from, listed = sender_of(message, sender.addresses)
@@ -102,9 +100,7 @@ class Submission:
             raise SubmissionError("invalid_recipients", f"give 1 to {MAX_RECIPIENTS} recipients")
         local, remote = await self._route(targets)
         if remote and self.outbound is None:
-            raise SubmissionError(
-                "remote_delivery_disabled", "this appliance does not send mail to other domains", 422
-            )
+            raise SubmissionError("remote_delivery_disabled", "this appliance does not send mail to other domains", 422)
         if local:
             await self._deliver(message, mail_from, local)
         queue_id = await self._queue(sender, mail_from, remote, message) if remote else None

@@ -1,4 +1,5 @@
-"""The appliance's web service: a Klein app object holding its collaborators, serving the JSON API and the static client.
+"""The appliance's web service: a Klein app object holding its collaborators,
+serving the JSON API and the static client.
 
 ``WebApp`` is the route classes of ``mailiverse.web.routes`` put together over one router
 (``mailiverse.web.routing``), with the error mapping of ``mailiverse.web.errors``. The rules

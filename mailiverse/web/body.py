@@ -94,9 +94,7 @@ def body_size(request: Any) -> int:
 def check_body_size(request: Any, limit: int) -> None:
     """Raise 413 ``body_too_large`` if the body exceeded ``limit`` (or was dropped on arrival)."""
     if is_oversized(request) or body_size(request) > limit:
-        raise ApiError(
-            "body_too_large", f"the request body is larger than {limit} bytes", 413
-        )
+        raise ApiError("body_too_large", f"the request body is larger than {limit} bytes", 413)
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -120,9 +118,7 @@ def read_json(request: Any, limit: int = SMALL_JSON_BYTES) -> dict[str, Any]:
     """
     content_type = (request.getHeader(b"content-type") or b"").split(b";", 1)[0]
     if content_type.strip().lower() != b"application/json":
-        raise ApiError(
-            "unsupported_media_type", "send the body as application/json", 415
-        )
+        raise ApiError("unsupported_media_type", "send the body as application/json", 415)
     check_body_size(request, limit)
     raw = request.content.read(limit + 1) if request.content is not None else b""
     try:

@@ -1,4 +1,5 @@
-"""The OpenAPI 3.1 description of the JSON API, served at ``/api/openapi.json`` (a test keeps it equal to the routes)."""
+"""The OpenAPI 3.1 description of the JSON API, served at ``/api/openapi.json``
+(a test keeps it equal to the routes)."""
 
 from __future__ import annotations
 
@@ -167,7 +168,10 @@ def openapi_document(version: str) -> dict[str, Any]:
             "get": _op(
                 "The current session and its CSRF token",
                 auth=True,
-                response=_obj(["user", "csrf"], {"user": _TEXT, "csrf": _TEXT, "created_at": {"type": "number"}, "expires_at": {"type": "number"}}),
+                response=_obj(
+                    ["user", "csrf"],
+                    {"user": _TEXT, "csrf": _TEXT, "created_at": {"type": "number"}, "expires_at": {"type": "number"}},
+                ),
             )
         },
         "/api/account": {
@@ -213,7 +217,10 @@ def openapi_document(version: str) -> dict[str, Any]:
             "get": _op(
                 "List objects by prefix, by name or newest first, with a paging cursor",
                 auth=True,
-                response=_obj(["objects", "next"], {"objects": {"type": "array", "items": _OBJECT}, "next": {"type": ["string", "null"]}}),
+                response=_obj(
+                    ["objects", "next"],
+                    {"objects": {"type": "array", "items": _OBJECT}, "next": {"type": ["string", "null"]}},
+                ),
                 errors=(400,),
                 parameters=[
                     _query("prefix", _TEXT),
@@ -258,7 +265,14 @@ def openapi_document(version: str) -> dict[str, Any]:
                 auth=True,
                 response=_obj(
                     ["address", "public_key", "fingerprint", "format"],
-                    {"address": _TEXT, "user": _TEXT, "public_key": _B64, "fingerprint": _TEXT, "bits": _INT, "format": _TEXT},
+                    {
+                        "address": _TEXT,
+                        "user": _TEXT,
+                        "public_key": _B64,
+                        "fingerprint": _TEXT,
+                        "bits": _INT,
+                        "format": _TEXT,
+                    },
                 ),
                 errors=(404,),
                 parameters=[_path_param("address")],
@@ -273,13 +287,26 @@ def openapi_document(version: str) -> dict[str, Any]:
                         _obj(["message"], {"message": _B64, "recipients": _ADDRESSES}),
                         _obj(
                             ["to"],
-                            {"to": _ADDRESSES, "cc": _ADDRESSES, "bcc": _ADDRESSES, "subject": _TEXT, "text": _TEXT, "from": _TEXT},
+                            {
+                                "to": _ADDRESSES,
+                                "cc": _ADDRESSES,
+                                "bcc": _ADDRESSES,
+                                "subject": _TEXT,
+                                "text": _TEXT,
+                                "from": _TEXT,
+                            },
                         ),
                     ]
                 },
                 response=_obj(
                     ["from", "local", "remote", "sent"],
-                    {"from": _TEXT, "local": _ADDRESSES, "remote": _ADDRESSES, "queue_id": {"type": ["string", "null"]}, "sent": _TEXT},
+                    {
+                        "from": _TEXT,
+                        "local": _ADDRESSES,
+                        "remote": _ADDRESSES,
+                        "queue_id": {"type": ["string", "null"]},
+                        "sent": _TEXT,
+                    },
                 ),
                 errors=(422, 503),
             )

@@ -16,7 +16,7 @@ from mailiverse.accounts.service import AccountService
 from mailiverse.auth.devices import device_cookie
 from mailiverse.auth.sessions import SESSION_COOKIE, SessionRecord
 from mailiverse.store.db import Database
-from mailiverse.store.users import User, get_user
+from mailiverse.store.users import User, get_user_txn
 from mailiverse.submission import Submission
 from mailiverse.web.errors import ApiError
 
@@ -78,7 +78,7 @@ class RouteBase:
     async def user_of(self, request: Any) -> tuple[SessionRecord, User]:
         """The session and its live (not disabled) account."""
         record = await self.session_of(request)
-        user = await self.database.run(get_user, record.username)
+        user = await self.database.run(get_user_txn, record.username)
         if user is None or user.disabled:
             raise ApiError("unauthenticated", "the account no longer exists", 401)
         return record, user

@@ -38,7 +38,7 @@ def load_server_secret(database: Database) -> bytes:
     Blocking: call it at start-up (it runs on the calling thread).
     """
     with database.blocking_allowed():
-        return database.transact_sync(repo.ensure_secret, AUTH_SECRET_NAME, 32)
+        return database.transact_sync(repo.ensure_secret_txn, AUTH_SECRET_NAME, 32)
 
 
 def build_web_app(

@@ -1,4 +1,5 @@
-"""DatabasePendingLogins on SQLite and PostgreSQL: shared between front ends, one-shot under races, expiring, capped, sealed."""
+"""DatabasePendingLogins on SQLite and PostgreSQL: shared between front ends,
+one-shot under races, expiring, capped, sealed."""
 
 from __future__ import annotations
 
@@ -38,7 +39,9 @@ class Wall:
         return self.now
 
 
-def _keepers(fronts: tuple[Database, Database], clock: Wall, **options: int) -> tuple[DatabasePendingLogins, DatabasePendingLogins]:
+def _keepers(
+    fronts: tuple[Database, Database], clock: Wall, **options: int
+) -> tuple[DatabasePendingLogins, DatabasePendingLogins]:
     return (
         DatabasePendingLogins(fronts[0], SECRET, clock=clock, **options),
         DatabasePendingLogins(fronts[1], SECRET, clock=clock, **options),
@@ -234,10 +237,10 @@ def test_repository_refuses_bad_input(two_fronts: tuple[Database, Database]) -> 
             ((good, 1, b"s"), {"now_ms": 0, "max_entries": 0}),
         ]:
             with pytest.raises(InvalidInput):
-                database.transact_sync(repo.add_pending_login, *args, **options)
+                database.transact_sync(repo.add_pending_login_txn, *args, **options)
         with pytest.raises(InvalidInput):
-            database.transact_sync(repo.take_pending_login, b"short")
-        assert database.run_sync(repo.count_pending_logins) == 0
+            database.transact_sync(repo.take_pending_login_txn, b"short")
+        assert database.run_sync(repo.count_pending_logins_txn) == 0
 
 
 def test_bad_parameters_are_refused(two_fronts: tuple[Database, Database]) -> None:

@@ -10,37 +10,35 @@ from mailiverse.auth import ISessionStore, SessionManager
 from mailiverse.store import accounts as repo
 from mailiverse.store.db import Database
 
-from ..web.conftest import database, postgres_session_url  # noqa: F401 - shared fixtures
 
-
-def test_database_session_store_provides_interface(database: Database) -> None:  # noqa: F811
+def test_database_session_store_provides_interface(database: Database) -> None:
     """DatabaseSessionStore provides ISessionStore."""
     assert verifyObject(ISessionStore, DatabaseSessionStore(database))
 
 
-def test_secret_created_once(database: Database) -> None:  # noqa: F811
+def test_secret_created_once(database: Database) -> None:
     """ensure_secret makes the secret once; every later call (another front end) reads the same bytes."""
     with database.blocking_allowed():
-        first = database.transact_sync(repo.ensure_secret, "auth")
-        second = database.transact_sync(repo.ensure_secret, "auth")
+        first = database.transact_sync(repo.ensure_secret_txn, "auth")
+        second = database.transact_sync(repo.ensure_secret_txn, "auth")
     assert first == second and len(first) == 32
 
 
-def test_invite_consumed_once(database: Database) -> None:  # noqa: F811
+def test_invite_consumed_once(database: Database) -> None:
     """An invite is consumed by one user only, and an expired one never."""
     with database.blocking_allowed():
-        code, invite = database.transact_sync(repo.create_invite, expires_ms=None, now_ms=1000)
-        expired, _ = database.transact_sync(repo.create_invite, expires_ms=2000, now_ms=1000)
-        assert database.transact_sync(repo.consume_invite, code, "alice", 1500) is True
-        assert database.transact_sync(repo.consume_invite, code, "bob", 1600) is False
-        assert database.transact_sync(repo.consume_invite, expired, "bob", 2500) is False
-        assert database.transact_sync(repo.consume_invite, "x" * 100, "bob", 1600) is False
-        listed = database.run_sync(repo.list_invites)
+        code, invite = database.transact_sync(repo.create_invite_txn, expires_ms=None, now_ms=1000)
+        expired, _ = database.transact_sync(repo.create_invite_txn, expires_ms=2000, now_ms=1000)
+        assert database.transact_sync(repo.consume_invite_txn, code, "alice", 1500) is True
+        assert database.transact_sync(repo.consume_invite_txn, code, "bob", 1600) is False
+        assert database.transact_sync(repo.consume_invite_txn, expired, "bob", 2500) is False
+        assert database.transact_sync(repo.consume_invite_txn, "x" * 100, "bob", 1600) is False
+        listed = database.run_sync(repo.list_invites_txn)
     assert [(i.ref, i.used_by) for i in listed if i.used_by] == [(invite.ref, "alice")]
 
 
 @pytest_twisted.ensureDeferred
-async def test_database_sessions_lifecycle(database: Database) -> None:  # noqa: F811
+async def test_database_sessions_lifecycle(database: Database) -> None:
     """A session made by one manager is seen by another over the same database, and revocation ends it for both."""
     now = [1_000_000.0]
     secret = b"s" * 32

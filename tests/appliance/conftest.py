@@ -1,4 +1,5 @@
-"""Fixtures of the appliance tests: Debian's Chromium under Playwright, to see an installed appliance's client render."""
+"""Fixtures of the appliance tests: Debian's Chromium under Playwright,
+to see an installed appliance's client render."""
 
 from __future__ import annotations
 

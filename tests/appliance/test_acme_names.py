@@ -61,8 +61,14 @@ def _renewal(tmp_path: Path, ca: _CertificateAuthority) -> tuple[CertificateRene
     ensure_placeholder(cert_path, key_path, HOST)
     reloads: list[int] = []
     renewal = CertificateRenewal(
-        ca, ChallengeStore(), cert_path, key_path, (HOST,),  # type: ignore[arg-type]
-        lambda: reloads.append(1), Clock(), optional_names=(POLICY_HOST, HOST),
+        ca,
+        ChallengeStore(),
+        cert_path,
+        key_path,
+        (HOST,),  # type: ignore[arg-type]
+        lambda: reloads.append(1),
+        Clock(),
+        optional_names=(POLICY_HOST, HOST),
     )
     return renewal, cert_path, reloads
 
@@ -98,8 +104,14 @@ async def test_a_valid_certificate_gains_the_policy_host_once_dns_appears(tmp_pa
     assert await first.check() is True
     ca.unreachable.clear()
     second = CertificateRenewal(
-        ca, ChallengeStore(), cert_path, tmp_path / "acme.key", (HOST,),  # type: ignore[arg-type]
-        lambda: None, Clock(), optional_names=(POLICY_HOST,),
+        ca,
+        ChallengeStore(),
+        cert_path,
+        tmp_path / "acme.key",
+        (HOST,),  # type: ignore[arg-type]
+        lambda: None,
+        Clock(),
+        optional_names=(POLICY_HOST,),
     )
     assert await second.check() is True
     assert dns_names(cert_path.read_bytes()) == (HOST, POLICY_HOST)
@@ -112,8 +124,14 @@ async def test_a_failed_widening_keeps_the_valid_certificate(tmp_path: Path) -> 
     assert await first.check() is True
     before = cert_path.read_bytes()
     second = CertificateRenewal(
-        ca, ChallengeStore(), cert_path, tmp_path / "acme.key", (HOST,),  # type: ignore[arg-type]
-        lambda: None, Clock(), optional_names=(POLICY_HOST,),
+        ca,
+        ChallengeStore(),
+        cert_path,
+        tmp_path / "acme.key",
+        (HOST,),  # type: ignore[arg-type]
+        lambda: None,
+        Clock(),
+        optional_names=(POLICY_HOST,),
     )
     assert await second.check() is False
     assert cert_path.read_bytes() == before

@@ -17,7 +17,7 @@ FAST_KDF = 14  # scrypt N=2^14 keeps the tests quick; the default is 2^17
 
 
 def _appliance(root: Path) -> tuple[DataDir, int]:
-    from mailiverse.store.users import add_user
+    from mailiverse.store.users import add_user_txn
 
     data = DataDir(root)
     data.create()
@@ -25,19 +25,19 @@ def _appliance(root: Path) -> tuple[DataDir, int]:
     db = Database.open(data.default_db_url, reactor=None)
     try:
         with db.blocking_allowed():
-            user = db.transact_sync(add_user, "alice", b"\x30" * 300, "v1")
+            user = db.transact_sync(add_user_txn, "alice", b"\x30" * 300, "v1")
     finally:
         db.close()
     return data, user.id
 
 
 def _users(url: str) -> list[str]:
-    from mailiverse.store.users import list_users
+    from mailiverse.store.users import list_users_txn
 
     db = Database.open(url, reactor=None)
     try:
         with db.blocking_allowed():
-            return [u.name for u in db.run_sync(list_users)]
+            return [u.name for u in db.run_sync(list_users_txn)]
     finally:
         db.close()
 

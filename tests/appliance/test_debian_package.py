@@ -18,8 +18,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from tests.appliance.pebble import free_port
-from tests.integration.independent import open_mail
+from tests.support.harness import free_port
+from tests.support.independent import open_mail
 
 APPLIANCE = Path(__file__).resolve().parents[2] / "appliance"
 pytestmark = [
@@ -103,7 +103,8 @@ def test_package_carries_the_web_client(deb: Path) -> None:
 def test_package_installs_starts_from_the_unit_and_receives_mail(
     deb: Path, chroot: Path, client_renders: Callable[[str, str], None]
 ) -> None:
-    """dpkg -i in bookworm, set-up, the unit's ExecStart as its User, the client in Chromium, SMTP delivery and read-back."""
+    """dpkg -i in bookworm, set-up, the unit's ExecStart as its User, the client in Chromium,
+    SMTP delivery and read-back."""
     root = chroot
     shutil.copy(deb, root / "tmp/mailiverse.deb")
     run("chroot", str(root), "dpkg", "-i", "/tmp/mailiverse.deb")

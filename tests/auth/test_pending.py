@@ -41,9 +41,7 @@ def test_full_login_through_pending_store(clock: Clock) -> None:
     challenge, B = start_login("bob", salt, verifier)
     handle = pending.put(challenge)
     clock.advance(5)
-    login.verify_session(
-        pending.take(handle).verify(login.A, login.process_challenge(salt, B))
-    )
+    login.verify_session(pending.take(handle).verify(login.A, login.process_challenge(salt, B)))
 
 
 def test_replayed_handle_fails(clock: Clock) -> None:

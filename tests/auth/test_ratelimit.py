@@ -128,9 +128,7 @@ def test_address_key_rejects_garbage() -> None:
 
 def test_login_throttle_per_account(clock: Clock) -> None:
     """Failures against one account from many addresses exhaust the account's budget only."""
-    throttle = LoginThrottle(
-        clock, per_account=Budget(3, 300), per_address=Budget(100, 300)
-    )
+    throttle = LoginThrottle(clock, per_account=Budget(3, 300), per_address=Budget(100, 300))
     for index in range(3):
         throttle.record_failure("alice", f"198.51.100.{index}")
     decision = throttle.check("alice", "203.0.113.1")
@@ -140,9 +138,7 @@ def test_login_throttle_per_account(clock: Clock) -> None:
 
 def test_login_throttle_per_address(clock: Clock) -> None:
     """Failures from one IPv6 /64 across many accounts exhaust that network's budget only."""
-    throttle = LoginThrottle(
-        clock, per_account=Budget(100, 300), per_address=Budget(4, 400)
-    )
+    throttle = LoginThrottle(clock, per_account=Budget(100, 300), per_address=Budget(4, 400))
     for index in range(4):
         throttle.record_failure(f"user{index}", f"2001:db8::{index + 1}")
     assert not throttle.check("fresh", "2001:db8::ffff").allowed
@@ -151,9 +147,7 @@ def test_login_throttle_per_address(clock: Clock) -> None:
 
 def test_login_throttle_retry_after_is_the_later_limit(clock: Clock) -> None:
     """With both budgets exhausted, retry-after is the longer of the two waits."""
-    throttle = LoginThrottle(
-        clock, per_account=Budget(1, 60), per_address=Budget(1, 600)
-    )
+    throttle = LoginThrottle(clock, per_account=Budget(1, 60), per_address=Budget(1, 600))
     throttle.record_failure("carol", "192.0.2.1")
     decision = throttle.check("carol", "192.0.2.1")
     assert decision == Decision(False, pytest.approx(600.0))

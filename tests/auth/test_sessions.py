@@ -32,9 +32,7 @@ def store() -> MemorySessionStore:
 
 
 @pytest.fixture
-def manager(
-    store: MemorySessionStore, server_secret: bytes, clock: Clock
-) -> SessionManager:
+def manager(store: MemorySessionStore, server_secret: bytes, clock: Clock) -> SessionManager:
     """A session manager with a 10-minute idle and 1-hour absolute timeout on the fake clock."""
     return SessionManager(
         store,
@@ -67,9 +65,7 @@ def test_create_and_lookup(manager: SessionManager, run: Run) -> None:
     assert found.session_id == created.record.session_id
 
 
-def test_store_keeps_only_the_hash(
-    manager: SessionManager, store: MemorySessionStore, run: Run
-) -> None:
+def test_store_keeps_only_the_hash(manager: SessionManager, store: MemorySessionStore, run: Run) -> None:
     """The stored record holds SHA-256 of the token and nothing that contains the token."""
     created = run(manager.create("alice"))
     assert created.record.token_hash == hashlib.sha256(created.token.encode()).digest()
@@ -80,9 +76,7 @@ def test_store_keeps_only_the_hash(
 
 
 @pytest.mark.parametrize("token", [None, "", "short", "!" * 43, "a" * 44, "é" * 43])
-def test_malformed_tokens_find_nothing(
-    manager: SessionManager, run: Run, token: str | None
-) -> None:
+def test_malformed_tokens_find_nothing(manager: SessionManager, run: Run, token: str | None) -> None:
     """Missing or malformed tokens are rejected before any store lookup."""
     run(manager.create("alice"))
     assert run(manager.lookup(token)) is None
@@ -95,9 +89,7 @@ def test_unknown_token_finds_nothing(manager: SessionManager, run: Run) -> None:
     assert run(manager.lookup(new_token())) is None
 
 
-def test_idle_expiry(
-    manager: SessionManager, store: MemorySessionStore, clock: Clock, run: Run
-) -> None:
+def test_idle_expiry(manager: SessionManager, store: MemorySessionStore, clock: Clock, run: Run) -> None:
     """A session unused for the idle timeout is gone and deleted from the store."""
     created = run(manager.create("alice"))
     clock.advance(599)
@@ -107,9 +99,7 @@ def test_idle_expiry(
     assert len(store) == 0
 
 
-def test_use_extends_idle_but_not_absolute(
-    manager: SessionManager, clock: Clock, run: Run
-) -> None:
+def test_use_extends_idle_but_not_absolute(manager: SessionManager, clock: Clock, run: Run) -> None:
     """Regular use keeps a session alive until the absolute timeout, then it ends anyway."""
     created = run(manager.create("alice"))
     for _ in range(5):
@@ -123,9 +113,7 @@ def test_use_extends_idle_but_not_absolute(
     assert run(manager.lookup(created.token)) is None
 
 
-def test_touch_is_throttled(
-    manager: SessionManager, store: MemorySessionStore, clock: Clock, run: Run
-) -> None:
+def test_touch_is_throttled(manager: SessionManager, store: MemorySessionStore, clock: Clock, run: Run) -> None:
     """last_seen is written only when at least touch_interval has passed."""
     created = run(manager.create("alice"))
     digest = token_hash(created.token)
@@ -134,11 +122,7 @@ def test_touch_is_throttled(
     assert run(store.get(digest)).last_seen == created.record.last_seen
     clock.advance(30)
     looked_up = run(manager.lookup(created.token))
-    assert (
-        run(store.get(digest)).last_seen
-        == created.record.last_seen + 60
-        == looked_up.last_seen
-    )
+    assert run(store.get(digest)).last_seen == created.record.last_seen + 60 == looked_up.last_seen
 
 
 def test_logout_revokes(manager: SessionManager, run: Run) -> None:
@@ -160,9 +144,7 @@ def test_revoke_user_ends_all_their_sessions(manager: SessionManager, run: Run) 
     assert run(manager.lookup(other.token)) is not None
 
 
-def test_purge_expired(
-    manager: SessionManager, store: MemorySessionStore, clock: Clock, run: Run
-) -> None:
+def test_purge_expired(manager: SessionManager, store: MemorySessionStore, clock: Clock, run: Run) -> None:
     """purge_expired removes idle and too-old sessions and keeps live ones."""
     idle = run(manager.create("alice"))
     clock.advance(300)
@@ -184,17 +166,13 @@ def test_csrf_token_round_trip(manager: SessionManager, run: Run) -> None:
 
 
 @pytest.mark.parametrize("supplied", [None, "", "x", "é" * 43, "a" * 1000])
-def test_csrf_rejects_bad_values(
-    manager: SessionManager, run: Run, supplied: str | None
-) -> None:
+def test_csrf_rejects_bad_values(manager: SessionManager, run: Run, supplied: str | None) -> None:
     """Missing, wrong, non-ASCII and huge CSRF values are refused."""
     created = run(manager.create("alice"))
     assert not manager.check_csrf(created.record, supplied)
 
 
-def test_csrf_depends_on_server_secret(
-    store: MemorySessionStore, clock: Clock, run: Run
-) -> None:
+def test_csrf_depends_on_server_secret(store: MemorySessionStore, clock: Clock, run: Run) -> None:
     """Another server secret gives another CSRF token for the same session id."""
     one = SessionManager(store, b"1" * 32, clock)
     two = SessionManager(store, b"2" * 32, clock)
@@ -206,14 +184,9 @@ def test_cookie_attributes(manager: SessionManager) -> None:
     """The Set-Cookie value carries the token with HttpOnly, Secure, SameSite=Strict and Path=/."""
     token = new_token()
     value = session_cookie(token)
-    assert (
-        value == f"{SESSION_COOKIE}={token}; HttpOnly; Secure; SameSite=Strict; Path=/"
-    )
+    assert value == f"{SESSION_COOKIE}={token}; HttpOnly; Secure; SameSite=Strict; Path=/"
     assert SESSION_COOKIE.startswith("__Host-")
-    assert (
-        manager.cookie(token)
-        == f"{SESSION_COOKIE}={token}; Max-Age=3600; HttpOnly; Secure; SameSite=Strict; Path=/"
-    )
+    assert manager.cookie(token) == f"{SESSION_COOKIE}={token}; Max-Age=3600; HttpOnly; Secure; SameSite=Strict; Path=/"
 
 
 def test_cookie_refuses_non_tokens() -> None:
@@ -224,15 +197,10 @@ def test_cookie_refuses_non_tokens() -> None:
 
 def test_clear_cookie() -> None:
     """The logout cookie empties the value and expires it at once with the same attributes."""
-    assert (
-        clear_session_cookie()
-        == f"{SESSION_COOKIE}=; Max-Age=0; HttpOnly; Secure; SameSite=Strict; Path=/"
-    )
+    assert clear_session_cookie() == f"{SESSION_COOKIE}=; Max-Age=0; HttpOnly; Secure; SameSite=Strict; Path=/"
 
 
-def test_bad_timeouts_are_refused(
-    store: MemorySessionStore, server_secret: bytes
-) -> None:
+def test_bad_timeouts_are_refused(store: MemorySessionStore, server_secret: bytes) -> None:
     """An idle timeout longer than the absolute one is a configuration error."""
     with pytest.raises(ValueError):
         SessionManager(store, server_secret, idle_timeout=100, absolute_timeout=50)

@@ -56,9 +56,7 @@ def test_verifier_shape() -> None:
     other_salt, _ = create_verifier("bob", key)
     assert len(salt) == 16 and len(verifier) == 256
     assert salt != other_salt
-    x = int.from_bytes(
-        hashlib.sha256(salt + hashlib.sha256(b"bob:" + key).digest()).digest(), "big"
-    )
+    x = int.from_bytes(hashlib.sha256(salt + hashlib.sha256(b"bob:" + key).digest()).digest(), "big")
     assert int.from_bytes(verifier, "big") == pow(G, x, N)
 
 
@@ -242,9 +240,7 @@ def test_our_client_logs_in_to_reference_server() -> None:
     key = _key()
     salt, verifier = create_verifier("sam", key)
     login = ClientLogin("sam", key)
-    reference = pysrp.Verifier(
-        "sam", salt, verifier, login.A, hash_alg=pysrp.SHA256, ng_type=pysrp.NG_2048
-    )
+    reference = pysrp.Verifier("sam", salt, verifier, login.A, hash_alg=pysrp.SHA256, ng_type=pysrp.NG_2048)
     reference_salt, B = reference.get_challenge()
     hamk = reference.verify_session(login.process_challenge(reference_salt, B))
     assert hamk is not None and reference.authenticated()
@@ -307,9 +303,7 @@ def test_unknown_user_fails_exactly_like_wrong_password(server_secret: bytes) ->
 def test_decoy_cannot_succeed_even_with_the_decoy_key(server_secret: bytes) -> None:
     """A decoy challenge refuses even a proof made with the decoy's own secret key."""
     name = "ghost"
-    decoy_key = hmac.new(
-        subkey(server_secret, "srp decoy key"), name.encode(), hashlib.sha256
-    ).digest()
+    decoy_key = hmac.new(subkey(server_secret, "srp decoy key"), name.encode(), hashlib.sha256).digest()
     login = ClientLogin(name, decoy_key)
     challenge = begin_login(server_secret, name, None)
     M = login.process_challenge(challenge.salt, challenge.B)
@@ -324,9 +318,7 @@ def test_real_account_via_begin_login_succeeds(server_secret: bytes) -> None:
     login = ClientLogin("amy", key)
     challenge = begin_login(server_secret, "AMY", (salt, verifier))
     assert challenge.salt == salt
-    login.verify_session(
-        challenge.verify(login.A, login.process_challenge(challenge.salt, challenge.B))
-    )
+    login.verify_session(challenge.verify(login.A, login.process_challenge(challenge.salt, challenge.B)))
 
 
 def test_begin_login_does_the_decoy_work_for_real_accounts_too(

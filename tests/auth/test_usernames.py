@@ -132,9 +132,5 @@ def test_any_text_is_accepted_only_into_the_rule(text: str) -> None:
         name = canonical_username(text)
     except InvalidUsername:
         return
-    assert (
-        RULE.fullmatch(name)
-        and len(name) <= MAX_USERNAME_LENGTH
-        and not name.endswith(".")
-    )
+    assert RULE.fullmatch(name) and len(name) <= MAX_USERNAME_LENGTH and not name.endswith(".")
     assert name.isascii() and canonical_username(name) == name

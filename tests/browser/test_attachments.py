@@ -8,13 +8,13 @@ from typing import Any
 
 import pytest
 
-from tests.browser.conftest import check_mail, new_page, row, signup
-from tests.integration.harness import DOMAIN, Appliance
+from tests.support.browser import check_mail, new_page, row, signup
+from tests.support.harness import DOMAIN, Appliance
 
 pytestmark = pytest.mark.integration
 
 PAYLOAD = os.urandom(300_000)
-NAME = "Überweisung März – \"final\".pdf"
+NAME = 'Überweisung März – "final".pdf'
 
 
 def _download(page: Any, filename: str) -> tuple[str, bytes]:
@@ -35,10 +35,13 @@ def test_attach_send_download_and_forward(browser: Any, appliance: Appliance) ->
     carol.fill("#compose-to", f"dave@{DOMAIN}")
     carol.fill("#compose-subject", "Invoice attached")
     carol.fill("#compose-text", "See the attachment.")
-    carol.set_input_files("#compose-files", [
-        {"name": NAME, "mimeType": "application/pdf", "buffer": PAYLOAD},
-        {"name": "notes.txt", "mimeType": "text/plain", "buffer": b"scratch notes\n"},
-    ])
+    carol.set_input_files(
+        "#compose-files",
+        [
+            {"name": NAME, "mimeType": "application/pdf", "buffer": PAYLOAD},
+            {"name": "notes.txt", "mimeType": "text/plain", "buffer": b"scratch notes\n"},
+        ],
+    )
     carol.wait_for_selector("#compose-attachments li >> nth=1")
     carol.click("[aria-label='Remove notes.txt']")
     assert carol.locator("#compose-attachments li").count() == 1
@@ -73,8 +76,10 @@ def test_too_much_to_attach_is_refused_with_a_clear_message(browser: Any, applia
     erin = new_page(browser, appliance)
     signup(erin, "erin")
     erin.click("#compose-button")
-    erin.set_input_files("#compose-files", [{"name": "huge.bin", "mimeType": "application/octet-stream",
-                                             "buffer": b"\0" * (37 * 1024 * 1024)}])
+    erin.set_input_files(
+        "#compose-files",
+        [{"name": "huge.bin", "mimeType": "application/octet-stream", "buffer": b"\0" * (37 * 1024 * 1024)}],
+    )
     erin.wait_for_selector("#compose-status.error, #compose-status[class*=error]")
     assert "Attachments may add up to" in erin.locator("#compose-status").inner_text()
     assert erin.locator("#compose-attachments li").count() == 0

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.browser.conftest import (
+from tests.support.browser import (
     PASSWORD,
     check_mail,
     login,
@@ -19,7 +19,7 @@ from tests.browser.conftest import (
     wait_synced,
     wait_until,
 )
-from tests.integration.harness import DOMAIN, Appliance
+from tests.support.harness import DOMAIN, Appliance
 
 pytestmark = pytest.mark.integration
 

@@ -6,13 +6,12 @@ from __future__ import annotations
 import http.server
 import threading
 from collections.abc import Iterator
-from email.message import EmailMessage
 from typing import Any
 
 import pytest
 
-from tests.browser.conftest import base_url, check_mail, new_page, row, signup, smtp_send
-from tests.integration.harness import DOMAIN, Appliance
+from tests.support.browser import base_url, check_mail, html_mail, new_page, row, signup, smtp_send
+from tests.support.harness import DOMAIN, Appliance
 
 pytestmark = pytest.mark.integration
 
@@ -97,16 +96,6 @@ def watch_network(page: Any) -> list[str]:
     return seen
 
 
-def html_mail(subject: str, html: str) -> EmailMessage:
-    msg = EmailMessage()
-    msg["From"] = "Mallory <mallory@remote.test>"
-    msg["To"] = f"victim@{DOMAIN}"
-    msg["Subject"] = subject
-    msg.set_content("plain alternative")
-    msg.add_alternative(html, subtype="html")
-    return msg
-
-
 def test_hostile_corpus_runs_nothing_and_loads_nothing(browser: Any, appliance: Appliance, attacker: str) -> None:
     """Opening every hostile mail (and clicking in it) gives no dialog, no script, no request off the appliance."""
     page = new_page(browser, appliance)
@@ -150,7 +139,9 @@ def test_remote_content_only_after_the_user_allows_it_for_that_message(
     seen = watch_network(page)
     _Recorder.hits.clear()
     signup(page, "viewer")
-    smtp_send(appliance, f"viewer@{DOMAIN}", html_mail("Newsletter", f'<p>news</p><img src="https://{attacker}/n.png">'))
+    smtp_send(
+        appliance, f"viewer@{DOMAIN}", html_mail("Newsletter", f'<p>news</p><img src="https://{attacker}/n.png">')
+    )
     smtp_send(appliance, f"viewer@{DOMAIN}", html_mail("Other news", f'<img src="https://{attacker}/o.png">'))
     check_mail(page)
     row(page, "Newsletter").click()
@@ -176,9 +167,15 @@ def test_inline_mail_styles_apply_inside_the_frame(browser: Any, appliance: Appl
     """Ordinary mail styling (style elements and attributes) still renders inside the locked-down frame."""
     page = new_page(browser, appliance)
     signup(page, "styled")
-    smtp_send(appliance, f"styled@{DOMAIN}", html_mail(
-        "Styled", '<style>.c { color: rgb(4, 5, 6); }</style><p class="c" id="a">a</p>'
-        '<p id="b" style="color: rgb(7, 8, 9)">b</p>'))
+    smtp_send(
+        appliance,
+        f"styled@{DOMAIN}",
+        html_mail(
+            "Styled",
+            '<style>.c { color: rgb(4, 5, 6); }</style><p class="c" id="a">a</p>'
+            '<p id="b" style="color: rgb(7, 8, 9)">b</p>',
+        ),
+    )
     check_mail(page)
     row(page, "Styled").click()
     frame = page.frame_locator("#reader iframe.mail-frame")

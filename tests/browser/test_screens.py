@@ -10,9 +10,8 @@ from typing import Any
 
 import pytest
 
-from tests.browser.conftest import check_mail, new_page, row, signup, smtp_send, text_mail
-from tests.browser.test_hostile_html import html_mail
-from tests.integration.harness import DOMAIN, Appliance
+from tests.support.browser import check_mail, html_mail, new_page, row, signup, smtp_send, text_mail
+from tests.support.harness import DOMAIN, Appliance
 
 pytestmark = pytest.mark.integration
 
@@ -33,12 +32,23 @@ def test_screens_and_phone_layout(browser: Any, appliance: Appliance, tmp_path: 
     _shot(page, folder, "signup")
     page.click("#tab-login")
     signup(page, "dana")
-    smtp_send(appliance, f"dana@{DOMAIN}", text_mail("dana", "Welcome to mailiverse", "Your mail is encrypted on arrival."))
-    smtp_send(appliance, f"dana@{DOMAIN}", html_mail(
-        "Weekly newsletter", '<h1 style="color:#2456a6">This week</h1><p>Remote pictures stay blocked:</p>'
-        '<img src="https://images.example/banner.png" alt="banner"><p>until you allow them.</p>'))
-    smtp_send(appliance, f"dana@{DOMAIN}", text_mail("dana", "Lunch on Friday?", "Noon at the usual place?",
-                                                     sender="Erin <erin@remote.test>"))
+    smtp_send(
+        appliance, f"dana@{DOMAIN}", text_mail("dana", "Welcome to mailiverse", "Your mail is encrypted on arrival.")
+    )
+    smtp_send(
+        appliance,
+        f"dana@{DOMAIN}",
+        html_mail(
+            "Weekly newsletter",
+            '<h1 style="color:#2456a6">This week</h1><p>Remote pictures stay blocked:</p>'
+            '<img src="https://images.example/banner.png" alt="banner"><p>until you allow them.</p>',
+        ),
+    )
+    smtp_send(
+        appliance,
+        f"dana@{DOMAIN}",
+        text_mail("dana", "Lunch on Friday?", "Noon at the usual place?", sender="Erin <erin@remote.test>"),
+    )
     check_mail(page)
     assert page.get_by_role("listbox", name="Inbox").count() == 1
     assert page.get_by_role("option", name="Unread. Erin. Lunch on Friday?", exact=False).count() == 1

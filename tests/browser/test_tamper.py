@@ -1,4 +1,5 @@
-"""Tamper evidence in the browser: a stored message with a flipped bit is listed and opened as "tampered — not shown"."""
+"""Tamper evidence in the browser: a stored message with a flipped bit
+is listed and opened as "tampered — not shown"."""
 
 from __future__ import annotations
 
@@ -7,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from tests.browser.conftest import check_mail, new_page, row, signup, smtp_send, text_mail
-from tests.integration.harness import DOMAIN, Appliance
+from tests.support.browser import check_mail, new_page, row, signup, smtp_send, text_mail
+from tests.support.harness import DOMAIN, Appliance
 
 pytestmark = pytest.mark.integration
 
@@ -17,7 +18,8 @@ TAMPERED_SUBJECT = "(tampered — not shown)"
 
 
 def _flip_bits(app: Appliance, user: str) -> list[str]:
-    """Flip one bit in the middle of every stored object of ``user`` under Mail/ (in the SQLite file); return the paths."""
+    """Flip one bit in the middle of every stored object of ``user`` under Mail/ (in the SQLite file);
+    return the paths."""
     db = sqlite3.connect(app.data_dir / "mailiverse.sqlite3", timeout=30)
     try:
         found = db.execute(
@@ -31,9 +33,7 @@ def _flip_bits(app: Appliance, user: str) -> list[str]:
             ).fetchone()
             changed = bytearray(data)
             changed[len(changed) // 2] ^= 0x01
-            db.execute(
-                "update object_chunks set data = ? where object_id = ? and seq = 0", (bytes(changed), object_id)
-            )
+            db.execute("update object_chunks set data = ? where object_id = ? and seq = 0", (bytes(changed), object_id))
         db.commit()
         return [path for _id, path in found]
     finally:

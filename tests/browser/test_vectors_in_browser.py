@@ -17,8 +17,8 @@ from mailiverse.compat.blocks import decrypt_key_block
 from mailiverse.compat.cache_keys import decrypt_cache_file, encrypt_cache_file
 from mailiverse.crypto import envelope, formats
 from mailiverse.crypto.keys import generate_private_key, private_key_der, public_key_der
-from tests.browser.conftest import new_page
-from tests.integration.harness import Appliance
+from tests.support.browser import new_page
+from tests.support.harness import Appliance
 
 pytestmark = pytest.mark.integration
 
@@ -84,8 +84,11 @@ def test_v2_envelopes_decrypt_and_tampering_fails_generically(page: Any) -> None
     key = generate_private_key(2048)
     der = base64.b64encode(private_key_der(key)).decode()
     plaintexts = [b"", b"hello v2", bytes(range(256)) * 700]
-    blobs = [envelope.seal(key.public_key(), plaintexts[0]), envelope.seal(key.public_key(), plaintexts[1]),
-             envelope.seal(key.public_key(), plaintexts[2], chunk_size=4096)]
+    blobs = [
+        envelope.seal(key.public_key(), plaintexts[0]),
+        envelope.seal(key.public_key(), plaintexts[1]),
+        envelope.seal(key.public_key(), plaintexts[2], chunk_size=4096),
+    ]
     cases = [{"key": der, "blob": base64.b64encode(b).decode()} for b in blobs]
     bad = bytearray(blobs[2])
     bad[-100] ^= 1
@@ -114,9 +117,17 @@ def test_mail_objects_of_both_formats_open(page: Any) -> None:
     key, other = generate_private_key(2048), generate_private_key(2048)
     der = base64.b64encode(private_key_der(key)).decode()
     data = b"From: a@b\r\n\r\n" + b"body line\r\n" * 500
-    cases = [{"key": der, "mail": True, "blob": base64.b64encode(formats.seal_mail_object(f, key.public_key(), data)).decode()}
-             for f in ("v1", "v2")]
-    cases += [{"key": base64.b64encode(private_key_der(other)).decode(), "mail": True, "blob": c["blob"]} for c in cases]
+    cases = [
+        {
+            "key": der,
+            "mail": True,
+            "blob": base64.b64encode(formats.seal_mail_object(f, key.public_key(), data)).decode(),
+        }
+        for f in ("v1", "v2")
+    ]
+    cases += [
+        {"key": base64.b64encode(private_key_der(other)).decode(), "mail": True, "blob": c["blob"]} for c in cases
+    ]
     results = _run(page, cases)
     assert results[:2] == [{"ok": True, "hex": data.hex()}] * 2
     assert results[2:] == [{"ok": False, "error": "message could not be decrypted"}] * 2
@@ -126,10 +137,13 @@ def test_key_block_and_cache_files_match_python(page: Any) -> None:
     """A key block made in the browser opens in Python; cache files agree both ways under the cache-key rule."""
     key = generate_private_key(2048)
     der = private_key_der(key)
-    env = {"RSA-PublicKey": base64.b64encode(public_key_der(key.public_key())).decode(),
-           "RSA-PrivateKey": base64.b64encode(der).decode()}
+    env = {
+        "RSA-PublicKey": base64.b64encode(public_key_der(key.public_key())).decode(),
+        "RSA-PrivateKey": base64.b64encode(der).decode(),
+    }
     python_cache = encrypt_cache_file("W_index", der, b"from python")
-    out = page.evaluate("""async ([env, der, pyCache]) => {
+    out = page.evaluate(
+        """async ([env, der, pyCache]) => {
       const { fromB64, toB64, toHex, utf8 } = await import('/js/crypto/bytes.js');
       const { passwordKeys } = await import('/js/crypto/pbkdf.js');
       const { encryptKeyBlock } = await import('/js/crypto/keyblock.js');
@@ -141,7 +155,9 @@ def test_key_block_and_cache_files_match_python(page: Any) -> None:
         cache: toB64(await encryptCacheFile('W_index', fromB64(der), utf8('from the browser'))),
         fromPython: toHex(await decryptCacheFile('W_index', fromB64(der), fromB64(pyCache))),
       };
-    }""", [env, base64.b64encode(der).decode(), base64.b64encode(python_cache).decode()])
+    }""",
+        [env, base64.b64encode(der).decode(), base64.b64encode(python_cache).decode()],
+    )
     pbkdf2 = hashlib.pbkdf2_hmac("sha256", "pässword".encode(), bytes.fromhex("c873418c7ed8ee89"), 131072, 32)
     assert out["cryptoKey"] == pbkdf2.hex()
     assert decrypt_key_block(pbkdf2, base64.b64decode(out["block"])) == env

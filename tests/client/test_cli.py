@@ -12,8 +12,7 @@ from mailiverse.client.api import MessageInfo, folder_path
 from mailiverse.client.cli import clean, format_listing, format_message, main
 from mailiverse.client.errors import UsageError
 from mailiverse.store import accounts as repo
-
-from .conftest import PASSWORD, Served, run_cli
+from tests.support.client import PASSWORD, Served, run_cli
 
 
 def _offline(argv: list[str]) -> tuple[int, str]:
@@ -124,13 +123,14 @@ async def test_full_cli_flow(served: Served, tmp_path: Path) -> None:
 
 @pytest_twisted.ensureDeferred
 async def test_cli_failures_are_one_line(served: Served) -> None:
-    """Wrong password, closed sign-up, a taken name, an unknown ID and a missing password each exit non-zero with one line."""
+    """Wrong password, closed sign-up, a taken name, an unknown ID and a missing password
+    each exit non-zero with one line."""
     assert (await run_cli(served.argv("alice", "signup"))).status == 0
     wrong = await run_cli(served.argv("alice", "login"), password="nope, wrong")
     assert wrong.status == 3 and wrong.stderr.count("\n") == 1
     closed = await run_cli(served.argv("bob", "signup"))
     assert closed.status == 1 and "signup_closed" in closed.stderr and closed.stderr.count("\n") == 1
-    code, _ = await served.api.database.transact(repo.create_invite)
+    code, _ = await served.api.database.transact(repo.create_invite_txn)
     taken = await run_cli(served.argv("ALICE", "signup", "--invite", code))
     assert taken.status == 1 and "username_taken" in taken.stderr
     invited = await run_cli(served.argv("bob", "signup", "--invite", code))

@@ -1,4 +1,5 @@
-"""The client library against the real web app over real HTTPS: sign-up, login, mail, password change, export, sessions, pinning."""
+"""The client library against the real web app over real HTTPS:
+sign-up, login, mail, password change, export, sessions, pinning."""
 
 from __future__ import annotations
 
@@ -27,8 +28,7 @@ from mailiverse.client.api import PasswordKeys
 from mailiverse.crypto.keys import private_key_der, public_key_der
 from mailiverse.store import accounts as repo
 from mailiverse.testing import issue_test_certificate
-
-from .conftest import PASSWORD, Served, in_thread
+from tests.support.client import PASSWORD, Served, in_thread
 
 
 async def _signed_in(served: Served, name: str, password: str = PASSWORD) -> tuple[Client, RecordingTransport]:
@@ -36,7 +36,7 @@ async def _signed_in(served: Served, name: str, password: str = PASSWORD) -> tup
     client, transport = served.client(name)
     invite = None
     if not await served.api.accounts.signup_open():
-        invite, _ = await served.api.database.transact(repo.create_invite)
+        invite, _ = await served.api.database.transact(repo.create_invite_txn)
     await in_thread(client.signup, password, invite)
     await in_thread(client.login, password)
     return client, transport
@@ -76,7 +76,8 @@ async def test_wrong_password_is_authentication_failed(served: Served) -> None:
 
 @pytest_twisted.ensureDeferred
 async def test_secrets_never_reach_the_server(served: Served) -> None:
-    """No request body of sign-up, logins (one wrong), listing, sending and passwd holds the passwords, keys or private key."""
+    """No request body of sign-up, logins (one wrong), listing, sending and passwd holds the passwords,
+    keys or private key."""
     new_password = "the replacement password, also long"
     client, transport = await _signed_in(served, "alice")
     try:
@@ -258,7 +259,8 @@ async def test_certificate_pinning(served: Served, tmp_path: Path) -> None:
 
 @pytest_twisted.ensureDeferred
 async def test_a_device_token_outlasts_a_strangers_lock(served: Served) -> None:
-    """The client keeps the server's device token; once strangers lock the account, only a device that shows it gets in."""
+    """The client keeps the server's device token; once strangers lock the account,
+    only a device that shows it gets in."""
     client, transport = await _signed_in(served, "alice")
     try:
         device = client.device_token

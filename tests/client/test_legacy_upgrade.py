@@ -1,6 +1,7 @@
-"""`upgrade-legacy` and `import-mailiverse` against the real web app and legacy KeyServer on 127.0.0.1 (TLS, WebSocket, TCP).
+"""`upgrade-legacy` and `import-mailiverse` against the real web app and legacy KeyServer on 127.0.0.1
+(TLS, WebSocket, TCP).
 
-Legacy accounts are made with the independent legacy client of ``tests/legacy/legacy_client.py``
+Legacy accounts are made with the independent legacy client of ``tests/support/legacy_client.py``
 (which shares no framing or SRP code with the server or with ``mailiverse.client.legacy``).
 """
 
@@ -26,28 +27,29 @@ from twisted.internet import reactor, ssl
 from mailiverse.client.errors import UsageError
 from mailiverse.client.legacy import KeyServerAddress, WebSocketLineChannel, parse_host_port
 from mailiverse.compat.blocks import decrypt_key_block
-from mailiverse.config import DataDir
+from mailiverse.config import DataDir, LegacyOptions
 from mailiverse.crypto.pbkdf import crypto_key
-from mailiverse.legacy.options import LegacyOptions
-from mailiverse.legacy.service import build_legacy
 from mailiverse.legacy.serverkeys import load_server_key
+from mailiverse.legacy.service import build_legacy
 from mailiverse.spool import SpooledMessage
 from mailiverse.store.db import Database
-from mailiverse.store.objects import read_object
-from mailiverse.store.users import get_user
+from mailiverse.store.objects import read_object_txn
+from mailiverse.store.users import get_user_txn
 from mailiverse.submission import Submission
 from mailiverse.testing import issue_test_certificate
 from mailiverse.testing_db import sqlite_url
 from mailiverse.tls import TLSContexts, ensure_self_signed
-from tests.client.conftest import CliResult, in_thread, run_cli
-from tests.legacy import legacy_client as lc
-from tests.legacy.conftest import _seed_server_keys
+from tests.support import legacy_client as lc
+from tests.support.client import CliResult, in_thread, run_cli
+from tests.support.legacy import seed_server_keys
 from tests.support.webapi import Api, make_api
 
 LEGACY_PASSWORD = "the original Mailiverse password"
 USER_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 SPKI = USER_KEY.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-PKCS8 = USER_KEY.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+PKCS8 = USER_KEY.private_bytes(
+    serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+)
 
 
 @dataclass
@@ -84,7 +86,7 @@ def both(tmp_path: Path) -> Iterator[Both]:
     api, delivery = make_api(database, tmp_path)
     data_dir = DataDir(tmp_path / "data")
     data_dir.create()
-    _seed_server_keys(data_dir)
+    seed_server_keys(data_dir)
     tls = TLSContexts(self_signed=ensure_self_signed(data_dir.tls_dir, "mail.example.org"), ca=None)
     options = LegacyOptions(enabled=True, domains=("example.org",), hostname="mail.example.org")
     parts = build_legacy(
@@ -172,7 +174,10 @@ async def _legacy_signup(both: Both, name: str = "alice") -> str:
 
 
 async def _deliver(both: Both, address: str, subject: str) -> bytes:
-    raw = f"From: Bob <bob@remote.test>\r\nTo: {address}\r\nSubject: {subject}\r\nDate: Tue, 02 Jan 2024 03:04:05 +0000\r\n\r\nHello from before the upgrade\r\n".encode()
+    raw = (
+        f"From: Bob <bob@remote.test>\r\nTo: {address}\r\nSubject: {subject}\r\n"
+        "Date: Tue, 02 Jan 2024 03:04:05 +0000\r\n\r\nHello from before the upgrade\r\n"
+    ).encode()
     recipient = await both.delivery.resolve(address)
     assert recipient is not None
     await both.delivery.deliver(SpooledMessage(size=len(raw), memory=raw), "bob@remote.test", [recipient])
@@ -193,7 +198,8 @@ async def _legacy_login_refused(both: Both, address: str) -> bool:
 
 @pytest_twisted.ensureDeferred
 async def test_upgrade_over_websocket_keeps_keys_and_mail(both: Both) -> None:
-    """Over wss://…/Mailiverse/KeyServer the account moves to the modern login; `ls`/`read` show its v1 mail; legacy login ends."""
+    """Over wss://…/Mailiverse/KeyServer the account moves to the modern login; `ls`/`read` show its v1 mail;
+    legacy login ends."""
     address = await _legacy_signup(both)
     raw = await _deliver(both, address, "Before the upgrade")
     upgraded = await run_cli(both.argv(address, "upgrade-legacy"), password=LEGACY_PASSWORD)
@@ -208,9 +214,9 @@ async def test_upgrade_over_websocket_keeps_keys_and_mail(both: Both) -> None:
     assert row[3] == "Before the upgrade" and row[1] == "2024-01-02T03:04:05Z"
     read = await run_cli(both.argv("alice", "read", row[0]), password=LEGACY_PASSWORD)
     assert read.status == 0 and "Hello from before the upgrade" in read.stdout
-    user = await both.api.database.run(get_user, "alice")
+    user = await both.api.database.run(get_user_txn, "alice")
     assert user is not None and user.envelope_format == "v1"
-    stored = await both.api.database.run(read_object, user.id, f"Mail/In/{row[0]}")
+    stored = await both.api.database.run(read_object_txn, user.id, f"Mail/In/{row[0]}")
     assert lc.raw_inflate(lc.rsa_aes_open(USER_KEY, stored)) == raw
     # The key block now also names the keys the modern client reads; every original entry is kept.
     environment = decrypt_key_block(crypto_key(LEGACY_PASSWORD), user.key_block)
@@ -354,24 +360,28 @@ async def test_import_uploads_bytes_unchanged_and_skips_repeats(both: Both, tmp_
     first = await run_cli(both.argv("dave@example.org", "import-mailiverse", str(dump)), password="dave's password")
     assert first.status == 0, first.stderr
     assert first.stdout.splitlines()[-1] == f"imported {len(objects)}, skipped 0, failed 0"
-    user = await both.api.database.run(get_user, "dave")
+    user = await both.api.database.run(get_user_txn, "dave")
     assert user is not None
     for path, data in objects.items():
-        assert await both.api.database.run(read_object, user.id, path) == data, path
+        assert await both.api.database.run(read_object_txn, user.id, path) == data, path
     again = await run_cli(both.argv("dave", "import-mailiverse", str(dump)), password="dave's password")
     assert again.status == 0 and again.stdout.splitlines()[-1] == f"imported 0, skipped {len(objects)}, failed 0"
 
 
 @pytest_twisted.ensureDeferred
 async def test_import_never_overwrites_and_reports_failures(both: Both, tmp_path: Path) -> None:
-    """Different bytes at an existing name, symlinks leaving DIR, bad names and Mail/Sent fail; the rest imports; exit 1."""
+    """Different bytes at an existing name, symlinks leaving DIR, bad names and Mail/Sent fail;
+    the rest imports; exit 1."""
     assert (await run_cli(both.argv("erin", "signup"), password="erin's password")).status == 0
     dump = tmp_path / "dump"
     _dump(dump, {"Cache/I": b"first index", "Mail/In/1_1": b"mail one"})
     assert (await run_cli(both.argv("erin", "import-mailiverse", str(dump)), password="erin's password")).status == 0
     secret = tmp_path / "outside-secret"
     secret.write_bytes(b"must never be uploaded")
-    _dump(dump, {"Cache/I": b"another index", "Mail/In/2_2": b"mail two", "Mail/Sent/3_3": b"sent", "Cache/bad\\name": b"x"})
+    _dump(
+        dump,
+        {"Cache/I": b"another index", "Mail/In/2_2": b"mail two", "Mail/Sent/3_3": b"sent", "Cache/bad\\name": b"x"},
+    )
     (dump / "Cache" / "leak").symlink_to(secret)
     (dump / "Mail" / "In" / "alias").symlink_to(dump / "Mail" / "In" / "2_2")
     (dump / "Escape").symlink_to(tmp_path, target_is_directory=True)
@@ -380,11 +390,11 @@ async def test_import_never_overwrites_and_reports_failures(both: Both, tmp_path
     assert result.stdout.splitlines()[-1] == "imported 2, skipped 1, failed 5"
     failed = {line.split(":")[0].removeprefix("failed ") for line in result.stdout.splitlines()[:-1]}
     assert failed == {"Cache/I", "Cache/leak", "Mail/Sent/3_3", "Cache/bad\\name", "Escape"}
-    user = await both.api.database.run(get_user, "erin")
+    user = await both.api.database.run(get_user_txn, "erin")
     assert user is not None
-    assert await both.api.database.run(read_object, user.id, "Cache/I") == b"first index"
-    assert await both.api.database.run(read_object, user.id, "Mail/In/alias") == b"mail two"
-    assert await both.api.database.run(read_object, user.id, "Mail/In/2_2") == b"mail two"
+    assert await both.api.database.run(read_object_txn, user.id, "Cache/I") == b"first index"
+    assert await both.api.database.run(read_object_txn, user.id, "Mail/In/alias") == b"mail two"
+    assert await both.api.database.run(read_object_txn, user.id, "Mail/In/2_2") == b"mail two"
 
 
 @pytest_twisted.ensureDeferred
@@ -397,11 +407,11 @@ async def test_import_needs_a_directory_and_the_password(both: Both, tmp_path: P
     _dump(dump, {"Cache/I": b"index"})
     wrong = await run_cli(both.argv("fay", "import-mailiverse", str(dump)), password="not fay's password")
     assert wrong.status == 3
-    user = await both.api.database.run(get_user, "fay")
+    user = await both.api.database.run(get_user_txn, "fay")
     assert user is not None
-    from mailiverse.store.objects import get_object_info
+    from mailiverse.store.objects import get_object_info_txn
 
-    assert await both.api.database.run(get_object_info, user.id, "Cache/I") is None
+    assert await both.api.database.run(get_object_info_txn, user.id, "Cache/I") is None
 
 
 # -- the WebSocket framing, against a scripted peer ------------------------------------------
@@ -422,7 +432,9 @@ def _scripted_peer(
         while b"\r\n\r\n" not in request:
             request += server_sock.recv(4096)
         key = next(
-            line.split(b":", 1)[1].strip() for line in request.split(b"\r\n") if line.lower().startswith(b"sec-websocket-key")
+            line.split(b":", 1)[1].strip()
+            for line in request.split(b"\r\n")
+            if line.lower().startswith(b"sec-websocket-key")
         )
         accept = base64.b64encode(hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest())
         if not accept_ok:
@@ -441,7 +453,9 @@ def _scripted_peer(
     thread = threading.Thread(target=peer)
     thread.start()
     try:
-        channel: WebSocketLineChannel | Exception = WebSocketLineChannel(client_sock, "localhost", 443, "/Mailiverse/KeyServer")
+        channel: WebSocketLineChannel | Exception = WebSocketLineChannel(
+            client_sock, "localhost", 443, "/Mailiverse/KeyServer"
+        )
     except Exception as error:  # noqa: BLE001 - returned for the assertion
         channel = error
     if isinstance(channel, Exception):
@@ -454,8 +468,15 @@ def _frame(opcode: int, payload: bytes, fin: bool = True) -> bytes:
 
 
 def test_websocket_fragments_pings_and_close() -> None:
-    """Fragmented text is joined into one line, pings are answered with masked pongs, and a close frame ends the stream."""
-    frames = [_frame(0x9, b"hi"), _frame(0x1, b"TGluZTE", fin=False), _frame(0x0, b"=\n"), _frame(0x1, b"Mg==\n"), _frame(0x8, b"\x03\xe8")]
+    """Fragmented text is joined into one line, pings are answered with masked pongs,
+    and a close frame ends the stream."""
+    frames = [
+        _frame(0x9, b"hi"),
+        _frame(0x1, b"TGluZTE", fin=False),
+        _frame(0x0, b"=\n"),
+        _frame(0x1, b"Mg==\n"),
+        _frame(0x8, b"\x03\xe8"),
+    ]
     channel, received, thread = _scripted_peer(frames)
     assert isinstance(channel, WebSocketLineChannel)
     assert channel.recv_line() == b"TGluZTE="

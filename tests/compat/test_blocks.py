@@ -15,11 +15,7 @@ from mailiverse.compat import blocks
 from mailiverse.crypto import aes, lenient, pbkdf
 from mailiverse.crypto.errors import DecryptionError
 
-VECTORS = json.loads(
-    (
-        Path(__file__).resolve().parent.parent / "vectors" / "storage_blocks.json"
-    ).read_text("utf-8")
-)
+VECTORS = json.loads((Path(__file__).resolve().parent.parent / "vectors" / "storage_blocks.json").read_text("utf-8"))
 KEY = bytes(range(32))
 
 
@@ -34,26 +30,19 @@ def test_key_block_vectors(case: dict) -> None:
         assert blocks.environment_bytes(env).hex() == case["plaintext_bytes_hex"]
 
 
-@pytest.mark.parametrize(
-    "case", VECTORS["mail_blocks"], ids=lambda c: c["server_password"]
-)
+@pytest.mark.parametrize("case", VECTORS["mail_blocks"], ids=lambda c: c["server_password"])
 def test_mail_block_vectors(case: dict) -> None:
     """The server mail block decrypts with the desktop-Java key and re-encrypts identically."""
     assert blocks.mail_block_key(case["server_password"]).hex() == case["pbe_key_hex"]
     env = blocks.decrypt_mail_block(case["server_password"], case["block_b64"])
     assert blocks.environment_bytes(env).decode() == case["plaintext_text"]
     iv = base64.b64decode(case["block_b64"])[:16]
-    assert (
-        blocks.encrypt_mail_block(case["server_password"], env, iv=iv)
-        == case["block_b64"]
-    )
+    assert blocks.encrypt_mail_block(case["server_password"], env, iv=iv) == case["block_b64"]
 
 
 def test_mail_block_uses_low_byte_password() -> None:
     """A non-ASCII server password is converted the desktop-Java way, not as UTF-8."""
-    assert blocks.mail_block_key("pä") == pbkdf.derive(
-        "pä", pbkdf.SALT_CRYPTO, variant="java-desktop"
-    )
+    assert blocks.mail_block_key("pä") == pbkdf.derive("pä", pbkdf.SALT_CRYPTO, variant="java-desktop")
     assert blocks.mail_block_key("pä") != pbkdf.crypto_key("pä")
 
 
@@ -69,12 +58,7 @@ def test_lenient_web_style_block() -> None:
     """A block with CESU-8 text, a zero Adler-32 and another key order is read."""
     text = 'core.util.Environment!{"version":"2.0","name":"\U0001f600"}'
     raw = zlib.compressobj(6, zlib.DEFLATED, -15)
-    packed = (
-        b"\x78\x9c"
-        + raw.compress(lenient.encode_web_text(text))
-        + raw.flush()
-        + bytes(4)
-    )
+    packed = b"\x78\x9c" + raw.compress(lenient.encode_web_text(text)) + raw.flush() + bytes(4)
     env = blocks.decrypt_key_block(KEY, aes.encrypt_embediv(KEY, packed))
     assert env == {"name": "\U0001f600", "version": "2.0"}
 
@@ -91,9 +75,7 @@ def test_lenient_web_style_block() -> None:
 def test_malformed_content_is_decryption_error(plaintext: bytes) -> None:
     """Decryptable but malformed content raises the generic DecryptionError."""
     with pytest.raises(DecryptionError, match="^message could not be decrypted$"):
-        blocks.decrypt_key_block(
-            KEY, aes.encrypt_embediv(KEY, lenient.deflate(plaintext))
-        )
+        blocks.decrypt_key_block(KEY, aes.encrypt_embediv(KEY, lenient.deflate(plaintext)))
 
 
 def test_wrong_password_and_bad_base64_rejected() -> None:
@@ -109,9 +91,7 @@ def test_oversized_environment_rejected() -> None:
     """An environment inflating past the cap is refused."""
     block = aes.encrypt_embediv(
         KEY,
-        lenient.deflate(
-            b"core.util.Environment!" + b" " * (blocks.MAX_ENVIRONMENT_SIZE + 1)
-        ),
+        lenient.deflate(b"core.util.Environment!" + b" " * (blocks.MAX_ENVIRONMENT_SIZE + 1)),
     )
     with pytest.raises(DecryptionError):
         blocks.decrypt_key_block(KEY, block)

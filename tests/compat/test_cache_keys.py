@@ -12,11 +12,7 @@ import pytest
 from mailiverse.compat import cache_keys
 from mailiverse.crypto.errors import CryptoError, DecryptionError
 
-VECTORS = json.loads(
-    (Path(__file__).resolve().parent.parent / "vectors" / "cache_keys.json").read_text(
-        "utf-8"
-    )
-)
+VECTORS = json.loads((Path(__file__).resolve().parent.parent / "vectors" / "cache_keys.json").read_text("utf-8"))
 DERIVATIONS = [(g["seed_b64"], d) for g in VECTORS["groups"] for d in g["derivations"]]
 
 
@@ -31,15 +27,9 @@ def test_vector_derivations(seed_b64: str, d: dict) -> None:
     assert cache_keys.cache_key(d["name"], seed).hex() == d["aes_key_hex"]
     if "example_blob_b64" in d:
         blob = base64.b64decode(d["example_blob_b64"])
+        assert cache_keys.decrypt_cache_file(d["name"], seed, blob) == d["example_plaintext_text"].encode()
         assert (
-            cache_keys.decrypt_cache_file(d["name"], seed, blob)
-            == d["example_plaintext_text"].encode()
-        )
-        assert (
-            cache_keys.encrypt_cache_file(
-                d["name"], seed, d["example_plaintext_text"].encode(), iv=blob[:16]
-            )
-            == blob
+            cache_keys.encrypt_cache_file(d["name"], seed, d["example_plaintext_text"].encode(), iv=blob[:16]) == blob
         )
 
 

@@ -12,11 +12,7 @@ from hypothesis import strategies as st
 
 from mailiverse.compat import mvsign
 
-VECTORS = json.loads(
-    (Path(__file__).resolve().parent.parent / "vectors" / "misc.json").read_text(
-        "utf-8"
-    )
-)
+VECTORS = json.loads((Path(__file__).resolve().parent.parent / "vectors" / "misc.json").read_text("utf-8"))
 
 
 @pytest.mark.parametrize("case", VECTORS["mv_signature"], ids=lambda c: c["method"])
@@ -36,9 +32,7 @@ def test_vector_headers(case: dict) -> None:
     )
     assert [list(h) for h in headers] == case["headers"]
     auth = dict(headers)["Authorization"]
-    assert auth == mvsign.authorization_header(
-        case["key_id"], case["secret_b64"], *args
-    )
+    assert auth == mvsign.authorization_header(case["key_id"], case["secret_b64"], *args)
     assert mvsign.verify(auth, case["key_id"], case["secret_b64"], *args)
 
 

@@ -32,42 +32,16 @@ LOGIN_MESSAGES = [m for case in SRP_DOC["cases"] for m in case["login_messages"]
 
 def test_class_names_are_the_original_type_tags() -> None:
     """The Java class names are kept byte for byte, '$' and the 'Authetication' misspelling included."""
-    assert (
-        packets.PACKET1_CLIENT_HELLO == "core.srp.SRPPackets$Packet1_ClientSendsHello"
-    )
+    assert packets.PACKET1_CLIENT_HELLO == "core.srp.SRPPackets$Packet1_ClientSendsHello"
     assert packets.PACKET2_SERVER_SALT == "core.srp.SRPPackets$Packet2_ServerSendSalt"
-    assert (
-        packets.PACKET3_CLIENT_PUBLIC_KEY
-        == "core.srp.SRPPackets$Packet3_ClientSendPublicKey"
-    )
-    assert (
-        packets.PACKET4_SERVER_PUBLIC_KEY
-        == "core.srp.SRPPackets$Packet4_ServerSendPublicKey"
-    )
-    assert (
-        packets.PACKET5_CLIENT_EVIDENCE
-        == "core.srp.SRPPackets$Packet5_ClientSendEvidence"
-    )
-    assert (
-        packets.PACKET6_SERVER_EVIDENCE
-        == "core.srp.SRPPackets$Packet6_ServerSendEvidenceAndPayload"
-    )
-    assert (
-        packets.PACKET_INIT_CREATE
-        == "core.srp.SRPPackets$PacketInit_ClientPreAutheticationInitialization"
-    )
-    assert (
-        packets.PACKET_INIT_TEST_CREATE
-        == "core.srp.SRPPackets$PacketInit_ClientTestCreate"
-    )
-    assert (
-        packets.PACKET_INIT_ENCRYPTED
-        == "core.srp.SRPPackets$PacketInit_EncryptedPacket"
-    )
-    assert (
-        packets.PACKET_INIT_SERVER_RESPONSE
-        == "core.srp.SRPPackets$PacketInit_ServerResponse"
-    )
+    assert packets.PACKET3_CLIENT_PUBLIC_KEY == "core.srp.SRPPackets$Packet3_ClientSendPublicKey"
+    assert packets.PACKET4_SERVER_PUBLIC_KEY == "core.srp.SRPPackets$Packet4_ServerSendPublicKey"
+    assert packets.PACKET5_CLIENT_EVIDENCE == "core.srp.SRPPackets$Packet5_ClientSendEvidence"
+    assert packets.PACKET6_SERVER_EVIDENCE == "core.srp.SRPPackets$Packet6_ServerSendEvidenceAndPayload"
+    assert packets.PACKET_INIT_CREATE == "core.srp.SRPPackets$PacketInit_ClientPreAutheticationInitialization"
+    assert packets.PACKET_INIT_TEST_CREATE == "core.srp.SRPPackets$PacketInit_ClientTestCreate"
+    assert packets.PACKET_INIT_ENCRYPTED == "core.srp.SRPPackets$PacketInit_EncryptedPacket"
+    assert packets.PACKET_INIT_SERVER_RESPONSE == "core.srp.SRPPackets$PacketInit_ServerResponse"
     assert packets.MESSAGE_GET == "core.client.messages.Get"
     assert packets.MESSAGE_PUT == "core.client.messages.Put"
     assert packets.MESSAGE_DELETE == "core.client.messages.Delete"
@@ -139,9 +113,7 @@ def test_parse_line_rejects_malformed(line: bytes, why: str) -> None:
         'core.srp.SRPPackets$PacketInit_ServerResponse!{"succeeded":1}',
         'core.srp.SRPPackets$PacketInit_ServerResponse!{"succeeded":true,"reason":null}',
         'core.srp.SRPPackets$Packet1_ClientSendsHello!{"user":"","version":"2.0"}',
-        'core.srp.SRPPackets$Packet1_ClientSendsHello!{"user":"'
-        + "u" * 400
-        + '","version":"2.0"}',
+        'core.srp.SRPPackets$Packet1_ClientSendsHello!{"user":"' + "u" * 400 + '","version":"2.0"}',
     ],
 )
 def test_decode_packet_rejects_malformed(text: str) -> None:
@@ -180,12 +152,9 @@ def test_encode_packet_checks_fields() -> None:
         encode_packet(packets.PACKET1_CLIENT_HELLO, {"user": "a"})
     with pytest.raises(PacketError):
         encode_packet(packets.PACKET_INIT_SERVER_RESPONSE, {"succeeded": "yes"})
-    line = encode_line(
-        packets.PACKET_INIT_SERVER_RESPONSE, {"succeeded": False, "reason": "taken"}
-    )
+    line = encode_line(packets.PACKET_INIT_SERVER_RESPONSE, {"succeeded": False, "reason": "taken"})
     assert (
-        base64.b64decode(line)
-        == b'core.srp.SRPPackets$PacketInit_ServerResponse!{"succeeded":false,"reason":"taken"}'
+        base64.b64decode(line) == b'core.srp.SRPPackets$PacketInit_ServerResponse!{"succeeded":false,"reason":"taken"}'
     )
 
 
@@ -202,16 +171,12 @@ def test_splitter_handles_arbitrary_chunking() -> None:
 
 @given(
     lines=st.lists(
-        st.binary(min_size=1, max_size=50).map(
-            lambda b: b.replace(b"\n", b"x").replace(b"\r", b"y")
-        ),
+        st.binary(min_size=1, max_size=50).map(lambda b: b.replace(b"\n", b"x").replace(b"\r", b"y")),
         max_size=20,
     ),
     cuts=st.lists(st.integers(min_value=0, max_value=2000), max_size=10),
 )
-def test_splitter_is_independent_of_chunk_boundaries(
-    lines: list[bytes], cuts: list[int]
-) -> None:
+def test_splitter_is_independent_of_chunk_boundaries(lines: list[bytes], cuts: list[int]) -> None:
     """However a stream is cut into feeds, the same lines come out."""
     stream = b"".join(line + b"\n" for line in lines)
     points = sorted({min(c, len(stream)) for c in cuts} | {0, len(stream)})

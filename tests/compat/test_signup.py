@@ -30,10 +30,7 @@ from mailiverse.crypto.rsaaes import encrypt_v1
 
 VECTORS = Path(__file__).resolve().parents[1] / "vectors"
 SRP_DOC: dict[str, Any] = json.loads((VECTORS / "srp.json").read_text(encoding="utf-8"))
-KEYS = {
-    k["id"]: k
-    for k in json.loads((VECTORS / "rsa_keys.json").read_text(encoding="utf-8"))["keys"]
-}
+KEYS = {k["id"]: k for k in json.loads((VECTORS / "rsa_keys.json").read_text(encoding="utf-8"))["keys"]}
 CASES = SRP_DOC["cases"]
 CASE_IDS = [c["user"] for c in CASES]
 
@@ -62,9 +59,7 @@ def test_vector_signup_line_opens(case: dict[str, Any]) -> None:
     """The recorded sign-up line decrypts with the server key to the recorded inner packet and its fields."""
     part = case["signup"]
     private, _ = server_keys(part["server_key_id"])
-    text = packets.parse_line(
-        part["wire_line"].encode("ascii"), packets.MAIL_SERVER_MAX_LINE
-    )
+    text = packets.parse_line(part["wire_line"].encode("ascii"), packets.MAIL_SERVER_MAX_LINE)
     assert decrypt_init_text(private, text) == part["inner_plaintext_text"]
     request = open_init_packet(private, text)
     assert request == InitRequest(
@@ -80,9 +75,7 @@ def test_vector_signup_line_opens(case: dict[str, Any]) -> None:
 @pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
 def test_vector_inner_text_rebuilt_exactly(case: dict[str, Any]) -> None:
     """From the VerificationKey, salt and token we write the recorded inner text byte for byte."""
-    s, v = make_verifier(
-        bytes.fromhex(case["verification_key_hex"]), h(case["salt_s_hex"])
-    )
+    s, v = make_verifier(bytes.fromhex(case["verification_key_hex"]), h(case["salt_s_hex"]))
     inner = create_inner_text(case["user"], s, v, case["signup"]["captcha_token"])
     assert inner == case["signup"]["inner_plaintext_text"]
 
@@ -90,14 +83,10 @@ def test_vector_inner_text_rebuilt_exactly(case: dict[str, Any]) -> None:
 @pytest.mark.parametrize("token", ["captcha-token-1", None])
 def test_create_packet_round_trip(token: str | None) -> None:
     """A packet we build opens to the same user, salt, verifier and token (or none)."""
-    text = build_create_packet(
-        PUBLIC, "erin@example.com", VK, captcha_token=token, salt=123456789
-    )
+    text = build_create_packet(PUBLIC, "erin@example.com", VK, captcha_token=token, salt=123456789)
     request = open_init_packet(PRIVATE, text)
     s, v = make_verifier(VK, 123456789)
-    assert request == InitRequest(
-        "create", "erin@example.com", "2.0", v=v, s=s, captcha_token=token
-    )
+    assert request == InitRequest("create", "erin@example.com", "2.0", v=v, s=s, captcha_token=token)
     assert text.startswith(packets.PACKET_INIT_ENCRYPTED + "!")
 
 
@@ -106,12 +95,8 @@ def test_create_packet_without_token_sends_null_extra() -> None:
     inner = decrypt_init_text(PRIVATE, build_create_packet(PUBLIC, "erin", VK))
     fields = packets.decode_expected_packet(inner, packets.PACKET_INIT_CREATE)
     assert base64.b64decode(fields["extra"]) == b"null"
-    with_token = decrypt_init_text(
-        PRIVATE, build_create_packet(PUBLIC, "erin", VK, captcha_token="t")
-    )
-    extra = packets.decode_expected_packet(with_token, packets.PACKET_INIT_CREATE)[
-        "extra"
-    ]
+    with_token = decrypt_init_text(PRIVATE, build_create_packet(PUBLIC, "erin", VK, captcha_token="t"))
+    extra = packets.decode_expected_packet(with_token, packets.PACKET_INIT_CREATE)["extra"]
     assert base64.b64decode(extra) == b"java.lang.String!t"
 
 
@@ -127,9 +112,7 @@ def test_create_packet_draws_fresh_salt() -> None:
 
 def test_test_create_packet_round_trip() -> None:
     """The availability test opens to kind 'test' with the user and no verifier."""
-    request = open_init_packet(
-        PRIVATE, build_test_create_packet(PUBLIC, "frank@example.com")
-    )
+    request = open_init_packet(PRIVATE, build_test_create_packet(PUBLIC, "frank@example.com"))
     assert request == InitRequest("test", "frank@example.com", "2.0")
 
 
@@ -144,18 +127,12 @@ def test_accepts_reordered_json_from_other_writers() -> None:
         "s": base64.b64encode(tc(s)).decode(),
     }
     inner = packets.PACKET_INIT_CREATE + "!" + json.dumps(fields)
-    assert open_init_packet(PRIVATE, wrap_inner(inner)) == InitRequest(
-        "create", "gina", "2.0", v=v, s=s
-    )
+    assert open_init_packet(PRIVATE, wrap_inner(inner)) == InitRequest("create", "gina", "2.0", v=v, s=s)
 
 
 def _flip(text: str, position: int) -> str:
     blob = bytearray(
-        base64.b64decode(
-            packets.decode_expected_packet(text, packets.PACKET_INIT_ENCRYPTED)[
-                "encryptedBlock"
-            ]
-        )
+        base64.b64decode(packets.decode_expected_packet(text, packets.PACKET_INIT_ENCRYPTED)["encryptedBlock"])
     )
     blob[position] ^= 0x01
     return packets.encode_packet(
@@ -183,20 +160,15 @@ BAD_PACKETS = {
     "flipped AES block": _flip(GOOD, -1),
     "flipped version byte": _flip(GOOD, 0),
     "other server key": build_create_packet(
-        load_public_key(
-            base64.b64decode(KEYS["java-user-key"]["public_x509_spki_der_b64"])
-        ),
+        load_public_key(base64.b64decode(KEYS["java-user-key"]["public_x509_spki_der_b64"])),
         "hal",
         VK,
     ),
     "not base64": packets.PACKET_INIT_ENCRYPTED + '!{"encryptedBlock":"***"}',
     "empty block": packets.PACKET_INIT_ENCRYPTED + '!{"encryptedBlock":""}',
-    "wrong outer class": packets.PACKET1_CLIENT_HELLO
-    + '!{"user":"hal","version":"2.0"}',
+    "wrong outer class": packets.PACKET1_CLIENT_HELLO + '!{"user":"hal","version":"2.0"}',
     "outer not json": packets.PACKET_INIT_ENCRYPTED + "!{",
-    "inner wrong class": wrap_inner(
-        packets.PACKET1_CLIENT_HELLO + '!{"user":"hal","version":"2.0"}'
-    ),
+    "inner wrong class": wrap_inner(packets.PACKET1_CLIENT_HELLO + '!{"user":"hal","version":"2.0"}'),
     "inner not json": wrap_inner(packets.PACKET_INIT_CREATE + "!{oops"),
     "inner not utf8": packets.encode_packet(
         packets.PACKET_INIT_ENCRYPTED,
@@ -206,13 +178,9 @@ BAD_PACKETS = {
     "v equals N": wrap_inner(_inner_with(v=base64.b64encode(tc(N)).decode())),
     "s negative": wrap_inner(_inner_with(s=base64.b64encode(tc(-3)).decode())),
     "s missing": wrap_inner(_inner_with(s=None)),
-    "extra not a string": wrap_inner(
-        _inner_with(extra=base64.b64encode(b'java.lang.Integer!{"x":1}').decode())
-    ),
+    "extra not a string": wrap_inner(_inner_with(extra=base64.b64encode(b'java.lang.Integer!{"x":1}').decode())),
     "extra not base64": wrap_inner(_inner_with(extra="%%%")),
-    "token too long": wrap_inner(
-        _inner_with(extra=base64.b64encode(b"java.lang.String!" + b"t" * 600).decode())
-    ),
+    "token too long": wrap_inner(_inner_with(extra=base64.b64encode(b"java.lang.String!" + b"t" * 600).decode())),
 }
 
 
@@ -246,15 +214,9 @@ def test_fresh_key_round_trip() -> None:
 
 def test_server_response_texts() -> None:
     """The plain server response is the typed envelope with succeeded and an optional reason."""
-    assert (
-        server_response(True, None)
-        == 'core.srp.SRPPackets$PacketInit_ServerResponse!{"succeeded":true}'
-    )
+    assert server_response(True, None) == 'core.srp.SRPPackets$PacketInit_ServerResponse!{"succeeded":true}'
     text = server_response(False, "User name taken")
-    assert (
-        text
-        == 'core.srp.SRPPackets$PacketInit_ServerResponse!{"succeeded":false,"reason":"User name taken"}'
-    )
+    assert text == 'core.srp.SRPPackets$PacketInit_ServerResponse!{"succeeded":false,"reason":"User name taken"}'
     assert packets.decode_packet(text) == (
         packets.PACKET_INIT_SERVER_RESPONSE,
         {"succeeded": False, "reason": "User name taken"},

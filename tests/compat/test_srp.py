@@ -126,9 +126,7 @@ def test_sint_rejects_empty_input() -> None:
         (0x80, 0x01, "000180"),
     ],
 )
-def test_combine_interleaves_with_the_even_rule(
-    a: int, b: int, interleaved: str
-) -> None:
+def test_combine_interleaves_with_the_even_rule(a: int, b: int, interleaved: str) -> None:
     """combine() interleaves tc(a) and tc(b), taking an extra byte of B after an even byte of A."""
     assert combine(a, b) == sint(bytes.fromhex(interleaved))
 
@@ -208,9 +206,7 @@ def test_vector_signs(case: dict[str, Any]) -> None:
     assert (client.M1 < 0) == signs["M1_negative"]
     assert (client.M2 < 0) == signs["M2_negative"]
     assert (client.exponent < 0) == signs["client_exponent_a_plus_ux_negative"]
-    assert (sint(bytes.fromhex(case["verification_key_hex"])) < 0) == signs[
-        "verification_key_as_signed_int_negative"
-    ]
+    assert (sint(bytes.fromhex(case["verification_key_hex"])) < 0) == signs["verification_key_as_signed_int_negative"]
 
 
 @pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
@@ -231,9 +227,7 @@ def test_vector_wire_lines(case: dict[str, Any]) -> None:
     p6 = server.receive_client_evidence(p5)
     produced.append((packets.PACKET6_SERVER_EVIDENCE, p6))
     client.receive_server_evidence(p6)
-    for (class_name, fields), message in zip(
-        produced, case["login_messages"], strict=True
-    ):
+    for (class_name, fields), message in zip(produced, case["login_messages"], strict=True):
         text = packets.encode_packet(class_name, fields)
         assert text == message["text"]
         assert packets.frame_line(text) == message["wire_line"].encode("ascii")
@@ -263,10 +257,7 @@ def test_vector_post_auth_lines(case: dict[str, Any]) -> None:
         iv = bytes.fromhex(message["iv_hex"])
         line = SessionCipher(key, [iv]).encrypt_line(message["plain_text"])
         assert line + "\n" == message["wire_line"]
-        assert (
-            SessionCipher(key).decrypt_line(message["wire_line"])
-            == message["plain_text"]
-        )
+        assert SessionCipher(key).decrypt_line(message["wire_line"]) == message["plain_text"]
 
 
 def test_conformance_checker_passes_public_vectors() -> None:
@@ -372,9 +363,7 @@ def test_client_rejects_oversized_b() -> None:
     """B at or above (k+1)N cannot come from an honest server and is refused."""
     client, _ = _server_after_hello()
     with pytest.raises(SrpError):
-        client.receive_server_public_key(
-            {"publicKey": b64int((srp.K_MULTIPLIER + 1) * N + 3)}
-        )
+        client.receive_server_public_key({"publicKey": b64int((srp.K_MULTIPLIER + 1) * N + 3)})
 
 
 def test_server_rejects_zero_u(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -400,19 +389,12 @@ def test_wrong_password_gets_no_m2() -> None:
     s, v = make_verifier(vk)
     server = LegacySrpServer("alice", s, v)
     client = LegacySrpClient("alice", bytes(reversed(range(32))))
-    p4 = server.receive_client_public_key(
-        client.receive_salt(server.receive_hello(client.hello()))
-    )
+    p4 = server.receive_client_public_key(client.receive_salt(server.receive_hello(client.hello())))
     p5 = client.receive_server_public_key(p4)
     with pytest.raises(SrpError) as raised:
         server.receive_client_evidence(p5)
     assert str(raised.value) == "authentication failed"
-    assert (
-        server.M2 is None
-        and server.K is None
-        and server.S is None
-        and not server.authenticated
-    )
+    assert server.M2 is None and server.K is None and server.S is None and not server.authenticated
     with pytest.raises(SrpError):
         server.receive_client_evidence(p5)
 
@@ -420,9 +402,7 @@ def test_wrong_password_gets_no_m2() -> None:
 def test_client_rejects_wrong_m2() -> None:
     """The client refuses a server evidence that does not match, so no session key is used."""
     client, server = fresh_pair()
-    p4 = server.receive_client_public_key(
-        client.receive_salt(server.receive_hello(client.hello()))
-    )
+    p4 = server.receive_client_public_key(client.receive_salt(server.receive_hello(client.hello())))
     p6 = server.receive_client_evidence(client.receive_server_public_key(p4))
     wrong = {"evidence": b64int(sint(base64.b64decode(p6["evidence"])) + 1)}
     with pytest.raises(SrpError):
@@ -433,9 +413,7 @@ def test_client_rejects_wrong_m2() -> None:
 def test_evidence_compared_as_integers() -> None:
     """Like Java's BigInteger comparison, a redundant sign byte in M1 does not matter."""
     client, server = fresh_pair()
-    p4 = server.receive_client_public_key(
-        client.receive_salt(server.receive_hello(client.hello()))
-    )
+    p4 = server.receive_client_public_key(client.receive_salt(server.receive_hello(client.hello())))
     p5 = client.receive_server_public_key(p4)
     raw = base64.b64decode(p5["evidence"])
     padded = (b"\xff" if raw[0] & 0x80 else b"\x00") + raw
@@ -498,11 +476,7 @@ def test_session_cipher_uses_fresh_ivs() -> None:
     )
     assert first != second
     assert base64.b64decode(first)[:16] != base64.b64decode(second)[:16]
-    assert (
-        cipher.decrypt_line(first)
-        == cipher.decrypt_line(second + "\n")
-        == "core.client.messages.Get!{}"
-    )
+    assert cipher.decrypt_line(first) == cipher.decrypt_line(second + "\n") == "core.client.messages.Get!{}"
 
 
 def test_session_cipher_fixed_iv_sequence() -> None:
@@ -528,9 +502,7 @@ def test_session_cipher_fixed_iv_sequence() -> None:
 def test_session_cipher_rejects_tampering_with_one_error(mangle: Any) -> None:
     """Tampered, truncated or malformed lines all fail with the same message."""
     # A fixed IV keeps the test deterministic: a random one could, rarely, leave valid padding.
-    line = SessionCipher(bytes(range(32)), [bytes(16)]).encrypt_line(
-        'core.client.messages.Put!{"block":"eA=="}'
-    )
+    line = SessionCipher(bytes(range(32)), [bytes(16)]).encrypt_line('core.client.messages.Put!{"block":"eA=="}')
     with pytest.raises(SrpError) as raised:
         SessionCipher(bytes(range(32))).decrypt_line(mangle(line))
     assert str(raised.value) == "session message rejected"
@@ -538,9 +510,7 @@ def test_session_cipher_rejects_tampering_with_one_error(mangle: Any) -> None:
 
 def test_session_cipher_wrong_key_and_length_bound() -> None:
     """Another key's line and an over-long line are rejected."""
-    line = SessionCipher(bytes(32), [bytes(16)]).encrypt_line(
-        "core.client.messages.Get!{}"
-    )
+    line = SessionCipher(bytes(32), [bytes(16)]).encrypt_line("core.client.messages.Get!{}")
     with pytest.raises(SrpError):
         SessionCipher(bytes([9]) * 32).decrypt_line(line)
     with pytest.raises(SrpError):

@@ -23,9 +23,7 @@ def load_vectors(name: str) -> dict[str, Any]:
 def vector_keys() -> dict[str, rsa.RSAPrivateKey]:
     """Every private key of rsa_keys.json by id."""
     return {
-        entry["id"]: keys.load_private_key(
-            base64.b64decode(entry["private_pkcs8_der_b64"])
-        )
+        entry["id"]: keys.load_private_key(base64.b64decode(entry["private_pkcs8_der_b64"]))
         for entry in load_vectors("rsa_keys")["keys"]
     }
 

@@ -23,12 +23,8 @@ def _chunks(blob: bytes, chunk_size: int) -> list[bytes]:
 
 
 @settings(max_examples=40, deadline=None)
-@given(
-    data=st.binary(max_size=2000), chunk_size=st.integers(min_value=1, max_value=300)
-)
-def test_round_trip_any_chunk_size(
-    private_key: rsa.RSAPrivateKey, data: bytes, chunk_size: int
-) -> None:
+@given(data=st.binary(max_size=2000), chunk_size=st.integers(min_value=1, max_value=300))
+def test_round_trip_any_chunk_size(private_key: rsa.RSAPrivateKey, data: bytes, chunk_size: int) -> None:
     """seal/open_sealed round-trip with the documented size for any chunk size."""
     blob = envelope.seal(private_key.public_key(), data, chunk_size)
     chunks = max(1, -(-len(data) // chunk_size))
@@ -43,27 +39,15 @@ def test_round_trip_any_chunk_size(
     chunk_size=st.integers(min_value=1, max_value=200),
     cut=st.integers(min_value=1, max_value=333),
 )
-def test_streaming_matches_one_shot(
-    private_key: rsa.RSAPrivateKey, data: bytes, chunk_size: int, cut: int
-) -> None:
+def test_streaming_matches_one_shot(private_key: rsa.RSAPrivateKey, data: bytes, chunk_size: int, cut: int) -> None:
     """Pushing data in arbitrary pieces gives the one-shot structure and the same plaintext."""
     enc = envelope.SealEncryptor(private_key.public_key(), chunk_size)
-    streamed = (
-        b"".join(enc.update(data[i : i + cut]) for i in range(0, len(data), cut))
-        + enc.finalize()
-    )
+    streamed = b"".join(enc.update(data[i : i + cut]) for i in range(0, len(data), cut)) + enc.finalize()
     one_shot = envelope.seal(private_key.public_key(), data, chunk_size)
     assert len(streamed) == len(one_shot)
-    assert [len(c) for c in _chunks(streamed, chunk_size)] == [
-        len(c) for c in _chunks(one_shot, chunk_size)
-    ]
+    assert [len(c) for c in _chunks(streamed, chunk_size)] == [len(c) for c in _chunks(one_shot, chunk_size)]
     dec = envelope.SealDecryptor(private_key)
-    out = (
-        b"".join(
-            dec.update(streamed[i : i + cut]) for i in range(0, len(streamed), cut)
-        )
-        + dec.finalize()
-    )
+    out = b"".join(dec.update(streamed[i : i + cut]) for i in range(0, len(streamed), cut)) + dec.finalize()
     assert out == data
     assert envelope.open_sealed(private_key, streamed) == data
 
@@ -72,14 +56,10 @@ def test_file_streams(private_key: rsa.RSAPrivateKey) -> None:
     """seal_stream/open_stream move data between file objects and report bytes written."""
     data = bytes(range(256)) * 2000
     sealed = io.BytesIO()
-    written = envelope.seal_stream(
-        private_key.public_key(), io.BytesIO(data), sealed, chunk_size=4096
-    )
+    written = envelope.seal_stream(private_key.public_key(), io.BytesIO(data), sealed, chunk_size=4096)
     assert written == len(sealed.getvalue())
     out = io.BytesIO()
-    assert envelope.open_stream(private_key, io.BytesIO(sealed.getvalue()), out) == len(
-        data
-    )
+    assert envelope.open_stream(private_key, io.BytesIO(sealed.getvalue()), out) == len(data)
     assert out.getvalue() == data
 
 
@@ -107,9 +87,7 @@ def test_every_bit_flip_rejected(private_key: rsa.RSAPrivateKey, sample: bytes) 
             envelope.open_sealed(private_key, bytes(tampered))
 
 
-def test_truncation_at_each_chunk_boundary_rejected(
-    private_key: rsa.RSAPrivateKey, sample: bytes
-) -> None:
+def test_truncation_at_each_chunk_boundary_rejected(private_key: rsa.RSAPrivateKey, sample: bytes) -> None:
     """Dropping trailing chunks (cut exactly at a boundary) is detected by the final flag."""
     step = 64 + TAG
     for boundary in range(HEADER, len(sample), step):
@@ -118,9 +96,7 @@ def test_truncation_at_each_chunk_boundary_rejected(
 
 
 @pytest.mark.parametrize("cut", [1, 5, 16, 17])
-def test_truncation_inside_chunks_rejected(
-    private_key: rsa.RSAPrivateKey, sample: bytes, cut: int
-) -> None:
+def test_truncation_inside_chunks_rejected(private_key: rsa.RSAPrivateKey, sample: bytes, cut: int) -> None:
     """A blob cut inside its last chunk or inside the header is rejected."""
     with pytest.raises(DecryptionError):
         envelope.open_sealed(private_key, sample[:-cut])
@@ -136,9 +112,7 @@ def test_reordering_rejected(private_key: rsa.RSAPrivateKey, sample: bytes) -> N
         envelope.open_sealed(private_key, swapped)
 
 
-def test_dropped_middle_chunk_rejected(
-    private_key: rsa.RSAPrivateKey, sample: bytes
-) -> None:
+def test_dropped_middle_chunk_rejected(private_key: rsa.RSAPrivateKey, sample: bytes) -> None:
     """Removing a chunk from the middle is rejected."""
     c = _chunks(sample, 64)
     with pytest.raises(DecryptionError):
@@ -146,22 +120,16 @@ def test_dropped_middle_chunk_rejected(
 
 
 @pytest.mark.parametrize("extra", [b"\x00", b"x" * 16, b"y" * 80])
-def test_trailing_bytes_rejected(
-    private_key: rsa.RSAPrivateKey, sample: bytes, extra: bytes
-) -> None:
+def test_trailing_bytes_rejected(private_key: rsa.RSAPrivateKey, sample: bytes, extra: bytes) -> None:
     """Anything after the final chunk is rejected."""
     with pytest.raises(DecryptionError):
         envelope.open_sealed(private_key, sample + extra)
 
 
-def test_chunk_spliced_from_other_message_rejected(
-    private_key: rsa.RSAPrivateKey, sample: bytes
-) -> None:
+def test_chunk_spliced_from_other_message_rejected(private_key: rsa.RSAPrivateKey, sample: bytes) -> None:
     """A chunk from another message under the same key pair does not verify (header is AAD)."""
     other = envelope.seal(private_key.public_key(), bytes(range(200)), 64)
-    spliced = (
-        sample[:HEADER] + _chunks(other, 64)[0] + b"".join(_chunks(sample, 64)[1:])
-    )
+    spliced = sample[:HEADER] + _chunks(other, 64)[0] + b"".join(_chunks(sample, 64)[1:])
     with pytest.raises(DecryptionError):
         envelope.open_sealed(private_key, spliced)
 
@@ -182,9 +150,7 @@ def test_wrong_key_rejected(other_key: rsa.RSAPrivateKey, sample: bytes) -> None
         (HEADER - 11, b"\x01\x00\x00\x01"),
     ],
 )
-def test_bad_length_fields_rejected(
-    private_key: rsa.RSAPrivateKey, sample: bytes, offset: int, value: bytes
-) -> None:
+def test_bad_length_fields_rejected(private_key: rsa.RSAPrivateKey, sample: bytes, offset: int, value: bytes) -> None:
     """A W length other than the modulus size, or a zero or oversized chunk size, is rejected."""
     tampered = sample[:offset] + value + sample[offset + len(value) :]
     with pytest.raises(DecryptionError):
@@ -198,21 +164,15 @@ def test_version_byte_checked(private_key: rsa.RSAPrivateKey, sample: bytes) -> 
 
 
 @pytest.mark.parametrize("size", [0, envelope.MAX_CHUNK_SIZE + 1])
-def test_encryptor_refuses_bad_chunk_size(
-    private_key: rsa.RSAPrivateKey, size: int
-) -> None:
+def test_encryptor_refuses_bad_chunk_size(private_key: rsa.RSAPrivateKey, size: int) -> None:
     """Chunk sizes outside 1..16 MiB are refused when sealing."""
     with pytest.raises(CryptoError):
         envelope.SealEncryptor(private_key.public_key(), size)
 
 
-def test_open_stream_error_after_partial_output(
-    private_key: rsa.RSAPrivateKey, sample: bytes
-) -> None:
+def test_open_stream_error_after_partial_output(private_key: rsa.RSAPrivateKey, sample: bytes) -> None:
     """open_stream raises on a truncated stream after writing only authenticated chunks."""
     out = io.BytesIO()
     with pytest.raises(DecryptionError):
-        envelope.open_stream(
-            private_key, io.BytesIO(sample[: HEADER + 2 * (64 + TAG)]), out
-        )
+        envelope.open_stream(private_key, io.BytesIO(sample[: HEADER + 2 * (64 + TAG)]), out)
     assert out.getvalue() == bytes(range(64))

@@ -13,9 +13,7 @@ from mailiverse.crypto.errors import CryptoError, DecryptionError
 
 @settings(max_examples=25, deadline=None)
 @given(data=st.binary(max_size=4000), fmt=st.sampled_from(formats.FORMATS))
-def test_mail_object_round_trip(
-    private_key: rsa.RSAPrivateKey, data: bytes, fmt: str
-) -> None:
+def test_mail_object_round_trip(private_key: rsa.RSAPrivateKey, data: bytes, fmt: str) -> None:
     """seal_mail_object then open_mail_object returns the data in both formats."""
     blob = formats.seal_mail_object(fmt, private_key.public_key(), data)
     assert blob[0] == (1 if fmt == formats.FORMAT_V1 else 2)
@@ -24,17 +22,12 @@ def test_mail_object_round_trip(
 
 
 @pytest.mark.parametrize("fmt", formats.FORMATS)
-def test_stream_encryptor_feeds_zlib_output(
-    private_key: rsa.RSAPrivateKey, fmt: str
-) -> None:
+def test_stream_encryptor_feeds_zlib_output(private_key: rsa.RSAPrivateKey, fmt: str) -> None:
     """Streaming zlib output through stream_encryptor gives a readable mail object."""
     data = b"Subject: x\r\n\r\n" + b"line\r\n" * 20000
     deflater = lenient.Deflater()
     enc = formats.stream_encryptor(fmt, private_key.public_key())
-    parts = [
-        enc.update(deflater.update(data[i : i + 1000]))
-        for i in range(0, len(data), 1000)
-    ]
+    parts = [enc.update(deflater.update(data[i : i + 1000])) for i in range(0, len(data), 1000)]
     parts.append(enc.update(deflater.finalize()))
     parts.append(enc.finalize())
     assert formats.open_mail_object(private_key, b"".join(parts)) == data
@@ -47,9 +40,7 @@ def test_unknown_format_refused(private_key: rsa.RSAPrivateKey) -> None:
 
 
 @pytest.mark.parametrize("blob", [b"", b"\x03abc", b"\xff" * 300])
-def test_unknown_first_byte_rejected(
-    private_key: rsa.RSAPrivateKey, blob: bytes
-) -> None:
+def test_unknown_first_byte_rejected(private_key: rsa.RSAPrivateKey, blob: bytes) -> None:
     """Blobs starting with anything but 0x00..0x02 raise the generic error."""
     with pytest.raises(DecryptionError):
         formats.decrypt_any(private_key, blob)
@@ -68,9 +59,7 @@ def test_undecompressible_content_is_decryption_error(
 
 def test_mail_object_size_cap(private_key: rsa.RSAPrivateKey) -> None:
     """open_mail_object enforces its inflated size cap."""
-    blob = formats.seal_mail_object(
-        formats.FORMAT_V2, private_key.public_key(), bytes(100000)
-    )
+    blob = formats.seal_mail_object(formats.FORMAT_V2, private_key.public_key(), bytes(100000))
     with pytest.raises(DecryptionError):
         formats.open_mail_object(private_key, blob, max_size=1000)
     assert aes.KEY_SIZE == 32

@@ -49,12 +49,8 @@ def test_pem_pkcs1_and_base64_forms(private_key: rsa.RSAPrivateKey) -> None:
         serialization.PrivateFormat.PKCS8,
         serialization.PrivateFormat.TraditionalOpenSSL,
     ):
-        der = private_key.private_bytes(
-            serialization.Encoding.DER, fmt, serialization.NoEncryption()
-        )
-        pem = private_key.private_bytes(
-            serialization.Encoding.PEM, fmt, serialization.NoEncryption()
-        )
+        der = private_key.private_bytes(serialization.Encoding.DER, fmt, serialization.NoEncryption())
+        pem = private_key.private_bytes(serialization.Encoding.PEM, fmt, serialization.NoEncryption())
         for data in (der, pem, base64.b64encode(der)):
             assert keys.load_private_key(data).private_numbers() == numbers
     public = private_key.public_key()
@@ -65,9 +61,7 @@ def test_pem_pkcs1_and_base64_forms(private_key: rsa.RSAPrivateKey) -> None:
         der = public.public_bytes(serialization.Encoding.DER, fmt)
         pem = public.public_bytes(serialization.Encoding.PEM, fmt)
         for data in (der, pem, base64.b64encode(der)):
-            assert (
-                keys.load_public_key(data).public_numbers() == public.public_numbers()
-            )
+            assert keys.load_public_key(data).public_numbers() == public.public_numbers()
 
 
 def test_nonminimal_der_loads(private_key: rsa.RSAPrivateKey) -> None:
@@ -130,13 +124,7 @@ def test_generate_and_fingerprint() -> None:
 
     key = keys.generate_private_key()
     assert key.key_size == 2048 and key.public_key().public_numbers().e == 65537
-    assert (
-        keys.public_key_fingerprint(key)
-        == hashlib.sha256(keys.public_key_der(key)).hexdigest()
-    )
-    assert (
-        keys.load_private_key(keys.private_key_der(key)).private_numbers()
-        == key.private_numbers()
-    )
+    assert keys.public_key_fingerprint(key) == hashlib.sha256(keys.public_key_der(key)).hexdigest()
+    assert keys.load_private_key(keys.private_key_der(key)).private_numbers() == key.private_numbers()
     with pytest.raises(keys.CryptoError):
         keys.generate_private_key(1024)

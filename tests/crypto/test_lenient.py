@@ -35,16 +35,10 @@ def test_zero_adler_accepted(data: bytes) -> None:
 def test_streaming_matches_one_shot(data: bytes, step: int) -> None:
     """Deflater and Inflater fed in pieces agree with the one-shot functions."""
     d = lenient.Deflater()
-    packed = (
-        b"".join(d.update(data[i : i + step]) for i in range(0, len(data), step))
-        + d.finalize()
-    )
+    packed = b"".join(d.update(data[i : i + step]) for i in range(0, len(data), step)) + d.finalize()
     assert packed == lenient.deflate(data)
     inf = lenient.Inflater()
-    out = (
-        b"".join(inf.update(packed[i : i + step]) for i in range(0, len(packed), step))
-        + inf.finalize()
-    )
+    out = b"".join(inf.update(packed[i : i + step]) for i in range(0, len(packed), step)) + inf.finalize()
     assert out == data
 
 
@@ -84,9 +78,7 @@ def test_emoji_is_cesu8() -> None:
     assert lenient.encode_web_text("\U0001f600") == bytes.fromhex("eda0bdedb880")
 
 
-@pytest.mark.parametrize(
-    "data", [b"\xed\xa0\xbd", b"\xed\xb8\x80abc", b"\xff", b"\xc3"]
-)
+@pytest.mark.parametrize("data", [b"\xed\xa0\xbd", b"\xed\xb8\x80abc", b"\xff", b"\xc3"])
 def test_lone_surrogates_and_garbage_rejected(data: bytes) -> None:
     """Unpaired surrogates and invalid UTF-8 raise ValueError."""
     with pytest.raises(ValueError):

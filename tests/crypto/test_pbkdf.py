@@ -11,9 +11,7 @@ from mailiverse.crypto import pbkdf
 
 def test_keys_use_their_salts() -> None:
     """crypto_key uses salt 0 and verification_key salt 1, 131072 iterations, 32 bytes."""
-    want = hashlib.pbkdf2_hmac(
-        "sha256", b"pw", bytes.fromhex("c873418c7ed8ee89"), 131072, 32
-    )
+    want = hashlib.pbkdf2_hmac("sha256", b"pw", bytes.fromhex("c873418c7ed8ee89"), 131072, 32)
     assert pbkdf.crypto_key("pw") == want
     assert pbkdf.verification_key("pw") == pbkdf.derive("pw", pbkdf.SALT_VERIFICATION)
     assert pbkdf.crypto_key("pw") != pbkdf.verification_key("pw")

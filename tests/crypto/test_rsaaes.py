@@ -15,17 +15,12 @@ from mailiverse.crypto.errors import DecryptionError
 
 @settings(max_examples=40, deadline=None)
 @given(data=st.binary(max_size=3000), cut=st.integers(min_value=1, max_value=400))
-def test_round_trip_and_streaming(
-    private_key: rsa.RSAPrivateKey, data: bytes, cut: int
-) -> None:
+def test_round_trip_and_streaming(private_key: rsa.RSAPrivateKey, data: bytes, cut: int) -> None:
     """v1 encryption decrypts one-shot and in pieces of any size to the same plaintext."""
     blob = rsaaes.encrypt_v1(private_key.public_key(), data)
     assert rsaaes.decrypt(private_key, blob) == data
     dec = rsaaes.V1StreamDecryptor(private_key)
-    out = (
-        b"".join(dec.update(blob[i : i + cut]) for i in range(0, len(blob), cut))
-        + dec.finalize()
-    )
+    out = b"".join(dec.update(blob[i : i + cut]) for i in range(0, len(blob), cut)) + dec.finalize()
     assert out == data
 
 
@@ -55,9 +50,7 @@ def _v1(private_key: rsa.RSAPrivateKey, data: bytes = b"payload") -> bytes:
     return rsaaes.encrypt_v1(private_key.public_key(), data)
 
 
-def test_wrong_key_rejected(
-    private_key: rsa.RSAPrivateKey, other_key: rsa.RSAPrivateKey
-) -> None:
+def test_wrong_key_rejected(private_key: rsa.RSAPrivateKey, other_key: rsa.RSAPrivateKey) -> None:
     """A blob for another key raises the generic error."""
     with pytest.raises(DecryptionError, match="^message could not be decrypted$"):
         rsaaes.decrypt(other_key, _v1(private_key))
@@ -109,12 +102,7 @@ def test_wrapped_key_of_wrong_length_rejected(private_key: rsa.RSAPrivateKey) ->
     """W that unwraps to something other than 32 bytes is rejected even if the AES layer fits."""
     key16 = os.urandom(16)
     w = private_key.public_key().encrypt(key16, padding.PKCS1v15())
-    blob = (
-        b"\x01"
-        + len(w).to_bytes(4, "big")
-        + w
-        + aes.encrypt_embediv(key16 * 2, b"data")
-    )
+    blob = b"\x01" + len(w).to_bytes(4, "big") + w + aes.encrypt_embediv(key16 * 2, b"data")
     with pytest.raises(DecryptionError):
         rsaaes.decrypt(private_key, blob)
 
@@ -127,12 +115,7 @@ def test_short_w_is_left_padded(private_key: rsa.RSAPrivateKey) -> None:
         if w[0] == 0:
             break
     short = w.lstrip(b"\x00")
-    blob = (
-        b"\x01"
-        + len(short).to_bytes(4, "big")
-        + short
-        + aes.encrypt_embediv(key, b"web")
-    )
+    blob = b"\x01" + len(short).to_bytes(4, "big") + short + aes.encrypt_embediv(key, b"web")
     assert rsaaes.decrypt(private_key, blob) == b"web"
 
 

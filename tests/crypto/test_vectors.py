@@ -44,9 +44,7 @@ def _conformance_cases() -> Iterator[tuple[str, Case]]:
 CONFORMANCE = list(_conformance_cases())
 
 
-@pytest.mark.parametrize(
-    ("name", "case"), CONFORMANCE, ids=[f"{n}:{c.label}" for n, c in CONFORMANCE]
-)
+@pytest.mark.parametrize(("name", "case"), CONFORMANCE, ids=[f"{n}:{c.label}" for n, c in CONFORMANCE])
 def test_conformance_case(name: str, case: Case) -> None:
     """Each vector case of our files passes its conformance check."""
     token = files_crypto.VECTOR_DIRECTORY.set(VECTORS)
@@ -85,9 +83,7 @@ def test_aes_negative_vector(case: dict) -> None:
     """Blobs the original Java decryptor rejects raise our generic DecryptionError."""
     assert case["original_java_decrypt_fails"]
     with pytest.raises(DecryptionError, match="^message could not be decrypted$"):
-        aes.decrypt_embediv(
-            bytes.fromhex(case["key_hex"]), base64.b64decode(case["blob_b64"])
-        )
+        aes.decrypt_embediv(bytes.fromhex(case["key_hex"]), base64.b64decode(case["blob_b64"]))
 
 
 RSA_AES = _load("rsa_aes_cbc_256_embediv")
@@ -104,27 +100,17 @@ def test_rsa_aes_vector_direct(case: dict, vector_keys: dict) -> None:
         data = files_crypto.generate_plaintext(case["plaintext_generator"])
     else:
         data = bytes.fromhex(case["plaintext_hex"])
-    assert (
-        rsaaes.decrypt(vector_keys[case["key_id"]], base64.b64decode(case["blob_b64"]))
-        == data
-    )
+    assert rsaaes.decrypt(vector_keys[case["key_id"]], base64.b64decode(case["blob_b64"])) == data
 
 
 PBKDF2 = _load("pbkdf2")
 
 
-@pytest.mark.parametrize(
-    "case", PBKDF2["cases"], ids=lambda c: c["password_utf8_hex"][:16]
-)
+@pytest.mark.parametrize("case", PBKDF2["cases"], ids=lambda c: c["password_utf8_hex"][:16])
 def test_pbkdf2_vector_direct(case: dict) -> None:
     """CryptoKey and VerificationKey match the web client's for every vector password."""
     assert pbkdf.crypto_key(case["password"]).hex() == case["crypto_key_hex"]
-    assert (
-        pbkdf.verification_key(case["password"]).hex() == case["verification_key_hex"]
-    )
+    assert pbkdf.verification_key(case["password"]).hex() == case["verification_key_hex"]
     variant = case.get("java_desktop_variant")
     if variant:
-        assert (
-            pbkdf.crypto_key(case["password"], variant="java-desktop").hex()
-            == variant["crypto_key_hex"]
-        )
+        assert pbkdf.crypto_key(case["password"], variant="java-desktop").hex() == variant["crypto_key_hex"]

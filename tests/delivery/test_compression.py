@@ -26,8 +26,8 @@ from mailiverse.delivery.pipeline import Delivery
 from mailiverse.mime.twin import convert
 from mailiverse.spool import SpooledMessage
 from mailiverse.store.db import Database
-from mailiverse.store.objects import list_objects, read_object
-from mailiverse.store.users import add_user, get_user
+from mailiverse.store.objects import list_objects_txn, read_object_txn
+from mailiverse.store.users import add_user_txn, get_user_txn
 from mailiverse.testing_db import sqlite_url
 
 KEY = generate_private_key()
@@ -90,8 +90,8 @@ def delivery(tmp_path: Path) -> Iterator[tuple[Database, Delivery]]:
 
     database = Database.open(sqlite_url(tmp_path), reactor=reactor)
     with database.blocking_allowed():
-        database.transact_sync(add_user, "alice", public_key_der(KEY), "v2")
-        database.transact_sync(add_user, "bob", public_key_der(KEY), "v1")
+        database.transact_sync(add_user_txn, "alice", public_key_der(KEY), "v2")
+        database.transact_sync(add_user_txn, "bob", public_key_der(KEY), "v1")
     inbox = Delivery(database, lambda domain: domain == "example.org", tmp_dir=tmp_path, reactor=reactor)
     try:
         yield database, inbox
@@ -114,10 +114,10 @@ async def test_delivered_objects_use_the_chosen_strategy(
     recipients = [await inbox.resolve("alice@example.org"), await inbox.resolve("bob@example.org")]
     await inbox.deliver(SpooledMessage(size=len(raw), memory=raw), "s@example.org", recipients)  # type: ignore[arg-type]
     for name in ("alice", "bob"):  # v2 and v1 envelopes
-        user = await database.run(get_user, name)
+        user = await database.run(get_user_txn, name)
         assert user is not None
-        infos = await database.run(list_objects, user.id, "Mail/In")
-        bodies = {info.path: await database.run(read_object, user.id, info.path) for info in infos}
+        infos = await database.run(list_objects_txn, user.id, "Mail/In")
+        bodies = {info.path: await database.run(read_object_txn, user.id, info.path) for info in infos}
         original_path = next(path for path in bodies if not path.startswith("Mail/In_Json/"))
         twin_path = next(path for path in bodies if path.startswith("Mail/In_Json/"))
         written_ms = int(original_path.rsplit("/", 1)[1].split("_")[0])

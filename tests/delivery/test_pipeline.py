@@ -10,15 +10,15 @@ import pytest_twisted
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 from twisted.internet.defer import Deferred
 
+from mailiverse.contracts import Recipient
 from mailiverse.crypto.formats import open_mail_object
 from mailiverse.crypto.keys import generate_private_key, public_key_der
 from mailiverse.delivery.pipeline import Delivery, DeliveryError
 from mailiverse.mime.twin import convert
-from mailiverse.contracts import Recipient
 from mailiverse.spool import SpooledMessage
 from mailiverse.store.db import Database
-from mailiverse.store.objects import count_objects, list_objects, read_object
-from mailiverse.store.users import User, add_user, delete_user, get_user, set_disabled
+from mailiverse.store.objects import count_objects_txn, list_objects_txn, read_object_txn
+from mailiverse.store.users import User, add_user_txn, delete_user_txn, get_user_txn, set_disabled_txn
 from mailiverse.testing_db import sqlite_url
 
 MESSAGE = b"From: s@example.org\r\nTo: alice@example.org\r\nSubject: hi\r\n\r\nhello\r\n"
@@ -51,7 +51,7 @@ def inbox(database: Database, tmp_path: Path) -> Iterator[Delivery]:
 
     with database.blocking_allowed():
         for name in ("alice", "bob", "carol"):
-            database.transact_sync(add_user, name, public_key_der(_private_key()), "v2")
+            database.transact_sync(add_user_txn, name, public_key_der(_private_key()), "v2")
     delivery = Delivery(database, lambda domain: domain == "example.org", tmp_dir=tmp_path, reactor=reactor)
     try:
         yield delivery
@@ -65,11 +65,11 @@ def _message() -> SpooledMessage:
 
 async def _stored(database: Database, name: str) -> int:
     user = await _account(database, name)
-    return await database.run(count_objects, user.id, "Mail/In")
+    return await database.run(count_objects_txn, user.id, "Mail/In")
 
 
 async def _account(database: Database, name: str) -> User:
-    user = await database.run(get_user, name)
+    user = await database.run(get_user_txn, name)
     assert user is not None
     return user
 
@@ -81,9 +81,9 @@ async def test_delivery_stores_both_objects_sealed_to_the_recipient(database: Da
     assert recipient is not None and isinstance(recipient.account, User)
     await inbox.deliver(_message(), "s@example.org", [recipient])
     user = await _account(database, "alice")
-    infos = await database.run(list_objects, user.id, "Mail/In")
+    infos = await database.run(list_objects_txn, user.id, "Mail/In")
     assert len(infos) == 2
-    bodies = {info.path: await database.run(read_object, user.id, info.path) for info in infos}
+    bodies = {info.path: await database.run(read_object_txn, user.id, info.path) for info in infos}
     original_path = next(path for path in bodies if not path.startswith("Mail/In_Json/"))
     twin_path = next(path for path in bodies if path.startswith("Mail/In_Json/"))
     assert open_mail_object(_private_key(), bodies[original_path]) == MESSAGE
@@ -105,10 +105,10 @@ async def test_an_account_disabled_after_rcpt_gets_nothing(database: Database, i
     recipient = await inbox.resolve("alice@example.org")
     assert recipient is not None
     user = await _account(database, "alice")
-    await database.transact(set_disabled, user.id, True)
+    await database.transact(set_disabled_txn, user.id, True)
     with pytest.raises(DeliveryError):
         await inbox.deliver(_message(), "s@example.org", [recipient])
-    assert await database.run(count_objects, user.id, "Mail/In") == 0
+    assert await database.run(count_objects_txn, user.id, "Mail/In") == 0
 
 
 @pytest_twisted.ensureDeferred
@@ -119,7 +119,7 @@ async def test_an_account_deleted_after_rcpt_fails_only_its_own_delivery(databas
     carol = await inbox.resolve("carol@example.org")
     assert alice is not None and bob is not None and carol is not None
     gone = await _account(database, "bob")
-    await database.transact(delete_user, gone.id)
+    await database.transact(delete_user_txn, gone.id)
     deliveries = [
         Deferred.fromCoroutine(inbox.deliver(_message(), "s@example.org", [recipient]))
         for recipient in (alice, bob, carol, alice)
@@ -142,8 +142,8 @@ async def test_a_replaced_account_gets_nothing_sealed_to_the_old_key(database: D
     recipient = await inbox.resolve("carol@example.org")
     assert recipient is not None
     old = await _account(database, "carol")
-    await database.transact(delete_user, old.id)
-    await database.transact(add_user, "carol", public_key_der(generate_private_key()), "v2")
+    await database.transact(delete_user_txn, old.id)
+    await database.transact(add_user_txn, "carol", public_key_der(generate_private_key()), "v2")
     with pytest.raises(DeliveryError):
         await inbox.deliver(_message(), "s@example.org", [recipient])
     assert await _stored(database, "carol") == 0

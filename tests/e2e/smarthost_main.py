@@ -1,4 +1,4 @@
-"""Run the test smarthost (``tests.outbound.smarthost``) as its own process for the end-to-end tests.
+"""Run the test smarthost (``tests.support.smarthost``) as its own process for the end-to-end tests.
 
 Usage: ``python -m tests.e2e.smarthost_main DIR USER PASSWORD``.  Prints one JSON line
 ``{"port", "ca"}`` once listening (STARTTLS with a throwaway CA, AUTH required), then writes each
@@ -14,7 +14,7 @@ from pathlib import Path
 
 from twisted.internet import reactor, task
 
-from tests.outbound.smarthost import start_server
+from tests.support.smarthost import start_server
 
 
 def main(directory: str, user: str, password: str) -> None:

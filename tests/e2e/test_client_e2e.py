@@ -1,4 +1,5 @@
-"""Issue 4 end to end: the CLI and client library against a real ``twistd mailiverse`` with SMTP, a real smarthost and DKIM."""
+"""Issue 4 end to end: the CLI and client library against a real ``twistd mailiverse``
+with SMTP, a real smarthost and DKIM."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from cryptography.hazmat.primitives import serialization
 from mailiverse.client import ApiError, AuthenticationFailed, Client, HttpsTransport, RecordingTransport
 from mailiverse.client.api import PasswordKeys
 from mailiverse.crypto.keys import private_key_der
-from tests.e2e.conftest import RELAY_USER, Device, Smarthost
+from tests.support.e2e import RELAY_USER, Device, Smarthost
 
 pytestmark = pytest.mark.integration
 ALICE_PW = "alice's long e2e password"
@@ -64,7 +65,8 @@ def test_two_users_sign_up_with_the_cli(people: dict[str, Any]) -> None:
 
 
 def test_smtp_mail_is_listed_and_read(device: Device, people: dict[str, Any]) -> None:
-    """A message sent over SMTP with STARTTLS to Alice shows in `ls` (ID, date, sender, subject) and `read` decrypts it."""
+    """A message sent over SMTP with STARTTLS to Alice shows in `ls` (ID, date, sender, subject)
+    and `read` decrypts it."""
     message = EmailMessage()
     message["From"] = "Carol Remote <carol@remote.test>"
     message["To"] = "alice@example.org"
@@ -87,7 +89,8 @@ def test_smtp_mail_is_listed_and_read(device: Device, people: dict[str, Any]) ->
 def test_send_locally_and_through_the_dkim_signing_smarthost(
     device: Device, smarthost: Smarthost, people: dict[str, Any]
 ) -> None:
-    """Bob→Alice stays local; Alice→remote+Bob reaches the smarthost over STARTTLS+AUTH, DKIM-signed and verified by dkimpy."""
+    """Bob→Alice stays local; Alice→remote+Bob reaches the smarthost over STARTTLS+AUTH,
+    DKIM-signed and verified by dkimpy."""
     local = device.cli(
         "bob",
         "send",
@@ -248,7 +251,8 @@ def test_one_user_never_reaches_another_users_objects(device: Device, people: di
 
 
 def test_password_and_private_key_never_reach_the_server(device: Device, people: dict[str, Any]) -> None:
-    """Every request body of a sign-up, a wrong and a right login, a listing and a passwd holds no password, key or private key."""
+    """Every request body of a sign-up, a wrong and a right login, a listing and a passwd
+    holds no password, key or private key."""
     client, transport = _library(device, "erin")
     client.signup("erin's first password", invite=_invite(device))
     with pytest.raises(AuthenticationFailed):
@@ -272,7 +276,8 @@ def test_password_and_private_key_never_reach_the_server(device: Device, people:
 
 
 def test_passwd_export_and_nothing_kept_on_the_device(device: Device, people: dict[str, Any]) -> None:
-    """passwd switches the password; export writes a Maildir mailbox.Maildir reads; the device dir holds nothing else."""
+    """passwd switches the password; export writes a Maildir mailbox.Maildir reads;
+    the device dir holds nothing else."""
     new = ALICE_PW + " (changed)"
     changed = device.cli("alice", "passwd", password=ALICE_PW, new_password=new)
     assert changed.returncode == 0, changed.stderr

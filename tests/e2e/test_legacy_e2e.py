@@ -1,6 +1,7 @@
-"""The legacy upgrade path end to end: real ``twistd mailiverse --legacy``, the independent legacy client, SMTP, and the CLI.
+"""The legacy upgrade path end to end: real ``twistd mailiverse --legacy``,
+the independent legacy client, SMTP, and the CLI.
 
-An original-protocol account is made with ``tests/legacy/legacy_client.py``, receives v1 mail over SMTP,
+An original-protocol account is made with ``tests/support/legacy_client.py``, receives v1 mail over SMTP,
 is moved with ``mailiverse-client upgrade-legacy`` (over WebSocket, and over the TLS KeyServer port), and
 then reads that mail with the modern ``login``/``ls``/``read`` while the legacy login is refused.  A dump
 made with ``mailiverse-admin store dump`` is imported with ``import-mailiverse`` and read back byte for
@@ -26,9 +27,9 @@ from twisted.internet import reactor
 
 from mailiverse.config import DataDir
 from mailiverse.legacy.serverkeys import load_server_key
-from tests.e2e.conftest import Device
-from tests.integration.harness import Appliance, free_port
-from tests.legacy import legacy_client as lc
+from tests.support import legacy_client as lc
+from tests.support.e2e import Device
+from tests.support.harness import Appliance, free_port
 
 pytestmark = pytest.mark.integration
 PASSWORD = "an original Mailiverse password, e2e"
@@ -139,7 +140,8 @@ def _ls(device: Device, user: str) -> list[list[str]]:
 
 @pytest_twisted.ensureDeferred
 async def test_upgrade_then_modern_client_reads_legacy_mail(legacy_device: tuple[Device, int, int]) -> None:
-    """Legacy sign-up, v1 SMTP mail, `upgrade-legacy` over WebSocket; modern login/ls/read show the mail; legacy login refused."""
+    """Legacy sign-up, v1 SMTP mail, `upgrade-legacy` over WebSocket; modern login/ls/read show the mail;
+    legacy login refused."""
     device, keyserver, mailserver = legacy_device
     alice = LegacyUser(device, keyserver, mailserver, "alice")
     await alice.sign_up()
@@ -168,11 +170,14 @@ async def test_upgrade_then_modern_client_reads_legacy_mail(legacy_device: tuple
 async def test_upgrade_over_the_keyserver_port_and_import_a_dump(
     legacy_device: tuple[Device, int, int], tmp_path: Path
 ) -> None:
-    """`upgrade-legacy --legacy-keyserver` over TLS; then another account's `store dump` imports byte for byte (and repeats skip)."""
+    """`upgrade-legacy --legacy-keyserver` over TLS; then another account's `store dump` imports byte for byte
+    (and repeats skip)."""
     device, keyserver, mailserver = legacy_device
     bob = LegacyUser(device, keyserver, mailserver, "bob")
     await bob.sign_up()
-    upgraded = device.cli(bob.address, "upgrade-legacy", "--legacy-keyserver", f"127.0.0.1:{keyserver}", password=PASSWORD)
+    upgraded = device.cli(
+        bob.address, "upgrade-legacy", "--legacy-keyserver", f"127.0.0.1:{keyserver}", password=PASSWORD
+    )
     assert upgraded.returncode == 0, upgraded.stderr
     assert await bob.legacy_refused()
     assert device.cli("bob", "login", password=PASSWORD).returncode == 0

@@ -1,4 +1,5 @@
-"""One CLI flow against a real ``twistd mailiverse`` on PostgreSQL (skipped without PG, but never when ``CI`` is set)."""
+"""One CLI flow against a real ``twistd mailiverse`` on PostgreSQL
+(skipped without PG, but never when ``CI`` is set)."""
 
 from __future__ import annotations
 
@@ -10,28 +11,22 @@ from pathlib import Path
 
 import pytest
 
-from mailiverse.testing_db import create_postgres_database, drop_postgres_database, require_postgres
-from tests.e2e.conftest import Device, Smarthost, start_appliance
+from tests.support.e2e import Device, Smarthost, start_appliance
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres]
 PASSWORD = "postgres flow password, long enough"
 
 
 @pytest.fixture
-def pg_device(tmp_path: Path, smarthost: Smarthost) -> Iterator[Device]:
+def pg_device(tmp_path: Path, smarthost: Smarthost, postgres_url: str) -> Iterator[Device]:
     """An appliance whose database is a fresh PostgreSQL database."""
-    require_postgres()
-    url = create_postgres_database("mv_e2e")
+    appliance = start_appliance(tmp_path, smarthost, db_url=postgres_url)
+    home = tmp_path / "device"
+    home.mkdir()
     try:
-        appliance = start_appliance(tmp_path, smarthost, db_url=url)
-        home = tmp_path / "device"
-        home.mkdir()
-        try:
-            yield Device(home, appliance)
-        finally:
-            appliance.stop()
+        yield Device(home, appliance)
     finally:
-        drop_postgres_database(url)
+        appliance.stop()
 
 
 def test_signup_receive_send_and_read_on_postgresql(pg_device: Device) -> None:

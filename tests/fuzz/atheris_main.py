@@ -1,6 +1,6 @@
 """Coverage-guided fuzzing with atheris: ``python -m tests.fuzz.atheris_main TARGET [libFuzzer args]``.
 
-Runs one target of tests/fuzz/targets.py under libFuzzer with the mailiverse modules instrumented,
+Runs one target of tests/support/fuzz_targets.py under libFuzzer with the mailiverse modules instrumented,
 starting from tests/fuzz/corpus/TARGET.  New interesting inputs go to a scratch directory given as
 the first libFuzzer corpus argument (never into the committed corpus unless you pass it first).
 """
@@ -12,7 +12,7 @@ import sys
 import atheris
 
 with atheris.instrument_imports(include=["mailiverse"]):
-    from tests.fuzz.targets import TARGETS
+    from tests.support.fuzz_targets import TARGETS
 
 
 def main() -> None:

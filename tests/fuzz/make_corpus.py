@@ -16,7 +16,7 @@ from mailiverse.compat import blocks
 from mailiverse.compat.packets import MESSAGE_GET, MESSAGE_PUT, encode_line
 from mailiverse.crypto import aes, envelope, lenient, rsaaes
 from mailiverse.crypto.formats import seal_mail_object
-from tests.fuzz.targets import AES_KEY, CORPUS, fuzz_key
+from tests.support.fuzz_targets import AES_KEY, CORPUS, fuzz_key
 
 VECTORS = Path(__file__).resolve().parents[1] / "vectors" / "mime_json.json"
 
@@ -25,7 +25,7 @@ MIME_SEEDS = [
     b"Subject: =?utf-8?B?w6k=?=\r\nContent-Type: multipart/mixed; boundary=x\r\n\r\n--x\r\n"
     b"Content-Type: text/plain; charset=iso-8859-1\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n"
     b"caf=E9\r\n--x\r\nContent-Type: message/rfc822\r\n\r\nSubject: inner\r\n\r\ninner body\r\n--x--\r\n",
-    b"Content-Type: multipart/alternative; boundary=\"a\"\r\n\r\n--a\r\nContent-Type: text/html\r\n"
+    b'Content-Type: multipart/alternative; boundary="a"\r\n\r\n--a\r\nContent-Type: text/html\r\n'
     b"Content-Transfer-Encoding: base64\r\n\r\nPGI+aGk8L2I+\r\n--a--\r\n",
 ]
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.fuzz.targets import CORPUS, TARGETS
+from tests.support.fuzz_targets import CORPUS, TARGETS
 
 ROOT = Path(__file__).resolve().parents[2]
 QUICK_SECONDS = 3
@@ -31,9 +31,18 @@ def test_atheris_finds_no_crash(name: str, tmp_path: Path, record_property) -> N
     scratch = tmp_path / "new"
     scratch.mkdir()
     cmd = [
-        sys.executable, "-m", "tests.fuzz.atheris_main", name, str(scratch), str(CORPUS / name),
-        f"-max_total_time={seconds}", "-timeout=15", "-rss_limit_mb=2048", "-max_len=65536",
-        f"-artifact_prefix={tmp_path}/", "-print_final_stats=1",
+        sys.executable,
+        "-m",
+        "tests.fuzz.atheris_main",
+        name,
+        str(scratch),
+        str(CORPUS / name),
+        f"-max_total_time={seconds}",
+        "-timeout=15",
+        "-rss_limit_mb=2048",
+        "-max_len=65536",
+        f"-artifact_prefix={tmp_path}/",
+        "-print_final_stats=1",
     ]
     result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=seconds + 120)
     log = result.stdout + result.stderr

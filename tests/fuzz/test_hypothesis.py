@@ -10,17 +10,40 @@ from hypothesis import strategies as st
 
 from mailiverse.crypto import envelope
 from mailiverse.crypto.formats import seal_mail_object
-from tests.fuzz.targets import TARGETS, corpus_files, fuzz_key
+from tests.support.fuzz_targets import TARGETS, corpus_files, fuzz_key
 
 EXAMPLES = 2000 if os.environ.get("LONG") else 150
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow], database=None)
 
 _token = st.text(alphabet=st.characters(min_codepoint=0, max_codepoint=0x2FF), max_size=30)
-_header_names = st.sampled_from(["Subject", "From", "To", "Cc", "Content-Type", "Content-Transfer-Encoding",
-                                 "Content-Disposition", "Date", "Message-ID", "X-Other"])
-_types = st.sampled_from(["text/plain", "text/html", "multipart/mixed", "multipart/alternative",
-                          "message/rfc822", "application/octet-stream", "text/plain; charset=iso-2022-jp",
-                          "text/plain; charset=\"utf-16\"", "multipart/mixed; boundary=", "text/x-unknown"])
+_header_names = st.sampled_from(
+    [
+        "Subject",
+        "From",
+        "To",
+        "Cc",
+        "Content-Type",
+        "Content-Transfer-Encoding",
+        "Content-Disposition",
+        "Date",
+        "Message-ID",
+        "X-Other",
+    ]
+)
+_types = st.sampled_from(
+    [
+        "text/plain",
+        "text/html",
+        "multipart/mixed",
+        "multipart/alternative",
+        "message/rfc822",
+        "application/octet-stream",
+        "text/plain; charset=iso-2022-jp",
+        'text/plain; charset="utf-16"',
+        "multipart/mixed; boundary=",
+        "text/x-unknown",
+    ]
+)
 _encodings = st.sampled_from(["7bit", "8bit", "base64", "quoted-printable", "x-uuencode", "binary", "bogus"])
 
 
@@ -31,7 +54,7 @@ def mime_messages(draw: st.DrawFn, depth: int = 0) -> bytes:
     ctype = draw(_types)
     boundary = draw(st.sampled_from(["b", "=_x", "", "--", "b" * 80]))
     lines = [f"{name}: {value}" for name, value in headers]
-    lines.append(f"Content-Type: {ctype}; boundary=\"{boundary}\"")
+    lines.append(f'Content-Type: {ctype}; boundary="{boundary}"')
     lines.append(f"Content-Transfer-Encoding: {draw(_encodings)}")
     head = "\r\n".join(lines).encode("utf-8", "surrogatepass")
     if ctype.startswith("multipart") and depth < 4:

@@ -5,33 +5,14 @@ from __future__ import annotations
 import base64
 import json
 import socket
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.serialization import load_der_public_key
 
-from tests.integration.harness import DOMAIN, Appliance, free_port
-from tests.integration.test_receive import tls_context
+from tests.support.harness import DOMAIN, Appliance, free_port, https_get, tls_context
 
 pytestmark = pytest.mark.integration
-
-
-def https_get(app: Appliance, path: str) -> tuple[int, bytes]:
-    ctx = tls_context(app)
-    request = urllib.request.Request(f"https://mail.{DOMAIN}:{app.web_port}{path}")
-    opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=ctx))
-    # Resolve the certificate's name to loopback without touching DNS.
-    original = socket.getaddrinfo
-    socket.getaddrinfo = lambda host, *a, **k: original("127.0.0.1" if host == f"mail.{DOMAIN}" else host, *a, **k)
-    try:
-        with opener.open(request, timeout=15) as response:
-            return response.status, response.read()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read()
-    finally:
-        socket.getaddrinfo = original
 
 
 def test_legacy_mode_is_opt_in_and_wired(tmp_path: Path) -> None:
@@ -46,8 +27,10 @@ def test_legacy_mode_is_opt_in_and_wired(tmp_path: Path) -> None:
     finally:
         plain.stop()
     keyserver, mailserver = free_port(), free_port()
-    app = Appliance(tmp_path / "legacy", extra_args=[
-        "--legacy", "--legacy-keyserver", f"tcp:{keyserver}", "--legacy-mailserver", f"tcp:{mailserver}"])
+    app = Appliance(
+        tmp_path / "legacy",
+        extra_args=["--legacy", "--legacy-keyserver", f"tcp:{keyserver}", "--legacy-mailserver", f"tcp:{mailserver}"],
+    )
     app.start()
     try:
         assert "257 bits and breakable" in app.log()
@@ -70,8 +53,17 @@ def test_legacy_mode_is_opt_in_and_wired(tmp_path: Path) -> None:
 def test_legacy_plain_tcp_needs_the_flag(tmp_path: Path) -> None:
     """--legacy-plain serves the line protocol without TLS: a hello line gets a line back."""
     keyserver = free_port()
-    app = Appliance(tmp_path / "legacy", extra_args=[
-        "--legacy", "--legacy-plain", "--legacy-keyserver", f"tcp:{keyserver}", "--legacy-mailserver", f"tcp:{free_port()}"])
+    app = Appliance(
+        tmp_path / "legacy",
+        extra_args=[
+            "--legacy",
+            "--legacy-plain",
+            "--legacy-keyserver",
+            f"tcp:{keyserver}",
+            "--legacy-mailserver",
+            f"tcp:{free_port()}",
+        ],
+    )
     app.start()
     try:
         hello = 'core.srp.SRPPackets$Packet1_ClientSendsHello!{"user":"nobody@example.org","version":"2.0"}'

@@ -6,54 +6,17 @@ import base64
 import json
 import os
 import smtplib
-import ssl
 import stat
 from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
 
-from tests.integration.harness import DOMAIN, Appliance
-from tests.integration.independent import open_mail
+from tests.support.harness import DOMAIN, Appliance, self_signed_cert, stored, tls_context
+from tests.support.independent import open_mail
+from tests.support.smtp import make_message, send_starttls
 
 pytestmark = pytest.mark.integration
-
-
-def tls_context(app: Appliance) -> ssl.SSLContext:
-    ctx = ssl.create_default_context(cafile=str(self_signed_cert(app)))
-    ctx.check_hostname = True
-    return ctx
-
-
-def self_signed_cert(app: Appliance) -> Path:
-    certs = sorted((app.data_dir / "tls").glob("*.crt")) + sorted((app.data_dir / "tls").glob("*cert*.pem"))
-    assert certs, f"no certificate in {app.data_dir / 'tls'}: {list((app.data_dir / 'tls').iterdir())}"
-    return certs[0]
-
-
-def make_message(subject: str, body: str, to: str = f"alice@{DOMAIN}") -> bytes:
-    msg = EmailMessage()
-    msg["From"] = "Bob Example <bob@remote.test>"
-    msg["To"] = to
-    msg["Subject"] = subject
-    msg["Message-ID"] = "<it-1@remote.test>"
-    msg["Date"] = "Sat, 21 Nov 2026 10:00:00 +0000"
-    msg.set_content(body)
-    return msg.as_bytes(policy=msg.policy.clone(linesep="\r\n"))
-
-
-def send_starttls(app: Appliance, rcpts: list[str], data: bytes) -> dict[str, tuple[int, bytes]]:
-    with smtplib.SMTP("127.0.0.1", app.smtp_port, local_hostname="client.test", timeout=30) as smtp:
-        smtp.ehlo()
-        assert smtp.has_extn("starttls")
-        smtp.starttls(context=tls_context(app))
-        smtp.ehlo()
-        return smtp.sendmail("bob@remote.test", rcpts, data)
-
-
-def stored(app: Appliance, user: str, prefix: str) -> list[str]:
-    out = app.admin("store", "ls", user, prefix).stdout.decode()
-    return [line.split("\t")[0] for line in out.splitlines() if line]
 
 
 def raw_object(app: Appliance, user: str, path: str) -> bytes:
@@ -97,8 +60,9 @@ def test_implicit_tls_delivery_in_v2_and_uppercase_local_part(appliance: Applian
     """SMTPS delivery to a v2 account, addressed in upper case, decrypts from the authenticated envelope."""
     key = appliance.add_user("carol", "v2")
     sent = make_message("Implicit TLS", "Body for Carol.\n", to=f"CAROL@{DOMAIN.upper()}")
-    with smtplib.SMTP_SSL("127.0.0.1", appliance.smtps_port, local_hostname="client.test",
-                          context=tls_context(appliance), timeout=30) as smtp:
+    with smtplib.SMTP_SSL(
+        "127.0.0.1", appliance.smtps_port, local_hostname="client.test", context=tls_context(appliance), timeout=30
+    ) as smtp:
         assert smtp.sendmail("bob@remote.test", [f"CAROL@{DOMAIN.upper()}"], sent) == {}
     originals = stored(appliance, "carol", "Mail/In/")
     assert raw_object(appliance, "carol", originals[0])[0] == 2
@@ -141,8 +105,9 @@ def test_canary_never_appears_in_plaintext(appliance: Appliance) -> None:
     msg["To"] = f"alice@{DOMAIN}"
     msg["Subject"] = f"subject {canary}"
     msg.set_content(f"body {canary}\n" * 50)
-    msg.add_attachment(f"attachment {canary}".encode(), maintype="application", subtype="octet-stream",
-                       filename="a.bin")
+    msg.add_attachment(
+        f"attachment {canary}".encode(), maintype="application", subtype="octet-stream", filename="a.bin"
+    )
     sent = msg.as_bytes(policy=msg.policy.clone(linesep="\r\n"))
     assert send_starttls(appliance, [f"alice@{DOMAIN}"], sent) == {}
     needles = [canary.encode(), base64.b64encode(canary.encode())[:24], canary.encode("utf-16-le")]
@@ -207,8 +172,9 @@ def test_admin_dump_and_decrypt_with_private_key(appliance: Appliance, tmp_path:
     path = stored(appliance, "alice", "Mail/In/")[0]
     assert (out / path).read_bytes() == raw_object(appliance, "alice", path)
     keyfile = tmp_path / "alice.key"
-    keyfile.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                          serialization.NoEncryption()))
+    keyfile.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
     os.chmod(keyfile, 0o600)
     shown = appliance.admin("store", "cat", "alice", path, "--private-key", str(keyfile)).stdout
     assert shown.endswith(sent)

@@ -6,8 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.harness import DOMAIN, Appliance
-from tests.integration.test_legacy_wiring import https_get
+from tests.support.harness import DOMAIN, Appliance, https_get
 
 pytestmark = pytest.mark.integration
 
@@ -19,7 +18,13 @@ def test_mta_sts_policy_is_served_and_can_be_switched_off(tmp_path: Path) -> Non
     try:
         code, body = https_get(app, "/.well-known/mta-sts.txt")
         assert code == 200
-        assert body.decode().split("\r\n") == ["version: STSv1", "mode: testing", f"mx: mail.{DOMAIN}", "max_age: 604800", ""]
+        assert body.decode().split("\r\n") == [
+            "version: STSv1",
+            "mode: testing",
+            f"mx: mail.{DOMAIN}",
+            "max_age: 604800",
+            "",
+        ]
     finally:
         app.stop()
     app = Appliance(tmp_path / "enforce", extra_args=["--mta-sts-mode", "enforce"])

@@ -5,128 +5,26 @@ from __future__ import annotations
 import base64
 import json
 import zlib
-from typing import Any
 
 import pytest
 import pytest_twisted
 import treq
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 from mailiverse.auth.srp6a import SRP_GROUP
 from mailiverse.spool import SpooledMessage
-from mailiverse.store.users import get_user
-from tests.legacy.conftest import DOMAIN, Appliance
-from tests.legacy.legacy_client import (
+from mailiverse.store.users import get_user_txn
+from tests.support.legacy import KEYS, PKCS8, SMTP_PASSWORD, USER_KEY, Client, LegacyAppliance
+from tests.support.legacy_client import (
     LoginFailed,
-    TcpLines,
-    WsLines,
     aes_open,
     aes_seal,
-    availability_line,
     b64,
     environment_text,
-    login,
-    mv_headers,
-    operation,
-    password_keys,
     raw_inflate,
     rsa_aes_open,
     send_body,
-    signup_line,
-    text_of,
     unb64,
-    unpacket,
 )
-
-PASSWORD = "correct horse battery staple"
-KEYS = password_keys(PASSWORD)
-USER_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-SPKI = USER_KEY.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-PKCS8 = USER_KEY.private_bytes(
-    serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-)
-SMTP_PASSWORD = "4711471147114711"
-
-
-class Client:
-    """One legacy user talking to one appliance over TCP (TLS or plain) or WebSocket."""
-
-    def __init__(self, app: Appliance, transport: str, user: str = "alice") -> None:
-        self.app = app
-        self.transport = transport
-        self.address = f"{user}@{DOMAIN}"
-        self.key_id = ""
-        self.secret = ""
-
-    async def connect(self, role: str) -> Any:
-        from twisted.internet import reactor
-
-        if self.transport == "ws":
-            return await WsLines.connect(
-                reactor, self.app.web, "/Mailiverse/" + ("KeyServer" if role == "key" else "MailServer")
-            )
-        tls = self.transport == "tls"
-        port = {
-            ("key", True): self.app.key_tls,
-            ("mail", True): self.app.mail_tls,
-            ("key", False): self.app.key_plain,
-            ("mail", False): self.app.mail_plain,
-        }[(role, tls)]
-        return await TcpLines.connect(reactor, port, tls)
-
-    async def init(self, line: bytes) -> dict[str, Any]:
-        lines = await self.connect("mail")
-        await lines.send(line)
-        answer = await lines.recv()
-        assert answer is not None
-        name, value = unpacket(text_of(answer))
-        assert name == "core.srp.SRPPackets$PacketInit_ServerResponse"
-        assert await lines.recv() is None, "the server closes after its response"
-        return dict(value)
-
-    async def op(self, role: str, name: str, value: dict[str, Any], vk: bytes = KEYS[0]) -> dict[str, Any] | None:
-        lines = await self.connect(role)
-        key = await login(lines, self.address, vk)
-        answer = await operation(lines, key, name, value)
-        if answer is not None:
-            assert await lines.recv() is None, "one operation per connection"
-        return answer
-
-    async def store_enable(self, captcha: str = "null") -> None:
-        response = await treq.get(self.app.base + f"StoreEnable?email={self.address}&captcha={captcha}")
-        assert response.code == 200
-        body = (await response.content()).decode()
-        first, second = body.split("&")
-        assert first.startswith("AccessKeyId!") and second.startswith("SecretKey!")
-        self.key_id, self.secret = first[len("AccessKeyId!") :], second[len("SecretKey!") :]
-
-    def server_environment(self) -> dict[str, str]:
-        return {
-            "version": "2.0",
-            "handler": "MV",
-            "smtpPassword": SMTP_PASSWORD,
-            "RSA-PublicKey": b64(SPKI),
-            "MV/AccessKeyId": self.key_id,
-            "MV/SecretKey": self.secret,
-        }
-
-    async def sign_up(self) -> None:
-        assert (await self.init(availability_line(self.app.mail_auth_public, self.address)))["succeeded"] is True
-        await self.store_enable()
-        assert (await self.init(signup_line(self.app.mail_auth_public, self.address, KEYS[0])))["succeeded"] is True
-        block = environment_text(self.server_environment()).encode()
-        answer = await self.op("mail", "Put", {"block": b64(block)})
-        assert answer == {"block": b64(block)}
-
-    async def store(self, method: str, resource: str, body: bytes | None = None, **kw: Any) -> Any:
-        op = {"GET": "StoreGet", "PUT": "StorePut", "DELETE": "StoreDelete"}[method]
-        if kw.pop("list", False):
-            op = "StoreList"
-        headers = mv_headers(self.key_id, self.secret, method, resource, body=body, **kw)
-        return await treq.request(
-            method, self.app.base + f"{op}?Resource={resource}&random=42", headers=headers, data=body
-        )
 
 
 def _complete_environment(client: Client) -> dict[str, str]:
@@ -138,7 +36,7 @@ def _complete_environment(client: Client) -> dict[str, str]:
     return env
 
 
-async def _run_flow(app: Appliance, transport: str) -> None:
+async def _run_flow(app: LegacyAppliance, transport: str) -> None:
     client = Client(app, transport)
     await client.sign_up()
 
@@ -177,7 +75,10 @@ async def _run_flow(app: Appliance, transport: str) -> None:
     assert (await client.store("GET", "Cache/I")).code == 404
 
     # Mail arriving by SMTP lands as v1 Mail/In and Mail/In_Json, readable by the original reader.
-    raw = f"From: Bob <bob@remote.test>\r\nTo: {client.address}\r\nSubject: Hello\r\nMessage-ID: <m1@remote.test>\r\n\r\nHi Alice\r\n".encode()
+    raw = (
+        f"From: Bob <bob@remote.test>\r\nTo: {client.address}\r\nSubject: Hello\r\n"
+        "Message-ID: <m1@remote.test>\r\n\r\nHi Alice\r\n"
+    ).encode()
     recipient = await app.delivery.resolve(client.address)
     assert recipient is not None
     await app.delivery.deliver(SpooledMessage(size=len(raw), memory=raw), "bob@remote.test", [recipient])
@@ -217,32 +118,32 @@ async def _run_flow(app: Appliance, transport: str) -> None:
         "key", "mailiverse.legacy.Upgrade", {"salt": b64(b"s" * 16), "verifier": b64(b"\x01" * 256), "group": SRP_GROUP}
     )
     assert upgraded == {}
-    user = await app.database.run(get_user, "alice")
+    user = await app.database.run(get_user_txn, "alice")
     assert user is not None and user.srp_group == SRP_GROUP and user.srp_verifier == b"\x01" * 256
     with pytest.raises(LoginFailed):
         await client.op("key", "Get", {})
 
 
 @pytest_twisted.ensureDeferred
-async def test_full_flow_over_tls(appliance: Appliance) -> None:
+async def test_full_flow_over_tls(appliance: LegacyAppliance) -> None:
     """An original client signs up, logs in on both TLS servers, uses the store, sends, reads mail and upgrades."""
     await _run_flow(appliance, "tls")
 
 
 @pytest_twisted.ensureDeferred
-async def test_full_flow_over_plain_tcp(appliance: Appliance) -> None:
+async def test_full_flow_over_plain_tcp(appliance: LegacyAppliance) -> None:
     """The same flow over the plain listeners (--legacy-plain)."""
     await _run_flow(appliance, "plain")
 
 
 @pytest_twisted.ensureDeferred
-async def test_full_flow_over_websocket(appliance: Appliance) -> None:
+async def test_full_flow_over_websocket(appliance: LegacyAppliance) -> None:
     """The same flow with the line servers reached over WebSocket at /Mailiverse/KeyServer and /MailServer."""
     await _run_flow(appliance, "ws")
 
 
 @pytest.mark.postgres
 @pytest_twisted.ensureDeferred
-async def test_full_flow_on_postgresql(pg_appliance: Appliance) -> None:
+async def test_full_flow_on_postgresql(pg_appliance: LegacyAppliance) -> None:
     """The whole flow works with the PostgreSQL backend too."""
     await _run_flow(pg_appliance, "tls")

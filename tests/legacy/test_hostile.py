@@ -13,15 +13,16 @@ import treq
 from twisted.logger import globalLogPublisher
 
 from mailiverse.legacy.service import WEAK_GROUP_WARNING, legacy_keys_text
-from mailiverse.store.legacy import get_credentials
-from tests.legacy.conftest import DOMAIN, Appliance
-from tests.legacy.legacy_client import (
+from mailiverse.store.legacy import get_credentials_txn
+from tests.support.legacy import DOMAIN, KEYS, SMTP_PASSWORD, Client, LegacyAppliance
+from tests.support.legacy_client import (
     SRP,
     LoginFailed,
     Srp,
     TcpLines,
     WsLines,
     b64,
+    environment_text,
     line_of,
     login,
     mv_headers,
@@ -32,14 +33,13 @@ from tests.legacy.legacy_client import (
     text_of,
     unpacket,
 )
-from tests.legacy.test_flow import KEYS, SMTP_PASSWORD, Client
 
 
 async def _closed_without_reply(lines: Any) -> bool:
     return await lines.recv() is None
 
 
-async def _tcp(app: Appliance, role: str = "key") -> TcpLines:
+async def _tcp(app: LegacyAppliance, role: str = "key") -> TcpLines:
     from twisted.internet import reactor
 
     return await TcpLines.connect(reactor, app.key_plain if role == "key" else app.mail_plain, False)
@@ -58,7 +58,7 @@ async def _tcp(app: Appliance, role: str = "key") -> TcpLines:
     ids=["bad-base64", "wrong-class", "no-envelope", "bad-json", "wrong-type", "not-utf8"],
 )
 @pytest_twisted.ensureDeferred
-async def test_malformed_first_lines_close_silently(appliance: Appliance, line: bytes) -> None:
+async def test_malformed_first_lines_close_silently(appliance: LegacyAppliance, line: bytes) -> None:
     """A malformed first packet closes the connection without any error packet."""
     lines = await _tcp(appliance)
     await lines.send(line)
@@ -66,7 +66,7 @@ async def test_malformed_first_lines_close_silently(appliance: Appliance, line: 
 
 
 @pytest_twisted.ensureDeferred
-async def test_overlong_line_is_dropped(appliance: Appliance) -> None:
+async def test_overlong_line_is_dropped(appliance: LegacyAppliance) -> None:
     """A line longer than 50,000 characters on the KeyServer ends the connection."""
     lines = await _tcp(appliance)
     lines.send_raw(b"A" * 50_010)
@@ -74,7 +74,7 @@ async def test_overlong_line_is_dropped(appliance: Appliance) -> None:
 
 
 @pytest_twisted.ensureDeferred
-async def test_signup_packet_is_refused_on_the_key_server(appliance: Appliance) -> None:
+async def test_signup_packet_is_refused_on_the_key_server(appliance: LegacyAppliance) -> None:
     """Only the MailServer takes sign-up packets; the KeyServer just closes."""
     lines = await _tcp(appliance, "key")
     await lines.send(signup_line(appliance.mail_auth_public, f"eve@{DOMAIN}", KEYS[0]))
@@ -82,7 +82,7 @@ async def test_signup_packet_is_refused_on_the_key_server(appliance: Appliance) 
 
 
 @pytest_twisted.ensureDeferred
-async def test_garbled_signup_gets_the_generic_answer(appliance: Appliance) -> None:
+async def test_garbled_signup_gets_the_generic_answer(appliance: LegacyAppliance) -> None:
     """A sign-up blob that does not decrypt gets one generic failure answer, then the close."""
     lines = await _tcp(appliance, "mail")
     await lines.send(
@@ -95,7 +95,7 @@ async def test_garbled_signup_gets_the_generic_answer(appliance: Appliance) -> N
 
 
 @pytest_twisted.ensureDeferred
-async def test_wrong_password_and_unknown_user_look_alike(appliance: Appliance) -> None:
+async def test_wrong_password_and_unknown_user_look_alike(appliance: LegacyAppliance) -> None:
     """A wrong password and an unknown name both get a salt and B, then a silent close after M1."""
     client = Client(appliance, "plain")
     await client.sign_up()
@@ -106,7 +106,7 @@ async def test_wrong_password_and_unknown_user_look_alike(appliance: Appliance) 
 
 
 @pytest_twisted.ensureDeferred
-async def test_replayed_and_garbled_session_lines_close(appliance: Appliance) -> None:
+async def test_replayed_and_garbled_session_lines_close(appliance: LegacyAppliance) -> None:
     """After login, a line under another key or a garbled one closes the connection with no reply."""
     client = Client(appliance, "plain")
     await client.sign_up()
@@ -118,7 +118,7 @@ async def test_replayed_and_garbled_session_lines_close(appliance: Appliance) ->
 
 
 @pytest_twisted.ensureDeferred
-async def test_failed_logins_are_rate_limited(appliance: Appliance) -> None:
+async def test_failed_logins_are_rate_limited(appliance: LegacyAppliance) -> None:
     """After repeated failures, a hello for that account is refused outright (no salt)."""
     client = Client(appliance, "plain")
     await client.sign_up()
@@ -132,7 +132,7 @@ async def test_failed_logins_are_rate_limited(appliance: Appliance) -> None:
 
 
 @pytest_twisted.ensureDeferred
-async def test_binary_websocket_frame_closes(appliance: Appliance) -> None:
+async def test_binary_websocket_frame_closes(appliance: LegacyAppliance) -> None:
     """A binary frame on the WebSocket servers ends the connection."""
     from twisted.internet import reactor
 
@@ -142,7 +142,7 @@ async def test_binary_websocket_frame_closes(appliance: Appliance) -> None:
 
 
 @pytest_twisted.ensureDeferred
-async def test_store_refuses_bad_signature_stale_date_and_unbound_keys(appliance: Appliance) -> None:
+async def test_store_refuses_bad_signature_stale_date_and_unbound_keys(appliance: LegacyAppliance) -> None:
     """Store calls with a wrong signature, a stale X-Mv-Date or credentials no account claimed get 403."""
     client = Client(appliance, "plain")
     await client.store_enable()
@@ -163,7 +163,7 @@ async def test_store_refuses_bad_signature_stale_date_and_unbound_keys(appliance
 
 
 @pytest_twisted.ensureDeferred
-async def test_store_enable_cannot_mint_keys_for_an_existing_account(appliance: Appliance) -> None:
+async def test_store_enable_cannot_mint_keys_for_an_existing_account(appliance: LegacyAppliance) -> None:
     """Once an account exists, StoreEnable for its name is refused; another name's keys cannot be bound to it."""
     client = Client(appliance, "plain")
     await client.sign_up()
@@ -171,17 +171,15 @@ async def test_store_enable_cannot_mint_keys_for_an_existing_account(appliance: 
     assert refused.code == 403
     mallory = Client(appliance, "plain", "mallory")
     await mallory.store_enable()
-    creds = await appliance.database.run(get_credentials, mallory.key_id)
+    creds = await appliance.database.run(get_credentials_txn, mallory.key_id)
     assert creds is not None and creds.user_id is None and creds.name == "mallory"
     hijack = dict(client.server_environment(), **{"MV/AccessKeyId": mallory.key_id})
-    from tests.legacy.legacy_client import environment_text
-
     answer = await client.op("mail", "Put", {"block": b64(environment_text(hijack).encode())})
     assert answer is None
 
 
 @pytest_twisted.ensureDeferred
-async def test_send_holes_are_closed(appliance: Appliance, outbound: Any) -> None:
+async def test_send_holes_are_closed(appliance: LegacyAppliance, outbound: Any) -> None:
     """Send refuses a wrong password and a foreign From, and hands remote recipients to the outbound queue."""
     client = Client(appliance, "plain")
     await client.sign_up()
@@ -215,15 +213,13 @@ async def test_send_holes_are_closed(appliance: Appliance, outbound: Any) -> Non
 
 
 @pytest_twisted.ensureDeferred
-async def test_send_to_remote_without_outbound_is_refused(token_appliance: Appliance) -> None:
+async def test_send_to_remote_without_outbound_is_refused(token_appliance: LegacyAppliance) -> None:
     """Without an outbound queue, Send refuses remote recipients rather than relaying."""
     client = Client(token_appliance, "plain")
     token = await token_appliance.parts.backend.issue_captcha_token()
     await client.store_enable(token)
     sign = signup_line(token_appliance.mail_auth_public, client.address, KEYS[0], captcha=token)
     assert (await client.init(sign))["succeeded"] is True
-    from tests.legacy.legacy_client import environment_text
-
     assert (
         await client.op("mail", "Put", {"block": b64(environment_text(client.server_environment()).encode())})
         is not None
@@ -241,7 +237,7 @@ async def test_send_to_remote_without_outbound_is_refused(token_appliance: Appli
 
 
 @pytest_twisted.ensureDeferred
-async def test_token_policy_requires_a_valid_token_once(token_appliance: Appliance) -> None:
+async def test_token_policy_requires_a_valid_token_once(token_appliance: LegacyAppliance) -> None:
     """Under the token policy, sign-up and StoreEnable need an issued token, each usable once."""
     client = Client(token_appliance, "plain")
     assert (await client.init(signup_line(token_appliance.mail_auth_public, client.address, KEYS[0])))[
@@ -258,7 +254,7 @@ async def test_token_policy_requires_a_valid_token_once(token_appliance: Applian
     ] is False
 
 
-def test_start_up_warns_that_the_group_is_weak(appliance: Appliance) -> None:
+def test_start_up_warns_that_the_group_is_weak(appliance: LegacyAppliance) -> None:
     """Starting the legacy services logs the 257-bit warning."""
     seen: list[dict[str, Any]] = []
     globalLogPublisher.addObserver(seen.append)
@@ -270,7 +266,7 @@ def test_start_up_warns_that_the_group_is_weak(appliance: Appliance) -> None:
     assert "257 bits" in WEAK_GROUP_WARNING
 
 
-def test_keys_text_embeds_both_public_keys(appliance: Appliance) -> None:
+def test_keys_text_embeds_both_public_keys(appliance: LegacyAppliance) -> None:
     """``legacy keys`` prints the mail-auth and send keys as base64 SPKI under the web client's names."""
     from cryptography.hazmat.primitives import serialization
 

@@ -9,22 +9,22 @@ from typing import Any
 import pytest
 import pytest_twisted
 
+from mailiverse.config import LegacyOptions
 from mailiverse.legacy.backend import LegacyBackend
-from mailiverse.legacy.options import LegacyOptions
 from mailiverse.legacy.session import LineSession
 from mailiverse.store import legacy as repo
 from mailiverse.store import users as users_repo
 from mailiverse.store.db import Database
 from mailiverse.testing_db import sqlite_url
-from tests.legacy.legacy_client import b64, unb64
+from tests.support.legacy_client import b64, unb64
 
 VECTORS = json.loads((Path(__file__).resolve().parent.parent / "vectors" / "srp.json").read_text())
 CASES = VECTORS["cases"]
 
 
 def _seed(conn: Any, case: dict[str, Any], name: str, block: bytes) -> None:
-    user = users_repo.add_user(conn, name, b"placeholder-spki", "v1", legacy=True)
-    users_repo.update_user_auth(
+    user = users_repo.add_user_txn(conn, name, b"placeholder-spki", "v1", legacy=True)
+    users_repo.update_user_auth_txn(
         conn,
         user.id,
         srp_salt=bytes.fromhex(case["salt_s_hex"]),

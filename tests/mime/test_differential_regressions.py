@@ -52,7 +52,8 @@ def test_base64_byte_ff_in_an_encoded_word() -> None:
 def test_encodings_on_composite_parts_are_ignored() -> None:
     """Non-identity encodings on multipart/* and message/* are ignored (read raw), other parts decode."""
     body = (
-        b"--c\nContent-Type: message/delivery-status\nContent-Transfer-Encoding: base64\n\nUmVwb3J0aW5nLU1UQTogZG5zOyB4\n"
+        b"--c\nContent-Type: message/delivery-status\nContent-Transfer-Encoding: base64\n\n"
+        b"UmVwb3J0aW5nLU1UQTogZG5zOyB4\n"
         b"--c\nContent-Type: message/rfc822\nContent-Transfer-Encoding: quoted-printable\n\nSubject: =3D\n\nx=\n"
         b"--c\nContent-Type: message/partial; id=x\nContent-Transfer-Encoding: x-unknown\n\npartial\n"
         b"--c\nContent-Type: text/plain\nContent-Transfer-Encoding: base64\n\nZGVjb2RlZA==\n--c--\n"

@@ -15,8 +15,8 @@ from mailiverse.outbound.transport import DirectTransport, SmarthostTransport
 from mailiverse.store import Database
 from mailiverse.store import outbound as repo
 from mailiverse.store.schema import outbound_messages, outbound_recipients
-from tests.outbound.helpers import CANARY, MemoryResolver, clock, dns_for, inbox, make_outbound, message, parse
-from tests.outbound.smarthost import SmtpTestServer, start_server
+from tests.support.outbound import CANARY, MemoryResolver, clock, dns_for, inbox, make_outbound, message, parse
+from tests.support.smarthost import SmtpTestServer, start_server
 
 USER, PASSWORD = "relay-user", "relay-Pa55word"
 
@@ -58,7 +58,8 @@ def _rows(database: Database) -> tuple[list[dict[str, object]], list[dict[str, o
 async def test_smarthost_delivery_is_tls_authenticated_and_dkim_signed(
     database: Database, data_dir: Path, server: SmtpTestServer
 ) -> None:
-    """A queued message reaches the smarthost over STARTTLS after AUTH, DKIM-verifies, keeps its dot line, loses Bcc, and leaves the queue."""
+    """A queued message reaches the smarthost over STARTTLS after AUTH, DKIM-verifies, keeps its dot line,
+    loses Bcc, and leaves the queue."""
     tick = clock()
     outbound = make_outbound(database, data_dir, smarthost(server), inbox(), tick)
     try:
@@ -111,7 +112,8 @@ async def test_queued_body_is_encrypted_at_rest(database: Database, data_dir: Pa
 async def test_temporary_failure_backs_off_then_succeeds(
     database: Database, data_dir: Path, server: SmtpTestServer
 ) -> None:
-    """A 451 at RCPT leaves the recipient pending with one attempt and a 60 s back-off; after the clock moves on it is delivered."""
+    """A 451 at RCPT leaves the recipient pending with one attempt and a 60 s back-off;
+    after the clock moves on it is delivered."""
     tick = clock()
     server.state.rcpt_replies["bob@remote.test"] = [(451, "4.3.0 try again later")]
     outbound = make_outbound(database, data_dir, smarthost(server), inbox(), tick, retry_schedule_s=(60, 300))
@@ -221,7 +223,8 @@ async def test_wrong_smarthost_password_is_retried_not_bounced(
 async def test_queue_survives_restart(
     database: Database, data_dir: Path, database_url: str, server: SmtpTestServer
 ) -> None:
-    """A message queued by one process is delivered by a new Outbound on a newly opened database with the same key file."""
+    """A message queued by one process is delivered by a new Outbound on a newly opened database
+    with the same key file."""
     first = make_outbound(database, data_dir, smarthost(server), inbox(), clock())
     await first.submit(user="alice", mail_from="alice@example.com", recipients=["bob@remote.test"], message=message())
     database.close()
@@ -230,7 +233,7 @@ async def test_queue_survives_restart(
         second = make_outbound(reopened, data_dir, smarthost(server), inbox(), clock())
         assert second.worker_id != first.worker_id
         assert await second.run_pending() == 1
-        assert await reopened.run(repo.queue_size) == 0
+        assert await reopened.run(repo.queue_size_txn) == 0
     finally:
         reopened.close()
         await _stop(server)
@@ -265,7 +268,8 @@ async def test_two_workers_never_send_twice(
 
 @pytest_twisted.ensureDeferred
 async def test_direct_delivery_uses_mx_in_preference_order(database: Database, data_dir: Path) -> None:
-    """Direct mode skips an unreachable preferred MX, reaches the next over opportunistic STARTTLS, one transaction per domain."""
+    """Direct mode skips an unreachable preferred MX, reaches the next over opportunistic STARTTLS,
+    one transaction per domain."""
     mx = start_server(data_dir / "pki", tls=True)
     resolver = MemoryResolver(
         {"remote.test": [(20, "localhost"), (10, "unreachable.invalid")], "other.test": [(5, "localhost")]}
@@ -299,7 +303,7 @@ async def test_direct_delivery_to_null_mx_bounces(database: Database, data_dir: 
     await outbound.run_pending()
     [bounce] = local.delivered
     assert "Final-Recipient: rfc822; x@nomail.test" in bounce.data.decode()
-    assert await database.run(repo.queue_size) == 0
+    assert await database.run(repo.queue_size_txn) == 0
 
 
 @pytest.mark.parametrize(
@@ -333,7 +337,7 @@ async def test_submit_rejects_bad_input(
     with pytest.raises(SubmissionRejected) as caught:
         await outbound.submit(**arguments)  # type: ignore[arg-type]
     assert caught.value.code == code
-    assert await database.run(repo.queue_size) == 0
+    assert await database.run(repo.queue_size_txn) == 0
 
 
 @pytest_twisted.ensureDeferred

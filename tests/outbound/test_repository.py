@@ -13,7 +13,7 @@ NOW = 1_700_000_000_000
 def _enqueue(db: Database, queue_id: str, *addresses: str) -> None:
     with db.blocking_allowed():
         db.transact_sync(
-            repo.enqueue,
+            repo.enqueue_txn,
             queue_id=queue_id,
             user_name="alice",
             mail_from="alice@example.com",
@@ -26,7 +26,7 @@ def _enqueue(db: Database, queue_id: str, *addresses: str) -> None:
 
 def _claim(db: Database, worker: str, now: int = NOW, limit: int = 100) -> list[repo.ClaimedRecipient]:
     with db.blocking_allowed():
-        return db.transact_sync(repo.claim_due, worker=worker, now_ms=now, lease_ms=60_000, limit=limit)
+        return db.transact_sync(repo.claim_due_txn, worker=worker, now_ms=now, lease_ms=60_000, limit=limit)
 
 
 def test_a_lease_excludes_other_workers_until_it_expires(database: Database) -> None:
@@ -75,12 +75,14 @@ def test_outcomes_apply_only_to_the_lease_holder_and_finished_messages_go(databa
     a, b = _claim(database, "w1")
     with database.blocking_allowed():
         assert (
-            database.transact_sync(repo.record_outcomes, worker="w2", outcomes=[repo.Outcome(a.id, repo.SENT, 1, NOW)])
+            database.transact_sync(
+                repo.record_outcomes_txn, worker="w2", outcomes=[repo.Outcome(a.id, repo.SENT, 1, NOW)]
+            )
             == 0
         )
         assert (
             database.transact_sync(
-                repo.record_outcomes,
+                repo.record_outcomes_txn,
                 worker="w1",
                 outcomes=[
                     repo.Outcome(a.id, repo.SENT, 1, NOW),
@@ -89,11 +91,14 @@ def test_outcomes_apply_only_to_the_lease_holder_and_finished_messages_go(databa
             )
             == 2
         )
-        assert database.transact_sync(repo.delete_finished, [a.message_id]) == 0
-        states = database.run_sync(repo.recipient_states, "q1")
+        assert database.transact_sync(repo.delete_finished_txn, [a.message_id]) == 0
+        states = database.run_sync(repo.recipient_states_txn, "q1")
         assert [(s.address, s.status) for s in states or []] == [("a@remote.test", "sent"), ("b@remote.test", "failed")]
-        assert database.transact_sync(repo.finish_failed, worker="w1", ids=[b.id], status=repo.BOUNCED, now_ms=NOW) == 1
-        assert database.transact_sync(repo.delete_finished, [a.message_id]) == 1
-        assert database.run_sync(repo.recipient_states, "q1") is None
-        assert database.run_sync(repo.load_body, a.message_id) is None
-        assert database.run_sync(repo.queue_size) == 0
+        assert (
+            database.transact_sync(repo.finish_failed_txn, worker="w1", ids=[b.id], status=repo.BOUNCED, now_ms=NOW)
+            == 1
+        )
+        assert database.transact_sync(repo.delete_finished_txn, [a.message_id]) == 1
+        assert database.run_sync(repo.recipient_states_txn, "q1") is None
+        assert database.run_sync(repo.load_body_txn, a.message_id) is None
+        assert database.run_sync(repo.queue_size_txn) == 0

@@ -1,4 +1,5 @@
-"""Configuration and assembly: OutboundConfig validation, the password file, and the worker service running the queue."""
+"""Configuration and assembly: OutboundConfig validation, the password file,
+and the worker service running the queue."""
 
 from __future__ import annotations
 
@@ -17,8 +18,8 @@ from mailiverse.outbound import Outbound, OutboundConfig, build_outbound
 from mailiverse.outbound.service import parse_smarthost, read_password_file
 from mailiverse.store import Database
 from mailiverse.store import outbound as repo
-from tests.outbound.helpers import inbox, message
-from tests.outbound.smarthost import start_server
+from tests.support.outbound import inbox, message
+from tests.support.smarthost import start_server
 
 
 @pytest.mark.parametrize(
@@ -69,7 +70,8 @@ def test_config_validation_names_the_option(config: OutboundConfig, option: str)
 
 @pytest_twisted.ensureDeferred
 async def test_service_delivers_a_submission_without_waiting_for_the_poll(database: Database, data_dir: Path) -> None:
-    """build_outbound gives an IService and an Outbound; once started, a submission is delivered straight away and the DKIM key exists."""
+    """build_outbound gives an IService and an Outbound; once started, a submission is delivered straight away
+    and the DKIM key exists."""
     server = start_server(data_dir / "pki", users={"relay": "pw"})
     password_file = data_dir / "smarthost.pw"
     password_file.write_text("pw\n")
@@ -106,7 +108,7 @@ async def test_service_delivers_a_submission_without_waiting_for_the_poll(databa
     assert received.data.startswith(b"DKIM-Signature:")
     assert (data_dir / "keys" / "dkim-example.com.key.pem").exists()
     assert (data_dir / "keys" / "queue.key").stat().st_mode & 0o077 == 0
-    assert await database.run(repo.queue_size) == 0
+    assert await database.run(repo.queue_size_txn) == 0
 
 
 @pytest_twisted.ensureDeferred

@@ -18,7 +18,7 @@ from mailiverse.outbound.errors import QueuedBodyUnreadable, QueueKeyError, Subm
 from mailiverse.outbound.message import normalize_address, prepare_message, smtp_data
 from mailiverse.outbound.queuekey import QueueCipher, load_or_create_queue_key, queue_key_path
 from mailiverse.outbound.transport import RouteError, mail_hosts
-from tests.outbound.helpers import MemoryResolver, message, parse
+from tests.support.outbound import MemoryResolver, message, parse
 
 
 def test_queue_key_is_created_once_with_mode_0600(tmp_path: Path) -> None:
@@ -126,7 +126,8 @@ def test_smtp_data_is_dot_stuffed_and_round_trips(lines: list[str]) -> None:
 
 
 def test_dkim_key_record_and_signature_verify(tmp_path: Path) -> None:
-    """A generated 2048-bit key (0600) signs relaxed/relaxed sha256; dkimpy verifies via the published record; a changed Subject fails."""
+    """A generated 2048-bit key (0600) signs relaxed/relaxed sha256; dkimpy verifies via the published record;
+    a changed Subject fails."""
     keys = tmp_path / "keys"
     record = dkim_dns_record("Example.COM", "sel", keys_dir=keys)
     assert record.startswith("v=DKIM1; k=rsa; p=")
@@ -169,7 +170,8 @@ def test_dkim_key_path_refuses_path_tricks(tmp_path: Path) -> None:
 
 
 def test_dsn_is_an_rfc3464_report() -> None:
-    """The report is multipart/report with a human part, per-recipient delivery-status fields and the original headers."""
+    """The report is multipart/report with a human part, per-recipient delivery-status fields
+    and the original headers."""
     report = build_dsn(
         reporting_mta="mx.example.com",
         sender="alice@example.com",

@@ -18,9 +18,10 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from mailiverse.config import DataDir
 from mailiverse.crypto.errors import CryptoError
 from mailiverse.crypto.formats import open_mail_object
-from tests.integration.harness import DOMAIN, Appliance
-from tests.integration.independent import open_mail
-from tests.reliability.support import SmtpSession, pg_url, read_store  # noqa: F401 - pg_url is a fixture
+from tests.support.appliance_state import read_store
+from tests.support.harness import DOMAIN, Appliance
+from tests.support.independent import open_mail
+from tests.support.smtp import SmtpSession
 
 pytestmark = pytest.mark.integration
 
@@ -44,8 +45,9 @@ def _canary_message() -> bytes:
     msg["To"] = f"alice@{DOMAIN}, dave@{DOMAIN}"
     msg["Subject"] = f"subject {CANARY}"
     msg.set_content(f"body {CANARY}\n" * 20)
-    msg.add_attachment(f"attachment {CANARY}\n".encode() * 50, maintype="application",
-                       subtype="octet-stream", filename=f"{CANARY}.bin")
+    msg.add_attachment(
+        f"attachment {CANARY}\n".encode() * 50, maintype="application", subtype="octet-stream", filename=f"{CANARY}.bin"
+    )
     msg.add_attachment(f"text attachment {CANARY}\n" * 50, subtype="plain", filename="a.txt", cte="quoted-printable")
     return msg.as_bytes(policy=msg.policy.clone(linesep="\r\n"))
 
@@ -159,19 +161,21 @@ def test_canary_nowhere_in_plaintext_sqlite(tmp_path: Path, monkeypatch: pytest.
 
 
 @pytest.mark.postgres
-def test_canary_nowhere_in_plaintext_postgres(tmp_path: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+def test_canary_nowhere_in_plaintext_postgres(
+    tmp_path: Path, postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """With PostgreSQL, no table holds the canary in any text or binary column, nor does any server file."""
     import psycopg
     from sqlalchemy.engine import make_url
 
-    app = Appliance(tmp_path / "app", db_url=pg_url)
+    app = Appliance(tmp_path / "app", db_url=postgres_url)
     try:
         keys = _run(app, tmp_path / "tmp", monkeypatch)
         _check_delivered(app, keys)
     finally:
         app.stop()
     assert _scan(_server_files(app, tmp_path / "tmp")) == []
-    libpq = make_url(pg_url).set(drivername="postgresql").render_as_string(hide_password=False)
+    libpq = make_url(postgres_url).set(drivername="postgresql").render_as_string(hide_password=False)
     with psycopg.connect(libpq) as conn:
         tables = [r[0] for r in conn.execute("select tablename from pg_tables where schemaname = 'public'")]
         assert "object_chunks" in tables
@@ -210,8 +214,9 @@ def test_modes_and_no_private_key_on_server(tmp_path: Path, monkeypatch: pytest.
     for key in keys.values():
         numbers = key.private_numbers()
         user_secrets += [
-            key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
-                              serialization.NoEncryption()),
+            key.private_bytes(
+                serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            ),
             numbers.p.to_bytes((numbers.p.bit_length() + 7) // 8, "big")[:64],
             numbers.d.to_bytes((numbers.d.bit_length() + 7) // 8, "big")[:64],
         ]

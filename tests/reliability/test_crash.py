@@ -15,10 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.harness import DOMAIN, Appliance
-from tests.integration.independent import open_mail
-from tests.integration.test_receive import tls_context
-from tests.reliability.support import pg_url, read_store  # noqa: F401 - pg_url is a fixture
+from tests.support.appliance_state import read_store
+from tests.support.harness import DOMAIN, Appliance, tls_context
+from tests.support.independent import open_mail
 
 pytestmark = pytest.mark.integration
 
@@ -93,7 +92,7 @@ def _verify(app: Appliance, keys: dict[str, object], ledger: Ledger) -> dict[str
             found = MARKER.search(plain)
             assert found, f"stored original {name} carries no marker"
             seen.append(found.group(1).decode())
-            assert b"\"original\"" in open_mail(key, twins[name])
+            assert b'"original"' in open_mail(key, twins[name])
         missing = ledger.acked[user] - set(seen)
         assert not missing, f"{len(missing)} acknowledged message(s) lost for {user}: {sorted(missing)[:5]}"
         figures["stored"] += len(seen)
@@ -148,6 +147,6 @@ def test_sigkill_loses_no_acknowledged_mail_sqlite(tmp_path: Path, record_proper
 
 
 @pytest.mark.postgres
-def test_sigkill_loses_no_acknowledged_mail_postgres(tmp_path: Path, pg_url: str, record_property) -> None:  # noqa: F811
+def test_sigkill_loses_no_acknowledged_mail_postgres(tmp_path: Path, postgres_url: str, record_property) -> None:
     """SIGKILL at random moments on PostgreSQL: every 250-acknowledged message is stored whole and decrypts."""
-    _crash_run(tmp_path / "app", _kills(), pg_url, lambda s: (print(s), record_property("figures", s)))
+    _crash_run(tmp_path / "app", _kills(), postgres_url, lambda s: (print(s), record_property("figures", s)))

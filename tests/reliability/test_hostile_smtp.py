@@ -12,10 +12,10 @@ from collections.abc import Iterator
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from tests.integration.harness import DOMAIN, Appliance
-from tests.integration.independent import open_mail
-from tests.integration.test_receive import tls_context
-from tests.reliability.support import SmtpSession, add_users, count_objects_of, read_store, rss_kib, served
+from tests.support.appliance_state import add_users, count_objects_of, read_store, rss_kib
+from tests.support.harness import DOMAIN, Appliance, tls_context
+from tests.support.independent import open_mail
+from tests.support.smtp import SmtpSession, served
 
 pytestmark = pytest.mark.integration
 
@@ -56,9 +56,7 @@ def guard(app: Appliance) -> Iterator[dict[str, int]]:
 
 def _twins(app: Appliance, user: str = "alice") -> dict[str, dict]:
     key = app.keys[user]  # type: ignore[attr-defined]
-    return {
-        p: json.loads(open_mail(key, b)) for p, b in read_store(app, user, "Mail/In_Json/").items()
-    }
+    return {p: json.loads(open_mail(key, b)) for p, b in read_store(app, user, "Mail/In_Json/").items()}
 
 
 def _deliver(app: Appliance, data: bytes, rcpts: list[str] | None = None) -> tuple[int, bytes]:
@@ -80,7 +78,8 @@ def test_smuggling_end_of_data_never_splits_a_message(app: Appliance, guard: dic
         s.starttls(app)
         s.envelope([ALICE])
         smuggled = (
-            b"Subject: first\r\n\r\nbody" + sequence
+            b"Subject: first\r\n\r\nbody"
+            + sequence
             + f"MAIL FROM:<admin@{DOMAIN}>\r\nRCPT TO:<victim@{DOMAIN}>\r\nDATA\r\n".encode()
             + b"Subject: smuggled\r\n\r\nevil\r\n.\r\n"
         )
@@ -128,12 +127,14 @@ def test_five_megabyte_line_in_command_and_data(app: Appliance, guard: dict) -> 
 
 def _nested(depth: int) -> bytes:
     head = b"".join(
-        b"--b%d\r\nContent-Type: multipart/mixed; boundary=\"b%d\"\r\n\r\n" % (i, i + 1) for i in range(depth)
+        b'--b%d\r\nContent-Type: multipart/mixed; boundary="b%d"\r\n\r\n' % (i, i + 1) for i in range(depth)
     )
     tail = b"".join(b"\r\n--b%d--\r\n" % i for i in reversed(range(depth + 1)))
     return (
-        b"Subject: deep\r\nContent-Type: multipart/mixed; boundary=\"b0\"\r\n\r\n" + head
-        + b"--b%d\r\nContent-Type: text/plain\r\n\r\ninnermost\r\n" % depth + tail
+        b'Subject: deep\r\nContent-Type: multipart/mixed; boundary="b0"\r\n\r\n'
+        + head
+        + b"--b%d\r\nContent-Type: text/plain\r\n\r\ninnermost\r\n" % depth
+        + tail
     )
 
 
@@ -153,7 +154,7 @@ def test_hundred_thousand_parts(app: Appliance, guard: dict) -> None:
     """100,000 sibling parts are accepted and converted within the part limit, never crashing the worker."""
     before = set(_twins(app))
     parts = b"".join(b"--p\r\nContent-Type: text/plain\r\n\r\n%d\r\n" % i for i in range(100_000))
-    data = b"Subject: many\r\nContent-Type: multipart/mixed; boundary=\"p\"\r\n\r\n" + parts + b"--p--\r\n"
+    data = b'Subject: many\r\nContent-Type: multipart/mixed; boundary="p"\r\n\r\n' + parts + b"--p--\r\n"
     code, _ = _deliver(app, data)
     assert code == 250
     new = [t for p, t in _twins(app).items() if p not in before]
@@ -296,7 +297,8 @@ def test_thousand_idle_connections_a_byte_a_minute(app: Appliance, guard: dict) 
 
 
 def test_flood_from_one_address(app: Appliance, guard: dict) -> None:
-    """50 parallel senders from one address (4 or 10 connections each): excess connections get 421, replies stay proper, others are served."""
+    """50 parallel senders from one address (4 or 10 connections each): excess connections get 421,
+    replies stay proper, others are served."""
     codes: list[int] = []
     lock = threading.Lock()
 
@@ -353,4 +355,3 @@ def test_thousand_messages_on_one_connection(app: Appliance, guard: dict) -> Non
     finally:
         s.close()
     assert accepted == 100
-

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.harness import DOMAIN, Appliance, free_port
-from tests.integration.independent import open_mail
-from tests.integration.test_receive import make_message
-from tests.reliability.support import read_store
+from tests.support.appliance_state import read_store
+from tests.support.harness import DOMAIN, Appliance, free_port
+from tests.support.independent import open_mail
+from tests.support.smtp import make_message
 
 POSTFIX = shutil.which("postfix") or "/usr/sbin/postfix"
 

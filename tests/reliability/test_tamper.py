@@ -12,9 +12,9 @@ from cryptography.hazmat.primitives import serialization
 
 from mailiverse.crypto.errors import GENERIC_DECRYPTION_MESSAGE, DecryptionError
 from mailiverse.crypto.formats import open_mail_object
-from tests.integration.harness import DOMAIN, Appliance
-from tests.integration.test_receive import make_message, send_starttls
-from tests.reliability.support import read_store
+from tests.support.appliance_state import read_store
+from tests.support.harness import DOMAIN, Appliance
+from tests.support.smtp import make_message, send_starttls
 
 pytestmark = pytest.mark.integration
 
@@ -90,8 +90,9 @@ def test_tampered_row_in_the_database_is_refused_by_admin(stored_v2, tmp_path: P
     app, key, objects = stored_v2
     path = sorted(p for p in objects if p.startswith("Mail/In/"))[0]
     keyfile = tmp_path / "carol.key"
-    keyfile.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                          serialization.NoEncryption()))
+    keyfile.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
     os.chmod(keyfile, 0o600)
     assert b"Secret body" in app.admin("store", "cat", "carol", path, "--private-key", str(keyfile)).stdout
     db = sqlite3.connect(next(app.data_dir.glob("*.sqlite3")))

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.integration.harness import Appliance
+from tests.support.harness import Appliance
 
 pytestmark = [
     pytest.mark.integration,
@@ -43,7 +43,9 @@ def _handshake(target: list[str], *options: str) -> tuple[bool, str]:
     """True when the handshake completed; the output names protocol and cipher."""
     result = subprocess.run(
         ["openssl", "s_client", *target, "-servername", "mail.example.org", *options],
-        input=b"", capture_output=True, timeout=30,
+        input=b"",
+        capture_output=True,
+        timeout=30,
     )
     out = result.stdout.decode(errors="replace") + result.stderr.decode(errors="replace")
     ok = result.returncode == 0 and "Cipher is (NONE)" not in out and "New, " in out
@@ -78,11 +80,14 @@ def test_modern_protocols_are_offered(app: Appliance, listener: str, version: st
         assert cipher.startswith(STRONG_12) and any(b in cipher for b in STRONG_BULK), cipher
 
 
-@pytest.mark.parametrize("listener", [
-    pytest.param("smtp-starttls", marks=pytest.mark.slow),
-    pytest.param("smtps", marks=pytest.mark.slow),
-    "https",  # all listeners share one context factory; the quick run probes one of them
-])
+@pytest.mark.parametrize(
+    "listener",
+    [
+        pytest.param("smtp-starttls", marks=pytest.mark.slow),
+        pytest.param("smtps", marks=pytest.mark.slow),
+        "https",  # all listeners share one context factory; the quick run probes one of them
+    ],
+)
 def test_every_accepted_tls12_cipher_is_strong(app: Appliance, listener: str, record_property) -> None:
     """Offering each TLS 1.2 suite openssl knows, one at a time: only ECDHE/DHE with GCM or ChaCha20 succeed."""
     accepted = []

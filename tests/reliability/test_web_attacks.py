@@ -1,4 +1,5 @@
-"""Attacks on a real ``twistd`` over HTTPS: SRP edge values, brute force, fixation, CSRF, cookies, paths, bodies, headers, tamper.
+"""Attacks on a real ``twistd`` over HTTPS: SRP edge values, brute force, fixation, CSRF,
+cookies, paths, bodies, headers, tamper.
 
 Legitimate users sign up with the real Python client (``mailiverse.client``); attacks are raw
 ``http.client`` requests, each from a chosen 127.0.0.x source address so that the per-address
@@ -31,9 +32,9 @@ import srp._pysrp as srp_reference
 
 from mailiverse.client import Client, HttpsTransport
 from mailiverse.crypto.pbkdf import verification_key
-from tests.integration.harness import BIN, DOMAIN, Appliance
-from tests.integration.test_receive import make_message, self_signed_cert, send_starttls
-from tests.reliability.support import rss_kib
+from tests.support.appliance_state import rss_kib
+from tests.support.harness import BIN, DOMAIN, Appliance, self_signed_cert
+from tests.support.smtp import make_message, send_starttls
 
 pytestmark = pytest.mark.integration
 
@@ -106,7 +107,9 @@ def raw(
 
 
 def post_json(app: Appliance, path: str, value: Any, headers: dict[str, str] | None = None, **kw: Any) -> Reply:
-    return raw(app, "POST", path, json.dumps(value).encode(), {"Content-Type": "application/json", **(headers or {})}, **kw)
+    return raw(
+        app, "POST", path, json.dumps(value).encode(), {"Content-Type": "application/json", **(headers or {})}, **kw
+    )
 
 
 def b64(data: bytes) -> str:
@@ -299,8 +302,10 @@ def test_wrong_proof_reveals_nothing(world: World) -> None:
     unknown = SrpClient(world.app, "nobody-here", os.urandom(32), source)
     starts = [known.start(), unknown.start(), unknown.start()]
     assert all(s.status == 200 for s in starts)
-    shapes = [{k: (len(base64.b64decode(v)) if k in ("salt", "B") else v) for k, v in s.json().items() if k != "handle"}
-              for s in starts]
+    shapes = [
+        {k: (len(base64.b64decode(v)) if k in ("salt", "B") else v) for k, v in s.json().items() if k != "handle"}
+        for s in starts
+    ]
     assert shapes[0] == shapes[1] == shapes[2]
     assert starts[1].json()["salt"] == starts[2].json()["salt"]  # the decoy salt is stable, as a real one is
     wrong_start, wrong = known.wrong()
@@ -327,7 +332,8 @@ def _exhaust_address(world: World, source: str) -> int:
 
 
 def test_brute_force_is_throttled_per_account(world: World) -> None:
-    """10 wrong proofs for one account, then 429 + Retry-After for that account from any address, the right password too."""
+    """10 wrong proofs for one account, then 429 + Retry-After for that account from any address,
+    the right password too."""
     attacker = world.srp("victim", "127.0.0.3")
     for _ in range(PER_ACCOUNT):
         start, finish = attacker.wrong()
@@ -397,11 +403,16 @@ def test_a_known_device_is_not_locked_out_by_strangers(world: World) -> None:
         failures += 1
     assert failures == PER_ACCOUNT
     assert owner.login({"Cookie": f"{DEVICE_COOKIE}={browser.device}"}).token  # another device of dave's: unaffected
-    world.figures["device_tokens"] = {"stranger_lock": 429, "known_device_login": 200, "device_failures_before_429": failures}
+    world.figures["device_tokens"] = {
+        "stranger_lock": 429,
+        "known_device_login": 200,
+        "device_failures_before_429": failures,
+    }
 
 
 def test_brute_force_is_throttled_per_address(world: World) -> None:
-    """30 wrong proofs from one address over 30 names, then 429 + Retry-After for any name from it; others unaffected."""
+    """30 wrong proofs from one address over 30 names, then 429 + Retry-After for any name from it;
+    others unaffected."""
     failures = _exhaust_address(world, "127.0.0.5")
     assert failures == PER_ADDRESS
     blocked = world.srp("bob", "127.0.0.5").start()
@@ -441,7 +452,8 @@ def _cookie_parts(header: str) -> tuple[str, str, dict[str, str]]:
 
 
 def test_cookie_flags(world: World) -> None:
-    """Login sets __Host-mv-session=<token> HttpOnly, Secure, SameSite=Strict, Path=/, no Domain; logout clears it alike."""
+    """Login sets __Host-mv-session=<token> HttpOnly, Secure, SameSite=Strict, Path=/, no Domain;
+    logout clears it alike."""
     login = world.srp("alice").login()
     name, value, attributes = _cookie_parts(login.cookie)
     assert name == COOKIE and value == login.token
@@ -483,7 +495,9 @@ def test_token_changes_at_every_login(world: World) -> None:
     first, second = world.srp("alice").login(), world.srp("alice").login()
     assert first.token != second.token and first.csrf != second.csrf
     for token in (first.token, second.token):
-        assert len(token) == 43 and set(token) <= set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+        assert len(token) == 43 and set(token) <= set(
+            "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+        )
 
 
 def test_logout_revokes_on_the_server(world: World) -> None:
@@ -513,7 +527,10 @@ def test_csrf_on_cookie_sessions(world: World) -> None:
     attempts = {
         "no token": cookie(alice.token),
         "empty token": {**cookie(alice.token), "X-CSRF-Token": ""},
-        "wrong token": {**cookie(alice.token), "X-CSRF-Token": alice.csrf[:-2] + ("AA" if alice.csrf[-2:] != "AA" else "BB")},
+        "wrong token": {
+            **cookie(alice.token),
+            "X-CSRF-Token": alice.csrf[:-2] + ("AA" if alice.csrf[-2:] != "AA" else "BB"),
+        },
         "other session's token": {**cookie(alice.token), "X-CSRF-Token": bob.csrf},
         "session token as CSRF": {**cookie(alice.token), "X-CSRF-Token": alice.token},
         "cross-site Origin": {**good, "Origin": "https://evil.example"},
@@ -600,7 +617,8 @@ def _listing(app: Appliance, token: str, query: str = "") -> list[str]:
 
 
 def test_store_paths_never_reach_another_user(world: World) -> None:
-    """Traversal, encoded slashes, absolute paths, NUL, overlong UTF-8 and look-alike Unicode stay in bob's own namespace."""
+    """Traversal, encoded slashes, absolute paths, NUL, overlong UTF-8 and look-alike Unicode
+    stay in bob's own namespace."""
     app = world.app
     alice, bob = world.srp("alice").login(), world.srp("bob").login()
     assert raw(app, "PUT", "/api/store/Cache/secret", ALICE_CANARY, bearer(alice.token)).status in (200, 201)
@@ -628,8 +646,12 @@ def test_store_paths_never_reach_another_user(world: World) -> None:
     mine = raw(app, "GET", "/api/store/Cache/secret", None, bearer(alice.token))
     assert mine.body == ALICE_CANARY and mine.header("ETag") == version
     assert _listing(app, alice.token) == before
-    world.figures["store_paths"] = {"paths": len(ATTACK_PATHS), "requests": 3 * len(ATTACK_PATHS),
-                                    "statuses": statuses, "created_literally": len(created)}
+    world.figures["store_paths"] = {
+        "paths": len(ATTACK_PATHS),
+        "requests": 3 * len(ATTACK_PATHS),
+        "statuses": statuses,
+        "created_literally": len(created),
+    }
 
 
 # -- bodies ----------------------------------------------------------------------------------
@@ -689,16 +711,22 @@ OVERSIZED = 96 * MIB if not os.environ.get("LONG") else 1024 * MIB
 
 @pytest.mark.parametrize(
     ("route", "chunked"),
-    [("/api/store/Cache/huge", False), ("/api/store/Cache/huge", True), ("/api/login/finish", False),
-     ("/api/send", True)],
+    [
+        ("/api/store/Cache/huge", False),
+        ("/api/store/Cache/huge", True),
+        ("/api/login/finish", False),
+        ("/api/send", True),
+    ],
 )
 def test_oversized_body_is_413_without_buffering(world: World, route: str, chunked: bool) -> None:
     """A body over the route's cap (64 MiB store, 128 KiB login, send cap) is 413 and is not held in memory."""
     app = world.app
     assert app.process is not None
     login = world.srp("alice").login()
-    headers = {**bearer(login.token), "Content-Type": "application/json" if not route.startswith("/api/store") else
-               "application/octet-stream"}
+    headers = {
+        **bearer(login.token),
+        "Content-Type": "application/json" if not route.startswith("/api/store") else "application/octet-stream",
+    }
     total = OVERSIZED if route.startswith("/api/store") or route == "/api/send" else 8 * MIB
     if route == "/api/send":
         total = max(total, 80 * MIB)  # over 4/3 x the 50 MiB message cap + 128 KiB
@@ -712,17 +740,36 @@ def test_oversized_body_is_413_without_buffering(world: World, route: str, chunk
     assert growth < BODY_RSS_LIMIT_KIB, f"RSS grew {growth} KiB while dropping {total} bytes"
     assert raw(app, "GET", "/api/store/Cache/huge", None, bearer(login.token)).status == 404
     key = f"oversized {route} {'chunked' if chunked else 'declared'}"
-    world.figures[key] = {"bytes": total, "rss_start_kib": rss.start, "rss_peak_kib": rss.peak, "seconds": round(took, 2)}
+    world.figures[key] = {
+        "bytes": total,
+        "rss_start_kib": rss.start,
+        "rss_peak_kib": rss.peak,
+        "seconds": round(took, 2),
+    }
 
 
-MALFORMED = [b"", b"{", b"[]", b'"alice"', b"null", b"1e999999", b'{"user":"a","user":"b"}', b'{"user":NaN}',
-             b'{"user":Infinity}', b"\xff\xfe{\x00}\x00", b'{"user":"alice"} trailing', b'{"user":"\xc0\xae"}',
-             "\ufeff{\"user\":\"alice\"}".encode(), b"{'user':'alice'}"]
+MALFORMED = [
+    b"",
+    b"{",
+    b"[]",
+    b'"alice"',
+    b"null",
+    b"1e999999",
+    b'{"user":"a","user":"b"}',
+    b'{"user":NaN}',
+    b'{"user":Infinity}',
+    b"\xff\xfe{\x00}\x00",
+    b'{"user":"alice"} trailing',
+    b'{"user":"\xc0\xae"}',
+    '\ufeff{"user":"alice"}'.encode(),
+    b"{'user':'alice'}",
+]
 
 
 @pytest.mark.parametrize("body", MALFORMED, ids=range(len(MALFORMED)))
 def test_malformed_json_is_400(world: World, body: bytes) -> None:
-    """Not one strict JSON object (truncated, array, duplicate key, NaN, bad UTF-8, BOM, trailing data) is 400 malformed_json."""
+    """Not one strict JSON object (truncated, array, duplicate key, NaN, bad UTF-8, BOM, trailing data)
+    is 400 malformed_json."""
     reply = raw(world.app, "POST", "/api/login/start", body, {"Content-Type": "application/json"}, source="127.0.0.8")
     assert reply.status == 400, reply.body
     assert reply.json()["error"] == "malformed_json"
@@ -730,8 +777,16 @@ def test_malformed_json_is_400(world: World, body: bytes) -> None:
 
 @pytest.mark.parametrize(
     "content_type",
-    [None, "text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x",
-     "application/jsonx", "application/json-patch+json", "text/json", "application/javascript"],
+    [
+        None,
+        "text/plain",
+        "application/x-www-form-urlencoded",
+        "multipart/form-data; boundary=x",
+        "application/jsonx",
+        "application/json-patch+json",
+        "text/json",
+        "application/javascript",
+    ],
 )
 def test_wrong_content_type_is_415(world: World, content_type: str | None) -> None:
     """JSON routes refuse any other media type (what a cross-site form could send) with 415, before parsing."""
@@ -750,7 +805,8 @@ def test_wrong_content_type_is_415(world: World, content_type: str | None) -> No
     ids=["json-body", "open-boundary", "nameless-part", "binary"],
 )
 def test_malformed_multipart_is_a_json_415(world: World, body: bytes) -> None:
-    """A multipart body Twisted's form parser would choke on reaches the app, which answers 415 in JSON with every header.
+    """A multipart body Twisted's form parser would choke on reaches the app,
+    which answers 415 in JSON with every header.
 
     The site does no form parsing: no route takes form data, and a stock ``Site`` answers a
     malformed multipart POST itself with a bare 400 before the app sees it.
@@ -779,13 +835,19 @@ def _raw_exchange(app: Appliance, data: bytes) -> bytes:
 
 
 PROTOCOL_ERRORS = {
-    "bad chunk size": (b"POST /api/login/start HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                       b"Transfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n"),
-    "two Content-Lengths": (b"POST /api/login/start HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                            b"Content-Length: 2\r\nContent-Length: 40\r\n\r\n{}"),
-    "CL and TE (smuggling)": (b"POST /api/login/start HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                              b"Content-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /api/health HTTP/1.1\r\n"
-                              b"Host: x\r\n\r\n"),
+    "bad chunk size": (
+        b"POST /api/login/start HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n"
+    ),
+    "two Content-Lengths": (
+        b"POST /api/login/start HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: 2\r\nContent-Length: 40\r\n\r\n{}"
+    ),
+    "CL and TE (smuggling)": (
+        b"POST /api/login/start HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /api/health HTTP/1.1\r\n"
+        b"Host: x\r\n\r\n"
+    ),
     "garbage request line": b"\x16\x03\x01 nonsense\r\n\r\n",
     "100 KiB header line": b"GET /api/health HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 102400 + b"\r\n\r\n",
 }
@@ -793,7 +855,8 @@ PROTOCOL_ERRORS = {
 
 @pytest.mark.parametrize("what", list(PROTOCOL_ERRORS))
 def test_protocol_level_garbage_is_refused(world: World, what: str) -> None:
-    """HTTP framing attacks Twisted itself rejects (bad multipart, chunking, CL+TE, huge headers) get 400/413 or a close."""
+    """HTTP framing attacks Twisted itself rejects (bad multipart, chunking, CL+TE, huge headers)
+    get 400/413 or a close."""
     answer = _raw_exchange(world.app, PROTOCOL_ERRORS[what])
     status_line = answer.split(b"\r\n", 1)[0]
     world.figures.setdefault("protocol_errors", {})[what] = status_line.decode("latin-1") or "(closed, no answer)"
@@ -803,11 +866,16 @@ def test_protocol_level_garbage_is_refused(world: World, what: str) -> None:
 
 
 def test_deep_json_nesting(world: World) -> None:
-    """Deeply nested JSON (8,000 in a login body, 60,000 at sign-up, 2,000,000 at send) is 400, quickly, and the server lives."""
+    """Deeply nested JSON (8,000 in a login body, 60,000 at sign-up, 2,000,000 at send) is 400, quickly,
+    and the server lives."""
     app = world.app
     assert app.process is not None
     login = world.srp("alice").login()
-    cases = [("/api/login/start", 8_000, {}), ("/api/signup", 60_000, {}), ("/api/send", 2_000_000, bearer(login.token))]
+    cases = [
+        ("/api/login/start", 8_000, {}),
+        ("/api/signup", 60_000, {}),
+        ("/api/send", 2_000_000, bearer(login.token)),
+    ]
     timings = {}
     for route, depth, auth in cases:
         body = b'{"user":' + b"[" * depth + b"]" * depth + b"}"
@@ -853,9 +921,7 @@ def _rename_table(app: Appliance, old: str, new: str) -> None:
         db.close()
 
 
-@pytest.mark.parametrize(
-    "path", ["/api/store/%ff", "/api/store/Cache/%c0%ae", "/%ff%fe.html", "/api/%ed%a0%80"]
-)
+@pytest.mark.parametrize("path", ["/api/store/%ff", "/api/store/Cache/%c0%ae", "/%ff%fe.html", "/api/%ed%a0%80"])
 def test_non_utf8_url_is_a_json_400(world: World, path: str) -> None:
     """A URL whose unquoted path is not UTF-8 gets the JSON error, with the headers, and the server carries on."""
     login = world.srp("bob").login()
@@ -868,7 +934,8 @@ def test_non_utf8_url_is_a_json_400(world: World, path: str) -> None:
 
 
 def test_security_headers_on_every_response_type(world: World) -> None:
-    """200/201/304 JSON, files and objects, 400, 401, 403, 404, 405, 412, 413, 415, 429 and 500 all carry the headers."""
+    """200/201/304 JSON, files and objects, 400, 401, 403, 404, 405, 412, 413, 415, 429 and 500
+    all carry the headers."""
     app = world.app
     login = world.srp("bob").login()
     auth = bearer(login.token)
@@ -885,7 +952,11 @@ def test_security_headers_on_every_response_type(world: World) -> None:
         (304, "not modified", lambda: raw(app, "GET", "/api/store/Cache/h", None, {**auth, "If-None-Match": etag})),
         (400, "invalid path", lambda: raw(app, "GET", "/api/store/%2e%2e/x", None, auth)),
         (400, "non-UTF-8 URL", lambda: raw(app, "GET", "/api/store/%ff", None, auth)),
-        (400, "malformed JSON", lambda: raw(app, "POST", "/api/login/start", b"{", {"Content-Type": "application/json"})),
+        (
+            400,
+            "malformed JSON",
+            lambda: raw(app, "POST", "/api/login/start", b"{", {"Content-Type": "application/json"}),
+        ),
         (401, "no session", lambda: raw(app, "GET", "/api/account")),
         (403, "CSRF", lambda: raw(app, "PUT", "/api/store/Cache/h", b"y", cookie(login.token))),
         (404, "API route", lambda: raw(app, "GET", "/api/nothing")),
@@ -895,8 +966,11 @@ def test_security_headers_on_every_response_type(world: World) -> None:
         (405, "API method", lambda: raw(app, "POST", "/api/health", b"{}", {"Content-Type": "application/json"})),
         (405, "static method", lambda: raw(app, "DELETE", "/index.html")),
         (412, "precondition", lambda: raw(app, "PUT", "/api/store/Cache/h", b"z", {**auth, "If-Match": '"999"'})),
-        (413, "oversized", lambda: raw(app, "POST", "/api/login/start", b"{" * (200 * 1024),
-                                       {"Content-Type": "application/json"})),
+        (
+            413,
+            "oversized",
+            lambda: raw(app, "POST", "/api/login/start", b"{" * (200 * 1024), {"Content-Type": "application/json"}),
+        ),
         (415, "media type", lambda: raw(app, "POST", "/api/login/start", b"{}", {"Content-Type": "text/plain"})),
         (429, "throttled", lambda: post_json(app, "/api/login/start", {"user": "bob"}, source="127.0.0.10")),
     ]
@@ -959,14 +1033,23 @@ def _flip_stored_bit(app: Appliance, user: str, path: str) -> int:
 
 
 def _cli(world: World, user: str, *command: str) -> subprocess.CompletedProcess[str]:
-    argv = [str(BIN / "mailiverse-client"), "--server", f"https://127.0.0.1:{world.app.web_port}", "--user", user,
-            "--ca", str(self_signed_cert(world.app)), *command]
+    argv = [
+        str(BIN / "mailiverse-client"),
+        "--server",
+        f"https://127.0.0.1:{world.app.web_port}",
+        "--user",
+        user,
+        "--ca",
+        str(self_signed_cert(world.app)),
+        *command,
+    ]
     env = dict(os.environ, MAILIVERSE_PASSWORD=PASSWORDS[user])
     return subprocess.run(argv, capture_output=True, text=True, env=env, timeout=120)
 
 
 def test_cli_reports_a_tampered_message_and_shows_nothing(world: World) -> None:
-    """A bit flipped in a stored v2 message: `mailiverse-client read` says it was tampered with, prints no plaintext, exits 1."""
+    """A bit flipped in a stored v2 message: `mailiverse-client read` says it was tampered with,
+    prints no plaintext, exits 1."""
     secret = "The vault code is 4417-tamper-canary."
     message = make_message("Tamper me", secret + "\n", to=f"carol@{DOMAIN}")
     assert send_starttls(world.app, [f"carol@{DOMAIN}"], message) == {}

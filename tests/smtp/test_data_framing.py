@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from twisted.internet.testing import MemoryReactorClock
 
 from mailiverse.testing import MemoryInbox
-from tests.smtp.test_server import GREETING, Session, make_factory
+from tests.support.smtp_memory import GREETING, Session, make_factory
 
 LINE_LIMIT = 80  # the smallest max_data_line SmtpLimits allows: long lines are easy to reach
 CONTENT_LIMIT = LINE_LIMIT - 2 + 1  # CRLF excluded, one octet of dot-stuffing allowed

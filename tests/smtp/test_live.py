@@ -22,9 +22,7 @@ MESSAGE = b"From: bob@remote.org\r\nTo: alice@example.com\r\nSubject: live\r\n\r
 
 
 class Listener:
-    def __init__(
-        self, inbox: MemoryInbox, tls: TLSContexts, tmp_path: Path, implicit: bool
-    ) -> None:
+    def __init__(self, inbox: MemoryInbox, tls: TLSContexts, tmp_path: Path, implicit: bool) -> None:
         factory = smtp_server_factory(
             inbox,
             hostname="localhost",
@@ -51,17 +49,14 @@ def client_context(cafile: Path) -> ssl.SSLContext:
 
 
 @pytest_twisted.ensureDeferred
-async def test_starttls_with_smtplib(
-    tmp_path: Path, pki: tuple[TLSContexts, Path]
-) -> None:
-    """smtplib upgrades with STARTTLS (verifying the self-signed certificate) and delivers; the trace header records TLS."""
+async def test_starttls_with_smtplib(tmp_path: Path, pki: tuple[TLSContexts, Path]) -> None:
+    """smtplib upgrades with STARTTLS (verifying the self-signed certificate) and delivers;
+    the trace header records TLS."""
     inbox = MemoryInbox(users={"alice": "alice"})
     listener = Listener(inbox, pki[0], tmp_path, implicit=False)
 
     def send() -> dict[str, Any]:
-        with smtplib.SMTP(
-            "127.0.0.1", listener.number, local_hostname="client.test", timeout=10
-        ) as client:
+        with smtplib.SMTP("127.0.0.1", listener.number, local_hostname="client.test", timeout=10) as client:
             client.ehlo()
             assert client.has_extn("starttls")
             client.starttls(context=client_context(pki[1]))
@@ -81,9 +76,7 @@ async def test_starttls_with_smtplib(
 
 
 @pytest_twisted.ensureDeferred
-async def test_implicit_tls_with_smtplib(
-    tmp_path: Path, pki: tuple[TLSContexts, Path]
-) -> None:
+async def test_implicit_tls_with_smtplib(tmp_path: Path, pki: tuple[TLSContexts, Path]) -> None:
     """On the implicit-TLS listener the session is TLS from the first byte and STARTTLS is not offered."""
     inbox = MemoryInbox(users={"alice": "alice"})
     listener = Listener(inbox, pki[0], tmp_path, implicit=True)
@@ -98,9 +91,7 @@ async def test_implicit_tls_with_smtplib(
         ) as client:
             client.ehlo()
             offered = client.has_extn("starttls")
-            return offered, client.sendmail(
-                "bob@remote.org", ["alice@example.com"], MESSAGE
-            )
+            return offered, client.sendmail("bob@remote.org", ["alice@example.com"], MESSAGE)
 
     try:
         offered, refused = await deferToThread(send)
@@ -124,17 +115,13 @@ def _read_reply(sock: Any) -> bytes:
 
 
 @pytest_twisted.ensureDeferred
-async def test_starttls_injection_over_real_tls(
-    tmp_path: Path, pki: tuple[TLSContexts, Path]
-) -> None:
+async def test_starttls_injection_over_real_tls(tmp_path: Path, pki: tuple[TLSContexts, Path]) -> None:
     """Commands sent in the same packet as STARTTLS get no clear-text reply and have no effect inside TLS."""
     inbox = MemoryInbox(users={"alice": "alice"})
     listener = Listener(inbox, pki[0], tmp_path, implicit=False)
 
     def attack() -> tuple[bytes, bytes, bytes]:
-        with socket.create_connection(
-            ("127.0.0.1", listener.number), timeout=10
-        ) as raw:
+        with socket.create_connection(("127.0.0.1", listener.number), timeout=10) as raw:
             _read_reply(raw)
             raw.sendall(b"EHLO attacker.test\r\n")
             _read_reply(raw)

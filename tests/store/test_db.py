@@ -17,7 +17,7 @@ from twisted.internet import defer
 
 from mailiverse.store import Database, ReactorThreadAccess
 from mailiverse.store import users as users_repo
-from mailiverse.store.db import normalise_url
+from mailiverse.store.engine import normalise_url
 from mailiverse.store.schema import users
 from mailiverse.testing_db import sqlite_url
 
@@ -45,13 +45,13 @@ async def test_transact_commits_and_rolls_back(database: Database) -> None:
     """A transaction that raises leaves nothing behind; one that returns is visible to later reads."""
 
     def add_then_fail(conn: Connection) -> None:
-        users_repo.add_user(conn, "bob", b"k", "v1")
+        users_repo.add_user_txn(conn, "bob", b"k", "v1")
         raise RuntimeError("abort")
 
     with pytest.raises(RuntimeError):
         await database.transact(add_then_fail)
     assert await database.run(_count_users) == 0
-    await database.transact(users_repo.add_user, "bob", b"k", "v1")
+    await database.transact(users_repo.add_user_txn, "bob", b"k", "v1")
     assert await database.run(_count_users) == 1
 
 
@@ -59,7 +59,7 @@ async def test_transact_commits_and_rolls_back(database: Database) -> None:
 async def test_run_is_read_only(database: Database) -> None:
     """A write attempted through run() fails, so reads cannot bypass the single writer."""
     with pytest.raises(DBAPIError):
-        await database.run(users_repo.add_user, "eve", b"k", "v1")
+        await database.run(users_repo.add_user_txn, "eve", b"k", "v1")
     assert await database.run(_count_users) == 0
 
 
@@ -68,12 +68,7 @@ async def test_many_concurrent_transactions_all_commit(database: Database) -> No
     """Two hundred concurrent transact() calls each commit exactly once."""
     names = [f"user{i}" for i in range(200)]
     created = await defer.gatherResults(
-        [
-            defer.Deferred.fromCoroutine(
-                database.transact(users_repo.add_user, n, b"k", "v2")
-            )
-            for n in names
-        ]
+        [defer.Deferred.fromCoroutine(database.transact(users_repo.add_user_txn, n, b"k", "v2")) for n in names]
     )
     assert sorted(u.name for u in created) == sorted(names)
     assert len({u.id for u in created}) == len(names)
@@ -97,9 +92,7 @@ async def test_sync_variants_work_from_another_thread(database: Database) -> Non
     """The synchronous variants serve threads other than the reactor's (as in CLI tools)."""
     from twisted.internet.threads import deferToThread
 
-    await deferToThread(
-        database.transact_sync, users_repo.add_user, "carol", b"k", "v2"
-    )
+    await deferToThread(database.transact_sync, users_repo.add_user_txn, "carol", b"k", "v2")
     assert await deferToThread(database.run_sync, _count_users) == 1
 
 
@@ -135,7 +128,7 @@ def test_sqlite_files_are_private(tmp_path: Path) -> None:
     try:
         db = Database.open(url)
         with db.blocking_allowed():
-            db.transact_sync(users_repo.add_user, "dave", b"k", "v2")
+            db.transact_sync(users_repo.add_user_txn, "dave", b"k", "v2")
             files = sorted(tmp_path.iterdir())
             assert {f.name for f in files} >= {
                 "private.sqlite3",
@@ -163,9 +156,7 @@ def test_close_stops_threads_and_is_idempotent(database: Database) -> None:
     """close() stops the pool threads and may be called twice; later calls are refused."""
     database.close()
     database.close()
-    assert not any(
-        "mailiverse-db" in t.name and t.is_alive() for t in threading.enumerate()
-    )
+    assert not any("mailiverse-db" in t.name and t.is_alive() for t in threading.enumerate())
     with pytest.raises(RuntimeError):
         database.run_sync(_count_users)
 
@@ -224,14 +215,13 @@ def test_pools_start_with_the_reactor_and_stop_at_shutdown(tmp_path: Path) -> No
 
 
 def test_sqlite_write_lock_is_taken_at_begin(tmp_path: Path) -> None:
-    """SQLite transactions begin IMMEDIATE (a read-then-write never fails upgrading its lock); readers are query-only."""
+    """SQLite transactions begin IMMEDIATE (a read-then-write never fails upgrading its lock);
+    readers are query-only."""
     database = Database.open(sqlite_url(tmp_path))
     with database.blocking_allowed():
 
         def other_writer_is_locked_out(_conn: Connection) -> bool:
-            other = sqlite3.connect(
-                str(tmp_path / "mailiverse.sqlite3"), timeout=0, isolation_level=None
-            )
+            other = sqlite3.connect(str(tmp_path / "mailiverse.sqlite3"), timeout=0, isolation_level=None)
             try:
                 other.execute("BEGIN IMMEDIATE")
             except sqlite3.OperationalError:

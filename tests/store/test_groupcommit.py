@@ -15,7 +15,7 @@ from twisted.internet.defer import Deferred
 from mailiverse.store import Database
 from mailiverse.store import users as users_repo
 from mailiverse.store.errors import UserExists
-from mailiverse.store.groupcommit import GroupCommitter, Outcome, run_batch
+from mailiverse.store.groupcommit import GroupCommitter, Outcome, run_batch_txn
 from mailiverse.store.schema import users
 
 
@@ -127,17 +127,17 @@ def test_savepoints_roll_back_only_the_failing_write(database: Database) -> None
     """In one real transaction, a write that fails after writing leaves no trace; the others are committed."""
 
     def add(name: str) -> Callable[[Connection], Any]:
-        return lambda conn: users_repo.add_user(conn, name, b"k", "v1").name
+        return lambda conn: users_repo.add_user_txn(conn, name, b"k", "v1").name
 
     def add_then_duplicate(conn: Connection) -> None:
-        users_repo.add_user(conn, "carol", b"k", "v1")
-        users_repo.add_user(conn, "alice", b"k", "v1")
+        users_repo.add_user_txn(conn, "carol", b"k", "v1")
+        users_repo.add_user_txn(conn, "alice", b"k", "v1")
 
     with database.blocking_allowed():
-        outcomes = database.transact_sync(run_batch, [add("alice"), add_then_duplicate, add("bob")])
+        outcomes = database.transact_sync(run_batch_txn, [add("alice"), add_then_duplicate, add("bob")])
         assert [o.value for o in outcomes] == ["alice", None, "bob"]
         assert outcomes[1].failure is not None and outcomes[1].failure.check(UserExists)
-        names = database.run_sync(lambda conn: sorted(u.name for u in users_repo.list_users(conn)))
+        names = database.run_sync(lambda conn: sorted(u.name for u in users_repo.list_users_txn(conn)))
     assert names == ["alice", "bob"]
 
 
@@ -149,7 +149,7 @@ async def test_concurrent_grouped_writes_share_commits(database: Database) -> No
     names = [f"user{n}" for n in range(40)]
 
     def add(name: str) -> Callable[[Connection], str]:
-        return lambda conn: users_repo.add_user(conn, name, b"k", "v1").name
+        return lambda conn: users_repo.add_user_txn(conn, name, b"k", "v1").name
 
     calls = [Deferred.fromCoroutine(database.transact_grouped(add(name))) for name in names]
     duplicate = Deferred.fromCoroutine(database.transact_grouped(add("user0")))

@@ -47,21 +47,15 @@ _TRICKY = [
     "0",
     "~",
 ]
-_segment = st.text(alphabet=st.sampled_from(_TRICKY), min_size=1, max_size=4).filter(
-    lambda s: s not in (".", "..")
-)
+_segment = st.text(alphabet=st.sampled_from(_TRICKY), min_size=1, max_size=4).filter(lambda s: s not in (".", ".."))
 _path = st.lists(_segment, min_size=1, max_size=3).map("/".join)
 
 
-def _all_pages(
-    conn: Connection, user_id: int, prefix: str, limit: int, newest_first: bool
-) -> list[str]:
+def _all_pages(conn: Connection, user_id: int, prefix: str, limit: int, newest_first: bool) -> list[str]:
     listed: list[str] = []
     after: str | NewestCursor | None = None
     while True:
-        page = objects_repo.list_objects(
-            conn, user_id, prefix, after=after, limit=limit, newest_first=newest_first
-        )
+        page = objects_repo.list_objects_txn(conn, user_id, prefix, after=after, limit=limit, newest_first=newest_first)
         listed.extend(info.path for info in page)
         if len(page) < limit:
             return listed
@@ -79,9 +73,7 @@ def test_prefix_listing_matches_a_python_model(database: Database) -> None:
         suppress_health_check=[HealthCheck.function_scoped_fixture],
     )
     @given(
-        entries=st.dictionaries(
-            _path, st.integers(min_value=0, max_value=3), max_size=25
-        ),
+        entries=st.dictionaries(_path, st.integers(min_value=0, max_value=3), max_size=25),
         prefix_choice=st.one_of(
             st.text(alphabet=st.sampled_from([*_TRICKY, "/"]), max_size=3),
             st.integers(0, 30),
@@ -94,9 +86,7 @@ def test_prefix_listing_matches_a_python_model(database: Database) -> None:
     check()
 
 
-def _check_listing_model(
-    database: Database, entries: dict[str, int], prefix_choice: str | int, limit: int
-) -> None:
+def _check_listing_model(database: Database, entries: dict[str, int], prefix_choice: str | int, limit: int) -> None:
     for path in entries:
         validate_path(path)
     paths = sorted(entries)
@@ -107,17 +97,14 @@ def _check_listing_model(
         prefix = prefix_choice.lstrip("/")
 
     def scenario(conn: Connection) -> tuple[list[str], list[str], list[str], int]:
-        owner = users_repo.add_user(conn, "model", b"k", "v2")
+        owner = users_repo.add_user_txn(conn, "model", b"k", "v2")
         for path, stamp in entries.items():
-            objects_repo.put_object(conn, owner.id, path, b"", now_ms=stamp)
+            objects_repo.put_object_txn(conn, owner.id, path, b"", now_ms=stamp)
         by_path = _all_pages(conn, owner.id, prefix, limit, newest_first=False)
         newest = _all_pages(conn, owner.id, prefix, limit, newest_first=True)
-        one_page = [
-            i.path
-            for i in objects_repo.list_objects(conn, owner.id, prefix, limit=1000)
-        ]
-        count = objects_repo.count_objects(conn, owner.id, prefix)
-        users_repo.delete_user(conn, owner.id)
+        one_page = [i.path for i in objects_repo.list_objects_txn(conn, owner.id, prefix, limit=1000)]
+        count = objects_repo.count_objects_txn(conn, owner.id, prefix)
+        users_repo.delete_user_txn(conn, owner.id)
         return by_path, newest, one_page, count
 
     with database.blocking_allowed():
@@ -159,9 +146,7 @@ async def test_wildcards_in_paths_are_literal(store: StoreCalls, user: User) -> 
     """'%' and '_' in a prefix match only themselves."""
     for path in ["Cache/50%", "Cache/50x", "Cache/5_", "Cache/5a", "Cache/5_/x"]:
         await store.put_object(user.id, path, b"")
-    assert [i.path for i in await store.list_objects(user.id, "Cache/50%")] == [
-        "Cache/50%"
-    ]
+    assert [i.path for i in await store.list_objects(user.id, "Cache/50%")] == ["Cache/50%"]
     assert [i.path for i in await store.list_objects(user.id, "Cache/5_")] == [
         "Cache/5_",
         "Cache/5_/x",
@@ -169,9 +154,7 @@ async def test_wildcards_in_paths_are_literal(store: StoreCalls, user: User) -> 
 
 
 @pytest_twisted.ensureDeferred
-async def test_newest_fifty_of_a_hundred_thousand(
-    database: Database, store: StoreCalls, user: User
-) -> None:
+async def test_newest_fifty_of_a_hundred_thousand(database: Database, store: StoreCalls, user: User) -> None:
     """With 100,000 objects under Mail/In/ (and 100,000 elsewhere) the newest 50 come back correct and quickly."""
     count = 100_000
 
@@ -215,9 +198,7 @@ async def test_newest_fifty_of_a_hundred_thousand(
     print(
         f"\n[{database.dialect_name}] newest 50 of {count}: {elapsed_ms:.1f} ms; first 50 by name: {by_name_ms:.1f} ms"
     )
-    expected = [
-        f"Mail/In/{i * 7919 % count:06d}" for i in range(count - 1, count - 51, -1)
-    ]
+    expected = [f"Mail/In/{i * 7919 % count:06d}" for i in range(count - 1, count - 51, -1)]
     assert [i.path for i in newest] == expected
     assert [i.path for i in first_by_name] == [f"Mail/In/{i:06d}" for i in range(50)]
     assert await store.count_objects(user.id, "Mail/In/") == count

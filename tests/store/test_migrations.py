@@ -17,7 +17,7 @@ from sqlalchemy.engine import Engine
 from mailiverse.store import Database, migrate
 from mailiverse.store import objects as objects_repo
 from mailiverse.store import users as users_repo
-from mailiverse.store.db import normalise_url
+from mailiverse.store.engine import normalise_url
 from mailiverse.store.schema import metadata
 from mailiverse.testing_db import (
     create_postgres_database,
@@ -27,12 +27,8 @@ from mailiverse.testing_db import (
 )
 
 
-@pytest.fixture(
-    params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
-)
-def empty_url(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[str]:
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def empty_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The URL of an empty database (a new SQLite file or a new PostgreSQL database)."""
     if request.param == "sqlite":
         yield sqlite_url(tmp_path_factory.mktemp("migrate"))
@@ -57,18 +53,15 @@ def test_upgrade_from_base_is_idempotent_and_keeps_data(empty_url: str) -> None:
             assert migrate.current_revision(db.engine) is None
             migrate.upgrade(db.engine)
             assert migrate.current_revision(db.engine) == migrate.head_revision()
-            owner = db.transact_sync(users_repo.add_user, "alice", b"k", "v2")
-            db.transact_sync(objects_repo.put_object, owner.id, "Mail/In/1", b"kept")
+            owner = db.transact_sync(users_repo.add_user_txn, "alice", b"k", "v2")
+            db.transact_sync(objects_repo.put_object_txn, owner.id, "Mail/In/1", b"kept")
     finally:
         db.close()
     again = Database.open(empty_url)
     try:
         with again.blocking_allowed():
             assert migrate.current_revision(again.engine) == migrate.head_revision()
-            assert (
-                again.run_sync(objects_repo.read_object, owner.id, "Mail/In/1")
-                == b"kept"
-            )
+            assert again.run_sync(objects_repo.read_object_txn, owner.id, "Mail/In/1") == b"kept"
     finally:
         again.close()
 
@@ -94,9 +87,7 @@ def test_downgrade_to_base_and_back(empty_url: str) -> None:
         assert set(inspect(engine).get_table_names()) <= {"alembic_version"}
         assert migrate.current_revision(engine) is None
         migrate.upgrade(engine)
-        assert {"users", "objects", "object_chunks"} <= set(
-            inspect(engine).get_table_names()
-        )
+        assert {"users", "objects", "object_chunks"} <= set(inspect(engine).get_table_names())
     finally:
         engine.dispose()
 
@@ -105,7 +96,7 @@ def test_concurrent_starts_migrate_once(empty_url: str) -> None:
     """Six processes upgrading the same empty database at once all succeed and leave it at head."""
     script = (
         "import sys; from sqlalchemy import create_engine; "
-        "from mailiverse.store import migrate; from mailiverse.store.db import normalise_url; "
+        "from mailiverse.store import migrate; from mailiverse.store.engine import normalise_url; "
         "migrate.upgrade(create_engine(normalise_url(sys.argv[1])))"
     )
     root = Path(__file__).resolve().parents[2]
@@ -155,8 +146,9 @@ print("alembic modules in the server process:", len(loaded))
 
 def test_upgrade_in_a_child_keeps_alembic_out_of_the_server(empty_url: str) -> None:
     """The appliance's start-up path: the schema reaches head and Alembic is never imported by the caller."""
-    result = subprocess.run([sys.executable, "-c", _CHILD_CHECK], input=empty_url, capture_output=True, text=True,
-                            timeout=300, check=False)
+    result = subprocess.run(
+        [sys.executable, "-c", _CHILD_CHECK], input=empty_url, capture_output=True, text=True, timeout=300, check=False
+    )
     assert result.returncode == 0, result.stderr
     assert "alembic modules in the server process: 0" in result.stdout
     engine = _engine(empty_url)

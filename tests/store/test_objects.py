@@ -51,9 +51,7 @@ async def test_put_get_and_versions(store: StoreCalls, user: User) -> None:
     assert (first.version, first.size, first.path) == (1, 5, "Mail/In/1")
     second = await store.put_object(user.id, "Mail/In/1", [b"good", b"bye"])
     assert (second.version, second.size) == (2, 7)
-    assert (
-        second.created_ms == first.created_ms and second.modified_ms > first.modified_ms
-    )
+    assert second.created_ms == first.created_ms and second.modified_ms > first.modified_ms
     assert await store.read_object(user.id, "Mail/In/1") == b"goodbye"
     assert await store.get_object_info(user.id, "Mail/In/1") == second
     assert await store.get_object_info(user.id, "Mail/In/2") is None
@@ -83,15 +81,11 @@ async def test_if_absent_and_if_version(store: StoreCalls, user: User) -> None:
 
 
 @pytest_twisted.ensureDeferred
-async def test_concurrent_conditional_puts_have_one_winner(
-    store: StoreCalls, user: User
-) -> None:
+async def test_concurrent_conditional_puts_have_one_winner(store: StoreCalls, user: User) -> None:
     """Of twenty concurrent If-Match puts against the same version exactly one succeeds."""
     await store.put_object(user.id, "Cache/index", b"base")
     attempts = [
-        defer.Deferred.fromCoroutine(
-            store.put_object(user.id, "Cache/index", f"w{i}".encode(), if_version=1)
-        )
+        defer.Deferred.fromCoroutine(store.put_object(user.id, "Cache/index", f"w{i}".encode(), if_version=1))
         for i in range(20)
     ]
     results = await defer.DeferredList(attempts, consumeErrors=True)
@@ -99,23 +93,15 @@ async def test_concurrent_conditional_puts_have_one_winner(
     losers = [value for ok, value in results if not ok]
     assert len(winners) == 1 and winners[0].version == 2
     assert all(failure.check(VersionConflict) for failure in losers)
-    assert (
-        await store.read_object(user.id, "Cache/index")
-        == f"w{[ok for ok, _ in results].index(True)}".encode()
-    )
+    assert await store.read_object(user.id, "Cache/index") == f"w{[ok for ok, _ in results].index(True)}".encode()
 
 
 @pytest_twisted.ensureDeferred
-async def test_concurrent_unconditional_puts_count_versions(
-    store: StoreCalls, user: User
-) -> None:
+async def test_concurrent_unconditional_puts_count_versions(store: StoreCalls, user: User) -> None:
     """Fifty concurrent puts to one path all land: the final version is 50 and the body is one of theirs."""
     bodies = {f"body{i}".encode() for i in range(50)}
     await defer.gatherResults(
-        [
-            defer.Deferred.fromCoroutine(store.put_object(user.id, "Mail/In/x", body))
-            for body in bodies
-        ]
+        [defer.Deferred.fromCoroutine(store.put_object(user.id, "Mail/In/x", body)) for body in bodies]
     )
     info = await store.get_object_info(user.id, "Mail/In/x")
     assert info is not None and info.version == 50
@@ -134,9 +120,7 @@ def _pieces(total: int, piece: int) -> Iterator[bytes]:
 
 
 @pytest_twisted.ensureDeferred
-async def test_fifty_mebibyte_round_trip_is_chunked(
-    store: StoreCalls, database: Database, user: User
-) -> None:
+async def test_fifty_mebibyte_round_trip_is_chunked(store: StoreCalls, database: Database, user: User) -> None:
     """A 50 MiB object streamed in odd-sized pieces is stored as 1 MiB chunks and reads back intact."""
     total = 50 * 1024 * 1024
     expected = hashlib.sha256()
@@ -159,7 +143,7 @@ async def test_fifty_mebibyte_round_trip_is_chunked(
 
     def stream_in_one_read(conn: Connection) -> str:
         digest = hashlib.sha256()
-        for chunk in objects_repo.iter_object_chunks(conn, user.id, "Mail/In/big"):
+        for chunk in objects_repo.iter_object_chunks_txn(conn, user.id, "Mail/In/big"):
             digest.update(chunk)
         return digest.hexdigest()
 
@@ -167,9 +151,7 @@ async def test_fifty_mebibyte_round_trip_is_chunked(
 
 
 @pytest_twisted.ensureDeferred
-async def test_replacing_an_object_during_streaming_is_detected(
-    store: StoreCalls, user: User
-) -> None:
+async def test_replacing_an_object_during_streaming_is_detected(store: StoreCalls, user: User) -> None:
     """A chunked read raises VersionConflict if the object is replaced part-way, never mixing versions."""
     await store.put_object(user.id, "Mail/In/m", b"a" * (CHUNK_SIZE + 10))
     _, chunks = await store.iter_object(user.id, "Mail/In/m")
@@ -181,15 +163,11 @@ async def test_replacing_an_object_during_streaming_is_detected(
 
 
 @pytest_twisted.ensureDeferred
-async def test_size_limit_rolls_back(
-    store: StoreCalls, database: Database, user: User
-) -> None:
+async def test_size_limit_rolls_back(store: StoreCalls, database: Database, user: User) -> None:
     """A body over max_size raises ObjectTooLarge and leaves the previous version untouched."""
     await store.put_object(user.id, "Mail/In/s", b"old")
     with pytest.raises(ObjectTooLarge):
-        await store.put_object(
-            user.id, "Mail/In/s", [b"x" * 600, b"y" * 600], max_size=1000
-        )
+        await store.put_object(user.id, "Mail/In/s", [b"x" * 600, b"y" * 600], max_size=1000)
     info = await store.get_object_info(user.id, "Mail/In/s")
     assert info is not None and info.version == 1
     assert await store.read_object(user.id, "Mail/In/s") == b"old"
@@ -206,9 +184,7 @@ async def test_missing_objects_and_unknown_users(store: StoreCalls, user: User) 
         await store.put_object(user.id + 1000, "Mail/In/1", b"x")
 
 
-@pytest.mark.parametrize(
-    "path", ["../../etc/passwd", "/abs", "a//b", "a/\x00", "a/./b", "x" * 2000]
-)
+@pytest.mark.parametrize("path", ["../../etc/passwd", "/abs", "a//b", "a/\x00", "a/./b", "x" * 2000])
 @pytest_twisted.ensureDeferred
 async def test_hostile_paths_never_reach_the_database(
     store: StoreCalls, database: Database, user: User, path: str
@@ -224,9 +200,7 @@ async def test_hostile_paths_never_reach_the_database(
 
 
 @pytest_twisted.ensureDeferred
-async def test_delete_object_with_and_without_version(
-    store: StoreCalls, database: Database, user: User
-) -> None:
+async def test_delete_object_with_and_without_version(store: StoreCalls, database: Database, user: User) -> None:
     """delete reports existence, honours if_version, and removes the object's chunks."""
     await store.put_object(user.id, "a", b"1")
     await store.put_object(user.id, "a", b"2")
@@ -265,14 +239,12 @@ async def test_objects_are_per_user(store: StoreCalls, user: User) -> None:
 
 
 @pytest_twisted.ensureDeferred
-async def test_one_transaction_for_several_recipients(
-    database: Database, user: User
-) -> None:
+async def test_one_transaction_for_several_recipients(database: Database, user: User) -> None:
     """Several puts in one transact() commit together or not at all (as delivery to many recipients needs)."""
 
     def deliver(conn: Connection, fail: bool) -> None:
-        objects_repo.put_object(conn, user.id, "Mail/In/a", b"1")
-        objects_repo.put_object(conn, user.id, "Mail/In_Json/a", b"2")
+        objects_repo.put_object_txn(conn, user.id, "Mail/In/a", b"1")
+        objects_repo.put_object_txn(conn, user.id, "Mail/In_Json/a", b"2")
         if fail:
             raise RuntimeError("crash before commit")
 

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mailiverse.store import InvalidPath, validate_path, validate_prefix
 from mailiverse.contracts.paths import MAX_DEPTH, MAX_PATH_BYTES, prefix_upper_bound
+from mailiverse.store import InvalidPath, validate_path, validate_prefix
 
 HOSTILE_PATHS = [
     "",
@@ -81,9 +81,7 @@ def test_prefixes_may_end_with_a_slash_or_be_empty() -> None:
 
 
 _text = st.text(
-    alphabet=st.characters(
-        min_codepoint=1, max_codepoint=0x10FFFF, exclude_categories=("Cs",)
-    ),
+    alphabet=st.characters(min_codepoint=1, max_codepoint=0x10FFFF, exclude_categories=("Cs",)),
     max_size=6,
 )
 

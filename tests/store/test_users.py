@@ -20,9 +20,7 @@ async def test_add_and_get_user_case_insensitively(store: StoreCalls) -> None:
     """A user added as 'Alice' is stored as 'alice' and found under any case."""
     created = await store.add_user("Alice", b"spki-der", "v2")
     assert created.name == "alice"
-    assert (
-        created.key_block_version == 0 and not created.legacy and not created.disabled
-    )
+    assert created.key_block_version == 0 and not created.legacy and not created.disabled
     assert await store.get_user("ALICE") == created
     assert await store.get_user_by_id(created.id) == created
     assert await store.get_user("bob") is None
@@ -63,9 +61,7 @@ async def test_list_users_in_name_order(store: StoreCalls) -> None:
     ],
 )
 @pytest_twisted.ensureDeferred
-async def test_bad_user_fields_are_rejected(
-    store: StoreCalls, name: str, key: bytes, fmt: str
-) -> None:
+async def test_bad_user_fields_are_rejected(store: StoreCalls, name: str, key: bytes, fmt: str) -> None:
     """Empty, spaced, slashed, control-character or long names, bad keys and unknown formats raise InvalidInput."""
     with pytest.raises(InvalidInput):
         await store.add_user(name, key, fmt)
@@ -103,11 +99,7 @@ async def test_update_auth_and_key_block_versions(store: StoreCalls) -> None:
             if_key_block_version=1,
         )
     current = await store.get_user_by_id(created.id)
-    assert (
-        current is not None
-        and current.key_block == b"kb2"
-        and current.srp_salt == b"salt"
-    )
+    assert current is not None and current.key_block == b"kb2" and current.srp_salt == b"salt"
 
 
 @pytest_twisted.ensureDeferred

@@ -1,4 +1,5 @@
-"""The submission service: how one user's message is routed, delivered, queued and filed, whichever front end calls it."""
+"""The submission service: how one user's message is routed, delivered, queued and filed,
+whichever front end calls it."""
 
 from __future__ import annotations
 

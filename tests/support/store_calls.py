@@ -25,9 +25,7 @@ def wall_clock_ms() -> int:
 class StoreCalls:
     """Users and objects through ``Database.run``/``transact``; timestamps come from ``clock`` (milliseconds)."""
 
-    def __init__(
-        self, database: Database, *, clock: Callable[[], int] = wall_clock_ms
-    ) -> None:
+    def __init__(self, database: Database, *, clock: Callable[[], int] = wall_clock_ms) -> None:
         self.database = database
         self._clock = clock
 
@@ -43,7 +41,7 @@ class StoreCalls:
     ) -> User:
         """Create a user (UserExists if the name is taken)."""
         return await self.database.transact(
-            _users.add_user,
+            _users.add_user_txn,
             name,
             public_key_der,
             envelope_format,
@@ -53,19 +51,19 @@ class StoreCalls:
 
     async def get_user(self, name: str) -> User | None:
         """The user named ``name`` (case-insensitive), or None."""
-        return await self.database.run(_users.get_user, name)
+        return await self.database.run(_users.get_user_txn, name)
 
     async def get_user_by_id(self, user_id: int) -> User | None:
         """The user with id ``user_id``, or None."""
-        return await self.database.run(_users.get_user_by_id, user_id)
+        return await self.database.run(_users.get_user_by_id_txn, user_id)
 
     async def list_users(self) -> list[User]:
         """Every user, by name."""
-        return await self.database.run(_users.list_users)
+        return await self.database.run(_users.list_users_txn)
 
     async def delete_user(self, user_id: int) -> bool:
         """Delete a user and all their objects."""
-        return await self.database.transact(_users.delete_user, user_id)
+        return await self.database.transact(_users.delete_user_txn, user_id)
 
     async def update_user_auth(
         self,
@@ -79,7 +77,7 @@ class StoreCalls:
     ) -> User:
         """Replace SRP data (and optionally the key block); see users.update_user_auth."""
         return await self.database.transact(
-            _users.update_user_auth,
+            _users.update_user_auth_txn,
             user_id,
             srp_salt=srp_salt,
             srp_verifier=srp_verifier,
@@ -88,17 +86,13 @@ class StoreCalls:
             if_key_block_version=if_key_block_version,
         )
 
-    async def set_key_block(
-        self, user_id: int, key_block: bytes, *, if_version: int | None = None
-    ) -> User:
+    async def set_key_block(self, user_id: int, key_block: bytes, *, if_version: int | None = None) -> User:
         """Store a new encrypted key block (VersionConflict if ``if_version`` is stale)."""
-        return await self.database.transact(
-            _users.set_key_block, user_id, key_block, if_version=if_version
-        )
+        return await self.database.transact(_users.set_key_block_txn, user_id, key_block, if_version=if_version)
 
     async def set_disabled(self, user_id: int, disabled: bool) -> User:
         """Disable or re-enable an account."""
-        return await self.database.transact(_users.set_disabled, user_id, disabled)
+        return await self.database.transact(_users.set_disabled_txn, user_id, disabled)
 
     # -- objects -----------------------------------------------------------------------------
 
@@ -114,7 +108,7 @@ class StoreCalls:
     ) -> ObjectInfo:
         """Create or replace an object; ``data`` may be bytes or an iterable of pieces (read on the writer thread)."""
         return await self.database.transact(
-            _objects.put_object,
+            _objects.put_object_txn,
             user_id,
             path,
             data,
@@ -126,15 +120,13 @@ class StoreCalls:
 
     async def get_object_info(self, user_id: int, path: str) -> ObjectInfo | None:
         """The object's metadata, or None."""
-        return await self.database.run(_objects.get_object_info, user_id, path)
+        return await self.database.run(_objects.get_object_info_txn, user_id, path)
 
     async def read_object(self, user_id: int, path: str) -> bytes:
         """The whole body (ObjectNotFound if absent); for large objects prefer ``iter_object``."""
-        return await self.database.run(_objects.read_object, user_id, path)
+        return await self.database.run(_objects.read_object_txn, user_id, path)
 
-    async def iter_object(
-        self, user_id: int, path: str
-    ) -> tuple[ObjectInfo, AsyncIterator[bytes]]:
+    async def iter_object(self, user_id: int, path: str) -> tuple[ObjectInfo, AsyncIterator[bytes]]:
         """The object's metadata and its body as chunks, each fetched in its own short read.
 
         Raises ObjectNotFound at once; the iterator raises VersionConflict if the object is
@@ -153,7 +145,7 @@ class StoreCalls:
     ) -> list[ObjectInfo]:
         """A page of objects under ``prefix``; see objects.list_objects."""
         return await self.database.run(
-            _objects.list_objects,
+            _objects.list_objects_txn,
             user_id,
             prefix,
             after=after,
@@ -163,12 +155,8 @@ class StoreCalls:
 
     async def count_objects(self, user_id: int, prefix: str = "") -> int:
         """How many objects are under ``prefix``."""
-        return await self.database.run(_objects.count_objects, user_id, prefix)
+        return await self.database.run(_objects.count_objects_txn, user_id, prefix)
 
-    async def delete_object(
-        self, user_id: int, path: str, *, if_version: int | None = None
-    ) -> bool:
+    async def delete_object(self, user_id: int, path: str, *, if_version: int | None = None) -> bool:
         """Delete an object; False if absent (VersionConflict if ``if_version`` is stale)."""
-        return await self.database.transact(
-            _objects.delete_object, user_id, path, if_version=if_version
-        )
+        return await self.database.transact(_objects.delete_object_txn, user_id, path, if_version=if_version)

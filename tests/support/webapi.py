@@ -1,4 +1,5 @@
-"""The web app under test (built by ``build_web_app``, as the appliance builds it), StubTreq, and a client that does the client crypto.
+"""The web app under test (built by ``build_web_app``, as the appliance builds it), StubTreq,
+and a client that does the client crypto.
 
 ``ApiClient`` plays the part of a real client: it derives the CryptoKey and VerificationKey with
 PBKDF2, makes the SRP verifier, encrypts the key block, runs both SRP round trips and checks HAMK.
@@ -164,9 +165,7 @@ class ApiClient:
         stub = self.api.stub
         # StubTreq keeps one cookie jar for every request; a client here sends only what it chose.
         stub.request.__wrapped__.__self__._cookiejar.clear()
-        response = await self.api.wait(
-            stub.request(method, BASE + path, headers=sent_headers, data=body)
-        )
+        response = await self.api.wait(stub.request(method, BASE + path, headers=sent_headers, data=body))
         content = await self.api.wait(stub.content(response))
         return Reply(response.code, response.headers, content)
 
@@ -230,8 +229,11 @@ class ApiClient:
         self.cookie = set_cookie.split(";", 1)[0]
 
 
-def make_api(database: Database, tmp_path: Path, *, open_signup: bool = False, with_outbound: bool = True) -> tuple[Api, Delivery]:
-    """Build the app with ``build_web_app``, as the appliance does, on a settable clock and an in-memory outbound queue."""
+def make_api(
+    database: Database, tmp_path: Path, *, open_signup: bool = False, with_outbound: bool = True
+) -> tuple[Api, Delivery]:
+    """Build the app with ``build_web_app``, as the appliance does, on a settable clock
+    and an in-memory outbound queue."""
     clock = FakeTime()
     tmp = tmp_path / "spool"
     tmp.mkdir(exist_ok=True)

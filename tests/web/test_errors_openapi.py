@@ -19,7 +19,12 @@ from tests.support.webapi import Api
 def _klein_routes() -> set[tuple[str, str]]:
     routes = set()
     for rule in WebApp.router.url_map.iter_rules():
-        if rule.endpoint in ("api_not_found", "api_not_found_branch", "static", "static_branch") or not rule.rule.startswith("/api/"):
+        if rule.endpoint in (
+            "api_not_found",
+            "api_not_found_branch",
+            "static",
+            "static_branch",
+        ) or not rule.rule.startswith("/api/"):
             continue
         path = re.sub(r"<(?:[a-z]+:)?([a-z_]+)>", r"{\1}", rule.rule)
         for method in rule.methods or ():
@@ -78,7 +83,9 @@ async def test_routing_errors_are_json(api: Api, method: str, path: str, status:
 @pytest_twisted.ensureDeferred
 async def test_malformed_bodies(api: Api, body: bytes, content_type: str, status: int, code: str) -> None:
     """Malformed, wrongly typed or oversized JSON bodies get a JSON error with a stable code."""
-    reply = await api.client().call("POST", "/api/login/start", data=body, headers={"Content-Type": content_type}, auth=None)
+    reply = await api.client().call(
+        "POST", "/api/login/start", data=body, headers={"Content-Type": content_type}, auth=None
+    )
     assert reply.status == status
     assert reply.json()["error"] == code
 
@@ -114,7 +121,10 @@ def test_site_drops_oversized_declared_body(api: Api) -> None:
 def test_site_drops_oversized_chunked_body(api: Api) -> None:
     """A chunked body that grows past the cap is dropped and answered with 413."""
     app = api.app
-    head = b"POST /api/login/start HTTP/1.1\r\nHost: h.example\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+    head = (
+        b"POST /api/login/start HTTP/1.1\r\nHost: h.example\r\n"
+        b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+    )
     chunk = b"a" * 60000
     body = b"".join(b"%x\r\n%s\r\n" % (len(chunk), chunk) for _ in range(4)) + b"0\r\n\r\n"
     output, _ = _raw_request(app, head + body)

@@ -12,7 +12,8 @@ from tests.support.webapi import Api
 
 @pytest_twisted.ensureDeferred
 async def test_unexpected_failure_is_json_500_and_logged_without_its_message(api: Api) -> None:
-    """A route that fails unexpectedly answers 500 ``internal``; the log names the exception and route, not the secret in it."""
+    """A route that fails unexpectedly answers 500 ``internal``; the log names the exception and route,
+    not the secret in it."""
     canary = "canary-4f1e9b secret text"
 
     async def broken() -> bool:

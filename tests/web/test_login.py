@@ -22,7 +22,11 @@ async def test_first_signup_then_login_gives_session(api: Api) -> None:
     client = api.client()
     reply = await client.signup("Alice", PASSWORD)
     assert reply.status == 201, reply.body
-    assert reply.json() == {"user": "alice", "addresses": ["alice@example.org", "alice@mail.example.net"], "format": "v2"}
+    assert reply.json() == {
+        "user": "alice",
+        "addresses": ["alice@example.org", "alice@mail.example.net"],
+        "format": "v2",
+    }
     login = await client.login("ALICE", PASSWORD)
     assert login.status == 200, login.body
     assert login.json()["user"] == "alice"
@@ -92,7 +96,10 @@ async def test_unknown_user_gets_same_shape(api: Api) -> None:
     answer = unknown.json()
     proof = login.process_challenge(base64.b64decode(answer["salt"]), base64.b64decode(answer["B"]))
     finish = await client.call(
-        "POST", "/api/login/finish", json_body={"handle": answer["handle"], "A": b64(login.A), "M": b64(proof)}, auth=None
+        "POST",
+        "/api/login/finish",
+        json_body={"handle": answer["handle"], "A": b64(login.A), "M": b64(proof)},
+        auth=None,
     )
     assert finish.status == 401
     assert finish.json() == {"error": "auth_failed", "message": "authentication failed"}
@@ -129,13 +136,18 @@ async def test_srp_package_client_logs_in(api: Api) -> None:
     assert (await client.signup("alice", PASSWORD)).status == 201
     srp_reference.rfc5054_enable()
     try:
-        user = srp_reference.User(b"alice", password_keys(PASSWORD)[1], hash_alg=srp_reference.SHA256, ng_type=srp_reference.NG_2048)
+        user = srp_reference.User(
+            b"alice", password_keys(PASSWORD)[1], hash_alg=srp_reference.SHA256, ng_type=srp_reference.NG_2048
+        )
         _name, a_pub = user.start_authentication()
         start = await client.call("POST", "/api/login/start", json_body={"user": "alice"}, auth=None)
         answer = start.json()
         proof = user.process_challenge(base64.b64decode(answer["salt"]), base64.b64decode(answer["B"]))
         finish = await client.call(
-            "POST", "/api/login/finish", json_body={"handle": answer["handle"], "A": b64(a_pub), "M": b64(proof)}, auth=None
+            "POST",
+            "/api/login/finish",
+            json_body={"handle": answer["handle"], "A": b64(a_pub), "M": b64(proof)},
+            auth=None,
         )
         assert finish.status == 200, finish.body
         user.verify_session(base64.b64decode(finish.json()["HAMK"]))

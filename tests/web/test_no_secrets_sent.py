@@ -1,4 +1,5 @@
-"""The password, the derived keys and the private key never appear in any request body of sign-up, login and password change."""
+"""The password, the derived keys and the private key never appear in any request body
+of sign-up, login and password change."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ PASSWORD = "hunter2 but longer and unique"
 
 @pytest_twisted.ensureDeferred
 async def test_secrets_never_sent(api: Api) -> None:
-    """Capture every body a sign-up, two logins (one wrong) and a data fetch send: none holds a secret in any encoding."""
+    """Capture every body a sign-up, two logins (one wrong) and a data fetch send:
+    none holds a secret in any encoding."""
     client = api.client()
     assert (await client.signup("alice", PASSWORD)).status == 201
     assert (await client.login("alice", "wrong " + PASSWORD)).status == 401

@@ -13,7 +13,7 @@ from twisted.internet import defer
 
 from mailiverse.compat.blocks import decrypt_key_block, encrypt_key_block
 from mailiverse.store.db import Database
-from mailiverse.store.users import get_user
+from mailiverse.store.users import get_user_txn
 from tests.support.webapi import Api, ApiClient, Reply, b64, make_api, password_keys
 
 from ..accounts.conftest import shared_url, two_fronts  # noqa: F401 - shared fixtures
@@ -184,5 +184,5 @@ async def test_delete_proof_started_on_the_other_front_end(fronts: tuple[Api, Ap
     reply = await on_second.call("DELETE", "/api/account", json_body={"proof": proof})
     assert reply.status == 200, reply.body
     login.verify_session(base64.b64decode(reply.json()["HAMK"]))
-    assert await first.database.run(get_user, "alice") is None
+    assert await first.database.run(get_user_txn, "alice") is None
     assert (await client.call("GET", "/api/account")).status == 401

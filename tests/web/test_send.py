@@ -1,4 +1,5 @@
-"""Sending through the API: local delivery through the pipeline, remote via IOutbound, the encrypted Sent copy, key lookup."""
+"""Sending through the API: local delivery through the pipeline, remote via IOutbound,
+the encrypted Sent copy, key lookup."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ from zope.interface.verify import verifyObject
 
 from mailiverse.contracts import IOutbound
 from mailiverse.crypto.formats import open_mail_object
-from mailiverse.store.objects import list_objects, read_object
-from mailiverse.store.users import get_user
+from mailiverse.store.objects import list_objects_txn, read_object_txn
+from mailiverse.store.users import get_user_txn
 from mailiverse.testing import MemoryOutbound
 from tests.support.webapi import Api, ApiClient, rsa_key
 
@@ -24,22 +25,22 @@ async def _user(api: Api, name: str, index: int, invite: bool = True) -> ApiClie
     if api.accounts.policy.open_signup is False and await api.accounts.signup_open() is False:
         from mailiverse.store import accounts as repo
 
-        code, _ = await api.database.transact(repo.create_invite)
+        code, _ = await api.database.transact(repo.create_invite_txn)
     assert (await client.signup(name, PASSWORD, index, invite=code)).status == 201
     assert (await client.login(name, PASSWORD)).status == 200
     return client
 
 
 async def _objects(api: Api, name: str, prefix: str) -> list[str]:
-    user = await api.database.run(get_user, name)
+    user = await api.database.run(get_user_txn, name)
     assert user is not None
-    return [o.path for o in await api.database.run(list_objects, user.id, prefix)]
+    return [o.path for o in await api.database.run(list_objects_txn, user.id, prefix)]
 
 
 async def _open(api: Api, name: str, path: str, key_index: int) -> bytes:
-    user = await api.database.run(get_user, name)
+    user = await api.database.run(get_user_txn, name)
     assert user is not None
-    return open_mail_object(rsa_key(key_index), await api.database.run(read_object, user.id, path))
+    return open_mail_object(rsa_key(key_index), await api.database.run(read_object_txn, user.id, path))
 
 
 def test_memory_outbound_provides_interface() -> None:
@@ -49,7 +50,8 @@ def test_memory_outbound_provides_interface() -> None:
 
 @pytest_twisted.ensureDeferred
 async def test_local_send_delivers_and_keeps_sent_copy(api: Api) -> None:
-    """A structured message to a local user lands in their Mail/In, and an encrypted Sent copy + twin in the sender's store."""
+    """A structured message to a local user lands in their Mail/In, and an encrypted Sent copy + twin
+    in the sender's store."""
     alice = await _user(api, "alice", 0)
     await _user(api, "bob", 1)
     reply = await alice.call(
@@ -74,11 +76,14 @@ async def test_local_send_delivers_and_keeps_sent_copy(api: Api) -> None:
 
 @pytest_twisted.ensureDeferred
 async def test_remote_send_goes_to_outbound(api: Api) -> None:
-    """A raw message to a remote address goes to IOutbound with the user's envelope sender; Bcc stays out of the headers."""
+    """A raw message to a remote address goes to IOutbound with the user's envelope sender;
+    Bcc stays out of the headers."""
     alice = await _user(api, "alice", 0)
     raw = b"From: Alice <alice@mail.example.net>\r\nTo: carol@remote.test\r\nSubject: x\r\n\r\nbody\r\n"
     reply = await alice.call(
-        "POST", "/api/send", json_body={"message": base64.b64encode(raw).decode(), "recipients": ["carol@remote.test", "dave@remote.test"]}
+        "POST",
+        "/api/send",
+        json_body={"message": base64.b64encode(raw).decode(), "recipients": ["carol@remote.test", "dave@remote.test"]},
     )
     assert reply.status == 200, reply.body
     assert reply.json()["queue_id"] == "q1"
@@ -124,7 +129,9 @@ async def test_unknown_local_recipient(api: Api) -> None:
 async def test_header_injection_refused(api: Api) -> None:
     """A subject with a line break cannot inject headers."""
     alice = await _user(api, "alice", 0)
-    reply = await alice.call("POST", "/api/send", json_body={"to": ["x@remote.test"], "subject": "a\r\nBcc: y@evil.test"})
+    reply = await alice.call(
+        "POST", "/api/send", json_body={"to": ["x@remote.test"], "subject": "a\r\nBcc: y@evil.test"}
+    )
     assert reply.status == 400
     assert api.outbound.submitted == []
 

@@ -7,7 +7,7 @@ import base64
 import pytest_twisted
 
 from mailiverse.auth import ClientLogin
-from mailiverse.store.users import get_user
+from mailiverse.store.users import get_user_txn
 from tests.support.webapi import Api, ApiClient, b64, password_keys
 
 PASSWORD = "first password here"
@@ -38,7 +38,9 @@ async def test_cookie_write_without_csrf_is_403(api: Api) -> None:
     assert reads.status == 200
     missing = await client.call("PUT", "/api/store/Cache/a", data=b"x", auth="cookie", csrf=False)
     assert (missing.status, missing.json()["error"]) == (403, "csrf_failed")
-    wrong = await client.call("PUT", "/api/store/Cache/a", data=b"x", auth="cookie", csrf=False, headers={"X-CSRF-Token": "A" * 43})
+    wrong = await client.call(
+        "PUT", "/api/store/Cache/a", data=b"x", auth="cookie", csrf=False, headers={"X-CSRF-Token": "A" * 43}
+    )
     assert wrong.status == 403
     good = await client.call("PUT", "/api/store/Cache/a", data=b"x", auth="cookie")
     assert good.status == 201
@@ -56,12 +58,20 @@ async def test_bearer_write_needs_no_csrf(api: Api) -> None:
 async def test_cross_site_cookie_write_refused(api: Api) -> None:
     """Even with the CSRF token, a cookie write marked cross-site or from another origin is refused."""
     client = await _alice(api)
-    cross = await client.call("PUT", "/api/store/Cache/a", data=b"x", auth="cookie", headers={"Sec-Fetch-Site": "cross-site"})
+    cross = await client.call(
+        "PUT", "/api/store/Cache/a", data=b"x", auth="cookie", headers={"Sec-Fetch-Site": "cross-site"}
+    )
     assert cross.status == 403
-    other = await client.call("PUT", "/api/store/Cache/a", data=b"x", auth="cookie", headers={"Origin": "https://evil.example"})
+    other = await client.call(
+        "PUT", "/api/store/Cache/a", data=b"x", auth="cookie", headers={"Origin": "https://evil.example"}
+    )
     assert other.status == 403
     same = await client.call(
-        "PUT", "/api/store/Cache/a", data=b"x", auth="cookie", headers={"Origin": "https://mail.example.org", "Sec-Fetch-Site": "same-origin"}
+        "PUT",
+        "/api/store/Cache/a",
+        data=b"x",
+        auth="cookie",
+        headers={"Origin": "https://mail.example.org", "Sec-Fetch-Site": "same-origin"},
     )
     assert same.status == 201
 
@@ -198,4 +208,4 @@ async def test_delete_account(api: Api) -> None:
     assert reply.status == 200, reply.body
     login.verify_session(base64.b64decode(reply.json()["HAMK"]))
     assert (await client.call("GET", "/api/account")).status == 401
-    assert await api.database.run(get_user, "alice") is None
+    assert await api.database.run(get_user_txn, "alice") is None

@@ -13,7 +13,7 @@ PASSWORD = "a long enough password"
 
 
 async def _invite(api: Api, expires_ms: int | None = None) -> str:
-    code, _record = await api.database.transact(repo.create_invite, expires_ms=expires_ms)
+    code, _record = await api.database.transact(repo.create_invite_txn, expires_ms=expires_ms)
     return code
 
 
@@ -39,7 +39,7 @@ async def test_invite_works_once(api: Api) -> None:
     assert (await client.signup("bob", PASSWORD, 1, invite=code)).status == 201
     again = await client.signup("carol", PASSWORD, 2, invite=code)
     assert again.status == 403
-    invites = await api.database.run(repo.list_invites)
+    invites = await api.database.run(repo.list_invites_txn)
     assert [i.used_by for i in invites] == ["bob"]
 
 
@@ -97,7 +97,7 @@ async def test_signup_rejects_bad_fields(open_api: Api, field: str, value: str, 
     assert reply.status == 400, reply.body
     assert reply.json()["error"] == code
     assert await open_api.accounts.signup_open() is True
-    assert await open_api.database.run(repo.count_users) == 0
+    assert await open_api.database.run(repo.count_users_txn) == 0
 
 
 @pytest_twisted.ensureDeferred

@@ -7,8 +7,8 @@ import urllib.parse
 import pytest
 import pytest_twisted
 
-from mailiverse.store.objects import put_object
-from mailiverse.store.users import get_user
+from mailiverse.store.objects import put_object_txn
+from mailiverse.store.users import get_user_txn
 from tests.support.webapi import Api, ApiClient
 
 PASSWORD = "store password"
@@ -54,9 +54,9 @@ async def test_mail_is_server_written(open_api: Api) -> None:
     client = await _user(open_api, "alice", 0)
     refused = await client.call("PUT", "/api/store/Mail/In/1_2", data=b"forged")
     assert (refused.status, refused.json()["error"]) == (403, "read_only_path")
-    user = await open_api.database.run(get_user, "alice")
+    user = await open_api.database.run(get_user_txn, "alice")
     assert user is not None
-    await open_api.database.transact(put_object, user.id, "Mail/In/1_2", b"sealed")
+    await open_api.database.transact(put_object_txn, user.id, "Mail/In/1_2", b"sealed")
     assert (await client.call("GET", "/api/store/Mail/In/1_2")).body == b"sealed"
     assert (await client.call("DELETE", "/api/store/Mail/In/1_2")).status == 200
 

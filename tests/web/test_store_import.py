@@ -1,4 +1,5 @@
-"""Store import (``PUT /api/store/<path>?import=1``): absent Mail/In, In_Json, Out, Out_Json objects only, bytes kept."""
+"""Store import (``PUT /api/store/<path>?import=1``): absent Mail/In, In_Json, Out, Out_Json objects only,
+bytes kept."""
 
 from __future__ import annotations
 

@@ -20,13 +20,9 @@ def _run_online(connection: Connection) -> None:
 
 
 if context.is_offline_mode():
-    raise RuntimeError(
-        "offline (SQL script) migrations are not supported; use mailiverse.store.migrate"
-    )
+    raise RuntimeError("offline (SQL script) migrations are not supported; use mailiverse.store.migrate")
 
 _connection = context.config.attributes.get("connection")
 if not isinstance(_connection, Connection):
-    raise TypeError(
-        "run migrations through mailiverse.store.migrate, which supplies the connection"
-    )
+    raise TypeError("run migrations through mailiverse.store.migrate, which supplies the connection")
 _run_online(_connection)

@@ -1,4 +1,5 @@
-"""Sign-up, the two SRP login round trips, logout and the session: ``/api/signup``, ``/api/login/*``, ``/api/session``."""
+"""Sign-up, the two SRP login round trips, logout and the session:
+``/api/signup``, ``/api/login/*``, ``/api/session``."""
 
 from __future__ import annotations
 

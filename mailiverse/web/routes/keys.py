@@ -8,7 +8,7 @@ from typing import Any
 from mailiverse.accounts.errors import AccountError
 from mailiverse.accounts.service import check_username
 from mailiverse.crypto.keys import load_public_key
-from mailiverse.store.users import User, get_user
+from mailiverse.store.users import User, get_user_txn
 from mailiverse.web.errors import ApiError, json_response
 from mailiverse.web.routing import router
 from mailiverse.web.session import RouteBase
@@ -29,7 +29,7 @@ class KeyRoutes(RouteBase):
             except AccountError:
                 name = None
             if name is not None:
-                found = await self.database.run(get_user, name)
+                found = await self.database.run(get_user_txn, name)
         if found is None or found.disabled:
             raise ApiError("not_found", "no local user has that address", 404)
         key = load_public_key(found.public_key)

@@ -1,4 +1,5 @@
-"""Routes without a session: health, OpenAPI, the MTA-STS policy, the legacy branch, the static client, and the API's 404/405."""
+"""Routes without a session: health, OpenAPI, the MTA-STS policy, the legacy branch, the static client,
+and the API's 404/405."""
 
 from __future__ import annotations
 

@@ -51,7 +51,7 @@ class StoreRoutes(RouteBase):
         if after_text is not None:
             after = NewestCursor.from_token(after_text) if order == "newest" else validate_prefix(after_text)
         page = await self.database.run(
-            objects.list_objects, user.id, prefix, after=after, limit=limit, newest_first=order == "newest"
+            objects.list_objects_txn, user.id, prefix, after=after, limit=limit, newest_first=order == "newest"
         )
         following = None
         if len(page) == limit:
@@ -97,7 +97,7 @@ class StoreRoutes(RouteBase):
                 yield piece
 
         info = await self.database.transact(
-            objects.put_object,
+            objects.put_object_txn,
             user.id,
             path,
             pieces(),
@@ -122,7 +122,7 @@ class StoreRoutes(RouteBase):
         if if_match is None:
             return None, False
         if if_match.strip() == b"*":
-            current = await self.database.run(objects.get_object_info, user_id, path)
+            current = await self.database.run(objects.get_object_info_txn, user_id, path)
             if current is None:
                 raise VersionConflict("no object exists at this path")
             return current.version, False
@@ -134,7 +134,7 @@ class StoreRoutes(RouteBase):
         validate_path(path)
         if_match = request.getHeader(b"if-match")
         if_version = parse_etag(if_match) if if_match is not None and if_match.strip() != b"*" else None
-        if not await self.database.transact(objects.delete_object, user.id, path, if_version=if_version):
+        if not await self.database.transact(objects.delete_object_txn, user.id, path, if_version=if_version):
             raise ApiError("not_found", "no object at this path", 404)
         return json_response(request, {"status": "deleted", "path": path})
 

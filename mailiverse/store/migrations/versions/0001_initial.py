@@ -56,9 +56,7 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id", name="pk_objects"),
     )
-    op.create_index(
-        "ix_objects_user_id_path", "objects", ["user_id", "path"], unique=True
-    )
+    op.create_index("ix_objects_user_id_path", "objects", ["user_id", "path"], unique=True)
     op.create_index(
         "ix_objects_user_id_modified_ms_path",
         "objects",

@@ -1,4 +1,5 @@
-"""Revision 0004: the legacy Mailiverse protocol's pending sign-ups, mail blocks, MV store credentials and captcha tokens."""
+"""Revision 0004: the legacy Mailiverse protocol's pending sign-ups, mail blocks, MV store credentials
+and captcha tokens."""
 
 from __future__ import annotations
 

@@ -38,9 +38,7 @@ def decrypt_v2(key: RSAPrivateKey, blob: bytes) -> bytes:
     (chunk_size,) = struct.unpack(">I", blob[pos : pos + 4])
     prefix = blob[pos + 4 : pos + 11]
     header = blob[: pos + 11]
-    content_key = key.decrypt(
-        wrapped, asym.OAEP(mgf=asym.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None)
-    )
+    content_key = key.decrypt(wrapped, asym.OAEP(mgf=asym.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None))
     aead = AESGCM(content_key)
     out = []
     rest = blob[pos + 11 :]

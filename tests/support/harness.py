@@ -1,13 +1,17 @@
-"""Start and stop a real ``twistd mailiverse`` on 127.0.0.1 for integration tests."""
+"""A real ``twistd mailiverse`` on 127.0.0.1 for integration tests:
+start and stop it, trust its certificate, list its store."""
 
 from __future__ import annotations
 
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,8 +23,9 @@ BIN = Path(sys.executable).parent
 DOMAIN = "example.org"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
+def free_port(kind: int = socket.SOCK_STREAM) -> int:
+    """A port on 127.0.0.1 that is free now (TCP, or UDP with ``socket.SOCK_DGRAM``)."""
+    with socket.socket(socket.AF_INET, kind) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
@@ -45,14 +50,23 @@ class Appliance:
 
     def command(self) -> list[str]:
         cmd = [
-            str(BIN / "twistd"), "-n", "--pidfile=", f"--logfile={self.log_path}",
+            str(BIN / "twistd"),
+            "-n",
+            "--pidfile=",
+            f"--logfile={self.log_path}",
             "mailiverse",
-            "--data-dir", str(self.data_dir),
-            "--domain", DOMAIN,
-            "--hostname", f"mail.{DOMAIN}",
-            "--smtp", f"tcp:{self.smtp_port}",
-            "--smtps", f"tcp:{self.smtps_port}",
-            "--web", f"tcp:{self.web_port}",
+            "--data-dir",
+            str(self.data_dir),
+            "--domain",
+            DOMAIN,
+            "--hostname",
+            f"mail.{DOMAIN}",
+            "--smtp",
+            f"tcp:{self.smtp_port}",
+            "--smtps",
+            f"tcp:{self.smtps_port}",
+            "--web",
+            f"tcp:{self.web_port}",
         ]
         if self.db_url:
             cmd += ["--db", self.db_url]
@@ -61,8 +75,9 @@ class Appliance:
     def start(self, timeout: float = 60) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
         env = dict(os.environ, PYTHONUNBUFFERED="1")
-        self.process = subprocess.Popen(self.command(), cwd=self.workdir, env=env,
-                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        self.process = subprocess.Popen(
+            self.command(), cwd=self.workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -105,7 +120,45 @@ class Appliance:
     def add_user(self, name: str, fmt: str = "v1") -> rsa.RSAPrivateKey:
         key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         pub = self.workdir / f"{name}.pub.pem"
-        pub.write_bytes(key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+        pub.write_bytes(
+            key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        )
         self.admin("user", "add", name, "--public-key", str(pub), "--format", fmt)
         return key
+
+
+def self_signed_cert(app: Appliance) -> Path:
+    """The certificate the appliance made for itself on first start."""
+    certs = sorted((app.data_dir / "tls").glob("*.crt")) + sorted((app.data_dir / "tls").glob("*cert*.pem"))
+    assert certs, f"no certificate in {app.data_dir / 'tls'}: {list((app.data_dir / 'tls').iterdir())}"
+    return certs[0]
+
+
+def tls_context(app: Appliance) -> ssl.SSLContext:
+    """A client context that trusts only the appliance's own certificate and checks its name."""
+    ctx = ssl.create_default_context(cafile=str(self_signed_cert(app)))
+    ctx.check_hostname = True
+    return ctx
+
+
+def stored(app: Appliance, user: str, prefix: str) -> list[str]:
+    """The paths of ``user``'s objects under ``prefix``, as ``mailiverse-admin store ls`` lists them."""
+    out = app.admin("store", "ls", user, prefix).stdout.decode()
+    return [line.split("\t")[0] for line in out.splitlines() if line]
+
+
+def https_get(app: Appliance, path: str) -> tuple[int, bytes]:
+    """GET ``path`` from the appliance's web port over HTTPS, by its certificate's name (resolved to loopback)."""
+    ctx = tls_context(app)
+    request = urllib.request.Request(f"https://mail.{DOMAIN}:{app.web_port}{path}")
+    opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=ctx))
+    # Resolve the certificate's name to loopback without touching DNS.
+    original = socket.getaddrinfo
+    socket.getaddrinfo = lambda host, *a, **k: original("127.0.0.1" if host == f"mail.{DOMAIN}" else host, *a, **k)
+    try:
+        with opener.open(request, timeout=15) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+    finally:
+        socket.getaddrinfo = original

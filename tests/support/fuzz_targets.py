@@ -2,6 +2,8 @@
 
 The contract of every target: it returns or raises only the one documented error of that parser,
 and finishes within its limits.  Any other exception, or a result that breaks the contract, is a bug.
+Used by tests/fuzz/test_hypothesis.py, by ``python -m tests.fuzz.atheris_main`` (run from the
+checkout, as tests/fuzz/test_atheris.py does) and by ``python -m tests.fuzz.make_corpus``.
 """
 
 from __future__ import annotations
@@ -23,10 +25,11 @@ from mailiverse.crypto.formats import open_mail_object
 from mailiverse.mime.limits import Limits
 from mailiverse.mime.twin import convert
 
-HERE = Path(__file__).resolve().parent
-CORPUS = HERE / "corpus"
+#: the fuzzing folder: the committed seed corpus and key live there, next to the fuzz tests
+FUZZ = Path(__file__).resolve().parents[1] / "fuzz"
+CORPUS = FUZZ / "corpus"
 #: a key used only by the fuzzers, committed so the corpus of sealed objects stays valid
-KEY_FILE = HERE / "fuzz_key.pem"
+KEY_FILE = FUZZ / "fuzz_key.pem"
 AES_KEY = bytes(range(32))
 #: limits small enough that one input finishes fast, large enough to reach every code path
 FUZZ_LIMITS = Limits(max_size=1 << 20, max_depth=20, max_parts=200, max_headers=200, max_seconds=5.0)

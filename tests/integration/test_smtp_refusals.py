@@ -1,54 +1,19 @@
-"""Hostile SMTP sessions against the real twistd: nothing smuggled or injected is ever stored."""
+"""Hostile SMTP refused by a fresh twistd, seen through ``mailiverse-admin``: nothing smuggled or injected is stored.
+
+Unlike the shared-appliance suite of tests/reliability/test_hostile_smtp.py, each test here starts
+its own appliance (one with ``--max-message-size``) and looks only through the admin command.
+"""
 
 from __future__ import annotations
 
-import socket
-import ssl
-
 import pytest
 
-from tests.integration.harness import DOMAIN, Appliance
-from tests.integration.test_receive import stored, tls_context
+from tests.support.harness import DOMAIN, Appliance, stored, tls_context
+from tests.support.smtp import SmtpSession
 
 pytestmark = pytest.mark.integration
 
 SMUGGLING_SEQUENCES = [b"\n.\n", b"\r.\r", b"\n.\r\n", b"\r\n.\n", b"\r.\n"]
-
-
-class Session:
-    """A line-level SMTP client over a raw socket, so a test can send anything."""
-
-    def __init__(self, app: Appliance) -> None:
-        self.app = app
-        self.sock: socket.socket | ssl.SSLSocket = socket.create_connection(("127.0.0.1", app.smtp_port), timeout=15)
-        self.buffer = b""
-
-    def reply(self) -> tuple[int, bytes]:
-        lines = []
-        while True:
-            while b"\r\n" not in self.buffer:
-                data = self.sock.recv(65536)
-                if not data:
-                    raise ConnectionError(f"closed after {lines}")
-                self.buffer += data
-            line, self.buffer = self.buffer.split(b"\r\n", 1)
-            lines.append(line)
-            if line[3:4] != b"-":
-                return int(line[:3]), b"\n".join(lines)
-
-    def command(self, data: bytes) -> tuple[int, bytes]:
-        self.sock.sendall(data)
-        return self.reply()
-
-    def starttls(self) -> None:
-        assert self.reply()[0] == 220
-        assert self.command(b"EHLO client.test\r\n")[0] == 250
-        assert self.command(b"STARTTLS\r\n")[0] == 220
-        self.sock = tls_context(self.app).wrap_socket(self.sock, server_hostname=f"mail.{DOMAIN}")
-        assert self.command(b"EHLO client.test\r\n")[0] == 250
-
-    def close(self) -> None:
-        self.sock.close()
 
 
 @pytest.mark.parametrize("sequence", SMUGGLING_SEQUENCES, ids=repr)
@@ -56,15 +21,20 @@ def test_smuggled_second_message_is_never_stored(appliance: Appliance, sequence:
     """A fake end-of-data followed by a second transaction is refused whole; nothing reaches the store."""
     appliance.add_user("alice")
     appliance.add_user("victim")
-    s = Session(appliance)
+    s = SmtpSession(appliance.smtp_port, timeout=15)
     try:
-        s.starttls()
+        s.starttls(appliance)
         assert s.command(b"MAIL FROM:<bob@remote.test>\r\n")[0] == 250
         assert s.command(f"RCPT TO:<alice@{DOMAIN}>\r\n".encode())[0] == 250
         assert s.command(b"DATA\r\n")[0] == 354
         smuggled = (
-            b"Subject: first\r\n\r\nbody" + sequence
-            + b"MAIL FROM:<admin@" + DOMAIN.encode() + b">\r\nRCPT TO:<victim@" + DOMAIN.encode() + b">\r\n"
+            b"Subject: first\r\n\r\nbody"
+            + sequence
+            + b"MAIL FROM:<admin@"
+            + DOMAIN.encode()
+            + b">\r\nRCPT TO:<victim@"
+            + DOMAIN.encode()
+            + b">\r\n"
             + b"DATA\r\nSubject: smuggled\r\n\r\nevil\r\n.\r\n"
         )
         code, _ = s.command(smuggled)
@@ -80,7 +50,7 @@ def test_smuggled_second_message_is_never_stored(appliance: Appliance, sequence:
 def test_commands_pipelined_behind_starttls_are_dropped(appliance: Appliance) -> None:
     """Commands sent in the same packet as STARTTLS are discarded, not run inside the TLS session."""
     appliance.add_user("alice")
-    s = Session(appliance)
+    s = SmtpSession(appliance.smtp_port, timeout=15)
     try:
         assert s.reply()[0] == 220
         assert s.command(b"EHLO client.test\r\n")[0] == 250
@@ -102,9 +72,9 @@ def test_oversized_message_is_refused_and_service_stays_up(tmp_path) -> None:
     app.start()
     try:
         app.add_user("alice")
-        s = Session(app)
+        s = SmtpSession(app.smtp_port, timeout=15)
         try:
-            s.starttls()
+            s.starttls(app)
             code, text = s.command(b"MAIL FROM:<bob@remote.test> SIZE=100000\r\n")
             assert code == 552 and b"5.3.4" in text
             assert s.command(b"MAIL FROM:<bob@remote.test>\r\n")[0] == 250
@@ -116,9 +86,9 @@ def test_oversized_message_is_refused_and_service_stays_up(tmp_path) -> None:
             assert code == 552
         finally:
             s.close()
-        s = Session(app)
+        s = SmtpSession(app.smtp_port, timeout=15)
         try:
-            s.starttls()
+            s.starttls(app)
         finally:
             s.close()
         assert stored(app, "alice", "Mail/") == []
