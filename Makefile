@@ -5,20 +5,40 @@ PY := $(VENV)/bin/python
 DATA ?= ./mailiverse-data
 DOMAIN ?= example.org
 STAMP := $(VENV)/.stamp-install
+# Every dependency's exact version and sha256 hashes (make lock refreshes it; docs/dependencies.md).
+LOCK := requirements.lock
+# Floors for packages that come in indirectly (Werkzeug through klein); make lock resolves within them.
+CONSTRAINTS := constraints.txt
 # Debian packages the full test suite drives for real (peers, tools).
 SYSTEM_PACKAGES := $(shell cat appliance/test-packages.txt 2>/dev/null)
 
-.PHONY: run test test-long install sysdeps lint bench clean conformance
+.PHONY: run test test-long install lock sysdeps lint bench clean conformance
 
-$(STAMP): setup.cfg pyproject.toml
+$(STAMP): setup.cfg pyproject.toml $(LOCK)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	@# compat mode puts the checkout on sys.path, which twistd's plugin discovery needs
-	$(PY) -m pip install --quiet --config-settings editable_mode=compat -e '.[test,bench]' 2>$(VENV)/pip-install.log \
+	@# the dependencies (test and bench too) at the locked versions, every file checked against its hash
+	$(PY) -m pip install --quiet --require-hashes -r $(LOCK) 2>$(VENV)/pip-install.log \
 	  || { cat $(VENV)/pip-install.log; exit 1; }
+	@# the checkout itself after them: an editable install has no single file to hash, so it cannot join the
+	@# hash-checked step; no dependencies of its own (they are all above) and built by the locked setuptools.
+	@# compat mode puts the checkout on sys.path, which twistd's plugin discovery needs
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation --config-settings editable_mode=compat -e . \
+	  2>>$(VENV)/pip-install.log || { cat $(VENV)/pip-install.log; exit 1; }
+	@# a requirement setup.cfg gained but the lock lacks stops here: run make lock
+	$(PY) -m pip check
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# Refresh $(LOCK) in a throwaway venv with pip-tools: keeps the pins that still fit setup.cfg and
+# $(CONSTRAINTS) and adds what is new; UPGRADE=1 moves everything to the newest release they allow.
+lock:
+	tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	$(PYTHON) -m venv "$$tmp" && "$$tmp/bin/pip" install --quiet 'pip-tools >= 7.5' && \
+	CUSTOM_COMPILE_COMMAND="make lock" "$$tmp/bin/pip-compile" --quiet $(if $(UPGRADE),--upgrade) \
+	  --generate-hashes --allow-unsafe --all-build-deps --strip-extras --no-emit-index-url --no-emit-find-links \
+	  --extra test --extra bench --constraint $(CONSTRAINTS) --output-file $(LOCK) setup.cfg
 
 sysdeps:
 	@missing=""; for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \

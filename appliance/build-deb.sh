@@ -2,7 +2,7 @@
 # Build the mailiverse Debian package: ../dist/mailiverse_<version>_<arch>.deb
 #
 # A virtualenv made with this machine's /usr/bin/python3 (Debian's, so the package runs on the same
-# Debian release and architecture) holds the wheel of this project and its dependencies from PyPI,
+# Debian release and architecture) holds the wheel of this project and its dependencies from PyPI (at the versions of requirements.lock),
 # and is installed under /opt/mailiverse.  Run from anywhere; needs python3-venv, dpkg-deb and network
 # access to PyPI (or PIP_INDEX_URL / PIP_FIND_LINKS pointing at a mirror).
 set -eu
@@ -30,7 +30,12 @@ tar -C "$top" --exclude-vcs --exclude=./.venv --exclude=./build --exclude=./dist
   --exclude=__pycache__ --exclude='.*cache' --exclude=.hypothesis --exclude=./mailiverse-data -cf - . \
   | tar -C "$work/src" -xf -
 "$stage$venv/bin/python" -m pip wheel --quiet --disable-pip-version-check --no-deps -w "$work/wheel" "$work/src"
-"$stage$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-compile "$work"/wheel/mailiverse-*.whl
+# Its dependencies at the versions and hashes of requirements.lock (docs/dependencies.md), read as constraints.
+# A hash anywhere makes pip check every file, so the wheel just built comes with its own.
+wheel=$(echo "$work"/wheel/mailiverse-*.whl)
+echo "$wheel --hash=sha256:$(sha256sum "$wheel" | cut -d' ' -f1)" >"$work/wheel.txt"
+"$stage$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-compile \
+  -c "$top/requirements.lock" -r "$work/wheel.txt"
 client="$stage$venv/lib/python$pyver/site-packages/mailiverse/webclient"
 [ -f "$client/index.html" ] && [ -f "$client/js/main.js" ] \
   || { echo "build-deb.sh: the wheel carries no web client ($client); see setup.py and MANIFEST.in" >&2; exit 1; }

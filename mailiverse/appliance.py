@@ -13,8 +13,9 @@ from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService, Service
 from twisted.internet.endpoints import serverFromString
 from twisted.logger import Logger
-from twisted.protocols.tls import TLSMemoryBIOFactory
 
+from mailiverse.auth.connections import ConnectionLimiter
+from mailiverse.auth.forwarded import TrustedProxies
 from mailiverse.config import ApplianceConfig
 from mailiverse.delivery.pipeline import Delivery
 from mailiverse.outbound.service import OutboundConfig, build_outbound, read_password_file
@@ -24,6 +25,7 @@ from mailiverse.store.db import Database
 from mailiverse.store.migrate import upgrade_in_child
 from mailiverse.submission import Submission
 from mailiverse.tls import TLSContexts, ensure_self_signed
+from mailiverse.web.listeners import WebLimits, https_listener_factory, plain_listener_factory
 from mailiverse.web.wiring import build_web_app
 
 log = Logger()
@@ -79,16 +81,15 @@ def _add_acme(root: MultiService, config: ApplianceConfig, tls: TLSContexts, rea
     """Serve HTTP-01 challenges on the --acme-http endpoints and renew the CA certificate in place."""
     from treq.client import HTTPClient
     from twisted.web.client import Agent
-    from twisted.web.server import Site
 
     from mailiverse.acme.client import AcmeClient
-    from mailiverse.acme.http01 import ChallengeStore, acme_http_resource
+    from mailiverse.acme.http01 import ChallengeStore, acme_http_site
     from mailiverse.acme.service import CertificateRenewal, load_or_create_account_key
 
     assert config.acme_directory and config.tls_cert and config.tls_key
     challenges = ChallengeStore()
     for endpoint in config.acme_http_endpoints:
-        site = Site(acme_http_resource(challenges))
+        site = acme_http_site(challenges)
         StreamServerEndpointService(serverFromString(reactor, endpoint), site).setServiceParent(root)
     client = AcmeClient(
         config.acme_directory,
@@ -129,13 +130,21 @@ def build_appliance(config: ApplianceConfig, reactor: Any = None) -> MultiServic
         # In a child process: Alembic's ~10 MB never load into the long-running server.
         upgrade_in_child(database.engine, config.db_url)
     config.record()
-    delivery = Delivery(database, config.is_local_domain, tmp_dir=config.data_dir.tmp_dir, reactor=reactor)
+    delivery = Delivery(
+        database,
+        config.is_local_domain,
+        tmp_dir=config.data_dir.tmp_dir,
+        reactor=reactor,
+        default_quota=config.default_quota,
+    )
 
     root = MultiService()
     _Announce(config).setServiceParent(root)
     _Closing("database", database.close).setServiceParent(root)
     _Closing("delivery", delivery.stop).setServiceParent(root)
     limits = SmtpLimits(max_message_size=config.max_message_size)
+    # One count for every SMTP listener, so opening more listeners does not multiply the caps.
+    smtp_connections = ConnectionLimiter(limits.max_connections, limits.max_connections_per_ip)
 
     def add_smtp(endpoints: tuple[str, ...], kind: Literal["ca", "self-signed"], implicit: bool) -> None:
         for endpoint in endpoints:
@@ -149,6 +158,7 @@ def build_appliance(config: ApplianceConfig, reactor: Any = None) -> MultiServic
                 spool_dir=config.data_dir.tmp_dir,
                 reactor=reactor,
                 domains=config.domains,
+                connections=smtp_connections,
             )
             StreamServerEndpointService(serverFromString(reactor, endpoint), factory).setServiceParent(root)
 
@@ -168,6 +178,8 @@ def build_appliance(config: ApplianceConfig, reactor: Any = None) -> MultiServic
         config.domains,
         outbound=outbound if outbound.enabled else None,
         max_message_size=config.max_message_size,
+        send_limit_per_hour=config.send_limit_per_hour,
+        clock=reactor,
     )
     legacy_resource = None
     if config.legacy.enabled:
@@ -180,6 +192,8 @@ def build_appliance(config: ApplianceConfig, reactor: Any = None) -> MultiServic
             data_dir=config.data_dir,
             reactor=reactor,
             submission=submission,
+            open_signup=config.open_signup,
+            default_quota=config.default_quota,
         )
         for service in legacy.services:
             service.setServiceParent(root)
@@ -200,13 +214,19 @@ def build_appliance(config: ApplianceConfig, reactor: Any = None) -> MultiServic
         max_message_size=config.max_message_size,
         legacy_resource=legacy_resource,
         mta_sts_policy=mta_sts,
+        default_quota=config.default_quota,
+        spool_dir=config.data_dir.tmp_dir,
     )
     session_purger.setServiceParent(root)
     if config.acme_directory and ca:
         _add_acme(root, config, tls, reactor)
+    web_limits = WebLimits()
+    https_connections, plain_connections = web_limits.limiter(), web_limits.plain_limiter()
     for endpoint in config.web_endpoints:
-        factory = TLSMemoryBIOFactory(tls.server_context_factory("ca"), False, web_app.site())
+        factory = https_listener_factory(web_app.site(), tls.server_context_factory("ca"), https_connections)
         StreamServerEndpointService(serverFromString(reactor, endpoint), factory).setServiceParent(root)
     for endpoint in config.web_plain_endpoints:
-        StreamServerEndpointService(serverFromString(reactor, endpoint), web_app.plain().site()).setServiceParent(root)
+        plain_site = web_app.plain(TrustedProxies(config.trusted_proxies)).site()
+        factory = plain_listener_factory(plain_site, plain_connections)
+        StreamServerEndpointService(serverFromString(reactor, endpoint), factory).setServiceParent(root)
     return root

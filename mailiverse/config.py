@@ -7,6 +7,7 @@ Validation errors name the option and say how to fix it.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import stat
@@ -24,6 +25,14 @@ DEFAULT_WEB_PORT = 8443
 DEFAULT_LISTEN = "127.0.0.1"
 #: The SMTP SIZE limit, which is also the largest message the envelopes must handle.
 DEFAULT_MAX_MESSAGE_SIZE = 50 * 1024 * 1024
+#: Each account's storage quota unless the operator gives it its own (``--default-quota``).
+DEFAULT_QUOTA_BYTES = 10 * 1024**3
+#: The largest quota that can be set: 1 EiB, far past any disk and well inside a BIGINT.
+MAX_QUOTA_BYTES = 1 << 60
+#: Recipients one account may send to per hour, over every front end (``--send-limit-per-hour``).
+DEFAULT_SEND_LIMIT_PER_HOUR = 200
+MAX_SEND_LIMIT_PER_HOUR = 1_000_000
+_SIZE_UNITS = {"": 1, "b": 1, "kib": 1024, "mib": 1024**2, "gib": 1024**3, "tib": 1024**4}
 #: The one file in the data dir where a running appliance records its settings,
 #: so ``mailiverse-admin --data-dir`` finds the same database.
 APPLIANCE_FILE = "appliance.json"
@@ -39,6 +48,31 @@ def normalize_domain(name: str, option: str = "--domain") -> str:
         return normalise_domain(name)
     except InvalidDomain as e:
         raise ConfigError(f"{option} {name!r} is {e}") from None
+
+
+def parse_size(text: str, maximum: int = MAX_QUOTA_BYTES) -> int:
+    """A size such as ``10GiB``, ``512 KiB`` or ``1048576`` (bytes) in bytes, from 0 to ``maximum``.
+
+    Units are binary (KiB, MiB, GiB, TiB; case does not matter). Raises ValueError saying what
+    is wrong, for the caller to prefix with the option's name.
+    """
+    stripped = text.strip()
+    digits = stripped.rstrip("BbIiKkMmGgTt ")
+    unit = stripped[len(digits) :].strip().lower()
+    if not digits.isascii() or not digits.isdigit() or unit not in _SIZE_UNITS or len(digits) > 20:
+        raise ValueError(f"{text[:40]!r} is not a size: give whole bytes or KiB, MiB, GiB or TiB, e.g. 10GiB")
+    size = int(digits) * _SIZE_UNITS[unit]
+    if size > maximum:
+        raise ValueError(f"{text[:40]!r} is more than the largest size, {format_size(maximum)}")
+    return size
+
+
+def format_size(size: int) -> str:
+    """``size`` bytes in the largest binary unit that divides it exactly: ``10 GiB``, ``512 KiB``, ``1000 bytes``."""
+    for name, factor in (("TiB", 1024**4), ("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
+        if size and size % factor == 0:
+            return f"{size // factor} {name}"
+    return f"{size} bytes"
 
 
 def with_interface(endpoint: str, listen: str) -> str:
@@ -150,6 +184,8 @@ class ApplianceConfig:
     smtps_selfsigned_endpoints: tuple[str, ...] = ()
     web_endpoints: tuple[str, ...] = ()
     web_plain_endpoints: tuple[str, ...] = ()
+    #: ``--trusted-proxy``: peers of the ``--web-plain`` listeners whose X-Forwarded-For/Forwarded are believed.
+    trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     db_url: str = ""
     tls_cert: Path | None = None
     tls_key: Path | None = None
@@ -166,6 +202,10 @@ class ApplianceConfig:
     acme_email: str | None = None
     acme_http_endpoints: tuple[str, ...] = ()
     legacy: LegacyOptions = field(default_factory=LegacyOptions)
+    #: ``--default-quota``: the storage quota of every account without one of its own, in bytes.
+    default_quota: int = DEFAULT_QUOTA_BYTES
+    #: ``--send-limit-per-hour``: recipients each account may send to per hour.
+    send_limit_per_hour: int = DEFAULT_SEND_LIMIT_PER_HOUR
 
     def is_local_domain(self, domain: str) -> bool:
         try:
@@ -179,6 +219,7 @@ class ApplianceConfig:
             "db_url": self.db_url,
             "domains": list(self.domains),
             "hostname": self.hostname,
+            "default_quota": self.default_quota,
         }
         write_private(self.data_dir.appliance_file, (json.dumps(content, indent=2) + "\n").encode("utf-8"))
 

@@ -6,7 +6,8 @@ unlinked at once; mode 0600) holding AES-256-CTR ciphertext under a random key a
 that live only in this process's memory.  Losing the process loses the key, so a crash
 leaves nothing readable behind.  CTR mode lets every reader seek independently, so
 ``SpooledMessage.open()`` hands out any number of independent streams, usable from any
-thread (they read with ``os.pread`` and never share a file position).
+thread (they read with ``os.pread`` and never share a file position).  ``SpoolFile`` puts the
+same spool behind a file object written once then read, for HTTP request bodies.
 """
 
 from __future__ import annotations
@@ -326,3 +327,85 @@ class SpoolWriter:
         while ciphertext:
             written = os.write(self._fd, ciphertext[:_WRITE_CHUNK])
             ciphertext = ciphertext[written:]
+
+
+class SpoolFile:
+    """A file object over the spool: written front to back, then sought and read like any file.
+
+    Made for bodies that arrive in pieces and are read afterwards (an HTTP request's ``content``):
+    writes go to a ``SpoolWriter``; the first ``seek`` or ``read`` finishes it, and from then on the
+    file reads the ``SpooledMessage`` (writes are refused). Memory stays bounded and what spills to
+    disk is ciphertext, exactly as for a spooled message. ``close()`` discards everything.
+    """
+
+    def __init__(self, directory: Path, *, memory_limit: int = 256 * 1024) -> None:
+        self._writer: SpoolWriter | None = SpoolWriter(directory, memory_limit=memory_limit)
+        self._message: SpooledMessage | None = None
+        self._reader: BinaryIO | None = None
+        self.closed = False
+
+    @property
+    def spilled(self) -> bool:
+        """Whether the body went to the encrypted temp file."""
+        if self._writer is not None:
+            return self._writer.spilled
+        return self._message is not None and not self._message.in_memory
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def writable(self) -> bool:
+        return self._writer is not None
+
+    def write(self, data: bytes) -> int:
+        """Append ``data``; only before the first seek or read."""
+        if self.closed:
+            raise ValueError("I/O operation on closed spool file")
+        if self._writer is None:
+            raise SpoolError("the spool file is being read; it takes no more writes")
+        self._writer.write(bytes(data))
+        return len(data)
+
+    def tell(self) -> int:
+        """While written: the bytes written so far; then the read position."""
+        if self._writer is not None and not self.closed:
+            return self._writer.size
+        return self._reading().tell()
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        return self._reading().seek(offset, whence)
+
+    def read(self, size: int | None = -1) -> bytes:
+        return self._reading().read(-1 if size is None else size)
+
+    def _reading(self) -> BinaryIO:
+        if self.closed:
+            raise ValueError("I/O operation on closed spool file")
+        if self._reader is None:
+            writer, self._writer = self._writer, None
+            assert writer is not None
+            self._message = writer.finish()
+            self._reader = self._message.open()
+        return self._reader
+
+    def close(self) -> None:
+        """Discard the body: the memory copy, the key and the temp file."""
+        if self.closed:
+            return
+        self.closed = True
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.abort()
+        if self._reader is not None:
+            self._reader.close()
+        if self._message is not None:
+            self._message.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

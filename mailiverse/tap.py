@@ -15,18 +15,22 @@ from typing import Any
 from twisted.application.service import IService
 from twisted.python import usage
 
+from mailiverse.auth.forwarded import IPNetwork, parse_trusted_proxy
 from mailiverse.config import (
     DEFAULT_DATA_DIR,
     DEFAULT_LISTEN,
     DEFAULT_MAX_MESSAGE_SIZE,
+    DEFAULT_SEND_LIMIT_PER_HOUR,
     DEFAULT_SMTP_PORT,
     DEFAULT_SMTPS_PORT,
     DEFAULT_WEB_PORT,
+    MAX_SEND_LIMIT_PER_HOUR,
     ApplianceConfig,
     ConfigError,
     DataDir,
     LegacyOptions,
     normalize_domain,
+    parse_size,
     with_interface,
 )
 
@@ -48,6 +52,18 @@ class Options(usage.Options):
         ["tls-key", None, None, "PEM private key of --tls-cert."],
         ["listen", None, DEFAULT_LISTEN, "Address bare tcp:PORT endpoints bind to."],
         ["max-message-size", None, str(DEFAULT_MAX_MESSAGE_SIZE), "Largest message accepted, in bytes (SMTP SIZE)."],
+        [
+            "default-quota",
+            None,
+            "10GiB",
+            "Storage quota of each account without its own (mailiverse-admin user quota), e.g. 10GiB or 500MiB.",
+        ],
+        [
+            "send-limit-per-hour",
+            None,
+            str(DEFAULT_SEND_LIMIT_PER_HOUR),
+            "Recipients each account may send mail to per hour (API and legacy Send together).",
+        ],
         ["outbound", None, "off", "Mail to remote recipients: off, direct (to each domain's MX) or smarthost."],
         [
             "smarthost",
@@ -96,6 +112,7 @@ class Options(usage.Options):
         self["smtps-selfsigned"] = []
         self["web-plain"] = []
         self["acme-http"] = []
+        self["trusted-proxy"] = []
 
     def opt_domain(self, name: str) -> None:
         """A mail domain served by this appliance (repeatable)."""
@@ -120,6 +137,10 @@ class Options(usage.Options):
     def opt_web_plain(self, endpoint: str) -> None:
         """Plain-HTTP web endpoint, only for use behind a TLS-terminating reverse proxy (repeatable)."""
         self["web-plain"].append(endpoint)
+
+    def opt_trusted_proxy(self, network: str) -> None:
+        """CIDR of a TLS proxy in front of --web-plain whose X-Forwarded-For/Forwarded are believed (repeatable)."""
+        self["trusted-proxy"].append(network)
 
     def opt_acme_http(self, endpoint: str) -> None:
         """Plain-HTTP endpoint answering ACME HTTP-01 challenges and redirecting to HTTPS (repeatable)."""
@@ -159,6 +180,37 @@ def _legacy_options(options: Any, domains: tuple[str, ...], hostname: str, liste
         )
     except ValueError as e:
         raise ConfigError(f"--legacy-captcha: {e}") from None
+
+
+def _trusted_proxies(options: Any, listen: str) -> tuple[IPNetwork, ...]:
+    """The --trusted-proxy networks; refused without a --web-plain listener, the only one that reads them."""
+    networks: list[IPNetwork] = []
+    for value in options["trusted-proxy"]:
+        try:
+            networks.append(parse_trusted_proxy(value))
+        except ValueError as e:
+            raise ConfigError(f"--trusted-proxy {e}") from None
+    if networks and not _endpoints(options["web-plain"], None, listen):
+        raise ConfigError(
+            "--trusted-proxy needs a --web-plain listener: forwarding headers are read there only (a proxy in "
+            "front of the HTTPS port passes TLS through and cannot add them); add --web-plain ENDPOINT for the "
+            "proxy to reach, or drop --trusted-proxy"
+        )
+    return tuple(networks)
+
+
+def _account_limits(options: Any) -> tuple[int, int]:
+    """(--default-quota in bytes, --send-limit-per-hour), checked."""
+    try:
+        quota = parse_size(str(options["default-quota"]))
+    except ValueError as e:
+        raise ConfigError(f"--default-quota: {e}") from None
+    text = str(options["send-limit-per-hour"]).strip()
+    if not text.isascii() or not text.isdigit() or len(text) > 7 or not 1 <= int(text) <= MAX_SEND_LIMIT_PER_HOUR:
+        raise ConfigError(
+            f"--send-limit-per-hour must be a whole number of recipients from 1 to {MAX_SEND_LIMIT_PER_HOUR}"
+        )
+    return quota, int(text)
 
 
 def _outbound_settings(options: Any) -> dict[str, Any]:
@@ -219,6 +271,7 @@ def build_config(options: Any) -> ApplianceConfig:
         db_url = "postgresql://" + db_url[len("postgres://") :]
     if not db_url.startswith(("sqlite:", "postgresql:", "postgresql+psycopg:")):
         raise ConfigError("--db must be a sqlite:/// or postgresql:// URL")
+    default_quota, send_limit_per_hour = _account_limits(options)
     return ApplianceConfig(
         data_dir=data_dir,
         domains=domains,
@@ -229,6 +282,7 @@ def build_config(options: Any) -> ApplianceConfig:
         smtps_selfsigned_endpoints=_endpoints(options["smtps-selfsigned"], None, listen),
         web_endpoints=_endpoints([web] if web else [], f"tcp:{DEFAULT_WEB_PORT}", listen),
         web_plain_endpoints=_endpoints(options["web-plain"], None, listen),
+        trusted_proxies=_trusted_proxies(options, listen),
         db_url=db_url,
         tls_cert=Path(cert) if cert else None,
         tls_key=Path(key) if key else None,
@@ -240,6 +294,8 @@ def build_config(options: Any) -> ApplianceConfig:
         acme_email=options["acme-email"],
         acme_http_endpoints=_endpoints(options["acme-http"], None, listen),
         legacy=_legacy_options(options, domains, hostname, listen),
+        default_quota=default_quota,
+        send_limit_per_hour=send_limit_per_hour,
     )
 
 

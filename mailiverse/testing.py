@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from zope.interface import implementer
 
-from mailiverse.contracts import INBOX_FOLDER, IInbox, IOutbound, ISpooled, Recipient
+from mailiverse.contracts import INBOX_FOLDER, SENT_FOLDER, IInbox, IOutbound, ISpooled, MailboxFull, Recipient
 from mailiverse.tls import Issuer, build_certificate
 
 
@@ -37,7 +37,9 @@ class MemoryInbox:
 
     ``users`` maps a lowercased local part to the canonical account name; ``domains`` are the
     served domains.  Delivered messages are appended to ``delivered``; with ``fail`` set,
-    ``deliver`` raises ``DeliveryFailed`` and records nothing.
+    ``deliver`` raises ``DeliveryFailed`` and records nothing.  The accounts in ``full`` have no room
+    left: ``resolve`` marks them ``over_quota``, and ``deliver`` raises ``MailboxFull`` (recording
+    nothing) for a message to any of them, except their own Sent copy, which is never refused.
     """
 
     users: dict[str, str] = field(default_factory=dict)
@@ -45,6 +47,7 @@ class MemoryInbox:
     fail: bool = False
     delivered: list[DeliveredMessage] = field(default_factory=list)
     resolved: list[str] = field(default_factory=list)
+    full: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self.domains = tuple(idna.encode(d, uts46=True).decode("ascii") for d in self.domains)
@@ -58,13 +61,15 @@ class MemoryInbox:
         user = self.users.get(local.lower())
         if user is None:
             return None
-        return Recipient(address=f"{local.lower()}@{domain.lower()}", user=user)
+        return Recipient(address=f"{local.lower()}@{domain.lower()}", user=user, over_quota=user in self.full)
 
     async def deliver(
         self, message: ISpooled, mail_from: str, recipients: list[Recipient], folder: str = INBOX_FOLDER
     ) -> str:
         if self.fail:
             raise DeliveryFailed("delivery refused by MemoryInbox(fail=True)")
+        if folder != SENT_FOLDER and any(r.user in self.full for r in recipients):
+            raise MailboxFull("the message would take a recipient's mailbox past its quota")
         self.delivered.append(DeliveredMessage(message.read_all(), mail_from, tuple(recipients), folder))
         return f"{folder}/{len(self.delivered)}"
 

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mailiverse.spool import SpoolError, SpoolWriter
+from mailiverse.spool import SpoolError, SpoolFile, SpoolWriter
 
 
 def _canary_message(canary: bytes, total: int) -> bytes:
@@ -187,3 +187,47 @@ def test_read_all_of_a_spilled_message_needs_it_in_memory_once(tmp_path: Path) -
     message.close()
     assert got == data
     assert peak < 1.5 * len(data)
+
+
+def test_spool_file_is_written_then_read_like_a_file(tmp_path: Path) -> None:
+    """A SpoolFile takes writes, tells its size, then seeks and reads back what was written, as a request body is."""
+    canary = b"CANARY-" + secrets.token_hex(16).encode()
+    data = _canary_message(canary, 300_000)
+    body = SpoolFile(tmp_path, memory_limit=64 * 1024)
+    for i in range(0, len(data), 5000):
+        body.write(data[i : i + 5000])
+    assert body.spilled
+    assert body.tell() == len(data)
+    assert list(tmp_path.iterdir()) == []
+    assert all(canary not in found for found in _spool_files_via_proc(tmp_path))
+    assert body.seek(0) == 0
+    assert body.read(10) == data[:10]
+    assert body.tell() == 10
+    assert body.seek(0, os.SEEK_END) == len(data)
+    body.seek(len(data) - 100)
+    assert body.read() == data[-100:]
+    body.seek(0)
+    assert body.read() == data
+    with pytest.raises(SpoolError):
+        body.write(b"more")
+    body.close()
+    assert body.closed
+    assert _spool_files_via_proc(tmp_path) == []
+    with pytest.raises(ValueError):
+        body.read(1)
+
+
+def test_spool_file_small_body_stays_in_memory(tmp_path: Path) -> None:
+    """A body under the memory limit never creates a file; closing an unread SpoolFile discards it."""
+    body = SpoolFile(tmp_path)
+    body.write(b'{"user": "alice"}')
+    assert not body.spilled
+    assert body.seek(0) == 0
+    assert body.read() == b'{"user": "alice"}'
+    body.close()
+    unread = SpoolFile(tmp_path, memory_limit=10)
+    unread.write(b"z" * 100)
+    assert len(_spool_files_via_proc(tmp_path)) == 1
+    unread.close()
+    assert _spool_files_via_proc(tmp_path) == []
+    assert list(tmp_path.iterdir()) == []

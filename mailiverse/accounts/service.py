@@ -15,6 +15,7 @@ import srp._pysrp as _srp_reference
 from twisted.internet.threads import deferToThreadPool
 
 from mailiverse.accounts.errors import AccountError, auth_failed, rate_limited
+from mailiverse.accounts.kdf import check_new_kdf, login_kdf
 from mailiverse.accounts.pending import DatabasePendingLogins
 from mailiverse.auth import (
     SRP_GROUP,
@@ -37,11 +38,12 @@ from mailiverse.auth.pending import IPendingLogins, MemoryPendingLogins
 from mailiverse.auth.srp6a import GROUP_BYTES, LoginChallenge
 from mailiverse.crypto.errors import CryptoError
 from mailiverse.crypto.formats import FORMAT_V2
+from mailiverse.crypto.kdf import KdfParams
 from mailiverse.crypto.keys import load_public_key, public_key_der
 from mailiverse.store import accounts as repo
 from mailiverse.store.db import Database
 from mailiverse.store.errors import InvalidInput, UserExists, VersionConflict
-from mailiverse.store.users import User, delete_user_txn, get_user_txn, update_user_auth_txn
+from mailiverse.store.users import User, change_auth_txn, delete_user_txn, get_user_txn
 
 T = TypeVar("T")
 
@@ -101,6 +103,8 @@ class SignupRequest:
     key_block: bytes
     envelope_format: str = FORMAT_V2
     invite: str | None = None
+    #: The password KDF description (a JSON object), or None for the original PBKDF2 rule.
+    kdf: object = None
 
     def __repr__(self) -> str:
         return f"SignupRequest(username={self.username!r})"
@@ -114,6 +118,8 @@ class NewVerifier:
     srp_verifier: bytes
     srp_group: str
     key_block: bytes
+    #: The KDF description the new keys were derived with (a JSON object), or None for the PBKDF2 rule.
+    kdf: object = None
 
     def __repr__(self) -> str:
         return "NewVerifier(...)"
@@ -138,6 +144,8 @@ class LoginStart:
     handle: str
     salt: bytes
     B: bytes
+    #: How the client turns the password into its keys (the account's, or a decoy like a new account's).
+    kdf: KdfParams
 
 
 @dataclass(frozen=True)
@@ -279,6 +287,7 @@ class AccountService:
         salt, verifier = check_srp(request.srp_salt, request.srp_verifier, request.srp_group)
         public_key = check_public_key(request.public_key)
         key_block = check_key_block(request.key_block)
+        kdf = check_new_kdf(request.kdf)
         try:
             return await self._db.transact(
                 repo.create_account_txn,
@@ -292,6 +301,7 @@ class AccountService:
                 invite=request.invite,
                 open_signup=self.policy.open_signup,
                 now_ms=self._now_ms() if self._now_ms else None,
+                kdf=kdf,
             )
         except repo.SignupClosed:
             raise AccountError(
@@ -321,9 +331,11 @@ class AccountService:
         if not decision.allowed:
             raise rate_limited(decision.retry_after_seconds)
         user = await self._db.run(get_user_txn, name)
-        challenge: LoginChallenge = await self._run_cpu(begin_login, self._secret, name, _srp_credentials(user))
+        credentials = _srp_credentials(user)
+        challenge: LoginChallenge = await self._run_cpu(begin_login, self._secret, name, credentials)
         handle = await self.pending.put(challenge)
-        return LoginStart(handle=handle, salt=challenge.salt, B=challenge.B)
+        kdf = login_kdf(self._secret, name, user if credentials is not None else None)
+        return LoginStart(handle=handle, salt=challenge.salt, B=challenge.B, kdf=kdf)
 
     async def prove(
         self, proof: Proof, client_ip: str, device_token: str | None = None
@@ -385,17 +397,19 @@ class AccountService:
         """Replace verifier and key block after a fresh proof; end every session, open a new one."""
         salt, verifier = check_srp(new.srp_salt, new.srp_verifier, new.srp_group)
         key_block = check_key_block(new.key_block)
+        kdf = check_new_kdf(new.kdf)
         hamk, device = await self._prove_for(username, proof, client_ip, device_token)
         user = await self._live_user(username)
         try:
             updated = await self._db.transact(
-                update_user_auth_txn,
+                change_auth_txn,
                 user.id,
                 srp_salt=salt,
                 srp_verifier=verifier,
                 srp_group=new.srp_group,
                 key_block=key_block,
                 if_key_block_version=if_key_block_version,
+                kdf=kdf,
             )
         except VersionConflict:
             raise AccountError("version_conflict", "the key block changed since it was read", 412) from None

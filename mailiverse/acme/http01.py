@@ -5,10 +5,14 @@ Everything else on that port is redirected to HTTPS, so port 80 never serves the
 
 from __future__ import annotations
 
+import io
 import re
 from typing import Any
 
 from twisted.web.resource import Resource
+from twisted.web.server import Request, Site
+
+from mailiverse.accesslog import AccessLogSite
 
 #: Tokens are base64url with at least 128 bits of entropy; anything else is not ours to answer.
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]{16,128}$")
@@ -96,3 +100,30 @@ class _Dispatch(Resource):
 def acme_http_resource(store: ChallengeStore, https_port: int = 443) -> Resource:
     """The root resource of the plain-HTTP port: challenge answers, and a redirect to HTTPS for anything else."""
     return _Dispatch(store, https_port)
+
+
+def route_template(request: Any) -> str:
+    """The access-log name of a request on this port: the challenge route, or ``/*`` (redirected)."""
+    if request.prepath[:2] == [b".well-known", b"acme-challenge"]:
+        return "/.well-known/acme-challenge/<token>"
+    return "/*"
+
+
+class _NoBodyRequest(Request):
+    """A request whose body is dropped as it arrives: nothing on this port reads one, and Twisted would
+    keep a large one in a plaintext file in the system temp directory."""
+
+    content: Any  # twisted.web's stubs declare it None
+
+    def gotLength(self, length: int | None) -> None:
+        self.content = io.BytesIO()
+
+    def handleContentChunk(self, data: bytes) -> None:
+        return None
+
+
+def acme_http_site(store: ChallengeStore, https_port: int = 443) -> Site:
+    """The Site of the plain-HTTP port, logging routes, never tokens or the paths it redirects; bodies are dropped."""
+    return AccessLogSite(
+        acme_http_resource(store, https_port), route_template=route_template, requestFactory=_NoBodyRequest
+    )

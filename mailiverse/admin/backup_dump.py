@@ -116,6 +116,7 @@ def load_rows(url: str, rows: Iterator[tuple[str, dict[str, Any]]]) -> dict[str,
     from sqlalchemy import func, insert, select, text
 
     from mailiverse.store.db import Database
+    from mailiverse.store.quota import recount_usage_txn
     from mailiverse.store.schema import metadata
 
     database = Database.open(url, reactor=None, migrate=True)
@@ -142,6 +143,8 @@ def load_rows(url: str, rows: Iterator[tuple[str, dict[str, Any]]]) -> dict[str,
             pending = batch.get(table.name, [])
             for start in range(0, len(pending), _INSERT_BATCH):
                 conn.execute(insert(table), pending[start : start + _INSERT_BATCH])
+        # A dump from before the usage counter (or edited by hand) must not leave it wrong.
+        recount_usage_txn(conn)
         if conn.dialect.name == "postgresql":
             for table in metadata.sorted_tables:
                 for column in table.primary_key.columns:

@@ -31,6 +31,15 @@ def _add_operator_commands(sub: argparse._SubParsersAction[argparse.ArgumentPars
     )
     add.set_defaults(func=commands.cmd_user_add)
     user.add_parser("list", help="list accounts").set_defaults(func=commands.cmd_user_list)
+    quota = user.add_parser("quota", help="show an account's storage use and quota, or set the quota")
+    quota.add_argument("name")
+    quota.add_argument(
+        "size",
+        nargs="?",
+        metavar="SIZE|default",
+        help="the new quota (e.g. 10GiB, 500MiB, or bytes), or 'default' for the appliance's --default-quota",
+    )
+    quota.set_defaults(func=commands.cmd_user_quota)
 
     store = sub.add_parser("store", help="a user's stored objects").add_subparsers(dest="store_command", required=True)
     ls = store.add_parser("ls", help="list objects")

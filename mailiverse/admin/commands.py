@@ -1,4 +1,4 @@
-"""The ``user``, ``store``, ``invite``, ``keygen`` and ``legacy`` commands of ``mailiverse-admin``.
+"""The ``user`` (add, list, quota), ``store``, ``invite``, ``keygen`` and ``legacy`` commands of ``mailiverse-admin``.
 
 Each ``cmd_*(args)`` reads ``args.data_dir`` and ``args.db`` from the main parser and raises
 :class:`~mailiverse.admin.errors.AdminError` for a failure the operator can act on.
@@ -72,6 +72,40 @@ def cmd_user_list(args: argparse.Namespace) -> None:
         users = db.run_sync(list_users_txn)
     for user in users:
         print(f"{user.name}\t{user.envelope_format}\t{_iso(user.created_ms)}")
+
+
+def _default_quota(args: argparse.Namespace) -> int:
+    """The --default-quota the appliance last ran with (recorded in its data dir), else the built-in default."""
+    from mailiverse.config import DEFAULT_QUOTA_BYTES, read_recorded
+
+    recorded = read_recorded(DataDir(Path(args.data_dir).expanduser())).get("default_quota")
+    return recorded if isinstance(recorded, int) and not isinstance(recorded, bool) else DEFAULT_QUOTA_BYTES
+
+
+def cmd_user_quota(args: argparse.Namespace) -> None:
+    from mailiverse.config import format_size, parse_size
+    from mailiverse.store.quota import Usage, get_usage_txn, set_quota_txn
+
+    name = _canonical_name(args.name)
+    change = args.size is not None
+    new_quota: int | None = None
+    if change and args.size.strip().lower() != "default":
+        try:
+            new_quota = parse_size(args.size)
+        except ValueError as e:
+            raise AdminError(f"SIZE {e}, or 'default'") from None
+
+    def quota_txn(conn: Any) -> Usage:
+        user = _require_user_txn(conn, name)
+        return set_quota_txn(conn, user.id, new_quota) if change else get_usage_txn(conn, user.id)
+
+    with appliance_database(args) as db:
+        usage = db.transact_sync(quota_txn) if change else db.run_sync(quota_txn)
+    if usage.quota_bytes is None:
+        quota = f"quota {format_size(_default_quota(args))} (appliance default)"
+    else:
+        quota = f"quota {format_size(usage.quota_bytes)}"
+    print(f"{name}\t{usage.used_bytes} bytes used\t{quota}")
 
 
 def cmd_store_ls(args: argparse.Namespace) -> None:

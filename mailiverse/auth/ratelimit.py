@@ -1,4 +1,5 @@
-"""Token-bucket rate limits for login failures, per account and per client address, in bounded memory."""
+"""Token-bucket rate limits in bounded memory: login failures per account and per client address, and
+any other budget that spends one or more tokens an attempt (the submission service's send limit)."""
 
 from __future__ import annotations
 
@@ -86,24 +87,32 @@ class TokenBucketLimiter:
         elapsed = max(0.0, now - stamp)  # a clock stepping backwards must not mint tokens
         return min(float(self.budget.attempts), tokens + elapsed * self.budget.rate)
 
-    def _decision(self, tokens: float) -> Decision:
-        if tokens >= 1.0:
+    def _decision(self, tokens: float, cost: float = 1.0) -> Decision:
+        if tokens >= cost:
             return Decision(True)
-        return Decision(False, (1.0 - tokens) / self.budget.rate)
+        return Decision(False, (cost - tokens) / self.budget.rate)
 
-    def check(self, key: str) -> Decision:
-        """Tell whether ``key`` has a token left, without spending it."""
-        return self._decision(self._tokens(key, self._now()))
+    def check(self, key: str, cost: float = 1.0) -> Decision:
+        """Tell whether ``key`` has ``cost`` tokens left, without spending them."""
+        return self._decision(self._tokens(key, self._now()), cost)
 
-    def consume(self, key: str) -> Decision:
-        """Spend one token of ``key`` if it has one; the decision says whether it did."""
+    def consume(self, key: str, cost: float = 1.0) -> Decision:
+        """Spend ``cost`` tokens of ``key`` if it has them (all or none); the decision says whether it did.
+
+        A cost above the budget's ``attempts`` can never be met: callers refuse it before asking.
+        """
         now = self._now()
         tokens = self._tokens(key, now)
-        decision = self._decision(tokens)
+        decision = self._decision(tokens, cost)
         if decision.allowed:
-            tokens -= 1.0
+            tokens -= cost
         self._store(key, tokens, now)
         return decision
+
+    def refund(self, key: str, cost: float = 1.0) -> None:
+        """Give back ``cost`` tokens that ``consume`` spent for an attempt that did not happen after all."""
+        now = self._now()
+        self._store(key, min(float(self.budget.attempts), self._tokens(key, now) + cost), now)
 
     def reset(self, key: str) -> None:
         """Give ``key`` its full budget back."""

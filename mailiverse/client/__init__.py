@@ -1,7 +1,7 @@
 """The Mailiverse Python client: a library and the ``mailiverse-client`` CLI that keep nothing on the device.
 
-See ``docs/client.md``.  ``Client`` does all crypto locally (keys from the password with PBKDF2,
-SRP-6a login, RSA key pair made at sign-up, key block and mail decrypted in memory).
+See ``docs/client.md``.  ``Client`` does all crypto locally (keys from the password with Argon2id, or PBKDF2
+for accounts not yet upgraded; SRP-6a login, RSA key pair made at sign-up, key block and mail decrypted in memory).
 """
 
 from mailiverse.client.api import Client, MessageInfo, PasswordKeys, SendResult, StoredObject, folder_path

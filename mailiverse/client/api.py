@@ -1,7 +1,8 @@
 """The Mailiverse client library: sign-up, SRP login, listing, reading, sending, password change and export.
 
 An iOS-style client that keeps nothing on the device: the password is turned into the
-CryptoKey and VerificationKey (docs/api.md, "Client-side crypto") and dropped; the private key
+CryptoKey and VerificationKey (docs/api.md, "Client-side crypto"; with the account's Argon2id
+description, docs/auth.md) and dropped; the private key
 is decrypted from the key block into memory only; every message is fetched and decrypted on
 demand.  The only thing ever written to disk is what :meth:`Client.export` is asked to write.
 
@@ -41,8 +42,16 @@ from mailiverse.client.transport import Response, Transport
 from mailiverse.compat.blocks import decrypt_key_block, encrypt_key_block
 from mailiverse.crypto.errors import CryptoError
 from mailiverse.crypto.formats import open_mail_object
+from mailiverse.crypto.kdf import (
+    KDF_ARGON2ID,
+    PBKDF2_RULE,
+    InvalidKdf,
+    KdfParams,
+    derive_keys,
+    new_kdf,
+    parse_kdf,
+)
 from mailiverse.crypto.keys import generate_private_key, load_private_key, private_key_der, public_key_der
-from mailiverse.crypto.pbkdf import crypto_key, verification_key
 from mailiverse.mime.summary import summarize
 
 #: Friendly folder names and the store folder each means (``Mail/<name>/<id>``).
@@ -110,12 +119,19 @@ class PasswordKeys:
 
     crypto: bytes
     verification: bytes
+    #: The KDF description they were derived with.
+    kdf: KdfParams = PBKDF2_RULE
 
     @classmethod
-    def derive(cls, password: str) -> PasswordKeys:
-        """PBKDF2 both keys from ``password`` (docs/formats.md §5)."""
+    def derive(cls, password: str, kdf: KdfParams = PBKDF2_RULE) -> PasswordKeys:
+        """Both keys of ``password`` under the account's KDF description (by default the original
+        fixed-salt PBKDF2 rule, docs/formats.md §5)."""
         _check_password(password)
-        return cls(crypto_key(password), verification_key(password))
+        try:
+            crypto, verification = derive_keys(password, kdf)
+        except ValueError:
+            raise UsageError("the password is not valid text") from None
+        return cls(crypto, verification, kdf)
 
     def __repr__(self) -> str:
         return "PasswordKeys(<secret>)"
@@ -170,6 +186,13 @@ class Client:
         self.device_token = device_token
         self._private_key: rsa.RSAPrivateKey | None = None
         self.addresses: list[str] = []
+        #: The account's password KDF description, as of the last sign-up, login or re-key.
+        self.kdf: KdfParams | None = None
+        #: Why the last login could not move the account to Argon2id (None when it did, or had no need).
+        self.kdf_upgrade_error: ClientError | None = None
+        #: Whether the server's login start described the KDF (a server from before Argon2id does not, and
+        #: must not be sent keys it cannot describe).
+        self._server_describes_kdf = False
 
     # -- plumbing -----------------------------------------------------------------------------
 
@@ -243,9 +266,18 @@ class Client:
 
     # -- sign-up, login, logout --------------------------------------------------------------
 
+    def _server_knows_argon2id(self) -> bool:
+        """Whether ``GET /api/signup`` lists Argon2id: a server from before it would ignore the description
+        and keep keys it cannot describe, so such a server gets the PBKDF2 rule it knows."""
+        answer = self._json(self._send("GET", "/api/signup", session=False))
+        kdfs = answer.get("kdfs")
+        return isinstance(kdfs, list) and KDF_ARGON2ID in kdfs
+
     def signup(self, password: str, invite: str | None = None, bits: int = 2048) -> list[str]:
-        """Create the account: new RSA key pair, SRP verifier and key block, all made here; returns the addresses."""
-        keys = PasswordKeys.derive(password)
+        """Create the account: new RSA key pair, KDF description (Argon2id, a fresh salt), SRP verifier and
+        key block, all made here; returns the addresses."""
+        _check_password(password)
+        keys = PasswordKeys.derive(password, new_kdf() if self._server_knows_argon2id() else PBKDF2_RULE)
         private = generate_private_key(bits)
         salt, verifier = create_verifier(self.user, keys.verification)
         environment = {
@@ -261,6 +293,8 @@ class Client:
             "key_block": b64(encrypt_key_block(keys.crypto, environment)),
             "format": "v2",
         }
+        if keys.kdf.is_argon2id:
+            body["kdf"] = keys.kdf.to_json()
         if invite is not None:
             if not invite.strip() or len(invite) > 256:
                 raise UsageError("the invite code is empty or too long")
@@ -268,6 +302,7 @@ class Client:
         answer = self._json(self._send("POST", "/api/signup", json_body=body, session=False))
         addresses = answer.get("addresses")
         self.addresses = [a for a in addresses if isinstance(a, str)] if isinstance(addresses, list) else []
+        self.kdf = keys.kdf
         return self.addresses
 
     def _with_device(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -280,18 +315,30 @@ class Client:
         if isinstance(device, str) and device:
             self.device_token = device
 
-    def _proof(self, keys: PasswordKeys) -> tuple[dict[str, str], ClientLogin]:
+    def _proof(
+        self, password: str, known: PasswordKeys | None = None
+    ) -> tuple[dict[str, str], ClientLogin, PasswordKeys]:
+        """Round trip 1, the keys of ``password`` under the KDF description it names (``known`` if they
+        match), and the proof ``{handle, A, M}``."""
         start_body = self._with_device({"user": self.user})
         start = self._json(self._send("POST", "/api/login/start", json_body=start_body, session=False))
         handle = start.get("handle")
         if not isinstance(handle, str) or start.get("group", SRP_GROUP) != SRP_GROUP:
             raise ProtocolError("the server's login challenge is malformed")
+        described = start.get("kdf")
+        self._server_describes_kdf = described is not None
+        try:
+            # A server from before Argon2id describes nothing: its accounts all have the PBKDF2 rule.
+            kdf = PBKDF2_RULE if described is None else parse_kdf(described)
+        except InvalidKdf as error:
+            raise ProtocolError(f"the server's password KDF description is unusable: {error.message}") from None
+        keys = known if known is not None and known.kdf == kdf else PasswordKeys.derive(password, kdf)
         login = ClientLogin(self.user, keys.verification)
         try:
             proof = login.process_challenge(unb64(start.get("salt"), "salt"), unb64(start.get("B"), "B"))
         except AuthFailed:
             raise ServerIdentityError("the server sent an invalid SRP challenge") from None
-        return {"handle": handle, "A": b64(login.A), "M": b64(proof)}, login
+        return {"handle": handle, "A": b64(login.A), "M": b64(proof)}, login, keys
 
     @staticmethod
     def _check_hamk(login: ClientLogin, answer: Mapping[str, Any]) -> None:
@@ -300,20 +347,36 @@ class Client:
         except (AuthFailed, ProtocolError):
             raise ServerIdentityError("the server could not prove it knows this account's verifier") from None
 
-    def login(self, password: str) -> None:
-        """SRP login (the server's proof is checked), then decrypt the private key into memory."""
-        keys = PasswordKeys.derive(password)
-        proof, login = self._proof(keys)
-        answer = self._json(
-            self._send("POST", "/api/login/finish", json_body=self._with_device(dict(proof)), session=False)
-        )
-        self._check_hamk(login, answer)
+    def _adopt_session(self, answer: Mapping[str, Any]) -> None:
         token = answer.get("token")
         if not isinstance(token, str) or not token:
             raise ProtocolError("the server sent no session token")
         self._token = token
         self._keep_device(answer)
-        self._unlock(keys.crypto)
+
+    def login(self, password: str, *, upgrade: bool = True) -> None:
+        """SRP login (the server's proof is checked), then decrypt the private key into memory.
+
+        With ``upgrade`` (the default), an account whose KDF is the old fixed-salt PBKDF2 rule, or
+        Argon2id weaker than today's, is then moved to a fresh Argon2id description: new SRP verifier,
+        key block re-wrapped (docs/auth.md). If the server refuses that, the login still stands and
+        :attr:`kdf_upgrade_error` says why; the next login tries again.
+        """
+        _check_password(password)
+        self.kdf_upgrade_error = None
+        proof, login, keys = self._proof(password)
+        answer = self._json(
+            self._send("POST", "/api/login/finish", json_body=self._with_device(dict(proof)), session=False)
+        )
+        self._check_hamk(login, answer)
+        self._adopt_session(answer)
+        account = self._unlock(keys.crypto)
+        self.kdf = keys.kdf
+        if upgrade and self._server_describes_kdf and keys.kdf.needs_upgrade():
+            try:
+                self._rekey(password, PasswordKeys.derive(password, new_kdf()), account, keys)
+            except ApiError as error:
+                self.kdf_upgrade_error = error
 
     def _account(self) -> dict[str, Any]:
         return self._json(self._send("GET", "/api/account"))
@@ -343,19 +406,16 @@ class Client:
                 self._token = None
                 self._private_key = None
 
-    def change_password(self, old_password: str, new_password: str) -> None:
-        """Re-key: new SRP verifier and the key block re-encrypted under the new CryptoKey,
-        proven with the old password."""
-        old = PasswordKeys.derive(old_password)
-        new = PasswordKeys.derive(new_password)
-        if self._token is None:
-            self.login(old_password)
-        account = self._account()
+    def _rekey(
+        self, old_password: str, new: PasswordKeys, account: Mapping[str, Any], known: PasswordKeys | None = None
+    ) -> None:
+        """Prove ``old_password`` afresh and replace the verifier, key block and KDF description with
+        those of ``new`` (the same environment, re-wrapped); the server ends every other session."""
+        proof, login, old = self._proof(old_password, known)
         try:
             environment = decrypt_key_block(old.crypto, unb64(account.get("key_block"), "key block"))
         except CryptoError:
             raise DecryptionFailed("could not decrypt the key block with the old password") from None
-        proof, login = self._proof(old)
         salt, verifier = create_verifier(self.user, new.verification)
         body: dict[str, Any] = {
             "proof": proof,
@@ -364,15 +424,24 @@ class Client:
             "group": SRP_GROUP,
             "key_block": b64(encrypt_key_block(new.crypto, environment)),
         }
+        if new.kdf.is_argon2id:
+            body["kdf"] = new.kdf.to_json()
         if isinstance(account.get("key_block_version"), int):
             body["key_block_version"] = account["key_block_version"]
         answer = self._json(self._send("POST", "/api/account/password", json_body=self._with_device(body)))
         self._check_hamk(login, answer)
-        token = answer.get("token")
-        if not isinstance(token, str) or not token:
-            raise ProtocolError("the server sent no session token")
-        self._token = token
-        self._keep_device(answer)
+        self._adopt_session(answer)
+        self.kdf = new.kdf
+
+    def change_password(self, old_password: str, new_password: str) -> None:
+        """Re-key: a fresh Argon2id description, new SRP verifier and the key block re-encrypted under
+        the new CryptoKey, proven with the old password."""
+        _check_password(old_password)
+        _check_password(new_password)
+        if self._token is None:
+            self.login(old_password, upgrade=False)
+        new = PasswordKeys.derive(new_password, new_kdf() if self._server_describes_kdf else PBKDF2_RULE)
+        self._rekey(old_password, new, self._account())
 
     # -- the store ----------------------------------------------------------------------------
 

@@ -2,9 +2,9 @@
 
 Front ends (SMTP, the web API, the legacy protocol), delivery, the submission service, the
 outbound queue and the client all import what they share from here: the interfaces
-(``IInbox``, ``IOutbound``), the value types (``Recipient``), the address and domain rule, and the
-store-path rule. Nothing here imports another ``mailiverse`` package (checked in CI, see
-docs/architecture.md).
+(``IInbox``, ``IOutbound``, ``IBodyGate``), the value types (``Recipient``, ``BodyAllowance``), the
+address and domain rule, and the store-path rule. Nothing here imports another ``mailiverse``
+package (checked in CI, see docs/architecture.md).
 """
 
 from mailiverse.contracts.addresses import (
@@ -15,19 +15,40 @@ from mailiverse.contracts.addresses import (
     normalise_domain,
     split_address,
 )
-from mailiverse.contracts.mail import INBOX_FOLDER, SENT_FOLDER, IInbox, IOutbound, ISpooled, Recipient
+from mailiverse.contracts.bodies import (
+    ANONYMOUS_ALLOWANCE,
+    ANONYMOUS_BODY_BYTES,
+    Allowance,
+    BodyAllowance,
+    IBodyGate,
+)
+from mailiverse.contracts.mail import (
+    INBOX_FOLDER,
+    SENT_FOLDER,
+    IInbox,
+    IOutbound,
+    ISpooled,
+    MailboxFull,
+    Recipient,
+)
 from mailiverse.contracts.paths import InvalidPath, prefix_upper_bound, validate_path, validate_prefix
 
 __all__ = [
+    "ANONYMOUS_ALLOWANCE",
+    "ANONYMOUS_BODY_BYTES",
     "INBOX_FOLDER",
     "MAX_ADDRESS_LENGTH",
     "SENT_FOLDER",
+    "Allowance",
+    "BodyAllowance",
+    "IBodyGate",
     "IInbox",
     "IOutbound",
     "ISpooled",
     "InvalidAddress",
     "InvalidDomain",
     "InvalidPath",
+    "MailboxFull",
     "Recipient",
     "normalise_address",
     "normalise_domain",

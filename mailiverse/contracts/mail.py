@@ -44,11 +44,21 @@ class Recipient:
     lowercased and in A-label form); ``user`` is the canonical account name. ``account`` is
     whatever the inbox looked up while resolving, handed back to ``deliver`` so it need not look
     the account up again; front ends never read it, and it takes no part in equality.
+    ``over_quota`` says the mailbox was already full when resolved: SMTP answers 452 4.2.2 for it.
     """
 
     address: str
     user: str
     account: object | None = field(default=None, compare=False, repr=False)
+    over_quota: bool = field(default=False, compare=False)
+
+
+class MailboxFull(Exception):
+    """The message would take a recipient's mailbox past its storage quota; nothing was stored.
+
+    Temporary: the sender keeps the message and tries again later (SMTP 452 4.2.2). The message
+    names no recipient (it may reach a log).
+    """
 
 
 class IInbox(Interface):
@@ -61,7 +71,8 @@ class IInbox(Interface):
         message: ISpooled, mail_from: str, recipients: list[Recipient], folder: str = INBOX_FOLDER
     ) -> Awaitable[str]:
         """Store ``message`` durably in ``folder`` of every recipient; only then return its path there
-        (raise on failure)."""
+        (raise on failure: ``MailboxFull`` when it would take a recipient past the quota, and then
+        nothing is stored for any recipient)."""
 
 
 class IOutbound(Interface):
@@ -75,4 +86,4 @@ class IOutbound(Interface):
         return the queue id."""
 
 
-__all__ = ["INBOX_FOLDER", "SENT_FOLDER", "IInbox", "IOutbound", "ISpooled", "Recipient"]
+__all__ = ["INBOX_FOLDER", "SENT_FOLDER", "IInbox", "IOutbound", "ISpooled", "MailboxFull", "Recipient"]

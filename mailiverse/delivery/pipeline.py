@@ -21,7 +21,8 @@ from twisted.logger import Logger
 from twisted.python.threadpool import ThreadPool
 from zope.interface import implementer
 
-from mailiverse.contracts import INBOX_FOLDER, IInbox, ISpooled, Recipient, split_address
+from mailiverse.config import DEFAULT_QUOTA_BYTES
+from mailiverse.contracts import INBOX_FOLDER, SENT_FOLDER, IInbox, ISpooled, MailboxFull, Recipient, split_address
 from mailiverse.crypto.keys import load_public_key
 from mailiverse.delivery.compression import choose_strategy
 from mailiverse.delivery.encrypt import read_chunks, seal_chunks
@@ -29,7 +30,9 @@ from mailiverse.delivery.naming import mail_paths, new_key_base
 from mailiverse.mime.limits import Limits
 from mailiverse.mime.twin import convert_document, iter_twin
 from mailiverse.store.db import Database
+from mailiverse.store.errors import OverQuota
 from mailiverse.store.objects import put_object_txn
+from mailiverse.store.quota import Usage
 from mailiverse.store.users import User, deliverable_keys_txn, get_user_txn
 
 log = Logger()
@@ -68,6 +71,7 @@ class Delivery:
         workers: int = 2,
         mime_limits: Limits | None = None,
         now_ms: Callable[[], int] | None = None,
+        default_quota: int = DEFAULT_QUOTA_BYTES,
     ) -> None:
         if reactor is None:
             from twisted.internet import reactor as default_reactor
@@ -79,6 +83,7 @@ class Delivery:
         self._reactor = reactor
         self._mime_limits = mime_limits or Limits()
         self._now_ms = now_ms or (lambda: int(time.time() * 1000))
+        self._default_quota = default_quota
         self._pool = ThreadPool(minthreads=0, maxthreads=workers, name="mailiverse-delivery")
         self._pool.start()
         reactor.addSystemEventTrigger("during", "shutdown", self.stop)
@@ -97,7 +102,8 @@ class Delivery:
         user = await self._db.run(get_user_txn, local)
         if user is None or user.disabled:
             return None
-        return Recipient(address=f"{local}@{parts[1].lower()}", user=user.name, account=user)
+        full = Usage(user.used_bytes, user.quota_bytes).is_full(self._default_quota)
+        return Recipient(address=f"{local}@{parts[1].lower()}", user=user.name, account=user, over_quota=full)
 
     async def deliver(
         self, message: ISpooled, mail_from: str, recipients: list[Recipient], folder: str = INBOX_FOLDER
@@ -105,7 +111,10 @@ class Delivery:
         """Seal ``message`` to every recipient's key and file it in ``folder``; after the durable commit, its path.
 
         Mail received over SMTP goes to the inbox; the submission service files the sender's own
-        copy in ``Mail/Sent`` through the same sealing.
+        copy in ``Mail/Sent`` through the same sealing. A delivery that would take any recipient
+        past the quota raises MailboxFull and stores nothing for anyone. The Sent copy is counted
+        but never refused: the message has left by then (the submission service refuses a sender
+        whose mailbox is full beforehand).
         """
         users = await self._users_of(recipients)
         now_ms = self._now_ms()
@@ -113,12 +122,16 @@ class Delivery:
         sealed: list[_Sealed] = await deferToThreadPool(
             self._reactor, self._pool, self._seal_for_all, message, users, key_base, now_ms, folder
         )
+        default_quota = None if folder == SENT_FOLDER else self._default_quota
         try:
             # Deliveries arriving while the writer is busy share its next commit (one fsync for many).
             await self._db.transact_grouped(
-                functools.partial(_store_all, users=users, sealed=sealed, now_ms=now_ms),
+                functools.partial(_store_all, users=users, sealed=sealed, now_ms=now_ms, default_quota=default_quota),
                 weight=sum(item.size for item in sealed),
+                user_ids=[user.id for user in users],
             )
+        except OverQuota:
+            raise MailboxFull("the message would take a recipient's mailbox past its quota") from None
         finally:
             for item in sealed:
                 item.body.close()
@@ -175,7 +188,9 @@ def _load_users(conn: Any, names: list[str]) -> list[User | None]:
     return [get_user_txn(conn, name) for name in names]
 
 
-def _store_all(conn: Any, *, users: Sequence[User], sealed: list[_Sealed], now_ms: int) -> None:
+def _store_all(
+    conn: Any, *, users: Sequence[User], sealed: list[_Sealed], now_ms: int, default_quota: int | None
+) -> None:
     # Checked in the write transaction rather than by a read before it: an account deleted, disabled
     # or replaced since RCPT fails this delivery (the sender retries) and nothing is stored.
     keys = deliverable_keys_txn(conn, [user.id for user in users])
@@ -183,4 +198,12 @@ def _store_all(conn: Any, *, users: Sequence[User], sealed: list[_Sealed], now_m
         raise DeliveryError("a recipient's account disappeared during delivery")
     for item in sealed:
         item.body.seek(0)
-        put_object_txn(conn, item.user_id, item.path, read_chunks(item.body), if_absent=True, now_ms=now_ms)
+        put_object_txn(
+            conn,
+            item.user_id,
+            item.path,
+            read_chunks(item.body),
+            if_absent=True,
+            now_ms=now_ms,
+            default_quota=default_quota,
+        )

@@ -29,8 +29,11 @@ from mailiverse.compat.srp import N, tc
 from mailiverse.config import LegacyOptions
 from mailiverse.crypto import aes, lenient
 from mailiverse.crypto.keys import load_public_key, public_key_der
+from mailiverse.legacy.replay import PutReplayGuard
 from mailiverse.privatefile import create_private_once, private_dir
+from mailiverse.store import accounts as accounts_repo
 from mailiverse.store import legacy as repo
+from mailiverse.store.accounts import SignupClosed
 from mailiverse.store.db import Database
 from mailiverse.store.errors import InvalidInput, StoreError, UserExists
 from mailiverse.store.legacy import LegacyLogin, StoreCredentials
@@ -44,6 +47,8 @@ SECRET_BYTES = 32
 MV_HANDLER = "MV"
 MIN_USER_KEY_BITS = 2048
 CAPTCHA_TOKEN_LIFETIME_MS = 2 * 3600 * 1000
+#: The refusal of a sign-up that the appliance's policy does not admit.
+INVITATION_NEEDED = "Sign-up on this server needs an invitation code (give it as the captcha)."
 
 
 class LegacyRefused(Exception):
@@ -79,10 +84,13 @@ class LegacyBackend:
         secret: bytes,
         mail_auth_key: rsa.RSAPrivateKey,
         send_key: rsa.RSAPrivateKey,
+        open_signup: bool = False,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.database = database
         self.options = options
+        #: The appliance's ``--open-signup``: the one sign-up policy covers legacy sign-ups too.
+        self.open_signup = open_signup
         self.mail_auth_key = mail_auth_key
         self.send_key = send_key
         self.clock = clock
@@ -96,6 +104,7 @@ class LegacyBackend:
         self.send_throttle = LoginThrottle(clock)
         self.signup_limiter = TokenBucketLimiter(Budget(attempts=20, period=3600.0), clock)
         self.enable_limiter = TokenBucketLimiter(Budget(attempts=20, period=3600.0), clock)
+        self.put_replays = PutReplayGuard(self.now_ms, options.date_skew_seconds * 1000)
 
     def now_ms(self) -> int:
         return int(self.clock() * 1000)
@@ -157,10 +166,11 @@ class LegacyBackend:
         if self.options.captcha == "closed":
             return server_response(False, "Sign-up is closed on this server.")
         if request.kind == "test":
-            taken = await self.database.run(repo.name_taken_txn, name)
-            return server_response(not taken, "The name is taken." if taken else None)
+            return await self._availability(name)
+        token = request.captcha_token
         if self.options.captcha == "token":
-            if request.captcha_token is None or not await self.use_token(request.captcha_token, "signup"):
+            # Operator-issued legacy tokens are this policy's invitations.
+            if token is None or not await self.use_token(token, "signup"):
                 return server_response(False, "A valid captcha token is required.")
         assert request.s is not None and request.v is not None
         now = self.now_ms()
@@ -173,13 +183,32 @@ class LegacyBackend:
                 now,
                 now - self.options.pending_lifetime_seconds * 1000,
                 self.options.max_accounts,
+                None if self.options.captcha == "token" else token,
+                self.open_signup or self.options.captcha == "token",
             )
+        except SignupClosed:
+            return server_response(False, INVITATION_NEEDED)
         except UserExists:
             return server_response(False, "The name is taken.")
         except InvalidInput:
             return server_response(False, "This server has no room for more accounts.")
         log.info("legacy sign-up recorded for {name}", name=name)
         return server_response(True)
+
+    async def _availability(self, name: str) -> str:
+        """The availability test: whether ``name`` is free, told only where anyone may sign up.
+
+        Elsewhere (an invitation or a captcha token is needed) the answer is the same for every
+        well-formed name, so a stranger cannot list which accounts exist; the real check comes
+        at sign-up, which only an invited person reaches.
+        """
+        anyone = self.options.captcha == "off" and await self.database.run(
+            accounts_repo.signup_open_for_txn, None, self.open_signup
+        )
+        if not anyone:
+            return server_response(True)
+        taken = await self.database.run(repo.name_taken_txn, name)
+        return server_response(not taken, "The name is taken." if taken else None)
 
     async def use_token(self, token: str, purpose: Literal["signup", "store"]) -> bool:
         if not token or len(token) > 512:
@@ -283,14 +312,19 @@ class LegacyBackend:
             raise LegacyRefused("this address is not served here")
         if self.options.captcha == "closed":
             raise LegacyRefused("sign-up is closed on this server")
-        if self.options.captcha == "token" and (captcha is None or not await self.use_token(captcha, "store")):
-            raise LegacyRefused("a valid captcha token is required")
+        if self.options.captcha == "token":
+            if captcha is None or not await self.use_token(captcha, "store"):
+                raise LegacyRefused("a valid captcha token is required")
+        elif not await self.database.run(
+            accounts_repo.invitation_admits_txn, name, captcha, self.open_signup, self.now_ms()
+        ):
+            raise LegacyRefused("sign-up on this server needs an invitation code")
+        # Made alike for every name, taken or free: unbound keys open nothing until the account
+        # that proves its password with SRP puts a server environment naming them.
         key_id = base64.b64encode(os.urandom(32)).decode("ascii")
         secret = base64.b64encode(os.urandom(32)).decode("ascii")
         sealed = aes.encrypt_embediv(self._credential_key, secret.encode("ascii"))
-        added = await self.database.transact(repo.add_credentials_txn, key_id, sealed, name, now_ms=self.now_ms())
-        if not added:
-            raise LegacyRefused("this name already has an account")
+        await self.database.transact(repo.add_credentials_txn, key_id, sealed, name, now_ms=self.now_ms())
         return key_id, secret
 
     async def credentials(self, key_id: str) -> tuple[StoreCredentials, str] | None:
@@ -329,8 +363,12 @@ def _create_pending(
     now_ms: int,
     expire_before_ms: int,
     max_accounts: int,
+    invite: str | None,
+    open_signup: bool,
 ) -> None:
+    """Thread side: the sign-up policy first (it spends the invitation), then the name and the room."""
     repo.expire_pending_txn(conn, expire_before_ms)
+    accounts_repo.admit_signup_txn(conn, name, invite=invite, open_signup=open_signup, now_ms=now_ms)
     repo.add_pending_txn(conn, name, salt, verifier, now_ms=now_ms, max_accounts=max_accounts)
 
 

@@ -13,9 +13,10 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from email.headerregistry import Address
 from email.message import EmailMessage
 from email.policy import SMTP
-from email.utils import formatdate, getaddresses, make_msgid, parseaddr
+from email.utils import formatdate, getaddresses, make_msgid
 
 from twisted.logger import Logger
 
@@ -23,7 +24,7 @@ from mailiverse.compat.typed import decode_typed
 from mailiverse.contracts import split_address
 from mailiverse.crypto import lenient, rsaaes
 from mailiverse.legacy.backend import LegacyBackend, LegacyRefused
-from mailiverse.submission import Submission, SubmissionError
+from mailiverse.submission import Submission, SubmissionError, one_address, serialized, set_header
 
 log = Logger()
 
@@ -76,24 +77,29 @@ def _recipients(fields: dict[str, str]) -> list[str]:
     return unique
 
 
-def build_message(fields: dict[str, str], sender: str, hostname: str, now: float) -> bytes:
-    """The MIME message the original relay would build: text and HTML alternatives, no attachments."""
+def build_message(fields: dict[str, str], sender: str, hostname: str, now: float, display_name: str = "") -> bytes:
+    """The MIME message the original relay would build: text and HTML alternatives, no attachments.
+
+    The From is the checked ``sender`` (with ``display_name``), never the field as given; every header
+    goes through the submission service's header rules, so no value can add a header line.
+    """
     message = EmailMessage(policy=SMTP)
     try:
-        message["From"] = fields["from"]
+        set_header(message, "From", Address(display_name=display_name, addr_spec=sender), "From field")
         for header, key in (("To", "to"), ("Cc", "cc")):
             if fields.get(key, "").strip():
-                message[header] = fields[key]
-        message["Subject"] = fields.get("subject", "")
-        message["Date"] = formatdate(now, usegmt=True)
+                set_header(message, header, fields[key], f"{key} field")
+        set_header(message, "Subject", fields.get("subject", ""), "subject")
+        set_header(message, "Date", formatdate(now, usegmt=True), "Date")
         given = fields.get("messageId", "")
-        message["Message-ID"] = given if _MESSAGE_ID.fullmatch(given) else make_msgid(domain=hostname)
+        set_header(message, "Message-ID", given if _MESSAGE_ID.fullmatch(given) else make_msgid(domain=hostname), "id")
         message.set_content(fields.get("text", ""))
         message.add_alternative(fields.get("html", ""), subtype="html")
+        return serialized(message)
+    except SubmissionError as refusal:
+        raise SendRefused(refusal.message) from None
     except (ValueError, TypeError, IndexError) as e:
         raise SendRefused(f"the message headers are not valid: {type(e).__name__}") from None
-    del sender
-    return message.as_bytes()
 
 
 #: What a refusal of the submission service answers in the legacy protocol (its own texts and statuses).
@@ -120,11 +126,14 @@ async def relay(backend: LegacyBackend, submission: Submission | None, body: byt
         backend.send_throttle.record_failure(key, peer)
         raise SendRefused("the sender is not authenticated", 403)
     assert name is not None
-    _, from_address = parseaddr(fields.get("from", ""))
-    if backend.local_name(from_address) != name or "@" not in from_address:
+    try:
+        display_name, from_address = one_address(fields.get("from", ""))
+    except SubmissionError:
+        raise SendRefused("the From field must hold exactly one address, the sender's own", 403) from None
+    if backend.local_name(from_address) != name:
         raise SendRefused("the From address does not belong to the sender", 403)
     recipients = _recipients(fields)
-    message = build_message(fields, from_address, backend.options.hostname, backend.clock())
+    message = build_message(fields, from_address, backend.options.hostname, backend.clock(), display_name)
     if submission is None:
         raise SendRefused("this server does not send mail", 503)
     try:

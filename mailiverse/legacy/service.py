@@ -13,7 +13,7 @@ from twisted.internet.endpoints import serverFromString
 from twisted.logger import Logger
 from twisted.protocols.tls import TLSMemoryBIOFactory
 
-from mailiverse.config import DataDir, LegacyOptions
+from mailiverse.config import DEFAULT_QUOTA_BYTES, DataDir, LegacyOptions
 from mailiverse.crypto.keys import public_key_der
 from mailiverse.legacy.backend import LegacyBackend, ensure_legacy_secret
 from mailiverse.legacy.serverkeys import ensure_server_keys, load_server_key
@@ -67,11 +67,15 @@ def build_legacy(
     data_dir: DataDir | Path | str,
     reactor: Any,
     submission: Submission | None = None,
+    open_signup: bool = False,
+    default_quota: int = DEFAULT_QUOTA_BYTES,
 ) -> LegacyParts:
     """Build the legacy KeyServer/MailServer listeners and the ``/Mailiverse/`` resource.
 
     The listeners speak TLS from the first byte with the "ca" listener certificate unless
     ``options.plain``; ``submission`` (optional) carries out Send (without it, Send is refused).
+    ``open_signup`` is the appliance's ``--open-signup``: legacy sign-ups obey the same policy.
+    ``default_quota`` is its ``--default-quota``: a StorePut past an account's quota answers 507.
     """
     directory = _data_dir(data_dir)
     ensure_server_keys(directory)
@@ -81,6 +85,7 @@ def build_legacy(
         secret=ensure_legacy_secret(directory.keys_dir),
         mail_auth_key=load_server_key(directory, "mail-auth"),
         send_key=load_server_key(directory, "send"),
+        open_signup=open_signup,
         clock=reactor.seconds,
     )
     web = LegacyWeb(
@@ -88,6 +93,7 @@ def build_legacy(
         submission=submission,
         keyserver=websocket_resource("key", backend, idle_timeout=options.idle_timeout, reactor=reactor),
         mailserver=websocket_resource("mail", backend, idle_timeout=options.idle_timeout, reactor=reactor),
+        default_quota=default_quota,
     )
     services: list[IService] = [_Warning()]
     for role, endpoint in (("key", options.keyserver_endpoint), ("mail", options.mailserver_endpoint)):

@@ -7,21 +7,22 @@ from typing import Any
 from twisted.internet.protocol import Factory, Protocol
 from twisted.protocols.policies import TimeoutMixin
 
+from mailiverse.auth.forwarded import UNKNOWN_PEER, peer_address
 from mailiverse.compat.packets import LineSplitter, LineTooLong
 from mailiverse.legacy.backend import LegacyBackend
 from mailiverse.legacy.session import LineDriver, LineSession, Role
 
-#: The rate-limit key used when a transport has no IP peer (in-memory transports).
-UNKNOWN_PEER = "0.0.0.0"  # noqa: S104 - an address to key limits by, not one to bind
-
 
 def peer_host(transport: Any) -> str:
-    """The client's IP address as text (UNKNOWN_PEER when the transport has none)."""
+    """The client's IP address as text (UNKNOWN_PEER when the transport has none).
+
+    The line protocol is raw TCP: no proxy forwards a client here, so the peer is the client.
+    """
     try:
-        host = transport.getPeer().host
+        address = transport.getPeer()
     except Exception:  # noqa: BLE001 - in-memory transports in tests
         return UNKNOWN_PEER
-    return host if isinstance(host, str) and host else UNKNOWN_PEER
+    return peer_address(address)
 
 
 class LegacyLineProtocol(Protocol, TimeoutMixin):

@@ -4,6 +4,11 @@ Store requests carry ``Authorization: MV <key id>:<HMAC-SHA1>`` over the request
 original client signs, and an ``X-Mv-Date`` that must be within the configured skew of the
 server clock.  Objects come back byte for byte, with the ``Version`` header the original
 client requires; listings use the original JSON and date format.
+
+The Site that mounts these routes asks ``LegacyResource`` (``IBodyGate``) how large a body each
+request may send before the body arrives: a StorePut whose signature verifies up to
+``MAX_PUT_BYTES``, Send (whose credential is inside its encrypted body) up to its own 1 MiB, and
+anything else a few KiB.
 """
 
 from __future__ import annotations
@@ -14,13 +19,17 @@ from typing import Any
 
 from klein import Klein
 from twisted.logger import Logger
+from twisted.web.resource import Resource
+from zope.interface import implementer
 
+from mailiverse.auth.forwarded import client_address
 from mailiverse.compat import mvsign
+from mailiverse.config import DEFAULT_QUOTA_BYTES
+from mailiverse.contracts import ANONYMOUS_ALLOWANCE, ANONYMOUS_BODY_BYTES, Allowance, BodyAllowance, IBodyGate
 from mailiverse.legacy.backend import LegacyBackend, LegacyRefused
-from mailiverse.legacy.send import SendRefused, relay
-from mailiverse.legacy.tcp import peer_host
+from mailiverse.legacy.send import MAX_BODY_BYTES, SendRefused, relay
 from mailiverse.store import objects as repo_objects
-from mailiverse.store.errors import InvalidPath, ObjectNotFound, ObjectTooLarge
+from mailiverse.store.errors import InvalidPath, ObjectNotFound, ObjectTooLarge, OverQuota
 from mailiverse.store.objects import validate_path, validate_prefix
 from mailiverse.store.users import get_user_by_id_txn
 from mailiverse.submission import Submission
@@ -61,14 +70,32 @@ class LegacyWeb:
         submission: Submission | None = None,
         keyserver: Any = None,
         mailserver: Any = None,
+        default_quota: int = DEFAULT_QUOTA_BYTES,
     ) -> None:
         self.backend = backend
         self.submission = submission
+        self.default_quota = default_quota
         self.keyserver = keyserver
         self.mailserver = mailserver
 
-    def resource(self) -> Any:
-        return self.router.resource()
+    def resource(self) -> LegacyResource:
+        return LegacyResource(self)
+
+    def body_allowance(self, request: Any, path: bytes) -> Allowance:
+        """How large a body ``request`` to ``path`` (``/StorePut``) may send, from its headers (see the module)."""
+        if path == b"/Send":
+            return BodyAllowance(MAX_BODY_BYTES)
+        if path == b"/StorePut" and request.method == b"PUT" and request.getHeader(b"authorization") is not None:
+            return self._signed_put_allowance(request)
+        return ANONYMOUS_ALLOWANCE
+
+    async def _signed_put_allowance(self, request: Any) -> BodyAllowance:
+        # The signature covers the method, Content-Type, X-Mv-Date and Resource: all known before the body.
+        try:
+            await self._authenticate(request, "PUT")
+        except _HttpError as refused:
+            return BodyAllowance(ANONYMOUS_BODY_BYTES, refused.status, refused.code, refused.message)
+        return BodyAllowance(MAX_PUT_BYTES)
 
     # -- helpers -------------------------------------------------------------------------------
 
@@ -205,16 +232,32 @@ class LegacyWeb:
             raise _HttpError(400, "bad_request", "Content-Length does not match the body")
         return body
 
+    def _not_replayed(self, request: Any, body: bytes) -> None:
+        """Refuse a verified StorePut signature seen before with another body (see legacy/replay.py)."""
+        authorization = (request.getHeader(b"authorization") or b"").decode("latin-1")
+        date_ms = mvsign.parse_mv_date((request.getHeader(b"x-mv-date") or b"").decode("latin-1"))
+        if not self.backend.put_replays.admit(authorization, date_ms, body):
+            raise _HttpError(403, "replayed", "this signature was already used with another body; sign anew")
+
     @router.route("/StorePut", methods=["PUT"])
     async def store_put(self, request: Any) -> bytes:
         try:
             user_id, path = await self._authenticate(request, "PUT")
             body = self._body(request, MAX_PUT_BYTES)
+            self._not_replayed(request, body)
             info = await self.backend.database.transact(
-                repo_objects.put_object_txn, user_id, path, body, now_ms=self.backend.now_ms(), max_size=MAX_PUT_BYTES
+                repo_objects.put_object_txn,
+                user_id,
+                path,
+                body,
+                now_ms=self.backend.now_ms(),
+                max_size=MAX_PUT_BYTES,
+                default_quota=self.default_quota,
             )
         except ObjectTooLarge:
             return self._error(request, _HttpError(413, "too_large", "the object is too large"))
+        except OverQuota:
+            return self._error(request, _HttpError(507, "over_quota", "the account's storage quota is used up"))
         except _HttpError as e:
             return self._error(request, e)
         self._headers(request)
@@ -239,7 +282,7 @@ class LegacyWeb:
             if email is None:
                 raise _HttpError(400, "bad_request", "the email parameter is missing")
             token = None if captcha in (None, "", "null") else captcha
-            key_id, secret = await self.backend.store_enable(email, token, peer_host(request.transport))
+            key_id, secret = await self.backend.store_enable(email, token, client_address(request))
         except _HttpError as e:
             return self._error(request, e)
         except LegacyRefused as e:
@@ -252,11 +295,9 @@ class LegacyWeb:
 
     @router.route("/Send", methods=["PUT"])
     async def send(self, request: Any) -> bytes:
-        from mailiverse.legacy.send import MAX_BODY_BYTES
-
         try:
             body = self._body(request, MAX_BODY_BYTES)
-            await relay(self.backend, self.submission, body, peer_host(request.transport))
+            await relay(self.backend, self.submission, body, client_address(request))
         except _HttpError as e:
             return self._error(request, e)
         except SendRefused as e:
@@ -285,3 +326,21 @@ class LegacyWeb:
             return self._error(request, _HttpError(405, "method_not_allowed", "method not allowed"))
         log.failure("legacy web route failed", failure)
         return self._error(request, _HttpError(500, "internal", "internal error"))
+
+
+@implementer(IBodyGate)
+class LegacyResource(Resource):
+    """The ``/Mailiverse/`` resource: the Klein routes of ``LegacyWeb``, and the body allowance of each."""
+
+    isLeaf = True
+
+    def __init__(self, web: LegacyWeb) -> None:
+        super().__init__()
+        self._web = web
+        self._routes = web.router.resource()
+
+    def render(self, request: Any) -> Any:
+        return self._routes.render(request)
+
+    def body_allowance(self, request: Any, path: bytes) -> Allowance:
+        return self._web.body_allowance(request, path)

@@ -3,7 +3,8 @@
 Each client text frame carries one line; anything after its first ``\\n`` is dropped, as the
 proxy did.  Each server line goes out as one text frame ending in ``\\n``.  Messages are
 limited to 10 KiB (the proxy's limit), binary frames close the connection, and a connection
-idle for the role's timeout is dropped.
+idle for the role's timeout is dropped. A session's limits count the upgrade request's
+``client_address`` (the forwarded client behind a ``--trusted-proxy``).
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ from typing import Any
 
 from autobahn.twisted.resource import WebSocketResource
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+from twisted.web.resource import Resource
 
+from mailiverse.auth.forwarded import client_address
 from mailiverse.legacy.backend import LegacyBackend
 from mailiverse.legacy.session import LineDriver, LineSession, Role
 from mailiverse.legacy.tcp import peer_host
@@ -27,9 +30,11 @@ class LegacyWebSocketProtocol(WebSocketServerProtocol):
     backend: LegacyBackend
     idle_timeout: float
     reactor: Any
+    #: The address the upgrade request counted as (``client_address``), set when the protocol is built.
+    client_host: str | None = None
 
     def onOpen(self) -> None:
-        session = LineSession(self.role, self.backend, peer_host(self.transport))
+        session = LineSession(self.role, self.backend, self.client_host or peer_host(self.transport))
         self._max_line = session.max_line
         self._driver = LineDriver(session, self._send_line, self._close)
         self._timer = self.reactor.callLater(self.idle_timeout, self._idle)
@@ -70,9 +75,37 @@ class LegacyWebSocketProtocol(WebSocketServerProtocol):
             driver.close()
 
 
+class _ForClient:
+    """The factory of one upgrade: its protocol knows the client's address before the handshake."""
+
+    def __init__(self, factory: WebSocketServerFactory, client_host: str) -> None:
+        self._factory = factory
+        self._client_host = client_host
+
+    def buildProtocol(self, addr: Any) -> Any:
+        protocol: Any = self._factory.buildProtocol(addr)
+        if protocol is not None:
+            protocol.client_host = self._client_host
+        return protocol
+
+
+class LegacyWebSocketResource(Resource):
+    """Upgrades a request to a legacy line session that counts the request's ``client_address``
+    (the forwarded client behind a trusted proxy), not the TCP peer."""
+
+    isLeaf = True
+
+    def __init__(self, factory: WebSocketServerFactory) -> None:
+        super().__init__()
+        self.factory = factory
+
+    def render(self, request: Any) -> Any:
+        return WebSocketResource(_ForClient(self.factory, client_address(request))).render(request)
+
+
 def websocket_resource(
     role: Role, backend: LegacyBackend, *, idle_timeout: float = 45.0, reactor: Any = None
-) -> WebSocketResource:
+) -> LegacyWebSocketResource:
     """A twisted.web resource speaking the legacy line protocol of ``role`` over WebSocket."""
     if reactor is None:
         from twisted.internet import reactor as default_reactor
@@ -91,4 +124,4 @@ def websocket_resource(
         {"role": role, "backend": backend, "idle_timeout": idle_timeout, "reactor": reactor},
     )
     factory.protocol = protocol  # type: ignore[assignment]
-    return WebSocketResource(factory)
+    return LegacyWebSocketResource(factory)

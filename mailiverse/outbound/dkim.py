@@ -104,9 +104,10 @@ def _header_names(message: bytes) -> list[str]:
 
 def sign_message(message: bytes, *, domain: str, selector: str, private_key_pem: bytes) -> bytes:
     """Return ``message`` (CRLF line endings) with a DKIM-Signature header field prepended."""
-    present = set(_header_names(message))
-    if "from" not in present:
-        raise ValueError("a message without a From header field cannot be DKIM-signed")
+    names = _header_names(message)
+    if names.count("from") != 1:
+        raise ValueError("only a message with exactly one From header field is DKIM-signed")
+    present = set(names)
     include = [name for name in SIGNED_HEADERS if name in present] + list(OVERSIGNED_HEADERS)
     import dkim  # dkimpy and dnspython load only once something is signed (idle memory)
 

@@ -16,6 +16,9 @@ MAX_LOCAL_PART_CHARS = 64
 STRIPPED_HEADERS = (b"bcc", b"resent-bcc")
 _LOCAL_PART = re.compile(rb"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+$")
 _LINE_BREAKS = re.compile(rb"\r\n|\r|\n")
+# A field name followed directly by its colon: with a space or TAB before the colon, parsers disagree
+# whether the line is a field at all (``From\t:`` is one for DKIM, the end of the header for others).
+_FIELD_NAME = re.compile(rb"[\x21-\x39\x3b-\x7e]+:")
 
 
 def normalize_address(address: str, *, what: str = "recipient") -> tuple[str, str]:
@@ -66,7 +69,7 @@ def _header_fields(lines: list[bytes]) -> list[list[bytes]]:
             if not fields:
                 raise SubmissionRejected("the message starts with a continuation line", code="invalid_message")
             fields[-1].append(line)
-        elif b":" in line and line.split(b":", 1)[0].strip() and b" " not in line.split(b":", 1)[0]:
+        elif _FIELD_NAME.match(line):
             fields.append([line])
         else:
             raise SubmissionRejected("the message's header section is malformed", code="invalid_message")
@@ -81,9 +84,9 @@ def prepare_message(message: bytes, *, sender_domain: str, now: datetime | None 
     """The message with CRLF line endings, Bcc removed, and Date / Message-ID added when missing."""
     lines, body = _split(message)
     fields = _header_fields(lines)
-    names = {_name(f) for f in fields}
-    if b"from" not in names:
-        raise SubmissionRejected("the message has no From header field", code="invalid_message")
+    names = [_name(f) for f in fields]
+    if names.count(b"from") != 1:
+        raise SubmissionRejected("the message must have exactly one From header field", code="invalid_message")
     kept = [f for f in fields if _name(f) not in STRIPPED_HEADERS]
     if b"date" not in names:
         stamp = format_datetime(now or datetime.now(UTC))

@@ -21,13 +21,17 @@ class SmtpLimits:
     max_messages_per_connection: int = 100
     #: error replies on one connection before it is closed with 421
     max_errors_per_connection: int = 10
-    #: simultaneous connections from one IP address
+    #: simultaneous connections from one client: an IPv4 address, or an IPv6 /64 (one host or site)
     max_connections_per_ip: int = 10
-    #: simultaneous connections on one listener
+    #: simultaneous connections on the SMTP listeners that share one count (the appliance's all do)
     max_connections: int = 200
-    #: seconds without a complete line before the session is closed with 421; a byte at a
-    #: time does not count as activity, so a trickling client cannot hold a slot
+    #: seconds without progress before the session is closed with 421 4.4.2.  Progress is a
+    #: greeting, a sender, a new recipient, message data, STARTTLS; a byte at a time, NOOP, RSET,
+    #: HELP, VRFY, a second EHLO or a repeated recipient are not, so none of them can hold a slot
     idle_timeout: float = 300.0
+    #: NOOP, RSET, HELP, VRFY and repeated HELO/EHLO allowed between accepted messages; the next
+    #: one is answered 421 4.7.0 and the connection closes (Postfix's smtpd_junk_command_limit)
+    max_junk_commands: int = 100
     #: seconds one connection may last in all, however busy, before it is closed with 421
     max_session_seconds: float = 3600.0
     #: seconds allowed for one delivery to the inbox before the client gets 451

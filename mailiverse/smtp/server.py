@@ -14,7 +14,11 @@ unsafe for a public port 25:
 * Ordering.  Each command is handled to completion, including asynchronous recipient
   lookups and delivery, before the next buffered line is read, so pipelined replies stay in
   order and the input kept meanwhile is bounded (reading pauses beyond it).
-* Limits.  Every count, size and time comes from ``SmtpLimits``.
+* Limits.  Every count, size and time comes from ``SmtpLimits``.  Connections are counted per
+  client (an IPv4 address or an IPv6 /64) by a ``ConnectionLimiter``.  Only progress (a greeting,
+  a sender, a new recipient, message data, STARTTLS) restarts the idle timer; NOOP, RSET, HELP,
+  VRFY and a repeated EHLO are answered but counted, so a client that sends no mail cannot hold
+  a connection open.
 
 Alternative to ``IMessageDelivery``/``IMessage`` (STYLE.md 5): those interfaces give one
 ``IMessage`` per recipient and feed it text lines with no size accounting, which would
@@ -35,7 +39,6 @@ import email.utils
 import ipaddress
 import re
 import secrets
-from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,7 +51,8 @@ from twisted.logger import Logger
 from twisted.mail.smtp import ESMTP
 from twisted.python.failure import Failure
 
-from mailiverse.contracts import IInbox, Recipient, normalise_domain
+from mailiverse.auth.connections import ConnectionLimiter
+from mailiverse.contracts import IInbox, MailboxFull, Recipient, normalise_domain
 from mailiverse.smtp.limits import SmtpLimits
 from mailiverse.spool import SpooledMessage, SpoolError, SpoolWriter
 
@@ -62,7 +66,11 @@ _SIZE_VALUE = re.compile(rb"^[0-9]{1,20}$")
 
 
 class SmtpServerFactory(ServerFactory):
-    """Builds one ``MailiverseESMTP`` per connection and counts connections per IP and in all."""
+    """Builds one ``MailiverseESMTP`` per connection and counts connections per client and in all.
+
+    The count is a ``ConnectionLimiter`` (a client is an IPv4 address or an IPv6 /64); listeners
+    given the same one share its caps. By default each factory has its own, sized by ``limits``.
+    """
 
     def __init__(
         self,
@@ -75,6 +83,7 @@ class SmtpServerFactory(ServerFactory):
         implicit_tls: bool,
         spool_dir: Path,
         reactor: IReactorTime,
+        connections: ConnectionLimiter | None = None,
     ) -> None:
         self.inbox = inbox
         self.hostname = hostname
@@ -86,28 +95,12 @@ class SmtpServerFactory(ServerFactory):
         self.implicit_tls = implicit_tls
         self.spool_dir = Path(spool_dir)
         self.reactor = reactor
-        self.connections = 0
-        self.connections_by_ip: Counter[str] = Counter()
+        if connections is None:
+            connections = ConnectionLimiter(limits.max_connections, limits.max_connections_per_ip)
+        self.connection_limiter = connections
 
     def buildProtocol(self, addr: IAddress | None) -> MailiverseESMTP:
         return MailiverseESMTP(self)
-
-    def admit(self, ip: str) -> bool:
-        """Count a new connection from ``ip``; false (and not counted) when over a limit."""
-        if self.connections >= self.limits.max_connections:
-            return False
-        if self.connections_by_ip[ip] >= self.limits.max_connections_per_ip:
-            return False
-        self.connections += 1
-        self.connections_by_ip[ip] += 1
-        return True
-
-    def release(self, ip: str) -> None:
-        """Forget a connection counted by ``admit``."""
-        self.connections -= 1
-        self.connections_by_ip[ip] -= 1
-        if self.connections_by_ip[ip] <= 0:
-            del self.connections_by_ip[ip]
 
 
 @dataclass
@@ -143,11 +136,15 @@ class MailiverseESMTP(ESMTP):
         self._paused = False
         self._closing = False
         self._ip = ""
-        self._admitted = False
+        self._connection_key: str | None = None
         self._session_timer: Any = None
         self._expire_when_idle = False
+        # The idle timer runs from the last progress; time spent waiting on us (busy) does not count.
+        self._last_progress = 0.0
+        self._busy_since = 0.0
         self._secure = factory.implicit_tls
         self._errors = 0
+        self._junk_commands = 0
         self._messages = 0
         self._helo_name: str | None = None
         self._esmtp = False
@@ -177,13 +174,13 @@ class MailiverseESMTP(ESMTP):
 
     def connectionMade(self) -> None:
         self._ip = _peer_ip(self._io.getPeer())
-        if not self.factory.admit(self._ip):
+        self._connection_key = self.factory.connection_limiter.admit(self._ip)
+        if self._connection_key is None:
             self._close(421, "4.7.0", "Too many connections, try again later")
             return
-        self._admitted = True
         self.canStartTLS = self.ctx is not None and not self._secure and ITLSTransport.providedBy(self.transport)
         self.sendCode(220, self.host + b" ESMTP mailiverse")
-        self.setTimeout(self.timeout)
+        self._progressed()
         self._session_timer = self.callLater(self.limits.max_session_seconds, self._session_expired)
 
     def connectionLost(self, reason: Failure | None = None) -> None:
@@ -196,12 +193,31 @@ class MailiverseESMTP(ESMTP):
             self._data.spool.abort()
             self._data = None
         self._inbuf.clear()
-        if self._admitted:
-            self._admitted = False
-            self.factory.release(self._ip)
+        key, self._connection_key = self._connection_key, None
+        if key is not None:
+            self.factory.connection_limiter.release(key)
 
     def timeoutConnection(self) -> None:
         self._close(421, "4.4.2", "Idle timeout, closing connection")
+
+    def _progressed(self) -> None:
+        """The session moved on: a first greeting, a sender, a new recipient, DATA and each line of
+        the message, STARTTLS. Only this restarts the idle timer; NOOP, RSET and the like are answered
+        but leave it running, so a client that never sends mail cannot hold its slot."""
+        now = self.factory.reactor.seconds()
+        self._last_progress = now
+        if self._busy:
+            self._busy_since = now
+        else:
+            self.setTimeout(self.timeout)
+
+    def _junk(self) -> bool:
+        """Count a command that moves nothing on; True when that was one too many and the session closed."""
+        self._junk_commands += 1
+        if self._junk_commands > self.limits.max_junk_commands:
+            self._close(421, "4.7.0", "Too many commands without mail, closing connection")
+            return True
+        return False
 
     def _session_expired(self) -> None:
         self._session_timer = None
@@ -337,7 +353,7 @@ class MailiverseESMTP(ESMTP):
     def _spool_plain(self, lines: bytes) -> None:
         """Spool a run of plain DATA lines (possibly empty); the idle timer restarts once for the run."""
         if lines:
-            self.resetTimeout()
+            self._progressed()
             assert self._data is not None
             self._spool_data(self._data, lines)
 
@@ -369,9 +385,9 @@ class MailiverseESMTP(ESMTP):
             )
 
     def _handle_line(self, line: bytes) -> None:
-        self.resetTimeout()
         try:
             if self._data is not None:
+                self._progressed()
                 result = self._data_line(line)
             else:
                 result = self._command_line(line)
@@ -381,6 +397,7 @@ class MailiverseESMTP(ESMTP):
             return
         if result is not None:
             self._busy = True
+            self._busy_since = self.factory.reactor.seconds()
             self.setTimeout(None)
             result.addErrback(self._handler_failed)
             result.addBoth(self._resume)
@@ -396,7 +413,9 @@ class MailiverseESMTP(ESMTP):
         if self._expire_when_idle:
             self._close(421, "4.4.2", "Session too long, closing connection")
             return
-        self.setTimeout(self.timeout)
+        now = self.factory.reactor.seconds()
+        self._last_progress += now - self._busy_since
+        self.setTimeout(max(0.0, self._last_progress + self.timeout - now))
         if self._paused:
             self._paused = False
             self._io.resumeProducing()
@@ -424,6 +443,9 @@ class MailiverseESMTP(ESMTP):
         self._recipients = []
 
     def _greet(self, argument: bytes, *, esmtp: bool) -> str | None:
+        repeated = self._helo_name is not None
+        if repeated and self._junk():
+            return None
         if not argument:
             self._error(501, "5.5.4", "EHLO and HELO need a domain or address literal")
             return None
@@ -431,6 +453,8 @@ class MailiverseESMTP(ESMTP):
         self._helo_name = _HELO_UNSAFE.sub("?", name)
         self._esmtp = esmtp
         self._reset_transaction()
+        if not repeated:
+            self._progressed()
         return self._helo_name
 
     def _cmd_helo(self, argument: bytes) -> None:
@@ -468,6 +492,7 @@ class MailiverseESMTP(ESMTP):
             self._helo_name = None
             self._esmtp = False
             self._reset_transaction()
+            self._progressed()
 
     def _cmd_mail(self, argument: bytes) -> None:
         if self._messages >= self.limits.max_messages_per_connection:
@@ -501,6 +526,7 @@ class MailiverseESMTP(ESMTP):
                 return
         self._mail_from = path
         self._recipients = []
+        self._progressed()
         self._reply(250, "2.1.0", "Sender ok")
 
     def _parse_path(self, raw: bytes) -> str | None:
@@ -558,8 +584,13 @@ class MailiverseESMTP(ESMTP):
         if recipient is None:
             self._error(550, "5.1.1", "No such user here")
             return
+        if recipient.over_quota:
+            # Temporary: the sender keeps the message for this recipient and tries again later.
+            self._reply(452, "4.2.2", "Mailbox full, try again later")
+            return
         if all(r.user != recipient.user for r in self._recipients):
             self._recipients.append(recipient)
+            self._progressed()
         self._reply(250, "2.1.5", "Recipient ok")
 
     def _cmd_data(self, argument: bytes) -> None:
@@ -586,20 +617,26 @@ class MailiverseESMTP(ESMTP):
         except OSError:
             log.failure("cannot write to the spool")
             self._data.fail(451, "4.3.0", "Local error in processing")
+        self._progressed()
         self._reply(354, "2.0.0", "End data with <CR><LF>.<CR><LF>")
 
     def _cmd_rset(self, argument: bytes) -> None:
+        if self._junk():
+            return
         self._reset_transaction()
         self._reply(250, "2.0.0", "Reset")
 
     def _cmd_noop(self, argument: bytes) -> None:
-        self._reply(250, "2.0.0", "Ok")
+        if not self._junk():
+            self._reply(250, "2.0.0", "Ok")
 
     def _cmd_vrfy(self, argument: bytes) -> None:
-        self._reply(252, "2.5.0", "Cannot VRFY; send the message and delivery will be attempted")
+        if not self._junk():
+            self._reply(252, "2.5.0", "Cannot VRFY; send the message and delivery will be attempted")
 
     def _cmd_help(self, argument: bytes) -> None:
-        self._reply(214, "2.0.0", "Commands: EHLO HELO MAIL RCPT DATA RSET NOOP QUIT STARTTLS")
+        if not self._junk():
+            self._reply(214, "2.0.0", "Commands: EHLO HELO MAIL RCPT DATA RSET NOOP QUIT STARTTLS")
 
     def _cmd_quit(self, argument: bytes) -> None:
         self._close(221, "2.0.0", "Bye")
@@ -643,6 +680,11 @@ class MailiverseESMTP(ESMTP):
     async def _deliver(self, message: SpooledMessage, transaction: _DataTransaction) -> None:
         try:
             await self.factory.inbox.deliver(message, transaction.mail_from, list(transaction.recipients))
+        except MailboxFull:
+            # SMTP has one reply to DATA for every recipient (LMTP would have one each): the whole
+            # message is refused, temporarily, and nothing was stored for anyone.
+            log.info("delivery of {queue_id} refused: a mailbox is full", queue_id=transaction.queue_id)
+            self._reply(452, "4.2.2", "Mailbox full for a recipient; try again later")
         except Exception as exc:  # noqa: BLE001 - any inbox failure means 451
             # The exception text could quote the message, so only its type is logged.
             log.error(
@@ -652,6 +694,7 @@ class MailiverseESMTP(ESMTP):
             )
             self._reply(451, "4.3.0", "Local error in processing; try again later")
         else:
+            self._junk_commands = 0
             self._reply(250, "2.0.0", f"Ok: queued as {transaction.queue_id}")
         finally:
             message.close()

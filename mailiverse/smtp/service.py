@@ -9,6 +9,7 @@ from typing import Any
 from twisted.internet.interfaces import IProtocolFactory, IReactorTime
 from twisted.protocols.tls import TLSMemoryBIOFactory
 
+from mailiverse.auth.connections import ConnectionLimiter
 from mailiverse.contracts import IInbox
 from mailiverse.smtp.limits import SmtpLimits
 from mailiverse.smtp.server import SmtpServerFactory
@@ -26,6 +27,7 @@ def smtp_server_factory(
     spool_dir: Path,
     reactor: IReactorTime | None = None,
     domains: Iterable[str] | None = None,
+    connections: ConnectionLimiter | None = None,
 ) -> IProtocolFactory:
     """The protocol factory of one SMTP listener.
 
@@ -33,7 +35,8 @@ def smtp_server_factory(
     select the other one.  With ``implicit_tls`` the session is TLS from the first byte
     (SMTPS, port 465 style) and STARTTLS is not offered; otherwise STARTTLS is offered when
     ``tls`` is given.  ``domains`` are the served mail domains (default: ``hostname``);
-    recipients elsewhere are refused as relaying.
+    recipients elsewhere are refused as relaying.  Listeners given the same ``connections``
+    share its caps; by default the listener counts its own, sized by ``limits``.
     """
     if reactor is None:
         from twisted.internet import reactor as default_reactor
@@ -54,6 +57,7 @@ def smtp_server_factory(
         implicit_tls=implicit_tls,
         spool_dir=spool_dir,
         reactor=reactor,
+        connections=connections,
     )
     if implicit_tls:
         tls_factory: IProtocolFactory = TLSMemoryBIOFactory(creator, False, factory)

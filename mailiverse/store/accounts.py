@@ -150,11 +150,22 @@ def _invite(row: RowMapping) -> Invite:
     )
 
 
+def new_invite_code() -> str:
+    """A random invite code (128 bits, URL-safe base64) that never starts with ``-``.
+
+    A leading dash would make ``--invite CODE`` read as an option on every command line.
+    """
+    while True:
+        code = secrets.token_urlsafe(INVITE_BYTES)
+        if not code.startswith("-"):
+            return code
+
+
 def create_invite_txn(
     conn: Connection, *, expires_ms: int | None = None, now_ms: int | None = None
 ) -> tuple[str, Invite]:
     """Create a one-time invite; return the code (shown once) and its stored record."""
-    code = secrets.token_urlsafe(INVITE_BYTES)
+    code = new_invite_code()
     now = _now_ms() if now_ms is None else now_ms
     row = (
         conn.execute(
@@ -213,6 +224,46 @@ def signup_open_for_txn(conn: Connection, invite: str | None, open_signup: bool)
     return invite is not None and _well_formed_invite(invite)
 
 
+def invitation_admits_txn(conn: Connection, name: str, invite: str | None, open_signup: bool, now_ms: int) -> bool:
+    """Whether the sign-up policy would admit ``name`` with ``invite``, spending nothing.
+
+    For the steps of a sign-up that come before the account is made (the legacy StoreEnable):
+    true where anyone may sign up, or for an unexpired invite that is unused or was used by
+    ``name`` itself.
+    """
+    if open_signup or count_users_txn(conn) == 0:
+        return True
+    if invite is None or not _well_formed_invite(invite):
+        return False
+    row = conn.execute(
+        select(invites.c.used_by).where(
+            invites.c.code_hash == invite_digest(invite),
+            or_(invites.c.expires_ms.is_(None), invites.c.expires_ms > now_ms),
+        )
+    ).first()
+    return row is not None and row[0] in (None, name.lower())
+
+
+def admit_signup_txn(conn: Connection, name: str, *, invite: str | None, open_signup: bool, now_ms: int) -> None:
+    """The one sign-up policy (the JSON API and the legacy protocol): admit or raise SignupClosed.
+
+    Admitted: the first account of an empty appliance, any with ``open_signup``, otherwise only
+    with a valid unused invite, which is used up here (for ``name``). It runs before any check of
+    the name, so a refused stranger learns nothing about which names exist; the caller's
+    transaction rolls the invite back if the sign-up then fails.
+    """
+    if conn.dialect.name == "postgresql":
+        # Two concurrent first sign-ups must not both see an empty users table.
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SIGNUP_LOCK})
+    first = count_users_txn(conn) == 0
+    if not (first or open_signup):
+        if invite is None or not consume_invite_txn(conn, invite, name.lower(), now_ms):
+            raise SignupClosed("sign-up needs a valid invite code")
+    elif invite is not None and not first:
+        # An invite given on an open appliance is still used up, so it cannot be replayed later.
+        consume_invite_txn(conn, invite, name.lower(), now_ms)
+
+
 def create_account_txn(
     conn: Connection,
     name: str,
@@ -226,6 +277,7 @@ def create_account_txn(
     invite: str | None,
     open_signup: bool,
     now_ms: int | None = None,
+    kdf: str | None = None,
 ) -> User:
     """Create an account with its SRP data and key block, if sign-up admits it; all in one transaction.
 
@@ -233,18 +285,9 @@ def create_account_txn(
     then used up), or any when ``open_signup``. Raises SignupClosed, UserExists, InvalidInput.
     """
     now = _now_ms() if now_ms is None else now_ms
-    if conn.dialect.name == "postgresql":
-        # Two concurrent first sign-ups must not both see an empty users table.
-        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SIGNUP_LOCK})
+    admit_signup_txn(conn, name, invite=invite, open_signup=open_signup, now_ms=now)
     if conn.execute(select(users.c.id).where(users.c.name == name.lower())).first() is not None:
         raise UserExists("that user name is taken")
-    first = count_users_txn(conn) == 0
-    if not (first or open_signup):
-        if invite is None or not consume_invite_txn(conn, invite, name.lower(), now):
-            raise SignupClosed("sign-up needs a valid invite code")
-    elif invite is not None and not first:
-        # An invite given on an open appliance is still used up, so it cannot be replayed later.
-        consume_invite_txn(conn, invite, name.lower(), now)
     user = add_user_txn(conn, name, public_key_der, envelope_format, now_ms=now)
     if not isinstance(key_block, bytes) or not key_block:
         raise InvalidInput("key block is empty")
@@ -255,10 +298,14 @@ def create_account_txn(
         srp_verifier=srp_verifier,
         srp_group=srp_group,
         key_block=key_block,
+        kdf=kdf,
     )
 
 
 __all__ = [
+    "new_invite_code",
+    "invitation_admits_txn",
+    "admit_signup_txn",
     "INVITE_BYTES",
     "Invite",
     "SessionRow",

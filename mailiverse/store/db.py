@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from sqlalchemy import create_engine, event
@@ -20,6 +20,7 @@ from mailiverse.store import migrate as _migrate
 from mailiverse.store.engine import create_private_file, normalise_url, secure_sqlite_files
 from mailiverse.store.errors import ReactorThreadAccess
 from mailiverse.store.groupcommit import GroupCommitter
+from mailiverse.store.quota import lock_usage_txn
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -63,7 +64,9 @@ class Database:
         self._closed = False
         self._shutdown_trigger: Any = None
         self._start_trigger: Any = None
-        self._group = GroupCommitter(self._write_deferred, max_in_flight=self._max_write_batches())
+        self._group = GroupCommitter(
+            self._write_deferred, max_in_flight=self._max_write_batches(), lock_txn=lock_usage_txn
+        )
 
     # -- construction -------------------------------------------------------------------------
 
@@ -258,15 +261,19 @@ class Database:
         )
         return result
 
-    async def transact_grouped(self, fn: Callable[[Connection], T], *, weight: int = 0) -> T:
+    async def transact_grouped(
+        self, fn: Callable[[Connection], T], *, weight: int = 0, user_ids: Sequence[int] = ()
+    ) -> T:
         """``transact`` for many small concurrent writes: calls queued while the writer is busy share one commit.
 
         ``fn(conn)`` runs in its own SAVEPOINT of a shared transaction (at most 64 calls or 16 MiB of
         ``weight``, the bytes it writes), so its failure rolls back only its own writes and propagates
         to this caller alone. Resolves after the shared commit, which is as durable as ``transact``'s.
+        ``user_ids`` are the accounts whose objects ``fn`` writes: the batch locks their usage rows
+        first, in one order with every other batch's (store/quota.py).
         """
         self._check_open()
-        result: T = await self._group.submit(fn, weight)
+        result: T = await self._group.submit(fn, weight, user_ids)
         return result
 
     def _write_deferred(self, fn: Callable[[Connection], T]) -> Deferred[T]:

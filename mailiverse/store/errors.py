@@ -37,5 +37,9 @@ class VersionConflict(StoreError):
     """A conditional write or delete found a different version than the caller expected."""
 
 
+class OverQuota(StoreError):
+    """A write would take the account's stored bytes past its quota; nothing was written."""
+
+
 class ReactorThreadAccess(AssertionError):
     """The database was touched on the reactor thread while the reactor was running."""

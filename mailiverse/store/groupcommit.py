@@ -3,6 +3,11 @@
 Each queued function runs in its own SAVEPOINT inside the shared transaction, so one that fails is
 rolled back alone and reported to its own caller; the others are committed. Every caller's Deferred
 fires only after the shared commit, so a result still means "durably committed".
+
+A function may name lock keys (the accounts whose usage rows it changes): the batch locks all of
+them in one sorted order before any function runs. Two batches in flight at once (PostgreSQL) then
+wait for each other rather than each holding a row the other needs (a deadlock, which would fail
+both batches).
 """
 
 from __future__ import annotations
@@ -37,14 +42,26 @@ class Outcome:
 class _Entry:
     fn: Callable[[Connection], Any]
     weight: int
+    lock_keys: tuple[int, ...] = ()
     done: Deferred[Any] = field(default_factory=Deferred)
 
 
-def run_batch_txn(conn: Connection, fns: Sequence[Callable[[Connection], Any]]) -> list[Outcome]:
+LockRows = Callable[[Connection, Sequence[int]], None]
+
+
+def run_batch_txn(
+    conn: Connection,
+    fns: Sequence[Callable[[Connection], Any]],
+    lock_txn: LockRows | None = None,
+    lock_keys: Sequence[int] = (),
+) -> list[Outcome]:
     """Run each function in its own savepoint of ``conn``'s open transaction; never raises for one of them.
 
-    A failed function's savepoint is rolled back, leaving the others' writes in the transaction.
+    First, ``lock_txn(conn, lock_keys)`` when there are keys to lock (a failure there fails the whole
+    batch). A failed function's savepoint is rolled back, leaving the others' writes in the transaction.
     """
+    if lock_txn is not None and lock_keys:
+        lock_txn(conn, lock_keys)
     outcomes: list[Outcome] = []
     for fn in fns:
         try:
@@ -60,7 +77,8 @@ class GroupCommitter:
 
     ``write_batch(fn)`` must run ``fn(conn)`` in one transaction off the reactor thread and fire after
     the commit. At most ``max_in_flight`` batches run at once; whatever arrives meanwhile waits and
-    goes into the next batch, so batches grow exactly when the writer is the bottleneck.
+    goes into the next batch, so batches grow exactly when the writer is the bottleneck. ``lock_txn``
+    locks the sorted lock keys of a batch's functions before they run.
     """
 
     def __init__(
@@ -70,17 +88,19 @@ class GroupCommitter:
         max_in_flight: int = 1,
         max_entries: int = MAX_BATCH_ENTRIES,
         max_weight: int = MAX_BATCH_WEIGHT,
+        lock_txn: LockRows | None = None,
     ) -> None:
         self._write_batch = write_batch
+        self._lock_txn = lock_txn
         self._max_in_flight = max_in_flight
         self._max_entries = max_entries
         self._max_weight = max_weight
         self._queue: collections.deque[_Entry] = collections.deque()
         self._in_flight = 0
 
-    def submit(self, fn: Callable[[Connection], Any], weight: int = 0) -> Deferred[Any]:
+    def submit(self, fn: Callable[[Connection], Any], weight: int = 0, lock_keys: Sequence[int] = ()) -> Deferred[Any]:
         """Queue ``fn(conn)``; the Deferred fires with its result after the commit, or with its failure."""
-        entry = _Entry(fn, weight)
+        entry = _Entry(fn, weight, tuple(lock_keys))
         self._queue.append(entry)
         self._start_batches()
         return entry.done
@@ -90,7 +110,9 @@ class GroupCommitter:
             batch = self._take_batch()
             self._in_flight += 1
             fns = [entry.fn for entry in batch]
-            written = maybeDeferred(self._write_batch, functools.partial(run_batch_txn, fns=fns))
+            keys = sorted({key for entry in batch for key in entry.lock_keys})
+            run = functools.partial(run_batch_txn, fns=fns, lock_txn=self._lock_txn, lock_keys=keys)
+            written = maybeDeferred(self._write_batch, run)
             written.addBoth(self._finished, batch)
 
     def _take_batch(self) -> list[_Entry]:

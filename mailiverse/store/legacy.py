@@ -222,10 +222,12 @@ def delete_account_txn(conn: Connection, login: LegacyLogin) -> None:
     )
 
 
-def add_credentials_txn(conn: Connection, key_id: str, secret: bytes, name: str, *, now_ms: int) -> bool:
-    """Record new unbound credentials for ``name``; False if a complete account already has the name."""
-    if _users.get_user_txn(conn, name) is not None:
-        return False
+def add_credentials_txn(conn: Connection, key_id: str, secret: bytes, name: str, *, now_ms: int) -> None:
+    """Record new unbound credentials for ``name``, keeping the newest few per name.
+
+    Alike for every name, taken or free, so StoreEnable tells nobody which accounts exist:
+    unbound credentials open nothing until the account proves its password and names them.
+    """
     unbound = [
         row[0]
         for row in conn.execute(
@@ -245,7 +247,6 @@ def add_credentials_txn(conn: Connection, key_id: str, secret: bytes, name: str,
             key_id=key_id, secret=secret, name=name, user_id=None, created_ms=now_ms
         )
     )
-    return True
 
 
 def get_credentials_txn(conn: Connection, key_id: str) -> StoreCredentials | None:
@@ -291,10 +292,10 @@ def upgrade_account_txn(
     srp_group: str,
     key_block: bytes | None,
 ) -> None:
-    """Move a legacy account to another SRP group; legacy logins are refused from then on."""
+    """Move a legacy account to another SRP group; legacy logins and its MV store keys end here."""
     if srp_group == LEGACY_SRP_GROUP:
         raise InvalidInput("the upgrade must leave the legacy group")
-    _users.update_user_auth_txn(
+    _users.change_auth_txn(
         conn,
         user_id,
         srp_salt=srp_salt,

@@ -29,6 +29,7 @@ from mailiverse.store.errors import (
     UserNotFound,
     VersionConflict,
 )
+from mailiverse.store.quota import charge_txn, lock_usage_txn
 from mailiverse.store.schema import object_chunks, objects
 
 CHUNK_SIZE = 1024 * 1024
@@ -262,12 +263,16 @@ def put_object_txn(
     if_absent: bool = False,
     now_ms: int | None = None,
     max_size: int = MAX_OBJECT_BYTES,
+    default_quota: int | None = None,
 ) -> ObjectInfo:
     """Create or replace the object at ``path``, streaming its body from ``chunks``.
 
     The version starts at 1 and grows by one on every put. ``if_absent`` fails with VersionConflict
     when an object exists; ``if_version`` fails with VersionConflict unless the object exists at
-    exactly that version. Raises InvalidPath, ObjectTooLarge, UserNotFound.
+    exactly that version. The owner's usage changes by the bytes the put adds or frees
+    (store/quota.py); with ``default_quota``, a put that would take it past the owner's quota (their
+    own, else this default) raises OverQuota, and the caller's transaction must be rolled back.
+    Raises InvalidPath, ObjectTooLarge, UserNotFound, OverQuota.
     """
     validate_path(path)
     if if_absent and if_version is not None:
@@ -278,6 +283,8 @@ def put_object_txn(
     body = _read_ahead(chunks, max_size)
     known_size = body.known_size
     sized = {} if known_size is None else {"size": known_size}
+    lock_usage_txn(conn, (user_id,))
+    replaced = 0 if if_absent else _size_of_txn(conn, user_id, path)
     try:
         if if_version is not None:
             statement = (
@@ -320,6 +327,7 @@ def put_object_txn(
     size = _write_body_txn(conn, object_id, body)
     if known_size is None:
         conn.execute(update(objects).where(objects.c.id == object_id).values(size=size))
+    charge_txn(conn, user_id, size - replaced, default_quota=default_quota)
     return ObjectInfo(
         id=object_id,
         user_id=user_id,
@@ -329,6 +337,12 @@ def put_object_txn(
         modified_ms=now,
         size=size,
     )
+
+
+def _size_of_txn(conn: Connection, user_id: int, path: str) -> int:
+    """The size of the object a put may replace (0 if none); read under the owner's usage lock."""
+    statement = select(objects.c.size).where(objects.c.user_id == user_id, objects.c.path == path)
+    return int(conn.execute(statement).scalar_one_or_none() or 0)
 
 
 def get_object_info_txn(conn: Connection, user_id: int, path: str) -> ObjectInfo | None:
@@ -476,15 +490,20 @@ def count_objects_txn(conn: Connection, user_id: int, prefix: str = "") -> int:
 
 
 def delete_object_txn(conn: Connection, user_id: int, path: str, *, if_version: int | None = None) -> bool:
-    """Delete the object (its chunks go by cascade); False if absent.
+    """Delete the object (its chunks go by cascade), freeing its bytes from the owner's usage; False if absent.
 
-    With ``if_version``, raises VersionConflict if the object exists at another version.
+    With ``if_version``, raises VersionConflict if the object exists at another version. A delete is
+    never refused for the quota.
     """
     validate_path(path)
     conditions = [objects.c.user_id == user_id, objects.c.path == path]
     if if_version is not None:
         conditions.append(objects.c.version == if_version)
-    deleted = conn.execute(delete(objects).where(*conditions)).rowcount > 0
-    if not deleted and if_version is not None and get_object_info_txn(conn, user_id, path) is not None:
-        raise VersionConflict("the object is not at the expected version")
-    return deleted
+    lock_usage_txn(conn, (user_id,))
+    freed = conn.execute(delete(objects).where(*conditions).returning(objects.c.size)).scalar_one_or_none()
+    if freed is None:
+        if if_version is not None and get_object_info_txn(conn, user_id, path) is not None:
+            raise VersionConflict("the object is not at the expected version")
+        return False
+    charge_txn(conn, user_id, -int(freed))
+    return True

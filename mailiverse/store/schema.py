@@ -54,6 +54,13 @@ users = Table(
     Column("key_block", LargeBinary, nullable=True),
     Column("key_block_version", Integer, nullable=False, server_default=text("0")),
     Column("disabled", Boolean, nullable=False, server_default=false()),
+    # Revision 0006: the public description of the account's password KDF (compact JSON, docs/auth.md);
+    # NULL is the original fixed-salt PBKDF2 rule of legacy accounts and of modern ones not yet upgraded.
+    Column("kdf", Text, nullable=True),
+    # Revision 0007: the bytes of the account's objects (the sum of objects.size), changed in the
+    # transaction of every put and delete (store/quota.py), and its quota; NULL is the appliance default.
+    Column("used_bytes", BigInteger, nullable=False, server_default=text("0")),
+    Column("quota_bytes", BigInteger, nullable=True),
     UniqueConstraint("name"),
 )
 

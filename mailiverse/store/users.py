@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import bindparam, delete, insert, select, update
+from sqlalchemy import and_, bindparam, delete, insert, or_, select, update
 from sqlalchemy.engine import Connection, RowMapping
 from sqlalchemy.exc import IntegrityError
 
@@ -17,7 +17,7 @@ from mailiverse.store.errors import (
     UserNotFound,
     VersionConflict,
 )
-from mailiverse.store.schema import users
+from mailiverse.store.schema import legacy_store_credentials, users
 
 ENVELOPE_FORMATS = frozenset({"v1", "v2"})
 MAX_NAME_LENGTH = 254
@@ -25,6 +25,8 @@ MAX_PUBLIC_KEY_BYTES = 16 * 1024
 MAX_KEY_BLOCK_BYTES = 64 * 1024
 MAX_SRP_FIELD_BYTES = 2 * 1024
 MAX_SRP_GROUP_LENGTH = 64
+#: Longest stored KDF description (compact JSON; mailiverse.crypto.kdf checks its content).
+MAX_KDF_LENGTH = 512
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,11 @@ class User:
     key_block: bytes | None
     key_block_version: int
     disabled: bool
+    #: The password KDF description (compact JSON), or None for the original fixed-salt PBKDF2 rule.
+    kdf: str | None = None
+    #: Bytes of stored objects, and the account's own quota (None: the appliance default; store/quota.py).
+    used_bytes: int = 0
+    quota_bytes: int | None = None
 
     def __repr__(self) -> str:
         # Keep verifiers and key blocks out of logs and tracebacks.
@@ -99,6 +106,9 @@ def _user(row: RowMapping) -> User:
         key_block=None if row["key_block"] is None else bytes(row["key_block"]),
         key_block_version=row["key_block_version"],
         disabled=bool(row["disabled"]),
+        kdf=row["kdf"],
+        used_bytes=row["used_bytes"],
+        quota_bytes=row["quota_bytes"],
     )
 
 
@@ -173,6 +183,12 @@ def _update_user_txn(conn: Connection, user_id: int, values: dict[str, Any], *ex
     return _user(row)
 
 
+def _check_kdf(kdf: object) -> str | None:
+    if kdf is not None and (not isinstance(kdf, str) or not kdf or len(kdf) > MAX_KDF_LENGTH):
+        raise InvalidInput(f"the KDF description must be text of 1 to {MAX_KDF_LENGTH} characters")
+    return kdf
+
+
 def update_user_auth_txn(
     conn: Connection,
     user_id: int,
@@ -182,11 +198,14 @@ def update_user_auth_txn(
     srp_group: str,
     key_block: bytes | None = None,
     if_key_block_version: int | None = None,
+    kdf: str | None = None,
 ) -> User:
-    """Replace the SRP salt, verifier and group, and with ``key_block`` the encrypted key block.
+    """Replace the SRP salt, verifier and group, the KDF description, and with ``key_block`` the key block.
 
-    A new key block increments ``key_block_version``; ``if_key_block_version`` makes the change
-    conditional (VersionConflict otherwise). Raises UserNotFound for an unknown id.
+    ``kdf`` is the description the new verifier and key block were made with; None (the default) is
+    the original fixed-salt PBKDF2 rule, which every caller that gives none still uses. A new key
+    block increments ``key_block_version``; ``if_key_block_version`` makes the change conditional
+    (VersionConflict otherwise). Raises UserNotFound for an unknown id.
     """
     if not isinstance(srp_group, str) or not srp_group or len(srp_group) > MAX_SRP_GROUP_LENGTH:
         raise InvalidInput(f"SRP group must be a name of 1 to {MAX_SRP_GROUP_LENGTH} characters")
@@ -194,12 +213,50 @@ def update_user_auth_txn(
         "srp_salt": _check_bytes(srp_salt, "SRP salt", MAX_SRP_FIELD_BYTES),
         "srp_verifier": _check_bytes(srp_verifier, "SRP verifier", MAX_SRP_FIELD_BYTES),
         "srp_group": srp_group,
+        "kdf": _check_kdf(kdf),
     }
     if key_block is not None:
         values["key_block"] = _check_bytes(key_block, "key block", MAX_KEY_BLOCK_BYTES)
         values["key_block_version"] = users.c.key_block_version + 1
     condition = [] if if_key_block_version is None else [users.c.key_block_version == if_key_block_version]
     return _update_user_txn(conn, user_id, values, *condition)
+
+
+def change_auth_txn(
+    conn: Connection,
+    user_id: int,
+    *,
+    srp_salt: bytes,
+    srp_verifier: bytes,
+    srp_group: str,
+    key_block: bytes | None,
+    if_key_block_version: int | None = None,
+    kdf: str | None = None,
+) -> User:
+    """Replace the password's data: the SRP verifier, the key block (made with the KDF description ``kdf``).
+
+    Every MV store credential of the account (bound to it, or unbound for its name) is revoked with
+    it: those keys were given out under the old password (password changes, legacy upgrades).
+    """
+    user = update_user_auth_txn(
+        conn,
+        user_id,
+        srp_salt=srp_salt,
+        srp_verifier=srp_verifier,
+        srp_group=srp_group,
+        key_block=key_block,
+        if_key_block_version=if_key_block_version,
+        kdf=kdf,
+    )
+    conn.execute(
+        delete(legacy_store_credentials).where(
+            or_(
+                legacy_store_credentials.c.user_id == user.id,
+                and_(legacy_store_credentials.c.name == user.name, legacy_store_credentials.c.user_id.is_(None)),
+            )
+        )
+    )
+    return user
 
 
 def set_key_block_txn(conn: Connection, user_id: int, key_block: bytes, *, if_version: int | None = None) -> User:

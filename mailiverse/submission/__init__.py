@@ -1,8 +1,10 @@
 """The submission service: mail a logged-in user sends, from any front end
 (JSON API, legacy protocol, later the bridge)."""
 
-from mailiverse.submission.compose import Composed, compose, sender_of
+from mailiverse.submission.compose import Composed, compose
 from mailiverse.submission.errors import SubmissionError
+from mailiverse.submission.headers import serialized, set_header
+from mailiverse.submission.sender import one_address, sender_of
 from mailiverse.submission.service import MAX_RECIPIENTS, Submission, Submitted, Submitter
 
 __all__ = [
@@ -13,5 +15,8 @@ __all__ = [
     "Submitted",
     "Submitter",
     "compose",
+    "one_address",
     "sender_of",
+    "serialized",
+    "set_header",
 ]

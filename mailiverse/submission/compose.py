@@ -1,20 +1,18 @@
-"""Build a message from the API's structured fields, and read who a raw message says it is from."""
+"""Build a message from the API's structured fields (who a raw message is from: ``sender.py``)."""
 
 from __future__ import annotations
 
 import email.utils
-from collections.abc import Sequence
 from dataclasses import dataclass
-from email.parser import BytesHeaderParser
 
 from mailiverse.contracts import InvalidAddress, normalise_address
 from mailiverse.submission.errors import SubmissionError
+from mailiverse.submission.headers import serialized, set_header
 
 #: Longest subject accepted for a structured message (RFC 5322's line limit).
 MAX_SUBJECT_LENGTH = 998
-# compat32 is the parser's default policy; email.policy (with the header registry) is imported only when
-# a message is composed, not at start-up: idle memory (issue 9).
-_HEADER_PARSER = BytesHeaderParser()
+# email.policy (with the header registry) is imported only when a message is composed or read, not at
+# start-up: idle memory (issue 9).
 
 
 @dataclass(frozen=True)
@@ -38,7 +36,11 @@ def checked_address(text: object) -> str:
 
 
 def compose(message: Composed, *, default_from: str, hostname: str, now_ms: int) -> bytes:
-    """RFC 5322 bytes of a structured message (Bcc is never written into it)."""
+    """RFC 5322 bytes of a structured message (Bcc is never written into it).
+
+    Every header value goes through ``set_header`` and the written header block through ``serialized``
+    (mailiverse/submission/headers.py): no value, raw or decoded, can add a header line.
+    """
     sender = checked_address(message.from_address or default_from)
     if len(message.subject) > MAX_SUBJECT_LENGTH:
         raise SubmissionError("invalid_message", "the subject is too long")
@@ -46,37 +48,19 @@ def compose(message: Composed, *, default_from: str, hostname: str, now_ms: int)
     from email.policy import SMTP
 
     built = EmailMessage(policy=SMTP)
+    set_header(built, "From", sender, "From address")
+    if message.to:
+        set_header(built, "To", ", ".join(checked_address(a) for a in message.to), "To addresses")
+    if message.cc:
+        set_header(built, "Cc", ", ".join(checked_address(a) for a in message.cc), "Cc addresses")
+    set_header(built, "Subject", message.subject, "subject")
+    set_header(built, "Date", email.utils.formatdate(now_ms / 1000, usegmt=True), "Date")
+    set_header(built, "Message-ID", email.utils.make_msgid(domain=hostname), "Message-ID")
     try:
-        built["From"] = sender
-        if message.to:
-            built["To"] = ", ".join(checked_address(a) for a in message.to)
-        if message.cc:
-            built["Cc"] = ", ".join(checked_address(a) for a in message.cc)
-        built["Subject"] = message.subject
-        built["Date"] = email.utils.formatdate(now_ms / 1000, usegmt=True)
-        built["Message-ID"] = email.utils.make_msgid(domain=hostname)
         built.set_content(message.text)
-        return built.as_bytes()
     except (ValueError, TypeError):
-        raise SubmissionError("invalid_message", "the message headers or body are not acceptable") from None
+        raise SubmissionError("invalid_message", "the message body is not acceptable") from None
+    return serialized(built)
 
 
-def _header_addresses(values: Sequence[str]) -> list[str]:
-    return [address for _name, address in email.utils.getaddresses(list(values)) if address]
-
-
-def sender_of(message: bytes, own_addresses: Sequence[str]) -> tuple[str, list[str]]:
-    """The message's one From address (which must be one of ``own_addresses``) and the To, Cc and Bcc addresses."""
-    headers = _HEADER_PARSER.parsebytes(message)
-    froms = headers.get_all("From") or []
-    found = _header_addresses([str(v) for v in froms])
-    if len(froms) != 1 or len(found) != 1:
-        raise SubmissionError("invalid_message", "the message needs exactly one From address")
-    sender = checked_address(found[0])
-    if sender.lower() not in {a.lower() for a in own_addresses}:
-        raise SubmissionError("sender_not_allowed", "the From address is not one of your addresses", 403)
-    listed = _header_addresses([str(v) for key in ("To", "Cc", "Bcc") for v in headers.get_all(key) or []])
-    return sender, listed
-
-
-__all__ = ["MAX_SUBJECT_LENGTH", "Composed", "checked_address", "compose", "sender_of"]
+__all__ = ["MAX_SUBJECT_LENGTH", "Composed", "checked_address", "compose"]

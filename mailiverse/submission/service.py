@@ -14,11 +14,15 @@ from dataclasses import dataclass
 
 from twisted.logger import Logger
 
-from mailiverse.contracts import SENT_FOLDER, IInbox, IOutbound, Recipient
+from mailiverse.auth.clock import TimeSource
+from mailiverse.config import DEFAULT_SEND_LIMIT_PER_HOUR
+from mailiverse.contracts import SENT_FOLDER, IInbox, IOutbound, MailboxFull, Recipient
 from mailiverse.failures import describe
 from mailiverse.spool import SpooledMessage
-from mailiverse.submission.compose import checked_address, sender_of
+from mailiverse.submission.compose import checked_address
 from mailiverse.submission.errors import SubmissionError
+from mailiverse.submission.limits import SendLimit
+from mailiverse.submission.sender import own_address, sender_of
 
 log = Logger()
 
@@ -56,11 +60,14 @@ class Submission:
         *,
         outbound: IOutbound | None = None,
         max_message_size: int = 50 * 1024 * 1024,
+        send_limit_per_hour: int = DEFAULT_SEND_LIMIT_PER_HOUR,
+        clock: TimeSource = None,
     ) -> None:
         self._inbox = inbox
         self.domains = tuple(d.lower() for d in domains)
         self.outbound = outbound
         self.max_message_size = max_message_size
+        self.send_limit = SendLimit(send_limit_per_hour, clock)
 
     def addresses_of(self, user: str) -> tuple[str, ...]:
         """The account's addresses: its name at every served domain."""
@@ -85,25 +92,45 @@ class Submission:
     ) -> Submitted:
         """Send ``message`` (RFC 5322 bytes) from ``sender``; SubmissionError says why not.
 
-        Without ``mail_from`` the message's one From must be an address of ``sender`` (a front end
-        that has checked the sender its own way passes it). Recipients default to To, Cc and Bcc.
-        Nothing is delivered or queued unless every recipient can be routed.
+        The message must carry exactly one From holding one address of ``sender``, whichever front end
+        calls; it is the envelope sender unless ``mail_from`` (also one of the sender's addresses) is
+        given. Recipients default to To, Cc and Bcc.
+        Nothing is delivered or queued unless every recipient can be routed, the account's hourly send
+        limit has room for every recipient (429 otherwise; a message that is refused gives its
+        recipients back), and no mailbox the message goes to is full (507): a local recipient's, and
+        the sender's own when a Sent copy is kept. The Sent copy counts against the sender's quota.
         """
         if not message or len(message) > self.max_message_size:
             raise SubmissionError("message_too_large", f"a message must be 1 to {self.max_message_size} bytes", 413)
-        listed: list[str] = []
+        header_from, listed = sender_of(message, sender.addresses)
         if mail_from is None:
-            mail_from, listed = sender_of(message, sender.addresses)
+            mail_from = header_from
+        else:
+            mail_from = own_address(checked_address(mail_from), sender.addresses, "envelope sender")
         wanted = list(recipients) if recipients is not None else listed
         targets = list(dict.fromkeys(checked_address(a) for a in wanted))
         if not 1 <= len(targets) <= MAX_RECIPIENTS:
             raise SubmissionError("invalid_recipients", f"give 1 to {MAX_RECIPIENTS} recipients")
-        local, remote = await self._route(targets)
-        if remote and self.outbound is None:
-            raise SubmissionError("remote_delivery_disabled", "this appliance does not send mail to other domains", 422)
-        if local:
-            await self._deliver(message, mail_from, local)
-        queue_id = await self._queue(sender, mail_from, remote, message) if remote else None
+        self.send_limit.reserve(sender.user, len(targets))
+        try:
+            if sent_copy:
+                await self._require_room(mail_from)
+            local, remote = await self._route(targets)
+            if remote and self.outbound is None:
+                raise SubmissionError(
+                    "remote_delivery_disabled", "this appliance does not send mail to other domains", 422
+                )
+            if local:
+                await self._deliver(message, mail_from, local)
+        except BaseException:
+            self.send_limit.release(sender.user, len(targets))  # nothing has left
+            raise
+        try:
+            queue_id = await self._queue(sender, mail_from, remote, message) if remote else None
+        except BaseException:
+            if not local:
+                self.send_limit.release(sender.user, len(targets))
+            raise
         sent_path = await self._file_sent_copy(sender, mail_from, message) if sent_copy else None
         return Submitted(
             mail_from=mail_from,
@@ -123,8 +150,16 @@ class Submission:
             found = await self._inbox.resolve(address)
             if found is None:
                 raise SubmissionError("unknown_recipient", f"no local user has the address {address}")
+            if found.over_quota:
+                raise SubmissionError("recipient_over_quota", f"the mailbox of {address} is full; try again later", 507)
             local.append(found)
         return local, remote
+
+    async def _require_room(self, mail_from: str) -> None:
+        """Refuse a sender whose own mailbox is full: the Sent copy would be filed past the quota."""
+        own = await self._inbox.resolve(mail_from)
+        if own is not None and own.over_quota:
+            raise SubmissionError("over_quota", "your mailbox is full: delete some mail before sending", 507)
 
     async def _deliver(
         self, message: bytes, mail_from: str, recipients: list[Recipient], folder: str | None = None
@@ -137,6 +172,10 @@ class Submission:
             return await self._inbox.deliver(spooled, mail_from, recipients, folder)
         except SubmissionError:
             raise
+        except MailboxFull:
+            raise SubmissionError(
+                "recipient_over_quota", "a recipient's mailbox has no room for this message; nothing was sent", 507
+            ) from None
         except Exception as error:  # noqa: BLE001 - any pipeline failure is one retryable error
             log.error("local delivery of a submitted message failed: {why}", why=describe(error))
             raise SubmissionError("delivery_failed", "local delivery failed; try again later", 503) from None

@@ -20,12 +20,15 @@ from twisted.web.resource import IResource, Resource
 from twisted.web.server import Site
 
 from mailiverse.accounts.service import AccountService
+from mailiverse.auth.forwarded import NO_PROXIES, TrustedProxies
+from mailiverse.config import DEFAULT_QUOTA_BYTES
 from mailiverse.store.db import Database
 from mailiverse.submission import Submission
 from mailiverse.web.assets import webclient_dir
-from mailiverse.web.body import BoundedRequest, body_limit_for, is_oversized
+from mailiverse.web.body import body_limit_for, is_oversized
 from mailiverse.web.errors import ErrorHandlers
 from mailiverse.web.headers import apply_security_headers
+from mailiverse.web.intake import BoundedRequest, WebBodyGate
 from mailiverse.web.routes.account import AccountRoutes
 from mailiverse.web.routes.auth import AuthRoutes
 from mailiverse.web.routes.keys import KeyRoutes
@@ -33,6 +36,7 @@ from mailiverse.web.routes.public import PublicRoutes
 from mailiverse.web.routes.send import SendRoutes
 from mailiverse.web.routes.store import StoreRoutes
 from mailiverse.web.routing import router
+from mailiverse.web.site import WebSite
 
 
 class _Secured(Resource):
@@ -92,6 +96,9 @@ class WebApp(AuthRoutes, AccountRoutes, StoreRoutes, KeyRoutes, SendRoutes, Publ
         max_message_size: int = 50 * 1024 * 1024,
         legacy_resource: IResource | None = None,
         mta_sts_policy: str | None = None,
+        trusted_proxies: TrustedProxies = NO_PROXIES,
+        default_quota: int = DEFAULT_QUOTA_BYTES,
+        spool_dir: Path | None = None,
     ) -> None:
         self.hostname = hostname
         self.domains = tuple(domains)
@@ -103,9 +110,15 @@ class WebApp(AuthRoutes, AccountRoutes, StoreRoutes, KeyRoutes, SendRoutes, Publ
         self.max_message_size = max_message_size
         self.legacy_resource = legacy_resource
         self.mta_sts_policy = mta_sts_policy
+        self.default_quota = default_quota
+        #: Where request bodies too large for memory go, encrypted: the data directory's ``tmp/``.
+        self.spool_dir = spool_dir
+        #: Believed on the plain-HTTP site only: a TLS passthrough proxy cannot add headers, a client can.
+        self.trusted_proxies = trusted_proxies if not tls else NO_PROXIES
 
-    def plain(self) -> WebApp:
-        """The same app with the same collaborators for a plain-HTTP endpoint behind a TLS proxy (no HSTS)."""
+    def plain(self, trusted_proxies: TrustedProxies = NO_PROXIES) -> WebApp:
+        """The same app with the same collaborators for a plain-HTTP endpoint behind a TLS proxy (no HSTS),
+        believing the X-Forwarded-For/Forwarded of peers in ``trusted_proxies`` (``--trusted-proxy``)."""
         return WebApp(
             hostname=self.hostname,
             domains=self.domains,
@@ -117,6 +130,9 @@ class WebApp(AuthRoutes, AccountRoutes, StoreRoutes, KeyRoutes, SendRoutes, Publ
             max_message_size=self.max_message_size,
             legacy_resource=self.legacy_resource,
             mta_sts_policy=self.mta_sts_policy,
+            trusted_proxies=trusted_proxies,
+            default_quota=self.default_quota,
+            spool_dir=self.spool_dir,
         )
 
     def resource(self) -> IResource:
@@ -124,16 +140,28 @@ class WebApp(AuthRoutes, AccountRoutes, StoreRoutes, KeyRoutes, SendRoutes, Publ
         return _Secured(self.router.resource(), self.tls)
 
     def site(self) -> Site:
-        """A ``Site`` whose requests keep at most each route's body cap (see ``BoundedRequest``)."""
-        limit = body_limit_for(self.max_message_size)
+        """A ``Site`` whose requests keep their bodies in the encrypted spool, within each route's cap for a
+        request whose credential verifies and a few KiB otherwise (see ``mailiverse.web.intake``), with the
+        access log by route template and the trusted proxies of this app (``WebSite``)."""
+        if self.spool_dir is None:
+            raise ValueError("WebApp.site() needs spool_dir (the data directory's tmp/) for request bodies")
+        gate = WebBodyGate(self, body_limit_for(self.max_message_size))
+        directory, https = self.spool_dir, self.tls
 
         class _Request(BoundedRequest):
-            body_limit = staticmethod(limit)
+            body_gate = staticmethod(gate)
+            spool_dir = directory
+            tls = https
 
         # No route takes form data (the API is JSON, the legacy protocol puts raw bodies), so bodies
         # are never parsed into ``args``: parsing costs memory, and Twisted answers a malformed
         # multipart body with its own bare 400 before the app can (415, in JSON).
-        return Site(self.resource(), requestFactory=_Request, parsePOSTFormSubmission=False)
+        return WebSite(
+            self.resource(),
+            requestFactory=_Request,
+            parsePOSTFormSubmission=False,
+            trusted_proxies=self.trusted_proxies,
+        )
 
 
 __all__ = ["WebApp"]

@@ -1,9 +1,9 @@
-"""Bounded request bodies: a Site request class that never keeps more than a route's cap, and strict JSON parsing.
+"""Bounded request bodies: each route's cap, and strict JSON parsing.
 
-Twisted buffers a whole request body before a resource sees it, so the cap has to be applied
-while the body arrives: ``BoundedRequest`` stops storing data past the limit for the request's
-path and the app then answers 413. ``read_json`` applies the same limits again inside the
-routes (which also covers requests that did not come through a ``BoundedRequest``).
+Twisted reads a whole request body before a resource sees it, so the cap has to be applied while
+the body arrives: ``mailiverse.web.intake.BoundedRequest`` applies ``body_limit_for`` (to a request
+whose credential verifies; a few KiB otherwise) and answers 413 at once. ``read_json`` applies the
+limits again inside the routes (which also covers requests that did not come through the Site).
 """
 
 from __future__ import annotations
@@ -12,8 +12,6 @@ import io
 import json
 from collections.abc import Callable
 from typing import Any
-
-from twisted.web.server import Request
 
 from mailiverse.web.errors import ApiError
 
@@ -26,53 +24,18 @@ MAX_OBJECT_BYTES = 64 * 1024 * 1024
 
 
 def body_limit_for(max_message_size: int) -> Callable[[bytes], int]:
-    """The per-path body caps the Site enforces while a body arrives."""
+    """The per-path body caps the Site enforces while a body arrives (the legacy routes under
+    ``/Mailiverse/`` have their own, ``mailiverse.legacy.web``)."""
     send_limit = (max_message_size + 2) // 3 * 4 + ACCOUNT_JSON_BYTES
 
     def limit(path: bytes) -> int:
-        if path.startswith((b"/api/store/", b"/Mailiverse/")):
+        if path.startswith(b"/api/store/"):
             return MAX_OBJECT_BYTES
         if path == b"/api/send":
             return send_limit
         return ACCOUNT_JSON_BYTES
 
     return limit
-
-
-class BoundedRequest(Request):
-    """A request whose stored body is at most ``body_limit(path)`` bytes.
-
-    Past the limit the body is dropped (the rest of it is read and forgotten, so memory and
-    disk stay bounded) and ``oversized`` is set; the app answers 413 ``body_too_large``.
-    Set ``body_limit`` on the class (or a subclass) before use.
-    """
-
-    body_limit: Callable[[bytes], int] = staticmethod(lambda path: ACCOUNT_JSON_BYTES)
-    content: Any  # twisted.web's stubs declare it None
-    oversized = False
-    _received = 0
-    _limit = ACCOUNT_JSON_BYTES
-
-    def gotLength(self, length: int | None) -> None:
-        path = getattr(self.channel, "_path", b"") or b""
-        self._limit = self.body_limit(path.split(b"?", 1)[0])
-        self._received = 0
-        if length is not None and length > self._limit:
-            self.oversized = True
-            self.content = io.BytesIO()  # stays empty: later chunks are dropped
-            return
-        super().gotLength(length)
-
-    def handleContentChunk(self, data: bytes) -> None:
-        if self.oversized:
-            return
-        self._received += len(data)
-        if self._received > self._limit:
-            self.oversized = True
-            self.content.close()
-            self.content = io.BytesIO()
-            return
-        super().handleContentChunk(data)
 
 
 def is_oversized(request: Any) -> bool:
@@ -138,7 +101,6 @@ __all__ = [
     "ACCOUNT_JSON_BYTES",
     "MAX_OBJECT_BYTES",
     "SMALL_JSON_BYTES",
-    "BoundedRequest",
     "body_limit_for",
     "body_size",
     "check_body_size",

@@ -15,11 +15,20 @@ from typing import Any
 from twisted.logger import Logger
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
+from mailiverse.accesslog import logged_method
 from mailiverse.accounts.errors import AccountError
 from mailiverse.failures import describe
-from mailiverse.store.errors import InvalidInput, InvalidPath, ObjectNotFound, ObjectTooLarge, VersionConflict
+from mailiverse.store.errors import (
+    InvalidInput,
+    InvalidPath,
+    ObjectNotFound,
+    ObjectTooLarge,
+    OverQuota,
+    VersionConflict,
+)
 from mailiverse.submission.errors import SubmissionError
 from mailiverse.web.routing import router
+from mailiverse.web.site import route_template
 
 log = Logger()
 
@@ -74,6 +83,11 @@ class ErrorHandlers:
     def input_errors(self, request: Any, failure: Any) -> bytes:
         return error_response(request, "invalid_request", str(failure.value), 400)
 
+    @router.handle_errors(OverQuota)
+    def quota_errors(self, request: Any, failure: Any) -> bytes:
+        message = "storing this would take the account past its storage quota; delete something first"
+        return error_response(request, "over_quota", message, 507)
+
     @router.handle_errors(ObjectNotFound)
     def missing_errors(self, request: Any, failure: Any) -> bytes:
         return error_response(request, "not_found", "no object at this path", 404)
@@ -97,22 +111,11 @@ class ErrorHandlers:
     def errors(self, request: Any, failure: Any) -> bytes:
         log.error(
             "{method} {route} failed: {why}",
-            method=_route_part(request.method),
-            route=_route_of(request),
+            method=logged_method(request),
+            route=route_template(request),
             why=describe(failure.value),
         )
         return error_response(request, "internal", "internal error", 500)
-
-
-def _route_part(value: Any) -> str:
-    raw = value if isinstance(value, bytes) else str(value).encode("utf-8", "replace")
-    return raw[:16].decode("latin-1")
-
-
-def _route_of(request: Any) -> str:
-    """The route's first two segments (``/api/store``): the rest of a path can name a user's folder or address."""
-    path = request.path if isinstance(request.path, bytes) else b""
-    return "/" + "/".join(_route_part(s) for s in path.split(b"?", 1)[0].split(b"/")[1:3])
 
 
 __all__ = ["ApiError", "ErrorHandlers", "error_response", "json_response"]

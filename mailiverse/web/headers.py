@@ -8,9 +8,11 @@ SECURITY_HEADERS: dict[bytes, bytes] = {
     # A mail's HTML is shown in a sandboxed srcdoc frame, which inherits this policy on top of its own
     # <meta> CSP. 'unsafe-inline' styles and https: images are allowed here only so the frame can show
     # mail styling and, once the user allows it for one message, remote images; the frame's own policy
-    # (webclient/js/mail/htmlframe.js) blocks remote loads by default. Scripts stay 'self' only.
+    # (webclient/js/mail/htmlframe.js) blocks remote loads by default. Scripts stay 'self' only;
+    # 'wasm-unsafe-eval' lets them compile WebAssembly (the vendored Argon2id of the password KDF, run in a
+    # worker from 'self'), never eval JavaScript text.
     b"Content-Security-Policy": (
-        b"default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+        b"default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self' 'unsafe-inline'; "
         b"img-src 'self' data: blob: https:; "
         b"connect-src 'self'; frame-src 'self' blob:; object-src 'none'; base-uri 'none'; "
         b"form-action 'self'; frame-ancestors 'none'"

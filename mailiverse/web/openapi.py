@@ -45,11 +45,36 @@ _ERROR = {
     "required": ["error", "message"],
     "properties": {"error": _TEXT, "message": _TEXT},
 }
+#: A password KDF description (docs/auth.md, "The password KDF"): Argon2id with a per-account salt, or the
+#: original fixed-salt PBKDF2 rule of accounts made before it.
+_KDF: dict[str, Any] = {
+    "oneOf": [
+        {
+            "type": "object",
+            "required": ["kdf", "salt", "m", "t", "p"],
+            "properties": {
+                "kdf": {"const": "argon2id"},
+                "salt": {**_B64, "description": "16 to 64 random bytes"},
+                "m": {"type": "integer", "minimum": 65536, "maximum": 1048576, "description": "memory in KiB"},
+                "t": {"type": "integer", "minimum": 1, "maximum": 64, "description": "passes"},
+                "p": {"type": "integer", "minimum": 1, "maximum": 16, "description": "lanes"},
+            },
+            "additionalProperties": False,
+        },
+        {
+            "type": "object",
+            "required": ["kdf"],
+            "properties": {"kdf": {"const": "pbkdf2-sha256"}},
+            "additionalProperties": False,
+        },
+    ]
+}
 _NEW_VERIFIER = {
     "salt": _B64,
     "verifier": _B64,
     "group": {"const": "rfc5054-2048-sha256"},
     "key_block": _B64,
+    "kdf": _KDF,
 }
 
 
@@ -125,7 +150,14 @@ def openapi_document(version: str) -> dict[str, Any]:
             "get": _op(
                 "Whether sign-up is open without an invite",
                 auth=False,
-                response=_obj(["open"], {"open": {"type": "boolean"}, "domains": _ADDRESSES}),
+                response=_obj(
+                    ["open"],
+                    {
+                        "open": {"type": "boolean"},
+                        "domains": _ADDRESSES,
+                        "kdfs": {"type": "array", "items": _TEXT, "description": "password KDF rules known"},
+                    },
+                ),
             ),
             "post": _op(
                 "Create an account (client-generated keys; closed by default)",
@@ -147,10 +179,13 @@ def openapi_document(version: str) -> dict[str, Any]:
         },
         "/api/login/start": {
             "post": _op(
-                "SRP round trip 1: salt and B (same shape for unknown names)",
+                "SRP round trip 1: salt, B and the password KDF description (same shape for unknown names)",
                 auth=False,
                 body=_obj(["user"], {"user": _TEXT, "A": _B64, "device": _DEVICE}),
-                response=_obj(["handle", "salt", "B"], {"handle": _TEXT, "salt": _B64, "B": _B64, "group": _TEXT}),
+                response=_obj(
+                    ["handle", "salt", "B", "kdf"],
+                    {"handle": _TEXT, "salt": _B64, "B": _B64, "group": _TEXT, "kdf": _KDF},
+                ),
                 errors=(403, 429),
             )
         },
@@ -190,6 +225,7 @@ def openapi_document(version: str) -> dict[str, Any]:
                         "key_block": _B64,
                         "key_block_version": _INT,
                         "created_ms": _INT,
+                        "kdf": _KDF,
                     },
                 ),
             ),
@@ -244,7 +280,7 @@ def openapi_document(version: str) -> dict[str, Any]:
                 auth=True,
                 raw_body=True,
                 response=_OBJECT,
-                errors=(400, 403, 412, 413),
+                errors=(400, 403, 412, 413, 507),
                 parameters=[
                     *object_path,
                     _query("import", {"type": "string", "enum": ["1"]}),
@@ -308,7 +344,7 @@ def openapi_document(version: str) -> dict[str, Any]:
                         "sent": _TEXT,
                     },
                 ),
-                errors=(422, 503),
+                errors=(422, 429, 503, 507),
             )
         },
     }

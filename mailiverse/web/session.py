@@ -37,6 +37,8 @@ class RouteBase:
     legacy_resource: IResource | None
     #: The MTA-STS policy text (RFC 8461) served at /.well-known/mta-sts.txt, or None.
     mta_sts_policy: str | None
+    #: The storage quota of accounts without their own (``--default-quota``), in bytes.
+    default_quota: int
 
     def check_origin(self, request: Any) -> None:
         """Refuse requests a browser marks as cross-site (login CSRF and cookie-authenticated writes)."""

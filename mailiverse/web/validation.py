@@ -12,6 +12,7 @@ from typing import Any
 
 from mailiverse.accounts.service import Proof
 from mailiverse.auth.devices import DEVICE_COOKIE
+from mailiverse.auth.forwarded import client_address
 from mailiverse.store.objects import ObjectInfo
 from mailiverse.web.errors import ApiError
 
@@ -147,9 +148,9 @@ def query_arg(request: Any, name: bytes) -> str | None:
 
 
 def client_ip(request: Any) -> str:
-    """The peer's IP address as text ("0.0.0.0" for a peer that has none, such as a UNIX socket)."""
-    host = getattr(request.getClientAddress(), "host", None)
-    return host if isinstance(host, str) and host else "0.0.0.0"  # noqa: S104 - a rate-limit key, not a bind
+    """The address the request counts as for rate limits: the peer's IP, or behind a trusted proxy the
+    client it forwards ("0.0.0.0" for a peer that has none, such as a UNIX socket)."""
+    return client_address(request)
 
 
 __all__ = [

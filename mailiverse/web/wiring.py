@@ -21,6 +21,7 @@ from mailiverse.accounts.service import AccountService, SignupPolicy, thread_run
 from mailiverse.accounts.sessions import DatabaseSessionStore
 from mailiverse.auth.clock import TimeSource
 from mailiverse.auth.sessions import SessionManager
+from mailiverse.config import DEFAULT_QUOTA_BYTES
 from mailiverse.store import accounts as repo
 from mailiverse.store.db import Database
 from mailiverse.submission import Submission
@@ -56,12 +57,16 @@ def build_web_app(
     static_dir: Path | None = None,
     legacy_resource: IResource | None = None,
     mta_sts_policy: str | None = None,
+    default_quota: int = DEFAULT_QUOTA_BYTES,
+    spool_dir: Path | None = None,
 ) -> tuple[WebApp, IService]:
     """Return the web app and a service that purges expired sessions and pending logins while it runs.
 
     ``clock`` (seconds; the reactor when not given) times sessions, throttles and pending logins.
     Login challenges wait in the database (``DatabasePendingLogins``), so front ends sharing it
     need no sticky sessions: round trip 2 may reach another process than round trip 1.
+    ``spool_dir`` (the data directory's ``tmp/``) takes request bodies too large for memory, encrypted;
+    ``WebApp.site()`` needs it.
     """
     time_source: TimeSource = reactor if clock is None else clock
     secret = load_server_secret(database)
@@ -87,6 +92,8 @@ def build_web_app(
         max_message_size=max_message_size,
         legacy_resource=legacy_resource,
         mta_sts_policy=mta_sts_policy,
+        default_quota=default_quota,
+        spool_dir=spool_dir,
     )
 
     async def purge_both() -> int:

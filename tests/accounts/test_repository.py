@@ -56,3 +56,10 @@ async def test_database_sessions_lifecycle(database: Database) -> None:
     now[0] += first.idle_timeout + 1
     assert await second.purge_expired() == 1
     assert await first.lookup(stale.token) is None
+
+
+def test_invite_codes_never_start_with_a_dash() -> None:
+    """A code starting with '-' would read as an option in `--invite CODE`; about 1 in 64 did."""
+    codes = [repo.new_invite_code() for _ in range(3000)]
+    assert not [c for c in codes if c.startswith("-")]
+    assert len(set(codes)) == len(codes) and all(len(c) == 22 for c in codes)

@@ -174,3 +174,26 @@ def test_container_bytes_are_those_of_the_earlier_code(monkeypatch: pytest.Monke
     assert hashlib.sha256(out.getvalue()).hexdigest() == OLD_CONTAINER_SHA256[length]
     opened = io.BufferedReader(backup_archive._OpeningReader(io.BytesIO(out.getvalue()), PASSPHRASE))
     assert opened.read() == plaintext
+
+
+def test_a_dump_from_before_quotas_restores_with_each_account_usage_counted(tmp_path: Path) -> None:
+    """Rows from a dump made before the usage counter existed load with every account's usage recounted."""
+    from mailiverse.admin.backup_dump import load_rows
+    from mailiverse.store.quota import get_usage_txn
+
+    account = {"id": 1, "name": "alice", "created_ms": 0, "envelope_format": "v1", "public_key": b"k"}
+    stored = {"user_id": 1, "version": 1, "created_ms": 0, "modified_ms": 0}
+    rows = [
+        ("users", account),
+        ("objects", {"id": 1, "path": "Mail/In/1", "size": 1000, **stored}),
+        ("objects", {"id": 2, "path": "Mail/In_Json/1", "size": 234, **stored}),
+    ]
+    (tmp_path / "c").mkdir()
+    url = f"sqlite:///{tmp_path / 'c' / 'db.sqlite3'}"
+    load_rows(url, iter(rows))
+    db = Database.open(url, reactor=None)
+    try:
+        with db.blocking_allowed():
+            assert db.run_sync(get_usage_txn, 1).used_bytes == 1234
+    finally:
+        db.close()

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
+from pathlib import Path
+
 import pytest
 import pytest_twisted
 from treq.testing import StubTreq
+from twisted.internet.address import IPv4Address
+from twisted.internet.testing import StringTransport
 
-from mailiverse.acme.http01 import ChallengeStore, acme_http_resource
+from mailiverse.acme.http01 import ChallengeStore, acme_http_resource, acme_http_site
 
 TOKEN = "evaGxfADs6pSRb2LAv9IZf17Dt3juxGJ-PCt92wr-oA"
 
@@ -43,3 +49,29 @@ def test_store_rejects_bad_tokens_and_floods() -> None:
         store.put(f"{i:020d}", "x")
     with pytest.raises(ValueError):
         store.put("a" * 30, "x")
+
+
+def test_request_bodies_are_never_kept(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The port needs no request body: a 300 KB one (which Twisted would write to a plaintext file in
+    the system temp directory) is dropped as it arrives, and the request is answered as any other."""
+    system_tmp = tmp_path / "system-tmp"
+    system_tmp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(system_tmp))
+    canary = b"HTTP01-CANARY-" + b"z" * 50
+    body = canary * (300_000 // len(canary))
+    channel = acme_http_site(ChallengeStore()).buildProtocol(IPv4Address("TCP", "127.0.0.1", 5555))
+    transport = StringTransport()
+    channel.makeConnection(transport)
+    head = b"POST /upload HTTP/1.1\r\nHost: mail.example.org\r\nContent-Length: %d\r\n\r\n" % len(body)
+    channel.dataReceived(head + body[: len(body) // 2])
+    held = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            if os.readlink(f"/proc/self/fd/{fd}").startswith(str(system_tmp)):
+                held.append(fd)
+        except FileNotFoundError:
+            continue
+    assert held == [], "the body went to a file in the system temp directory"
+    channel.dataReceived(body[len(body) // 2 :])
+    assert transport.value().startswith(b"HTTP/1.1 301 ")
+    assert list(system_tmp.iterdir()) == []

@@ -3,6 +3,7 @@
 Each module kept out here cost the idle appliance resident memory for code it runs rarely or never:
 the PostgreSQL dialect and its drivers on an SQLite appliance (~2 MB), ``twisted.names`` before the
 first direct delivery, and ``email.policy`` with its header registry before the first composed send.
+``argon2`` is never the server's: only clients derive password keys (docs/auth.md, "The password KDF").
 The paths that use them are covered where they run: PostgreSQL stores (tests/store), direct MX
 delivery (tests/outbound), composed sends (tests/web, tests/e2e).
 """
@@ -13,7 +14,7 @@ import json
 import subprocess
 import sys
 
-LAZY = ("sqlalchemy.dialects.postgresql", "twisted.names.dns", "email.policy", "email.headerregistry")
+LAZY = ("sqlalchemy.dialects.postgresql", "twisted.names.dns", "email.policy", "email.headerregistry", "argon2")
 
 PROBE = """
 import json, sys

@@ -153,3 +153,16 @@ def test_login_throttle_retry_after_is_the_later_limit(clock: Clock) -> None:
     assert decision == Decision(False, pytest.approx(600.0))
     clock.advance(600)
     assert throttle.check("carol", "192.0.2.1").allowed
+
+
+def test_an_attempt_may_cost_several_tokens_and_be_refunded(clock: Clock) -> None:
+    """consume(cost) spends all of the cost or nothing; refund gives tokens back, never past the budget."""
+    limiter = TokenBucketLimiter(Budget(attempts=5, period=50), clock)
+    assert limiter.consume("k", 3).allowed
+    refused = limiter.consume("k", 3)
+    assert not refused.allowed and refused.retry_after == pytest.approx(10.0)
+    assert limiter.check("k", 2).allowed
+    limiter.refund("k", 3)
+    assert limiter.consume("k", 5).allowed
+    limiter.refund("k", 50)
+    assert limiter.consume("k", 5).allowed and not limiter.check("k").allowed

@@ -52,7 +52,12 @@ async def test_signup_then_login_unlocks_the_private_key(served: Served) -> None
         account = await in_thread(client._account)
         public = base64.b64decode(account["public_key"])
         assert public_key_der(client.private_key) == public
-        assert [r.path for r in transport.sent[:3]] == ["/api/signup", "/api/login/start", "/api/login/finish"]
+        assert [(r.method, r.path) for r in transport.sent[:4]] == [
+            ("GET", "/api/signup"),
+            ("POST", "/api/signup"),
+            ("POST", "/api/login/start"),
+            ("POST", "/api/login/finish"),
+        ]
     finally:
         client.close()
 
@@ -86,11 +91,13 @@ async def test_secrets_never_reach_the_server(served: Served) -> None:
         await in_thread(client.send, ["alice@example.org"], "note", "body text")
         await in_thread(client.list_messages, "Inbox")
         private = private_key_der(client.private_key)
+        first_kdf = client.kdf
         await in_thread(client.change_password, PASSWORD, new_password)
         secrets = [private, private[40:100]]
-        for password in (PASSWORD, new_password):
-            keys = PasswordKeys.derive(password)
-            secrets += [password.encode(), keys.crypto, keys.verification]
+        for password, kdf in ((PASSWORD, first_kdf), (new_password, client.kdf)):
+            assert kdf is not None and kdf.is_argon2id
+            for keys in (PasswordKeys.derive(password), PasswordKeys.derive(password, kdf)):
+                secrets += [password.encode(), keys.crypto, keys.verification]
         forms = {f for s in secrets for f in (s, base64.b64encode(s), base64.urlsafe_b64encode(s), s.hex().encode())}
         everything = [r.body or b"" for r in transport.sent] + [r.path.encode() for r in transport.sent]
         everything += [str(r.headers).encode() for r in transport.sent]
@@ -276,7 +283,7 @@ async def test_a_device_token_outlasts_a_strangers_lock(served: Served) -> None:
         known = Client(served.transport(), "alice", device_token=device)
         await in_thread(known.login, PASSWORD)
         assert known.logged_in and known.device_token is not None and known.device_token[:22] == device[:22]
-        start = json.loads(transport.sent[1].body or b"{}")
+        start = json.loads(next(r.body for r in transport.sent if r.path == "/api/login/start") or b"{}")
         assert start == {"user": "alice"}  # a client with no token sends none
         known.close()
     finally:

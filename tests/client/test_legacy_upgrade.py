@@ -28,7 +28,7 @@ from mailiverse.client.errors import UsageError
 from mailiverse.client.legacy import KeyServerAddress, WebSocketLineChannel, parse_host_port
 from mailiverse.compat.blocks import decrypt_key_block
 from mailiverse.config import DataDir, LegacyOptions
-from mailiverse.crypto.pbkdf import crypto_key
+from mailiverse.crypto.kdf import derive_keys, parse_kdf_text
 from mailiverse.legacy.serverkeys import load_server_key
 from mailiverse.legacy.service import build_legacy
 from mailiverse.spool import SpooledMessage
@@ -96,6 +96,7 @@ def both(tmp_path: Path) -> Iterator[Both]:
         data_dir=data_dir,
         reactor=reactor,
         submission=Submission(delivery, options.domains),
+        open_signup=True,
     )
     api.app.legacy_resource = parts.web_resource
     issued = issue_test_certificate(tmp_path / "certs", ["localhost"])
@@ -218,8 +219,11 @@ async def test_upgrade_over_websocket_keeps_keys_and_mail(both: Both) -> None:
     assert user is not None and user.envelope_format == "v1"
     stored = await both.api.database.run(read_object_txn, user.id, f"Mail/In/{row[0]}")
     assert lc.raw_inflate(lc.rsa_aes_open(USER_KEY, stored)) == raw
-    # The key block now also names the keys the modern client reads; every original entry is kept.
-    environment = decrypt_key_block(crypto_key(LEGACY_PASSWORD), user.key_block)
+    # The key block now also names the keys the modern client reads; every original entry is kept. The
+    # modern login moved the account to its own Argon2id description (docs/auth.md), so the block is
+    # wrapped under that key now, no longer under the fixed-salt CryptoKey.
+    assert user.kdf is not None and parse_kdf_text(user.kdf).is_argon2id
+    environment = decrypt_key_block(derive_keys(LEGACY_PASSWORD, parse_kdf_text(user.kdf))[0], user.key_block)
     assert environment["RSA-PrivateKey"] == lc.b64(PKCS8) == environment["client/RSA-PrivateKey"]
     assert environment["server/MV/AccessKeyId"] and environment["RSA-PublicKey"] == lc.b64(SPKI)
 

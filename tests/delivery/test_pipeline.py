@@ -147,3 +147,30 @@ async def test_a_replaced_account_gets_nothing_sealed_to_the_old_key(database: D
     with pytest.raises(DeliveryError):
         await inbox.deliver(_message(), "s@example.org", [recipient])
     assert await _stored(database, "carol") == 0
+
+
+@pytest_twisted.ensureDeferred
+async def test_quota_full_recipients_and_deliveries_past_the_quota(database: Database, inbox: Delivery) -> None:
+    """resolve marks a full mailbox; a delivery that would take any recipient past the quota raises
+    MailboxFull and stores nothing for anyone; the Sent copy is counted but never refused."""
+    from mailiverse.contracts import SENT_FOLDER, MailboxFull
+    from mailiverse.store.quota import get_usage_txn, set_quota_txn
+
+    alice = await _account(database, "alice")
+    await database.transact(set_quota_txn, alice.id, 0)
+    full = await inbox.resolve("alice@example.org")
+    assert full is not None and full.over_quota
+    bob = await inbox.resolve("bob@example.org")
+    assert bob is not None and not bob.over_quota
+    await database.transact(set_quota_txn, alice.id, 10)
+    roomy = await inbox.resolve("alice@example.org")
+    assert roomy is not None and not roomy.over_quota
+    with pytest.raises(MailboxFull):
+        await inbox.deliver(_message(), "s@example.org", [bob, roomy])
+    assert (await _stored(database, "alice"), await _stored(database, "bob")) == (0, 0)
+    await inbox.deliver(_message(), "alice@example.org", [roomy], SENT_FOLDER)
+    usage = await database.run(get_usage_txn, alice.id)
+    assert usage.used_bytes > 10 and usage.is_full(0)
+    await database.transact(set_quota_txn, alice.id, None)
+    await inbox.deliver(_message(), "s@example.org", [bob, roomy])
+    assert (await _stored(database, "alice"), await _stored(database, "bob")) == (2, 2)

@@ -260,12 +260,14 @@ def test_password_and_private_key_never_reach_the_server(device: Device, people:
     client.login("erin's first password")
     client.list_messages("Inbox")
     private = private_key_der(client.private_key)
+    first_kdf = client.kdf
     client.change_password("erin's first password", "erin's second password")
     client.logout()
     secrets = [private, private[48:112]]
-    for password in ("erin's first password", "erin's second password"):
-        keys = PasswordKeys.derive(password)
-        secrets += [password.encode(), keys.crypto, keys.verification]
+    for password, kdf in (("erin's first password", first_kdf), ("erin's second password", client.kdf)):
+        assert kdf is not None and kdf.is_argon2id
+        for keys in (PasswordKeys.derive(password), PasswordKeys.derive(password, kdf)):
+            secrets += [password.encode(), keys.crypto, keys.verification]
     forms = {f for s in secrets for f in (s, base64.b64encode(s), base64.urlsafe_b64encode(s), s.hex().encode())}
     assert len(transport.bodies) >= 7
     for request in transport.sent:

@@ -42,7 +42,14 @@ def legacy_device(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[De
     keyserver, mailserver = free_port(), free_port()
     appliance = Appliance(
         root / "appliance",
-        extra_args=["--legacy", "--legacy-keyserver", f"tcp:{keyserver}", "--legacy-mailserver", f"tcp:{mailserver}"],
+        extra_args=[
+            "--legacy",
+            "--open-signup",
+            "--legacy-keyserver",
+            f"tcp:{keyserver}",
+            "--legacy-mailserver",
+            f"tcp:{mailserver}",
+        ],
     )
     appliance.start()
     home = root / "device"

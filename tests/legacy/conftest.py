@@ -22,9 +22,9 @@ def outbound() -> RecordingOutbound:
 
 @pytest.fixture
 def appliance(tmp_path: Path, outbound: RecordingOutbound) -> Iterator[LegacyAppliance]:
-    """The legacy protocol on SQLite, captcha off, with a recording outbound queue."""
+    """The legacy protocol on SQLite, captcha off, open sign-up, with a recording outbound queue."""
     options = LegacyOptions(enabled=True, domains=(DOMAIN,), hostname="mail." + DOMAIN)
-    yield from serve_legacy(tmp_path, sqlite_url(tmp_path), options, outbound)
+    yield from serve_legacy(tmp_path, sqlite_url(tmp_path), options, outbound, open_signup=True)
 
 
 @pytest.fixture
@@ -39,4 +39,4 @@ def pg_appliance(tmp_path: Path, outbound: RecordingOutbound) -> Iterator[Legacy
     """The legacy protocol on a throw-away PostgreSQL database."""
     with fresh_postgres_database("mv_legacy") as url:
         options = LegacyOptions(enabled=True, domains=(DOMAIN,), hostname="mail." + DOMAIN)
-        yield from serve_legacy(tmp_path, url, options, outbound)
+        yield from serve_legacy(tmp_path, url, options, outbound, open_signup=True)

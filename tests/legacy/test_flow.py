@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 import zlib
 
 import pytest
@@ -67,7 +68,8 @@ async def _run_flow(app: LegacyAppliance, transport: str) -> None:
     assert entry["date"].endswith("Z GMT") and entry["date"][10] == "T"
     got = await client.store("GET", "Cache/I")
     assert got.code == 200 and await got.content() == b"SGVsbG8=" and got.headers.getRawHeaders("Version") == [version]
-    again = await client.store("PUT", "Cache/I", bytes(range(256)))
+    # Another body for the same path needs a new signature: the MV date has whole seconds (legacy/replay.py).
+    again = await client.store("PUT", "Cache/I", bytes(range(256)), now=time.time() + 1)
     assert again.headers.getRawHeaders("Version")[0] != version
     assert await (await client.store("GET", "Cache/I")).content() == bytes(range(256))
     deleted = await client.store("DELETE", "Cache/I")

@@ -163,12 +163,16 @@ async def test_store_refuses_bad_signature_stale_date_and_unbound_keys(appliance
 
 
 @pytest_twisted.ensureDeferred
-async def test_store_enable_cannot_mint_keys_for_an_existing_account(appliance: LegacyAppliance) -> None:
-    """Once an account exists, StoreEnable for its name is refused; another name's keys cannot be bound to it."""
+async def test_store_enable_keys_for_an_existing_account_open_nothing(appliance: LegacyAppliance) -> None:
+    """StoreEnable for a taken name answers like any other, but its keys open nothing; another name's keys cannot be
+    bound to the account."""
     client = Client(appliance, "plain")
     await client.sign_up()
-    refused = await treq.get(appliance.base + f"StoreEnable?email={client.address}&captcha=null")
-    assert refused.code == 403
+    minted = Client(appliance, "plain")
+    await minted.store_enable()
+    creds = await appliance.database.run(get_credentials_txn, minted.key_id)
+    assert creds is not None and creds.user_id is None
+    assert (await minted.store("GET", "Cache/", list=True)).code == 403
     mallory = Client(appliance, "plain", "mallory")
     await mallory.store_enable()
     creds = await appliance.database.run(get_credentials_txn, mallory.key_id)
@@ -278,3 +282,18 @@ def test_keys_text_embeds_both_public_keys(appliance: LegacyAppliance) -> None:
     ):
         der = key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
         assert base64.b64decode(entries[name]) == der
+
+
+@pytest_twisted.ensureDeferred
+async def test_store_put_signature_cannot_be_replayed_with_another_body(appliance: LegacyAppliance) -> None:
+    """The MV signature covers neither body nor nonce: a seen StorePut signature is refused with another body."""
+    client = Client(appliance, "plain")
+    await client.sign_up()
+    headers = mv_headers(client.key_id, client.secret, "PUT", "Cache/R")
+    url = appliance.base + "StorePut?Resource=Cache/R"
+    assert (await treq.put(url, headers=headers, data=b"first")).code == 200
+    assert (await treq.put(url, headers=headers, data=b"first")).code == 200  # a client's retry: same bytes
+    replayed = await treq.put(url, headers=headers, data=b"forged by a replay")
+    assert replayed.code == 403
+    assert json.loads(await replayed.content())["error"] == "replayed"
+    assert await (await client.store("GET", "Cache/R")).content() == b"first"

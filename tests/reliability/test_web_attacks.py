@@ -31,7 +31,7 @@ import pytest
 import srp._pysrp as srp_reference
 
 from mailiverse.client import Client, HttpsTransport
-from mailiverse.crypto.pbkdf import verification_key
+from mailiverse.crypto.kdf import derive_keys
 from tests.support.appliance_state import rss_kib
 from tests.support.harness import BIN, DOMAIN, Appliance, self_signed_cert
 from tests.support.smtp import make_message, send_starttls
@@ -240,9 +240,11 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             client = found.client(name)
             try:
                 assert client.signup(password) == [f"{name}@{DOMAIN}"]
+                assert client.kdf is not None and client.kdf.is_argon2id
+                # The independent SRP client needs the VerificationKey of the account's own KDF description.
+                found.vkeys[name] = derive_keys(password, client.kdf)[1]
             finally:
                 client.close()
-            found.vkeys[name] = verification_key(password)
         yield found
         assert app.process is not None and app.process.poll() is None, app.log()[-3000:]
         print("figures:", json.dumps(found.figures, sort_keys=True))
@@ -302,12 +304,19 @@ def test_wrong_proof_reveals_nothing(world: World) -> None:
     unknown = SrpClient(world.app, "nobody-here", os.urandom(32), source)
     starts = [known.start(), unknown.start(), unknown.start()]
     assert all(s.status == 200 for s in starts)
-    shapes = [
-        {k: (len(base64.b64decode(v)) if k in ("salt", "B") else v) for k, v in s.json().items() if k != "handle"}
-        for s in starts
-    ]
+
+    def shape(value: dict[str, Any]) -> dict[str, Any]:
+        """Byte fields by their length (the KDF description's salt too); the handle left out."""
+        return {
+            k: len(base64.b64decode(v)) if k in ("salt", "B") else shape(v) if isinstance(v, dict) else v
+            for k, v in value.items()
+            if k != "handle"
+        }
+
+    shapes = [shape(s.json()) for s in starts]
     assert shapes[0] == shapes[1] == shapes[2]
     assert starts[1].json()["salt"] == starts[2].json()["salt"]  # the decoy salt is stable, as a real one is
+    assert starts[1].json()["kdf"] == starts[2].json()["kdf"]  # and so is the decoy KDF description
     wrong_start, wrong = known.wrong()
     _s, unknown_reply = unknown.wrong()
     replayed = known.finish(wrong_start.json()["handle"], *known.honest(wrong_start)[:2])
@@ -866,14 +875,14 @@ def test_protocol_level_garbage_is_refused(world: World, what: str) -> None:
 
 
 def test_deep_json_nesting(world: World) -> None:
-    """Deeply nested JSON (8,000 in a login body, 60,000 at sign-up, 2,000,000 at send) is 400, quickly,
-    and the server lives."""
+    """Deeply nested JSON (8,000 in a login body and at sign-up, 2,000,000 at send) is 400, quickly,
+    and the server lives; a deeper sign-up is over the 16 KiB cap of a request without a session (413)."""
     app = world.app
     assert app.process is not None
     login = world.srp("alice").login()
     cases = [
         ("/api/login/start", 8_000, {}),
-        ("/api/signup", 60_000, {}),
+        ("/api/signup", 8_000, {}),
         ("/api/send", 2_000_000, bearer(login.token)),
     ]
     timings = {}
@@ -883,6 +892,9 @@ def test_deep_json_nesting(world: World) -> None:
         reply = raw(app, "POST", route, body, {"Content-Type": "application/json", **auth}, source="127.0.0.9")
         timings[route] = round(time.monotonic() - began, 3)
         assert reply.status == 400 and reply.json()["error"] == "malformed_json", (route, reply.body)
+    deeper = b'{"user":' + b"[" * 60_000 + b"]" * 60_000 + b"}"
+    reply = raw(app, "POST", "/api/signup", deeper, {"Content-Type": "application/json"}, source="127.0.0.9")
+    assert reply.status == 413 and reply.json()["error"] == "body_too_large"
     assert raw(app, "GET", "/api/health").status == 200
     world.figures["deep_json_seconds"] = timings
 

@@ -116,6 +116,28 @@ def test_delivery_failure_gives_451(factory: Any, inbox: MemoryInbox) -> None:
     assert not any(line.startswith(b"250 2.0.0 Ok: queued") for line in lines)
 
 
+def test_full_mailbox_gives_452_at_rcpt_and_at_data(factory: Any, inbox: MemoryInbox) -> None:
+    """A recipient already full gets 452 4.2.2 at RCPT while the others are accepted; a message that would
+    fill an accepted recipient's mailbox gets 452 4.2.2 at the end of DATA and is stored for nobody."""
+    inbox.full = {"alice"}
+    session = Session(factory)
+    session.send(GREETING + b"MAIL FROM:<s@remote.org>\r\n")
+    assert session.send(b"RCPT TO:<alice@example.com>\r\n") == [b"452 4.2.2 Mailbox full, try again later"]
+    assert session.send(b"RCPT TO:<bob@example.com>\r\n") == [b"250 2.1.5 Recipient ok"]
+    assert session.send(b"DATA\r\nSubject: x\r\n\r\ny\r\n.\r\n")[-1].startswith(b"250 2.0.0 Ok: queued")
+    assert [[r.user for r in d.recipients] for d in inbox.delivered] == [["bob"]]
+    inbox.full = set()
+    session.send(b"MAIL FROM:<s@remote.org>\r\nRCPT TO:<bob@example.com>\r\nRCPT TO:<alice@example.com>\r\n")
+    inbox.full = {"alice"}  # the message takes her past her quota
+    lines = session.send(b"DATA\r\nSubject: x\r\n\r\ny\r\n.\r\n")
+    assert lines[-1] == b"452 4.2.2 Mailbox full for a recipient; try again later"
+    assert len(inbox.delivered) == 1
+    inbox.full = set()
+    lines = session.send(transaction([b"<bob@example.com>", b"<alice@example.com>"], b"Subject: x\r\n\r\ny"))
+    assert lines[-1].startswith(b"250 2.0.0 Ok: queued")
+    assert len(inbox.delivered) == 2
+
+
 def test_starttls_injection_discarded(
     inbox: MemoryInbox,
     clock: MemoryReactorClock,
@@ -253,11 +275,11 @@ def test_per_ip_and_global_connection_limits(inbox: MemoryInbox, clock: MemoryRe
 
 
 def test_idle_timeout(factory: Any, clock: MemoryReactorClock) -> None:
-    """An idle session is closed with 421 4.4.2 after the timeout, and activity restarts the timer."""
+    """An idle session is closed with 421 4.4.2 after the timeout, and a command that moves it on restarts the timer."""
     session = Session(factory)
     session.replies()
     clock.advance(299)
-    session.send(b"NOOP\r\n")
+    session.send(GREETING)
     clock.advance(299)
     assert not session.closed
     clock.advance(2)
@@ -279,15 +301,97 @@ def test_trickling_bytes_do_not_keep_a_session_alive(factory: Any, clock: Memory
 
 
 def test_session_length_is_capped(inbox: MemoryInbox, clock: MemoryReactorClock, tmp_path: Path) -> None:
-    """Even a busy session is closed with 421 once it reaches the session time limit."""
+    """Even a busy session (a message trickling in a line a minute) is closed with 421 at the session time limit."""
     session = Session(make_factory(inbox, clock, tmp_path, max_session_seconds=600))
     session.replies()
+    session.send(GREETING + b"MAIL FROM:<a@b.org>\r\nRCPT TO:<alice@example.com>\r\nDATA\r\n")
     for _ in range(9):
         clock.advance(60)
-        assert codes(session.send(b"NOOP\r\n")) == [b"250"]
+        assert session.send(b"a line of the message\r\n") == []
     clock.advance(61)
     assert session.replies() == [b"421 4.4.2 Session too long, closing connection"]
     assert session.closed
+
+
+def test_commands_that_move_nothing_on_do_not_restart_the_idle_timer(factory: Any, clock: MemoryReactorClock) -> None:
+    """A repeated RCPT, NOOP, HELP, VRFY, RSET and a second EHLO are answered, but the idle timer keeps
+    running from the last command that moved the session on, so they cannot hold a connection open."""
+    session = Session(factory)
+    session.replies()
+    clock.advance(100)
+    lines = session.send(GREETING + b"MAIL FROM:<a@b.org>\r\nRCPT TO:<alice@example.com>\r\n")
+    assert lines[-1] == b"250 2.1.5 Recipient ok"  # progress at t=100: idle until t=400
+    for command in (b"RCPT TO:<alice@example.com>", b"RCPT TO:<ALICE@example.com>"):
+        clock.advance(50)
+        assert session.send(command + b"\r\n") == [b"250 2.1.5 Recipient ok"]
+    for command in (b"NOOP", b"HELP", b"VRFY alice", b"RSET", b"EHLO again.example.org"):
+        clock.advance(35)
+        assert session.send(command + b"\r\n")[-1][:1] == b"2"
+    clock.advance(24)  # t=399
+    assert not session.closed
+    clock.advance(2)
+    assert session.replies() == [b"421 4.4.2 Idle timeout, closing connection"]
+    assert session.closed
+
+
+def test_noop_loop_is_closed_after_the_junk_limit(
+    inbox: MemoryInbox, clock: MemoryReactorClock, tmp_path: Path
+) -> None:
+    """After ``max_junk_commands`` of NOOP, RSET, HELP, VRFY or repeated EHLO/HELO the next one gets
+    421 4.7.0 and the connection closes."""
+    session = Session(make_factory(inbox, clock, tmp_path, max_junk_commands=5))
+    session.replies()
+    session.send(GREETING)
+    lines = session.send(b"NOOP\r\nRSET\r\nHELP\r\nVRFY alice\r\nHELO client.example.org\r\nNOOP\r\nNOOP\r\n")
+    assert codes(lines) == [b"250", b"250", b"214", b"252", b"250", b"421"]
+    assert lines[-1] == b"421 4.7.0 Too many commands without mail, closing connection"
+    assert session.closed
+
+
+def test_junk_count_starts_over_after_a_message(inbox: MemoryInbox, clock: MemoryReactorClock, tmp_path: Path) -> None:
+    """A client that sends RSET or NOOP around each of its messages is not cut off: an accepted message
+    starts the count over."""
+    session = Session(make_factory(inbox, clock, tmp_path, max_junk_commands=2))
+    session.send(GREETING)
+    for _ in range(3):
+        assert codes(session.send(b"RSET\r\nNOOP\r\n")) == [b"250", b"250"]
+        assert session.send(transaction([b"<alice@example.com>"], b"x"))[-1].startswith(b"250 2.0.0")
+    assert codes(session.send(b"NOOP\r\nNOOP\r\nNOOP\r\n")) == [b"250", b"250", b"421"]
+    assert session.closed
+
+
+def test_ehlo_after_starttls_is_not_junk(
+    inbox: MemoryInbox,
+    clock: MemoryReactorClock,
+    tmp_path: Path,
+    tls_contexts: TLSContexts,
+) -> None:
+    """The EHLO that RFC 3207 requires after STARTTLS starts the new session: it is neither junk nor idle."""
+    session = Session(make_factory(inbox, clock, tmp_path, tls_contexts, max_junk_commands=1), tls_capable=True)
+    session.replies()
+    session.send(GREETING)
+    assert codes(session.send(b"NOOP\r\n")) == [b"250"]
+    assert session.send(b"STARTTLS\r\n") == [b"220 2.0.0 Ready to start TLS"]
+    clock.advance(200)
+    assert codes(session.send(GREETING))[-1] == b"250"
+    clock.advance(200)
+    assert not session.closed
+    assert codes(session.send(b"EHLO again.example.org\r\n")) == [b"421"]
+
+
+def test_per_address_cap_groups_ipv6_by_slash_64(inbox: MemoryInbox, clock: MemoryReactorClock, tmp_path: Path) -> None:
+    """Addresses in one IPv6 /64 (what one host or site usually gets) share the per-address connection cap."""
+    factory = make_factory(inbox, clock, tmp_path, max_connections_per_ip=2)
+    first = Session(factory, ip="2001:db8:5:6::1")
+    second = Session(factory, ip="2001:db8:5:6:8000::2")
+    assert first.replies()[0].startswith(b"220") and second.replies()[0].startswith(b"220")
+    third = Session(factory, ip="2001:db8:5:6:ffff:ffff:ffff:fffe")
+    assert third.replies() == [b"421 4.7.0 Too many connections, try again later"]
+    assert third.closed
+    elsewhere = Session(factory, ip="2001:db8:5:7::1")
+    assert elsewhere.replies()[0].startswith(b"220")
+    first.send(b"QUIT\r\n")
+    assert Session(factory, ip="2001:db8:5:6::3").replies()[0].startswith(b"220")
 
 
 def test_too_many_errors_closes(inbox: MemoryInbox, clock: MemoryReactorClock, tmp_path: Path) -> None:

@@ -119,6 +119,23 @@ def test_a_failed_commit_fails_every_write_of_the_batch() -> None:
     assert later == [2]
 
 
+def test_a_batch_locks_the_rows_of_all_its_writes_first_in_one_order() -> None:
+    """Before the writes of a batch run, lock_txn gets the union of their lock keys, sorted (concurrent
+    batches then wait on each other in one order and never deadlock); a batch naming none locks nothing."""
+    writer = _ManualWriter()
+    calls: list[object] = []
+    committer = GroupCommitter(writer, lock_txn=lambda conn, keys: calls.append(("lock", list(keys))))
+    committer.submit(lambda conn: calls.append("first"), lock_keys=[5])
+    committer.submit(lambda conn: calls.append("a"), lock_keys=[9, 3])
+    committer.submit(lambda conn: calls.append("b"), lock_keys=[3, 7])
+    committer.submit(lambda conn: calls.append("c"))
+    writer.finish(_FakeConnection())
+    writer.finish(_FakeConnection())
+    committer.submit(lambda conn: calls.append("alone"))
+    writer.finish(_FakeConnection())
+    assert calls == [("lock", [5]), "first", ("lock", [3, 7, 9]), "a", "b", "c", "alone"]
+
+
 def _count_users(conn: Connection) -> int:
     return int(conn.execute(select(func.count()).select_from(users)).scalar_one())
 

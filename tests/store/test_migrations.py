@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import create_engine, inspect
+from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.engine import Engine
 
 from mailiverse.store import Database, migrate
@@ -178,5 +178,38 @@ def test_a_failing_child_upgrade_is_a_clear_error(tmp_path: Path) -> None:
             connection.commit()
         with pytest.raises(migrate.MigrationFailed, match=r"schema upgrade failed \(exit 1\).*9999"):
             migrate.upgrade_in_child(engine, url)
+    finally:
+        engine.dispose()
+
+
+def test_the_quota_revision_counts_what_each_account_already_stores(empty_url: str) -> None:
+    """Upgrading a database with mail in it sets every account's usage to the sum of its objects, quota unset."""
+    engine = _engine(empty_url)
+    try:
+        migrate.upgrade(engine, "0006")
+        with engine.begin() as conn:
+            for user_id, name in ((1, "alice"), (2, "bob"), (3, "carol")):
+                conn.execute(
+                    text(
+                        "INSERT INTO users (id, name, created_ms, envelope_format, public_key)"
+                        " VALUES (:id, :name, 0, 'v2', :key)"
+                    ),
+                    {"id": user_id, "name": name, "key": b"k"},
+                )
+            for object_id, user_id, size in ((1, 1, 100), (2, 1, 23), (3, 2, 7)):
+                conn.execute(
+                    text(
+                        "INSERT INTO objects (id, user_id, path, version, created_ms, modified_ms, size)"
+                        " VALUES (:id, :user_id, :path, 1, 0, 0, :size)"
+                    ),
+                    {"id": object_id, "user_id": user_id, "path": f"Mail/In/{object_id}", "size": size},
+                )
+        migrate.upgrade(engine)
+        with engine.connect() as conn:
+            rows = conn.execute(text("SELECT name, used_bytes, quota_bytes FROM users ORDER BY name")).all()
+        assert [tuple(row) for row in rows] == [("alice", 123, None), ("bob", 7, None), ("carol", 0, None)]
+        migrate.downgrade(engine, "0006")
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT COUNT(*) FROM objects")).scalar_one() == 3
     finally:
         engine.dispose()

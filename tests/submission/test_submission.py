@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 import pytest_twisted
+from twisted.internet.task import Clock
 from twisted.logger import formatEvent, globalLogPublisher
 
 from mailiverse.contracts import INBOX_FOLDER, SENT_FOLDER
@@ -122,3 +123,79 @@ async def test_a_front_end_that_checked_the_sender_passes_it_and_keeps_no_copy()
         sent_copy=False,
     )
     assert result.sent_path is None and [d.folder for d in inbox.delivered] == [INBOX_FOLDER]
+
+
+def _limited(per_hour: int, clock: Clock) -> tuple[Submission, MemoryInbox, MemoryOutbound]:
+    inbox = MemoryInbox(users={"alice": "alice", "bob": "bob"}, domains=(DOMAIN,))
+    outbound = MemoryOutbound()
+    submission = Submission(
+        inbox, (DOMAIN,), outbound=outbound, max_message_size=4096, send_limit_per_hour=per_hour, clock=clock
+    )
+    return submission, inbox, outbound
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_hourly_send_limit_counts_recipients_per_account() -> None:
+    """Each recipient spends one of the account's hourly budget, whichever front end sends; past it,
+    429 rate_limited with a retry time, and nothing is delivered, queued or filed."""
+    clock = Clock()
+    submission, inbox, outbound = _limited(3, clock)
+    two = _message("bob@example.org, carol@remote.test")
+    await submission.submit(submission.submitter("alice"), two)
+    # The legacy relay's submitter (no account object, no Sent copy) shares the same budget.
+    await submission.submit(
+        submission.submitter("alice"), _message(), ["bob@example.org"], mail_from="alice@example.org", sent_copy=False
+    )
+    delivered, queued = len(inbox.delivered), len(outbound.submitted)
+    with pytest.raises(SubmissionError) as refused:
+        await submission.submit(submission.submitter("alice", object()), _message())
+    assert (refused.value.code, refused.value.status, refused.value.retry_after) == ("rate_limited", 429, 1200)
+    assert (len(inbox.delivered), len(outbound.submitted)) == (delivered, queued)
+    await submission.submit(submission.submitter("bob"), _message("alice@example.org", sender="bob@example.org"))
+    clock.advance(1200)
+    await submission.submit(submission.submitter("alice"), _message())
+    with pytest.raises(SubmissionError):
+        await submission.submit(submission.submitter("alice"), _message())
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_refused_submission_gives_its_recipients_back() -> None:
+    """A submission refused before anything was sent (unknown recipient, failing inbox) costs no budget;
+    a message with more recipients than the hourly limit is refused outright."""
+    clock = Clock()
+    submission, inbox, _outbound = _limited(2, clock)
+    for _ in range(3):
+        with pytest.raises(SubmissionError) as unknown:
+            await submission.submit(submission.submitter("alice"), _message("nobody@example.org, bob@example.org"))
+        assert unknown.value.code == "unknown_recipient"
+    inbox.fail = True
+    with pytest.raises(SubmissionError):
+        await submission.submit(submission.submitter("alice"), _message("bob@example.org, carol@remote.test"))
+    inbox.fail = False
+    await submission.submit(submission.submitter("alice"), _message("bob@example.org, carol@remote.test"))
+    with pytest.raises(SubmissionError) as too_many:
+        await submission.submit(
+            submission.submitter("bob"), _message("a@example.org, b@x.test, c@y.test", sender="bob@example.org")
+        )
+    assert (too_many.value.code, too_many.value.status) == ("invalid_recipients", 400)
+
+
+@pytest_twisted.ensureDeferred
+async def test_full_mailboxes_refuse_the_whole_message() -> None:
+    """A full local recipient, or a full sender who keeps a Sent copy, is a 507 before anything is sent."""
+    outbound = MemoryOutbound()
+    inbox = MemoryInbox(users={"alice": "alice", "bob": "bob"}, domains=(DOMAIN,), full={"bob"})
+    submission = Submission(inbox, (DOMAIN,), outbound=outbound, max_message_size=4096)
+    with pytest.raises(SubmissionError) as recipient:
+        await submission.submit(submission.submitter("alice"), _message("carol@remote.test, bob@example.org"))
+    assert (recipient.value.code, recipient.value.status) == ("recipient_over_quota", 507)
+    inbox.full = {"alice"}
+    with pytest.raises(SubmissionError) as sender:
+        await submission.submit(submission.submitter("alice"), _message("carol@remote.test, bob@example.org"))
+    assert (sender.value.code, sender.value.status) == ("over_quota", 507)
+    assert (inbox.delivered, outbound.submitted) == ([], [])
+    # Without a Sent copy (the legacy relay) the sender's own mailbox takes nothing, so it may be full.
+    await submission.submit(
+        submission.submitter("alice"), _message(), ["bob@example.org"], mail_from="alice@example.org", sent_copy=False
+    )
+    assert [d.folder for d in inbox.delivered] == [INBOX_FOLDER]

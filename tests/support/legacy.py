@@ -92,8 +92,13 @@ def seed_server_keys(data_dir: DataDir) -> None:
         path.chmod(0o600)
 
 
-def serve_legacy(tmp_path: Path, url: str, options: LegacyOptions, outbound: Any = None) -> Iterator[LegacyAppliance]:
-    """Serve the legacy protocol over the database at ``url`` until the generator is closed."""
+def serve_legacy(
+    tmp_path: Path, url: str, options: LegacyOptions, outbound: Any = None, *, open_signup: bool = False
+) -> Iterator[LegacyAppliance]:
+    """Serve the legacy protocol over the database at ``url`` until the generator is closed.
+
+    ``open_signup`` is the appliance's ``--open-signup`` (off: sign-up needs an invitation).
+    """
     from twisted.internet import reactor
 
     data_dir = DataDir(tmp_path / "data")
@@ -109,6 +114,7 @@ def serve_legacy(tmp_path: Path, url: str, options: LegacyOptions, outbound: Any
         data_dir=data_dir,
         reactor=reactor,
         submission=Submission(delivery, options.domains, outbound=outbound),
+        open_signup=open_signup,
     )
     key_service, mail_service = parts.services[1], parts.services[2]
     root = Resource()

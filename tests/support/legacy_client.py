@@ -287,8 +287,8 @@ class WsLines:
         self.lines = lines
 
     @classmethod
-    async def connect(cls, reactor: Any, port: int, path: str) -> WsLines:
-        factory = WebSocketClientFactory(f"ws://127.0.0.1:{port}{path}")
+    async def connect(cls, reactor: Any, port: int, path: str, headers: dict[str, str] | None = None) -> WsLines:
+        factory = WebSocketClientFactory(f"ws://127.0.0.1:{port}{path}", headers=headers)
         factory.protocol = _WsClient
         factory.opened = defer.Deferred()
         factory.lines = defer.DeferredQueue()

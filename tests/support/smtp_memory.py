@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from twisted.internet.address import IPv4Address
+from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.interfaces import ITLSTransport
 from twisted.internet.testing import MemoryReactorClock, StringTransportWithDisconnection
 from zope.interface import implementer
@@ -27,7 +27,7 @@ GREETING = b"EHLO client.example.org\r\n"
 class RecordingTLSTransport(StringTransportWithDisconnection):
     """A string transport that can 'start TLS': it records the call and everything received afterwards."""
 
-    def __init__(self, peer: IPv4Address) -> None:
+    def __init__(self, peer: IPv4Address | IPv6Address) -> None:
         super().__init__(peerAddress=peer)
         self.tls_context: Any = None
 
@@ -39,7 +39,7 @@ class Session:
     """One client connection to the server under test, driven by raw bytes."""
 
     def __init__(self, factory: Any, ip: str = "203.0.113.5", tls_capable: bool = False) -> None:
-        peer = IPv4Address("TCP", ip, 40000)
+        peer: IPv4Address | IPv6Address = IPv6Address("TCP", ip, 40000) if ":" in ip else IPv4Address("TCP", ip, 40000)
         self.transport = (
             RecordingTLSTransport(peer) if tls_capable else StringTransportWithDisconnection(peerAddress=peer)
         )

@@ -25,6 +25,7 @@ from twisted.internet.task import deferLater
 from mailiverse.accounts.service import AccountService, SignupPolicy
 from mailiverse.auth import Budget, ClientLogin, SessionManager, create_verifier
 from mailiverse.compat.blocks import encrypt_key_block
+from mailiverse.config import DEFAULT_QUOTA_BYTES, DEFAULT_SEND_LIMIT_PER_HOUR
 from mailiverse.crypto.keys import generate_private_key, private_key_der, public_key_der
 from mailiverse.crypto.pbkdf import crypto_key, verification_key
 from mailiverse.delivery.pipeline import Delivery
@@ -229,18 +230,44 @@ class ApiClient:
         self.cookie = set_cookie.split(";", 1)[0]
 
 
+async def signed_in(api: Api, name: str, password: str, index: int = 0) -> ApiClient:
+    """A client of a new account ``name`` (with an invite where sign-up needs one), logged in."""
+    from mailiverse.store import accounts as repo
+
+    client = api.client()
+    code = None
+    if not await api.accounts.signup_open():
+        code, _ = await api.database.transact(repo.create_invite_txn)
+    assert (await client.signup(name, password, index, invite=code)).status == 201
+    assert (await client.login(name, password)).status == 200
+    return client
+
+
 def make_api(
-    database: Database, tmp_path: Path, *, open_signup: bool = False, with_outbound: bool = True
+    database: Database,
+    tmp_path: Path,
+    *,
+    open_signup: bool = False,
+    with_outbound: bool = True,
+    default_quota: int = DEFAULT_QUOTA_BYTES,
+    send_limit_per_hour: int = DEFAULT_SEND_LIMIT_PER_HOUR,
 ) -> tuple[Api, Delivery]:
     """Build the app with ``build_web_app``, as the appliance does, on a settable clock
-    and an in-memory outbound queue."""
+    (sessions, throttles and the send limit) and an in-memory outbound queue."""
     clock = FakeTime()
     tmp = tmp_path / "spool"
     tmp.mkdir(exist_ok=True)
-    delivery = Delivery(database, lambda domain: domain.lower() in DOMAINS, tmp_dir=tmp, reactor=reactor)
+    delivery = Delivery(
+        database, lambda domain: domain.lower() in DOMAINS, tmp_dir=tmp, reactor=reactor, default_quota=default_quota
+    )
     outbound = MemoryOutbound()
     submission = Submission(
-        delivery, DOMAINS, outbound=outbound if with_outbound else None, max_message_size=1024 * 1024
+        delivery,
+        DOMAINS,
+        outbound=outbound if with_outbound else None,
+        max_message_size=1024 * 1024,
+        send_limit_per_hour=send_limit_per_hour,
+        clock=clock,
     )
     app, _purger = build_web_app(
         database,
@@ -253,6 +280,8 @@ def make_api(
         signup_policy=SignupPolicy(open_signup=open_signup, per_address=Budget(20, 3600.0)),
         max_message_size=1024 * 1024,
         static_dir=tmp_path,
+        default_quota=default_quota,
+        spool_dir=tmp,
     )
     api = Api(app, StubTreq(app.resource()), database, app.accounts, app.accounts.sessions, clock, outbound, submission)
     return api, delivery

@@ -11,8 +11,9 @@ from twisted.internet.address import IPv4Address
 from twisted.internet.testing import StringTransport
 
 from mailiverse.web.app import WebApp
-from mailiverse.web.body import ACCOUNT_JSON_BYTES, BoundedRequest
+from mailiverse.web.body import ACCOUNT_JSON_BYTES
 from mailiverse.web.headers import SECURITY_HEADERS
+from mailiverse.web.intake import BoundedRequest
 from tests.support.webapi import Api
 
 

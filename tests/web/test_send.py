@@ -14,21 +14,13 @@ from mailiverse.crypto.formats import open_mail_object
 from mailiverse.store.objects import list_objects_txn, read_object_txn
 from mailiverse.store.users import get_user_txn
 from mailiverse.testing import MemoryOutbound
-from tests.support.webapi import Api, ApiClient, rsa_key
+from tests.support.webapi import Api, ApiClient, rsa_key, signed_in
 
 PASSWORD = "send password"
 
 
-async def _user(api: Api, name: str, index: int, invite: bool = True) -> ApiClient:
-    client = api.client()
-    code = None
-    if api.accounts.policy.open_signup is False and await api.accounts.signup_open() is False:
-        from mailiverse.store import accounts as repo
-
-        code, _ = await api.database.transact(repo.create_invite_txn)
-    assert (await client.signup(name, PASSWORD, index, invite=code)).status == 201
-    assert (await client.login(name, PASSWORD)).status == 200
-    return client
+async def _user(api: Api, name: str, index: int) -> ApiClient:
+    return await signed_in(api, name, PASSWORD, index)
 
 
 async def _objects(api: Api, name: str, prefix: str) -> list[str]:

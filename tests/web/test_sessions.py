@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import base64
+from typing import Any
 
 import pytest_twisted
+from sqlalchemy import update
 
 from mailiverse.auth import ClientLogin
+from mailiverse.store.legacy import add_credentials_txn, get_credentials_txn
+from mailiverse.store.schema import legacy_store_credentials
 from mailiverse.store.users import get_user_txn
 from tests.support.webapi import Api, ApiClient, b64, password_keys
 
@@ -169,6 +173,30 @@ async def test_password_change(api: Api) -> None:
     assert (await other.call("GET", "/api/account")).status == 401
     assert (await api.client().login("alice", PASSWORD)).status == 401
     assert (await api.client().login("alice", NEW_PASSWORD)).status == 200
+
+
+@pytest_twisted.ensureDeferred
+async def test_password_change_revokes_legacy_store_keys(api: Api) -> None:
+    """A password change revokes every MV store credential of the account (an account once legacy may hold some)."""
+    client = await _alice(api)
+    user = await api.database.run(get_user_txn, "alice")
+    assert user is not None
+
+    def legacy_keys_txn(conn: Any) -> None:
+        add_credentials_txn(conn, "bound", b"sealed", "alice", now_ms=1)
+        add_credentials_txn(conn, "unbound", b"sealed", "alice", now_ms=1)
+        add_credentials_txn(conn, "bobs", b"sealed", "bob", now_ms=1)
+        conn.execute(
+            update(legacy_store_credentials).where(legacy_store_credentials.c.key_id == "bound").values(user_id=user.id)
+        )
+
+    await api.database.transact(legacy_keys_txn)
+    body, _login = await _password_body(client, PASSWORD, NEW_PASSWORD)
+    reply = await client.call("POST", "/api/account/password", json_body=body)
+    assert reply.status == 200, reply.body
+    assert await api.database.run(get_credentials_txn, "bound") is None
+    assert await api.database.run(get_credentials_txn, "unbound") is None
+    assert await api.database.run(get_credentials_txn, "bobs") is not None
 
 
 @pytest_twisted.ensureDeferred

@@ -134,3 +134,29 @@ async def test_signups_rate_limited_per_address(open_api: Api) -> None:
     reply = await client.signup("alice", PASSWORD)
     assert reply.status == 429
     assert reply.header("Retry-After") is not None
+
+
+@pytest_twisted.ensureDeferred
+async def test_closed_signup_does_not_reveal_taken_names(api: Api) -> None:
+    """With sign-up closed, a taken name and a free name get the same 403: the policy is checked first."""
+    client = api.client()
+    assert (await client.signup("alice", PASSWORD)).status == 201
+    taken = await client.signup("alice", PASSWORD, key_index=1)
+    free = await client.signup("zed", PASSWORD, key_index=1)
+    assert (taken.status, taken.json()) == (free.status, free.json())
+    assert taken.status == 403
+    assert taken.json()["error"] == "signup_closed"
+    bad_invite = await client.signup("alice", PASSWORD, key_index=1, invite="A" * 26)
+    assert bad_invite.status == 403
+
+
+@pytest_twisted.ensureDeferred
+async def test_taken_name_with_invite_keeps_the_invite(api: Api) -> None:
+    """With a valid invite, a taken name is 409 username_taken, and the invite is not used up."""
+    client = api.client()
+    assert (await client.signup("alice", PASSWORD)).status == 201
+    code = await _invite(api)
+    taken = await client.signup("Alice", PASSWORD, 1, invite=code)
+    assert taken.status == 409
+    assert taken.json()["error"] == "username_taken"
+    assert (await client.signup("bob", PASSWORD, 1, invite=code)).status == 201

@@ -9,16 +9,13 @@ import pytest_twisted
 
 from mailiverse.store.objects import put_object_txn
 from mailiverse.store.users import get_user_txn
-from tests.support.webapi import Api, ApiClient
+from tests.support.webapi import Api, ApiClient, signed_in
 
 PASSWORD = "store password"
 
 
 async def _user(api: Api, name: str, index: int) -> ApiClient:
-    client = api.client()
-    assert (await client.signup(name, PASSWORD, index)).status == 201
-    assert (await client.login(name, PASSWORD)).status == 200
-    return client
+    return await signed_in(api, name, PASSWORD, index)
 
 
 @pytest_twisted.ensureDeferred

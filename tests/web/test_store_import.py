@@ -7,16 +7,13 @@ import os
 
 import pytest_twisted
 
-from tests.support.webapi import Api, ApiClient
+from tests.support.webapi import Api, ApiClient, signed_in
 
 PASSWORD = "import password"
 
 
 async def _user(api: Api, name: str, index: int) -> ApiClient:
-    client = api.client()
-    assert (await client.signup(name, PASSWORD, index)).status == 201
-    assert (await client.login(name, PASSWORD)).status == 200
-    return client
+    return await signed_in(api, name, PASSWORD, index)
 
 
 @pytest_twisted.ensureDeferred

@@ -1,13 +1,15 @@
 // Sign-up, login, logout and password change: every key is derived and checked here, in the browser.
 
-import { deleteJson, getJson, postJson, setCsrf } from './api.js';
+import { ApiError, deleteJson, getJson, postJson, setCsrf } from './api.js';
 import { fromB64, toB64 } from './crypto/bytes.js';
+import { ARGON2ID, deriveKeys, needsUpgrade, newKdf, parseKdf } from './crypto/kdf.js';
 import { decryptKeyBlock, encryptKeyBlock } from './crypto/keyblock.js';
 import { generateKeyPair, loadPrivateKey } from './crypto/keys.js';
-import { passwordKeys } from './crypto/pbkdf.js';
 import { createVerifier, GROUP, SrpClient } from './crypto/srp.js';
 
 const NAME = /^[a-z0-9][a-z0-9._-]{0,63}$/;
+// Refusals after which a login stands and the KDF upgrade waits for the next one.
+const UPGRADE_LATER = new Set(['version_conflict', 'rate_limited']);
 
 export function canonicalName(text) {
   const name = String(text || '').trim();
@@ -19,11 +21,26 @@ export function canonicalName(text) {
   return lower;
 }
 
-async function proof(name, verificationKey) {
+function deriving(kdf) {
+  return kdf.kdf === ARGON2ID ? 'Deriving keys from the password (Argon2id)' : 'Deriving keys from the password';
+}
+
+// Round trip 1, the keys of the password under the KDF description it names (`known` when they match),
+// and the proof {handle, A, M}.
+async function proof(name, password, known = null, onStep = () => {}) {
   const start = await postJson('/api/login/start', { user: name });
-  const client = new SrpClient(name, verificationKey);
+  const kdf = parseKdf(start.kdf);
+  let keys = known;
+  if (!keys || JSON.stringify(keys.kdf) !== JSON.stringify(kdf)) {
+    onStep(deriving(kdf));
+    keys = await deriveKeys(password, kdf);
+  }
+  onStep('Proving the password (SRP)');
+  const client = new SrpClient(name, keys.verificationKey);
   const M = await client.respond(fromB64(start.salt), fromB64(start.B));
-  return { client, proof: { handle: start.handle, A: toB64(client.A), M: toB64(M) } };
+  // A server that describes no KDF predates Argon2id: it could not describe new keys, so none are sent to it.
+  const described = start.kdf !== undefined && start.kdf !== null;
+  return { client, keys, described, proof: { handle: start.handle, A: toB64(client.A), M: toB64(M) } };
 }
 
 function checkServer(client, hamk) {
@@ -33,8 +50,9 @@ function checkServer(client, hamk) {
 export async function signup(nameText, password, invite, onStep = () => {}) {
   const name = canonicalName(nameText);
   if (password.length < 8) throw new Error('Use a password of at least 8 characters.');
-  onStep('Deriving keys from the password');
-  const { cryptoKey, verificationKey } = await passwordKeys(password);
+  const kdf = newKdf();
+  onStep(deriving(kdf));
+  const { cryptoKey, verificationKey } = await deriveKeys(password, kdf);
   onStep('Generating your RSA key pair');
   const { publicDer, privateDer } = await generateKeyPair(2048);
   const { salt, verifier } = await createVerifier(name, verificationKey);
@@ -43,29 +61,56 @@ export async function signup(nameText, password, invite, onStep = () => {}) {
   onStep('Creating the account');
   const body = {
     user: name, salt: toB64(salt), verifier: toB64(verifier), group: GROUP,
-    public_key: toB64(publicDer), key_block: toB64(keyBlock), format: 'v2',
+    public_key: toB64(publicDer), key_block: toB64(keyBlock), format: 'v2', kdf,
   };
   if (invite) body.invite = invite.trim();
   return postJson('/api/signup', body);
 }
 
-// Logs in and opens the key block: returns the session the rest of the client works with.
+// A fresh proof with the old password, then a new SRP verifier, the same environment re-wrapped under the
+// keys of `newPassword` under `kdf`, and the description itself, in one request.
+async function rekey(session, oldPassword, known, kdf, newPassword, onStep = () => {}) {
+  onStep(deriving(kdf));
+  const fresh = await deriveKeys(newPassword, kdf);
+  const { client, proof: p } = await proof(session.name, oldPassword, known, onStep);
+  const { salt, verifier } = await createVerifier(session.name, fresh.verificationKey);
+  const keyBlock = await encryptKeyBlock(fresh.cryptoKey, session.environment);
+  const done = await postJson('/api/account/password', {
+    proof: p, salt: toB64(salt), verifier: toB64(verifier), group: GROUP,
+    key_block: toB64(keyBlock), key_block_version: session.keyBlockVersion, kdf,
+  });
+  checkServer(client, done.HAMK);
+  setCsrf(done.csrf);
+  session.keyBlockVersion = done.key_block_version;
+  session.kdf = kdf;
+}
+
+// Logs in and opens the key block: returns the session the rest of the client works with. An account still on
+// the fixed-salt PBKDF2 rule (or a weaker Argon2id) is moved to a fresh Argon2id description right away.
 export async function login(nameText, password, onStep = () => {}) {
   const name = canonicalName(nameText);
-  onStep('Deriving keys from the password');
-  const { cryptoKey, verificationKey } = await passwordKeys(password);
-  onStep('Proving the password (SRP)');
-  const { client, proof: p } = await proof(name, verificationKey);
+  const { client, keys, described, proof: p } = await proof(name, password, null, onStep);
   const done = await postJson('/api/login/finish', p);
   checkServer(client, done.HAMK);
   setCsrf(done.csrf);
   onStep('Opening your keys');
   const account = await getJson('/api/account');
-  const environment = await decryptKeyBlock(cryptoKey, fromB64(account.key_block));
+  const environment = await decryptKeyBlock(keys.cryptoKey, fromB64(account.key_block));
   const privateDer = fromB64(environment['RSA-PrivateKey'] || '');
   const publicDer = fromB64(environment['RSA-PublicKey'] || account.public_key);
   const key = await loadPrivateKey(privateDer, publicDer);
-  return { name, account, environment, key, keyBlockVersion: account.key_block_version };
+  const session = { name, account, environment, key, keyBlockVersion: account.key_block_version, kdf: keys.kdf };
+  if (described && needsUpgrade(keys.kdf)) {
+    onStep('Strengthening how your password protects your keys (Argon2id)');
+    try {
+      await rekey(session, password, keys, newKdf(), password, onStep);
+      session.upgraded = true;
+    } catch (e) {
+      if (!(e instanceof ApiError && UPGRADE_LATER.has(e.code))) throw e;
+      session.upgradeError = e.code;
+    }
+  }
+  return session;
 }
 
 export async function logout() {
@@ -78,23 +123,11 @@ export async function logout() {
 
 export async function changePassword(session, oldPassword, newPassword) {
   if (newPassword.length < 8) throw new Error('Use a password of at least 8 characters.');
-  const old = await passwordKeys(oldPassword);
-  const fresh = await passwordKeys(newPassword);
-  const { client, proof: p } = await proof(session.name, old.verificationKey);
-  const { salt, verifier } = await createVerifier(session.name, fresh.verificationKey);
-  const keyBlock = await encryptKeyBlock(fresh.cryptoKey, session.environment);
-  const done = await postJson('/api/account/password', {
-    proof: p, salt: toB64(salt), verifier: toB64(verifier), group: GROUP,
-    key_block: toB64(keyBlock), key_block_version: session.keyBlockVersion,
-  });
-  checkServer(client, done.HAMK);
-  setCsrf(done.csrf);
-  session.keyBlockVersion = done.key_block_version;
+  await rekey(session, oldPassword, null, newKdf(), newPassword);
 }
 
 export async function deleteAccount(session, password) {
-  const { verificationKey } = await passwordKeys(password);
-  const { client, proof: p } = await proof(session.name, verificationKey);
+  const { client, proof: p } = await proof(session.name, password);
   const done = await deleteJson('/api/account', { proof: p });
   checkServer(client, done.HAMK);
 }

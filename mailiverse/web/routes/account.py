@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
+from mailiverse.accounts.kdf import stored_kdf
 from mailiverse.accounts.service import NewVerifier
 from mailiverse.auth.devices import clear_device_cookie
 from mailiverse.auth.sessions import clear_session_cookie
@@ -13,7 +14,7 @@ from mailiverse.web.body import ACCOUNT_JSON_BYTES, read_json
 from mailiverse.web.errors import json_response
 from mailiverse.web.routing import router
 from mailiverse.web.session import RouteBase
-from mailiverse.web.validation import b64, base64_bytes, client_ip, device_token, optional_int, proof, text
+from mailiverse.web.validation import b64, base64_bytes, client_ip, device_token, field, optional_int, proof, text
 
 
 class AccountRoutes(RouteBase):
@@ -35,6 +36,7 @@ class AccountRoutes(RouteBase):
                 "key_block": b64(user.key_block) if user.key_block is not None else None,
                 "key_block_version": user.key_block_version,
                 "created_ms": user.created_ms,
+                "kdf": stored_kdf(user).to_json(),
             },
         )
 
@@ -47,6 +49,7 @@ class AccountRoutes(RouteBase):
             srp_verifier=base64_bytes(body, "verifier", 512),
             srp_group=text(body, "group", 64),
             key_block=base64_bytes(body, "key_block", 96 * 1024),
+            kdf=field(body, "kdf", optional=True),
         )
         version = optional_int(body, "key_block_version")
         result = await self.accounts.change_password(

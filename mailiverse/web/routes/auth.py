@@ -7,11 +7,12 @@ from typing import Any
 
 from mailiverse.accounts.service import SignupRequest
 from mailiverse.auth.sessions import SESSION_COOKIE, clear_session_cookie
+from mailiverse.crypto.kdf import KDF_NAMES
 from mailiverse.web.body import ACCOUNT_JSON_BYTES, read_json
 from mailiverse.web.errors import json_response
 from mailiverse.web.routing import router
 from mailiverse.web.session import RouteBase, request_cookie
-from mailiverse.web.validation import b64, base64_bytes, client_ip, device_token, optional_text, proof, text
+from mailiverse.web.validation import b64, base64_bytes, client_ip, device_token, field, optional_text, proof, text
 
 
 class AuthRoutes(RouteBase):
@@ -19,7 +20,10 @@ class AuthRoutes(RouteBase):
 
     @router.route("/api/signup", methods=["GET"])
     async def signup_status(self, request: Any) -> bytes:
-        return json_response(request, {"open": await self.accounts.signup_open(), "domains": list(self.domains)})
+        return json_response(
+            request,
+            {"open": await self.accounts.signup_open(), "domains": list(self.domains), "kdfs": list(KDF_NAMES)},
+        )
 
     @router.route("/api/signup", methods=["POST"])
     async def signup(self, request: Any) -> bytes:
@@ -34,6 +38,7 @@ class AuthRoutes(RouteBase):
             key_block=base64_bytes(body, "key_block", 96 * 1024),
             envelope_format=optional_text(body, "format", 8) or "v2",
             invite=optional_text(body, "invite", 64),
+            kdf=field(body, "kdf", optional=True),
         )
         user = await self.accounts.signup(signup_request, client_ip(request))
         return json_response(
@@ -51,7 +56,13 @@ class AuthRoutes(RouteBase):
         )
         return json_response(
             request,
-            {"handle": start.handle, "salt": b64(start.salt), "B": b64(start.B), "group": "rfc5054-2048-sha256"},
+            {
+                "handle": start.handle,
+                "salt": b64(start.salt),
+                "B": b64(start.B),
+                "group": "rfc5054-2048-sha256",
+                "kdf": start.kdf.to_json(),
+            },
         )
 
     @router.route("/api/login/finish", methods=["POST"])

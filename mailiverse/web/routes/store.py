@@ -105,6 +105,7 @@ class StoreRoutes(RouteBase):
             if_absent=if_absent,
             now_ms=_now_ms(),
             max_size=MAX_OBJECT_BYTES,
+            default_quota=self.default_quota,
         )
         request.setHeader(b"ETag", etag(info.version))
         return json_response(request, object_json(info), 201 if info.version == 1 else 200)
