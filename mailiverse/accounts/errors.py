@@ -2,19 +2,11 @@
 
 from __future__ import annotations
 
+from mailiverse.contracts.errors import Refusal
 
-class AccountError(Exception):
-    """A refusal the API turns into ``{"error": code, "message": message}`` with ``status``.
 
-    ``retry_after`` (seconds) is set for rate limits. Messages never carry secrets.
-    """
-
-    def __init__(self, code: str, message: str, status: int = 400, retry_after: int | None = None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.status = status
-        self.retry_after = retry_after
+class AccountError(Refusal):
+    """A refusal of the account services (sign-up, login, sessions); messages never carry secrets."""
 
 
 def auth_failed() -> AccountError:

@@ -2,19 +2,11 @@
 
 from __future__ import annotations
 
+from mailiverse.contracts.errors import Refusal
 
-class SubmissionError(Exception):
-    """A refused submission; front ends map ``code`` and ``status`` to their own wire (JSON, legacy text).
 
-    ``retry_after`` (seconds) comes with a rate limit, for an HTTP ``Retry-After``.
-    """
-
-    def __init__(self, code: str, message: str, status: int = 400, retry_after: int | None = None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.status = status
-        self.retry_after = retry_after
+class SubmissionError(Refusal):
+    """A refused submission; front ends map ``code`` and ``status`` to their own wire (JSON, legacy text)."""
 
 
 __all__ = ["SubmissionError"]

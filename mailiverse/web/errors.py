@@ -16,7 +16,7 @@ from twisted.logger import Logger
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
 from mailiverse.accesslog import logged_method
-from mailiverse.accounts.errors import AccountError
+from mailiverse.contracts.errors import Refusal
 from mailiverse.failures import describe
 from mailiverse.store.errors import (
     InvalidInput,
@@ -26,22 +26,14 @@ from mailiverse.store.errors import (
     OverQuota,
     VersionConflict,
 )
-from mailiverse.submission.errors import SubmissionError
 from mailiverse.web.routing import router
 from mailiverse.web.site import route_template
 
 log = Logger()
 
 
-class ApiError(Exception):
-    """A refusal the API answers as ``{"error": code, "message": message}`` with ``status``."""
-
-    def __init__(self, code: str, message: str, status: int = 400, retry_after: int | None = None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.status = status
-        self.retry_after = retry_after
+class ApiError(Refusal):
+    """A refusal of the web layer itself, answered as ``{"error": code, "message": message}`` with ``status``."""
 
 
 def json_response(request: Any, value: Any, code: int = 200) -> bytes:
@@ -64,12 +56,11 @@ def error_response(request: Any, code: str, message: str, status: int, retry_aft
 class ErrorHandlers:
     """Klein error handlers of the app: every refusal of every layer, then the catch-all 500."""
 
-    @router.handle_errors(ApiError, AccountError, SubmissionError)
+    @router.handle_errors(Refusal)
     def refusals(self, request: Any, failure: Any) -> bytes:
         """The web layer's, the account services' and the submission service's refusals: one shape."""
-        error: ApiError | AccountError | SubmissionError = failure.value
-        retry_after = getattr(error, "retry_after", None)
-        return error_response(request, error.code, error.message, error.status, retry_after)
+        error: Refusal = failure.value
+        return error_response(request, error.code, error.message, error.status, error.retry_after)
 
     @router.handle_errors(InvalidPath)
     def path_errors(self, request: Any, failure: Any) -> bytes:
