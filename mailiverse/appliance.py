@@ -17,7 +17,9 @@ from twisted.logger import Logger
 from mailiverse.auth.connections import ConnectionLimiter
 from mailiverse.auth.forwarded import TrustedProxies
 from mailiverse.config import ApplianceConfig
+from mailiverse.delivery.isolation import IsolationSettings
 from mailiverse.delivery.pipeline import Delivery
+from mailiverse.delivery.pool import WorkerPool
 from mailiverse.outbound.service import OutboundConfig, build_outbound, read_password_file
 from mailiverse.smtp.limits import SmtpLimits
 from mailiverse.smtp.service import smtp_server_factory
@@ -29,6 +31,8 @@ from mailiverse.web.listeners import WebLimits, https_listener_factory, plain_li
 from mailiverse.web.wiring import build_web_app
 
 log = Logger()
+
+MIB = 1024 * 1024
 
 
 class _Closing(Service):
@@ -130,16 +134,31 @@ def build_appliance(config: ApplianceConfig, reactor: Any = None) -> MultiServic
         # In a child process: Alembic's ~10 MB never load into the long-running server.
         upgrade_in_child(database.engine, config.db_url)
     config.record()
+    workers = None
+    if config.delivery_workers:
+        # Room for the message, its twin's pieces and the ciphertext on their way out.
+        budget = max(512 * MIB, 4 * config.max_message_size + 256 * MIB)
+        workers = WorkerPool(
+            config.delivery_workers,
+            reactor=reactor,
+            tmp_dir=str(config.data_dir.tmp_dir),
+            settings=IsolationSettings(address_space_budget=budget),
+        )
     delivery = Delivery(
         database,
         config.is_local_domain,
         tmp_dir=config.data_dir.tmp_dir,
         reactor=reactor,
         default_quota=config.default_quota,
+        worker_pool=workers,
     )
 
     root = MultiService()
     _Announce(config).setServiceParent(root)
+    if workers is None:
+        log.info("delivery workers: none (--workers 0): mail is opened and sealed in the main process")
+    else:
+        workers.setServiceParent(root)
     _Closing("database", database.close).setServiceParent(root)
     _Closing("delivery", delivery.stop).setServiceParent(root)
     limits = SmtpLimits(max_message_size=config.max_message_size)

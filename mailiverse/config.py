@@ -206,6 +206,8 @@ class ApplianceConfig:
     default_quota: int = DEFAULT_QUOTA_BYTES
     #: ``--send-limit-per-hour``: recipients each account may send to per hour.
     send_limit_per_hour: int = DEFAULT_SEND_LIMIT_PER_HOUR
+    #: ``--workers``: isolated processes that seal incoming mail; 0 seals on threads of the main process.
+    delivery_workers: int = 0
 
     def is_local_domain(self, domain: str) -> bool:
         try:

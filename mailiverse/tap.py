@@ -8,6 +8,7 @@ directory (certificates, server keys, database migrations) and returns one
 
 from __future__ import annotations
 
+import os
 import socket
 from pathlib import Path
 from typing import Any
@@ -91,6 +92,13 @@ class Options(usage.Options):
         ["legacy-keyserver", None, "tcp:7000", "Legacy KeyServer endpoint (TLS unless --legacy-plain)."],
         ["legacy-mailserver", None, "tcp:7001", "Legacy MailServer endpoint (TLS unless --legacy-plain)."],
         ["legacy-captcha", None, "off", "Legacy sign-up policy: off, token or closed."],
+        [
+            "workers",
+            None,
+            None,
+            "Isolated processes that open and seal incoming mail (default: the number of usable cores; "
+            "0 seals in the main process).",
+        ],
     ]
 
     optFlags = [
@@ -213,6 +221,28 @@ def _account_limits(options: Any) -> tuple[int, int]:
     return quota, int(text)
 
 
+MAX_WORKERS = 256
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _workers(options: Any) -> int:
+    """--workers: a whole number from 0 to MAX_WORKERS, or the usable cores when not given."""
+    value = options["workers"]
+    if value is None:
+        return usable_cores()
+    text = str(value).strip()
+    if not text.isascii() or not text.isdigit() or len(text) > 3 or int(text) > MAX_WORKERS:
+        raise ConfigError(f"--workers must be a whole number of processes from 0 to {MAX_WORKERS} (0: no workers)")
+    return int(text)
+
+
 def _outbound_settings(options: Any) -> dict[str, Any]:
     mode = options["outbound"]
     if mode not in ("off", "direct", "smarthost"):
@@ -296,6 +326,7 @@ def build_config(options: Any) -> ApplianceConfig:
         legacy=_legacy_options(options, domains, hostname, listen),
         default_quota=default_quota,
         send_limit_per_hour=send_limit_per_hour,
+        delivery_workers=_workers(options),
     )
 
 

@@ -29,6 +29,7 @@ from mailiverse.contracts.mail import (
     IOutbound,
     ISpooled,
     MailboxFull,
+    MessageRefused,
     Recipient,
 )
 from mailiverse.contracts.paths import InvalidPath, prefix_upper_bound, validate_path, validate_prefix
@@ -49,6 +50,7 @@ __all__ = [
     "InvalidDomain",
     "InvalidPath",
     "MailboxFull",
+    "MessageRefused",
     "Recipient",
     "normalise_address",
     "normalise_domain",

@@ -61,6 +61,11 @@ class MailboxFull(Exception):
     """
 
 
+class MessageRefused(Exception):
+    """The message itself cannot be stored, now or later (it made the delivery workers fail
+    repeatedly); nothing was stored. Permanent: SMTP 554 5.6.0."""
+
+
 class IInbox(Interface):
     """Where mail for local users goes: resolve an address, then store a message durably."""
 
@@ -72,7 +77,7 @@ class IInbox(Interface):
     ) -> Awaitable[str]:
         """Store ``message`` durably in ``folder`` of every recipient; only then return its path there
         (raise on failure: ``MailboxFull`` when it would take a recipient past the quota, and then
-        nothing is stored for any recipient)."""
+        nothing is stored for any recipient; ``MessageRefused`` when the message can never be stored)."""
 
 
 class IOutbound(Interface):
@@ -86,4 +91,13 @@ class IOutbound(Interface):
         return the queue id."""
 
 
-__all__ = ["INBOX_FOLDER", "SENT_FOLDER", "IInbox", "IOutbound", "ISpooled", "MailboxFull", "Recipient"]
+__all__ = [
+    "INBOX_FOLDER",
+    "SENT_FOLDER",
+    "IInbox",
+    "IOutbound",
+    "ISpooled",
+    "MailboxFull",
+    "MessageRefused",
+    "Recipient",
+]

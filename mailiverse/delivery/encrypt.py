@@ -30,6 +30,19 @@ def seal_chunks(
 ) -> IO[bytes]:
     """Return a rewound file holding ``envelope(fmt, zlib(b"".join(chunks)))``, zlib with ``strategy``."""
     out: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=IN_MEMORY, dir=tmp_dir)  # noqa: SIM115
+    seal_into(out, fmt, public_key, chunks, strategy)
+    out.seek(0)
+    return out
+
+
+def seal_into(
+    out: IO[bytes],
+    fmt: str,
+    public_key: RSAPublicKey,
+    chunks: Iterable[bytes],
+    strategy: int = zlib.Z_DEFAULT_STRATEGY,
+) -> None:
+    """Write ``envelope(fmt, zlib(b"".join(chunks)))`` to ``out`` as it is produced."""
     encryptor = stream_encryptor(fmt, public_key)
     deflater = Deflater(strategy=strategy)
     for chunk in chunks:
@@ -37,8 +50,6 @@ def seal_chunks(
             out.write(encryptor.update(deflater.update(chunk)))
     out.write(encryptor.update(deflater.finalize()))
     out.write(encryptor.finalize())
-    out.seek(0)
-    return out
 
 
 def read_chunks(f: IO[bytes], size: int = CHUNK) -> Iterator[bytes]:

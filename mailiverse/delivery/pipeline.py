@@ -2,14 +2,18 @@
 
 The slow work runs off the reactor thread: parse the MIME into the JSON twin,
 compress and encrypt both objects to each recipient's public key (in the
-format of that recipient's account), then write every object in one
-transaction.  ``deliver`` returns only after that transaction is durably
-committed, which is what lets the SMTP layer answer 250.
+format of that recipient's account; ``delivery/sealing.py``), then write every
+object in one transaction.  The sealing runs in an isolated worker process of
+the pool (``delivery/pool.py``) when the appliance has one (``--workers N``),
+else on a thread of this process.  Lookups, the quota and the commit stay here.
+``deliver`` returns only after that transaction is durably committed, which is
+what lets the SMTP layer answer 250.
 """
 
 from __future__ import annotations
 
 import functools
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -23,12 +27,11 @@ from zope.interface import implementer
 
 from mailiverse.config import DEFAULT_QUOTA_BYTES
 from mailiverse.contracts import INBOX_FOLDER, SENT_FOLDER, IInbox, ISpooled, MailboxFull, Recipient, split_address
-from mailiverse.crypto.keys import load_public_key
-from mailiverse.delivery.compression import choose_strategy
-from mailiverse.delivery.encrypt import read_chunks, seal_chunks
+from mailiverse.delivery.encrypt import IN_MEMORY, read_chunks
 from mailiverse.delivery.naming import mail_paths, new_key_base
+from mailiverse.delivery.pool import WorkerPool, content_digest
+from mailiverse.delivery.sealing import SealedMeta, SealJob, seal_message
 from mailiverse.mime.limits import Limits
-from mailiverse.mime.twin import convert_document, iter_twin
 from mailiverse.store.db import Database
 from mailiverse.store.errors import OverQuota
 from mailiverse.store.objects import put_object_txn
@@ -72,6 +75,7 @@ class Delivery:
         mime_limits: Limits | None = None,
         now_ms: Callable[[], int] | None = None,
         default_quota: int = DEFAULT_QUOTA_BYTES,
+        worker_pool: WorkerPool | None = None,
     ) -> None:
         if reactor is None:
             from twisted.internet import reactor as default_reactor
@@ -84,6 +88,7 @@ class Delivery:
         self._mime_limits = mime_limits or Limits()
         self._now_ms = now_ms or (lambda: int(time.time() * 1000))
         self._default_quota = default_quota
+        self._workers = worker_pool
         self._pool = ThreadPool(minthreads=0, maxthreads=workers, name="mailiverse-delivery")
         self._pool.start()
         reactor.addSystemEventTrigger("during", "shutdown", self.stop)
@@ -119,9 +124,17 @@ class Delivery:
         users = await self._users_of(recipients)
         now_ms = self._now_ms()
         key_base = new_key_base(now_ms)
-        sealed: list[_Sealed] = await deferToThreadPool(
-            self._reactor, self._pool, self._seal_for_all, message, users, key_base, now_ms, folder
+        original_path, twin_path = mail_paths(key_base, folder)
+        job = SealJob(
+            original_path=original_path,
+            twin_path=twin_path,
+            now_ms=now_ms,
+            keys=tuple((user.envelope_format, user.public_key) for user in users),
+            limits=self._mime_limits,
         )
+        objects, _meta = await self._seal(message, job)
+        paths = (original_path, twin_path)
+        sealed = [_Sealed(users[i // 2].id, paths[i % 2], body) for i, body in enumerate(objects)]
         default_quota = None if folder == SENT_FOLDER else self._default_quota
         try:
             # Deliveries arriving while the writer is busy share its next commit (one fsync for many).
@@ -156,32 +169,51 @@ class Delivery:
             raise DeliveryError("a recipient's account disappeared during delivery")
         return found
 
-    def _seal_for_all(
-        self, message: ISpooled, users: Sequence[User], key_base: str, now_ms: int, folder: str = INBOX_FOLDER
-    ) -> list[_Sealed]:
-        original_path, twin_path = mail_paths(key_base, folder)
-        # The document refers to the raw bytes instead of copying attachment bodies, and its JSON
-        # text is encrypted batch by batch: the message exists in memory about once.
-        raw = message.read_all()
-        twin = convert_document(
-            raw, original_path=original_path, written_ms=now_ms, limits=self._mime_limits, streamed=True
-        )
-        strategy = choose_strategy(raw)  # one choice for both objects: the twin carries the same text
-        sealed: list[_Sealed] = []
+    async def _seal(self, message: ISpooled, job: SealJob) -> tuple[list[IO[bytes]], SealedMeta]:
+        """Per recipient, the sealed original and twin, rewound: in a worker process, or on a thread."""
+        if self._workers is None:
+            result: tuple[list[IO[bytes]], SealedMeta] = await deferToThreadPool(
+                self._reactor, self._pool, self._seal_here, message, job
+            )
+            return result
+        # A message that never spilled is in memory already; one that did is read (and decrypted)
+        # off the reactor thread.
+        if getattr(message, "in_memory", False):
+            raw, digest = _read_and_digest(message)
+        else:
+            raw, digest = await deferToThreadPool(self._reactor, self._pool, _read_and_digest, message)
+        return await self._workers.seal(raw, job, digest)
+
+    def _seal_here(self, message: ISpooled, job: SealJob) -> tuple[list[IO[bytes]], SealedMeta]:
+        sink = _SpooledSink(self._tmp_dir)
         try:
-            for user in users:
-                public_key = load_public_key(user.public_key)
-                fmt = user.envelope_format
-                with message.open() as source:
-                    original = seal_chunks(fmt, public_key, read_chunks(source), self._tmp_dir, strategy)
-                sealed.append(_Sealed(user.id, original_path, original))
-                twin_body = seal_chunks(fmt, public_key, iter_twin(twin), self._tmp_dir, strategy)
-                sealed.append(_Sealed(user.id, twin_path, twin_body))
+            meta = seal_message(message.read_all(), job, sink)
         except BaseException:
-            for item in sealed:
-                item.body.close()
+            for item in sink.objects:
+                item.close()
             raise
-        return sealed
+        return sink.objects, meta
+
+
+def _read_and_digest(message: ISpooled) -> tuple[bytes, bytes]:
+    raw = message.read_all()
+    return raw, content_digest(raw)
+
+
+class _SpooledSink:
+    """Sealed objects into spooled temporary files (ciphertext only: they may spill to disk)."""
+
+    def __init__(self, tmp_dir: str | None) -> None:
+        self._tmp_dir = tmp_dir
+        self.objects: list[IO[bytes]] = []
+
+    def begin(self) -> IO[bytes]:
+        out: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=IN_MEMORY, dir=self._tmp_dir)  # noqa: SIM115
+        self.objects.append(out)
+        return out
+
+    def end(self, out: IO[bytes]) -> None:
+        out.seek(0)
 
 
 def _load_users(conn: Any, names: list[str]) -> list[User | None]:

@@ -52,7 +52,7 @@ from twisted.mail.smtp import ESMTP
 from twisted.python.failure import Failure
 
 from mailiverse.auth.connections import ConnectionLimiter
-from mailiverse.contracts import IInbox, MailboxFull, Recipient, normalise_domain
+from mailiverse.contracts import IInbox, MailboxFull, MessageRefused, Recipient, normalise_domain
 from mailiverse.smtp.limits import SmtpLimits
 from mailiverse.spool import SpooledMessage, SpoolError, SpoolWriter
 
@@ -685,6 +685,9 @@ class MailiverseESMTP(ESMTP):
             # message is refused, temporarily, and nothing was stored for anyone.
             log.info("delivery of {queue_id} refused: a mailbox is full", queue_id=transaction.queue_id)
             self._reply(452, "4.2.2", "Mailbox full for a recipient; try again later")
+        except MessageRefused:
+            log.info("delivery of {queue_id} refused: the message cannot be processed", queue_id=transaction.queue_id)
+            self._reply(554, "5.6.0", "Message content cannot be processed; not delivered")
         except Exception as exc:  # noqa: BLE001 - any inbox failure means 451
             # The exception text could quote the message, so only its type is logged.
             log.error(

@@ -14,6 +14,8 @@ from twisted.internet.testing import MemoryReactorClock
 from mailiverse.crypto.formats import open_mail_object
 from mailiverse.crypto.keys import generate_private_key, public_key_der
 from mailiverse.delivery.pipeline import Delivery
+from mailiverse.delivery.sealing import SealJob
+from mailiverse.mime.limits import Limits
 from mailiverse.mime.twin import convert
 from mailiverse.spool import SpoolWriter
 from mailiverse.store.db import Database
@@ -64,15 +66,16 @@ def test_sealing_a_large_message_peaks_near_its_size(delivery: Delivery, tmp_pat
 
     tracemalloc.start()
     try:
-        sealed = delivery._seal_for_all(message, [user], "1_2", 1)
+        job = SealJob("Mail/In/1_2", "Mail/In_Json/1_2", 1, (("v2", user.public_key),), Limits())
+        sealed, _meta = delivery._seal_here(message, job)
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
 
     assert peak < PEAK_RATIO * message.size, f"peak {peak / message.size:.2f}x the message size"
-    original, twin = (open_mail_object(private_key, item.body.read()) for item in sealed)
+    original, twin = (open_mail_object(private_key, item.read()) for item in sealed)
     assert original == message.read_all()
     assert twin == expected_twin
     for item in sealed:
-        item.body.close()
+        item.close()
     message.close()

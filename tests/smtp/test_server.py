@@ -11,7 +11,7 @@ from twisted.internet.testing import (
     MemoryReactorClock,
 )
 
-from mailiverse.contracts import Recipient
+from mailiverse.contracts import MessageRefused, Recipient
 from mailiverse.testing import MemoryInbox
 from mailiverse.tls import TLSContexts, ensure_self_signed
 from tests.support.smtp_memory import GREETING, Session, make_factory
@@ -113,6 +113,19 @@ def test_delivery_failure_gives_451(factory: Any, inbox: MemoryInbox) -> None:
     session = Session(factory)
     lines = session.send(GREETING + transaction([b"<alice@example.com>"], b"Subject: x\r\n\r\ny"))
     assert lines[-1].startswith(b"451 4.3.0")
+    assert not any(line.startswith(b"250 2.0.0 Ok: queued") for line in lines)
+
+
+def test_a_message_the_inbox_refuses_for_good_gives_554(factory: Any, inbox: MemoryInbox) -> None:
+    """When the inbox refuses the message itself (it kept killing delivery workers) the client gets 554 5.6.0."""
+
+    async def refuse(*args: Any, **kwargs: Any) -> str:
+        raise MessageRefused("this message made the delivery workers fail repeatedly")
+
+    inbox.deliver = refuse  # type: ignore[method-assign]
+    session = Session(factory)
+    lines = session.send(GREETING + transaction([b"<alice@example.com>"], b"Subject: x\r\n\r\ny"))
+    assert lines[-1].startswith(b"554 5.6.0")
     assert not any(line.startswith(b"250 2.0.0 Ok: queued") for line in lines)
 
 

@@ -1,0 +1,378 @@
+"""The appliance's pool of delivery worker processes: start, feed, time, kill and replace them.
+
+Each worker (``delivery/worker.py``) seals one message at a time. The pool keeps ``size`` of them
+running, hands each free one the next waiting message (its bytes and the recipients' public keys,
+in memory over a pipe), and writes the sealed objects it sends back into spooled temporary files:
+ciphertext only, in memory up to 1 MiB, so the appliance's memory does not grow with the message.
+
+A worker that crashes, exceeds its limits or misses its deadline is killed and replaced; the
+message it held fails with :class:`WorkerLost` (SMTP answers 451 4.3.0, the sender retries).
+A message that took ``strikes`` workers down in a row is refused for good
+(:class:`~mailiverse.contracts.MessageRefused`, SMTP 554 5.6.0), remembered by a digest of its
+content (never the content), for the last ``remember`` such messages.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import sys
+import tempfile
+from collections import OrderedDict, deque
+from dataclasses import asdict, dataclass, field
+from typing import IO, Any
+
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred
+from twisted.internet.error import ProcessExitedAlready
+from twisted.internet.protocol import ProcessProtocol
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from mailiverse.contracts import MessageRefused
+from mailiverse.delivery import framing
+from mailiverse.delivery.encrypt import IN_MEMORY
+from mailiverse.delivery.isolation import IsolationSettings
+from mailiverse.delivery.sealing import SealedMeta, SealJob
+
+log = Logger()
+
+MIB = 1024 * 1024
+
+
+class WorkerLost(Exception):
+    """The worker sealing the message died, hit a limit or hung; nothing was stored. Try again later."""
+
+
+class WorkerError(Exception):
+    """The worker reported an exception while sealing (named by its type only)."""
+
+
+def content_digest(raw: bytes) -> bytes:
+    """SHA-256 of the message without the appliance's own leading trace header, which changes per attempt."""
+    start = 0
+    if raw[:9].lower() == b"received:":
+        end = raw.find(b"\r\n")
+        while end != -1 and raw[end + 2 : end + 3] in (b" ", b"\t"):
+            end = raw.find(b"\r\n", end + 2)
+        start = len(raw) if end == -1 else end + 2
+    return hashlib.sha256(memoryview(raw)[start:]).digest()
+
+
+@dataclass
+class _Job:
+    raw: bytes
+    job: SealJob
+    digest: bytes
+    size: int
+    done: Deferred[tuple[list[IO[bytes]], SealedMeta]] = field(default_factory=Deferred)
+    objects: list[IO[bytes]] = field(default_factory=list)
+    current: IO[bytes] | None = None
+    received: int = 0
+    timer: Any = None
+
+    def discard(self) -> None:
+        for item in self.objects:
+            item.close()
+        if self.current is not None:
+            self.current.close()
+        self.objects, self.current = [], None
+
+
+class _Worker(ProcessProtocol):
+    """One worker process, seen from the appliance."""
+
+    def __init__(self, pool: WorkerPool, workdir: str) -> None:
+        self.pool = pool
+        self.workdir = workdir
+        self.ready = False
+        self.job: _Job | None = None
+        self.isolation: list[str] = []
+        self._reader = framing.FrameReader()
+        self._killed_because = ""
+        self._pid: int | None = None
+
+    @property
+    def pid(self) -> int | None:
+        """The worker's process id (kept after it ends, for the log)."""
+        return self._pid
+
+    def connectionMade(self) -> None:
+        self._pid = getattr(self.transport, "pid", None)
+
+    def childDataReceived(self, childFD: int, data: bytes) -> None:
+        if childFD == 2:
+            # Before its first message a worker's errors say why it could not start; after, they
+            # could quote a message, so they are dropped.
+            if not self.ready:
+                log.warn(
+                    "delivery worker {pid} while starting: {text}",
+                    pid=self.pid,
+                    text=data[-500:].decode("utf-8", "replace"),
+                )
+            return
+        if self._killed_because:
+            return  # what a worker sends after we gave up on it is not read
+        try:
+            frames = self._reader.feed(data)
+        except framing.FrameError:
+            self.kill("broke the framing")
+            return
+        for tag, payload in frames:
+            try:
+                expected = self._frame(tag, payload)
+            except (ValueError, KeyError, TypeError):  # JSON that is not what the protocol says
+                expected = False
+            if not expected:
+                self.kill("sent an unexpected frame")
+                return
+
+    def _frame(self, tag: bytes, payload: bytes) -> bool:
+        if tag == framing.HELLO and not self.ready:
+            self.isolation = list(json.loads(payload)["isolation"])
+            self.ready = True
+            # The worker is in its directory and found it empty: removed now, it stays empty for good
+            # (a deleted directory takes no new entries) and nothing is left behind if we are killed.
+            shutil.rmtree(self.workdir, ignore_errors=True)
+            self.pool._worker_ready(self)
+            return True
+        job = self.job
+        if job is None:
+            return False
+        if tag == framing.CHUNK:
+            job.received += len(payload)
+            if job.received > self.pool.output_cap(job):
+                return False
+            if job.current is None:
+                job.current = tempfile.SpooledTemporaryFile(max_size=IN_MEMORY, dir=self.pool.tmp_dir)  # noqa: SIM115
+            job.current.write(payload)
+            return True
+        if tag == framing.END_OBJECT:
+            if job.current is None:
+                job.current = tempfile.SpooledTemporaryFile(max_size=IN_MEMORY, dir=self.pool.tmp_dir)  # noqa: SIM115
+            job.current.seek(0)
+            job.objects.append(job.current)
+            job.current = None
+            return len(job.objects) <= 2 * len(job.job.keys)
+        if tag == framing.RESULT:
+            if len(job.objects) != 2 * len(job.job.keys) or job.current is not None:
+                return False
+            meta = SealedMeta(size=int(json.loads(payload)["size"]))
+            self._finish(job)
+            self.pool._succeeded(job, self)
+            job.done.callback((job.objects, meta))
+            return True
+        if tag == framing.ERROR:
+            error = str(json.loads(payload).get("error", "?"))[:100]
+            self._finish(job)
+            job.discard()
+            self.pool._worker_idle(self)
+            job.done.errback(WorkerError(error))
+            return True
+        return False
+
+    def _finish(self, job: _Job) -> None:
+        if job.timer is not None and job.timer.active():
+            job.timer.cancel()
+        self.job = None
+
+    def start(self, job: _Job, deadline: float) -> None:
+        self.job = job
+        job.timer = self.pool.reactor.callLater(deadline, self.kill, "missed its deadline")
+        request = {"size": job.size, "cpu_seconds": max(1, int(deadline)), "job": job.job.to_wire()}
+        assert self.transport is not None
+        self.transport.write(framing.json_frame(framing.JOB, request))
+        self.transport.write(job.raw)
+
+    def kill(self, why: str) -> None:
+        self._killed_because = self._killed_because or why
+        try:
+            self.transport.signalProcess("KILL")  # type: ignore[union-attr]
+        except (ProcessExitedAlready, AttributeError, OSError):
+            pass
+
+    def processEnded(self, reason: Failure) -> None:
+        shutil.rmtree(self.workdir, ignore_errors=True)
+        job, self.job = self.job, None
+        if job is not None and job.timer is not None and job.timer.active():
+            job.timer.cancel()
+        self.pool._worker_ended(self, job, self._killed_because or _describe_exit(reason))
+
+
+def _describe_exit(reason: Failure) -> str:
+    value = reason.value
+    signal = getattr(value, "signal", None)
+    if signal:
+        return f"was killed by signal {signal}"
+    return f"exited with status {getattr(value, 'exitCode', '?')}"
+
+
+class WorkerPool(Service):
+    """``size`` isolated worker processes sealing messages for :class:`~mailiverse.delivery.pipeline.Delivery`."""
+
+    def __init__(
+        self,
+        size: int,
+        *,
+        reactor: Any,
+        tmp_dir: str | None = None,
+        settings: IsolationSettings | None = None,
+        strikes: int = 2,
+        remember: int = 1024,
+        deadline_seconds: float = 30.0,
+        deadline_per_mib: float = 2.0,
+        queue_seconds: float = 120.0,
+    ) -> None:
+        if size < 1:
+            raise ValueError("a worker pool needs at least one worker")
+        self.setName("delivery-workers")
+        self.size = size
+        self.reactor = reactor
+        self.tmp_dir = tmp_dir
+        self.settings = settings or IsolationSettings()
+        self.strikes = strikes
+        self.remember = remember
+        self.deadline_seconds = deadline_seconds
+        self.deadline_per_mib = deadline_per_mib
+        self.queue_seconds = queue_seconds
+        self._workers: set[_Worker] = set()
+        self._idle: deque[_Worker] = deque()
+        self._waiting: deque[_Job] = deque()
+        self._strikes: OrderedDict[bytes, int] = OrderedDict()
+        self._stopping = False
+        self._start_failures = 0
+        self._logged_isolation: list[str] | None = None
+
+    # -- life ----------------------------------------------------------------------------------
+
+    def startService(self) -> None:
+        super().startService()
+        self._stopping = False
+        for _ in range(self.size - len(self._workers)):
+            self._spawn()
+
+    def stopService(self) -> None:
+        super().stopService()
+        self._stopping = True
+        for worker in list(self._workers):
+            worker.kill("the appliance is stopping")
+        while self._waiting:
+            job = self._waiting.popleft()
+            job.done.errback(WorkerLost("the appliance is stopping"))
+
+    def worker_pids(self) -> list[int]:
+        """The process ids of the running workers."""
+        return [pid for pid in (w.pid for w in self._workers) if pid is not None]
+
+    def _spawn(self) -> None:
+        workdir = tempfile.mkdtemp(prefix="mailiverse-worker-")
+        worker = _Worker(self, workdir)
+        self._workers.add(worker)
+        argv = [sys.executable, "-I", "-m", "mailiverse.delivery.worker", json.dumps(asdict(self.settings))]
+        env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
+        self.reactor.spawnProcess(
+            worker, sys.executable, argv, env=env, path=workdir, childFDs={0: "w", 1: "r", 2: "r"}
+        )
+
+    def _worker_ready(self, worker: _Worker) -> None:
+        self._start_failures = 0
+        if worker.isolation != self._logged_isolation:
+            self._logged_isolation = worker.isolation
+            log.info(
+                "delivery workers: {size} processes; isolation: {measures}",
+                size=self.size,
+                measures=", ".join(worker.isolation),
+            )
+        self._worker_idle(worker)
+
+    def _worker_idle(self, worker: _Worker) -> None:
+        if self._stopping:
+            return
+        self._idle.append(worker)
+        self._dispatch()
+
+    def _worker_ended(self, worker: _Worker, job: _Job | None, why: str) -> None:
+        self._workers.discard(worker)
+        if worker in self._idle:
+            self._idle.remove(worker)
+        if job is not None:
+            job.discard()
+            self._struck(job, why)
+        elif not self._stopping:
+            log.warn("delivery worker {pid} {why}", pid=worker.pid, why=why)
+        if self._stopping:
+            return
+        if not worker.ready:
+            self._start_failures += 1
+        delay = 0.0 if self._start_failures == 0 else min(10.0, 0.1 * 2**self._start_failures)
+        self.reactor.callLater(delay, self._replace)
+
+    def _replace(self) -> None:
+        if not self._stopping and len(self._workers) < self.size:
+            self._spawn()
+
+    # -- jobs ----------------------------------------------------------------------------------
+
+    def output_cap(self, job: _Job) -> int:
+        """The most ciphertext a job may send back: far above any real message's (zlib never grows much)."""
+        return 2 * len(job.job.keys) * (4 * job.size + 16 * MIB)
+
+    def deadline(self, size: int) -> float:
+        return self.deadline_seconds + self.deadline_per_mib * size / MIB
+
+    async def seal(self, raw: bytes, job: SealJob, digest: bytes | None = None) -> tuple[list[IO[bytes]], SealedMeta]:
+        """The sealed objects of ``raw`` (per recipient: original, twin), rewound.
+
+        ``digest`` is ``content_digest(raw)`` when the caller computed it already (off the reactor
+        thread, for a large message). Raises WorkerLost (try again later) or MessageRefused (never).
+        """
+        if digest is None:
+            digest = content_digest(raw)
+        if self._strikes.get(digest, 0) >= self.strikes:
+            raise MessageRefused("this message made the delivery workers fail repeatedly")
+        if self._stopping:
+            raise WorkerLost("the appliance is stopping")
+        pending = _Job(raw, job, digest, len(raw))
+        self._waiting.append(pending)
+        timer = self.reactor.callLater(self.queue_seconds, self._queue_timeout, pending)
+        self._dispatch()
+        try:
+            return await pending.done
+        finally:
+            if timer.active():
+                timer.cancel()
+
+    def _queue_timeout(self, job: _Job) -> None:
+        if job in self._waiting:
+            self._waiting.remove(job)
+            job.done.errback(WorkerLost("no delivery worker became free in time"))
+
+    def _dispatch(self) -> None:
+        while self._idle and self._waiting:
+            worker = self._idle.popleft()
+            job = self._waiting.popleft()
+            worker.start(job, self.deadline(job.size))
+            job.raw = b""  # the pipe holds it now; the pool keeps no copy
+
+    def _succeeded(self, job: _Job, worker: _Worker) -> None:
+        self._strikes.pop(job.digest, None)
+        self._worker_idle(worker)
+
+    def _struck(self, job: _Job, why: str) -> None:
+        count = self._strikes.pop(job.digest, 0) + 1
+        self._strikes[job.digest] = count
+        while len(self._strikes) > self.remember:
+            self._strikes.popitem(last=False)
+        tag = job.digest[:8].hex()
+        if count >= self.strikes:
+            log.error(
+                "delivery worker {why} on message {tag}, {count} times in a row: refused (554)",
+                why=why,
+                tag=tag,
+                count=count,
+            )
+            job.done.errback(MessageRefused("this message made the delivery workers fail repeatedly"))
+        else:
+            log.warn("delivery worker {why} on message {tag}: the sender will retry (451)", why=why, tag=tag)
+            job.done.errback(WorkerLost(f"the delivery worker {why}"))

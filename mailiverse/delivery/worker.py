@@ -1,0 +1,149 @@
+"""A delivery worker: ``python -m mailiverse.delivery.worker SETTINGS``, started by the appliance's pool.
+
+It imports what sealing needs, isolates itself (``delivery/isolation.py``), says which measures
+applied, then serves jobs one at a time over its standard input and output (``delivery/framing.py``):
+the message bytes and the recipients' public keys in, the sealed objects out. It never sees a
+database URL, a private key, a session secret or a DKIM key, and it can open no file and no socket.
+A failure is reported by its exception's type only: the text could quote the message.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+from typing import IO, BinaryIO
+
+from mailiverse.delivery import framing
+from mailiverse.delivery.isolation import IsolationSettings, arm_cpu_limit, isolate
+from mailiverse.delivery.sealing import SealJob, seal_message
+
+#: Ciphertext goes back in frames of about this size.
+_OUT_CHUNK = 256 * 1024
+
+
+class _FrameWriter:
+    """A write-only file that sends what is written as ``CHUNK`` frames."""
+
+    def __init__(self, out: BinaryIO) -> None:
+        self._out = out
+        self._pending = bytearray()
+
+    def write(self, data: bytes) -> int:
+        self._pending += data
+        if len(self._pending) >= _OUT_CHUNK:
+            self.flush()
+        return len(data)
+
+    def flush(self) -> None:
+        if self._pending:
+            self._out.write(framing.frame(framing.CHUNK, bytes(self._pending)))
+            self._pending.clear()
+
+
+class _PipeSink:
+    def __init__(self, out: BinaryIO) -> None:
+        self._out = out
+
+    def begin(self) -> IO[bytes]:
+        return _FrameWriter(self._out)  # type: ignore[return-value]
+
+    def end(self, out: IO[bytes]) -> None:
+        out.flush()
+        self._out.write(framing.frame(framing.END_OBJECT, b""))
+
+
+def _read_exactly(source: BinaryIO, size: int) -> bytes | None:
+    buffer = bytearray(size)
+    view = memoryview(buffer)
+    got = 0
+    while got < size:
+        n = source.readinto(view[got:])  # type: ignore[attr-defined]
+        if not n:
+            return None
+        got += n
+    return bytes(buffer)
+
+
+def serve(source: BinaryIO, out: BinaryIO) -> int:
+    """Seal jobs from ``source`` until it closes; 0 on a clean end."""
+    sink = _PipeSink(out)
+    while True:
+        header = _read_exactly(source, framing.HEADER.size)
+        if header is None:
+            return 0
+        tag, length = framing.HEADER.unpack(header)
+        if tag != framing.JOB or length > framing.MAX_FRAME:
+            return 2
+        payload = _read_exactly(source, length)
+        if payload is None:
+            return 2
+        request = json.loads(payload)
+        raw = _read_exactly(source, int(request["size"]))
+        if raw is None:
+            return 2
+        arm_cpu_limit(int(request["cpu_seconds"]))
+        try:
+            meta = seal_message(raw, SealJob.from_wire(request["job"]), sink)
+        except Exception as error:  # noqa: BLE001 - reported to the appliance by type, which answers 451
+            out.write(framing.json_frame(framing.ERROR, {"error": type(error).__name__}))
+        else:
+            out.write(framing.json_frame(framing.RESULT, {"size": meta.size}))
+        del raw
+        out.flush()
+
+
+_WARM_UP_MESSAGE = (
+    b"From: a@example.org\r\nTo: b@example.org\r\nSubject: =?utf-8?q?w=C3=A4rm?=\r\n"
+    b"MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n"
+    b"--b\r\nContent-Type: text/plain; charset=iso-8859-1\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n"
+    b"caf=E9\r\n--b\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+    b"AAEC\r\n--b--\r\n"
+)
+
+
+class _Discard:
+    def begin(self) -> IO[bytes]:
+        return io.BytesIO()
+
+    def end(self, out: IO[bytes]) -> None:
+        pass
+
+
+def _warm_up() -> None:
+    """Import now what sealing would import lazily: once isolated, the worker can open no file."""
+    import encodings
+    import importlib
+    import pkgutil
+
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from mailiverse.mime.limits import Limits
+
+    for module in pkgutil.iter_modules(encodings.__path__):
+        try:
+            importlib.import_module(f"encodings.{module.name}")
+        except Exception:  # noqa: BLE001, S112 - a codec of another platform (mbcs, ...)
+            continue
+    # A throwaway key made here: the worker never receives a private key.
+    public = rsa.generate_private_key(public_exponent=65537, key_size=2048).public_key()
+    pem = public.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+    job = SealJob("Mail/In/0_0", "Mail/In_Json/0_0", 0, (("v1", pem), ("v2", pem)), Limits())
+    seal_message(_WARM_UP_MESSAGE, job, _Discard())
+
+
+def main(argv: list[str]) -> int:
+    settings = IsolationSettings(**json.loads(argv[1]))
+    source = open(0, "rb", buffering=0, closefd=False)  # noqa: SIM115 - the pipe lives as long as we do
+    out = open(1, "wb", buffering=1024 * 1024, closefd=False)  # noqa: SIM115
+    _warm_up()
+    applied = isolate(settings, ".")
+    out.write(framing.json_frame(framing.HELLO, {"isolation": applied}))
+    out.flush()
+    return serve(source, out)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
