@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from dataclasses import dataclass
 
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -40,3 +41,51 @@ def cpu_seconds(pid: int) -> float:
         fields = stat.read().rpartition(")")[2].split()
     # After the command name: state is field 3, utime 14 and stime 15 (1-based, in proc(5)).
     return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+
+
+def _stat_fields(pid: int) -> list[str]:
+    with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+        return stat.read().rpartition(")")[2].split()
+
+
+def child_pids(pid: int) -> list[int]:
+    """The live child processes of ``pid`` (e.g. the appliance's delivery workers), from each thread's children."""
+    found: set[int] = set()
+    with contextlib.suppress(OSError):
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with contextlib.suppress(OSError), open(f"/proc/{pid}/task/{task}/children", encoding="ascii") as f:
+                found.update(int(child) for child in f.read().split())
+    return sorted(found)
+
+
+@dataclass(frozen=True)
+class CpuSnapshot:
+    """CPU seconds of a process, of each live child, and of its children already waited for."""
+
+    main_s: float
+    children_s: dict[int, float]
+    reaped_children_s: float
+
+
+def cpu_snapshot(pid: int) -> CpuSnapshot:
+    """Read the main process's and its children's user plus system CPU time now."""
+    fields = _stat_fields(pid)
+    main = (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+    # cutime and cstime (fields 16, 17): the CPU of children that ended and were waited for.
+    reaped = (int(fields[13]) + int(fields[14])) / _CLOCK_TICKS
+    children: dict[int, float] = {}
+    for child in child_pids(pid):
+        with contextlib.suppress(OSError):
+            child_fields = _stat_fields(child)
+            children[child] = (int(child_fields[11]) + int(child_fields[12])) / _CLOCK_TICKS
+    return CpuSnapshot(main, children, reaped)
+
+
+def cpu_split(before: CpuSnapshot, after: CpuSnapshot) -> tuple[float, float]:
+    """(main, children) CPU seconds spent between two snapshots; a child replaced in between still counts."""
+    live = sum(cpu - before.children_s.get(child, 0.0) for child, cpu in after.children_s.items())
+    # A child that ended in between: its whole life arrives in the reaped total; what it had used before is
+    # subtracted. (A child that ended unreaped is lost; the appliance reaps its workers at once.)
+    gone = sum(cpu for child, cpu in before.children_s.items() if child not in after.children_s)
+    reaped = after.reaped_children_s - before.reaped_children_s - gone
+    return after.main_s - before.main_s, max(0.0, live + reaped)

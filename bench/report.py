@@ -20,6 +20,15 @@ GOAL_SIZE = 5_000
 GOAL_CONNECTIONS = 100
 
 
+def _cpu_cell(point: dict[str, Any]) -> str:
+    """Server CPU per message, split into the main process and the delivery workers where the point has both."""
+    total = _fmt(point["server_cpu_ms_per_msg"], 2)
+    if "server_cpu_workers_ms_per_msg" not in point:  # results from before the split
+        return total
+    main, workers = _fmt(point["server_cpu_main_ms_per_msg"], 2), _fmt(point["server_cpu_workers_ms_per_msg"], 2)
+    return f"{total} ({main} + {workers})"
+
+
 def _fmt(value: Any, digits: int = 1) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
@@ -139,7 +148,7 @@ def markdown(results: dict[str, Any], plot_links: list[str]) -> str:
             "",
             "#### SMTP ingest (appliance over STARTTLS; messages/s, latency from end of DATA to 250)",
             "",
-            "| size | conns | appliance msg/s | p50 ms | p99 ms | peak RSS MB | server CPU ms/msg | "
+            "| size | conns | appliance msg/s | p50 ms | p99 ms | peak RSS MB | server CPU ms/msg (main + workers) | "
             + " | ".join(f"{n}{'*' if n == 'smtp-sink' else ''} msg/s (ratio)" for n in names)
             + " |",
             "|---|---:|---:|---:|---:|---:|---:|" + "---:|" * len(names),
@@ -157,9 +166,7 @@ def markdown(results: dict[str, Any], plot_links: list[str]) -> str:
             errors = f" ({p['errors']} errors)" if p["errors"] else ""
             out.append(
                 f"| {label(p['size'])} | {p['connections']} | {_fmt(p['msgs_per_s'])}{errors} | {_fmt(p['p50_ms'])} | "
-                f"{_fmt(p['p99_ms'])} | {_fmt(p['server_peak_rss_mb'])} | {_fmt(p['server_cpu_ms_per_msg'], 2)} | "
-                + " | ".join(cells)
-                + " |"
+                f"{_fmt(p['p99_ms'])} | {_fmt(p['server_peak_rss_mb'])} | {_cpu_cell(p)} | " + " | ".join(cells) + " |"
             )
         out += [
             "",

@@ -7,12 +7,18 @@ them and upgrade the schema.  The result is one ``MultiService``.
 
 from __future__ import annotations
 
+import errno
+import socket
 from typing import Any, Literal
 
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService, Service
-from twisted.internet.endpoints import serverFromString
+from twisted.internet import defer, tcp
+from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint, serverFromString
+from twisted.internet.error import CannotListenError
+from twisted.internet.interfaces import IListeningPort, IProtocolFactory, IStreamServerEndpoint
 from twisted.logger import Logger
+from zope.interface import implementer
 
 from mailiverse.auth.connections import ConnectionLimiter
 from mailiverse.auth.forwarded import TrustedProxies
@@ -33,6 +39,77 @@ from mailiverse.web.wiring import build_web_app
 log = Logger()
 
 MIB = 1024 * 1024
+
+
+class _ReusePort(tcp.Port):
+    """A TCP port bound with SO_REUSEPORT, so several appliance processes on one host share it."""
+
+    def createInternetSocket(self) -> socket.socket:
+        sock: socket.socket = super().createInternetSocket()
+        option = getattr(socket, "SO_REUSEPORT", None)
+        try:
+            if option is None:
+                raise OSError(errno.ENOPROTOOPT, "SO_REUSEPORT is not available on this system")
+            sock.setsockopt(socket.SOL_SOCKET, option, 1)
+        except OSError as e:
+            sock.close()
+            raise CannotListenError(self.interface, self.port, e) from None
+        return sock
+
+
+@implementer(IStreamServerEndpoint)
+class _ReusePortEndpoint:
+    """``tcp:``/``tcp6:`` endpoint whose port is a :class:`_ReusePort` (serverFromString offers no SO_REUSEPORT)."""
+
+    def __init__(self, reactor: Any, port: int, backlog: int, interface: str) -> None:
+        self._reactor, self._port, self._backlog, self._interface = reactor, port, backlog, interface
+
+    def listen(self, factory: IProtocolFactory) -> defer.Deferred[IListeningPort]:
+        def start() -> IListeningPort:
+            port = _ReusePort(self._port, factory, self._backlog, self._interface, self._reactor)
+            port.startListening()
+            return port
+
+        return defer.execute(start)
+
+
+@implementer(IStreamServerEndpoint)
+class _NamedBindFailure:
+    """Wraps an endpoint so that a port another process holds is reported with what to do about it."""
+
+    def __init__(self, endpoint: IStreamServerEndpoint, description: str) -> None:
+        self._endpoint, self._description = endpoint, description
+
+    def listen(self, factory: IProtocolFactory) -> defer.Deferred[IListeningPort]:
+        def explain(failure: Any) -> Any:
+            error = failure.value
+            if isinstance(error, CannotListenError) and getattr(error.socketError, "errno", None) == errno.EADDRINUSE:
+                raise CannotListenError(
+                    error.interface,
+                    error.port,
+                    f"{self._description}: the port is in use by another process (several appliances share "
+                    "one port only when every one of them is started with --reuse-port)",
+                ) from None
+            return failure
+
+        return self._endpoint.listen(factory).addErrback(explain)
+
+
+def listener_endpoint(reactor: Any, description: str, reuse_port: bool) -> IStreamServerEndpoint:
+    """The endpoint of an SMTP or web listener; with ``reuse_port`` (tcp: only) bound with SO_REUSEPORT."""
+    endpoint = serverFromString(reactor, description)
+    if reuse_port:
+        if not isinstance(endpoint, TCP4ServerEndpoint | TCP6ServerEndpoint):
+            raise ValueError(f"--reuse-port works with tcp: endpoints only, not {description!r}")
+        endpoint = _ReusePortEndpoint(reactor, endpoint._port, endpoint._backlog, endpoint._interface)
+    return _NamedBindFailure(endpoint, description)
+
+
+def _listen(root: MultiService, endpoint: IStreamServerEndpoint, factory: IProtocolFactory) -> None:
+    """A listener service whose failed bind stops start-up (as twistd's strports do) instead of only logging."""
+    service = StreamServerEndpointService(endpoint, factory)
+    service._raiseSynchronously = True
+    service.setServiceParent(root)
 
 
 class _Closing(Service):
@@ -179,7 +256,7 @@ def build_appliance(config: ApplianceConfig, reactor: Any = None) -> MultiServic
                 domains=config.domains,
                 connections=smtp_connections,
             )
-            StreamServerEndpointService(serverFromString(reactor, endpoint), factory).setServiceParent(root)
+            _listen(root, listener_endpoint(reactor, endpoint, config.reuse_port), factory)
 
     add_smtp(config.smtp_endpoints, "ca", False)
     add_smtp(config.smtps_endpoints, "ca", True)
@@ -243,9 +320,9 @@ def build_appliance(config: ApplianceConfig, reactor: Any = None) -> MultiServic
     https_connections, plain_connections = web_limits.limiter(), web_limits.plain_limiter()
     for endpoint in config.web_endpoints:
         factory = https_listener_factory(web_app.site(), tls.server_context_factory("ca"), https_connections)
-        StreamServerEndpointService(serverFromString(reactor, endpoint), factory).setServiceParent(root)
+        _listen(root, listener_endpoint(reactor, endpoint, config.reuse_port), factory)
     for endpoint in config.web_plain_endpoints:
         plain_site = web_app.plain(TrustedProxies(config.trusted_proxies)).site()
         factory = plain_listener_factory(plain_site, plain_connections)
-        StreamServerEndpointService(serverFromString(reactor, endpoint), factory).setServiceParent(root)
+        _listen(root, listener_endpoint(reactor, endpoint, config.reuse_port), factory)
     return root

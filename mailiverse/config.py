@@ -208,6 +208,8 @@ class ApplianceConfig:
     send_limit_per_hour: int = DEFAULT_SEND_LIMIT_PER_HOUR
     #: ``--workers``: isolated processes that seal incoming mail; 0 seals on threads of the main process.
     delivery_workers: int = 0
+    #: ``--reuse-port``: the SMTP and web listeners bind with SO_REUSEPORT, so several appliances share their ports.
+    reuse_port: bool = False
 
     def is_local_domain(self, domain: str) -> bool:
         try:

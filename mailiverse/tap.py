@@ -109,6 +109,12 @@ class Options(usage.Options):
             "Serve the original Mailiverse protocol (its 257-bit SRP group is breakable; see docs/legacy.md).",
         ],
         ["legacy-plain", None, "Legacy KeyServer/MailServer listeners without TLS."],
+        [
+            "reuse-port",
+            None,
+            "Bind the SMTP and web listeners with SO_REUSEPORT (Linux), so several appliances on one host and "
+            "one database share their ports (tcp: endpoints only).",
+        ],
     ]
 
     def __init__(self) -> None:
@@ -243,6 +249,23 @@ def _workers(options: Any) -> int:
     return int(text)
 
 
+def _reuse_port(options: Any, listeners: tuple[str, ...]) -> bool:
+    """--reuse-port: refused where SO_REUSEPORT is missing, and for any SMTP or web listener that is not tcp:."""
+    if not options["reuse-port"]:
+        return False
+    if not hasattr(socket, "SO_REUSEPORT"):
+        raise ConfigError(
+            "--reuse-port needs the SO_REUSEPORT socket option (Linux 3.9 or later); this system lacks it"
+        )
+    for endpoint in listeners:
+        if endpoint.split(":", 1)[0].strip().lower() not in ("tcp", "tcp6"):
+            raise ConfigError(
+                f"--reuse-port works with tcp: endpoints only, and {endpoint!r} is not one: give the SMTP and web "
+                "listeners as tcp:PORT (TLS is the appliance's own, not the endpoint's), or drop --reuse-port"
+            )
+    return True
+
+
 def _outbound_settings(options: Any) -> dict[str, Any]:
     mode = options["outbound"]
     if mode not in ("off", "direct", "smarthost"):
@@ -302,16 +325,23 @@ def build_config(options: Any) -> ApplianceConfig:
     if not db_url.startswith(("sqlite:", "postgresql:", "postgresql+psycopg:")):
         raise ConfigError("--db must be a sqlite:/// or postgresql:// URL")
     default_quota, send_limit_per_hour = _account_limits(options)
+    smtp = _endpoints(options["smtp"], f"tcp:{DEFAULT_SMTP_PORT}", listen)
+    smtps = _endpoints(options["smtps"], f"tcp:{DEFAULT_SMTPS_PORT}", listen)
+    smtp_selfsigned = _endpoints(options["smtp-selfsigned"], None, listen)
+    smtps_selfsigned = _endpoints(options["smtps-selfsigned"], None, listen)
+    web_endpoints = _endpoints([web] if web else [], f"tcp:{DEFAULT_WEB_PORT}", listen)
+    web_plain = _endpoints(options["web-plain"], None, listen)
+    listeners = smtp + smtps + smtp_selfsigned + smtps_selfsigned + web_endpoints + web_plain
     return ApplianceConfig(
         data_dir=data_dir,
         domains=domains,
         hostname=hostname,
-        smtp_endpoints=_endpoints(options["smtp"], f"tcp:{DEFAULT_SMTP_PORT}", listen),
-        smtps_endpoints=_endpoints(options["smtps"], f"tcp:{DEFAULT_SMTPS_PORT}", listen),
-        smtp_selfsigned_endpoints=_endpoints(options["smtp-selfsigned"], None, listen),
-        smtps_selfsigned_endpoints=_endpoints(options["smtps-selfsigned"], None, listen),
-        web_endpoints=_endpoints([web] if web else [], f"tcp:{DEFAULT_WEB_PORT}", listen),
-        web_plain_endpoints=_endpoints(options["web-plain"], None, listen),
+        smtp_endpoints=smtp,
+        smtps_endpoints=smtps,
+        smtp_selfsigned_endpoints=smtp_selfsigned,
+        smtps_selfsigned_endpoints=smtps_selfsigned,
+        web_endpoints=web_endpoints,
+        web_plain_endpoints=web_plain,
         trusted_proxies=_trusted_proxies(options, listen),
         db_url=db_url,
         tls_cert=Path(cert) if cert else None,
@@ -327,6 +357,7 @@ def build_config(options: Any) -> ApplianceConfig:
         default_quota=default_quota,
         send_limit_per_hour=send_limit_per_hour,
         delivery_workers=_workers(options),
+        reuse_port=_reuse_port(options, listeners),
     )
 
 

@@ -148,7 +148,8 @@ class Delivery:
         finally:
             for item in sealed:
                 item.body.close()
-        log.info(
+        # Debug, not info: one line per message was 4 % of the reactor thread's time (docs/performance.md).
+        log.debug(
             "stored message {key_base} ({size} bytes) in {folder} for {count} recipient(s)",
             key_base=key_base,
             folder=folder,

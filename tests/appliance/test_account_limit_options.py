@@ -9,15 +9,8 @@ from pathlib import Path
 import pytest
 from twisted.python import usage
 
-from mailiverse.config import ApplianceConfig, format_size, parse_size
-from mailiverse.tap import Options
-
-
-def parse(tmp_path: Path, *args: str) -> ApplianceConfig:
-    options = Options()
-    options.parseOptions(["--data-dir", str(tmp_path / "data"), "--domain", "example.org", *args])
-    config: ApplianceConfig = options["config"]
-    return config
+from mailiverse.config import format_size, parse_size
+from tests.support.options import parse
 
 
 def test_defaults_are_10_gib_and_200_recipients_an_hour(tmp_path: Path) -> None:

@@ -9,15 +9,7 @@ from pathlib import Path
 import pytest
 from twisted.python import usage
 
-from mailiverse.config import ApplianceConfig
-from mailiverse.tap import Options
-
-
-def parse(tmp_path: Path, *args: str) -> ApplianceConfig:
-    options = Options()
-    options.parseOptions(["--data-dir", str(tmp_path / "data"), "--domain", "example.org", *args])
-    config: ApplianceConfig = options["config"]
-    return config
+from tests.support.options import parse
 
 
 def test_repeated_trusted_proxies_are_kept_in_order(tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -39,6 +40,35 @@ def test_proc_readers_see_this_process() -> None:
     assert procmem.cpu_seconds(pid) > 0
 
 
+def test_cpu_split_counts_live_and_ended_children_apart_from_the_main_process() -> None:
+    """A child's CPU counts as the workers', a child that ended and was reaped too; none of it as the main's."""
+    import subprocess
+    import sys
+
+    burn = "import time\nend = time.process_time() + 0.3\nwhile time.process_time() < end: pass\n"
+    pid = os.getpid()
+    live = subprocess.Popen([sys.executable, "-c", burn + "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+    ended = subprocess.Popen([sys.executable, "-c", burn])
+    try:
+        before = procmem.cpu_snapshot(pid)
+        assert {live.pid, ended.pid} <= set(procmem.child_pids(pid))
+        ended.wait(30)
+        deadline = time.monotonic() + 30
+        while procmem.cpu_snapshot(pid).children_s.get(live.pid, 0.0) < 0.3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        after = procmem.cpu_snapshot(pid)
+    finally:
+        assert live.stdin is not None
+        live.stdin.close()
+        live.wait(30)
+    main, children = procmem.cpu_split(before, after)
+    assert live.pid in after.children_s and ended.pid not in after.children_s
+    # Both children burn 0.3 s; what they had used before the first snapshot is not counted.
+    spent_before = sum(before.children_s.values())
+    assert children >= 0.6 - spent_before - 0.05, (children, spent_before)
+    assert 0 <= main < children
+
+
 def test_document_section_is_replaced_not_duplicated(tmp_path: Path) -> None:
     """Updating a profile's section twice keeps one copy and leaves other text alone."""
     doc = tmp_path / "performance.md"
@@ -72,6 +102,12 @@ def test_tiny_profile_runs_end_to_end(tmp_path: Path) -> None:
         if point["messages"]:
             assert 0 < point["p50_ms"] <= point["p99_ms"]
         assert point["server_peak_rss_mb"] > 1
+        split = point["server_cpu_main_s"] + point["server_cpu_workers_s"]
+        assert abs(point["server_cpu_s"] - split) <= 0.002, point
+    appliance = [p for p in points if p["server"] == "appliance"]
+    # The appliance's delivery workers are child processes: their CPU is measured, and the baseline has none.
+    assert sum(p["server_cpu_workers_s"] for p in appliance) > 0, appliance
+    assert all(p["server_cpu_workers_s"] == 0 for p in points if p["server"] != "appliance")
     assert all(check["ok"] for check in results["ingest"]["store_checks"])
     saved = json.loads((tmp_path / "results" / f"tiny-{results['date']}.json").read_text())
     assert saved["ingest"]["points"] == json.loads(json.dumps(points))
