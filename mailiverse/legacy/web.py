@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from klein import Klein
 from twisted.logger import Logger
@@ -56,6 +56,15 @@ class _HttpError(Exception):
         self.status = status
         self.code = code
         self.message = message
+
+
+class _Signed(NamedTuple):
+    """A request whose MV signature verified: its account, its Resource, and what was signed."""
+
+    user_id: int
+    resource: str
+    authorization: str
+    date_ms: int
 
 
 class LegacyWeb:
@@ -124,8 +133,8 @@ class LegacyWeb:
             raise _HttpError(400, "bad_request", "parameter too long")
         return str(text)
 
-    async def _authenticate(self, request: Any, method: str, *, prefix: bool = False) -> tuple[int, str]:
-        """The user id and Resource of a correctly signed, fresh request; _HttpError otherwise."""
+    async def _authenticate(self, request: Any, method: str, *, prefix: bool = False) -> _Signed:
+        """The account, Resource and verified signature of a correctly signed, fresh request; _HttpError otherwise."""
         resource = self._arg(request, b"Resource")
         if resource is None:
             raise _HttpError(400, "bad_request", "the Resource parameter is missing")
@@ -158,14 +167,14 @@ class LegacyWeb:
         user = await self.backend.database.run(get_user_by_id_txn, creds.user_id)
         if user is None or user.disabled:
             raise denied
-        return user.id, resource
+        return _Signed(user.id, resource, authorization, date_ms)
 
     # -- the MV store ------------------------------------------------------------------------
 
     @router.route("/StoreList", methods=["GET"])
     async def store_list(self, request: Any) -> bytes:
         try:
-            user_id, prefix = await self._authenticate(request, "GET", prefix=True)
+            user_id, prefix = (await self._authenticate(request, "GET", prefix=True))[:2]
         except _HttpError as e:
             return self._error(request, e)
         contents: list[dict[str, Any]] = []
@@ -197,7 +206,7 @@ class LegacyWeb:
     @router.route("/StoreGet", methods=["GET"])
     async def store_get(self, request: Any) -> bytes:
         try:
-            user_id, path = await self._authenticate(request, "GET")
+            user_id, path = (await self._authenticate(request, "GET"))[:2]
             info = await self.backend.database.run(repo_objects.get_object_info_txn, user_id, path)
             if info is None:
                 raise _HttpError(404, "not_found", "no object at this path")
@@ -232,19 +241,18 @@ class LegacyWeb:
             raise _HttpError(400, "bad_request", "Content-Length does not match the body")
         return body
 
-    def _not_replayed(self, request: Any, body: bytes) -> None:
+    def _not_replayed(self, signed: _Signed, body: bytes) -> None:
         """Refuse a verified StorePut signature seen before with another body (see legacy/replay.py)."""
-        authorization = (request.getHeader(b"authorization") or b"").decode("latin-1")
-        date_ms = mvsign.parse_mv_date((request.getHeader(b"x-mv-date") or b"").decode("latin-1"))
-        if not self.backend.put_replays.admit(authorization, date_ms, body):
+        if not self.backend.put_replays.admit(signed.authorization, signed.date_ms, body):
             raise _HttpError(403, "replayed", "this signature was already used with another body; sign anew")
 
     @router.route("/StorePut", methods=["PUT"])
     async def store_put(self, request: Any) -> bytes:
         try:
-            user_id, path = await self._authenticate(request, "PUT")
+            signed = await self._authenticate(request, "PUT")
+            user_id, path = signed.user_id, signed.resource
             body = self._body(request, MAX_PUT_BYTES)
-            self._not_replayed(request, body)
+            self._not_replayed(signed, body)
             info = await self.backend.database.transact(
                 repo_objects.put_object_txn,
                 user_id,
@@ -267,7 +275,7 @@ class LegacyWeb:
     @router.route("/StoreDelete", methods=["DELETE"])
     async def store_delete(self, request: Any) -> bytes:
         try:
-            user_id, path = await self._authenticate(request, "DELETE")
+            user_id, path = (await self._authenticate(request, "DELETE"))[:2]
             await self.backend.database.transact(repo_objects.delete_object_txn, user_id, path)
         except _HttpError as e:
             return self._error(request, e)

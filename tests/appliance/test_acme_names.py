@@ -96,14 +96,9 @@ async def test_an_unpublished_policy_host_falls_back_to_the_host_name_alone(tmp_
     assert len(ca.orders) == 2 and reloads == [1]
 
 
-@pytest_twisted.ensureDeferred
-async def test_a_valid_certificate_gains_the_policy_host_once_dns_appears(tmp_path: Path) -> None:
-    """After a restart (a new renewal service), a certificate lacking the optional name is widened once."""
-    ca = _CertificateAuthority(unreachable={POLICY_HOST})
-    first, cert_path, _ = _renewal(tmp_path, ca)
-    assert await first.check() is True
-    ca.unreachable.clear()
-    second = CertificateRenewal(
+def _restarted(tmp_path: Path, ca: _CertificateAuthority, cert_path: Path) -> CertificateRenewal:
+    """The renewal service of a restarted appliance: the same files, the policy host optional."""
+    return CertificateRenewal(
         ca,
         ChallengeStore(),
         cert_path,
@@ -113,6 +108,16 @@ async def test_a_valid_certificate_gains_the_policy_host_once_dns_appears(tmp_pa
         Clock(),
         optional_names=(POLICY_HOST,),
     )
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_valid_certificate_gains_the_policy_host_once_dns_appears(tmp_path: Path) -> None:
+    """After a restart (a new renewal service), a certificate lacking the optional name is widened once."""
+    ca = _CertificateAuthority(unreachable={POLICY_HOST})
+    first, cert_path, _ = _renewal(tmp_path, ca)
+    assert await first.check() is True
+    ca.unreachable.clear()
+    second = _restarted(tmp_path, ca, cert_path)
     assert await second.check() is True
     assert dns_names(cert_path.read_bytes()) == (HOST, POLICY_HOST)
 
@@ -123,16 +128,7 @@ async def test_a_failed_widening_keeps_the_valid_certificate(tmp_path: Path) -> 
     first, cert_path, _ = _renewal(tmp_path, ca)
     assert await first.check() is True
     before = cert_path.read_bytes()
-    second = CertificateRenewal(
-        ca,
-        ChallengeStore(),
-        cert_path,
-        tmp_path / "acme.key",
-        (HOST,),  # type: ignore[arg-type]
-        lambda: None,
-        Clock(),
-        optional_names=(POLICY_HOST,),
-    )
+    second = _restarted(tmp_path, ca, cert_path)
     assert await second.check() is False
     assert cert_path.read_bytes() == before
     assert ca.orders[-1] == (HOST, POLICY_HOST)
