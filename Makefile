@@ -11,8 +11,10 @@ LOCK := requirements.lock
 CONSTRAINTS := constraints.txt
 # Debian packages the full test suite drives for real (peers, tools).
 SYSTEM_PACKAGES := $(shell cat appliance/test-packages.txt 2>/dev/null)
+# Debian packages `make bench` drives: smtp-sink, and the peer it is measured against (Postfix into Dovecot).
+BENCH_PACKAGES := $(shell cat appliance/bench-packages.txt 2>/dev/null)
 
-.PHONY: run test test-long install lock sysdeps lint bench clean conformance
+.PHONY: run test test-long install lock sysdeps bench-sysdeps lint bench clean conformance
 
 $(STAMP): setup.cfg pyproject.toml $(LOCK)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -51,6 +53,24 @@ sysdeps:
 	  else echo "the tests need these Debian packages; install them as root:$$missing"; exit 1; fi; \
 	fi
 
+# As sysdeps, for the benchmark; the bench starts its own private instances, so the system services the
+# packages come with are stopped and disabled. Not root: the bench runs and skips the peer.
+bench-sysdeps:
+	@missing=""; for p in $(BENCH_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing system packages:$$missing"; \
+	    echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections; \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing >/dev/null || \
+	      { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing >/dev/null; } \
+	      || exit 1; \
+	    for service in postfix dovecot; do case "$$missing" in *" $$service"*) \
+	      service $$service stop >/dev/null 2>&1; \
+	      systemctl disable $$service >/dev/null 2>&1 || update-rc.d $$service disable >/dev/null 2>&1; \
+	    esac; done; true; \
+	  else echo "the benchmark's peer needs these Debian packages (skipped without them); as root:$$missing"; fi; \
+	fi
+
 run: install
 	$(VENV)/bin/twistd -n mailiverse --data-dir $(DATA) --domain $(DOMAIN)
 
@@ -70,7 +90,7 @@ lint: install
 	$(VENV)/bin/mypy mailiverse twisted
 	$(VENV)/bin/lint-imports --no-cache .importlinter
 
-bench: install
+bench: install bench-sysdeps
 	$(PY) -m bench
 
 clean:

@@ -139,7 +139,9 @@ def environment() -> dict[str, Any]:
     if pg:
         versions["PostgreSQL"] = pg
     postfix = _command_output(["postconf", "-dh", "mail_version"])
-    versions["Postfix smtp-sink"] = postfix or "not installed"
+    versions["Postfix"] = postfix or "not installed"
+    dovecot = _command_output(["dovecot", "--version"])
+    versions["Dovecot"] = dovecot.split()[0] if dovecot else "not installed"
     commit = _command_output(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"])
     return {
         "cpu_model": cpu_model,

@@ -5,7 +5,9 @@ bounded); the baselines run for the whole matrix. At each (size, connections) po
 measured back to back, so they share the machine's state of the moment. For every point the server's
 peak RSS (reset before the point) and CPU seconds, of the main process and of its children (the delivery
 workers) apart, are read from /proc. After each size the appliance's store is counted: every 250 it gave
-must be a committed message.
+must be a committed message. The peer a user would pick instead (Postfix into Dovecot with ``mail_crypt``,
+bench/peer_mta.py) is started fresh for each point where its packages are installed, and counted by the
+rate at which its queue drains into the encrypted maildir.
 """
 
 from __future__ import annotations
@@ -18,13 +20,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench import procmem, servers, smtpload
+from bench import peer_mta, procmem, servers, smtpload
 from bench.messages import label, make_message
 from mailiverse.store.db import Database
 from mailiverse.store.objects import count_objects_txn
 from mailiverse.store.users import get_user_txn
 
-BASELINES = ("twisted-discard", "aiosmtpd", "smtp-sink")
+BASELINES = ("twisted-discard", "aiosmtpd", "smtp-sink", peer_mta.NAME)
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,8 @@ def _start_baselines(workdir: Path, names: tuple[str, ...], log: Callable[[str],
     }
     started = []
     for name in names:
+        if name == peer_mta.NAME:  # started per point by measure_peer
+            continue
         server = starters[name](workdir / name)
         if server is None:
             log(f"  {name}: not installed, skipped")
@@ -107,11 +111,28 @@ def measure_point(server: servers.Server, message: bytes, connections: int, plan
     }
 
 
+def measure_peer(message: bytes, connections: int, plan: IngestPlan, log: Callable[[str], None]) -> dict[str, Any]:
+    """The peer at one point, on a fresh instance: drained messages/s, and what the client saw."""
+    result = peer_mta.measure(message, connections, plan.duration_s, plan.warmup_s, plan.reply_timeout_s)
+    log(
+        f"  {label(len(message)):>6} x{connections:<3} {peer_mta.NAME:16} {result['msgs_per_s']:8.1f} msg/s drained"
+        f" ({result['accepted_msgs_per_s']:.1f} accepted)  p50 {result['p50_ms']:8.1f} ms"
+        f"  p99 {result['p99_ms']:8.1f} ms  cpu/msg {result['server_cpu_ms_per_msg']:7.2f} ms"
+        f"  errors {result['errors']}"
+    )
+    sys.stdout.flush()
+    return result
+
+
 def run(plan: IngestPlan, workdir: Path, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Every point of the plan for the appliance and each installed baseline."""
     points: list[dict[str, Any]] = []
     checks: list[dict[str, Any]] = []
     baselines = _start_baselines(workdir / "baselines", plan.baselines, log)
+    peer = peer_mta.NAME in plan.baselines
+    if peer and (problem := peer_mta.unavailable()):
+        log(f"  {peer_mta.NAME}: {problem}, skipped")
+        peer = False
     try:
         for size, connection_counts in plan.points:
             message = make_message(size)
@@ -136,6 +157,8 @@ def run(plan: IngestPlan, workdir: Path, log: Callable[[str], None] = print) -> 
                             f"  errors {result['errors']}"
                         )
                         sys.stdout.flush()
+                    if peer:
+                        points.append(measure_peer(message, connections, plan, log))
             finally:
                 appliance.stop()
             assert appliance.db_url is not None
@@ -150,11 +173,12 @@ def run(plan: IngestPlan, workdir: Path, log: Callable[[str], None] = print) -> 
     finally:
         for server in baselines:
             server.stop()
-    return {"points": points, "store_checks": checks, "baselines": [s.name for s in baselines]}
+    names = [s.name for s in baselines] + ([peer_mta.NAME] if peer else [])
+    return {"points": points, "store_checks": checks, "baselines": names}
 
 
 def ratios(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """For each point: the appliance's messages/s over each baseline's."""
+    """For each point: the appliance's messages/s over each baseline's (the peer's: drained messages/s)."""
     by_key = {(p["server"], p["size"], p["connections"]): p for p in points}
     rows = []
     for p in points:

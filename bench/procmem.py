@@ -89,3 +89,25 @@ def cpu_split(before: CpuSnapshot, after: CpuSnapshot) -> tuple[float, float]:
     gone = sum(cpu for child, cpu in before.children_s.items() if child not in after.children_s)
     reaped = after.reaped_children_s - before.reaped_children_s - gone
     return after.main_s - before.main_s, max(0.0, live + reaped)
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """User plus system CPU of ``pid`` and every descendant, including those that ended and were reaped.
+
+    A process's ``cutime``/``cstime`` hold the whole lives of the children it has waited for (theirs
+    included), so this sum over the live tree only grows: two readings differ by what the tree spent in
+    between, however many processes came and went (one that ended but is not yet reaped is missing until
+    its parent waits for it).
+    """
+    total = 0.0
+    pending, seen = [pid], set[int]()
+    while pending and len(seen) < 100_000:
+        current = pending.pop()
+        if current in seen:
+            continue
+        seen.add(current)
+        with contextlib.suppress(OSError):
+            fields = _stat_fields(current)
+            total += sum(int(value) for value in fields[11:15]) / _CLOCK_TICKS
+            pending.extend(child_pids(current))
+    return total

@@ -16,8 +16,9 @@ from collections.abc import Callable
 from typing import Any
 from weakref import WeakKeyDictionary
 
-from twisted.logger import Logger
 from twisted.web.server import Site
+
+from mailiverse.logs import Logger
 
 log = Logger()
 

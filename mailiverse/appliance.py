@@ -17,15 +17,15 @@ from twisted.internet import defer, tcp
 from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint, serverFromString
 from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IListeningPort, IProtocolFactory, IStreamServerEndpoint
-from twisted.logger import Logger
 from zope.interface import implementer
 
-from mailiverse.auth.connections import ConnectionLimiter
+from mailiverse.auth.connections import ConnectionLimiter, LimitedFactory
 from mailiverse.auth.forwarded import TrustedProxies
 from mailiverse.config import ApplianceConfig
 from mailiverse.delivery.isolation import IsolationSettings
 from mailiverse.delivery.pipeline import Delivery
 from mailiverse.delivery.pool import WorkerPool
+from mailiverse.logs import Logger
 from mailiverse.outbound.service import OutboundConfig, build_outbound, read_password_file
 from mailiverse.smtp.limits import SmtpLimits
 from mailiverse.smtp.service import smtp_server_factory
@@ -158,8 +158,11 @@ def _outbound_config(config: ApplianceConfig) -> OutboundConfig:
     )
 
 
-def _add_acme(root: MultiService, config: ApplianceConfig, tls: TLSContexts, reactor: Any) -> None:
-    """Serve HTTP-01 challenges on the --acme-http endpoints and renew the CA certificate in place."""
+def _add_acme(
+    root: MultiService, config: ApplianceConfig, tls: TLSContexts, reactor: Any, connections: ConnectionLimiter
+) -> None:
+    """Serve HTTP-01 challenges on the --acme-http endpoints (behind ``connections``' caps) and renew the CA
+    certificate in place."""
     from treq.client import HTTPClient
     from twisted.web.client import Agent
 
@@ -170,7 +173,7 @@ def _add_acme(root: MultiService, config: ApplianceConfig, tls: TLSContexts, rea
     assert config.acme_directory and config.tls_cert and config.tls_key
     challenges = ChallengeStore()
     for endpoint in config.acme_http_endpoints:
-        site = acme_http_site(challenges)
+        site = LimitedFactory(acme_http_site(challenges), connections)
         StreamServerEndpointService(serverFromString(reactor, endpoint), site).setServiceParent(root)
     client = AcmeClient(
         config.acme_directory,
@@ -277,6 +280,7 @@ def build_appliance(config: ApplianceConfig, reactor: Any = None) -> MultiServic
         send_limit_per_hour=config.send_limit_per_hour,
         clock=reactor,
     )
+    web_limits = WebLimits()
     legacy_resource = None
     if config.legacy.enabled:
         from mailiverse.legacy.service import build_legacy
@@ -290,6 +294,7 @@ def build_appliance(config: ApplianceConfig, reactor: Any = None) -> MultiServic
             submission=submission,
             open_signup=config.open_signup,
             default_quota=config.default_quota,
+            connections=web_limits.limiter(),
         )
         for service in legacy.services:
             service.setServiceParent(root)
@@ -315,8 +320,7 @@ def build_appliance(config: ApplianceConfig, reactor: Any = None) -> MultiServic
     )
     session_purger.setServiceParent(root)
     if config.acme_directory and ca:
-        _add_acme(root, config, tls, reactor)
-    web_limits = WebLimits()
+        _add_acme(root, config, tls, reactor, web_limits.limiter())
     https_connections, plain_connections = web_limits.limiter(), web_limits.plain_limiter()
     for endpoint in config.web_endpoints:
         factory = https_listener_factory(web_app.site(), tls.server_context_factory("ca"), https_connections)

@@ -15,7 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from twisted.logger import LogLevel
+
 from mailiverse.contracts import InvalidDomain, normalise_domain
+from mailiverse.logs import DEFAULT_LEVEL
 from mailiverse.privatefile import write_private
 
 DEFAULT_DATA_DIR = "./mailiverse-data"
@@ -210,6 +213,8 @@ class ApplianceConfig:
     delivery_workers: int = 0
     #: ``--reuse-port``: the SMTP and web listeners bind with SO_REUSEPORT, so several appliances share their ports.
     reuse_port: bool = False
+    #: ``--log-level``: the appliance's log lines below it are dropped before they are built.
+    log_level: LogLevel = DEFAULT_LEVEL
 
     def is_local_domain(self, domain: str) -> bool:
         try:

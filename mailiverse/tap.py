@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from twisted.application.service import IService
+from twisted.logger import LogLevel
 from twisted.python import usage
 
 from mailiverse.auth.forwarded import IPNetwork, parse_trusted_proxy
@@ -34,6 +35,9 @@ from mailiverse.config import (
     parse_size,
     with_interface,
 )
+from mailiverse.logs import DEFAULT_LEVEL, set_level
+
+LOG_LEVELS = tuple(level.name for level in LogLevel.iterconstants())
 
 
 class Options(usage.Options):
@@ -98,6 +102,13 @@ class Options(usage.Options):
             None,
             "Isolated processes that open and seal incoming mail (default: the number of usable cores; "
             "0 seals in the main process).",
+        ],
+        [
+            "log-level",
+            None,
+            DEFAULT_LEVEL.name,
+            f"Lowest level of the appliance's own lines that are logged: {', '.join(LOG_LEVELS)} "
+            "(Twisted's own lines are all logged).",
         ],
     ]
 
@@ -358,10 +369,12 @@ def build_config(options: Any) -> ApplianceConfig:
         send_limit_per_hour=send_limit_per_hour,
         delivery_workers=_workers(options),
         reuse_port=_reuse_port(options, listeners),
+        log_level=LogLevel.levelWithName(_choice(options, "log-level", LOG_LEVELS)),
     )
 
 
 def makeService(options: Options) -> IService:
     from mailiverse.appliance import build_appliance
 
+    set_level(options["config"].log_level)
     return build_appliance(options["config"])

@@ -9,11 +9,11 @@ from typing import Any
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred
-from twisted.logger import Logger
 
 from mailiverse.acme.certs import install_certificate, needs_certificate, new_key_pem
 from mailiverse.acme.client import AcmeClient, new_account_key_pem
 from mailiverse.acme.http01 import ChallengeStore
+from mailiverse.logs import Logger
 from mailiverse.privatefile import create_private_once, private_dir
 
 log = Logger()

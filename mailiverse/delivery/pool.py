@@ -10,6 +10,10 @@ message it held fails with :class:`WorkerLost` (SMTP answers 451 4.3.0, the send
 A message that took ``strikes`` workers down in a row is refused for good
 (:class:`~mailiverse.contracts.MessageRefused`, SMTP 554 5.6.0), remembered by a digest of its
 content (never the content), for the last ``remember`` such messages.
+
+A worker is retired after ``max_jobs`` messages (its input closed, it exits when done) and a fresh
+one takes its place: whatever a message might have left behind in a worker (memory it grew, or a
+foothold, should one ever defeat the parser) lasts for at most that many later messages.
 """
 
 from __future__ import annotations
@@ -27,7 +31,6 @@ from twisted.application.service import Service
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ProcessExitedAlready
 from twisted.internet.protocol import ProcessProtocol
-from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from mailiverse.contracts import MessageRefused
@@ -35,6 +38,7 @@ from mailiverse.delivery import framing
 from mailiverse.delivery.encrypt import IN_MEMORY
 from mailiverse.delivery.isolation import IsolationSettings
 from mailiverse.delivery.sealing import SealedMeta, SealJob
+from mailiverse.logs import Logger
 
 log = Logger()
 
@@ -92,6 +96,8 @@ class _Worker(ProcessProtocol):
         self._reader = framing.FrameReader()
         self._killed_because = ""
         self._pid: int | None = None
+        self.jobs_done = 0
+        self.retiring = False
 
     @property
     def pid(self) -> int | None:
@@ -158,7 +164,7 @@ class _Worker(ProcessProtocol):
         if tag == framing.RESULT:
             if len(job.objects) != 2 * len(job.job.keys) or job.current is not None:
                 return False
-            meta = SealedMeta(size=int(json.loads(payload)["size"]))
+            meta = SealedMeta.from_wire(json.loads(payload))
             self._finish(job)
             self.pool._succeeded(job, self)
             job.done.callback((job.objects, meta))
@@ -176,6 +182,7 @@ class _Worker(ProcessProtocol):
         if job.timer is not None and job.timer.active():
             job.timer.cancel()
         self.job = None
+        self.jobs_done += 1
 
     def start(self, job: _Job, deadline: float) -> None:
         self.job = job
@@ -223,6 +230,7 @@ class WorkerPool(Service):
         deadline_seconds: float = 30.0,
         deadline_per_mib: float = 2.0,
         queue_seconds: float = 120.0,
+        max_jobs: int = 1000,
     ) -> None:
         if size < 1:
             raise ValueError("a worker pool needs at least one worker")
@@ -236,6 +244,7 @@ class WorkerPool(Service):
         self.deadline_seconds = deadline_seconds
         self.deadline_per_mib = deadline_per_mib
         self.queue_seconds = queue_seconds
+        self.max_jobs = max_jobs
         self._workers: set[_Worker] = set()
         self._idle: deque[_Worker] = deque()
         self._waiting: deque[_Job] = deque()
@@ -289,8 +298,19 @@ class WorkerPool(Service):
     def _worker_idle(self, worker: _Worker) -> None:
         if self._stopping:
             return
+        if worker.jobs_done >= self.max_jobs:
+            self._retire(worker)
+            return
         self._idle.append(worker)
         self._dispatch()
+
+    def _retire(self, worker: _Worker) -> None:
+        """End ``worker`` cleanly (its input closed: it exits at once) and start its successor now."""
+        worker.retiring = True
+        self._workers.discard(worker)
+        assert worker.transport is not None
+        worker.transport.closeStdin()
+        self._spawn()
 
     def _worker_ended(self, worker: _Worker, job: _Job | None, why: str) -> None:
         self._workers.discard(worker)
@@ -299,6 +319,9 @@ class WorkerPool(Service):
         if job is not None:
             job.discard()
             self._struck(job, why)
+        elif worker.retiring:
+            log.debug("delivery worker {pid} retired after {count} messages", pid=worker.pid, count=worker.jobs_done)
+            return
         elif not self._stopping:
             log.warn("delivery worker {pid} {why}", pid=worker.pid, why=why)
         if self._stopping:

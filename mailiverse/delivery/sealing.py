@@ -7,6 +7,7 @@ hostile input with nothing worth stealing; with ``--workers 0`` the appliance ru
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import IO, Any, Protocol
@@ -52,9 +53,47 @@ class SealJob:
 
 @dataclass(frozen=True)
 class SealedMeta:
-    """What the main process learns about the message besides the ciphertext (for its log)."""
+    """What the main process learns about the message besides the ciphertext (for its debug log).
+
+    The size, and the domain of the sender as the twin names it (From, else Sender): not the
+    address, and nothing of the content. From a worker it is hostile output: ``from_wire`` keeps
+    a domain only if it is plain DNS characters, so it cannot forge a log line.
+    """
 
     size: int
+    sender_domain: str = ""
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"size": self.size, "sender_domain": self.sender_domain}
+
+    @classmethod
+    def from_wire(cls, value: object) -> SealedMeta:
+        if not isinstance(value, dict):
+            raise ValueError("sealed-message metadata is a JSON object")
+        size = value.get("size")
+        if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+            raise ValueError("a sealed message's size is a whole number")
+        return cls(size=size, sender_domain=_plain_domain(value.get("sender_domain")))
+
+
+_DOMAIN_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789.-")
+
+
+def _plain_domain(value: object) -> str:
+    """``value`` lower-cased if it looks like a DNS name (at most 253 letters, digits, dots, hyphens), else ""."""
+    if not isinstance(value, str) or not 0 < len(value) <= 253:
+        return ""
+    domain = value.lower()
+    return domain if set(domain) <= _DOMAIN_CHARACTERS else ""
+
+
+def sender_domain(twin: dict[str, Any]) -> str:
+    """The domain of the twin's first From (else Sender) address, or "" when it has none usable."""
+    try:
+        email = base64.b64decode(twin["addresses"]["from"][0]["email"]).decode("utf-8")
+    except (KeyError, IndexError, TypeError, ValueError):
+        return ""
+    return _plain_domain(email.rpartition("@")[2])
 
 
 class ObjectSink(Protocol):
@@ -84,7 +123,7 @@ def seal_message(raw: bytes, job: SealJob, sink: ObjectSink) -> SealedMeta:
         out = sink.begin()
         seal_into(out, fmt, public_key, iter_twin(twin), strategy)
         sink.end(out)
-    return SealedMeta(size=len(raw))
+    return SealedMeta(size=len(raw), sender_domain=sender_domain(twin))
 
 
 def _pieces(view: memoryview, size: int = 1024 * 1024) -> Iterator[bytes]:

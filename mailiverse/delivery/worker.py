@@ -88,7 +88,7 @@ def serve(source: BinaryIO, out: BinaryIO) -> int:
         except Exception as error:  # noqa: BLE001 - reported to the appliance by type, which answers 451
             out.write(framing.json_frame(framing.ERROR, {"error": type(error).__name__}))
         else:
-            out.write(framing.json_frame(framing.RESULT, {"size": meta.size}))
+            out.write(framing.json_frame(framing.RESULT, meta.to_wire()))
         del raw
         out.flush()
 

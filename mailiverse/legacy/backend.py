@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 from cryptography.hazmat.primitives.asymmetric import rsa
-from twisted.logger import Logger
 
 from mailiverse.auth.keys import subkey
 from mailiverse.auth.ratelimit import Budget, LoginThrottle, TokenBucketLimiter, address_key
@@ -30,6 +29,7 @@ from mailiverse.config import LegacyOptions
 from mailiverse.crypto import aes, lenient
 from mailiverse.crypto.keys import load_public_key, public_key_der
 from mailiverse.legacy.replay import PutReplayGuard
+from mailiverse.logs import Logger
 from mailiverse.privatefile import create_private_once, private_dir
 from mailiverse.store import accounts as accounts_repo
 from mailiverse.store import legacy as repo

@@ -18,12 +18,11 @@ from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import formatdate, getaddresses, make_msgid
 
-from twisted.logger import Logger
-
 from mailiverse.compat.typed import decode_typed
 from mailiverse.contracts import split_address
 from mailiverse.crypto import lenient, rsaaes
 from mailiverse.legacy.backend import LegacyBackend, LegacyRefused
+from mailiverse.logs import Logger
 from mailiverse.submission import Submission, SubmissionError, one_address, serialized, set_header
 
 log = Logger()

@@ -10,9 +10,9 @@ from typing import Any
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import IService, Service
 from twisted.internet.endpoints import serverFromString
-from twisted.logger import Logger
 from twisted.protocols.tls import TLSMemoryBIOFactory
 
+from mailiverse.auth.connections import ConnectionLimiter, LimitedFactory
 from mailiverse.config import DEFAULT_QUOTA_BYTES, DataDir, LegacyOptions
 from mailiverse.crypto.keys import public_key_der
 from mailiverse.legacy.backend import LegacyBackend, ensure_legacy_secret
@@ -20,6 +20,7 @@ from mailiverse.legacy.serverkeys import ensure_server_keys, load_server_key
 from mailiverse.legacy.tcp import LegacyLineFactory
 from mailiverse.legacy.web import LegacyWeb
 from mailiverse.legacy.websocket import websocket_resource
+from mailiverse.logs import Logger
 from mailiverse.submission import Submission
 
 log = Logger()
@@ -69,6 +70,7 @@ def build_legacy(
     submission: Submission | None = None,
     open_signup: bool = False,
     default_quota: int = DEFAULT_QUOTA_BYTES,
+    connections: ConnectionLimiter | None = None,
 ) -> LegacyParts:
     """Build the legacy KeyServer/MailServer listeners and the ``/Mailiverse/`` resource.
 
@@ -76,6 +78,8 @@ def build_legacy(
     ``options.plain``; ``submission`` (optional) carries out Send (without it, Send is refused).
     ``open_signup`` is the appliance's ``--open-signup``: legacy sign-ups obey the same policy.
     ``default_quota`` is its ``--default-quota``: a StorePut past an account's quota answers 507.
+    ``connections`` caps the two listeners' connections together, in all and per client address
+    (closed before any TLS handshake, as on the HTTPS listeners).
     """
     directory = _data_dir(data_dir)
     ensure_server_keys(directory)
@@ -100,6 +104,8 @@ def build_legacy(
         factory: Any = LegacyLineFactory(role, backend, idle_timeout=options.idle_timeout, reactor=reactor)  # type: ignore[arg-type]
         if not options.plain:
             factory = TLSMemoryBIOFactory(tls_contexts.server_context_factory("ca"), False, factory)
+        if connections is not None:
+            factory = LimitedFactory(factory, connections)
         service = StreamServerEndpointService(serverFromString(reactor, endpoint), factory)
         service.setName(f"legacy-{role}server")
         services.append(service)

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from twisted.internet.defer import Deferred
-from twisted.logger import Logger
 
 from mailiverse.compat import packets
 from mailiverse.compat.packets import (
@@ -34,6 +33,7 @@ from mailiverse.compat.packets import (
 from mailiverse.compat.srp import LegacySrpServer, SessionCipher, sint
 from mailiverse.compat.typed import decode_typed
 from mailiverse.legacy.backend import LegacyBackend, LegacyRefused, strict_b64
+from mailiverse.logs import Logger
 from mailiverse.store.legacy import LegacyLogin
 
 log = Logger()

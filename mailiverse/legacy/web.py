@@ -18,7 +18,6 @@ from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 from klein import Klein
-from twisted.logger import Logger
 from twisted.web.resource import Resource
 from zope.interface import implementer
 
@@ -28,6 +27,7 @@ from mailiverse.config import DEFAULT_QUOTA_BYTES
 from mailiverse.contracts import ANONYMOUS_ALLOWANCE, ANONYMOUS_BODY_BYTES, Allowance, BodyAllowance, IBodyGate
 from mailiverse.legacy.backend import LegacyBackend, LegacyRefused
 from mailiverse.legacy.send import MAX_BODY_BYTES, SendRefused, relay
+from mailiverse.logs import Logger
 from mailiverse.store import objects as repo_objects
 from mailiverse.store.errors import InvalidPath, ObjectNotFound, ObjectTooLarge, OverQuota
 from mailiverse.store.objects import validate_path, validate_prefix

@@ -18,10 +18,10 @@ from typing import Any
 
 from twisted.internet.defer import Deferred, DeferredLock, DeferredSemaphore, gatherResults
 from twisted.internet.threads import deferToThreadPool
-from twisted.logger import Logger
 from zope.interface import implementer
 
 from mailiverse.contracts import IInbox, IOutbound
+from mailiverse.logs import Logger
 from mailiverse.outbound.bounce import FailedRecipient, build_dsn, enhanced_status
 from mailiverse.outbound.dkim import DkimSigner
 from mailiverse.outbound.errors import OutboundError, QueuedBodyUnreadable, SubmissionRejected

@@ -11,10 +11,10 @@ from typing import Any, Literal
 from twisted.application.service import IService, Service
 from twisted.internet.defer import Deferred
 from twisted.internet.task import LoopingCall
-from twisted.logger import Logger
 
 from mailiverse.config import ConfigError, normalize_domain
 from mailiverse.contracts import IInbox
+from mailiverse.logs import Logger
 from mailiverse.outbound.dkim import DEFAULT_SELECTOR, DkimSigner, _check_selector
 from mailiverse.outbound.queue import (
     DEFAULT_MAX_AGE_S,

@@ -47,12 +47,12 @@ from typing import Any
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IAddress, IReactorTime, ITLSTransport
 from twisted.internet.protocol import ServerFactory
-from twisted.logger import Logger
 from twisted.mail.smtp import ESMTP
 from twisted.python.failure import Failure
 
 from mailiverse.auth.connections import ConnectionLimiter
 from mailiverse.contracts import IInbox, MailboxFull, MessageRefused, Recipient, normalise_domain
+from mailiverse.logs import Logger
 from mailiverse.smtp.limits import SmtpLimits
 from mailiverse.spool import SpooledMessage, SpoolError, SpoolWriter
 

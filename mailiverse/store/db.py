@@ -19,7 +19,7 @@ from twisted.python.threadpool import ThreadPool
 from mailiverse.store import migrate as _migrate
 from mailiverse.store.engine import create_private_file, normalise_url, secure_sqlite_files
 from mailiverse.store.errors import ReactorThreadAccess
-from mailiverse.store.groupcommit import GroupCommitter
+from mailiverse.store.groupcommit import Bulk, GroupCommitter
 from mailiverse.store.quota import lock_usage_txn
 
 T = TypeVar("T")
@@ -262,7 +262,12 @@ class Database:
         return result
 
     async def transact_grouped(
-        self, fn: Callable[[Connection], T], *, weight: int = 0, user_ids: Sequence[int] = ()
+        self,
+        fn: Callable[[Connection], T],
+        *,
+        weight: int = 0,
+        user_ids: Sequence[int] = (),
+        bulk: Bulk | None = None,
     ) -> T:
         """``transact`` for many small concurrent writes: calls queued while the writer is busy share one commit.
 
@@ -270,10 +275,11 @@ class Database:
         ``weight``, the bytes it writes), so its failure rolls back only its own writes and propagates
         to this caller alone. Resolves after the shared commit, which is as durable as ``transact``'s.
         ``user_ids`` are the accounts whose objects ``fn`` writes: the batch locks their usage rows
-        first, in one order with every other batch's (store/quota.py).
+        first, in one order with every other batch's (store/quota.py). ``bulk``, the same write in a
+        form that many callers share (store/groupcommit.py), is used instead of ``fn`` where it can be.
         """
         self._check_open()
-        result: T = await self._group.submit(fn, weight, user_ids)
+        result: T = await self._group.submit(fn, weight, user_ids, bulk)
         return result
 
     def _write_deferred(self, fn: Callable[[Connection], T]) -> Deferred[T]:

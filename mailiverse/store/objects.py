@@ -253,6 +253,55 @@ def _write_body_txn(conn: Connection, object_id: int, body: _Body) -> int:
     return size
 
 
+@dataclass(frozen=True)
+class NewObject:
+    """An object to create whole in one statement with others: its body fits one chunk."""
+
+    user_id: int
+    path: str
+    data: bytes
+    now_ms: int
+
+
+# RETURNING the key with the id: rows come back in no promised order, and asking for one makes
+# SQLAlchemy insert row by row on SQLite.
+_INSERT_NEW_OBJECTS = insert(objects).returning(objects.c.id, objects.c.user_id, objects.c.path)
+
+
+def insert_new_objects_txn(conn: Connection, items: list[NewObject]) -> list[int]:
+    """Create every object of ``items`` at version 1: two ``executemany`` statements in all; their ids.
+
+    For many deliveries at once (store/groupcommit.py's bulk form). No row may exist at any of the
+    paths and every user must exist: either fails with IntegrityError, and the caller rolls back.
+    Usage is not charged here: the caller adds it (``quota.add_usage_txn``) after checking quotas.
+    Raises InvalidPath, and ObjectTooLarge for a body over one chunk.
+    """
+    rows = []
+    for item in items:
+        validate_path(item.path)
+        if len(item.data) > CHUNK_SIZE:
+            raise ObjectTooLarge(f"a body inserted whole is at most {CHUNK_SIZE} bytes")
+        size = len(item.data)
+        rows.append(
+            {
+                "user_id": item.user_id,
+                "path": item.path,
+                "version": 1,
+                "created_ms": item.now_ms,
+                "modified_ms": item.now_ms,
+                "size": size,
+            }
+        )
+    if not rows:
+        return []
+    id_of = {(row[1], row[2]): row[0] for row in conn.execute(_INSERT_NEW_OBJECTS, rows)}
+    ids = [id_of[item.user_id, item.path] for item in items]
+    chunks = [{"object_id": i, "seq": 0, "data": item.data} for i, item in zip(ids, items, strict=True) if item.data]
+    if chunks:
+        conn.execute(_INSERT_CHUNK, chunks)
+    return ids
+
+
 def put_object_txn(
     conn: Connection,
     user_id: int,

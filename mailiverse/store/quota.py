@@ -80,6 +80,21 @@ def charge_txn(conn: Connection, user_id: int, delta: int, *, default_quota: int
     return used
 
 
+_ADD_USAGE = (
+    update(users).where(users.c.id == bindparam("user_id")).values(used_bytes=users.c.used_bytes + bindparam("delta"))
+)
+
+
+def add_usage_txn(conn: Connection, deltas: dict[int, int]) -> None:
+    """Add each account's bytes to its usage in one ``executemany``, unchecked: the caller checked the quotas.
+
+    For a batch of deliveries that read the usage rows (locked, on PostgreSQL) in the same transaction.
+    """
+    rows = [{"user_id": user_id, "delta": delta} for user_id, delta in sorted(deltas.items()) if delta]
+    if rows:
+        conn.execute(_ADD_USAGE, rows)
+
+
 def get_usage_txn(conn: Connection, user_id: int) -> Usage:
     """The account's usage and own quota; raises UserNotFound."""
     row = conn.execute(select(users.c.used_bytes, users.c.quota_bytes).where(users.c.id == user_id)).first()

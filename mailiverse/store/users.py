@@ -144,7 +144,6 @@ def add_user_txn(
 
 #: Prebuilt (SQLAlchemy then skips construction and cache-key work): RCPT TO looks a user up per recipient.
 _USER_BY_NAME = select(users).where(users.c.name == bindparam("name"))
-_DELIVERABLE_KEY = select(users.c.public_key).where(users.c.id == bindparam("id"), users.c.disabled.is_(False))
 
 
 def get_user_txn(conn: Connection, name: str) -> User | None:
@@ -155,6 +154,39 @@ def get_user_txn(conn: Connection, name: str) -> User | None:
         return None
     row = conn.execute(_USER_BY_NAME, {"name": canonical}).mappings().first()
     return None if row is None else _user(row)
+
+
+_USERS_BY_NAME = select(users).where(users.c.name.in_(bindparam("names", expanding=True)))
+
+
+def get_users_txn(conn: Connection, names: Sequence[str]) -> dict[str, User]:
+    """``get_user_txn`` for many names in one query: each name asked for (as given) that has a user."""
+    canonical: dict[str, list[str]] = {}
+    for name in names:
+        usable = _canonical_or_none(name)
+        if usable is not None:
+            canonical.setdefault(usable, []).append(name)
+    if not canonical:
+        return {}
+    found: dict[str, User] = {}
+    # One name (an idle appliance) takes the prebuilt statement: an IN list is rendered per call.
+    parameters: dict[str, Any]
+    if len(canonical) == 1:
+        statement, parameters = _USER_BY_NAME, {"name": next(iter(canonical))}
+    else:
+        statement, parameters = _USERS_BY_NAME, {"names": list(canonical)}
+    for row in conn.execute(statement, parameters).mappings():
+        user = _user(row)
+        for asked in canonical.get(user.name, ()):
+            found[asked] = user
+    return found
+
+
+def _canonical_or_none(name: str) -> str | None:
+    try:
+        return canonical_name(name)
+    except InvalidInput:
+        return None
 
 
 def get_user_by_id_txn(conn: Connection, user_id: int) -> User | None:
@@ -280,9 +312,29 @@ def deliverable_keys_txn(conn: Connection, user_ids: Sequence[int]) -> dict[int,
     Delivery checks this inside its write transaction, so an account deleted or disabled after the
     recipient was accepted gets nothing, without a separate read before the write.
     """
-    keys: dict[int, bytes] = {}
-    for user_id in dict.fromkeys(user_ids):
-        key = conn.execute(_DELIVERABLE_KEY, {"id": user_id}).scalar_one_or_none()
-        if key is not None:
-            keys[user_id] = bytes(key)
-    return keys
+    return {user_id: target.public_key for user_id, target in delivery_targets_txn(conn, user_ids).items()}
+
+
+@dataclass(frozen=True)
+class DeliveryTarget:
+    """What a delivery checks of an account in its write transaction: its key now, and its usage."""
+
+    public_key: bytes
+    used_bytes: int
+    quota_bytes: int | None
+
+
+_DELIVERY_TARGETS = select(users.c.id, users.c.public_key, users.c.used_bytes, users.c.quota_bytes).where(
+    users.c.id.in_(bindparam("ids", expanding=True)), users.c.disabled.is_(False)
+)
+
+
+def delivery_targets_txn(conn: Connection, user_ids: Sequence[int]) -> dict[int, DeliveryTarget]:
+    """Each of ``user_ids`` whose account exists and is enabled, with its key and usage: one statement."""
+    ids = list(dict.fromkeys(user_ids))
+    if not ids:
+        return {}
+    return {
+        row[0]: DeliveryTarget(bytes(row[1]), int(row[2]), None if row[3] is None else int(row[3]))
+        for row in conn.execute(_DELIVERY_TARGETS, {"ids": ids})
+    }

@@ -12,12 +12,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from twisted.logger import Logger
-
 from mailiverse.auth.clock import TimeSource
 from mailiverse.config import DEFAULT_SEND_LIMIT_PER_HOUR
 from mailiverse.contracts import SENT_FOLDER, IInbox, IOutbound, MailboxFull, Recipient
 from mailiverse.failures import describe
+from mailiverse.logs import Logger
 from mailiverse.spool import SpooledMessage
 from mailiverse.submission.compose import checked_address
 from mailiverse.submission.errors import SubmissionError

@@ -12,12 +12,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from twisted.logger import Logger
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
 from mailiverse.accesslog import logged_method
 from mailiverse.contracts.errors import Refusal
 from mailiverse.failures import describe
+from mailiverse.logs import Logger
 from mailiverse.store.errors import (
     InvalidInput,
     InvalidPath,

@@ -29,7 +29,6 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from twisted.internet.defer import Deferred
-from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.http import RESPONSES
 from twisted.web.server import Request
@@ -37,6 +36,7 @@ from twisted.web.server import Request
 from mailiverse.auth.sessions import SESSION_COOKIE
 from mailiverse.contracts import ANONYMOUS_ALLOWANCE, ANONYMOUS_BODY_BYTES, Allowance, BodyAllowance, IBodyGate
 from mailiverse.failures import describe
+from mailiverse.logs import Logger
 from mailiverse.spool import SpoolFile
 from mailiverse.web.errors import ApiError
 from mailiverse.web.headers import apply_security_headers

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import procmem, report, smtpload
+from bench import peer_mta, procmem, report, smtpload
 from bench.__main__ import PROFILES, run_profile
 from bench.messages import make_message
 
@@ -121,3 +121,32 @@ def test_tiny_profile_runs_end_to_end(tmp_path: Path) -> None:
         "tiny-ingest-p99.png",
         "tiny-ingest-throughput.png",
     ]
+
+
+@pytest.mark.integration
+@pytest.mark.skipif(peer_mta.unavailable() is not None, reason=f"peer: {peer_mta.unavailable()}")
+def test_peer_drains_every_accepted_message_into_an_encrypted_maildir() -> None:
+    """The Postfix and Dovecot peer stores every message it accepted, mail_crypt-encrypted, and reports CPU."""
+    point = peer_mta.measure(make_message(5_000), 2, duration_s=0.5, warmup_s=0.2, reply_timeout_s=30)
+    assert point["errors"] == 0, point
+    assert point["messages_total"] > 0
+    assert point["delivered"] == point["messages_total"]
+    assert point["msgs_per_s"] > 0 and point["server_cpu_s"] > 0
+    assert point["alive"]
+
+
+@pytest.mark.integration
+@pytest.mark.skipif(peer_mta.unavailable() is not None, reason=f"peer: {peer_mta.unavailable()}")
+def test_peer_that_stores_plaintext_is_refused() -> None:
+    """A mail in the peer's maildir without the mail_crypt header makes the check fail, so no figure is reported."""
+    with peer_mta.Peer() as peer:
+        samples = smtpload.run(
+            smtpload.Load("127.0.0.1", peer.smtp_port, True, make_message(5_000), 1, duration_s=5, max_messages=1)
+        )
+        assert samples.summary()["messages_total"] == 1
+        peer.wait_drained(1, timeout=60)
+        assert peer.check_encrypted() == 1
+        (peer.maildir / "new" / "planted.plaintext").write_bytes(make_message(5_000))
+        with pytest.raises(peer_mta.PeerFailed, match="plaintext"):
+            peer.check_encrypted()
+    assert not peer.root.exists()

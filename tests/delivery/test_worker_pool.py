@@ -119,6 +119,43 @@ async def test_a_worker_past_its_deadline_is_killed_and_replaced(tmp_path: Path)
         await _until(lambda: not workers._workers)
 
 
+@pytest_twisted.ensureDeferred
+async def test_a_worker_is_retired_after_its_quota_of_messages(tmp_path: Path) -> None:
+    """With max_jobs=2, one worker seals two messages, exits cleanly (status 0, no warning) and a fresh
+    process seals the next two: no message waits on or is lost to the change."""
+    from twisted.logger import globalLogPublisher
+
+    events: list[dict[str, object]] = []
+    globalLogPublisher.addObserver(events.append)
+    workers = WorkerPool(1, reactor=reactor, tmp_dir=str(tmp_path), max_jobs=2)
+    workers.startService()
+    try:
+        await _until(lambda: len(workers._idle) == 1)
+        seen = []
+        for n in range(5):
+            await _until(lambda: bool(workers.worker_pids()))
+            seen.append(workers.worker_pids()[0])
+            objects, _meta = await workers.seal(MESSAGE, _job(f"{n}_1"))
+            assert open_mail_object(PRIVATE_KEY, objects[0].read()) == MESSAGE
+            pid = seen[-1]
+            if n % 2:
+                await _until(lambda pid=pid: not os.path.exists(f"/proc/{pid}") or _zombie(pid))
+    finally:
+        workers.stopService()
+        await _until(lambda: not workers._workers)
+        globalLogPublisher.removeObserver(events.append)
+    assert len(set(seen)) == 3 and seen[0] == seen[1] and seen[2] == seen[3] != seen[0]
+    warnings = [e for e in events if "delivery worker" in str(e.get("log_format")) and e.get("why")]
+    assert [w for w in warnings if "stopping" not in str(w.get("why"))] == []
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1].startswith("Z")
+    except (OSError, IndexError):
+        return True
+
+
 def test_the_digest_of_a_retried_message_ignores_the_appliances_own_trace_header() -> None:
     """Two attempts of one message differ only in the leading Received header: they share a digest."""
     one = b"Received: from a ([127.0.0.1])\r\n\tby mail id 1; Sat, 1 Jan 2026\r\n" + MESSAGE

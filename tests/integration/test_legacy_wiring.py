@@ -74,3 +74,36 @@ def test_legacy_plain_tcp_needs_the_flag(tmp_path: Path) -> None:
         base64.b64decode(data.strip(), validate=True)
     finally:
         app.stop()
+
+
+def test_legacy_listeners_cap_connections_per_client(tmp_path: Path) -> None:
+    """The KeyServer and MailServer listeners count connections as the HTTPS ones do: one client address
+    holding 32 open connections has its 33rd closed before any TLS handshake; another address still gets in."""
+    from mailiverse.web.listeners import WebLimits
+
+    keyserver, mailserver = free_port(), free_port()
+    app = Appliance(
+        tmp_path / "legacy",
+        extra_args=["--legacy", "--legacy-keyserver", f"tcp:{keyserver}", "--legacy-mailserver", f"tcp:{mailserver}"],
+    )
+    app.start()
+    held: list[socket.socket] = []
+    try:
+        cap = WebLimits().max_connections_per_address
+        for n in range(cap):
+            port = keyserver if n % 2 else mailserver  # the two listeners share one count
+            held.append(socket.create_connection(("127.0.0.1", port), timeout=10, source_address=("127.0.0.7", 0)))
+        for sock in held:  # each accepted and waiting for a ClientHello: nothing comes back
+            sock.settimeout(0.2)
+            with pytest.raises(TimeoutError):
+                sock.recv(1)
+        with socket.create_connection(("127.0.0.1", keyserver), timeout=10, source_address=("127.0.0.7", 0)) as over:
+            over.settimeout(10)
+            assert over.recv(1) == b""  # closed by the server, unread
+        with socket.create_connection(("127.0.0.1", keyserver), timeout=10, source_address=("127.0.0.8", 0)) as raw:
+            with tls_context(app).wrap_socket(raw, server_hostname=f"mail.{DOMAIN}") as tls:
+                assert tls.version() in ("TLSv1.2", "TLSv1.3")
+    finally:
+        for sock in held:
+            sock.close()
+        app.stop()

@@ -58,11 +58,16 @@ def _wait_listening(app: Appliance, timeout: float = 60) -> None:
         time.sleep(0.1)
 
 
-def test_two_processes_share_the_smtp_port(tmp_path: Path, postgres_url: str) -> None:
-    """With --reuse-port two appliances on one PostgreSQL database listen on one port, both take mail, all decrypts."""
-    first = Appliance(tmp_path / "first", db_url=postgres_url, extra_args=["--reuse-port", "--workers", "1"])
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def test_two_processes_share_the_smtp_port(tmp_path: Path, backend: str, request: pytest.FixtureRequest) -> None:
+    """With --reuse-port two appliances on one data dir and one database (the data dir's SQLite file, or
+    PostgreSQL) listen on one port, both take mail, every message is stored once and decrypts."""
+    db_url = request.getfixturevalue("postgres_url") if backend == "postgresql" else None
+    # At debug level each process logs every message it stores: the logs tell who took what.
+    shared = ["--reuse-port", "--workers", "1", "--log-level", "debug"]
+    first = Appliance(tmp_path / "first", db_url=db_url, extra_args=shared)
     first.start()
-    second = _second(first, tmp_path / "second", ["--reuse-port", "--workers", "1"])
+    second = _second(first, tmp_path / "second", shared)
     try:
         key = first.add_user("alice", "v2")
         second.start()

@@ -11,11 +11,12 @@ import pytest_twisted
 from sqlalchemy import event, func, select
 from sqlalchemy.engine import Connection
 from twisted.internet.defer import Deferred
+from twisted.python.failure import Failure
 
 from mailiverse.store import Database
 from mailiverse.store import users as users_repo
 from mailiverse.store.errors import UserExists
-from mailiverse.store.groupcommit import GroupCommitter, Outcome, run_batch_txn
+from mailiverse.store.groupcommit import Bulk, GroupCommitter, Outcome, run_batch_txn
 from mailiverse.store.schema import users
 
 
@@ -176,3 +177,60 @@ async def test_concurrent_grouped_writes_share_commits(database: Database) -> No
     assert results == names
     assert await database.run(_count_users) == 40
     assert len(commits) < len(names)
+
+
+def test_writes_with_a_bulk_form_go_to_their_handler_together() -> None:
+    """The payloads of a batch's entries sharing a handler reach it in one call, in queue order; each
+    caller gets its own outcome; entries without a bulk form run their own functions."""
+    writer = _ManualWriter()
+    committer = GroupCommitter(writer)
+    committer.submit(lambda conn: None)
+    calls: list[list[str]] = []
+
+    def handler(conn: Any, payloads: list[str]) -> list[Outcome]:
+        calls.append(payloads)
+        return [
+            Outcome(failure=Failure(ValueError(p))) if p == "refused" else Outcome(value=p.upper()) for p in payloads
+        ]
+
+    def never(conn: Any) -> None:
+        raise AssertionError("the bulk form was given and works: the single function must not run")
+
+    deferreds = [
+        committer.submit(never, bulk=Bulk(handler, "a")),
+        committer.submit(lambda conn: "alone"),
+        committer.submit(never, bulk=Bulk(handler, "refused")),
+        committer.submit(never, bulk=Bulk(handler, "b")),
+    ]
+    results = _results(deferreds)
+    writer.finish(_FakeConnection())
+    writer.finish(_FakeConnection())
+    assert calls == [["a", "refused", "b"]]
+    assert results[0] == "A" and results[1] == "alone" and results[3] == "B"
+    assert results[2].check(ValueError)
+
+
+@pytest.mark.parametrize("fault", ["raises", "wrong count"])
+def test_a_failed_bulk_handler_falls_back_to_each_entrys_own_function(fault: str) -> None:
+    """A handler that raises (or answers for the wrong number of payloads) is rolled back as a whole, and
+    every one of its entries runs its own function in its own savepoint: nothing is lost, nothing doubled."""
+    writer = _ManualWriter()
+    committer = GroupCommitter(writer)
+    committer.submit(lambda conn: None)
+    savepoints: list[str] = []
+
+    class _Recording(_FakeConnection):
+        def begin_nested(self) -> Any:
+            savepoints.append("savepoint")
+            return contextlib.nullcontext()
+
+    def handler(conn: Any, payloads: list[int]) -> list[Outcome]:
+        if fault == "raises":
+            raise RuntimeError("integrity")
+        return [Outcome(value=0)]
+
+    results = _results([committer.submit(lambda conn, n=n: n * 10, bulk=Bulk(handler, n)) for n in (1, 2, 3)])
+    writer.finish(_FakeConnection())
+    writer.finish(_Recording())
+    assert results == [10, 20, 30]
+    assert len(savepoints) == 4  # the handler's, then one per entry
