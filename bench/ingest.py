@@ -71,7 +71,7 @@ def _stored_messages(db_url: str) -> int:
 
 def measure_point(server: servers.Server, message: bytes, connections: int, plan: IngestPlan) -> dict[str, Any]:
     """One server at one point: the client's figures plus the server's peak RSS and CPU."""
-    exact_peak = procmem.reset_peak(server.pid)
+    exact_peak = procmem.reset_tree_peak(server.pid)
     cpu_before = procmem.cpu_snapshot(server.pid)
     load = smtpload.Load(
         "127.0.0.1",
@@ -100,6 +100,8 @@ def measure_point(server: servers.Server, message: bytes, connections: int, plan
         "connections": connections,
         **summary,
         "server_peak_rss_mb": procmem.peak_rss_bytes(server.pid) / 1e6,
+        # The appliance with its delivery workers (each worker's own peak, summed).
+        "server_tree_peak_rss_mb": procmem.tree_peak_rss_bytes(server.pid) / 1e6,
         "peak_rss_since_point": exact_peak,
         "server_cpu_s": round(cpu, 3),
         "server_cpu_main_s": round(cpu_main, 3),

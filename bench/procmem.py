@@ -35,6 +35,20 @@ def reset_peak(pid: int) -> bool:
     return False
 
 
+def reset_tree_peak(pid: int) -> bool:
+    """``reset_peak`` for ``pid`` and each of its live children (the appliance's delivery workers)."""
+    return all([reset_peak(child) for child in child_pids(pid)] + [reset_peak(pid)])
+
+
+def tree_peak_rss_bytes(pid: int) -> int:
+    """The peak RSS of ``pid`` plus those of its live children (a child replaced meanwhile is not counted)."""
+    total = peak_rss_bytes(pid)
+    for child in child_pids(pid):
+        with contextlib.suppress(OSError, LookupError):
+            total += peak_rss_bytes(child)
+    return total
+
+
 def cpu_seconds(pid: int) -> float:
     """User plus system CPU time the process has used (all its threads)."""
     with open(f"/proc/{pid}/stat", encoding="ascii") as stat:

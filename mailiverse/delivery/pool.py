@@ -30,8 +30,10 @@ from typing import IO, Any
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ProcessExitedAlready
+from twisted.internet.interfaces import IPullProducer
 from twisted.internet.protocol import ProcessProtocol
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from mailiverse.contracts import MessageRefused
 from mailiverse.delivery import framing
@@ -43,6 +45,8 @@ from mailiverse.logs import Logger
 log = Logger()
 
 MIB = 1024 * 1024
+#: How much of a message is handed to a worker's pipe at a time.
+FEED_PIECE = MIB
 
 
 class WorkerLost(Exception):
@@ -190,7 +194,10 @@ class _Worker(ProcessProtocol):
         request = {"size": job.size, "cpu_seconds": max(1, int(deadline)), "job": job.job.to_wire()}
         assert self.transport is not None
         self.transport.write(framing.json_frame(framing.JOB, request))
-        self.transport.write(job.raw)
+        # A piece at a time as the pipe drains: one write of the whole message would have the
+        # transport join it into a second copy (a 50 MB message cost 100 MB of resident memory).
+        transport: Any = self.transport  # the process transport is also its stdin pipe's consumer
+        transport.registerProducer(_Feed(transport, job.raw), False)
 
     def kill(self, why: str) -> None:
         self._killed_because = self._killed_because or why
@@ -205,6 +212,33 @@ class _Worker(ProcessProtocol):
         if job is not None and job.timer is not None and job.timer.active():
             job.timer.cancel()
         self.pool._worker_ended(self, job, self._killed_because or _describe_exit(reason))
+
+
+@implementer(IPullProducer)
+class _Feed:
+    """Writes a message into a worker's pipe in pieces of FEED_PIECE bytes, each when the last has drained."""
+
+    def __init__(self, consumer: Any, raw: bytes) -> None:
+        self._consumer: Any = consumer
+        self._view: memoryview | None = memoryview(raw)
+        self._offset = 0
+
+    def resumeProducing(self) -> None:
+        view = self._view
+        if view is None:
+            return
+        piece = view[self._offset : self._offset + FEED_PIECE]
+        self._offset += len(piece)
+        if self._offset >= len(view):
+            self._view = None
+            consumer, self._consumer = self._consumer, None
+            consumer.write(bytes(piece))
+            consumer.unregisterProducer()
+            return
+        self._consumer.write(bytes(piece))
+
+    def stopProducing(self) -> None:
+        self._view = self._consumer = None
 
 
 def _describe_exit(reason: Failure) -> str:

@@ -243,3 +243,34 @@ def test_the_main_process_does_not_grow_with_hostile_messages(appliance: Applian
     assert set(codes) == {250}, codes
     assert after - before < 20 * 1024, f"{before} KiB before, {after} KiB after"
     print(json.dumps({"rss_before_kib": before, "rss_after_kib": after}))
+
+
+def _peak_rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmHWM")
+
+
+def test_a_large_message_is_held_about_once_by_the_main_process(appliance: Appliance) -> None:
+    """A 30 MB message sealed by a worker: the main process's peak RSS grows by well under twice its size
+    (it hands the message to the worker's pipe a piece at a time, never joined into a second copy)."""
+    appliance.add_user("alice")
+    assert appliance.process is not None
+    pid = appliance.process.pid
+    body = b"".join(b"%076d\r\n" % n for n in range(30_000_000 // 78))
+    message = b"From: bob@remote.test\r\nTo: alice@example.org\r\nSubject: large\r\n\r\n" + body
+    session = SmtpSession(appliance.smtp_port, timeout=300)
+    try:
+        session.hello()
+        session.envelope([f"alice@{DOMAIN}"])
+        assert session.send_data(b"small\r\n")[0] == 250  # warm: the first delivery's imports and pools
+        idle = rss_kib(pid)
+        Path(f"/proc/{pid}/clear_refs").write_text("5")
+        session.envelope([f"alice@{DOMAIN}"])
+        assert session.send_data(message)[0] == 250
+    finally:
+        session.close()
+    growth = (_peak_rss_kib(pid) - idle) * 1024
+    assert growth < 1.5 * len(message), f"peak growth {growth / 1e6:.1f} MB for a {len(message) / 1e6:.1f} MB message"
+    assert len(stored(appliance, "alice", "Mail/In/")) == 2
