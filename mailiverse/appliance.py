@@ -25,6 +25,7 @@ from mailiverse.config import ApplianceConfig
 from mailiverse.delivery.isolation import IsolationSettings
 from mailiverse.delivery.pipeline import Delivery
 from mailiverse.delivery.pool import WorkerPool
+from mailiverse.dns import Resolver
 from mailiverse.logs import Logger
 from mailiverse.outbound.service import OutboundConfig, build_outbound, read_password_file
 from mailiverse.smtp.limits import SmtpLimits
@@ -214,6 +215,9 @@ def build_appliance(config: ApplianceConfig, reactor: Any = None) -> MultiServic
         # In a child process: Alembic's ~10 MB never load into the long-running server.
         upgrade_in_child(database.engine, config.db_url)
     config.record()
+    # One resolver, one cache, for every lookup the appliance makes: the outbound MX and the receipt-time checks.
+    resolver = Resolver(config.dns_servers, reactor=reactor)
+    log.info("DNS: lookups go to {servers}", servers=resolver.describe())
     workers = None
     if config.delivery_workers:
         # Room for the message, its twin's pieces and the ciphertext on their way out.
@@ -231,6 +235,9 @@ def build_appliance(config: ApplianceConfig, reactor: Any = None) -> MultiServic
         reactor=reactor,
         default_quota=config.default_quota,
         worker_pool=workers,
+        # the receipt-time checks ask their DNS questions of the appliance's one resolver
+        resolve=resolver.lookup,
+        trusted_arc_sealers=config.trusted_arc_sealers,
     )
 
     root = MultiService()
@@ -267,7 +274,7 @@ def build_appliance(config: ApplianceConfig, reactor: Any = None) -> MultiServic
     add_smtp(config.smtps_selfsigned_endpoints, "self-signed", True)
 
     outbound_service, outbound = build_outbound(
-        _outbound_config(config), database, reactor=reactor, local_delivery=delivery
+        _outbound_config(config), database, reactor=reactor, local_delivery=delivery, resolver=resolver
     )
     outbound_service.setServiceParent(root)
 

@@ -215,6 +215,10 @@ class ApplianceConfig:
     reuse_port: bool = False
     #: ``--log-level``: the appliance's log lines below it are dropped before they are built.
     log_level: LogLevel = DEFAULT_LEVEL
+    #: ``--dns-server``: the (address, port) of each DNS server every lookup asks, in order; empty: the system's.
+    dns_servers: tuple[tuple[str, int], ...] = ()
+    #: ``--trusted-arc-sealer``: ARC sealers whose chain may excuse a DMARC failure (issue 18).
+    trusted_arc_sealers: tuple[str, ...] = ()
 
     def is_local_domain(self, domain: str) -> bool:
         try:

@@ -35,6 +35,8 @@ from mailiverse.config import (
     parse_size,
     with_interface,
 )
+from mailiverse.contracts.addresses import normalise_domain
+from mailiverse.dns.servers import Server, parse_server
 from mailiverse.logs import DEFAULT_LEVEL, set_level
 
 LOG_LEVELS = tuple(level.name for level in LogLevel.iterconstants())
@@ -138,6 +140,8 @@ class Options(usage.Options):
         self["web-plain"] = []
         self["acme-http"] = []
         self["trusted-proxy"] = []
+        self["dns-server"] = []
+        self["trusted-arc-sealer"] = []
 
     def opt_domain(self, name: str) -> None:
         """A mail domain served by this appliance (repeatable)."""
@@ -166,6 +170,15 @@ class Options(usage.Options):
     def opt_trusted_proxy(self, network: str) -> None:
         """CIDR of a TLS proxy in front of --web-plain whose X-Forwarded-For/Forwarded are believed (repeatable)."""
         self["trusted-proxy"].append(network)
+
+    def opt_dns_server(self, server: str) -> None:
+        """DNS server ADDRESS[:PORT] asked for every lookup: SPF, DKIM, DMARC, DNSBLs, outbound MX (repeatable, in
+        order; port 53 by default; an IPv6 address with a port as [ADDRESS]:PORT; default: the system's resolvers)."""
+        self["dns-server"].append(server)
+
+    def opt_trusted_arc_sealer(self, domain: str) -> None:
+        """Domain of an ARC sealer (a mailing list, a forwarder) whose chain may excuse a DMARC failure (repeatable)."""
+        self["trusted-arc-sealer"].append(domain)
 
     def opt_acme_http(self, endpoint: str) -> None:
         """Plain-HTTP endpoint answering ACME HTTP-01 challenges and redirecting to HTTPS (repeatable)."""
@@ -277,6 +290,39 @@ def _reuse_port(options: Any, listeners: tuple[str, ...]) -> bool:
     return True
 
 
+MAX_DNS_SERVERS = 8
+
+
+def _trusted_arc_sealers(options: Any) -> tuple[str, ...]:
+    """The --trusted-arc-sealer domains, normalised, each once."""
+    sealers: list[str] = []
+    for value in options["trusted-arc-sealer"]:
+        try:
+            domain = normalise_domain(value)
+        except ValueError:
+            raise ConfigError(f"--trusted-arc-sealer {value!r} is not a domain name") from None
+        if domain not in sealers:
+            sealers.append(domain)
+    return tuple(sealers)
+
+
+def _dns_servers(options: Any) -> tuple[Server, ...]:
+    """The --dns-server values, checked, in order, each once."""
+    servers: list[Server] = []
+    for value in options["dns-server"]:
+        try:
+            servers.append(parse_server(value))
+        except ValueError as e:
+            raise ConfigError(f"--dns-server {e}") from None
+    unique = tuple(dict.fromkeys(servers))
+    if len(unique) > MAX_DNS_SERVERS:
+        raise ConfigError(
+            f"--dns-server is given {len(unique)} times; at most {MAX_DNS_SERVERS} servers share a lookup's "
+            "5 s, so name the few nearest ones"
+        )
+    return unique
+
+
 def _outbound_settings(options: Any) -> dict[str, Any]:
     mode = options["outbound"]
     if mode not in ("off", "direct", "smarthost"):
@@ -370,6 +416,8 @@ def build_config(options: Any) -> ApplianceConfig:
         delivery_workers=_workers(options),
         reuse_port=_reuse_port(options, listeners),
         log_level=LogLevel.levelWithName(_choice(options, "log-level", LOG_LEVELS)),
+        dns_servers=_dns_servers(options),
+        trusted_arc_sealers=_trusted_arc_sealers(options),
     )
 
 

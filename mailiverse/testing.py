@@ -12,7 +12,16 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from zope.interface import implementer
 
-from mailiverse.contracts import INBOX_FOLDER, SENT_FOLDER, IInbox, IOutbound, ISpooled, MailboxFull, Recipient
+from mailiverse.contracts import (
+    INBOX_FOLDER,
+    SENT_FOLDER,
+    Envelope,
+    IInbox,
+    IOutbound,
+    ISpooled,
+    MailboxFull,
+    Recipient,
+)
 from mailiverse.tls import Issuer, build_certificate
 
 
@@ -24,6 +33,8 @@ class DeliveredMessage:
     mail_from: str
     recipients: tuple[Recipient, ...]
     folder: str = INBOX_FOLDER
+    #: How the message arrived from outside (None for mail of a logged-in user); kept, never judged.
+    envelope: Envelope | None = None
 
 
 class DeliveryFailed(Exception):
@@ -64,13 +75,18 @@ class MemoryInbox:
         return Recipient(address=f"{local.lower()}@{domain.lower()}", user=user, over_quota=user in self.full)
 
     async def deliver(
-        self, message: ISpooled, mail_from: str, recipients: list[Recipient], folder: str = INBOX_FOLDER
+        self,
+        message: ISpooled,
+        mail_from: str,
+        recipients: list[Recipient],
+        folder: str = INBOX_FOLDER,
+        envelope: Envelope | None = None,
     ) -> str:
         if self.fail:
             raise DeliveryFailed("delivery refused by MemoryInbox(fail=True)")
         if folder != SENT_FOLDER and any(r.user in self.full for r in recipients):
             raise MailboxFull("the message would take a recipient's mailbox past its quota")
-        self.delivered.append(DeliveredMessage(message.read_all(), mail_from, tuple(recipients), folder))
+        self.delivered.append(DeliveredMessage(message.read_all(), mail_from, tuple(recipients), folder, envelope))
         return f"{folder}/{len(self.delivered)}"
 
 

@@ -2,7 +2,7 @@
 
 Front ends (SMTP, the web API, the legacy protocol), delivery, the submission service, the
 outbound queue and the client all import what they share from here: the interfaces
-(``IInbox``, ``IOutbound``, ``IBodyGate``), the value types (``Recipient``, ``BodyAllowance``), the
+(``IInbox``, ``IOutbound``, ``IBodyGate``), the value types (``Recipient``, ``Envelope``, ``BodyAllowance``), the
 address and domain rule, and the store-path rule. Nothing here imports another ``mailiverse``
 package (checked in CI, see docs/architecture.md).
 """
@@ -25,11 +25,14 @@ from mailiverse.contracts.bodies import (
 from mailiverse.contracts.mail import (
     INBOX_FOLDER,
     SENT_FOLDER,
+    SPAM_FOLDER,
+    Envelope,
     IInbox,
     IOutbound,
     ISpooled,
     MailboxFull,
     MessageRefused,
+    MessageRejected,
     Recipient,
 )
 from mailiverse.contracts.paths import InvalidPath, prefix_upper_bound, validate_path, validate_prefix
@@ -40,8 +43,10 @@ __all__ = [
     "INBOX_FOLDER",
     "MAX_ADDRESS_LENGTH",
     "SENT_FOLDER",
+    "SPAM_FOLDER",
     "Allowance",
     "BodyAllowance",
+    "Envelope",
     "IBodyGate",
     "IInbox",
     "IOutbound",
@@ -51,6 +56,7 @@ __all__ = [
     "InvalidPath",
     "MailboxFull",
     "MessageRefused",
+    "MessageRejected",
     "Recipient",
     "normalise_address",
     "normalise_domain",

@@ -4,6 +4,8 @@ The SMTP receiver, the submission service and the legacy protocol hand mail to a
 (the delivery pipeline is the one real provider); the submission service hands mail for other
 domains to an ``IOutbound`` (the persistent outbound queue). A message travels as an ``ISpooled``:
 the spool's ``SpooledMessage`` is one, so no front end needs to import the spool's internals.
+A message that came from outside over SMTP travels with its ``Envelope``, which asks the inbox to
+judge where it came from (SPF, DKIM, DMARC, ARC) before storing it.
 """
 
 from __future__ import annotations
@@ -17,6 +19,10 @@ from zope.interface import Interface
 #: The store folder of received mail, and of the sender's own copy of what they sent (docs/protocol.md §2.4).
 INBOX_FOLDER = "Mail/In"
 SENT_FOLDER = "Mail/Sent"
+#: Where received mail that failed its checks goes (DMARC ``p=quarantine``): a folder the original
+#: client never lists. Accounts that original clients read (envelope v1) keep such mail in ``Mail/In``,
+#: marked in its twin.
+SPAM_FOLDER = "Mail/Spam"
 
 
 class ISpooled(Protocol):
@@ -66,6 +72,39 @@ class MessageRefused(Exception):
     repeatedly); nothing was stored. Permanent: SMTP 554 5.6.0."""
 
 
+class MessageRejected(Exception):
+    """The message was judged and refused by policy (its authenticity); nothing was stored.
+
+    ``code`` and ``enhanced`` are the SMTP reply to give (``550 5.7.1`` for good, ``451 4.7.0`` to
+    try again later), ``text`` a fixed, plain-ASCII sentence the sender may read: never anything
+    taken from the message.
+    """
+
+    def __init__(self, code: int, enhanced: str, text: str) -> None:
+        super().__init__(f"{code} {enhanced} {text}")
+        self.code = code
+        self.enhanced = enhanced
+        self.text = text
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """How a message arrived from outside, unauthenticated, on an MX listener: what judging it needs.
+
+    ``client_ip`` is the connecting address, ``helo`` the name it greeted with, ``mail_from`` the
+    reverse path ("" for a bounce). ``authserv_id`` is the appliance's host name, which names its
+    ``Authentication-Results`` header; ``local_domains`` are the domains it serves: mail claiming
+    one of them in its From is refused, since their users send only through the logged-in paths.
+    Mail from those paths carries no envelope and is not judged.
+    """
+
+    client_ip: str
+    helo: str
+    mail_from: str
+    authserv_id: str
+    local_domains: tuple[str, ...]
+
+
 class IInbox(Interface):
     """Where mail for local users goes: resolve an address, then store a message durably."""
 
@@ -73,11 +112,19 @@ class IInbox(Interface):
         """Look up a local address (served domain already checked); ``None`` means no such user."""
 
     def deliver(
-        message: ISpooled, mail_from: str, recipients: list[Recipient], folder: str = INBOX_FOLDER
+        message: ISpooled,
+        mail_from: str,
+        recipients: list[Recipient],
+        folder: str = INBOX_FOLDER,
+        envelope: Envelope | None = None,
     ) -> Awaitable[str]:
         """Store ``message`` durably in ``folder`` of every recipient; only then return its path there
         (raise on failure: ``MailboxFull`` when it would take a recipient past the quota, and then
-        nothing is stored for any recipient; ``MessageRefused`` when the message can never be stored)."""
+        nothing is stored for any recipient; ``MessageRefused`` when the message can never be stored).
+
+        With an ``envelope`` (mail from outside) the message is judged first: ``MessageRejected``
+        when the policy refuses it (nothing stored), and mail that fails DMARC under
+        ``p=quarantine`` is filed in ``SPAM_FOLDER`` instead of ``folder``."""
 
 
 class IOutbound(Interface):
@@ -94,10 +141,13 @@ class IOutbound(Interface):
 __all__ = [
     "INBOX_FOLDER",
     "SENT_FOLDER",
+    "SPAM_FOLDER",
+    "Envelope",
     "IInbox",
     "IOutbound",
     "ISpooled",
     "MailboxFull",
     "MessageRefused",
+    "MessageRejected",
     "Recipient",
 ]

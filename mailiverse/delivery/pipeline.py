@@ -8,6 +8,11 @@ the pool (``delivery/pool.py``) when the appliance has one (``--workers N``),
 else on a thread of this process.  Lookups, the quota and the commit stay here.
 ``deliver`` returns only after that transaction is durably committed, which is
 what lets the SMTP layer answer 250.
+
+Mail from outside (an ``Envelope``) is judged in the same place, before it is
+sealed (``delivery/judge.py``): the DNS questions of the judge are answered here
+with ``resolve``; a refused message raises ``MessageRejected`` and nothing is
+sealed or stored; a quarantined one goes to ``SPAM_FOLDER``.
 """
 
 from __future__ import annotations
@@ -21,17 +26,31 @@ from pathlib import Path
 from typing import IO, Any
 
 from twisted.internet.defer import Deferred
-from twisted.internet.threads import deferToThreadPool
+from twisted.internet.threads import blockingCallFromThread, deferToThreadPool
 from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 from zope.interface import implementer
 
 from mailiverse.config import DEFAULT_QUOTA_BYTES
-from mailiverse.contracts import INBOX_FOLDER, SENT_FOLDER, IInbox, ISpooled, MailboxFull, Recipient, split_address
+from mailiverse.contracts import (
+    INBOX_FOLDER,
+    SENT_FOLDER,
+    SPAM_FOLDER,
+    Envelope,
+    IInbox,
+    ISpooled,
+    MailboxFull,
+    MessageRejected,
+    Recipient,
+    split_address,
+)
+from mailiverse.delivery.dnschannel import DnsReply, Enquirer
 from mailiverse.delivery.encrypt import IN_MEMORY, read_chunks
+from mailiverse.delivery.enquiries import Answerer, Resolve
 from mailiverse.delivery.naming import mail_paths, new_key_base
 from mailiverse.delivery.pool import WorkerPool, content_digest
-from mailiverse.delivery.sealing import SealedMeta, SealJob, seal_message
+from mailiverse.delivery.sealing import SealedMeta, SealJob, files_spam, seal_message
+from mailiverse.delivery.verdicts import Judgement, JudgeRequest
 from mailiverse.logs import Logger
 from mailiverse.mime.limits import Limits
 from mailiverse.store.db import Database
@@ -54,6 +73,15 @@ log = Logger()
 
 class DeliveryError(Exception):
     """A message could not be stored; the sender should try again later."""
+
+
+#: The SMTP reply to a message the judgement refuses, by its reason: the appliance's own words,
+#: never the worker's.
+_REFUSALS = {
+    "local-domain": (550, "5.7.1", "Mail from a local domain is accepted only from its logged-in users"),
+    "dmarc-reject": (550, "5.7.1", "Message refused by the DMARC policy of the sender's domain"),
+    "dns": (451, "4.7.0", "Temporary DNS failure checking the sender; try again later"),
+}
 
 
 @dataclass
@@ -87,7 +115,12 @@ class Delivery:
         now_ms: Callable[[], int] | None = None,
         default_quota: int = DEFAULT_QUOTA_BYTES,
         worker_pool: WorkerPool | None = None,
+        resolve: Resolve | None = None,
+        trusted_arc_sealers: tuple[str, ...] = (),
     ) -> None:
+        """``resolve`` answers the judge's DNS questions (without it only the local-domain rule is
+        applied to mail from outside); ``trusted_arc_sealers`` are the ARC sealers whose chain may
+        vouch for a message that fails DMARC."""
         if reactor is None:
             from twisted.internet import reactor as default_reactor
 
@@ -100,6 +133,8 @@ class Delivery:
         self._now_ms = now_ms or (lambda: int(time.time() * 1000))
         self._default_quota = default_quota
         self._workers = worker_pool
+        self._resolve = resolve
+        self._trusted_arc_sealers = tuple(sealer.lower() for sealer in trusted_arc_sealers)
         # RCPT TO under load: lookups asked meanwhile share one thread hop and one query.
         self._accounts: CoalescedLookup[str, User] = CoalescedLookup(
             lambda fetch_txn, names: Deferred.fromCoroutine(database.run(fetch_txn, names)), get_users_txn
@@ -126,7 +161,12 @@ class Delivery:
         return Recipient(address=f"{local}@{parts[1].lower()}", user=user.name, account=user, over_quota=full)
 
     async def deliver(
-        self, message: ISpooled, mail_from: str, recipients: list[Recipient], folder: str = INBOX_FOLDER
+        self,
+        message: ISpooled,
+        mail_from: str,
+        recipients: list[Recipient],
+        folder: str = INBOX_FOLDER,
+        envelope: Envelope | None = None,
     ) -> str:
         """Seal ``message`` to every recipient's key and file it in ``folder``; after the durable commit, its path.
 
@@ -134,22 +174,36 @@ class Delivery:
         copy in ``Mail/Sent`` through the same sealing. A delivery that would take any recipient
         past the quota raises MailboxFull and stores nothing for anyone. The Sent copy is counted
         but never refused: the message has left by then (the submission service refuses a sender
-        whose mailbox is full beforehand).
+        whose mailbox is full beforehand). Mail from outside (``envelope``) is judged first:
+        MessageRejected when it is refused; filed in ``SPAM_FOLDER`` when it is quarantined (for
+        accounts whose clients read it there).
         """
         users = await self._users_of(recipients)
         now_ms = self._now_ms()
         key_base = new_key_base(now_ms)
         original_path, twin_path = mail_paths(key_base, folder)
+        judge = None if envelope is None else self._judge_request(envelope)
         job = SealJob(
             original_path=original_path,
             twin_path=twin_path,
             now_ms=now_ms,
             keys=tuple((user.envelope_format, user.public_key) for user in users),
             limits=self._mime_limits,
+            judge=judge,
+            spam_original_path="" if judge is None else mail_paths(key_base, SPAM_FOLDER)[0],
         )
         objects, meta = await self._seal(message, job)
-        paths = (original_path, twin_path)
-        sealed = [_Sealed(users[i // 2].id, paths[i % 2], body) for i, body in enumerate(objects)]
+        judgement = meta.judgement
+        if judgement is not None and judgement.refused:
+            raise self._refusal(judgement, meta)
+        quarantined = judgement is not None and judgement.quarantined
+        if quarantined:
+            log.info("message {key_base} ({size} bytes) quarantined by DMARC policy", key_base=key_base, size=meta.size)
+        sealed = []
+        for i, body in enumerate(objects):
+            user = users[i // 2]
+            filed = SPAM_FOLDER if quarantined and files_spam(user.envelope_format) else folder
+            sealed.append(_Sealed(user.id, mail_paths(key_base, filed)[i % 2], body))
         default_quota = None if folder == SENT_FOLDER else self._default_quota
         request = _StoreRequest(users, sealed, now_ms, default_quota, [item.size for item in sealed])
         try:
@@ -176,7 +230,29 @@ class Delivery:
             sender_domain=meta.sender_domain or "an unnamed domain",
             count=len(users),
         )
-        return mail_paths(key_base, folder)[0]
+        return sealed[0].path if sealed else mail_paths(key_base, folder)[0]
+
+    def _judge_request(self, envelope: Envelope) -> JudgeRequest:
+        return JudgeRequest(
+            client_ip=envelope.client_ip,
+            helo=envelope.helo,
+            mail_from=envelope.mail_from,
+            authserv_id=envelope.authserv_id,
+            local_domains=envelope.local_domains,
+            trusted_arc_sealers=self._trusted_arc_sealers,
+            dns=self._resolve is not None,
+        )
+
+    @staticmethod
+    def _refusal(judgement: Judgement, meta: SealedMeta) -> MessageRejected:
+        code, enhanced, text = _REFUSALS.get(judgement.reason, _REFUSALS["dns"])
+        log.info(
+            "message ({size} bytes) refused with {code}: {reason}",
+            size=meta.size,
+            code=code,
+            reason=judgement.reason or "no reason given",
+        )
+        return MessageRejected(code, enhanced, text)
 
     async def _users_of(self, recipients: list[Recipient]) -> list[User]:
         """Each distinct recipient's account: as ``resolve`` found it, or looked up for other recipients."""
@@ -193,8 +269,11 @@ class Delivery:
     async def _seal(self, message: ISpooled, job: SealJob) -> tuple[list[IO[bytes]], SealedMeta]:
         """Per recipient, the sealed original and twin, rewound: in a worker process, or on a thread."""
         if self._workers is None:
+            answerer = None
+            if job.judge is not None and self._resolve is not None:
+                answerer = Answerer(self._resolve, self._reactor)
             result: tuple[list[IO[bytes]], SealedMeta] = await deferToThreadPool(
-                self._reactor, self._pool, self._seal_here, message, job
+                self._reactor, self._pool, self._seal_here, message, job, answerer
             )
             return result
         # A message that never spilled is in memory already; one that did is read (and decrypted)
@@ -203,17 +282,34 @@ class Delivery:
             raw, digest = _read_and_digest(message)
         else:
             raw, digest = await deferToThreadPool(self._reactor, self._pool, _read_and_digest, message)
-        return await self._workers.seal(raw, job, digest)
+        return await self._workers.seal(raw, job, digest, self._resolve)
 
-    def _seal_here(self, message: ISpooled, job: SealJob) -> tuple[list[IO[bytes]], SealedMeta]:
+    def _seal_here(
+        self, message: ISpooled, job: SealJob, answerer: Answerer | None = None
+    ) -> tuple[list[IO[bytes]], SealedMeta]:
+        """On a delivery thread: the judge's DNS questions wait here for the reactor's answers."""
+        enquirer = None
+        if answerer is not None:
+
+            def ask(name: str, rtype: str) -> DnsReply:
+                answer: dict[str, Any] = blockingCallFromThread(
+                    self._reactor, _answer_on_reactor, answerer, name, rtype
+                )
+                return DnsReply.from_wire(answer, rtype)
+
+            enquirer = Enquirer(ask)
         sink = _SpooledSink(self._tmp_dir)
         try:
-            meta = seal_message(message.read_all(), job, sink)
+            meta = seal_message(message.read_all(), job, sink, enquirer)
         except BaseException:
             for item in sink.objects:
                 item.close()
             raise
         return sink.objects, meta
+
+
+def _answer_on_reactor(answerer: Answerer, name: str, rtype: str) -> Deferred[dict[str, Any]]:
+    return Deferred.fromCoroutine(answerer.answer(name, rtype))
 
 
 def _read_and_digest(message: ISpooled) -> tuple[bytes, bytes]:

@@ -14,6 +14,11 @@ content (never the content), for the last ``remember`` such messages.
 A worker is retired after ``max_jobs`` messages (its input closed, it exits when done) and a fresh
 one takes its place: whatever a message might have left behind in a worker (memory it grew, or a
 foothold, should one ever defeat the parser) lasts for at most that many later messages.
+
+A worker judging a message asks its DNS questions here (``ENQUIRY`` frames), one at a time; the
+message's ``Answerer`` (``delivery/enquiries.py``) answers them with the resolver the caller gave.
+A worker that asks when its message is not judged, while a question is open, or more than
+``MAX_ENQUIRIES`` times breaks the protocol: it is killed like any other.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ from zope.interface import implementer
 from mailiverse.contracts import MessageRefused
 from mailiverse.delivery import framing
 from mailiverse.delivery.encrypt import IN_MEMORY
+from mailiverse.delivery.enquiries import Answerer, Resolve
 from mailiverse.delivery.isolation import IsolationSettings
 from mailiverse.delivery.sealing import SealedMeta, SealJob
 from mailiverse.logs import Logger
@@ -79,6 +85,9 @@ class _Job:
     current: IO[bytes] | None = None
     received: int = 0
     timer: Any = None
+    #: Answers the message's DNS questions; None when the worker may ask none.
+    answerer: Answerer | None = None
+    asking: bool = False
 
     def discard(self) -> None:
         for item in self.objects:
@@ -148,8 +157,10 @@ class _Worker(ProcessProtocol):
             self.pool._worker_ready(self)
             return True
         job = self.job
-        if job is None:
-            return False
+        if job is None or job.asking:
+            return False  # a worker waiting for an answer sends nothing else
+        if tag == framing.ENQUIRY:
+            return self._enquiry(job, payload)
         if tag == framing.CHUNK:
             job.received += len(payload)
             if job.received > self.pool.output_cap(job):
@@ -166,9 +177,12 @@ class _Worker(ProcessProtocol):
             job.current = None
             return len(job.objects) <= 2 * len(job.job.keys)
         if tag == framing.RESULT:
-            if len(job.objects) != 2 * len(job.job.keys) or job.current is not None:
-                return False
             meta = SealedMeta.from_wire(json.loads(payload))
+            if (meta.judgement is None) != (job.job.judge is None):
+                return False
+            refused = meta.judgement is not None and meta.judgement.refused
+            if len(job.objects) != (0 if refused else 2 * len(job.job.keys)) or job.current is not None:
+                return False
             self._finish(job)
             self.pool._succeeded(job, self)
             job.done.callback((job.objects, meta))
@@ -182,6 +196,23 @@ class _Worker(ProcessProtocol):
             return True
         return False
 
+    def _enquiry(self, job: _Job, payload: bytes) -> bool:
+        """Answer a DNS question of the job's worker; False (a protocol break) when it may not ask."""
+        answerer = job.answerer
+        if answerer is None or not answerer.may_ask() or job.objects or job.current is not None:
+            return False
+        name, rtype = framing.enquiry(payload)
+        job.asking = True
+        Deferred.fromCoroutine(answerer.answer(name, rtype)).addCallback(self._answer, job)
+        return True
+
+    def _answer(self, answer: dict[str, Any], job: _Job) -> None:
+        job.asking = False
+        if self.job is not job or self._killed_because:
+            return  # the worker is gone or gave up on the message meanwhile
+        assert self.transport is not None
+        self.transport.write(framing.json_frame(framing.ANSWER, answer))
+
     def _finish(self, job: _Job) -> None:
         if job.timer is not None and job.timer.active():
             job.timer.cancel()
@@ -190,8 +221,10 @@ class _Worker(ProcessProtocol):
 
     def start(self, job: _Job, deadline: float) -> None:
         self.job = job
-        job.timer = self.pool.reactor.callLater(deadline, self.kill, "missed its deadline")
         request = {"size": job.size, "cpu_seconds": max(1, int(deadline)), "job": job.job.to_wire()}
+        if job.answerer is not None:
+            deadline += framing.DNS_BUDGET_SECONDS  # waiting for answers costs the worker no CPU time
+        job.timer = self.pool.reactor.callLater(deadline, self.kill, "missed its deadline")
         assert self.transport is not None
         self.transport.write(framing.json_frame(framing.JOB, request))
         # A piece at a time as the pipe drains: one write of the whole message would have the
@@ -312,11 +345,15 @@ class WorkerPool(Service):
         workdir = tempfile.mkdtemp(prefix="mailiverse-worker-")
         worker = _Worker(self, workdir)
         self._workers.add(worker)
-        argv = [sys.executable, "-I", "-m", "mailiverse.delivery.worker", json.dumps(asdict(self.settings))]
+        argv = self.worker_argv()
         env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
         self.reactor.spawnProcess(
             worker, sys.executable, argv, env=env, path=workdir, childFDs={0: "w", 1: "r", 2: "r"}
         )
+
+    def worker_argv(self) -> list[str]:
+        """The command line of a worker process (a test's pool may run a misbehaving one instead)."""
+        return [sys.executable, "-I", "-m", "mailiverse.delivery.worker", json.dumps(asdict(self.settings))]
 
     def _worker_ready(self, worker: _Worker) -> None:
         self._start_failures = 0
@@ -378,11 +415,15 @@ class WorkerPool(Service):
     def deadline(self, size: int) -> float:
         return self.deadline_seconds + self.deadline_per_mib * size / MIB
 
-    async def seal(self, raw: bytes, job: SealJob, digest: bytes | None = None) -> tuple[list[IO[bytes]], SealedMeta]:
-        """The sealed objects of ``raw`` (per recipient: original, twin), rewound.
+    async def seal(
+        self, raw: bytes, job: SealJob, digest: bytes | None = None, resolve: Resolve | None = None
+    ) -> tuple[list[IO[bytes]], SealedMeta]:
+        """The sealed objects of ``raw`` (per recipient: original, twin), rewound; none when the worker's
+        judgement refuses the message (``SealedMeta.judgement``).
 
         ``digest`` is ``content_digest(raw)`` when the caller computed it already (off the reactor
-        thread, for a large message). Raises WorkerLost (try again later) or MessageRefused (never).
+        thread, for a large message). ``resolve`` answers the DNS questions of a judged message
+        (``job.judge`` with ``dns``). Raises WorkerLost (try again later) or MessageRefused (never).
         """
         if digest is None:
             digest = content_digest(raw)
@@ -391,6 +432,8 @@ class WorkerPool(Service):
         if self._stopping:
             raise WorkerLost("the appliance is stopping")
         pending = _Job(raw, job, digest, len(raw))
+        if job.judge is not None and job.judge.dns and resolve is not None:
+            pending.answerer = Answerer(resolve, self.reactor)
         self._waiting.append(pending)
         timer = self.reactor.callLater(self.queue_seconds, self._queue_timeout, pending)
         self._dispatch()

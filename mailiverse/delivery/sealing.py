@@ -1,8 +1,10 @@
 """The CPU work of one delivery as a pure function: message bytes and public keys in, sealed objects out.
 
-MIME parse, the JSON twin, zlib and each recipient's envelope. Nothing here reaches a database,
-a configuration or a private key, so a delivery worker process (``delivery/worker.py``) runs it on
-hostile input with nothing worth stealing; with ``--workers 0`` the appliance runs it on a thread.
+Judging where a message came from when it is asked to (``delivery/judge.py``: its only way out is
+the DNS questions of its ``Enquirer``), then the MIME parse, the JSON twin, zlib and each recipient's
+envelope. Nothing here reaches a database, a configuration or a private key, so a delivery worker
+process (``delivery/worker.py``) runs it on hostile input with nothing worth stealing; with
+``--workers 0`` the appliance runs it on a thread.
 """
 
 from __future__ import annotations
@@ -12,16 +14,26 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import IO, Any, Protocol
 
+from mailiverse.contracts import normalise_domain
 from mailiverse.crypto.keys import load_public_key
 from mailiverse.delivery.compression import choose_strategy
+from mailiverse.delivery.dnschannel import Enquirer
 from mailiverse.delivery.encrypt import seal_into
+from mailiverse.delivery.judge import judge
+from mailiverse.delivery.policy import as_displayed
+from mailiverse.delivery.resultsheader import restamp, results_header
+from mailiverse.delivery.verdicts import Judgement, JudgeRequest, plain_name
 from mailiverse.mime.limits import Limits
 from mailiverse.mime.twin import convert_document, iter_twin
 
 
 @dataclass(frozen=True)
 class SealJob:
-    """What sealing one message needs besides its bytes: object paths, time, and each recipient's key."""
+    """What sealing one message needs besides its bytes: object paths, time, and each recipient's key.
+
+    With ``judge`` the message is judged first; ``spam_original_path`` is then where the original goes
+    for the recipients whose mail a failed DMARC quarantine sends to the spam folder (``files_spam``).
+    """
 
     original_path: str
     twin_path: str
@@ -29,6 +41,8 @@ class SealJob:
     #: (envelope format, public key as stored), one per recipient, in delivery order.
     keys: tuple[tuple[str, bytes], ...]
     limits: Limits
+    judge: JudgeRequest | None = None
+    spam_original_path: str = ""
 
     def to_wire(self) -> dict[str, Any]:
         """The job as JSON-able values (keys as Latin-1 text, which maps every byte)."""
@@ -38,6 +52,8 @@ class SealJob:
             "now_ms": self.now_ms,
             "keys": [[fmt, key.decode("latin-1")] for fmt, key in self.keys],
             "limits": asdict(self.limits),
+            "judge": None if self.judge is None else self.judge.to_wire(),
+            "spam_original_path": self.spam_original_path,
         }
 
     @classmethod
@@ -48,23 +64,37 @@ class SealJob:
             now_ms=int(value["now_ms"]),
             keys=tuple((str(fmt), str(key).encode("latin-1")) for fmt, key in value["keys"]),
             limits=Limits(**value["limits"]),
+            judge=None if value.get("judge") is None else JudgeRequest.from_wire(value["judge"]),
+            spam_original_path=str(value.get("spam_original_path", "")),
         )
+
+
+def files_spam(envelope_format: str) -> bool:
+    """Whether quarantined mail of an account goes to its spam folder: not for v1 accounts, whose original
+    clients list only ``Mail/In`` (there the twin's ``authentication`` member marks it)."""
+    return envelope_format != "v1"
 
 
 @dataclass(frozen=True)
 class SealedMeta:
-    """What the main process learns about the message besides the ciphertext (for its debug log).
+    """What the main process learns about the message besides the ciphertext.
 
-    The size, and the domain of the sender as the twin names it (From, else Sender): not the
-    address, and nothing of the content. From a worker it is hostile output: ``from_wire`` keeps
-    a domain only if it is plain DNS characters, so it cannot forge a log line.
+    The size, and the domain of the sender as the twin names it (From, else Sender), for its debug
+    log: not the address, and nothing of the content. For a judged message, the ``judgement``: when
+    it refuses the message, no object was sealed. From a worker it is hostile output: ``from_wire``
+    keeps a domain only if it is plain DNS characters and a judgement only of known words, so it
+    cannot forge a log line or a reply.
     """
 
     size: int
     sender_domain: str = ""
+    judgement: Judgement | None = None
 
     def to_wire(self) -> dict[str, Any]:
-        return {"size": self.size, "sender_domain": self.sender_domain}
+        wire: dict[str, Any] = {"size": self.size, "sender_domain": self.sender_domain}
+        if self.judgement is not None:
+            wire["judgement"] = self.judgement.to_wire()
+        return wire
 
     @classmethod
     def from_wire(cls, value: object) -> SealedMeta:
@@ -73,27 +103,45 @@ class SealedMeta:
         size = value.get("size")
         if isinstance(size, bool) or not isinstance(size, int) or size < 0:
             raise ValueError("a sealed message's size is a whole number")
-        return cls(size=size, sender_domain=_plain_domain(value.get("sender_domain")))
+        judgement = value.get("judgement")
+        return cls(
+            size=size,
+            sender_domain=plain_name(value.get("sender_domain")),
+            judgement=None if judgement is None else Judgement.from_wire(judgement),
+        )
 
 
-_DOMAIN_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789.-")
+def _from_addresses(twin: dict[str, Any]) -> list[str]:
+    """The twin's From (else Sender) addresses as text ("" for one it could not decode)."""
+    try:
+        entries = list(twin["addresses"]["from"])
+    except (KeyError, TypeError):
+        return []
+    addresses = []
+    for entry in entries:
+        try:
+            addresses.append(base64.b64decode(entry["email"]).decode("utf-8"))
+        except (KeyError, TypeError, ValueError):
+            addresses.append("")
+    return addresses
 
 
-def _plain_domain(value: object) -> str:
-    """``value`` lower-cased if it looks like a DNS name (at most 253 letters, digits, dots, hyphens), else ""."""
-    if not isinstance(value, str) or not 0 < len(value) <= 253:
-        return ""
-    domain = value.lower()
-    return domain if set(domain) <= _DOMAIN_CHARACTERS else ""
+def displayed_domains(twin: dict[str, Any]) -> list[str]:
+    """The domain of each From the clients will show, in A-label form where it is a valid name."""
+    domains = []
+    for address in _from_addresses(twin):
+        domain = address.rpartition("@")[2].strip().rstrip(".").lower()
+        try:
+            domains.append(normalise_domain(domain))
+        except ValueError:
+            domains.append(domain)
+    return domains
 
 
 def sender_domain(twin: dict[str, Any]) -> str:
     """The domain of the twin's first From (else Sender) address, or "" when it has none usable."""
-    try:
-        email = base64.b64decode(twin["addresses"]["from"][0]["email"]).decode("utf-8")
-    except (KeyError, IndexError, TypeError, ValueError):
-        return ""
-    return _plain_domain(email.rpartition("@")[2])
+    addresses = _from_addresses(twin)
+    return plain_name(addresses[0].rpartition("@")[2]) if addresses else ""
 
 
 class ObjectSink(Protocol):
@@ -106,24 +154,46 @@ class ObjectSink(Protocol):
         """The object written to ``out`` is complete."""
 
 
-def seal_message(raw: bytes, job: SealJob, sink: ObjectSink) -> SealedMeta:
-    """Write ``2 × len(job.keys)`` sealed objects to ``sink``: zlib(original) and zlib(twin) per recipient."""
+def seal_message(raw: bytes, job: SealJob, sink: ObjectSink, enquirer: Enquirer | None = None) -> SealedMeta:
+    """Write ``2 × len(job.keys)`` sealed objects to ``sink``: zlib(original) and zlib(twin) per recipient.
+
+    A judged message (``job.judge``) is judged first, asking its DNS questions of ``enquirer``; when
+    the judgement refuses it, nothing is written. Otherwise the stored original gets our
+    ``Authentication-Results`` header and the twin an ``authentication`` member.
+    """
+    size = len(raw)
+    judgement = None
+    if job.judge is not None:
+        judgement = judge(raw, job.judge, enquirer)
+        if judgement.refused:
+            return SealedMeta(size=size, judgement=judgement)
+        if judgement.results:
+            raw = restamp(raw, job.judge.authserv_id, results_header(job.judge.authserv_id, judgement.results))
     # The document refers to the raw bytes instead of copying attachment bodies, and its JSON text
     # is encrypted batch by batch: the message exists in memory about once.
+    # Every stored twin's HTML is made safe (mime/safehtml.py); the original stays as it came.
     twin = convert_document(
-        raw, original_path=job.original_path, written_ms=job.now_ms, limits=job.limits, streamed=True
+        raw, original_path=job.original_path, written_ms=job.now_ms, limits=job.limits, streamed=True, safe_html=True
     )
+    if job.judge is not None and judgement is not None:
+        judgement = as_displayed(judgement, displayed_domains(twin), job.judge)
+        if judgement.refused:
+            return SealedMeta(size=size, sender_domain=sender_domain(twin), judgement=judgement)
+        if judgement.results:
+            twin["authentication"] = judgement.twin_member()
     strategy = choose_strategy(raw)  # one choice for both objects: the twin carries the same text
     view = memoryview(raw)
     for fmt, key in job.keys:
         public_key = load_public_key(key)
+        if judgement is not None and judgement.quarantined:
+            twin["original"] = job.spam_original_path if files_spam(fmt) else job.original_path
         out = sink.begin()
         seal_into(out, fmt, public_key, _pieces(view), strategy)
         sink.end(out)
         out = sink.begin()
         seal_into(out, fmt, public_key, iter_twin(twin), strategy)
         sink.end(out)
-    return SealedMeta(size=len(raw), sender_domain=sender_domain(twin))
+    return SealedMeta(size=size, sender_domain=sender_domain(twin), judgement=judgement)
 
 
 def _pieces(view: memoryview, size: int = 1024 * 1024) -> Iterator[bytes]:

@@ -3,20 +3,24 @@
 It imports what sealing needs, isolates itself (``delivery/isolation.py``), says which measures
 applied, then serves jobs one at a time over its standard input and output (``delivery/framing.py``):
 the message bytes and the recipients' public keys in, the sealed objects out. It never sees a
-database URL, a private key, a session secret or a DKIM key, and it can open no file and no socket.
-A failure is reported by its exception's type only: the text could quote the message.
+database URL, a private key, a session secret or a DKIM key, and it can open no file and no socket:
+the DNS questions of judging a message go to the appliance over the same pipe (``ENQUIRY`` out,
+``ANSWER`` in). A failure is reported by its exception's type only: the text could quote the message.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import os
 import sys
 from typing import IO, BinaryIO
 
 from mailiverse.delivery import framing
+from mailiverse.delivery.dnschannel import DnsReply, Enquirer, Record
 from mailiverse.delivery.isolation import IsolationSettings, arm_cpu_limit, isolate
 from mailiverse.delivery.sealing import SealJob, seal_message
+from mailiverse.delivery.verdicts import JudgeRequest
 
 #: Ciphertext goes back in frames of about this size.
 _OUT_CHUNK = 256 * 1024
@@ -65,6 +69,34 @@ def _read_exactly(source: BinaryIO, size: int) -> bytes | None:
     return bytes(buffer)
 
 
+class _PipeQuestions:
+    """The worker's DNS: a question out as ``ENQUIRY``, then wait for the ``ANSWER``.
+
+    A pipe that closes or sends anything else ends the worker at once (``os._exit``): the appliance
+    gave up on the message, and an exception could be swallowed by a library's bare ``except``.
+    """
+
+    def __init__(self, source: BinaryIO, out: BinaryIO) -> None:
+        self._source = source
+        self._out = out
+
+    def __call__(self, name: str, rtype: str) -> DnsReply:
+        self._out.write(framing.json_frame(framing.ENQUIRY, {"name": name, "type": rtype}))
+        self._out.flush()
+        header = _read_exactly(self._source, framing.HEADER.size)
+        if header is None:
+            os._exit(2)
+        tag, length = framing.HEADER.unpack(header)
+        proper = tag == framing.ANSWER and length <= framing.MAX_ANSWER
+        payload = _read_exactly(self._source, length) if proper else None
+        if payload is None:
+            os._exit(2)
+        try:
+            return DnsReply.from_wire(json.loads(payload), rtype)
+        except ValueError:
+            return DnsReply(error="temperror")
+
+
 def serve(source: BinaryIO, out: BinaryIO) -> int:
     """Seal jobs from ``source`` until it closes; 0 on a clean end."""
     sink = _PipeSink(out)
@@ -83,8 +115,10 @@ def serve(source: BinaryIO, out: BinaryIO) -> int:
         if raw is None:
             return 2
         arm_cpu_limit(int(request["cpu_seconds"]))
+        job = SealJob.from_wire(request["job"])
+        enquirer = Enquirer(_PipeQuestions(source, out)) if job.judge is not None and job.judge.dns else None
         try:
-            meta = seal_message(raw, SealJob.from_wire(request["job"]), sink)
+            meta = seal_message(raw, job, sink, enquirer)
         except Exception as error:  # noqa: BLE001 - reported to the appliance by type, which answers 451
             out.write(framing.json_frame(framing.ERROR, {"error": type(error).__name__}))
         else:
@@ -112,10 +146,12 @@ class _Discard:
 
 def _warm_up() -> None:
     """Import now what sealing would import lazily: once isolated, the worker can open no file."""
+    import base64
     import encodings
     import importlib
     import pkgutil
 
+    import dkim
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import rsa
 
@@ -127,11 +163,31 @@ def _warm_up() -> None:
         except Exception:  # noqa: BLE001, S112 - a codec of another platform (mbcs, ...)
             continue
     # A throwaway key made here: the worker never receives a private key.
-    public = rsa.generate_private_key(public_exponent=65537, key_size=2048).public_key()
+    private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    public = private.public_key()
     pem = public.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
 
     job = SealJob("Mail/In/0_0", "Mail/In_Json/0_0", 0, (("v1", pem), ("v2", pem)), Limits())
     seal_message(_WARM_UP_MESSAGE, job, _Discard())
+
+    # Judge a signed message too, over a zone held here, so that every check has run once.
+    signing_key = private.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()
+    )
+    key_text = base64.b64encode(public.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.PKCS1))
+    zone: dict[tuple[str, str], tuple[Record, ...]] = {
+        ("example.org", "TXT"): ("v=spf1 ip4:192.0.2.1 mx a include:_spf.example.org -all",),
+        ("_spf.example.org", "TXT"): ("v=spf1 ip6:2001:db8::/32 ~all",),
+        ("example.org", "MX"): ((10, "mx.example.org"),),
+        ("mx.example.org", "A"): ("192.0.2.2",),
+        ("warm._domainkey.example.org", "TXT"): ("v=DKIM1; k=rsa; p=" + key_text.decode("ascii"),),
+        ("_dmarc.example.org", "TXT"): ("v=DMARC1; p=none",),
+    }
+    signed = dkim.sign(_WARM_UP_MESSAGE, b"warm", b"example.org", signing_key) + _WARM_UP_MESSAGE
+    judge = JudgeRequest("192.0.2.1", "mx.example.org", "a@example.org", "warm.invalid", ("warm.invalid",))
+    enquirer = Enquirer(lambda name, rtype: DnsReply(zone.get((name, rtype), ())))
+    judged = SealJob("Mail/In/0_1", "Mail/In_Json/0_1", 0, (("v2", pem),), Limits(), judge, "Mail/Spam/0_1")
+    seal_message(signed, judged, _Discard(), enquirer)
 
 
 def main(argv: list[str]) -> int:

@@ -16,6 +16,7 @@ from mailiverse.mime.headers import (
     MULTIPART,
     TEXT,
     Header,
+    base_type,
     content_type_of,
     first_header,
     handler_for,
@@ -27,6 +28,7 @@ from mailiverse.mime.headers import (
 from mailiverse.mime.limits import DEFAULT_LIMITS, Budget, Limits, MimeLimitError
 from mailiverse.mime.multipart import Span, split
 from mailiverse.mime.rfc2047 import decode_text
+from mailiverse.mime.safehtml import make_safe
 from mailiverse.mime.transfer import DecodeResult, base64_error, iter_base64_decode, transfer_decode
 
 __all__ = [
@@ -50,10 +52,17 @@ ERROR_SUBJECT = "The mail server failed to handle this message."
 _INTERNAL_FAILURE = "message could not be converted (internal converter error)"
 
 
-def convert(raw: bytes, *, original_path: str, written_ms: int | str, limits: Limits = DEFAULT_LIMITS) -> bytes:
+def convert(
+    raw: bytes,
+    *,
+    original_path: str,
+    written_ms: int | str,
+    limits: Limits = DEFAULT_LIMITS,
+    safe_html: bool = False,
+) -> bytes:
     """The UTF-8 JSON twin of one raw message; never raises for any input bytes."""
     return jsonout.dumps(
-        convert_document(raw, original_path=original_path, written_ms=written_ms, limits=limits)
+        convert_document(raw, original_path=original_path, written_ms=written_ms, limits=limits, safe_html=safe_html)
     ).encode("utf-8")
 
 
@@ -74,18 +83,23 @@ def convert_document(
     written_ms: int | str,
     limits: Limits = DEFAULT_LIMITS,
     streamed: bool = False,
+    safe_html: bool = False,
 ) -> dict[str, Any]:
     """The twin as a value (dicts in org.json's Java 8+ member order), before serialisation.
 
     With ``streamed``, the value of a "bytes" part is a ``jsonout.Streamed`` that Base64-encodes
     the body from ``raw`` as it is serialised, instead of a string as large as the attachment;
     the document then refers to ``raw`` and is for ``iter_twin``/``jsonout`` only.
+
+    With ``safe_html``, every HTML part's value is its ``safehtml.make_safe`` form and the part
+    gets a member ``"safe": {"remote": N, "truncated": bool}``, which readers of the original
+    format skip. Without it the twin is the original converter's, byte for byte.
     """
     written = str(int(written_ms))
     try:
         if len(raw) > limits.max_size:
             raise MimeLimitError(f"message exceeds the size limit ({limits.max_size} bytes)")
-        return _Converter(bytes(raw), Budget(limits), streamed).message(original_path, written)
+        return _Converter(bytes(raw), Budget(limits), streamed, safe_html).message(original_path, written)
     except TwinError as e:
         return error_document(original_path, written, e.java_text)
     except MimeLimitError as e:
@@ -133,6 +147,12 @@ class _Base64Value(jsonout.Streamed):
         yield '"'
 
 
+def _is_html(content_type: str) -> bool:
+    """Whether a reader may render this string part as HTML: JavaMail's base type, or the readers'
+    own rule (the decoded Content-Type starts with ``text/html``, docs/protocol.md §2.3.4)."""
+    return base_type(content_type).lower() == "text/html" or decode_text(content_type).lower().startswith("text/html")
+
+
 def _slices(buf: bytes, start: int, end: int) -> Callable[[], Iterator[bytes]]:
     """A re-startable source of ``buf[start:end]`` in pieces, without copying it whole."""
 
@@ -144,10 +164,11 @@ def _slices(buf: bytes, start: int, end: int) -> Callable[[], Iterator[bytes]]:
 
 
 class _Converter:
-    def __init__(self, raw: bytes, budget: Budget, streamed: bool = False) -> None:
+    def __init__(self, raw: bytes, budget: Budget, streamed: bool = False, safe_html: bool = False) -> None:
         self.raw = raw
         self.budget = budget
         self.streamed = streamed
+        self.safe_html = safe_html
 
     def message(self, original_path: str, written: str) -> dict[str, Any]:
         headers, body_start, _ = load_headers(self.raw, 0, len(self.raw), self.budget)
@@ -216,6 +237,11 @@ class _Converter:
         if handler == TEXT:
             out["class"] = "string"
             out["value"] = self._text(headers, body, content_type)
+            if self.safe_html and _is_html(content_type):
+                safe = make_safe(out["value"])
+                self.budget.check_time()
+                out["value"] = safe.html
+                out["safe"] = {"remote": safe.remote, "truncated": safe.truncated}
         elif handler == MULTIPART:
             out["class"] = "part"
             out["value"] = self._multipart(headers, body, content_type, depth)

@@ -14,6 +14,7 @@ from twisted.internet.task import LoopingCall
 
 from mailiverse.config import ConfigError, normalize_domain
 from mailiverse.contracts import IInbox
+from mailiverse.dns import IDnsResolver, Resolver
 from mailiverse.logs import Logger
 from mailiverse.outbound.dkim import DEFAULT_SELECTOR, DkimSigner, _check_selector
 from mailiverse.outbound.queue import (
@@ -180,8 +181,9 @@ class OutboundService(Service):
         return Deferred.fromCoroutine(self.outbound.wait_idle())
 
 
-def build_transport(config: OutboundConfig, *, reactor: Any, resolver: Any = None) -> Transport | None:
-    """The transport the configuration asks for (None when outbound mail is off)."""
+def build_transport(config: OutboundConfig, *, reactor: Any, resolver: IDnsResolver | None = None) -> Transport | None:
+    """The transport the configuration asks for (None when outbound mail is off); direct delivery looks the
+    MX up through ``resolver`` (by default one asking the system's resolvers)."""
     if config.mode == "smarthost":
         assert config.smarthost and config.smarthost_user and config.smarthost_password
         host, port = parse_smarthost(config.smarthost)
@@ -196,13 +198,9 @@ def build_transport(config: OutboundConfig, *, reactor: Any, resolver: Any = Non
             timeout_s=config.smtp_timeout_s,
         )
     if config.mode == "direct":
-        if resolver is None:
-            from twisted.names import client
-
-            resolver = client.createResolver()
         return DirectTransport(
             reactor=reactor,
-            resolver=resolver,
+            resolver=resolver if resolver is not None else Resolver(reactor=reactor),
             helo=config.hostname,
             port=config.direct_port,
             timeout_s=config.smtp_timeout_s,
@@ -216,14 +214,14 @@ def build_outbound(
     *,
     reactor: Any,
     local_delivery: IInbox,
-    resolver: Any = None,
+    resolver: IDnsResolver | None = None,
     clock: Any = None,
 ) -> tuple[IService, Outbound]:
     """The worker service (add it to the appliance's MultiService) and the ``Outbound`` the web layer calls.
 
     With ``mode="off"`` the service does nothing and ``submit`` raises ``SubmissionRejected``
-    with code ``outbound_disabled``.  ``resolver`` (a ``twisted.names`` resolver) and ``clock``
-    exist for tests.
+    with code ``outbound_disabled``.  ``resolver`` is the appliance's (``--dns-server``); ``clock``
+    exists for tests.
     """
     config.validate()
     cipher = QueueCipher(load_or_create_queue_key(config.keys_dir))

@@ -3,8 +3,9 @@
 Both transports take one message for recipients of one domain and return a ``RecipientResult``
 per recipient; nothing here touches the queue.  Direct delivery follows RFC 5321 §5.1: MX
 records by preference, the domain's own A/AAAA when there are none, a null MX (RFC 7505) or a
-non-existent domain is a permanent failure.  TLS towards an MX is opportunistic (unverified, as
-RFC 7435 allows), falling back to plain text only when the handshake itself breaks.
+non-existent domain is a permanent failure, a DNS failure a temporary one.  TLS towards an MX is
+opportunistic (unverified, as RFC 7435 allows), falling back to plain text only when the handshake
+itself breaks.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any, Protocol
 
 from twisted.internet import ssl
 
+from mailiverse.dns import Answer, DnsTemporaryError, IDnsResolver, InvalidDnsQuery, MailExchange
 from mailiverse.outbound.smtpclient import (
     RecipientResult,
     Transaction,
@@ -25,6 +27,8 @@ from mailiverse.outbound.smtpclient import (
 )
 
 MAX_MX_HOSTS = 5
+#: Addresses tried per mail exchanger; RFC 5321 §5.1 asks for more than one where a host has several.
+MAX_ADDRESSES_PER_HOST = 4
 
 
 class Transport(Protocol):
@@ -119,47 +123,51 @@ class RouteError(Exception):
         self.permanent = permanent
 
 
-async def mail_hosts(resolver: Any, domain: str) -> list[str]:
-    """The hosts to try for ``domain`` in order, per RFC 5321 §5.1 (raises ``RouteError``)."""
-    # twisted.names loads on the first direct delivery, not at start-up: idle memory (issue 9).
-    from twisted.names import dns
-    from twisted.names import error as dns_error
-
+async def _lookup(resolver: IDnsResolver, name: str, rtype: str) -> Answer:
     try:
-        answers, _, _ = await resolver.lookupMailExchange(domain)
-    except dns_error.DNSNameError:
-        raise RouteError("the domain does not exist", permanent=True) from None
-    except Exception as error:  # noqa: BLE001 - any resolver failure is a temporary one
-        raise RouteError(f"MX lookup failed ({type(error).__name__})", permanent=False) from None
-    exchanges = sorted(
-        (record.payload.preference, str(record.payload.name).rstrip(".")) for record in answers if record.type == dns.MX
-    )
+        return await resolver.lookup(name, rtype)
+    except InvalidDnsQuery as error:
+        raise RouteError(f"no name DNS can look up ({error})", permanent=True) from None
+    except DnsTemporaryError as error:
+        raise RouteError(f"DNS lookup failed: {error}", permanent=False) from None
+
+
+async def mail_hosts(resolver: IDnsResolver, domain: str) -> list[str]:
+    """The hosts to try for ``domain`` in order, per RFC 5321 §5.1 (raises ``RouteError``)."""
+    mx = await _lookup(resolver, domain, "MX")
+    if mx.nxdomain:
+        raise RouteError("the domain does not exist", permanent=True)
+    exchanges = sorted((r.preference, r.exchange) for r in mx.records if isinstance(r, MailExchange))
     if exchanges:
         hosts = [name for _, name in exchanges if name]
         if not hosts:
             raise RouteError("the domain accepts no mail (null MX)", permanent=True)
         return list(dict.fromkeys(hosts))[:MAX_MX_HOSTS]
     # No MX: the domain itself is the implicit MX, if it has an address.
-    found = False
-    for lookup in (resolver.lookupAddress, resolver.lookupIPV6Address):
-        try:
-            records, _, _ = await lookup(domain)
-        except dns_error.DNSNameError:
-            continue
-        except Exception as error:  # noqa: BLE001 - any resolver failure is a temporary one
-            raise RouteError(f"address lookup failed ({type(error).__name__})", permanent=False) from None
-        found = found or any(r.type in (dns.A, dns.AAAA) for r in records)
-    if not found:
+    if not await host_addresses(resolver, domain):
         raise RouteError("the domain has no MX or address records", permanent=True)
     return [domain]
 
 
+async def host_addresses(resolver: IDnsResolver, host: str) -> list[str]:
+    """A mail exchanger's IPv4, then IPv6 addresses, through the appliance's resolver (raises ``RouteError``)."""
+    addresses: list[str] = []
+    for rtype in ("A", "AAAA"):
+        answer = await _lookup(resolver, host, rtype)
+        addresses += [record for record in answer.records if isinstance(record, str)]
+    return list(dict.fromkeys(addresses))[:MAX_ADDRESSES_PER_HOST]
+
+
 @dataclass
 class DirectTransport:
-    """Delivers to each recipient domain's mail exchangers, with opportunistic STARTTLS."""
+    """Delivers to each recipient domain's mail exchangers, with opportunistic STARTTLS.
+
+    Every name is looked up through ``resolver`` (``--dns-server``): the MX and the exchangers' addresses,
+    which are then connected to as they are, so no lookup goes around the appliance's resolver.
+    """
 
     reactor: Any
-    resolver: Any
+    resolver: IDnsResolver
     helo: str
     port: int = 25
     timeout_s: float = 120.0
@@ -183,21 +191,29 @@ class DirectTransport:
         last = TransactionFailed(0, "no mail exchanger answered")
         last_host = domain
         for host in hosts:
-            for tls in (self._tls, None):
-                job = Transaction(
-                    host=host,
-                    port=self.port,
-                    helo=self.helo,
-                    mail_from=mail_from,
-                    recipients=list(recipients),
-                    message=message,
-                    tls=tls,
-                    timeout_s=self.timeout_s,
-                )
-                try:
-                    return await send_transaction(self.reactor, job)
-                except TransactionFailed as error:
-                    last, last_host = error, host
-                    if not error.tls_failed:
-                        break
+            try:
+                addresses = await host_addresses(self.resolver, host)
+            except RouteError as error:
+                last, last_host = TransactionFailed(0, str(error)), host
+                continue
+            if not addresses:
+                last, last_host = TransactionFailed(0, "the mail exchanger has no address"), host
+            for address in addresses:
+                for tls in (self._tls, None):
+                    job = Transaction(
+                        host=address,
+                        port=self.port,
+                        helo=self.helo,
+                        mail_from=mail_from,
+                        recipients=list(recipients),
+                        message=message,
+                        tls=tls,
+                        timeout_s=self.timeout_s,
+                    )
+                    try:
+                        return await send_transaction(self.reactor, job)
+                    except TransactionFailed as error:
+                        last, last_host = error, host
+                        if not error.tls_failed:
+                            break
         return _temporary(recipients, last, clean_reply(last_host))

@@ -51,7 +51,15 @@ from twisted.mail.smtp import ESMTP
 from twisted.python.failure import Failure
 
 from mailiverse.auth.connections import ConnectionLimiter
-from mailiverse.contracts import IInbox, MailboxFull, MessageRefused, Recipient, normalise_domain
+from mailiverse.contracts import (
+    Envelope,
+    IInbox,
+    MailboxFull,
+    MessageRefused,
+    MessageRejected,
+    Recipient,
+    normalise_domain,
+)
 from mailiverse.logs import Logger
 from mailiverse.smtp.limits import SmtpLimits
 from mailiverse.spool import SpooledMessage, SpoolError, SpoolWriter
@@ -111,6 +119,9 @@ class _DataTransaction:
     queue_id: str
     mail_from: str
     recipients: list[Recipient]
+    #: How the message arrives, for the inbox to judge it (every listener here is an MX listener:
+    #: there is no AUTH, so nothing that arrives over SMTP comes from a logged-in user).
+    envelope: Envelope
     failure: tuple[int, str, str] | None = None
 
     def fail(self, code: int, enhanced: str, text: str) -> None:
@@ -610,7 +621,14 @@ class MailiverseESMTP(ESMTP):
             memory_limit=self.limits.spool_memory_limit,
             max_size=self.limits.max_message_size + len(header),
         )
-        self._data = _DataTransaction(spool, queue_id, self._mail_from, self._recipients)
+        envelope = Envelope(
+            client_ip=self._ip,
+            helo=self._helo_name or "",
+            mail_from=self._mail_from,
+            authserv_id=self.factory.hostname,
+            local_domains=tuple(sorted(self.factory.domains)),
+        )
+        self._data = _DataTransaction(spool, queue_id, self._mail_from, self._recipients, envelope)
         self._reset_transaction()
         try:
             spool.write(header)
@@ -679,7 +697,18 @@ class MailiverseESMTP(ESMTP):
 
     async def _deliver(self, message: SpooledMessage, transaction: _DataTransaction) -> None:
         try:
-            await self.factory.inbox.deliver(message, transaction.mail_from, list(transaction.recipients))
+            await self.factory.inbox.deliver(
+                message, transaction.mail_from, list(transaction.recipients), envelope=transaction.envelope
+            )
+        except MessageRejected as refusal:
+            # The judge refused where the message came from (550 5.7.1), or could not tell for now (451 4.7.0).
+            log.info(
+                "delivery of {queue_id} refused: {code} {enhanced}",
+                queue_id=transaction.queue_id,
+                code=refusal.code,
+                enhanced=refusal.enhanced,
+            )
+            self._reply(refusal.code, refusal.enhanced, refusal.text)
         except MailboxFull:
             # SMTP has one reply to DATA for every recipient (LMTP would have one each): the whole
             # message is refused, temporarily, and nothing was stored for anyone.

@@ -4,14 +4,23 @@ dialogs, console, every network request and a local "attacker" server that recor
 from __future__ import annotations
 
 import http.server
+import ssl
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.serialization import load_der_public_key
+from sqlalchemy import create_engine
 
-from tests.support.browser import base_url, check_mail, html_mail, new_page, row, signup, smtp_send
-from tests.support.harness import DOMAIN, Appliance
+from mailiverse.crypto.formats import seal_mail_object
+from mailiverse.mime.twin import convert
+from mailiverse.store.objects import put_object_txn
+from mailiverse.store.users import get_user_txn
+from tests.support.browser import base_url, check_mail, html_mail, new_page, row, signup, smtp_send, wait_until
+from tests.support.harness import DOMAIN, Appliance, self_signed_cert
 
 pytestmark = pytest.mark.integration
 
@@ -118,6 +127,8 @@ def test_hostile_corpus_runs_nothing_and_loads_nothing(browser: Any, appliance: 
         assert "allow-same-origin" not in (frame_el.get_attribute("sandbox") or "")
         frame = page.frame_locator("#reader iframe.mail-frame")
         frame.locator("body").wait_for()
+        # Ids survive only where the twin was not made safe (the stored twin's safe HTML drops them and
+        # every hostile attribute): then the hostile elements are clicked too.
         for target in ("#hover", "#js1", "#js2", "#vb", "#data", "#go"):
             if frame.locator(target).count():
                 frame.locator(target).click(force=True, timeout=5000, no_wait_after=True)
@@ -164,7 +175,8 @@ def test_remote_content_only_after_the_user_allows_it_for_that_message(
 
 
 def test_inline_mail_styles_apply_inside_the_frame(browser: Any, appliance: Appliance) -> None:
-    """Ordinary mail styling (style elements and attributes) still renders inside the locked-down frame."""
+    """Inline styling (style attributes) still renders inside the locked-down frame; a style element does
+    not: the stored twin's safe HTML drops it (a stylesheet can fetch from anywhere; docs/protocol.md)."""
     page = new_page(browser, appliance)
     signup(page, "styled")
     smtp_send(
@@ -172,13 +184,74 @@ def test_inline_mail_styles_apply_inside_the_frame(browser: Any, appliance: Appl
         f"styled@{DOMAIN}",
         html_mail(
             "Styled",
-            '<style>.c { color: rgb(4, 5, 6); }</style><p class="c" id="a">a</p>'
-            '<p id="b" style="color: rgb(7, 8, 9)">b</p>',
+            '<style>.c { color: rgb(4, 5, 6); }</style><p class="c">first</p><p style="color: rgb(7, 8, 9)">second</p>',
         ),
     )
     check_mail(page)
     row(page, "Styled").click()
     frame = page.frame_locator("#reader iframe.mail-frame")
-    assert frame.locator("#a").evaluate("e => getComputedStyle(e).color") == "rgb(4, 5, 6)"
-    assert frame.locator("#b").evaluate("e => getComputedStyle(e).color") == "rgb(7, 8, 9)"
+    assert frame.locator("p", has_text="second").evaluate("e => getComputedStyle(e).color") == "rgb(7, 8, 9)"
+    assert frame.locator("p", has_text="first").evaluate("e => getComputedStyle(e).color") != "rgb(4, 5, 6)"
+    assert frame.locator("style").count() == 0
+    page.context.close()
+
+
+class _TlsRecorder(_Recorder):
+    hits: list[str] = []
+
+
+@pytest.fixture
+def tls_attacker(appliance: Appliance) -> Iterator[str]:
+    """The attacker's site over HTTPS (the appliance's self-signed pair, which the test browser accepts), so
+    that every request it records names its path: a remote image loads over https: or not at all."""
+    cert = self_signed_cert(appliance)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, cert.with_suffix(".key"))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _TlsRecorder)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+
+
+def _store_safe_twin(app: Appliance, user: str, raw: bytes) -> bytes:
+    """Put the twin ``convert(raw, safe_html=True)`` into ``user``'s inbox, sealed as delivery seals it."""
+    now = int(time.time() * 1000)
+    twin = convert(raw, original_path=f"Mail/In/{now}_1", written_ms=now, safe_html=True)
+    engine = create_engine(f"sqlite:///{app.data_dir / 'mailiverse.sqlite3'}")
+    with engine.begin() as conn:
+        account = get_user_txn(conn, user)
+        assert account is not None
+        public = load_der_public_key(account.public_key)
+        assert isinstance(public, rsa.RSAPublicKey)
+        put_object_txn(conn, account.id, f"Mail/In_Json/{now}_1", seal_mail_object("v2", public, twin), now_ms=now)
+    engine.dispose()
+    return twin
+
+
+def test_a_twin_made_safe_loads_remote_images_only_after_the_click(
+    browser: Any, appliance: Appliance, tls_attacker: str
+) -> None:
+    """A sanitised twin's data-mv-remote-src/srcset request nothing until "Show remote content" is clicked."""
+    page = new_page(browser, appliance)
+    seen = watch_network(page)
+    signup(page, "safetwin")
+    html = (
+        f'<p>safe twin</p><img src="https://{tls_attacker}/safe-src.png" onerror="alert(1)">'
+        f'<img srcset="https://{tls_attacker}/safe-srcset.png 1x">'
+    )
+    twin = _store_safe_twin(appliance, "safetwin", html_mail("Safe twin", html).as_bytes())
+    assert twin.count(b"data-mv-remote-src") == 2 and b'"safe":{"remote":2' in twin
+    check_mail(page)
+    row(page, "Safe twin").click()
+    assert "Remote content (2) was blocked" in page.locator("#reader .banner").inner_text()
+    assert "safe twin" in page.frame_locator("#reader iframe.mail-frame").locator("body").inner_text()
+    page.wait_for_timeout(1000)
+    assert _TlsRecorder.hits == [] and [u for u in seen if tls_attacker in u] == []
+    page.click("#allow-remote")
+    wait_until(page, lambda: len(set(_TlsRecorder.hits)) >= 2, 10.0)
+    assert set(_TlsRecorder.hits) == {"GET /safe-src.png", "GET /safe-srcset.png"}
     page.context.close()

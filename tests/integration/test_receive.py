@@ -30,10 +30,17 @@ def check_delivered(app: Appliance, key, user: str, sent: bytes) -> dict:
     assert originals[0].split("/")[-1] == twins[0].split("/")[-1]
     original = open_mail(key, raw_object(app, user, originals[0]))
     assert original.endswith(sent)
-    trace = original[: -len(sent)]
+    added = original[: -len(sent)]
+    # What the appliance adds, on top (RFC 8601 §5, RFC 5321 §4.4): its Authentication-Results (nothing is
+    # published for remote.test: SPF none, no DKIM, no DMARC), then its trace header.
+    results, _, trace = added.partition(b"\r\nReceived: ")
+    assert results.startswith(b"Authentication-Results: mail.example.org;"), added
+    assert b"spf=none smtp.mailfrom=remote.test" in results and b"dmarc=none" in results, results
+    trace = b"Received: " + trace
     assert trace.startswith(b"Received: from client.test")
     lines = trace.split(b"\r\n")
     assert lines[-1] == b"" and all(line[:1] in (b" ", b"\t") for line in lines[1:-1]), trace
+    assert all(line[:1] in (b" ", b"\t") for line in results.split(b"\r\n")[1:]), results
     twin = json.loads(open_mail(key, raw_object(app, user, twins[0])))
     assert twin["original"] == originals[0]
     return twin

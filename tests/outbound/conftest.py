@@ -1,5 +1,5 @@
-"""Fixtures for outbound tests: a migrated, empty database per backend
-and an appliance data directory for the queue key."""
+"""Fixtures for outbound tests: a migrated, empty database per backend, an appliance data directory for the
+queue key, and a real DNS server for direct delivery."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.database import database, database_url, postgres_session_url  # noqa: F401 - fixtures
+from tests.support.dnsserver import dns_server  # noqa: F401 - a fixture
 
 
 @pytest.fixture

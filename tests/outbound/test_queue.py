@@ -10,12 +10,14 @@ import pytest_twisted
 from sqlalchemy import select
 from twisted.internet import defer, reactor
 
+from mailiverse.dns import Resolver
 from mailiverse.outbound.errors import SubmissionRejected
 from mailiverse.outbound.transport import DirectTransport, SmarthostTransport
 from mailiverse.store import Database
 from mailiverse.store import outbound as repo
 from mailiverse.store.schema import outbound_messages, outbound_recipients
-from tests.support.outbound import CANARY, MemoryResolver, clock, dns_for, inbox, make_outbound, message, parse
+from tests.support.dnsserver import NEVER_ANSWERS, SERVFAIL, DnsServer
+from tests.support.outbound import CANARY, clock, dns_for, inbox, make_outbound, message, parse
 from tests.support.smarthost import SmtpTestServer, start_server
 
 USER, PASSWORD = "relay-user", "relay-Pa55word"
@@ -267,13 +269,20 @@ async def test_two_workers_never_send_twice(
 
 
 @pytest_twisted.ensureDeferred
-async def test_direct_delivery_uses_mx_in_preference_order(database: Database, data_dir: Path) -> None:
-    """Direct mode skips an unreachable preferred MX, reaches the next over opportunistic STARTTLS,
-    one transaction per domain."""
+async def test_direct_delivery_uses_mx_in_preference_order(
+    database: Database, data_dir: Path, dns_server: DnsServer
+) -> None:
+    """Direct mode, its names looked up on a real DNS server, skips a preferred MX without an address, reaches
+    the next over opportunistic STARTTLS, one transaction per domain."""
     mx = start_server(data_dir / "pki", tls=True)
-    resolver = MemoryResolver(
-        {"remote.test": [(20, "localhost"), (10, "unreachable.invalid")], "other.test": [(5, "localhost")]}
+    dns_server.zone.update(
+        {
+            "remote.test": {"MX": [[20, "mx.remote.test"], [10, "unreachable.remote.test"]]},
+            "other.test": {"MX": [[5, "mx.remote.test"]]},
+            "mx.remote.test": {"A": ["127.0.0.1"]},
+        }
     )
+    resolver = Resolver([dns_server.address], reactor=reactor)
     transport = DirectTransport(reactor=reactor, resolver=resolver, helo="mx.example.com", port=mx.number, timeout_s=10)
     outbound = make_outbound(database, data_dir, transport, inbox(), clock())
     try:
@@ -293,10 +302,11 @@ async def test_direct_delivery_uses_mx_in_preference_order(database: Database, d
 
 
 @pytest_twisted.ensureDeferred
-async def test_direct_delivery_to_null_mx_bounces(database: Database, data_dir: Path) -> None:
+async def test_direct_delivery_to_null_mx_bounces(database: Database, data_dir: Path, dns_server: DnsServer) -> None:
     """A domain publishing a null MX (RFC 7505) fails permanently at once and the sender gets a report."""
     local = inbox()
-    resolver = MemoryResolver({"nomail.test": [(0, ".")]})
+    dns_server.zone.update({"nomail.test": {"MX": [[0, ""]]}})
+    resolver = Resolver([dns_server.address], reactor=reactor)
     transport = DirectTransport(reactor=reactor, resolver=resolver, helo="mx.example.com", port=1, timeout_s=5)
     outbound = make_outbound(database, data_dir, transport, local, clock())
     await outbound.submit(user="alice", mail_from="alice@example.com", recipients=["x@nomail.test"], message=message())
@@ -304,6 +314,30 @@ async def test_direct_delivery_to_null_mx_bounces(database: Database, data_dir: 
     [bounce] = local.delivered
     assert "Final-Recipient: rfc822; x@nomail.test" in bounce.data.decode()
     assert await database.run(repo.queue_size_txn) == 0
+
+
+@pytest_twisted.ensureDeferred
+async def test_direct_delivery_without_an_answer_from_dns_is_retried_not_bounced(
+    database: Database, data_dir: Path, dns_server: DnsServer
+) -> None:
+    """An MX lookup that gets SERVFAIL, or no reply within the timeout, keeps the recipient queued with a 451 and
+    a back-off: nothing is bounced, nothing is lost."""
+    local = inbox()
+    resolver = Resolver([dns_server.address], reactor=reactor, timeout=0.5)
+    transport = DirectTransport(reactor=reactor, resolver=resolver, helo="mx.example.com", port=1, timeout_s=5)
+    outbound = make_outbound(database, data_dir, transport, local, clock())
+    for domain in (SERVFAIL, NEVER_ANSWERS):
+        queue_id = await outbound.submit(
+            user="alice", mail_from="alice@example.com", recipients=[f"x@{domain}"], message=message()
+        )
+        await outbound.run_pending()
+        [state] = await outbound.status(queue_id) or []
+        assert (state.status, state.attempts) == ("pending", 1)
+        assert state.last_error is not None
+        assert state.last_error.startswith(f"451 {domain}: DNS lookup failed: MX {domain}: ")
+        assert dns_server.log.count(domain, "MX") >= 1
+    assert local.delivered == []
+    assert await database.run(repo.queue_size_txn) == 2
 
 
 @pytest.mark.parametrize(
@@ -325,7 +359,7 @@ async def test_submit_rejects_bad_input(
 ) -> None:
     """Bad senders, recipients and messages are refused with a stable code and nothing is queued."""
     outbound = make_outbound(
-        database, data_dir, DirectTransport(reactor, MemoryResolver({}), "mx.example.com"), inbox(), clock()
+        database, data_dir, DirectTransport(reactor, Resolver(reactor=reactor), "mx.example.com"), inbox(), clock()
     )
     arguments: dict[str, object] = {
         "user": "alice",
@@ -346,7 +380,7 @@ async def test_oversized_message_and_disabled_outbound_are_refused(database: Dat
     limited = make_outbound(
         database,
         data_dir,
-        DirectTransport(reactor, MemoryResolver({}), "h.example.com"),
+        DirectTransport(reactor, Resolver(reactor=reactor), "h.example.com"),
         inbox(),
         clock(),
         max_message_size=200,

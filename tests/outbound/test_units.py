@@ -11,14 +11,17 @@ import pytest
 import pytest_twisted
 from hypothesis import given
 from hypothesis import strategies as st
+from twisted.internet import reactor
 
+from mailiverse.dns import Resolver
 from mailiverse.outbound.bounce import FailedRecipient, build_dsn, enhanced_status
 from mailiverse.outbound.dkim import dkim_dns_record, dkim_key_path, dkim_record_name, sign_message
 from mailiverse.outbound.errors import QueuedBodyUnreadable, QueueKeyError, SubmissionRejected
 from mailiverse.outbound.message import normalize_address, prepare_message, smtp_data
 from mailiverse.outbound.queuekey import QueueCipher, load_or_create_queue_key, queue_key_path
 from mailiverse.outbound.transport import RouteError, mail_hosts
-from tests.support.outbound import MemoryResolver, message, parse
+from tests.support.dnsserver import SERVFAIL, DnsServer
+from tests.support.outbound import message, parse
 
 
 def test_queue_key_is_created_once_with_mode_0600(tmp_path: Path) -> None:
@@ -210,16 +213,24 @@ def test_enhanced_status(code: int, text: str, expired: bool, status: str) -> No
 
 
 @pytest_twisted.ensureDeferred
-async def test_mail_hosts_follow_rfc5321() -> None:
-    """MX by preference; no MX means the domain itself if it has an address; null MX and NXDOMAIN are permanent."""
-    resolver = MemoryResolver(
-        {"multi.test": [(20, "b.multi.test"), (10, "a.multi.test"), (20, "b.multi.test")], "nullmx.test": [(0, ".")]},
-        a={"bare.test": "192.0.2.1"},
-        missing={"gone.test"},
+async def test_mail_hosts_follow_rfc5321(dns_server: DnsServer) -> None:
+    """Against a real DNS server: MX by preference; no MX means the domain itself if it has an address; null MX,
+    NXDOMAIN and a domain without MX or address are permanent failures, a SERVFAIL a temporary one."""
+    dns_server.zone.update(
+        {
+            "multi.test": {"MX": [[20, "b.multi.test"], [10, "a.multi.test"], [20, "b.multi.test"]]},
+            "nullmx.test": {"MX": [[0, ""]]},
+            "bare.test": {"A": ["192.0.2.1"]},
+            "empty.test": {"TXT": ["no mail here"]},
+        }
     )
+    resolver = Resolver([dns_server.address], reactor=reactor)
     assert await mail_hosts(resolver, "multi.test") == ["a.multi.test", "b.multi.test"]
     assert await mail_hosts(resolver, "bare.test") == ["bare.test"]
     for domain in ("nullmx.test", "gone.test", "empty.test"):
         with pytest.raises(RouteError) as caught:
             await mail_hosts(resolver, domain)
         assert caught.value.permanent
+    with pytest.raises(RouteError) as caught:
+        await mail_hosts(resolver, SERVFAIL)
+    assert not caught.value.permanent

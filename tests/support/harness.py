@@ -3,17 +3,20 @@ start and stop it, trust its certificate, list its store."""
 
 from __future__ import annotations
 
+import atexit
 import os
 import signal
 import socket
 import ssl
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -28,6 +31,25 @@ def free_port(kind: int = socket.SOCK_STREAM) -> int:
     with socket.socket(socket.AF_INET, kind) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+_SHARED_DNS: list[Any] = []
+
+
+def shared_dns_server() -> tuple[str, int]:
+    """One test DNS server for every appliance the session starts without a ``--dns-server`` of its own.
+
+    Its zone is empty: every name is NXDOMAIN at once, so the receipt-time checks (SPF, DKIM, DMARC)
+    find nothing published and never ask the machine's resolver, whose answers differ between machines.
+    """
+    if not _SHARED_DNS:
+        from tests.support.dnsserver import Zone, start_dns_process
+
+        running = start_dns_process(Zone(), Path(tempfile.mkdtemp(prefix="mailiverse-test-dns-")))
+        atexit.register(running.process.kill)
+        _SHARED_DNS.append(running)
+    address: tuple[str, int] = _SHARED_DNS[0].address
+    return address
 
 
 @dataclass
@@ -70,6 +92,9 @@ class Appliance:
         ]
         if self.db_url:
             cmd += ["--db", self.db_url]
+        if "--dns-server" not in self.extra_args:
+            address, port = shared_dns_server()
+            cmd += ["--dns-server", f"{address}:{port}"]
         return cmd + self.extra_args
 
     def start(self, timeout: float = 60) -> None:

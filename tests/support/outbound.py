@@ -1,4 +1,4 @@
-"""Shared pieces of the outbound tests: a message with a canary, an Outbound builder, an in-memory DNS resolver."""
+"""Shared pieces of the outbound tests: a message with a canary, an Outbound builder, a DKIM key lookup."""
 
 from __future__ import annotations
 
@@ -7,10 +7,8 @@ from email.message import Message
 from pathlib import Path
 from typing import Any
 
-from twisted.internet import defer, reactor
+from twisted.internet import reactor
 from twisted.internet.task import Clock
-from twisted.names import dns
-from twisted.names import error as dns_error
 
 from mailiverse.outbound.dkim import DkimSigner, dkim_dns_record, dkim_record_name
 from mailiverse.outbound.queue import Outbound, QueuePolicy
@@ -92,38 +90,3 @@ def dns_for(data_dir: Path) -> Any:
 def parse(data: bytes) -> Message:
     """Parse a message with the standard library."""
     return message_from_bytes(data)
-
-
-class MemoryResolver:
-    """A twisted.names-style resolver over a dict of MX, A and AAAA answers."""
-
-    def __init__(
-        self, mx: dict[str, list[tuple[int, str]]], a: dict[str, str] | None = None, missing: set[str] | None = None
-    ) -> None:
-        self.mx = mx
-        self.a = a or {}
-        self.missing = missing or set()
-
-    def _answer(self, records: list[dns.RRHeader]) -> defer.Deferred[Any]:
-        return defer.succeed((records, [], []))
-
-    def lookupMailExchange(self, name: str) -> defer.Deferred[Any]:
-        if name in self.missing:
-            return defer.fail(dns_error.DNSNameError(name))
-        return self._answer(
-            [
-                dns.RRHeader(name, dns.MX, payload=dns.Record_MX(pref, b"" if host == "." else host.encode("ascii")))
-                for pref, host in self.mx.get(name, [])
-            ]
-        )
-
-    def lookupAddress(self, name: str) -> defer.Deferred[Any]:
-        if name in self.missing:
-            return defer.fail(dns_error.DNSNameError(name))
-        records = [dns.RRHeader(name, dns.A, payload=dns.Record_A(self.a[name]))] if name in self.a else []
-        return self._answer(records)
-
-    def lookupIPV6Address(self, name: str) -> defer.Deferred[Any]:
-        if name in self.missing:
-            return defer.fail(dns_error.DNSNameError(name))
-        return self._answer([])

@@ -24,10 +24,26 @@ function dangerous(value) {
     squashed.startsWith('javascript') || squashed.startsWith('vbscript') || squashed.startsWith('data:text');
 }
 
+// A twin made safe by the appliance (docs/protocol.md §2.3.5) carries its remote images as
+// data-mv-remote-src/-srcset/-background, which load nothing. They are put back first, so that the
+// one rule below (remote loads only once the user allowed them for this message) decides about them
+// as about the remote loads of a twin the appliance did not clean.
+const INERT_REMOTE = ['src', 'srcset', 'background'];
+
+function restoreRemote(doc) {
+  for (const name of INERT_REMOTE) {
+    for (const el of doc.querySelectorAll(`[data-mv-remote-${name}]`)) {
+      el.setAttribute(name, el.getAttribute(`data-mv-remote-${name}`));
+      el.removeAttribute(`data-mv-remote-${name}`);
+    }
+  }
+}
+
 // {srcdoc, remote}: remote = how many remote loads were held back.
 export function buildFrame(html, { allowRemote = false, cid = new Map() } = {}) {
   const doc = new DOMParser().parseFromString(String(html), 'text/html');
   let remote = 0;
+  restoreRemote(doc);
   for (const el of doc.querySelectorAll(DROP)) el.remove();
   for (const form of doc.querySelectorAll('form')) {
     const box = doc.createElement('div');
