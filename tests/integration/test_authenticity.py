@@ -5,11 +5,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.support.dnsserver import DnsProcess, Zone, start_dns_process
 from tests.support.harness import DOMAIN, Appliance, stored
+from tests.support.independent import open_mail
 from tests.support.smtp import SmtpSession, make_message
 
 pytestmark = pytest.mark.integration
@@ -69,3 +71,63 @@ def test_mail_from_outside_as_a_local_user_is_refused(appliance: Appliance) -> N
     assert code == 250, reply
     assert len(stored(appliance, "bob", "Mail/In")) == 2
     assert "refused with 550: local-domain" in appliance.log()
+
+
+def _mail(sender: str, subject: str) -> bytes:
+    return (
+        f"From: Sender <{sender}>\r\nTo: bob@{DOMAIN}\r\nSubject: {subject}\r\n"
+        f"Message-ID: <{subject.replace(' ', '-')}@test>\r\nDate: Sun, 06 Dec 2026 10:00:00 +0000\r\n\r\n"
+        "Hello Bob.\r\n"
+    ).encode()
+
+
+@pytest.fixture
+def judged(tmp_path: Path) -> Iterator[tuple[Appliance, bytes, Any]]:
+    """An appliance (one worker) whose DNS server publishes: strict.test (SPF -all, DMARC p=reject),
+    doubtful.test (SPF -all, DMARC p=quarantine) and signed.test (a DKIM key of OpenDKIM's, DMARC p=reject);
+    and a DKIM-signed message from signed.test, signed by OpenDKIM's own library (rsa-sha256)."""
+    from tests.support.opendkim import generate_key, sign_with_libopendkim
+
+    key = generate_key(tmp_path / "dkim", "signed.test", "od")
+    zone = Zone()
+    zone.update(
+        {
+            "strict.test": {"TXT": ["v=spf1 -all"]},
+            "_dmarc.strict.test": {"TXT": ["v=DMARC1; p=reject"]},
+            "doubtful.test": {"TXT": ["v=spf1 -all"]},
+            "_dmarc.doubtful.test": {"TXT": ["v=DMARC1; p=quarantine"]},
+            key.name: {"TXT": [key.record]},
+            "_dmarc.signed.test": {"TXT": ["v=DMARC1; p=reject"]},
+        }
+    )
+    dns = start_dns_process(zone, tmp_path / "dns")
+    host, port = dns.address
+    app = Appliance(tmp_path / "appliance", extra_args=["--workers", "1", "--dns-server", f"{host}:{port}"])
+    app.start()
+    try:
+        bob = app.add_user("bob", "v2")
+        yield app, sign_with_libopendkim(_mail("news@signed.test", "signed"), key), bob
+    finally:
+        app.stop()
+        dns.stop()
+
+
+def test_dmarc_policies_and_dkim_through_a_real_dns_server(judged: tuple[Appliance, bytes, Any]) -> None:
+    """p=reject failing: 550 5.7.1, nothing stored; p=quarantine failing: stored in Mail/Spam; a message
+    signed by an independent DKIM signer: stored in the inbox with dkim=pass and dmarc=pass recorded; a
+    sender whose DNS never answers: 451 4.7.0 (the sender retries), nothing stored."""
+    app, signed, bob = judged
+    code, reply = send(app, "bounce@strict.test", f"bob@{DOMAIN}", _mail("ceo@strict.test", "rejected"))
+    assert (code, reply[:9]) == (550, b"550 5.7.1"), reply
+    assert send(app, "list@doubtful.test", f"bob@{DOMAIN}", _mail("list@doubtful.test", "doubtful"))[0] == 250
+    assert len(stored(app, "bob", "Mail/Spam/")) == 1
+    assert send(app, "news@signed.test", f"bob@{DOMAIN}", signed)[0] == 250
+    inbox = stored(app, "bob", "Mail/In/")
+    assert len(inbox) == 1
+    original = open_mail(bob, app.admin("store", "cat", "bob", inbox[0]).stdout)
+    results = original.split(b"\r\nReceived: ")[0]
+    assert results.startswith(b"Authentication-Results: mail.example.org;"), original[:400]
+    assert b"dkim=pass" in results and b"dmarc=pass" in results, results
+    code, reply = send(app, "x@never.timeout.dns.test", f"bob@{DOMAIN}", _mail("x@never.timeout.dns.test", "late"))
+    assert (code, reply[:9]) == (451, b"451 4.7.0"), reply
+    assert len(stored(app, "bob", "Mail/In/")) == 1 and len(stored(app, "bob", "Mail/Spam/")) == 1
