@@ -12,6 +12,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -64,6 +65,8 @@ class Server:
     note: str = ""
     db_url: str | None = None
     extra: dict[str, str] = field(default_factory=dict)
+    #: What else was started for it and is stopped with it (the appliance's DNS server).
+    helpers: list[Any] = field(default_factory=list)
 
     @property
     def pid(self) -> int:
@@ -80,6 +83,8 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(10)
+        for helper in self.helpers:
+            helper.stop()
 
 
 def _spawn(cmd: list[str], workdir: Path, log: Path) -> subprocess.Popen[bytes]:
@@ -115,8 +120,10 @@ def start_appliance(workdir: Path, db_url: str | None = None, timeout: float = 9
     ]
     if db_url:
         cmd += ["--db", db_url]
+    dns = start_bench_dns(workdir / "dns")
+    cmd += ["--dns-server", f"127.0.0.1:{dns.port}"]
     process = _spawn(cmd, workdir, workdir / "stdout.log")
-    server = Server("appliance", smtp, True, process, workdir, db_url=db_url)
+    server = Server("appliance", smtp, True, process, workdir, db_url=db_url, helpers=[dns])
     try:
         wait_for_banner(smtp, process, timeout, log)
         key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -135,6 +142,26 @@ def start_appliance(workdir: Path, db_url: str | None = None, timeout: float = 9
         raise
     server.db_url = db_url or json.loads((data / "appliance.json").read_text()).get("db_url")
     return server
+
+
+def start_bench_dns(directory: Path) -> Any:
+    """The appliance's DNS server (the tests' twisted.names one, as a process): what a real sender publishes.
+
+    The load client's domain and HELO name permit 127.0.0.0/8 by SPF and publish a DMARC policy, so every
+    message is judged as it would be in the field (SPF pass, DMARC pass through SPF alignment), with its
+    lookups answered over the worker pipe and, after the first, from the resolver's cache.
+    """
+    from tests.support.dnsserver import Zone, start_dns_process
+
+    zone = Zone()
+    zone.update(
+        {
+            "bench.test": {"TXT": ["v=spf1 ip4:127.0.0.0/8 -all"]},
+            "client.bench.test": {"TXT": ["v=spf1 ip4:127.0.0.0/8 -all"]},
+            "_dmarc.bench.test": {"TXT": ["v=DMARC1; p=reject"]},
+        }
+    )
+    return start_dns_process(zone, directory)
 
 
 def _baseline_cert(workdir: Path) -> tuple[Path, Path]:

@@ -19,9 +19,6 @@ from mailiverse.crypto.keys import load_public_key
 from mailiverse.delivery.compression import choose_strategy
 from mailiverse.delivery.dnschannel import Enquirer
 from mailiverse.delivery.encrypt import seal_into
-from mailiverse.delivery.judge import judge
-from mailiverse.delivery.policy import as_displayed
-from mailiverse.delivery.resultsheader import restamp, results_header
 from mailiverse.delivery.verdicts import Judgement, JudgeRequest, plain_name
 from mailiverse.mime.limits import Limits
 from mailiverse.mime.twin import convert_document, iter_twin
@@ -164,6 +161,11 @@ def seal_message(raw: bytes, job: SealJob, sink: ObjectSink, enquirer: Enquirer 
     size = len(raw)
     judgement = None
     if job.judge is not None:
+        # Imported here: the main process (which seals only with --workers 0) need not carry the
+        # judge's libraries; a worker imports them before it isolates itself (worker.py, _warm_up).
+        from mailiverse.delivery.judge import judge
+        from mailiverse.delivery.resultsheader import restamp, results_header
+
         judgement = judge(raw, job.judge, enquirer)
         if judgement.refused:
             return SealedMeta(size=size, judgement=judgement)
@@ -176,6 +178,8 @@ def seal_message(raw: bytes, job: SealJob, sink: ObjectSink, enquirer: Enquirer 
         raw, original_path=job.original_path, written_ms=job.now_ms, limits=job.limits, streamed=True, safe_html=True
     )
     if job.judge is not None and judgement is not None:
+        from mailiverse.delivery.policy import as_displayed
+
         judgement = as_displayed(judgement, displayed_domains(twin), job.judge)
         if judgement.refused:
             return SealedMeta(size=size, sender_domain=sender_domain(twin), judgement=judgement)

@@ -155,6 +155,12 @@ def _warm_up() -> None:
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import rsa
 
+    # The judge's and the safe-HTML libraries, which sealing imports only when it needs them (the judge
+    # reads its public suffix list as it is imported): once isolated, the worker can open no file.
+    import mailiverse.delivery.judge
+    import mailiverse.delivery.policy
+    import mailiverse.delivery.resultsheader
+    import mailiverse.mime.safehtml  # noqa: F401
     from mailiverse.mime.limits import Limits
 
     for module in pkgutil.iter_modules(encodings.__path__):

@@ -28,7 +28,6 @@ from mailiverse.mime.headers import (
 from mailiverse.mime.limits import DEFAULT_LIMITS, Budget, Limits, MimeLimitError
 from mailiverse.mime.multipart import Span, split
 from mailiverse.mime.rfc2047 import decode_text
-from mailiverse.mime.safehtml import make_safe
 from mailiverse.mime.transfer import DecodeResult, base64_error, iter_base64_decode, transfer_decode
 
 __all__ = [
@@ -238,6 +237,8 @@ class _Converter:
             out["class"] = "string"
             out["value"] = self._text(headers, body, content_type)
             if self.safe_html and _is_html(content_type):
+                from mailiverse.mime.safehtml import make_safe  # nh3: loaded where HTML is made safe
+
                 safe = make_safe(out["value"])
                 self.budget.check_time()
                 out["value"] = safe.html
