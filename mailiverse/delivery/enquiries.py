@@ -70,7 +70,8 @@ class Answerer:
             return DnsReply(error="temperror").to_wire()
         try:
             pending = ensureDeferred(self._resolve(name, rtype))
-            pending.addTimeout(timeout, self._reactor)
+            if not pending.called:  # a cached answer is here already: no timer to arm and cancel
+                pending.addTimeout(timeout, self._reactor)
             reply = reply_of(await pending, rtype)
         except ValueError:
             return DnsReply(error="nxdomain").to_wire()  # a name the resolver never asks (InvalidDnsQuery)

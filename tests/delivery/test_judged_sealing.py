@@ -6,9 +6,8 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-import io
 import json
-from typing import IO, Any
+from typing import Any
 
 import dkim
 import pytest
@@ -25,6 +24,7 @@ from mailiverse.delivery.verdicts import AuthResult, Judgement, JudgeRequest
 from mailiverse.mime.limits import Limits
 from mailiverse.mime.twin import convert
 from tests.support.fakedns import FakeZone
+from tests.support.waiting import MemorySink
 
 PRIVATE_KEY = generate_private_key()
 PUBLIC_KEY = public_key_der(PRIVATE_KEY)
@@ -53,23 +53,11 @@ def _zone(dmarc: str = "v=DMARC1; p=reject") -> FakeZone:
     )
 
 
-class _Sink:
-    def __init__(self) -> None:
-        self.objects: list[IO[bytes]] = []
-
-    def begin(self) -> IO[bytes]:
-        self.objects.append(io.BytesIO())
-        return self.objects[-1]
-
-    def end(self, out: IO[bytes]) -> None:
-        out.seek(0)
-
-
 def _job(keys: tuple[tuple[str, bytes], ...] = (("v2", PUBLIC_KEY),), judge: JudgeRequest | None = REQUEST) -> SealJob:
     return SealJob("Mail/In/1_2", "Mail/In_Json/1_2", 1, keys, Limits(), judge, "Mail/Spam/1_2")
 
 
-def _opened(sink: _Sink) -> list[bytes]:
+def _opened(sink: MemorySink) -> list[bytes]:
     return [open_mail_object(PRIVATE_KEY, item.read()) for item in sink.objects]
 
 
@@ -77,7 +65,7 @@ def test_a_judged_message_is_stored_with_our_header_and_the_twin_with_its_result
     """The original is our Authentication-Results header + the message as received; the twin is the twin of
     exactly that, with an ``authentication`` member: the verdict and each check's method, result, domain, selector."""
     raw = _signed()
-    sink = _Sink()
+    sink = MemorySink()
     meta = seal_message(raw, _job(), sink, Enquirer(_zone()))
     assert meta.judgement is not None and meta.judgement.verdict == "verified"
     header = results_header("mail.example.org", meta.judgement.results)
@@ -96,7 +84,7 @@ def test_a_judged_message_is_stored_with_our_header_and_the_twin_with_its_result
 def test_a_forged_header_in_our_name_does_not_survive() -> None:
     """An incoming ``Authentication-Results: mail.example.org; dmarc=pass`` is gone from the stored original."""
     forged = b"Authentication-Results: mail.example.org; dmarc=pass header.from=bank.test\r\n"
-    sink = _Sink()
+    sink = MemorySink()
     seal_message(RECEIVED + forged + MESSAGE, _job(), sink, Enquirer(_zone()))
     original = _opened(sink)[0]
     assert forged not in original and original.endswith(RECEIVED + MESSAGE)
@@ -105,7 +93,7 @@ def test_a_forged_header_in_our_name_does_not_survive() -> None:
 
 def test_a_refused_message_is_never_sealed() -> None:
     """DMARC p=reject failing: no object is written, and the judgement says why."""
-    sink = _Sink()
+    sink = MemorySink()
     meta = seal_message(
         RECEIVED + MESSAGE,
         _job(judge=dataclasses.replace(REQUEST, client_ip="198.51.100.7")),
@@ -121,7 +109,7 @@ def test_quarantined_mail_names_the_spam_folder_except_for_v1_accounts() -> None
     Mail/In; both twins say it is quarantined."""
     unsigned = RECEIVED + MESSAGE
     request = dataclasses.replace(REQUEST, client_ip="198.51.100.7")
-    sink = _Sink()
+    sink = MemorySink()
     meta = seal_message(
         unsigned,
         _job((("v1", PUBLIC_KEY), ("v2", PUBLIC_KEY)), request),
@@ -138,7 +126,7 @@ def test_quarantined_mail_names_the_spam_folder_except_for_v1_accounts() -> None
 
 def test_without_judging_nothing_changes() -> None:
     """A job without ``judge`` (a logged-in user's mail) is sealed exactly as before: no header, no member."""
-    sink = _Sink()
+    sink = MemorySink()
     meta = seal_message(RECEIVED + MESSAGE, _job(judge=None), sink)
     assert meta.judgement is None
     assert _opened(sink) == [RECEIVED + MESSAGE, convert(RECEIVED + MESSAGE, original_path="Mail/In/1_2", written_ms=1)]

@@ -6,31 +6,17 @@ subverted worker) cannot put text of its choosing into the appliance's log.
 
 from __future__ import annotations
 
-import io
-from typing import IO
-
 import pytest
 
 from mailiverse.crypto.keys import generate_private_key, public_key_der
 from mailiverse.delivery.sealing import SealedMeta, SealJob, seal_message
 from mailiverse.mime.limits import Limits
-
-
-class _Sink:
-    def __init__(self) -> None:
-        self.objects: list[IO[bytes]] = []
-
-    def begin(self) -> IO[bytes]:
-        self.objects.append(io.BytesIO())
-        return self.objects[-1]
-
-    def end(self, out: IO[bytes]) -> None:
-        out.seek(0)
+from tests.support.waiting import MemorySink
 
 
 def _seal(raw: bytes) -> SealedMeta:
     job = SealJob("Mail/In/a", "Mail/In/a.json", 1, (("v2", public_key_der(generate_private_key())),), Limits())
-    return seal_message(raw, job, _Sink())
+    return seal_message(raw, job, MemorySink())
 
 
 @pytest.mark.parametrize(

@@ -16,7 +16,6 @@ import pytest_twisted
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred
 
 from mailiverse.crypto.formats import open_mail_object
 from mailiverse.crypto.keys import generate_private_key, public_key_der
@@ -26,6 +25,7 @@ from mailiverse.delivery.sealing import SealJob
 from mailiverse.delivery.verdicts import JudgeRequest
 from mailiverse.mime.limits import Limits
 from tests.support.fakedns import FakeResolver
+from tests.support.waiting import until
 
 PRIVATE_KEY = generate_private_key()
 PUBLIC_KEY = public_key_der(PRIVATE_KEY)
@@ -57,29 +57,15 @@ def _resolver() -> FakeResolver:
     )
 
 
-def _sleep(seconds: float) -> Deferred[None]:
-    d: Deferred[None] = Deferred()
-    reactor.callLater(seconds, d.callback, None)  # type: ignore[attr-defined]
-    return d
-
-
-async def _until(condition: object, timeout: float = 30.0) -> None:
-    waited = 0.0
-    while not condition():  # type: ignore[operator]
-        assert waited < timeout, "timed out"
-        await _sleep(0.05)
-        waited += 0.05
-
-
 async def _started(workers: WorkerPool) -> WorkerPool:
     workers.startService()
-    await _until(lambda: len(workers._idle) == workers.size)
+    await until(lambda: len(workers._idle) == workers.size)
     return workers
 
 
 async def _stopped(workers: WorkerPool) -> None:
     workers.stopService()
-    await _until(lambda: not workers._workers)
+    await until(lambda: not workers._workers)
 
 
 @pytest_twisted.async_yield_fixture

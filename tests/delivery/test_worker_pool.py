@@ -25,6 +25,7 @@ from mailiverse.delivery.pool import WorkerLost, WorkerPool, content_digest
 from mailiverse.delivery.sealing import SealJob
 from mailiverse.mime.limits import Limits
 from mailiverse.mime.twin import convert
+from tests.support.waiting import until
 
 PRIVATE_KEY = generate_private_key()
 PUBLIC_KEY = public_key_der(PRIVATE_KEY)
@@ -35,30 +36,16 @@ def _job(stamp: str = "1_2") -> SealJob:
     return SealJob(f"Mail/In/{stamp}", f"Mail/In_Json/{stamp}", 1, (("v1", PUBLIC_KEY), ("v2", PUBLIC_KEY)), Limits())
 
 
-def _sleep(seconds: float) -> Deferred[None]:
-    d: Deferred[None] = Deferred()
-    reactor.callLater(seconds, d.callback, None)  # type: ignore[attr-defined]
-    return d
-
-
-async def _until(condition: object, timeout: float = 30.0) -> None:
-    waited = 0.0
-    while not condition():  # type: ignore[operator]
-        assert waited < timeout, "timed out"
-        await _sleep(0.05)
-        waited += 0.05
-
-
 @pytest_twisted.async_yield_fixture
 async def pool(tmp_path: Path) -> AsyncIterator[WorkerPool]:
     workers = WorkerPool(2, reactor=reactor, tmp_dir=str(tmp_path))
     workers.startService()
-    await _until(lambda: len(workers._idle) == 2)
+    await until(lambda: len(workers._idle) == 2)
     try:
         yield workers
     finally:
         workers.stopService()
-        await _until(lambda: not workers._workers)
+        await until(lambda: not workers._workers)
 
 
 @pytest_twisted.ensureDeferred
@@ -82,7 +69,7 @@ async def test_a_killed_worker_fails_its_message_then_refuses_it_and_is_replaced
     async def attempt() -> BaseException:
         before = set(pool.worker_pids())
         pending = Deferred.fromCoroutine(pool.seal(big, _job()))
-        await _until(lambda: any(w.job is not None for w in pool._workers))
+        await until(lambda: any(w.job is not None for w in pool._workers))
         busy = next(w for w in pool._workers if w.job is not None)
         assert busy.pid in before
         os.kill(busy.pid, signal.SIGKILL)  # type: ignore[arg-type]
@@ -93,11 +80,11 @@ async def test_a_killed_worker_fails_its_message_then_refuses_it_and_is_replaced
         raise AssertionError("the message was sealed by a killed worker")
 
     assert isinstance(await attempt(), WorkerLost)
-    await _until(lambda: len(pool._idle) == 2)
+    await until(lambda: len(pool._idle) == 2)
     assert isinstance(await attempt(), MessageRefused)
     with pytest.raises(MessageRefused):
         await pool.seal(big, _job("3_4"))  # refused at once, by its digest, without a worker
-    await _until(lambda: len(pool._idle) == 2)
+    await until(lambda: len(pool._idle) == 2)
     objects, _meta = await pool.seal(MESSAGE, _job())
     assert open_mail_object(PRIVATE_KEY, objects[0].read()) == MESSAGE
 
@@ -108,15 +95,15 @@ async def test_a_worker_past_its_deadline_is_killed_and_replaced(tmp_path: Path)
     workers = WorkerPool(1, reactor=reactor, tmp_dir=str(tmp_path), deadline_seconds=0.0, deadline_per_mib=0.01)
     workers.startService()
     try:
-        await _until(lambda: len(workers._idle) == 1)
+        await until(lambda: len(workers._idle) == 1)
         first = workers.worker_pids()
         with pytest.raises(WorkerLost):
             await workers.seal(MESSAGE + b"z" * 20_000_000, _job())
-        await _until(lambda: len(workers._idle) == 1)
+        await until(lambda: len(workers._idle) == 1)
         assert workers.worker_pids() != first
     finally:
         workers.stopService()
-        await _until(lambda: not workers._workers)
+        await until(lambda: not workers._workers)
 
 
 @pytest_twisted.ensureDeferred
@@ -130,19 +117,19 @@ async def test_a_worker_is_retired_after_its_quota_of_messages(tmp_path: Path) -
     workers = WorkerPool(1, reactor=reactor, tmp_dir=str(tmp_path), max_jobs=2)
     workers.startService()
     try:
-        await _until(lambda: len(workers._idle) == 1)
+        await until(lambda: len(workers._idle) == 1)
         seen = []
         for n in range(5):
-            await _until(lambda: bool(workers.worker_pids()))
+            await until(lambda: bool(workers.worker_pids()))
             seen.append(workers.worker_pids()[0])
             objects, _meta = await workers.seal(MESSAGE, _job(f"{n}_1"))
             assert open_mail_object(PRIVATE_KEY, objects[0].read()) == MESSAGE
             pid = seen[-1]
             if n % 2:
-                await _until(lambda pid=pid: not os.path.exists(f"/proc/{pid}") or _zombie(pid))
+                await until(lambda pid=pid: not os.path.exists(f"/proc/{pid}") or _zombie(pid))
     finally:
         workers.stopService()
-        await _until(lambda: not workers._workers)
+        await until(lambda: not workers._workers)
         globalLogPublisher.removeObserver(events.append)
     assert len(set(seen)) == 3 and seen[0] == seen[1] and seen[2] == seen[3] != seen[0]
     warnings = [e for e in events if "delivery worker" in str(e.get("log_format")) and e.get("why")]
