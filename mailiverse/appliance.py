@@ -25,6 +25,7 @@ from mailiverse.config import ApplianceConfig
 from mailiverse.delivery.isolation import IsolationSettings
 from mailiverse.delivery.pipeline import Delivery
 from mailiverse.delivery.pool import WorkerPool
+from mailiverse.delivery.rspamd import RspamdClient
 from mailiverse.dns import Resolver
 from mailiverse.logs import Logger
 from mailiverse.outbound.service import OutboundConfig, build_outbound, read_password_file
@@ -197,6 +198,17 @@ def _add_acme(
     ).setServiceParent(root)
 
 
+def _spam_filter(config: ApplianceConfig, reactor: Any) -> RspamdClient | None:
+    """The --rspamd controller's client, or None; its password read now, from its file, and never logged."""
+    if config.rspamd_url is None:
+        log.info("spam: the built-in check (GTUBE, --dnsbl zones, failed authentication); no --rspamd")
+        return None
+    password_file = config.rspamd_password_file
+    password = read_password_file(password_file, "--rspamd-password-file") if password_file else None
+    log.info("spam: received mail is checked by rspamd at {url}", url=config.rspamd_url)
+    return RspamdClient.connect(config.rspamd_url, reactor, password=password)
+
+
 def build_appliance(config: ApplianceConfig, reactor: Any = None) -> MultiService:
     if reactor is None:
         from twisted.internet import reactor as default_reactor
@@ -218,6 +230,7 @@ def build_appliance(config: ApplianceConfig, reactor: Any = None) -> MultiServic
     # One resolver, one cache, for every lookup the appliance makes: the outbound MX and the receipt-time checks.
     resolver = Resolver(config.dns_servers, reactor=reactor)
     log.info("DNS: lookups go to {servers}", servers=resolver.describe())
+    spam_filter = _spam_filter(config, reactor)
     workers = None
     if config.delivery_workers:
         # Room for the message, its twin's pieces and the ciphertext on their way out.
@@ -238,6 +251,8 @@ def build_appliance(config: ApplianceConfig, reactor: Any = None) -> MultiServic
         # the receipt-time checks ask their DNS questions of the appliance's one resolver
         resolve=resolver.lookup,
         trusted_arc_sealers=config.trusted_arc_sealers,
+        spam_filter=spam_filter,
+        dnsbl_zones=config.dnsbl_zones,
     )
 
     root = MultiService()
@@ -324,6 +339,7 @@ def build_appliance(config: ApplianceConfig, reactor: Any = None) -> MultiServic
         mta_sts_policy=mta_sts,
         default_quota=config.default_quota,
         spool_dir=config.data_dir.tmp_dir,
+        spam_filter=spam_filter,
     )
     session_purger.setServiceParent(root)
     if config.acme_directory and ca:

@@ -219,6 +219,12 @@ class ApplianceConfig:
     dns_servers: tuple[tuple[str, int], ...] = ()
     #: ``--trusted-arc-sealer``: ARC sealers whose chain may excuse a DMARC failure (issue 18).
     trusted_arc_sealers: tuple[str, ...] = ()
+    #: ``--dnsbl``: DNS blocklist zones the built-in spam check asks about the connecting address.
+    dnsbl_zones: tuple[str, ...] = ()
+    #: ``--rspamd``: the rspamd controller that checks received mail and learns from the clients; None: none.
+    rspamd_url: str | None = None
+    #: ``--rspamd-password-file``: where rspamd's controller password is (read at start, never recorded).
+    rspamd_password_file: Path | None = None
 
     def is_local_domain(self, domain: str) -> bool:
         try:

@@ -36,6 +36,8 @@ from mailiverse.config import (
     with_interface,
 )
 from mailiverse.contracts.addresses import normalise_domain
+from mailiverse.delivery.rspamd import parse_rspamd_url
+from mailiverse.delivery.spamcheck import MAX_DNSBL_ZONES
 from mailiverse.dns.servers import Server, parse_server
 from mailiverse.logs import DEFAULT_LEVEL, set_level
 
@@ -106,6 +108,14 @@ class Options(usage.Options):
             "0 seals in the main process).",
         ],
         [
+            "rspamd",
+            None,
+            None,
+            "URL of an rspamd controller (e.g. http://127.0.0.1:11334) that checks each received message and "
+            "learns from the clients' spam buttons.",
+        ],
+        ["rspamd-password-file", None, None, "File holding rspamd's controller password (mode 0600), if it has one."],
+        [
             "log-level",
             None,
             DEFAULT_LEVEL.name,
@@ -142,6 +152,7 @@ class Options(usage.Options):
         self["trusted-proxy"] = []
         self["dns-server"] = []
         self["trusted-arc-sealer"] = []
+        self["dnsbl"] = []
 
     def opt_domain(self, name: str) -> None:
         """A mail domain served by this appliance (repeatable)."""
@@ -179,6 +190,11 @@ class Options(usage.Options):
     def opt_trusted_arc_sealer(self, domain: str) -> None:
         """Domain of an ARC sealer (a mailing list, a forwarder) whose chain may excuse a DMARC failure (repeatable)."""
         self["trusted-arc-sealer"].append(domain)
+
+    def opt_dnsbl(self, zone: str) -> None:
+        """DNS blocklist zone the connecting address is looked up in (RFC 5782); a listed sender's mail goes to the
+        spam folder (repeatable, e.g. zen.spamhaus.org)."""
+        self["dnsbl"].append(zone)
 
     def opt_acme_http(self, endpoint: str) -> None:
         """Plain-HTTP endpoint answering ACME HTTP-01 challenges and redirecting to HTTPS (repeatable)."""
@@ -306,6 +322,36 @@ def _trusted_arc_sealers(options: Any) -> tuple[str, ...]:
     return tuple(sealers)
 
 
+def _dnsbl_zones(options: Any) -> tuple[str, ...]:
+    """The --dnsbl zones, normalised, each once, at most MAX_DNSBL_ZONES."""
+    zones: list[str] = []
+    for value in options["dnsbl"]:
+        try:
+            zone = normalise_domain(value)
+        except ValueError:
+            raise ConfigError(f"--dnsbl {value!r} is not a DNS zone name") from None
+        if zone not in zones:
+            zones.append(zone)
+    if len(zones) > MAX_DNSBL_ZONES:
+        raise ConfigError(f"--dnsbl is given {len(zones)} zones; each message asks at most {MAX_DNSBL_ZONES}")
+    return tuple(zones)
+
+
+def _rspamd_settings(options: Any) -> dict[str, Any]:
+    url, password_file = options["rspamd"], options["rspamd-password-file"]
+    if password_file and not url:
+        raise ConfigError("--rspamd-password-file needs --rspamd")
+    if not url:
+        return {}
+    try:
+        checked = parse_rspamd_url(url)
+    except ValueError as e:
+        raise ConfigError(f"--rspamd {e}") from None
+    if password_file and not Path(password_file).is_file():
+        raise ConfigError(f"--rspamd-password-file {password_file}: no such file")
+    return {"rspamd_url": checked, "rspamd_password_file": Path(password_file) if password_file else None}
+
+
 def _dns_servers(options: Any) -> tuple[Server, ...]:
     """The --dns-server values, checked, in order, each once."""
     servers: list[Server] = []
@@ -418,6 +464,8 @@ def build_config(options: Any) -> ApplianceConfig:
         log_level=LogLevel.levelWithName(_choice(options, "log-level", LOG_LEVELS)),
         dns_servers=_dns_servers(options),
         trusted_arc_sealers=_trusted_arc_sealers(options),
+        dnsbl_zones=_dnsbl_zones(options),
+        **_rspamd_settings(options),
     )
 
 

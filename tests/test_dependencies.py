@@ -25,6 +25,7 @@ CVE_MINIMUMS = [
     ("cryptography", "46.0.5", "46.0.4", "CVE-2026-26007"),
     ("cryptography", "46.0.6", "46.0.5", "CVE-2026-34073"),
     ("pyopenssl", "26.0", "25.3.0", "CVE-2026-27459"),
+    ("pynacl", "1.6.2", "1.6.1", "CVE-2025-69277"),
 ]
 # Werkzeug comes in through klein only; constraints.txt holds its floor.
 WERKZEUG_MINIMUM = ("3.1.6", "3.1.5", "CVE-2026-27199")
@@ -95,7 +96,7 @@ def _by_name(requirements: list[Requirement]) -> dict[NormalizedName, Requiremen
 
 @pytest.mark.parametrize(("name", "fixed", "vulnerable", "advisory"), CVE_MINIMUMS, ids=[m[3] for m in CVE_MINIMUMS])
 def test_minimums_exclude_the_known_cves(name: str, fixed: str, vulnerable: str, advisory: str) -> None:
-    """setup.cfg's install_requires admits no release of idna, cryptography or pyOpenSSL before its CVE fix."""
+    """setup.cfg's install_requires admits no release of idna, cryptography, pyOpenSSL or PyNaCl before its CVE fix."""
     req = _by_name(_install_requires()).get(canonicalize_name(name))
     assert req is not None, f"{name} is not in install_requires"
     floor = _lower_bound(req)

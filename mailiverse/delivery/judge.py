@@ -39,7 +39,8 @@ from publicsuffix2 import PublicSuffixList
 
 from mailiverse.contracts import normalise_domain
 from mailiverse.delivery.dnschannel import DnsUnavailable, Enquirer, dns_name
-from mailiverse.delivery.policy import decide
+from mailiverse.delivery.policy import decide, decisive_report, with_spam
+from mailiverse.delivery.spamcheck import builtin_report, gtube
 from mailiverse.delivery.verdicts import RESULTS, AuthResult, Judgement, JudgeRequest, plain_name
 
 #: Signatures verified per message; more are not looked at (each costs a lookup and a body hash).
@@ -54,17 +55,28 @@ DMARC_ENQUIRIES = 4
 
 
 def judge(raw: bytes, request: JudgeRequest, enquirer: Enquirer | None) -> Judgement:
-    """Check ``raw`` as ``request`` says; without DNS (no ``enquirer``) only the local-domain rule applies."""
+    """Check ``raw`` as ``request`` says, then for spam; without DNS (no ``enquirer``) only the
+    local-domain rule, GTUBE and the spam filter's report apply."""
     header_section = raw[: _header_end(raw)]
     from_domains = from_header_domains(header_section)
     local_only = decide((), from_domains, request)
-    if local_only.refused or enquirer is None or not request.dns:
+    if local_only.refused:
         return local_only  # a local From is refused whatever DNS says, so nothing is looked up
+    test_string = gtube(raw)
+    if test_string is not None:
+        return with_spam(local_only, test_string)
+    if enquirer is None or not request.dns:
+        return with_spam(local_only, request.filter_report)
     spf_results = _spf(request, enquirer)
     dkim_results = _dkim(raw, enquirer)
     arc_result = _arc(raw, enquirer) if b"arc-seal" in header_section.lower() else AuthResult("arc", "none")
     dmarc_result = _dmarc(header_section, spf_results[0], dkim_results, from_domains, request, enquirer)
-    return decide((*spf_results, *dkim_results, arc_result, dmarc_result), from_domains, request)
+    results = (*spf_results, *dkim_results, arc_result, dmarc_result)
+    judgement = decide(results, from_domains, request)
+    if judgement.refused:
+        return judgement
+    builtin = builtin_report(results, request, enquirer)
+    return with_spam(judgement, decisive_report(builtin, request.filter_report))
 
 
 def from_header_domains(header_section: bytes) -> frozenset[str]:

@@ -17,6 +17,7 @@ sealed or stored; a quarantined one goes to ``SPAM_FOLDER``.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import tempfile
 import time
@@ -48,7 +49,9 @@ from mailiverse.delivery.dnschannel import DnsReply, Enquirer
 from mailiverse.delivery.encrypt import IN_MEMORY, read_chunks
 from mailiverse.delivery.enquiries import Answerer, Resolve
 from mailiverse.delivery.naming import mail_paths, new_key_base
+from mailiverse.delivery.policy import with_spam
 from mailiverse.delivery.pool import WorkerPool, content_digest
+from mailiverse.delivery.rspamd import RspamdClient
 from mailiverse.delivery.sealing import SealedMeta, SealJob, files_spam, seal_message
 from mailiverse.delivery.verdicts import Judgement, JudgeRequest
 from mailiverse.logs import Logger
@@ -81,6 +84,9 @@ _REFUSALS = {
     "local-domain": (550, "5.7.1", "Mail from a local domain is accepted only from its logged-in users"),
     "dmarc-reject": (550, "5.7.1", "Message refused by the DMARC policy of the sender's domain"),
     "dns": (451, "4.7.0", "Temporary DNS failure checking the sender; try again later"),
+    "spam": (554, "5.7.1", "Message refused as spam"),
+    "spam-defer": (451, "4.7.1", "Message deferred by the spam filter; try again later"),
+    "greylist": (451, "4.7.1", "Greylisted; try again later"),
 }
 
 
@@ -117,10 +123,13 @@ class Delivery:
         worker_pool: WorkerPool | None = None,
         resolve: Resolve | None = None,
         trusted_arc_sealers: tuple[str, ...] = (),
+        spam_filter: RspamdClient | None = None,
+        dnsbl_zones: tuple[str, ...] = (),
     ) -> None:
         """``resolve`` answers the judge's DNS questions (without it only the local-domain rule is
         applied to mail from outside); ``trusted_arc_sealers`` are the ARC sealers whose chain may
-        vouch for a message that fails DMARC."""
+        vouch for a message that fails DMARC; ``spam_filter`` (``--rspamd``) checks mail from
+        outside before it is sealed, and ``dnsbl_zones`` are the blocklists the built-in check asks."""
         if reactor is None:
             from twisted.internet import reactor as default_reactor
 
@@ -135,6 +144,8 @@ class Delivery:
         self._workers = worker_pool
         self._resolve = resolve
         self._trusted_arc_sealers = tuple(sealer.lower() for sealer in trusted_arc_sealers)
+        self._spam_filter = spam_filter
+        self._dnsbl_zones = tuple(zone.lower() for zone in dnsbl_zones)
         # RCPT TO under load: lookups asked meanwhile share one thread hop and one query.
         self._accounts: CoalescedLookup[str, User] = CoalescedLookup(
             lambda fetch_txn, names: Deferred.fromCoroutine(database.run(fetch_txn, names)), get_users_txn
@@ -183,6 +194,8 @@ class Delivery:
         key_base = new_key_base(now_ms)
         original_path, twin_path = mail_paths(key_base, folder)
         judge = None if envelope is None else self._judge_request(envelope)
+        if judge is not None and envelope is not None and self._spam_filter is not None:
+            judge = await self._filtered(message, judge, envelope, recipients, key_base)
         job = SealJob(
             original_path=original_path,
             twin_path=twin_path,
@@ -198,7 +211,12 @@ class Delivery:
             raise self._refusal(judgement, meta)
         quarantined = judgement is not None and judgement.quarantined
         if quarantined:
-            log.info("message {key_base} ({size} bytes) quarantined by DMARC policy", key_base=key_base, size=meta.size)
+            log.info(
+                "message {key_base} ({size} bytes) filed as spam ({reason})",
+                key_base=key_base,
+                size=meta.size,
+                reason=judgement.reason if judgement is not None else "",
+            )
         sealed = []
         for i, body in enumerate(objects):
             user = users[i // 2]
@@ -241,7 +259,27 @@ class Delivery:
             local_domains=envelope.local_domains,
             trusted_arc_sealers=self._trusted_arc_sealers,
             dns=self._resolve is not None,
+            dnsbl_zones=self._dnsbl_zones,
         )
+
+    async def _filtered(
+        self, message: ISpooled, judge: JudgeRequest, envelope: Envelope, recipients: list[Recipient], queue_id: str
+    ) -> JudgeRequest:
+        """``judge`` with the spam filter's report, asked here while the message is in hand; MessageRejected
+        when the filter refuses or defers it (nothing is sealed then)."""
+        assert self._spam_filter is not None
+        if getattr(message, "in_memory", False):
+            raw = message.read_all()
+        else:
+            raw = await deferToThreadPool(self._reactor, self._pool, message.read_all)
+        report = await self._spam_filter.check(raw, envelope, [r.address for r in recipients], queue_id)
+        del raw
+        if report is None:
+            return judge
+        refusal = with_spam(Judgement("unverified"), report)
+        if refusal.refused:
+            raise self._refusal(refusal, SealedMeta(size=message.size))
+        return dataclasses.replace(judge, filter_report=report)
 
     @staticmethod
     def _refusal(judgement: Judgement, meta: SealedMeta) -> MessageRejected:

@@ -183,8 +183,10 @@ def seal_message(raw: bytes, job: SealJob, sink: ObjectSink, enquirer: Enquirer 
         judgement = as_displayed(judgement, displayed_domains(twin), job.judge)
         if judgement.refused:
             return SealedMeta(size=size, sender_domain=sender_domain(twin), judgement=judgement)
-        if judgement.results:
+        if judgement.results or judgement.quarantined:
             twin["authentication"] = judgement.twin_member()
+        if judgement.spam is not None:
+            twin["spam"] = judgement.spam.twin_member()
     strategy = choose_strategy(raw)  # one choice for both objects: the twin carries the same text
     view = memoryview(raw)
     for fmt, key in job.keys:

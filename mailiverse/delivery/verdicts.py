@@ -19,8 +19,11 @@ RESULTS = frozenset({"pass", "fail", "softfail", "neutral", "none", "temperror",
 VERDICTS = frozenset({"verified", "unverified", "failed"})
 #: What the appliance does: store, store in the spam folder, refuse for good, refuse for now.
 ACTIONS = frozenset({"accept", "quarantine", "reject", "defer"})
-#: Why a message is refused or quarantined ("" when it is accepted as it is).
-REASONS = frozenset({"", "local-domain", "dmarc-reject", "dmarc-quarantine", "dns"})
+#: Why a message is refused or quarantined ("" when it is accepted as it is): its authenticity, or
+#: spam (refused outright, deferred by the filter, greylisted, or filed in the spam folder).
+REASONS = frozenset(
+    {"", "local-domain", "dmarc-reject", "dmarc-quarantine", "dns", "spam", "spam-defer", "greylist", "spam-quarantine"}
+)
 IDENTITIES = frozenset({"", "mailfrom", "helo"})
 POLICIES = frozenset({"", "none", "quarantine", "reject"})
 
@@ -42,6 +45,70 @@ def _word(value: object, allowed: frozenset[str]) -> str:
     return value
 
 
+#: The spam filter's actions (rspamd's words; the built-in check uses "no action", "add header" and "reject").
+SPAM_ACTIONS = frozenset({"no action", "greylist", "add header", "rewrite subject", "soft reject", "reject"})
+CHECKERS = frozenset({"rspamd", "built-in"})
+#: Rule names a report keeps (the first ones), and how they look: upper-case words.
+MAX_SYMBOLS = 48
+_SYMBOL_CHARACTERS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
+
+
+def symbol_names(values: object) -> tuple[str, ...]:
+    """The rule names among ``values`` that look like one (upper-case letters, digits, underscores; at most
+    64 characters), at most ``MAX_SYMBOLS`` of them: a filter's output cannot put anything else in the twin."""
+    if not isinstance(values, (list, tuple)):
+        return ()
+    names = [v for v in values if isinstance(v, str) and 0 < len(v) <= 64 and set(v) <= _SYMBOL_CHARACTERS]
+    return tuple(dict.fromkeys(names))[:MAX_SYMBOLS]
+
+
+def _score(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value or abs(value) > 1e6:
+        raise ValueError("a spam score is a finite number")
+    return round(float(value), 2)
+
+
+@dataclass(frozen=True)
+class SpamReport:
+    """One spam check's outcome: who checked, the action it asks for, its score against its threshold, and
+    the rules that fired (names only: nothing of the message)."""
+
+    checker: str
+    action: str
+    score: float = 0.0
+    threshold: float = 0.0
+    symbols: tuple[str, ...] = ()
+
+    @property
+    def is_spam(self) -> bool:
+        return self.action != "no action"
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "checker": self.checker,
+            "action": self.action,
+            "score": self.score,
+            "threshold": self.threshold,
+            "symbols": list(self.symbols),
+        }
+
+    @classmethod
+    def from_wire(cls, value: object) -> SpamReport:
+        if not isinstance(value, dict):
+            raise ValueError("a spam report is a JSON object")
+        return cls(
+            checker=_word(value.get("checker"), CHECKERS),
+            action=_word(value.get("action"), SPAM_ACTIONS),
+            score=_score(value.get("score", 0.0)),
+            threshold=_score(value.get("threshold", 0.0)),
+            symbols=symbol_names(value.get("symbols", [])),
+        )
+
+    def twin_member(self) -> dict[str, Any]:
+        """The twin's top-level ``spam`` member."""
+        return {"spam": self.is_spam, **self.to_wire()}
+
+
 @dataclass(frozen=True)
 class JudgeRequest:
     """What the worker judges a message by: how it arrived, who judges, and what to trust.
@@ -57,6 +124,10 @@ class JudgeRequest:
     local_domains: tuple[str, ...]
     trusted_arc_sealers: tuple[str, ...] = ()
     dns: bool = True
+    #: DNS blocklist zones the connecting address is looked up in (``--dnsbl``).
+    dnsbl_zones: tuple[str, ...] = ()
+    #: The spam filter's report when the appliance has one (``--rspamd``): asked before the worker runs.
+    filter_report: SpamReport | None = None
 
     def to_wire(self) -> dict[str, Any]:
         return {
@@ -67,6 +138,8 @@ class JudgeRequest:
             "local_domains": list(self.local_domains),
             "trusted_arc_sealers": list(self.trusted_arc_sealers),
             "dns": self.dns,
+            "dnsbl_zones": list(self.dnsbl_zones),
+            "filter_report": None if self.filter_report is None else self.filter_report.to_wire(),
         }
 
     @classmethod
@@ -79,6 +152,8 @@ class JudgeRequest:
             local_domains=tuple(str(d) for d in value["local_domains"]),
             trusted_arc_sealers=tuple(str(d) for d in value["trusted_arc_sealers"]),
             dns=bool(value["dns"]),
+            dnsbl_zones=tuple(str(z) for z in value.get("dnsbl_zones", ())),
+            filter_report=None if value.get("filter_report") is None else SpamReport.from_wire(value["filter_report"]),
         )
 
 
@@ -132,6 +207,8 @@ class Judgement:
     action: str = "accept"
     reason: str = ""
     results: tuple[AuthResult, ...] = ()
+    #: The spam check whose report decided (the filter's, else the built-in one's); None when none ran.
+    spam: SpamReport | None = None
 
     @property
     def refused(self) -> bool:
@@ -148,6 +225,7 @@ class Judgement:
             "action": self.action,
             "reason": self.reason,
             "results": [result.to_wire() for result in self.results],
+            "spam": None if self.spam is None else self.spam.to_wire(),
         }
 
     @classmethod
@@ -162,6 +240,7 @@ class Judgement:
             action=_word(value.get("action"), ACTIONS),
             reason=_word(value.get("reason"), REASONS),
             results=tuple(AuthResult.from_wire(result) for result in results),
+            spam=None if value.get("spam") is None else SpamReport.from_wire(value["spam"]),
         )
 
     def twin_member(self) -> dict[str, Any]:

@@ -153,7 +153,7 @@ def _warm_up() -> None:
 
     import dkim
     from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
     # The judge's and the safe-HTML libraries, which sealing imports only when it needs them (the judge
     # reads its public suffix list as it is imported): once isolated, the worker can open no file.
@@ -181,15 +181,25 @@ def _warm_up() -> None:
         serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()
     )
     key_text = base64.b64encode(public.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.PKCS1))
+    # And an ed25519-sha256 one (RFC 8463), which dkimpy verifies through PyNaCl: its key is the raw 32 bytes.
+    raw = serialization.Encoding.Raw
+    ed_private = ed25519.Ed25519PrivateKey.generate()
+    ed_seed = ed_private.private_bytes(raw, serialization.PrivateFormat.Raw, serialization.NoEncryption())
+    ed_key_text = base64.b64encode(ed_private.public_key().public_bytes(raw, serialization.PublicFormat.Raw))
     zone: dict[tuple[str, str], tuple[Record, ...]] = {
         ("example.org", "TXT"): ("v=spf1 ip4:192.0.2.1 mx a include:_spf.example.org -all",),
         ("_spf.example.org", "TXT"): ("v=spf1 ip6:2001:db8::/32 ~all",),
         ("example.org", "MX"): ((10, "mx.example.org"),),
         ("mx.example.org", "A"): ("192.0.2.2",),
         ("warm._domainkey.example.org", "TXT"): ("v=DKIM1; k=rsa; p=" + key_text.decode("ascii"),),
+        ("warmed._domainkey.example.org", "TXT"): ("v=DKIM1; k=ed25519; p=" + ed_key_text.decode("ascii"),),
         ("_dmarc.example.org", "TXT"): ("v=DMARC1; p=none",),
     }
     signed = dkim.sign(_WARM_UP_MESSAGE, b"warm", b"example.org", signing_key) + _WARM_UP_MESSAGE
+    ed_signature = dkim.sign(
+        signed, b"warmed", b"example.org", base64.b64encode(ed_seed), signature_algorithm=b"ed25519-sha256"
+    )
+    signed = ed_signature + signed
     judge = JudgeRequest("192.0.2.1", "mx.example.org", "a@example.org", "warm.invalid", ("warm.invalid",))
     enquirer = Enquirer(lambda name, rtype: DnsReply(zone.get((name, rtype), ())))
     judged = SealJob("Mail/In/0_1", "Mail/In_Json/0_1", 0, (("v2", pem),), Limits(), judge, "Mail/Spam/0_1")

@@ -98,7 +98,18 @@ def _expand(item: Any, stack: list[Any], piece_chars: int) -> str | Iterator[str
         return "true" if item else "false"
     if isinstance(item, int):
         return str(item)
+    if isinstance(item, float):
+        return _number(item)
     raise TypeError(f"cannot serialise {type(item).__name__}")
+
+
+def _number(value: float) -> str:
+    """A finite float as org.json's ``numberToString`` writes it: no trailing zeros, no trailing point
+    (5.0 -> "5", 8.25 -> "8.25"). Only plain decimals (the spam score's range): an exponent is refused."""
+    text = repr(value)
+    if value != value or value in (float("inf"), float("-inf")) or "e" in text:
+        raise TypeError("cannot serialise a float that is not a plain finite decimal")
+    return text.rstrip("0").rstrip(".") if "." in text else text
 
 
 def iter_dumps(value: Any, batch_chars: int = BATCH_CHARS) -> Iterator[str]:

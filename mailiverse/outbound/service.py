@@ -60,27 +60,28 @@ def parse_smarthost(text: str) -> tuple[str, int]:
     return host, port
 
 
-def read_password_file(path: Path) -> str:
-    """The smarthost password: the first line of a file that only its owner may read."""
+def read_password_file(path: Path, option: str = "--smarthost-password-file") -> str:
+    """A password (the smarthost's, rspamd's): the first line of a file that only its owner may read;
+    errors name ``option``."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError as error:
-        raise ConfigError(f"--smarthost-password-file {path}: {error.strerror}") from None
+        raise ConfigError(f"{option} {path}: {error.strerror}") from None
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
-            raise ConfigError(f"--smarthost-password-file {path} is not a regular file")
+            raise ConfigError(f"{option} {path} is not a regular file")
         if info.st_mode & 0o077:
-            raise ConfigError(f"--smarthost-password-file {path} is readable by others; chmod 600 it")
+            raise ConfigError(f"{option} {path} is readable by others; chmod 600 it")
         data = os.read(fd, MAX_PASSWORD_FILE_BYTES + 1)
     finally:
         os.close(fd)
     if len(data) > MAX_PASSWORD_FILE_BYTES:
-        raise ConfigError(f"--smarthost-password-file {path} is too large")
+        raise ConfigError(f"{option} {path} is too large")
     lines = data.decode("utf-8").splitlines()
     password = lines[0] if lines else ""
     if not password:
-        raise ConfigError(f"--smarthost-password-file {path} is empty")
+        raise ConfigError(f"{option} {path} is empty")
     return password
 
 

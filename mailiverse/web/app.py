@@ -22,6 +22,7 @@ from twisted.web.server import Site
 from mailiverse.accounts.service import AccountService
 from mailiverse.auth.forwarded import NO_PROXIES, TrustedProxies
 from mailiverse.config import DEFAULT_QUOTA_BYTES
+from mailiverse.delivery.rspamd import RspamdClient
 from mailiverse.store.db import Database
 from mailiverse.submission import Submission
 from mailiverse.web.assets import webclient_dir
@@ -32,8 +33,10 @@ from mailiverse.web.intake import BoundedRequest, WebBodyGate
 from mailiverse.web.routes.account import AccountRoutes
 from mailiverse.web.routes.auth import AuthRoutes
 from mailiverse.web.routes.keys import KeyRoutes
+from mailiverse.web.routes.moves import MoveRoutes
 from mailiverse.web.routes.public import PublicRoutes
 from mailiverse.web.routes.send import SendRoutes
+from mailiverse.web.routes.spam import SpamRoutes
 from mailiverse.web.routes.store import StoreRoutes
 from mailiverse.web.routing import router
 from mailiverse.web.site import WebSite
@@ -78,7 +81,9 @@ def _url_is_utf8(request: Any) -> bool:
     return True
 
 
-class WebApp(AuthRoutes, AccountRoutes, StoreRoutes, KeyRoutes, SendRoutes, PublicRoutes, ErrorHandlers):
+class WebApp(
+    AuthRoutes, AccountRoutes, StoreRoutes, MoveRoutes, SpamRoutes, KeyRoutes, SendRoutes, PublicRoutes, ErrorHandlers
+):
     """The HTTPS API and static client, over an ``AccountService``, the database and the ``Submission`` service."""
 
     router = router
@@ -99,6 +104,7 @@ class WebApp(AuthRoutes, AccountRoutes, StoreRoutes, KeyRoutes, SendRoutes, Publ
         trusted_proxies: TrustedProxies = NO_PROXIES,
         default_quota: int = DEFAULT_QUOTA_BYTES,
         spool_dir: Path | None = None,
+        spam_filter: RspamdClient | None = None,
     ) -> None:
         self.hostname = hostname
         self.domains = tuple(domains)
@@ -113,6 +119,7 @@ class WebApp(AuthRoutes, AccountRoutes, StoreRoutes, KeyRoutes, SendRoutes, Publ
         self.default_quota = default_quota
         #: Where request bodies too large for memory go, encrypted: the data directory's ``tmp/``.
         self.spool_dir = spool_dir
+        self.spam_filter = spam_filter
         #: Believed on the plain-HTTP site only: a TLS passthrough proxy cannot add headers, a client can.
         self.trusted_proxies = trusted_proxies if not tls else NO_PROXIES
 
@@ -133,6 +140,7 @@ class WebApp(AuthRoutes, AccountRoutes, StoreRoutes, KeyRoutes, SendRoutes, Publ
             trusted_proxies=trusted_proxies,
             default_quota=self.default_quota,
             spool_dir=self.spool_dir,
+            spam_filter=self.spam_filter,
         )
 
     def resource(self) -> IResource:

@@ -33,6 +33,8 @@ def body_limit_for(max_message_size: int) -> Callable[[bytes], int]:
             return MAX_OBJECT_BYTES
         if path == b"/api/send":
             return send_limit
+        if path.startswith(b"/api/learn/"):
+            return max_message_size
         return ACCOUNT_JSON_BYTES
 
     return limit

@@ -95,6 +95,7 @@ def _op(
     body: dict[str, Any] | None = None,
     raw_response: str | None = None,
     raw_body: bool = False,
+    raw_body_type: str = "application/octet-stream",
     errors: tuple[int, ...] = (),
     parameters: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
@@ -121,7 +122,7 @@ def _op(
     if raw_body:
         operation["requestBody"] = {
             "required": True,
-            "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+            "content": {raw_body_type: {"schema": {"type": "string", "format": "binary"}}},
         }
     if parameters:
         operation["parameters"] = parameters
@@ -345,6 +346,38 @@ def openapi_document(version: str) -> dict[str, Any]:
                     },
                 ),
                 errors=(422, 429, 503, 507),
+            )
+        },
+        "/api/move": {
+            "post": _op(
+                "Move a message's objects between Mail/In and Mail/Spam (same key; original to original, twin to"
+                " twin), all in one transaction",
+                auth=True,
+                body=_obj(
+                    ["moves"],
+                    {
+                        "moves": {
+                            "type": "array",
+                            "minItems": 1,
+                            "maxItems": 200,
+                            "items": _obj(["from", "to"], {"from": _TEXT, "to": _TEXT}),
+                        }
+                    },
+                ),
+                response=_obj(["moved"], {"moved": _INT}),
+                errors=(404, 409),
+            )
+        },
+        "/api/learn/{kind}": {
+            "post": _op(
+                "Hand a message the user marked (decrypted, message/rfc822) to the spam filter to learn as spam or"
+                " ham; nothing is kept",
+                auth=True,
+                raw_body=True,
+                raw_body_type="message/rfc822",
+                response=_obj(["learned"], {"learned": {"type": "boolean"}, "reason": _TEXT}),
+                errors=(404, 413, 415, 502, 503),
+                parameters=[_path_param("kind")],
             )
         },
     }

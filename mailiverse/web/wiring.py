@@ -22,6 +22,7 @@ from mailiverse.accounts.sessions import DatabaseSessionStore
 from mailiverse.auth.clock import TimeSource
 from mailiverse.auth.sessions import SessionManager
 from mailiverse.config import DEFAULT_QUOTA_BYTES
+from mailiverse.delivery.rspamd import RspamdClient
 from mailiverse.store import accounts as repo
 from mailiverse.store.db import Database
 from mailiverse.submission import Submission
@@ -59,6 +60,7 @@ def build_web_app(
     mta_sts_policy: str | None = None,
     default_quota: int = DEFAULT_QUOTA_BYTES,
     spool_dir: Path | None = None,
+    spam_filter: RspamdClient | None = None,
 ) -> tuple[WebApp, IService]:
     """Return the web app and a service that purges expired sessions and pending logins while it runs.
 
@@ -66,7 +68,7 @@ def build_web_app(
     Login challenges wait in the database (``DatabasePendingLogins``), so front ends sharing it
     need no sticky sessions: round trip 2 may reach another process than round trip 1.
     ``spool_dir`` (the data directory's ``tmp/``) takes request bodies too large for memory, encrypted;
-    ``WebApp.site()`` needs it.
+    ``WebApp.site()`` needs it. ``spam_filter`` (``--rspamd``) learns from the clients' spam buttons.
     """
     time_source: TimeSource = reactor if clock is None else clock
     secret = load_server_secret(database)
@@ -94,6 +96,7 @@ def build_web_app(
         mta_sts_policy=mta_sts_policy,
         default_quota=default_quota,
         spool_dir=spool_dir,
+        spam_filter=spam_filter,
     )
 
     async def purge_both() -> int:

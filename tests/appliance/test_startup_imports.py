@@ -23,6 +23,7 @@ LAZY = (
     # the receipt-time judge's libraries and the safe-HTML sanitiser: delivery workers only (issue 18)
     "authheaders",
     "dkim",
+    "nacl",  # dkimpy's ed25519-sha256 verifier
     "spf",
     "nh3",
     "publicsuffix2",

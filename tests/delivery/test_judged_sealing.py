@@ -73,6 +73,15 @@ def test_a_judged_message_is_stored_with_our_header_and_the_twin_with_its_result
     assert original == header + raw
     twin = json.loads(twin_text)
     member = twin.pop("authentication")
+    spam = twin.pop("spam")
+    assert spam == {
+        "spam": False,
+        "checker": "built-in",
+        "action": "no action",
+        "score": 0,
+        "threshold": 5,
+        "symbols": [],
+    }
     assert json.loads(convert(header + raw, original_path="Mail/In/1_2", written_ms=1)) == twin
     assert member["verdict"] == "verified" and "quarantined" not in member
     assert {"method": "dkim", "result": "pass", "domain": "remote.test", "selector": "sel"} in member["results"]

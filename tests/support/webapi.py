@@ -29,6 +29,7 @@ from mailiverse.config import DEFAULT_QUOTA_BYTES, DEFAULT_SEND_LIMIT_PER_HOUR
 from mailiverse.crypto.keys import generate_private_key, private_key_der, public_key_der
 from mailiverse.crypto.pbkdf import crypto_key, verification_key
 from mailiverse.delivery.pipeline import Delivery
+from mailiverse.delivery.rspamd import RspamdClient
 from mailiverse.store.db import Database
 from mailiverse.submission import Submission
 from mailiverse.testing import MemoryOutbound
@@ -251,6 +252,7 @@ def make_api(
     with_outbound: bool = True,
     default_quota: int = DEFAULT_QUOTA_BYTES,
     send_limit_per_hour: int = DEFAULT_SEND_LIMIT_PER_HOUR,
+    spam_filter: RspamdClient | None = None,
 ) -> tuple[Api, Delivery]:
     """Build the app with ``build_web_app``, as the appliance does, on a settable clock
     (sessions, throttles and the send limit) and an in-memory outbound queue."""
@@ -282,6 +284,7 @@ def make_api(
         static_dir=tmp_path,
         default_quota=default_quota,
         spool_dir=tmp,
+        spam_filter=spam_filter,
     )
     api = Api(app, StubTreq(app.resource()), database, app.accounts, app.accounts.sessions, clock, outbound, submission)
     return api, delivery

@@ -28,13 +28,13 @@ async function failure(response) {
   return new ApiError(response.status, body.error, body.message);
 }
 
-async function call(method, url, { json, body, headers = {} } = {}) {
+async function call(method, url, { json, body, type = 'application/octet-stream', headers = {} } = {}) {
   const init = { method, headers: { ...headers }, credentials: 'same-origin', cache: 'no-store' };
   if (json !== undefined) {
     init.headers['Content-Type'] = 'application/json';
     init.body = JSON.stringify(json);
   } else if (body !== undefined) {
-    init.headers['Content-Type'] = 'application/octet-stream';
+    init.headers['Content-Type'] = type;
     init.body = body;
   }
   if (method !== 'GET' && csrf) init.headers['X-CSRF-Token'] = csrf;
@@ -95,4 +95,18 @@ export async function deleteObject(path) {
   } catch (e) {
     if (!(e instanceof ApiError && e.status === 404)) throw e;
   }
+}
+
+// Hand a message's original bytes to the appliance's spam filter ('spam' or 'ham'): {learned, reason?}.
+// ApiError 503 no_spam_filter when the appliance has none to train; the appliance keeps nothing.
+export async function learn(kind, original) {
+  const response = await call('POST', `/api/learn/${kind === 'spam' ? 'spam' : 'ham'}`,
+    { body: original, type: 'message/rfc822' });
+  return response.json();
+}
+
+// Move objects between Mail/In and Mail/Spam in one transaction: moves = [{from, to}, ...]; {moved}.
+// ApiError 404 not_found or 409 conflict, and then nothing moved.
+export async function moveObjects(moves) {
+  return postJson('/api/move', { moves });
 }

@@ -8,9 +8,11 @@ import { $, h, status } from './ui/dom.js';
 import { MessageList } from './ui/list.js';
 import { renderMessage } from './ui/reader.js';
 import { installShortcuts } from './ui/shortcuts.js';
+import { trainAndMove } from './ui/training.js';
 
-const TITLES = { inbox: 'Inbox', sent: 'Sent', trash: 'Trash' };
-const state = { session: null, store: null, folder: 'inbox', query: '', openPath: null, summary: null, timing: {} };
+const TITLES = { inbox: 'Inbox', sent: 'Sent', spam: 'Spam', trash: 'Trash' };
+const state = { session: null, store: null, folder: 'inbox', query: '', openPath: null, summary: null, timing: {},
+  training: false };
 let list = null;
 let composer = null;
 let pollTimer = null;
@@ -124,6 +126,7 @@ function currentItems() {
 function refresh() {
   if (!state.store) return;
   const items = currentItems();
+  list.showing = state.query ? null : state.folder;
   list.setItems(items, state.openPath);
   $('empty').hidden = items.length > 0;
   $('empty').textContent = state.query ? 'Nothing matches your search.' : 'No messages.';
@@ -132,6 +135,8 @@ function refresh() {
   $('count-inbox').textContent = c.unread ? String(c.unread) : '';
   $('count-inbox').setAttribute('aria-label', `${c.unread} unread`);
   $('count-sent').textContent = '';
+  $('count-spam').textContent = c.spam ? String(c.spam) : '';
+  $('count-spam').setAttribute('aria-label', `${c.spam} in Spam`);
   $('count-trash').textContent = c.trash ? String(c.trash) : '';
   document.title = c.unread ? `(${c.unread}) mailiverse` : 'mailiverse';
 }
@@ -177,6 +182,9 @@ async function openItem(item) {
       restore: () => restore(),
       destroy: () => trash(),
       inTrash: (i) => state.store.trash.has(i.p),
+      folderOf: (i) => state.store.folderOf(i),
+      spam: () => markSpam(true),
+      notSpam: () => markSpam(false),
     });
     list.render();
     refresh();
@@ -201,6 +209,30 @@ async function trash() {
   closeReader();
   state.openPath = null;
   refresh();
+}
+
+// "This is spam" (inbox) or "Not spam" (Spam) on the open message; `toSpam` null: whichever fits (the ! key).
+async function markSpam(toSpam) {
+  const item = state.openPath ? state.store.items.get(state.openPath) : null;
+  if (!item) return;
+  const folder = state.store.folderOf(item);
+  if (toSpam === null) toSpam = folder === 'inbox';
+  if (folder !== (toSpam ? 'inbox' : 'spam') || state.training) return;
+  state.training = true;
+  let result;
+  try {
+    result = await trainAndMove(state.store, item, toSpam);
+  } finally {
+    state.training = false;
+  }
+  if (result.moved) {
+    closeReader();
+    state.openPath = null;
+    refresh();
+    list.el.focus();
+  } else if (result.gone) {
+    await runSync();
+  }
 }
 
 function restore() {
@@ -232,6 +264,7 @@ async function leave() {
 function setupApp() {
   list = new MessageList($('list'), {
     isUnread: (item) => state.store.isUnread(item),
+    folderOf: (item) => state.store.folderOf(item),
     onOpen: (item) => openItem(item),
   });
   for (const a of document.querySelectorAll('[data-folder]')) {
@@ -293,6 +326,7 @@ function setupApp() {
     reply: (mode) => { if (state.summary) composer.open(mode, state.summary); },
     trash: () => trash(),
     restore: () => restore(),
+    spam: () => markSpam(null),
     search: () => $('search').focus(),
     clearSearch: () => { $('search').value = ''; state.query = ''; refresh(); $('search').blur(); },
     help: () => $('help').showModal(),

@@ -1,13 +1,20 @@
-// The mailbox: lists Mail/*_Json, decrypts new twins, keeps summaries, unread and trash state in
-// encrypted Cache/ documents, and answers folder, read, delete/restore and search requests.
+// The mailbox: lists Mail/*_Json, decrypts new twins, keeps summaries, unread, trash and not-spam state in
+// encrypted Cache/ documents, and answers folder, read, delete/restore, move and search requests.
 
-import { deleteObject, getObject, listAll } from '../api.js';
+import { deleteObject, getObject, listAll, moveObjects } from '../api.js';
 import { fromUtf8 } from '../crypto/bytes.js';
 import { openMailObject } from '../crypto/envelope.js';
 import { CacheDoc } from './cache.js';
 import { summarize } from './twin.js';
+import { judgedSpam } from './verdict.js';
 
-const SOURCES = { 'Mail/In_Json/': 'inbox', 'Mail/Sent_Json/': 'sent' };
+const SOURCES = { 'Mail/In_Json/': 'inbox', 'Mail/Sent_Json/': 'sent', 'Mail/Spam_Json/': 'spam' };
+// Twin folder -> original folder (docs/protocol.md §2.3: deleting or moving a mail touches both objects).
+const ORIGINALS = { 'Mail/In_Json/': 'Mail/In/', 'Mail/Sent_Json/': 'Mail/Sent/', 'Mail/Spam_Json/': 'Mail/Spam/' };
+// Where POST /api/move may put a message.
+const MOVABLE = { inbox: 'Mail/In_Json/', spam: 'Mail/Spam_Json/' };
+// Index records of an older shape (without the verdict) are shown at once and decrypted again by the next sync.
+const RECORD = 2;
 const MAX_TWIN = 96 * 1024 * 1024;
 const SNIPPET = 2000;
 const PARALLEL = 6;
@@ -57,7 +64,20 @@ function record(path, info, summary) {
     z: info.size,
     a: summary.attachments.filter((x) => !x.inline).length,
     b: plainOf(summary).replace(/\s+/g, ' ').slice(0, SNIPPET),
+    v: summary.authentication ? summary.authentication.verdict : '',
+    j: judgedInInbox(summary) ? 1 : 0,
+    r: RECORD,
   };
+}
+
+// The appliance judged it spam but filed it in Mail/In (a v1 account, whose original clients list only Mail/In):
+// the twin's `original` then names Mail/In. A quarantined message later moved to the inbox still names Mail/Spam.
+function judgedInInbox(summary) {
+  return judgedSpam(summary.authentication, summary.spam) && !(summary.original || '').startsWith('Mail/Spam/');
+}
+
+function folderPrefix(path) {
+  return path.slice(0, path.lastIndexOf('/') + 1);
 }
 
 export class MailStore {
@@ -66,6 +86,8 @@ export class MailStore {
     this.items = new Map();
     this.read = new Set();
     this.trash = new Set();
+    // Messages in Mail/In the appliance judged spam and the user said are not (they cannot be moved further).
+    this.ham = new Set();
     this.indexDoc = new CacheDoc('W_index', key.der);
     this.stateDoc = new CacheDoc('W_state', key.der);
     this.twins = new Map();
@@ -90,6 +112,7 @@ export class MailStore {
     if (state) {
       this.read = new Set(state.read || []);
       this.trash = new Set(state.trash || []);
+      this.ham = new Set(state.ham || []);
     }
     return this.items.size;
   }
@@ -110,7 +133,7 @@ export class MailStore {
         this.indexDirty = true;
       }
     }
-    const fresh = listed.filter((i) => !this.items.has(i.path));
+    const fresh = listed.filter((i) => !this.items.has(i.path) || this.items.get(i.path).r !== RECORD);
     let done = 0;
     onProgress(done, fresh.length);
     const queue = fresh.slice();
@@ -122,9 +145,9 @@ export class MailStore {
           this.items.set(info.path, record(info.path, info, summary));
         } catch (e) {
           const tampered = e instanceof TamperedError;
-          this.items.set(info.path, { p: info.path, k: SOURCES[info.path.slice(0, info.path.lastIndexOf('/') + 1)],
+          this.items.set(info.path, { p: info.path, k: SOURCES[folderPrefix(info.path)],
             s: tampered ? TAMPERED_SUBJECT : '(this message could not be decrypted)', fn: '', fe: '', to: '',
-            d: info.modified_ms, z: info.size, a: 0, b: '', err: tampered ? 'tampered' : 1 });
+            d: info.modified_ms, z: info.size, a: 0, b: '', v: '', j: 0, r: RECORD, err: tampered ? 'tampered' : 1 });
         }
         this.indexDirty = true;
         done++;
@@ -157,35 +180,67 @@ export class MailStore {
   }
 
   originalPath(path) {
-    return path.replace('Mail/In_Json/', 'Mail/In/').replace('Mail/Sent_Json/', 'Mail/Sent/');
+    const prefix = folderPrefix(path);
+    return prefix in ORIGINALS ? ORIGINALS[prefix] + path.slice(prefix.length) : path;
+  }
+
+  // The folder a message shows in: trash (the user's), spam (filed there, or judged spam in Mail/In and not
+  // marked otherwise), else where it is stored.
+  folderOf(item) {
+    if (this.trash.has(item.p)) return 'trash';
+    if (item.k === 'inbox' && item.j && !this.ham.has(item.p)) return 'spam';
+    return item.k;
   }
 
   folder(name) {
     const out = [];
-    for (const item of this.items.values()) {
-      const trashed = this.trash.has(item.p);
-      if (name === 'trash' ? trashed : !trashed && item.k === name) out.push(item);
-    }
+    for (const item of this.items.values()) if (this.folderOf(item) === name) out.push(item);
     out.sort((a, b) => b.d - a.d || (a.p < b.p ? 1 : -1));
     return out;
   }
 
   counts() {
-    let inbox = 0;
-    let unread = 0;
-    let sent = 0;
+    const c = { inbox: 0, unread: 0, sent: 0, spam: 0, trash: 0 };
     for (const item of this.items.values()) {
-      if (this.trash.has(item.p)) continue;
-      if (item.k === 'inbox') {
-        inbox++;
-        if (!this.read.has(item.p)) unread++;
-      } else sent++;
+      const folder = this.folderOf(item);
+      c[folder] = (c[folder] || 0) + 1;
+      if (folder === 'inbox' && !this.read.has(item.p)) c.unread++;
     }
-    return { inbox, unread, sent, trash: this.trash.size };
+    c.trash = this.trash.size;
+    return c;
   }
 
   isUnread(item) {
-    return item.k === 'inbox' && !this.read.has(item.p);
+    const folder = this.folderOf(item);
+    return (folder === 'inbox' || folder === 'spam') && !this.read.has(item.p);
+  }
+
+  // Move a message (twin and original, one transaction on the server) to 'inbox' or 'spam'. A message the
+  // appliance judged spam but kept in Mail/In is not moved to the inbox (it is there): it is marked not spam.
+  // Returns the twin's new path; throws ApiError (nothing moved) when the server refuses.
+  async moveTo(path, folder) {
+    const item = this.items.get(path);
+    const target = MOVABLE[folder] + path.slice(folderPrefix(path).length);
+    if (target !== path) {
+      await moveObjects([{ from: this.originalPath(path), to: this.originalPath(target) }, { from: path, to: target }]);
+      this.items.delete(path);
+      if (item) this.items.set(target, { ...item, p: target, k: folder });
+      for (const set of [this.read, this.trash, this.ham]) {
+        if (set.delete(path)) set.add(target);
+      }
+      if (this.twins.has(path)) {
+        this.twins.set(target, this.twins.get(path));
+        this.twins.delete(path);
+      }
+      this.indexDirty = true;
+    }
+    const moved = this.items.get(target);
+    if (folder === 'spam') this.ham.delete(target);
+    else if (moved && this.folderOf(moved) === 'spam') this.ham.add(target);
+    this.stateDirty = true;
+    this.changed();
+    this.scheduleFlush();
+    return target;
   }
 
   setRead(path, value = true) {
@@ -216,6 +271,7 @@ export class MailStore {
     this.items.delete(path);
     this.trash.delete(path);
     this.read.delete(path);
+    this.ham.delete(path);
     this.twins.delete(path);
     this.indexDirty = this.stateDirty = true;
     this.changed();
@@ -228,8 +284,7 @@ export class MailStore {
     if (!words.length) return [];
     const out = [];
     for (const item of this.items.values()) {
-      if (folder && (folder === 'trash') !== this.trash.has(item.p)) continue;
-      if (folder && folder !== 'trash' && item.k !== folder) continue;
+      if (folder && this.folderOf(item) !== folder) continue;
       const hay = `${item.s}\n${item.fn} ${item.fe}\n${item.to}\n${item.b}`.toLowerCase();
       if (words.every((w) => hay.includes(w))) out.push(item);
     }
@@ -247,10 +302,11 @@ export class MailStore {
     const jobs = [];
     if (this.stateDirty) {
       this.stateDirty = false;
-      const mine = { read: [...this.read], trash: [...this.trash] };
+      const mine = { read: [...this.read], trash: [...this.trash], ham: [...this.ham] };
       jobs.push(this.stateDoc.save(mine, (remote) => ({
         read: [...new Set([...(remote.read || []), ...mine.read])],
         trash: mine.trash,
+        ham: mine.ham,
       })));
     }
     if (this.indexDirty) {

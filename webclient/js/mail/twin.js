@@ -1,7 +1,9 @@
 // Reading a JSON twin (docs/protocol.md §2.3) the way the original client does: subject, people, date,
-// first text/plain and text/html bodies (breadth-first), and the attachments (bytes parts).
+// first text/plain and text/html bodies (breadth-first), the attachments (bytes parts), and the appliance's
+// verdicts (authentication, spam) when it judged the message.
 
 import { fromB64, fromUtf8 } from '../crypto/bytes.js';
+import { readAuthentication, readSpam } from './verdict.js';
 
 const MAX_PARTS = 10000;
 
@@ -132,6 +134,8 @@ export function summarize(twin) {
     references: header(content, 'references', encoded),
     original: typeof twin.original === 'string' ? twin.original : null,
     isError,
+    authentication: readAuthentication(twin),
+    spam: readSpam(twin),
   };
 }
 

@@ -1,13 +1,17 @@
 // The message list: a virtual-scrolled listbox (only visible rows exist in the DOM).
 
 import { formatDate, formatSize, h } from './dom.js';
+import { rowMarker } from './verdicts.js';
 
 const ROW = 70;
 
 export class MessageList {
-  constructor(container, { isUnread, onOpen, onSelect }) {
+  constructor(container, { isUnread, folderOf, onOpen, onSelect }) {
     this.el = container;
     this.isUnread = isUnread;
+    this.folderOf = folderOf || ((item) => item.k);
+    // The folder being shown (null for search results, where a Spam message says so).
+    this.showing = null;
     this.onOpen = onOpen;
     this.onSelect = onSelect;
     this.items = [];
@@ -48,13 +52,16 @@ export class MessageList {
   row(item, index) {
     const unread = this.isUnread(item);
     const who = item.k === 'sent' ? `To: ${item.to}` : (item.fn || item.fe || '(unknown sender)');
-    const label = `${unread ? 'Unread. ' : ''}${who}. ${item.s || '(no subject)'}. ${formatDate(item.d, true)}. ${formatSize(item.z)}`;
+    const marker = item.k === 'sent' ? null : rowMarker(item.v);
+    const spamTag = this.showing !== 'spam' && this.folderOf(item) === 'spam';
+    const label = `${unread ? 'Unread. ' : ''}${spamTag ? 'Spam. ' : ''}${marker ? marker.label : ''}${who}. `
+      + `${item.s || '(no subject)'}. ${formatDate(item.d, true)}. ${formatSize(item.z)}`;
     const el = h('div', {
       class: `row${unread ? ' unread' : ''}${index === this.selected ? ' selected' : ''}`,
       id: `row-${index}`, role: 'option', 'aria-selected': index === this.selected ? 'true' : 'false',
-      'aria-label': label, 'data-index': index,
+      'aria-label': label, 'data-index': index, 'data-verdict': item.v || null,
     },
-    h('span', { class: 'who' }, who),
+    h('span', { class: 'who' }, marker ? marker.mark : null, spamTag ? h('span', { class: 'tag' }, 'Spam') : null, who),
     h('span', { class: 'date' }, formatDate(item.d)),
     h('span', { class: 'subject' }, item.a ? '📎 ' : '', item.s || '(no subject)'),
     h('span', { class: 'size' }, formatSize(item.z)),

@@ -1,9 +1,11 @@
-// The reading pane: headers, plain text or sandboxed HTML, remote content per message, attachments.
+// The reading pane: the verdict, headers, plain text or sandboxed HTML, remote content per message,
+// attachments, and the spam buttons.
 
 import { fromB64, utf8 } from '../crypto/bytes.js';
 import { buildFrame, FRAME_SANDBOX } from '../mail/htmlframe.js';
 import { formatPerson } from '../mail/twin.js';
 import { formatDate, formatSize, h } from './dom.js';
+import { verdictViews } from './verdicts.js';
 
 const SAFE_IMAGE = /^image\/(png|gif|jpeg|jpg|webp|bmp)$/;
 
@@ -33,8 +35,22 @@ function peopleLine(label, list) {
   return h('div', { class: 'hdr' }, h('span', { class: 'hdr-name' }, label), list.map(formatPerson).join(', '));
 }
 
+function spamButton(folder, actions) {
+  if (folder === 'inbox') {
+    return h('button', { type: 'button', id: 'spam-button', onclick: actions.spam,
+      title: 'Move to Spam, and if you agree teach your server’s spam filter (!)' }, 'This is spam');
+  }
+  if (folder === 'spam') {
+    return h('button', { type: 'button', id: 'not-spam-button', onclick: actions.notSpam,
+      title: 'Move to the inbox, and if you agree teach your server’s spam filter (!)' }, 'Not spam');
+  }
+  return null;
+}
+
 export function renderMessage(container, item, summary, actions) {
   const inTrash = actions.inTrash(item);
+  const folder = actions.folderOf(item);
+  const verdict = verdictViews(summary, folder);
   const toolbar = h('div', { class: 'toolbar', role: 'toolbar', 'aria-label': 'Message actions' },
     h('button', { type: 'button', class: 'only-phone', onclick: actions.back, 'aria-label': 'Back to the list' }, '← Back'),
     h('button', { type: 'button', onclick: () => actions.reply('reply') }, 'Reply'),
@@ -43,10 +59,12 @@ export function renderMessage(container, item, summary, actions) {
     inTrash
       ? [h('button', { type: 'button', onclick: actions.restore }, 'Restore'),
         h('button', { type: 'button', class: 'danger', onclick: actions.destroy }, 'Delete forever')]
-      : h('button', { type: 'button', onclick: actions.trash }, 'Delete'));
+      : h('button', { type: 'button', onclick: actions.trash }, 'Delete'),
+    spamButton(folder, actions));
   const headers = h('div', { class: 'headers' },
     h('h2', { id: 'reader-subject' }, summary.subject || '(no subject)'),
     peopleLine('From', [summary.from].filter((p) => p.email || p.name)),
+    verdict.sender,
     peopleLine('To', summary.to),
     peopleLine('Cc', summary.cc),
     peopleLine('Bcc', summary.bcc),
@@ -81,6 +99,6 @@ export function renderMessage(container, item, summary, actions) {
         `⤓ ${a.filename}`), h('span', { class: 'hint' }, ` ${a.type}, ${formatSize(size)}`));
     }))
     : null;
-  container.replaceChildren(toolbar, headers, ...(attachments ? [attachments] : []), body);
+  container.replaceChildren(toolbar, ...(verdict.top || []), headers, ...(attachments ? [attachments] : []), body);
   container.setAttribute('aria-labelledby', 'reader-subject');
 }

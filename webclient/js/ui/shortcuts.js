@@ -12,7 +12,7 @@ export function installShortcuts(handlers) {
     if (document.querySelector('dialog[open]')) return;
     if (pendingG) {
       pendingG = false;
-      const folder = { i: 'inbox', s: 'sent', t: 'trash' }[e.key];
+      const folder = { i: 'inbox', s: 'sent', p: 'spam', t: 'trash' }[e.key];
       if (folder) {
         e.preventDefault();
         handlers.folder(folder);
@@ -28,6 +28,7 @@ export function installShortcuts(handlers) {
       r: () => handlers.reply('reply'), a: () => handlers.reply('all'), f: () => handlers.reply('forward'),
       '#': handlers.trash, Delete: handlers.trash,
       z: handlers.restore,
+      '!': handlers.spam,
       '/': handlers.search,
       '?': handlers.help,
       g: () => { pendingG = true; },
