@@ -39,6 +39,7 @@ from mailiverse.client.errors import (
     UsageError,
 )
 from mailiverse.client.transport import Response, Transport
+from mailiverse.client.verdicts import NONE, Verdicts, read_verdicts
 from mailiverse.compat.blocks import decrypt_key_block, encrypt_key_block
 from mailiverse.crypto.errors import CryptoError
 from mailiverse.crypto.formats import open_mail_object
@@ -55,7 +56,13 @@ from mailiverse.crypto.keys import generate_private_key, load_private_key, priva
 from mailiverse.mime.summary import summarize
 
 #: Friendly folder names and the store folder each means (``Mail/<name>/<id>``).
-FOLDERS: Mapping[str, str] = {"inbox": "In", "in": "In", "sent": "Sent", "trash": "Trash"}
+FOLDERS: Mapping[str, str] = {"inbox": "In", "in": "In", "sent": "Sent", "trash": "Trash", "spam": "Spam"}
+#: Where a bare message ID is looked for, in this order.
+INBOX, SPAM_FOLDER = "Mail/In", "Mail/Spam"
+SEARCHED_FOLDERS = (INBOX, SPAM_FOLDER, "Mail/Sent")
+#: What ``POST /api/learn/...`` did: the filter learned it, had learned it before, there is no trainable
+#: filter (503), or the message is larger than the appliance takes (413).
+LEARNED, ALREADY_LEARNED, NO_SPAM_FILTER, TOO_LARGE_TO_LEARN = "learned", "already learned", "no filter", "too large"
 PUBLIC_KEY_NAME = "RSA-PublicKey"
 PRIVATE_KEY_NAME = "RSA-PrivateKey"
 MAX_JSON_BYTES = 4 * 1024 * 1024
@@ -105,6 +112,17 @@ def folder_path(folder: str) -> str:
     return f"Mail/{name}"
 
 
+def _display_address(name: str | None, address: str | None) -> str:
+    """``Name <address>`` (quoted as RFC 5322 wants), or the address alone; an address that is not
+    ASCII, which ``formataddr`` refuses, is shown as it is."""
+    if not name:
+        return address or ""
+    try:
+        return email.utils.formataddr((name, address or ""))
+    except UnicodeEncodeError:
+        return f"{name} <{address or ''}>"
+
+
 def _check_password(password: str) -> str:
     if not isinstance(password, str) or not password:
         raise UsageError("the password is empty")
@@ -147,6 +165,11 @@ class MessageInfo:
     sender: str
     subject: str
     size: int
+    #: What the twin says about the sender and spam (nothing for internal mail, or without a readable twin).
+    verdicts: Verdicts = NONE
+    #: Whether to show it as spam: it is in Spam, or the twin says so and it is not in an Inbox the
+    #: appliance files spam out of (there, judged spam is only found after the user said "not spam").
+    spam: bool = False
 
 
 @dataclass(frozen=True)
@@ -190,6 +213,8 @@ class Client:
         self.kdf: KdfParams | None = None
         #: Why the last login could not move the account to Argon2id (None when it did, or had no need).
         self.kdf_upgrade_error: ClientError | None = None
+        #: The account's envelope format (``v1`` or ``v2``), as of the last login.
+        self.envelope_format: str | None = None
         #: Whether the server's login start described the KDF (a server from before Argon2id does not, and
         #: must not be sent keys it cannot describe).
         self._server_describes_kdf = False
@@ -395,6 +420,8 @@ class Client:
         self._private_key = private
         addresses = account.get("addresses")
         self.addresses = [a for a in addresses if isinstance(a, str)] if isinstance(addresses, list) else []
+        shape = account.get("format")
+        self.envelope_format = shape if isinstance(shape, str) else None
         return account
 
     def logout(self) -> None:
@@ -528,20 +555,17 @@ class Client:
 
     def _describe(self, base: str, message_id: str, size: int) -> MessageInfo:
         path = f"{base}/{message_id}"
+        verdicts, spam = NONE, False
         try:
             twin = json.loads(self.open_mail(f"{base}_Json/{message_id}"))
             if not isinstance(twin, dict):
                 raise ValueError("twin is not an object")
+            # Read first: a twin whose summary is unusable still says what the appliance found.
+            verdicts = read_verdicts(twin)
+            spam = self._shown_as_spam(base, verdicts)
             summary = summarize(twin)
-            author = summary.author
-            sender = ""
-            if author is not None:
-                sender = (
-                    email.utils.formataddr((author.name or "", author.email or ""))
-                    if author.name
-                    else author.email or ""
-                )
-            return MessageInfo(message_id, path, summary.date_ms, sender, summary.subject or "", size)
+            sender = _display_address(summary.author.name, summary.author.email) if summary.author else ""
+            return MessageInfo(message_id, path, summary.date_ms, sender, summary.subject or "", size, verdicts, spam)
         except (ApiError, DecryptionFailed, ValueError, RecursionError):
             pass
         try:
@@ -550,15 +574,36 @@ class Client:
             when = email.utils.parsedate_to_datetime(str(date)) if date else None
             date_ms = int(when.timestamp() * 1000) if when is not None else None
             return MessageInfo(
-                message_id, path, date_ms, str(headers.get("From", "")), str(headers.get("Subject", "")), size
+                message_id,
+                path,
+                date_ms,
+                str(headers.get("From", "")),
+                str(headers.get("Subject", "")),
+                size,
+                verdicts,
+                spam,
             )
         except MessageTampered:
             return MessageInfo(message_id, path, None, "", "(failed integrity check: not shown)", size)
         except (ApiError, DecryptionFailed, ValueError, TypeError, IndexError):
             return MessageInfo(message_id, path, None, "", "(could not decrypt)", size)
 
+    def _shown_as_spam(self, base: str, verdicts: Verdicts) -> bool:
+        """Mail in Spam is spam (the appliance or the user put it there); elsewhere, what the twin says, except
+        in an Inbox the appliance files spam out of, where judged spam is only found after a "not spam"."""
+        if base == SPAM_FOLDER:
+            return True
+        return verdicts.is_spam and not (base == INBOX and self.files_spam)
+
+    @property
+    def files_spam(self) -> bool:
+        """Whether the appliance files this account's spam in Mail/Spam: every account but a v1 one, whose
+        original clients list only Mail/In (docs/api.md); there spam stays in the Inbox, marked."""
+        return self.envelope_format != "v1"
+
     def resolve_message(self, message_id: str) -> str:
-        """The store path of a message ID (found in Inbox, then Sent), or a ``Mail/...`` path given whole."""
+        """The store path of a message ID (found in Inbox, then Spam, then Sent), or a ``Mail/...`` path
+        given whole."""
         if "/" in message_id:
             base, _, name = message_id.rpartition("/")
             folder_path(base)
@@ -567,11 +612,73 @@ class Client:
             return message_id
         if not MESSAGE_ID.fullmatch(message_id):
             raise UsageError("a message ID is the first column of `ls`")
-        for folder in ("Mail/In", "Mail/Sent"):
-            page, _ = self.list_objects(f"{folder}/{message_id}", limit=10)
-            if any(entry.path == f"{folder}/{message_id}" for entry in page):
+        for folder in SEARCHED_FOLDERS:
+            if self.object_exists(f"{folder}/{message_id}"):
                 return f"{folder}/{message_id}"
         raise UsageError(f"no message with ID {message_id}")
+
+    def object_exists(self, path: str) -> bool:
+        """Whether the user has an object at exactly ``path``."""
+        page, _ = self.list_objects(path, limit=10)
+        return any(entry.path == path for entry in page)
+
+    def message_verdicts(self, path: str) -> Verdicts:
+        """What the JSON twin of the message at ``path`` says about its sender and spam.
+
+        No twin, or one that cannot be decrypted or parsed, says nothing; any other failure (the session
+        ended, the server failed) is raised, so a warning is never dropped silently by a passing error.
+        """
+        base, _, name = path.rpartition("/")
+        try:
+            twin = json.loads(self.open_mail(f"{base}_Json/{name}"))
+        except ApiError as error:
+            if error.code == "not_found":
+                return NONE
+            raise
+        except (DecryptionFailed, ValueError, RecursionError):
+            return NONE
+        return read_verdicts(twin)
+
+    def learn(self, kind: str, original: bytes) -> str:
+        """Hand the decrypted ``original`` to the appliance's spam filter as ``spam`` or ``ham``
+        (``POST /api/learn/<kind>``, docs/api.md); the appliance keeps nothing.
+
+        Returns :data:`LEARNED`, :data:`ALREADY_LEARNED`, :data:`NO_SPAM_FILTER` (503: nothing to train)
+        or :data:`TOO_LARGE_TO_LEARN` (413); any other refusal is raised.
+        """
+        if kind not in ("spam", "ham"):
+            raise UsageError("learn spam or ham")
+        try:
+            response = self._send(
+                "POST",
+                f"/api/learn/{kind}",
+                data=original,
+                headers={"Content-Type": "message/rfc822", "Accept": "application/json"},
+            )
+        except ApiError as error:
+            if error.status == 503 and error.code == "no_spam_filter":
+                return NO_SPAM_FILTER
+            if error.status == 413:
+                return TOO_LARGE_TO_LEARN
+            raise
+        answer = self._json(response)
+        learned = answer.get("learned")
+        if learned is True:
+            return LEARNED
+        if learned is False:
+            return ALREADY_LEARNED
+        raise ProtocolError("the server's learn answer is malformed")
+
+    def move(self, moves: Sequence[tuple[str, str]]) -> int:
+        """Move objects in one transaction (``POST /api/move``: between Mail/In and Mail/Spam, same key);
+        returns how many moved. A missing source (``not_found``) or an existing target (``conflict``)
+        is raised and nothing moves."""
+        body = {"moves": [{"from": source, "to": target} for source, target in moves]}
+        answer = self._json(self._send("POST", "/api/move", json_body=body))
+        moved = answer.get("moved")
+        if isinstance(moved, bool) or not isinstance(moved, int):
+            raise ProtocolError("the server's move answer is malformed")
+        return moved
 
     def read_message(self, message_id: str) -> bytes:
         """The decrypted RFC 5322 bytes of one message."""

@@ -4,11 +4,21 @@
 
 Commands: ``signup [--invite CODE]``, ``login``, ``ls [--folder F]``, ``read ID``,
 ``send --to ADDR [--cc ADDR] --subject S`` (body on stdin), ``passwd``, ``export DIR``,
-``upgrade-legacy [--legacy-keyserver HOST:PORT [--legacy-plain]]`` (a legacy account moves to the
-modern login, same keys) and ``import-mailiverse DIR`` (an original store dump, bytes unchanged).
+``spam ID`` and ``not-spam ID`` (train the appliance's spam filter with the message, then move it
+to Spam or back to the Inbox), ``upgrade-legacy [--legacy-keyserver HOST:PORT [--legacy-plain]]``
+(a legacy account moves to the modern login, same keys) and ``import-mailiverse DIR`` (an original
+store dump, bytes unchanged).
+
+``ls`` prints ``ID<TAB>DATE<TAB>SENDER<TAB>SUBJECT``, and for mail the appliance judged (mail from
+outside) one more column: ``verified``, ``unverified`` or ``failed``, then ``,spam`` when it is spam.
+``read`` prints a line about the sender (and one about spam) before such a message.
+
 The password comes from ``MAILIVERSE_PASSWORD`` or a prompt; the new one for ``passwd`` from
-``MAILIVERSE_NEW_PASSWORD`` or a second prompt.  Exit status 0 on success; otherwise one line on
-stderr and 1 (failure), 2 (usage), 3 (wrong user name or password) or 4 (server identity).
+``MAILIVERSE_NEW_PASSWORD`` or a second prompt.  Exit status 0 on success (also for ``spam`` and
+``not-spam`` when the appliance has no spam filter: the message is moved and the output says it was
+not trained); otherwise one line on stderr and 1 (failure, e.g. the spam filter or the move failed),
+2 (usage, e.g. an unknown ID or a message in Sent), 3 (wrong user name or password) or 4 (server
+identity).
 """
 
 from __future__ import annotations
@@ -21,9 +31,9 @@ import getpass
 import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from typing import IO, NoReturn
+from typing import IO, Any, NoReturn
 
-from mailiverse.client.api import Client, MessageInfo
+from mailiverse.client.api import ALREADY_LEARNED, LEARNED, NO_SPAM_FILTER, Client, MessageInfo
 from mailiverse.client.errors import (
     AuthenticationFailed,
     ClientError,
@@ -33,7 +43,9 @@ from mailiverse.client.errors import (
 from mailiverse.client.export import export_maildir
 from mailiverse.client.importer import import_dump
 from mailiverse.client.legacy import KeyServerAddress, account_name, parse_host_port, upgrade_legacy
+from mailiverse.client.training import FOLDER_NAMES, Marked, mark
 from mailiverse.client.transport import HttpsTransport, Transport
+from mailiverse.client.verdicts import NONE, Verdicts, listing_words, sender_line, spam_line
 
 PROG = "mailiverse-client"
 PASSWORD_ENV = "MAILIVERSE_PASSWORD"  # noqa: S105 - a variable name, not a password
@@ -67,8 +79,10 @@ def build_parser() -> argparse.ArgumentParser:
     signup = commands.add_parser("signup", help="create the account (keys are made here)")
     signup.add_argument("--invite", metavar="CODE", help="invite code from the operator")
     commands.add_parser("login", help="check the password")
-    ls = commands.add_parser("ls", help="list a folder: ID, date, sender, subject")
-    ls.add_argument("--folder", default="Inbox", help="Inbox (Mail/In), Sent (Mail/Sent) or Mail/<name>")
+    ls = commands.add_parser("ls", help="list a folder: ID, date, sender, subject[, verdict]")
+    ls.add_argument(
+        "--folder", default="Inbox", help="Inbox (Mail/In), Spam (Mail/Spam), Sent (Mail/Sent) or Mail/<name>"
+    )
     read = commands.add_parser("read", help="decrypt and print one message")
     read.add_argument("id", metavar="ID")
     read.add_argument("--raw", action="store_true", help="print the RFC 5322 bytes unchanged")
@@ -77,6 +91,10 @@ def build_parser() -> argparse.ArgumentParser:
     send.add_argument("--cc", action="append", default=[], metavar="ADDR")
     send.add_argument("--subject", required=True, metavar="S")
     commands.add_parser("passwd", help="change the password")
+    spam = commands.add_parser("spam", help="train the spam filter with this message and move it to Spam")
+    spam.add_argument("id", metavar="ID")
+    not_spam = commands.add_parser("not-spam", help="train the spam filter: not spam; move it back to the Inbox")
+    not_spam.add_argument("id", metavar="ID")
     export = commands.add_parser("export", help="decrypt all mail into a local Maildir")
     export.add_argument("dir", metavar="DIR")
     upgrade = commands.add_parser(
@@ -107,7 +125,8 @@ def clean(text: str, *, multiline: bool = False) -> str:
 
 
 def format_listing(info: MessageInfo) -> str:
-    """One `ls` line: ID, date (UTC ISO 8601), sender, subject, separated by tabs."""
+    """One `ls` line: ID, date (UTC ISO 8601), sender, subject, separated by tabs; then, only for mail
+    with a verdict, the verdict words (the four columns scripts split on stay as they were)."""
     if info.date_ms is None:
         date = "-"
     else:
@@ -117,13 +136,40 @@ def format_listing(info: MessageInfo) -> str:
         except (OverflowError, OSError, ValueError):
             date = "-"
     fields = [info.id, date, clean(info.sender) or "-", clean(info.subject) or "(no subject)"]
+    words = listing_words(info.verdicts, info.spam)
+    if words:
+        fields.append(words)
     return "\t".join(f.replace("\t", " ") for f in fields)
 
 
-def format_message(raw: bytes) -> str:
-    """A readable rendering of a message: the main headers, then the text body, then attachment names."""
+#: The longest sender address a warning quotes.
+MAX_SHOWN_ADDRESS = 254
+
+
+def shown_address(value: object) -> str:
+    """The address of a From header for a warning: its one addr-spec, else the header as text; terminal-safe."""
+    if value is None:
+        return ""
+    try:
+        addresses: Any = getattr(value, "addresses", ())
+        text = addresses[0].addr_spec if len(addresses) == 1 else str(value)
+    except (LookupError, ValueError, TypeError, AttributeError):
+        text = ""
+    text = clean(" ".join(text.split()))
+    return text if len(text) <= MAX_SHOWN_ADDRESS else text[: MAX_SHOWN_ADDRESS - 1] + "\u2026"
+
+
+def verdict_lines(verdicts: Verdicts, from_address: str) -> list[str]:
+    """The lines `read` prints before a message the appliance judged (none for internal mail)."""
+    lines = [sender_line(verdicts, from_address), spam_line(verdicts)]
+    return [line for line in lines if line is not None]
+
+
+def format_message(raw: bytes, verdicts: Verdicts = NONE) -> str:
+    """A readable rendering of a message: what the appliance found about its sender and spam (if it
+    judged it), the main headers, then the text body, then attachment names."""
     message = email.parser.BytesParser(policy=email.policy.default).parsebytes(raw)
-    lines = []
+    lines = verdict_lines(verdicts, shown_address(message.get("From"))) if verdicts.known else []
     for name in ("From", "To", "Cc", "Date", "Subject"):
         value = message.get(name)
         if value is not None:
@@ -144,6 +190,24 @@ def format_message(raw: bytes) -> str:
     for name in attachments:
         lines.append(f"[attachment: {name}]")
     return "\n".join(lines) + "\n"
+
+
+def describe_marked(marked: Marked) -> str:
+    """The one line `spam` and `not-spam` print: whether the filter was trained, and where the message is."""
+    where = FOLDER_NAMES[marked.folder]
+    if marked.learned == LEARNED:
+        trained = "trained"
+    elif marked.learned == ALREADY_LEARNED:
+        trained = "already learned"
+    elif marked.learned == NO_SPAM_FILTER:
+        trained = "the appliance has no spam filter"
+    else:
+        trained = "too large for the spam filter"
+    if marked.learned in (LEARNED, ALREADY_LEARNED):
+        moved = f"moved to {where}" if marked.moved else f"already in {where}"
+    else:
+        moved = f"moved only (to {where})" if marked.moved else f"not trained; already in {where}"
+    return f"{marked.message_id}: {trained}; {moved}"
 
 
 class _Run:
@@ -219,7 +283,8 @@ class _Run:
             for info in client.list_messages(self.args.folder):
                 self.out(format_listing(info))
         elif command == "read":
-            raw = client.read_message(self.args.id)
+            path = client.resolve_message(self.args.id)
+            raw = client.open_mail(path)
             if self.args.raw:
                 self.stdout.flush()
                 buffer = getattr(self.stdout, "buffer", None)
@@ -229,7 +294,9 @@ class _Run:
                 else:
                     self.stdout.write(raw.decode("utf-8", "replace"))
             else:
-                self.stdout.write(format_message(raw))
+                self.stdout.write(format_message(raw, client.message_verdicts(path)))
+        elif command in ("spam", "not-spam"):
+            self.out(describe_marked(mark(client, self.args.id, spam=command == "spam")))
         elif command == "export":
             exported = export_maildir(client, self.args.dir)
             detail = ", ".join(f"{name}: {count}" for name, count in exported.written.items())

@@ -92,7 +92,35 @@ def require_rspamd() -> None:
         pytest.skip(f"needs {' and '.join(missing)} (appliance/test-packages.txt; make sysdeps as root)")
 
 
-def start_rspamd(directory: Path, dns: tuple[str, int], timeout: float = 90) -> RspamdProcess:
+#: Rules a test can trigger by a word in the Subject, one per rspamd action the appliance applies:
+#: ``MV-TEST-ADD-HEADER`` (score 7: "add header"), ``MV-TEST-GREYLIST`` (4.5: "greylist"; the greylisting
+#: module itself is off, so the action is the score's) and ``MV-TEST-SOFT-REJECT`` (forced "soft reject").
+TEST_RULES = {
+    "multimap.conf": "".join(
+        f'{rule} {{{{ type = "header"; header = "Subject"; regexp = true; map = "{{directory}}/{name}"; '
+        f"score = {score}; }}}}\n"
+        for rule, name, score in (
+            ("MV_TEST_ADD_HEADER", "add-header.map", 7.0),
+            ("MV_TEST_GREYLIST", "greylist.map", 4.5),
+            ("MV_TEST_SOFT", "soft.map", 0.1),
+        )
+    ),
+    "force_actions.conf": """\
+rules {{ MV_TEST_SOFT_REJECT {{ action = "soft reject"; expression = "MV_TEST_SOFT"; message = "later"; }} }}
+""",
+    "greylist.conf": "enabled = false;\n",
+}
+_TEST_MAPS = {
+    "add-header.map": "/MV-TEST-ADD-HEADER/\n",
+    "greylist.map": "/MV-TEST-GREYLIST/\n",
+    "soft.map": "/MV-TEST-SOFT-REJECT/\n",
+}
+
+
+def start_rspamd(
+    directory: Path, dns: tuple[str, int], *, test_rules: bool = False, timeout: float = 90
+) -> RspamdProcess:
+    """rspamd on a free port of 127.0.0.1 asking ``dns``; with ``test_rules`` the ``TEST_RULES`` too."""
     require_rspamd()
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "local.d").mkdir(exist_ok=True)
@@ -106,6 +134,11 @@ def start_rspamd(directory: Path, dns: tuple[str, int], timeout: float = 90) -> 
     (directory / "rspamd.conf").write_text(_MAIN_CONFIG.format(dns=f"{dns[0]}:{dns[1]}", port=port))
     for name, text in _LOCAL.items():
         (directory / "local.d" / name).write_text(text.format(redis=redis_port))
+    if test_rules:
+        for name, text in TEST_RULES.items():
+            (directory / "local.d" / name).write_text(text.format(directory=directory))
+        for name, text in _TEST_MAPS.items():
+            (directory / name).write_text(text)
     command = ["rspamd", "-f", "-c", str(directory / "rspamd.conf")]
     if os.geteuid() == 0:
         command += ["-u", "root", "-g", "root", "-i"]
