@@ -95,22 +95,33 @@ def report_of(answer: object) -> SpamReport:
 class RspamdClient:
     """One rspamd controller at ``url`` (from ``parse_rspamd_url``), asked through a treq ``HTTPClient``."""
 
-    def __init__(self, url: str, http: Any, reactor: Any, *, password: str | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        http: Any,
+        reactor: Any,
+        *,
+        password: str | None = None,
+        check_seconds: float = CHECK_SECONDS,
+        learn_seconds: float = LEARN_SECONDS,
+    ) -> None:
         self.url = url
         self._http = http
         self._reactor = reactor
         self._password = password
+        self._check_seconds = check_seconds
+        self._learn_seconds = learn_seconds
         self._gate = DeferredSemaphore(MAX_CONCURRENT)
 
     @classmethod
-    def connect(cls, url: str, reactor: Any, *, password: str | None = None) -> RspamdClient:
+    def connect(cls, url: str, reactor: Any, *, password: str | None = None, **timeouts: float) -> RspamdClient:
         """A client keeping its connections to rspamd open between messages."""
         from treq.client import HTTPClient
         from twisted.web.client import Agent, HTTPConnectionPool
 
         pool = HTTPConnectionPool(reactor, persistent=True)
         pool.maxPersistentPerHost = MAX_CONCURRENT
-        return cls(url, HTTPClient(Agent(reactor, pool=pool)), reactor, password=password)
+        return cls(url, HTTPClient(Agent(reactor, pool=pool)), reactor, password=password, **timeouts)
 
     async def check(
         self, raw: bytes, envelope: Envelope, recipients: Sequence[str], queue_id: str
@@ -128,7 +139,7 @@ class RspamdClient:
             b"MTA-Name": [_header_value(envelope.authserv_id)],
         }
         try:
-            code, answer = await self._post("/checkv2", raw, headers, CHECK_SECONDS)
+            code, answer = await self._post("/checkv2", raw, headers, self._check_seconds)
             if code != 200:
                 raise SpamFilterUnavailable(f"rspamd answered HTTP {code}")
             return report_of(answer)
@@ -145,7 +156,7 @@ class RspamdClient:
         if kind not in ("spam", "ham"):
             raise ValueError("a message is learned as spam or ham")
         try:
-            code, answer = await self._post(f"/learn{kind}", raw, {}, LEARN_SECONDS)
+            code, answer = await self._post(f"/learn{kind}", raw, {}, self._learn_seconds)
         except SpamFilterUnavailable:
             raise
         except Exception as error:  # noqa: BLE001 - a refused connection, a timeout: said by type only
