@@ -8,6 +8,7 @@ them and upgrade the schema.  The result is one ``MultiService``.
 from __future__ import annotations
 
 import errno
+import os
 import socket
 from typing import Any, Literal
 
@@ -29,13 +30,16 @@ from mailiverse.delivery.rspamd import RspamdClient
 from mailiverse.dns import Resolver
 from mailiverse.logs import Logger
 from mailiverse.outbound.service import OutboundConfig, build_outbound, read_password_file
+from mailiverse.privatefile import create_private_once
 from mailiverse.smtp.limits import SmtpLimits
 from mailiverse.smtp.service import smtp_server_factory
+from mailiverse.store.aliases import ADDRESS_KEY_BYTES, AddressHasher
 from mailiverse.store.db import Database
 from mailiverse.store.migrate import upgrade_in_child
 from mailiverse.submission import Submission
 from mailiverse.tls import TLSContexts, ensure_self_signed
 from mailiverse.web.listeners import WebLimits, https_listener_factory, plain_listener_factory
+from mailiverse.web.routes.aliases import AliasSettings
 from mailiverse.web.wiring import build_web_app
 
 log = Logger()
@@ -231,6 +235,7 @@ def build_appliance(config: ApplianceConfig, reactor: Any = None) -> MultiServic
     resolver = Resolver(config.dns_servers, reactor=reactor)
     log.info("DNS: lookups go to {servers}", servers=resolver.describe())
     spam_filter = _spam_filter(config, reactor)
+    hasher = AddressHasher(create_private_once(config.data_dir.address_key_file, lambda: os.urandom(ADDRESS_KEY_BYTES)))
     workers = None
     if config.delivery_workers:
         # Room for the message, its twin's pieces and the ciphertext on their way out.
@@ -253,6 +258,7 @@ def build_appliance(config: ApplianceConfig, reactor: Any = None) -> MultiServic
         trusted_arc_sealers=config.trusted_arc_sealers,
         spam_filter=spam_filter,
         dnsbl_zones=config.dnsbl_zones,
+        aliases=hasher,
     )
 
     root = MultiService()
@@ -340,6 +346,7 @@ def build_appliance(config: ApplianceConfig, reactor: Any = None) -> MultiServic
         default_quota=config.default_quota,
         spool_dir=config.data_dir.tmp_dir,
         spam_filter=spam_filter,
+        alias_settings=AliasSettings(hasher, max_aliases=config.max_aliases, rate=config.alias_rate),
     )
     session_purger.setServiceParent(root)
     if config.acme_directory and ca:

@@ -122,6 +122,11 @@ class DataDir:
     def appliance_file(self) -> Path:
         return self.root / APPLIANCE_FILE
 
+    @property
+    def address_key_file(self) -> Path:
+        """The key of the alias directory's hashes (HMAC-SHA-256), kept here, never in the database."""
+        return self.keys_dir / "address-hash.key"
+
     def server_key_path(self, purpose: str) -> Path:
         return self.keys_dir / f"{purpose}.key.pem"
 
@@ -219,6 +224,9 @@ class ApplianceConfig:
     dns_servers: tuple[tuple[str, int], ...] = ()
     #: ``--trusted-arc-sealer``: ARC sealers whose chain may excuse a DMARC failure (issue 18).
     trusted_arc_sealers: tuple[str, ...] = ()
+    #: ``--max-aliases``: live aliases each account may have; ``--alias-rate``: new ones per 15 minutes.
+    max_aliases: int = 1000
+    alias_rate: int = 10
     #: ``--dnsbl``: DNS blocklist zones the built-in spam check asks about the connecting address.
     dnsbl_zones: tuple[str, ...] = ()
     #: ``--rspamd``: the rspamd controller that checks received mail and learns from the clients; None: none.

@@ -107,6 +107,8 @@ class Options(usage.Options):
             "Isolated processes that open and seal incoming mail (default: the number of usable cores; "
             "0 seals in the main process).",
         ],
+        ["max-aliases", None, "1000", "Aliases (shield and chosen addresses) each account may have at once."],
+        ["alias-rate", None, "10", "New aliases each account may create per 15 minutes."],
         [
             "rspamd",
             None,
@@ -322,6 +324,13 @@ def _trusted_arc_sealers(options: Any) -> tuple[str, ...]:
     return tuple(sealers)
 
 
+def _count(options: Any, name: str, least: int, most: int) -> int:
+    value = str(options[name]).strip()
+    if not value.isascii() or not value.isdigit() or not least <= int(value) <= most:
+        raise ConfigError(f"--{name} is a whole number from {least} to {most}")
+    return int(value)
+
+
 def _dnsbl_zones(options: Any) -> tuple[str, ...]:
     """The --dnsbl zones, normalised, each once, at most MAX_DNSBL_ZONES."""
     zones: list[str] = []
@@ -465,6 +474,8 @@ def build_config(options: Any) -> ApplianceConfig:
         dns_servers=_dns_servers(options),
         trusted_arc_sealers=_trusted_arc_sealers(options),
         dnsbl_zones=_dnsbl_zones(options),
+        max_aliases=_count(options, "max-aliases", 1, 1_000_000),
+        alias_rate=_count(options, "alias-rate", 1, 10_000),
         **_rspamd_settings(options),
     )
 

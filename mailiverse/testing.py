@@ -64,7 +64,7 @@ class MemoryInbox:
         self.domains = tuple(idna.encode(d, uts46=True).decode("ascii") for d in self.domains)
         self.users = {local.lower(): user for local, user in self.users.items()}
 
-    async def resolve(self, address: str) -> Recipient | None:
+    async def resolve(self, address: str, mail_from: str | None = None) -> Recipient | None:
         self.resolved.append(address)
         local, at, domain = address.rpartition("@")
         if not at or domain.lower() not in self.domains:

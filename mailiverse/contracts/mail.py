@@ -57,6 +57,9 @@ class Recipient:
     user: str
     account: object | None = field(default=None, compare=False, repr=False)
     over_quota: bool = field(default=False, compare=False)
+    #: The alias ``address`` is, when it is one (the inbox's own reference: counted and its senders noted
+    #: on delivery); None for an account's own name.
+    alias: object | None = field(default=None, compare=False, repr=False)
 
 
 class MailboxFull(Exception):
@@ -108,8 +111,11 @@ class Envelope:
 class IInbox(Interface):
     """Where mail for local users goes: resolve an address, then store a message durably."""
 
-    def resolve(address: str) -> Awaitable[Recipient | None]:
-        """Look up a local address (served domain already checked); ``None`` means no such user."""
+    def resolve(address: str, mail_from: str | None = None) -> Awaitable[Recipient | None]:
+        """Look up a local address (served domain already checked); ``None`` means no such user, or an
+        alias that takes no mail (disabled, deleted) or none from ``mail_from`` (limited to the senders
+        that have written to it). ``mail_from`` is the envelope sender of mail from outside ("" for a
+        bounce); without it (the logged-in paths) no sender limit applies."""
 
     def deliver(
         message: ISpooled,

@@ -56,6 +56,7 @@ from mailiverse.delivery.sealing import SealedMeta, SealJob, files_spam, seal_me
 from mailiverse.delivery.verdicts import Judgement, JudgeRequest
 from mailiverse.logs import Logger
 from mailiverse.mime.limits import Limits
+from mailiverse.store.aliases import AddressHasher, find_alias_txn, knows_sender_txn, record_use_txn
 from mailiverse.store.db import Database
 from mailiverse.store.errors import OverQuota
 from mailiverse.store.groupcommit import Bulk, Outcome
@@ -67,6 +68,7 @@ from mailiverse.store.users import (
     User,
     deliverable_keys_txn,
     delivery_targets_txn,
+    get_user_by_id_txn,
     get_user_txn,
     get_users_txn,
 )
@@ -125,11 +127,14 @@ class Delivery:
         trusted_arc_sealers: tuple[str, ...] = (),
         spam_filter: RspamdClient | None = None,
         dnsbl_zones: tuple[str, ...] = (),
+        aliases: AddressHasher | None = None,
     ) -> None:
         """``resolve`` answers the judge's DNS questions (without it only the local-domain rule is
         applied to mail from outside); ``trusted_arc_sealers`` are the ARC sealers whose chain may
         vouch for a message that fails DMARC; ``spam_filter`` (``--rspamd``) checks mail from
-        outside before it is sealed, and ``dnsbl_zones`` are the blocklists the built-in check asks."""
+        outside before it is sealed, and ``dnsbl_zones`` are the blocklists the built-in check asks.
+        ``aliases`` hashes addresses for the alias directory (store/aliases.py); without it only accounts'
+        own names receive mail."""
         if reactor is None:
             from twisted.internet import reactor as default_reactor
 
@@ -146,6 +151,7 @@ class Delivery:
         self._trusted_arc_sealers = tuple(sealer.lower() for sealer in trusted_arc_sealers)
         self._spam_filter = spam_filter
         self._dnsbl_zones = tuple(zone.lower() for zone in dnsbl_zones)
+        self._aliases = aliases
         # RCPT TO under load: lookups asked meanwhile share one thread hop and one query.
         self._accounts: CoalescedLookup[str, User] = CoalescedLookup(
             lambda fetch_txn, names: Deferred.fromCoroutine(database.run(fetch_txn, names)), get_users_txn
@@ -160,16 +166,27 @@ class Delivery:
             return
         self._pool.stop()
 
-    async def resolve(self, address: str) -> Recipient | None:
+    async def resolve(self, address: str, mail_from: str | None = None) -> Recipient | None:
         parts = split_address(address)
         if parts is None or not self._is_local_domain(parts[1]):
             return None
         local = parts[0].lower()
         user = await self._accounts.lookup(local)
+        alias = None
+        if user is None and self._aliases is not None:
+            senders = None
+            if mail_from is not None:
+                senders = (self._aliases.sender(mail_from), self._aliases.sender_domain(mail_from)) if mail_from else ()
+            found = await self._db.run(_alias_owner_txn, self._aliases.alias(local), senders)
+            if found is None:
+                return None
+            alias, user = found
         if user is None or user.disabled:
             return None
         full = Usage(user.used_bytes, user.quota_bytes).is_full(self._default_quota)
-        return Recipient(address=f"{local}@{parts[1].lower()}", user=user.name, account=user, over_quota=full)
+        return Recipient(
+            address=f"{local}@{parts[1].lower()}", user=user.name, account=user, over_quota=full, alias=alias
+        )
 
     async def deliver(
         self,
@@ -201,6 +218,7 @@ class Delivery:
             twin_path=twin_path,
             now_ms=now_ms,
             keys=tuple((user.envelope_format, user.public_key) for user in users),
+            addresses=tuple(next((r.address for r in recipients if r.user == u.name), "") for u in users),
             limits=self._mime_limits,
             judge=judge,
             spam_original_path="" if judge is None else mail_paths(key_base, SPAM_FOLDER)[0],
@@ -248,7 +266,20 @@ class Delivery:
             sender_domain=meta.sender_domain or "an unnamed domain",
             count=len(users),
         )
+        await self._record_alias_use(recipients, mail_from)
         return sealed[0].path if sealed else mail_paths(key_base, folder)[0]
+
+    async def _record_alias_use(self, recipients: list[Recipient], mail_from: str) -> None:
+        """Count a delivery on each alias it came by, and note its sender (as hashes) there; a failure here
+        is logged, never the delivery's: the message is stored already."""
+        used = list(dict.fromkeys(r.alias for r in recipients if isinstance(r.alias, int)))
+        if not used or self._aliases is None:
+            return
+        senders = (self._aliases.sender(mail_from), self._aliases.sender_domain(mail_from)) if mail_from else ()
+        try:
+            await self._db.transact(_record_alias_uses_txn, used, senders)
+        except Exception as error:  # noqa: BLE001 - counters and known senders only
+            log.warn("recording the use of {count} alias(es) failed: {why}", count=len(used), why=type(error).__name__)
 
     def _judge_request(self, envelope: Envelope) -> JudgeRequest:
         return JudgeRequest(
@@ -348,6 +379,25 @@ class Delivery:
 
 def _answer_on_reactor(answerer: Answerer, name: str, rtype: str) -> Deferred[dict[str, Any]]:
     return Deferred.fromCoroutine(answerer.answer(name, rtype))
+
+
+def _alias_owner_txn(conn: Any, address_hash: bytes, senders: tuple[bytes, ...] | None) -> tuple[int, User] | None:
+    """The (alias id, owner) that receives mail at ``address_hash`` from a sender with hashes ``senders``
+    ((address, domain); None: no sender limit applies), or None."""
+    found = find_alias_txn(conn, address_hash)
+    if found is None or found.state != "active" or found.user_id is None:
+        return None
+    if senders is not None and found.senders != "any":
+        wanted = senders[:1] if found.senders == "known" else senders[1:]
+        if not knows_sender_txn(conn, found.id, wanted):
+            return None
+    owner = get_user_by_id_txn(conn, found.user_id)
+    return None if owner is None else (found.id, owner)
+
+
+def _record_alias_uses_txn(conn: Any, alias_ids: list[int], senders: tuple[bytes, ...]) -> None:
+    for alias_id in alias_ids:
+        record_use_txn(conn, alias_id, senders)
 
 
 def _read_and_digest(message: ISpooled) -> tuple[bytes, bytes]:

@@ -40,6 +40,9 @@ class SealJob:
     limits: Limits
     judge: JudgeRequest | None = None
     spam_original_path: str = ""
+    #: Per recipient (as ``keys``), the address the message was delivered to (an alias, or the account's
+    #: own name), recorded in that recipient's twin as ``delivered_to``; empty: not recorded.
+    addresses: tuple[str, ...] = ()
 
     def to_wire(self) -> dict[str, Any]:
         """The job as JSON-able values (keys as Latin-1 text, which maps every byte)."""
@@ -51,6 +54,7 @@ class SealJob:
             "limits": asdict(self.limits),
             "judge": None if self.judge is None else self.judge.to_wire(),
             "spam_original_path": self.spam_original_path,
+            "addresses": list(self.addresses),
         }
 
     @classmethod
@@ -63,6 +67,7 @@ class SealJob:
             limits=Limits(**value["limits"]),
             judge=None if value.get("judge") is None else JudgeRequest.from_wire(value["judge"]),
             spam_original_path=str(value.get("spam_original_path", "")),
+            addresses=tuple(str(a) for a in value.get("addresses", ())),
         )
 
 
@@ -189,8 +194,12 @@ def seal_message(raw: bytes, job: SealJob, sink: ObjectSink, enquirer: Enquirer 
             twin["spam"] = judgement.spam.twin_member()
     strategy = choose_strategy(raw)  # one choice for both objects: the twin carries the same text
     view = memoryview(raw)
-    for fmt, key in job.keys:
+    for index, (fmt, key) in enumerate(job.keys):
         public_key = load_public_key(key)
+        if index < len(job.addresses) and job.addresses[index]:
+            twin["delivered_to"] = job.addresses[index]
+        else:
+            twin.pop("delivered_to", None)
         if judgement is not None and judgement.quarantined:
             twin["original"] = job.spam_original_path if files_spam(fmt) else job.original_path
         out = sink.begin()

@@ -587,7 +587,7 @@ class MailiverseESMTP(ESMTP):
 
     async def _resolve(self, address: str) -> None:
         try:
-            recipient = await self.factory.inbox.resolve(address)
+            recipient = await self.factory.inbox.resolve(address, self._mail_from or "")
         except Exception:  # noqa: BLE001 - a Twisted edge: answer 451, never crash the session
             log.failure("recipient lookup failed")
             self._reply(451, "4.3.0", "Temporary failure looking up the recipient")

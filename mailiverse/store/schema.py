@@ -238,3 +238,35 @@ pending_logins = Table(
     # Serves the purge of expired rows and the eviction of the oldest at the cap.
     Index("ix_pending_logins_expires_ms", "expires_ms"),
 )
+
+
+# Revision 0008: the alias directory (store/aliases.py). Addresses only as keyed hashes; the address
+# sealed to its owner's key; a deleted alias stays as a tombstone of its hash (no owner) for good.
+aliases = Table(
+    "aliases",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("public_id", Text, nullable=False),
+    Column("address_hash", LargeBinary, nullable=False),
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="SET NULL"), nullable=True),
+    Column("kind", Text, nullable=False),
+    Column("state", Text, nullable=False),
+    Column("senders", Text, nullable=False, server_default="any"),
+    Column("sealed_address", LargeBinary, nullable=True),
+    Column("label", LargeBinary, nullable=True),
+    Column("received", BigInteger, nullable=False, server_default=text("0")),
+    Column("last_used_ms", BigInteger, nullable=True),
+    Column("created_ms", BigInteger, nullable=False),
+    UniqueConstraint("address_hash"),
+    UniqueConstraint("public_id"),
+    Index("ix_aliases_user_id_created_ms", "user_id", "created_ms"),
+)
+
+#: The senders (and sender domains) that have written to an alias, as keyed hashes.
+alias_senders = Table(
+    "alias_senders",
+    metadata,
+    Column("alias_id", Integer, ForeignKey("aliases.id", ondelete="CASCADE"), nullable=False),
+    Column("sender_hash", LargeBinary, nullable=False),
+    PrimaryKeyConstraint("alias_id", "sender_hash"),
+)

@@ -120,4 +120,14 @@ def sender_of(message: bytes, own_addresses: Sequence[str]) -> tuple[str, list[s
     return sender, [address for _name, address in getaddresses(recipients) if address]
 
 
-__all__ = ["MAX_ADDRESS_FIELD_CHARS", "header_fields", "one_address", "own_address", "sender_of"]
+def claimed_from(message: bytes) -> str | None:
+    """The address the message's one From claims, or None when the message has no single plain From
+    (``sender_of`` then says why)."""
+    try:
+        froms = [value for name, value in header_fields(message) if name == "from"]
+        return one_address(froms[0])[1] if len(froms) == 1 else None
+    except SubmissionError:
+        return None
+
+
+__all__ = ["MAX_ADDRESS_FIELD_CHARS", "claimed_from", "header_fields", "one_address", "own_address", "sender_of"]

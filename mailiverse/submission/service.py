@@ -21,7 +21,7 @@ from mailiverse.spool import SpooledMessage
 from mailiverse.submission.compose import checked_address
 from mailiverse.submission.errors import SubmissionError
 from mailiverse.submission.limits import SendLimit
-from mailiverse.submission.sender import own_address, sender_of
+from mailiverse.submission.sender import claimed_from, own_address, sender_of
 
 log = Logger()
 
@@ -101,11 +101,12 @@ class Submission:
         """
         if not message or len(message) > self.max_message_size:
             raise SubmissionError("message_too_large", f"a message must be 1 to {self.max_message_size} bytes", 413)
-        header_from, listed = sender_of(message, sender.addresses)
+        addresses = await self._with_alias(sender, claimed_from(message))
+        header_from, listed = sender_of(message, addresses)
         if mail_from is None:
             mail_from = header_from
         else:
-            mail_from = own_address(checked_address(mail_from), sender.addresses, "envelope sender")
+            mail_from = own_address(checked_address(mail_from), addresses, "envelope sender")
         wanted = list(recipients) if recipients is not None else listed
         targets = list(dict.fromkeys(checked_address(a) for a in wanted))
         if not 1 <= len(targets) <= MAX_RECIPIENTS:
@@ -138,6 +139,17 @@ class Submission:
             queue_id=queue_id,
             sent_path=sent_path,
         )
+
+    async def _with_alias(self, sender: Submitter, claimed: str | None) -> tuple[str, ...]:
+        """The sender's addresses, and ``claimed`` too when it is one of the sender's live aliases: a user
+        writes and replies from any of them."""
+        mine = {address.lower() for address in sender.addresses}
+        if claimed is None or claimed.lower() in mine or not self.is_local(claimed):
+            return sender.addresses
+        found = await self._inbox.resolve(claimed)
+        if found is None or found.user != sender.user or found.alias is None:
+            return sender.addresses
+        return (*sender.addresses, found.address)
 
     async def _route(self, targets: list[str]) -> tuple[list[Recipient], list[str]]:
         local: list[Recipient] = []

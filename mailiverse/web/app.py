@@ -31,6 +31,7 @@ from mailiverse.web.errors import ErrorHandlers
 from mailiverse.web.headers import apply_security_headers
 from mailiverse.web.intake import BoundedRequest, WebBodyGate
 from mailiverse.web.routes.account import AccountRoutes
+from mailiverse.web.routes.aliases import AliasRoutes, AliasSettings
 from mailiverse.web.routes.auth import AuthRoutes
 from mailiverse.web.routes.keys import KeyRoutes
 from mailiverse.web.routes.moves import MoveRoutes
@@ -82,7 +83,16 @@ def _url_is_utf8(request: Any) -> bool:
 
 
 class WebApp(
-    AuthRoutes, AccountRoutes, StoreRoutes, MoveRoutes, SpamRoutes, KeyRoutes, SendRoutes, PublicRoutes, ErrorHandlers
+    AuthRoutes,
+    AccountRoutes,
+    StoreRoutes,
+    MoveRoutes,
+    SpamRoutes,
+    AliasRoutes,
+    KeyRoutes,
+    SendRoutes,
+    PublicRoutes,
+    ErrorHandlers,
 ):
     """The HTTPS API and static client, over an ``AccountService``, the database and the ``Submission`` service."""
 
@@ -105,6 +115,7 @@ class WebApp(
         default_quota: int = DEFAULT_QUOTA_BYTES,
         spool_dir: Path | None = None,
         spam_filter: RspamdClient | None = None,
+        alias_settings: AliasSettings | None = None,
     ) -> None:
         self.hostname = hostname
         self.domains = tuple(domains)
@@ -120,6 +131,7 @@ class WebApp(
         #: Where request bodies too large for memory go, encrypted: the data directory's ``tmp/``.
         self.spool_dir = spool_dir
         self.spam_filter = spam_filter
+        self.alias_settings = alias_settings
         #: Believed on the plain-HTTP site only: a TLS passthrough proxy cannot add headers, a client can.
         self.trusted_proxies = trusted_proxies if not tls else NO_PROXIES
 
@@ -141,6 +153,7 @@ class WebApp(
             default_quota=self.default_quota,
             spool_dir=self.spool_dir,
             spam_filter=self.spam_filter,
+            alias_settings=self.alias_settings,
         )
 
     def resource(self) -> IResource:

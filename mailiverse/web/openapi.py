@@ -86,6 +86,22 @@ def _obj(required: list[str], properties: dict[str, Any]) -> dict[str, Any]:
     return {"type": "object", "required": required, "properties": properties}
 
 
+_ALIAS = _obj(
+    ["id", "kind", "state", "senders", "sealed_address", "label", "received", "last_used_ms", "created_ms"],
+    {
+        "id": _TEXT,
+        "kind": {"enum": ["shield", "chosen"]},
+        "state": {"enum": ["active", "disabled"]},
+        "senders": {"enum": ["any", "known", "known-domains"]},
+        "sealed_address": _B64,
+        "label": {"type": ["string", "null"]},
+        "received": _INT,
+        "last_used_ms": {"type": ["integer", "null"]},
+        "created_ms": _INT,
+    },
+)
+
+
 def _op(
     summary: str,
     *,
@@ -347,6 +363,64 @@ def openapi_document(version: str) -> dict[str, Any]:
                 ),
                 errors=(422, 429, 503, 507),
             )
+        },
+        "/api/aliases": {
+            "get": _op(
+                "The account's aliases: each address sealed to the account's key, never in clear",
+                auth=True,
+                response=_obj(["aliases"], {"aliases": {"type": "array", "items": _ALIAS}}),
+                errors=(503,),
+            ),
+            "post": _op(
+                "Create an alias: a shield address the server makes (kind shield, optional domain) or a chosen"
+                " one (kind chosen, address); the address in clear only in this answer",
+                auth=True,
+                ok=201,
+                body=_obj(
+                    [],
+                    {
+                        "kind": {"enum": ["shield", "chosen"]},
+                        "address": _TEXT,
+                        "domain": _TEXT,
+                        "label": _B64,
+                        "senders": {"enum": ["any", "known", "known-domains"]},
+                    },
+                ),
+                response=_ALIAS,
+                errors=(409, 429, 503),
+            ),
+        },
+        "/api/aliases/lookup": {
+            "post": _op(
+                "The caller's alias at an address it names",
+                auth=True,
+                body=_obj(["address"], {"address": _TEXT}),
+                response=_ALIAS,
+                errors=(404, 503),
+            )
+        },
+        "/api/aliases/{alias_id}": {
+            "patch": _op(
+                "Disable or enable an alias, limit it to known senders (or their domains), change its label",
+                auth=True,
+                body=_obj(
+                    [],
+                    {
+                        "state": {"enum": ["active", "disabled"]},
+                        "senders": {"enum": ["any", "known", "known-domains"]},
+                        "label": {"type": ["string", "null"]},
+                    },
+                ),
+                response=_ALIAS,
+                errors=(404, 503),
+                parameters=[_path_param("alias_id")],
+            ),
+            "delete": _op(
+                "Delete an alias for good: refused at RCPT and never issued again",
+                auth=True,
+                errors=(404, 503),
+                parameters=[_path_param("alias_id")],
+            ),
         },
         "/api/move": {
             "post": _op(

@@ -27,6 +27,7 @@ from mailiverse.store import accounts as repo
 from mailiverse.store.db import Database
 from mailiverse.submission import Submission
 from mailiverse.web.app import WebApp
+from mailiverse.web.routes.aliases import AliasSettings
 
 #: Name of the server secret (in the ``server_secrets`` table) behind CSRF tokens and decoy salts.
 AUTH_SECRET_NAME = "auth"  # noqa: S105 - a row name, not a secret
@@ -61,6 +62,7 @@ def build_web_app(
     default_quota: int = DEFAULT_QUOTA_BYTES,
     spool_dir: Path | None = None,
     spam_filter: RspamdClient | None = None,
+    alias_settings: AliasSettings | None = None,
 ) -> tuple[WebApp, IService]:
     """Return the web app and a service that purges expired sessions and pending logins while it runs.
 
@@ -97,6 +99,7 @@ def build_web_app(
         default_quota=default_quota,
         spool_dir=spool_dir,
         spam_filter=spam_filter,
+        alias_settings=alias_settings,
     )
 
     async def purge_both() -> int:

@@ -445,7 +445,7 @@ class SlowInbox(MemoryInbox):
         super().__post_init__()
         self.pending: list[Deferred[None]] = []
 
-    async def resolve(self, address: str) -> Recipient | None:
+    async def resolve(self, address: str, mail_from: str | None = None) -> Recipient | None:
         gate: Deferred[None] = Deferred()
         self.pending.append(gate)
         await gate

@@ -30,10 +30,12 @@ from mailiverse.crypto.keys import generate_private_key, private_key_der, public
 from mailiverse.crypto.pbkdf import crypto_key, verification_key
 from mailiverse.delivery.pipeline import Delivery
 from mailiverse.delivery.rspamd import RspamdClient
+from mailiverse.store.aliases import AddressHasher
 from mailiverse.store.db import Database
 from mailiverse.submission import Submission
 from mailiverse.testing import MemoryOutbound
 from mailiverse.web.app import WebApp
+from mailiverse.web.routes.aliases import AliasSettings
 from mailiverse.web.wiring import build_web_app
 
 DOMAINS = ("example.org", "mail.example.net")
@@ -253,14 +255,22 @@ def make_api(
     default_quota: int = DEFAULT_QUOTA_BYTES,
     send_limit_per_hour: int = DEFAULT_SEND_LIMIT_PER_HOUR,
     spam_filter: RspamdClient | None = None,
+    alias_settings: AliasSettings | None = None,
 ) -> tuple[Api, Delivery]:
     """Build the app with ``build_web_app``, as the appliance does, on a settable clock
     (sessions, throttles and the send limit) and an in-memory outbound queue."""
     clock = FakeTime()
     tmp = tmp_path / "spool"
     tmp.mkdir(exist_ok=True)
+    if alias_settings is None:
+        alias_settings = AliasSettings(AddressHasher(b"k" * 32))
     delivery = Delivery(
-        database, lambda domain: domain.lower() in DOMAINS, tmp_dir=tmp, reactor=reactor, default_quota=default_quota
+        database,
+        lambda domain: domain.lower() in DOMAINS,
+        tmp_dir=tmp,
+        reactor=reactor,
+        default_quota=default_quota,
+        aliases=alias_settings.hasher,
     )
     outbound = MemoryOutbound()
     submission = Submission(
@@ -285,6 +295,7 @@ def make_api(
         default_quota=default_quota,
         spool_dir=tmp,
         spam_filter=spam_filter,
+        alias_settings=alias_settings,
     )
     api = Api(app, StubTreq(app.resource()), database, app.accounts, app.accounts.sessions, clock, outbound, submission)
     return api, delivery

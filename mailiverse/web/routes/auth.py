@@ -8,8 +8,9 @@ from typing import Any
 from mailiverse.accounts.service import SignupRequest
 from mailiverse.auth.sessions import SESSION_COOKIE, clear_session_cookie
 from mailiverse.crypto.kdf import KDF_NAMES
+from mailiverse.store.aliases import find_alias_txn
 from mailiverse.web.body import ACCOUNT_JSON_BYTES, read_json
-from mailiverse.web.errors import json_response
+from mailiverse.web.errors import ApiError, json_response
 from mailiverse.web.routing import router
 from mailiverse.web.session import RouteBase, request_cookie
 from mailiverse.web.validation import b64, base64_bytes, client_ip, device_token, field, optional_text, proof, text
@@ -40,6 +41,12 @@ class AuthRoutes(RouteBase):
             invite=optional_text(body, "invite", 64),
             kdf=field(body, "kdf", optional=True),
         )
+        settings = getattr(self, "alias_settings", None)
+        if settings is not None and isinstance(signup_request.username, str):
+            # An account's name must not shadow an alias (mail to it would go to the new account).
+            taken = await self.database.run(find_alias_txn, settings.hasher.alias(signup_request.username.lower()))
+            if taken is not None:
+                raise ApiError("username_taken", "that user name is taken", 409)
         user = await self.accounts.signup(signup_request, client_ip(request))
         return json_response(
             request,
