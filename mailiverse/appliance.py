@@ -307,6 +307,7 @@ def build_appliance(config: ApplianceConfig, reactor: Any = None) -> MultiServic
         max_message_size=config.max_message_size,
         send_limit_per_hour=config.send_limit_per_hour,
         clock=reactor,
+        on_sent=delivery.approve_correspondents,
     )
     web_limits = WebLimits()
     legacy_resource = None

@@ -112,6 +112,26 @@ def folder_path(folder: str) -> str:
     return f"Mail/{name}"
 
 
+#: The longest address a twin's ``delivered_to`` may hold (RFC 5321's path limit).
+MAX_ADDRESS_CHARS = 254
+
+
+def plain_address(value: object) -> str:
+    """``value`` if it is one plain ``local@domain`` address (at most 254 characters, one ``@``, no space
+    or control character), else "": what comes from the server or a twin is shown only in this form."""
+    if not isinstance(value, str) or not 3 <= len(value) <= MAX_ADDRESS_CHARS or value.count("@") != 1:
+        return ""
+    if any(c.isspace() or ord(c) < 32 or 0x7F <= ord(c) < 0xA0 or c in "\u2028\u2029" for c in value):
+        return ""
+    local, _, domain = value.partition("@")
+    return value if local and domain else ""
+
+
+def delivered_to_of(twin: Any) -> str:
+    """The twin's ``delivered_to`` (docs/api.md: the address the mail came in on) when it is a plain address."""
+    return plain_address(twin.get("delivered_to")) if isinstance(twin, dict) else ""
+
+
 def _display_address(name: str | None, address: str | None) -> str:
     """``Name <address>`` (quoted as RFC 5322 wants), or the address alone; an address that is not
     ASCII, which ``formataddr`` refuses, is shown as it is."""
@@ -170,6 +190,9 @@ class MessageInfo:
     #: Whether to show it as spam: it is in Spam, or the twin says so and it is not in an Inbox the
     #: appliance files spam out of (there, judged spam is only found after the user said "not spam").
     spam: bool = False
+    #: The address the appliance delivered it to (an alias, or the account's own name), as the twin
+    #: records it; "" when the twin records none or an unusable one.
+    delivered_to: str = ""
 
 
 @dataclass(frozen=True)
@@ -271,6 +294,11 @@ class Client:
         if not isinstance(answer, dict):
             raise ProtocolError("the server's answer is not a JSON object")
         return answer
+
+    def request_json(self, method: str, path: str, body: Any = None) -> dict[str, Any]:
+        """One authenticated API call with a JSON body (or none) whose answer is a JSON object; a refusal
+        is raised as :class:`ApiError` with the server's stable code."""
+        return self._json(self._send(method, path, json_body=body))
 
     def close(self) -> None:
         """Forget the session and keys and close the connection (does not log out; see :meth:`logout`)."""
@@ -555,7 +583,7 @@ class Client:
 
     def _describe(self, base: str, message_id: str, size: int) -> MessageInfo:
         path = f"{base}/{message_id}"
-        verdicts, spam = NONE, False
+        verdicts, spam, via = NONE, False, ""
         try:
             twin = json.loads(self.open_mail(f"{base}_Json/{message_id}"))
             if not isinstance(twin, dict):
@@ -563,9 +591,12 @@ class Client:
             # Read first: a twin whose summary is unusable still says what the appliance found.
             verdicts = read_verdicts(twin)
             spam = self._shown_as_spam(base, verdicts)
+            via = delivered_to_of(twin)
             summary = summarize(twin)
             sender = _display_address(summary.author.name, summary.author.email) if summary.author else ""
-            return MessageInfo(message_id, path, summary.date_ms, sender, summary.subject or "", size, verdicts, spam)
+            return MessageInfo(
+                message_id, path, summary.date_ms, sender, summary.subject or "", size, verdicts, spam, via
+            )
         except (ApiError, DecryptionFailed, ValueError, RecursionError):
             pass
         try:
@@ -582,6 +613,7 @@ class Client:
                 size,
                 verdicts,
                 spam,
+                via,
             )
         except MessageTampered:
             return MessageInfo(message_id, path, None, "", "(failed integrity check: not shown)", size)
@@ -622,22 +654,25 @@ class Client:
         page, _ = self.list_objects(path, limit=10)
         return any(entry.path == path for entry in page)
 
-    def message_verdicts(self, path: str) -> Verdicts:
-        """What the JSON twin of the message at ``path`` says about its sender and spam.
+    def read_twin(self, path: str) -> Any:
+        """The decrypted JSON twin of the message at ``path`` (any JSON value), or None.
 
-        No twin, or one that cannot be decrypted or parsed, says nothing; any other failure (the session
+        No twin, or one that cannot be decrypted or parsed, is None; any other failure (the session
         ended, the server failed) is raised, so a warning is never dropped silently by a passing error.
         """
         base, _, name = path.rpartition("/")
         try:
-            twin = json.loads(self.open_mail(f"{base}_Json/{name}"))
+            return json.loads(self.open_mail(f"{base}_Json/{name}"))
         except ApiError as error:
             if error.code == "not_found":
-                return NONE
+                return None
             raise
         except (DecryptionFailed, ValueError, RecursionError):
-            return NONE
-        return read_verdicts(twin)
+            return None
+
+    def message_verdicts(self, path: str) -> Verdicts:
+        """What the JSON twin of the message at ``path`` says about its sender and spam (see :meth:`read_twin`)."""
+        return read_verdicts(self.read_twin(path))
 
     def learn(self, kind: str, original: bytes) -> str:
         """Hand the decrypted ``original`` to the appliance's spam filter as ``spam`` or ``ham``
@@ -692,14 +727,18 @@ class Client:
         *,
         cc: Sequence[str] = (),
         bcc: Sequence[str] = (),
+        from_address: str | None = None,
     ) -> SendResult:
-        """Send a plain-text message composed by the server from these fields (From is the user's address)."""
+        """Send a plain-text message composed by the server from these fields. From is the user's address,
+        or ``from_address``: one of the user's addresses or active aliases (else 403 ``sender_not_allowed``)."""
         if not to and not cc and not bcc:
             raise UsageError("give at least one recipient")
-        for address in (*to, *cc, *bcc):
+        for address in (*to, *cc, *bcc, *([from_address] if from_address is not None else [])):
             if "@" not in address or len(address) > 254 or any(c.isspace() or ord(c) < 32 for c in address):
                 raise UsageError(f"not an e-mail address: {address[:80]!r}")
-        body = {"to": list(to), "cc": list(cc), "bcc": list(bcc), "subject": subject, "text": text}
+        body: dict[str, Any] = {"to": list(to), "cc": list(cc), "bcc": list(bcc), "subject": subject, "text": text}
+        if from_address is not None:
+            body["from"] = from_address
         answer = self._json(self._send("POST", "/api/send", json_body=body))
         try:
             return SendResult(

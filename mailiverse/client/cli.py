@@ -2,22 +2,26 @@
 
     mailiverse-client --server URL --user NAME [--ca FILE | --fingerprint SHA256] COMMAND
 
-Commands: ``signup [--invite CODE]``, ``login``, ``ls [--folder F]``, ``read ID``,
-``send --to ADDR [--cc ADDR] --subject S`` (body on stdin), ``passwd``, ``export DIR``,
+Commands: ``signup [--invite CODE]``, ``login``, ``ls [--folder F] [--via ADDR]``, ``read ID``,
+``send --to ADDR [--cc ADDR] [--from ALIAS] --subject S`` (body on stdin), ``passwd``, ``export DIR``,
 ``spam ID`` and ``not-spam ID`` (train the appliance's spam filter with the message, then move it
 to Spam or back to the Inbox), ``upgrade-legacy [--legacy-keyserver HOST:PORT [--legacy-plain]]``
 (a legacy account moves to the modern login, same keys) and ``import-mailiverse DIR`` (an original
-store dump, bytes unchanged).
+store dump, bytes unchanged), and ``alias new [--label TEXT] [--chosen LOCAL@DOMAIN] [--domain DOMAIN]
+[--known-senders]`` (prints the new address alone), ``alias list``, ``alias disable|enable|delete ADDRESS``
+and ``alias limit ADDRESS --senders any|known|known-domains``.
 
 ``ls`` prints ``ID<TAB>DATE<TAB>SENDER<TAB>SUBJECT``, and for mail the appliance judged (mail from
 outside) one more column: ``verified``, ``unverified`` or ``failed``, then ``,spam`` when it is spam.
-``read`` prints a line about the sender (and one about spam) before such a message.
+``read`` prints a line about the sender (and one about spam) before such a message, and ``Via: ADDRESS``
+before mail that came in on one of the user's aliases. ``alias list`` prints
+``ADDRESS<TAB>STATE<TAB>KIND<TAB>SENDERS<TAB>RECEIVED<TAB>LAST-USED<TAB>LABEL`` (``?`` for what cannot be read).
 
 The password comes from ``MAILIVERSE_PASSWORD`` or a prompt; the new one for ``passwd`` from
 ``MAILIVERSE_NEW_PASSWORD`` or a second prompt.  Exit status 0 on success (also for ``spam`` and
 ``not-spam`` when the appliance has no spam filter: the message is moved and the output says it was
 not trained); otherwise one line on stderr and 1 (failure, e.g. the spam filter or the move failed),
-2 (usage, e.g. an unknown ID or a message in Sent), 3 (wrong user name or password) or 4 (server
+2 (usage, e.g. an unknown ID or a message in Sent; an unknown alias is 1), 3 (wrong user name or password) or 4 (server
 identity).
 """
 
@@ -33,8 +37,10 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import IO, Any, NoReturn
 
-from mailiverse.client.api import ALREADY_LEARNED, LEARNED, NO_SPAM_FILTER, Client, MessageInfo
+from mailiverse.client import aliases
+from mailiverse.client.api import ALREADY_LEARNED, LEARNED, NO_SPAM_FILTER, Client, MessageInfo, delivered_to_of
 from mailiverse.client.errors import (
+    ApiError,
     AuthenticationFailed,
     ClientError,
     ServerIdentityError,
@@ -45,7 +51,7 @@ from mailiverse.client.importer import import_dump
 from mailiverse.client.legacy import KeyServerAddress, account_name, parse_host_port, upgrade_legacy
 from mailiverse.client.training import FOLDER_NAMES, Marked, mark
 from mailiverse.client.transport import HttpsTransport, Transport
-from mailiverse.client.verdicts import NONE, Verdicts, listing_words, sender_line, spam_line
+from mailiverse.client.verdicts import NONE, Verdicts, listing_words, read_verdicts, sender_line, spam_line
 
 PROG = "mailiverse-client"
 PASSWORD_ENV = "MAILIVERSE_PASSWORD"  # noqa: S105 - a variable name, not a password
@@ -55,6 +61,13 @@ MAX_BODY_BYTES = 10 * 1024 * 1024
 EXIT_FAILURE, EXIT_USAGE, EXIT_AUTH, EXIT_IDENTITY = 1, 2, 3, 4
 #: Commands that take the legacy ``NAME@DOMAIN`` form of --user (the account is the local part).
 LEGACY_COMMANDS = frozenset({"upgrade-legacy", "import-mailiverse"})
+
+#: What `alias limit` says each sender policy lets through.
+SENDERS_SHOWN = {
+    "any": "any sender",
+    "known": "known senders only",
+    "known-domains": "known sender domains only",
+}
 
 TransportFactory = Callable[[argparse.Namespace], Transport]
 Prompt = Callable[[str], str]
@@ -83,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     ls.add_argument(
         "--folder", default="Inbox", help="Inbox (Mail/In), Spam (Mail/Spam), Sent (Mail/Sent) or Mail/<name>"
     )
+    ls.add_argument("--via", metavar="ADDRESS", help="only mail delivered to this address (one of your aliases)")
     read = commands.add_parser("read", help="decrypt and print one message")
     read.add_argument("id", metavar="ID")
     read.add_argument("--raw", action="store_true", help="print the RFC 5322 bytes unchanged")
@@ -90,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     send.add_argument("--to", action="append", default=[], metavar="ADDR", required=True)
     send.add_argument("--cc", action="append", default=[], metavar="ADDR")
     send.add_argument("--subject", required=True, metavar="S")
+    send.add_argument("--from", dest="from_address", metavar="ALIAS", help="send from one of your addresses or aliases")
     commands.add_parser("passwd", help="change the password")
     spam = commands.add_parser("spam", help="train the spam filter with this message and move it to Spam")
     spam.add_argument("id", metavar="ID")
@@ -108,7 +123,29 @@ def build_parser() -> argparse.ArgumentParser:
     )
     imported = commands.add_parser("import-mailiverse", help="import a dump of an original Mailiverse store")
     imported.add_argument("dir", metavar="DIR")
+    _add_alias_commands(commands)
     return parser
+
+
+def _add_alias_commands(commands: Any) -> None:
+    alias = commands.add_parser("alias", help="your aliases: new, list, disable, enable, delete, limit")
+    actions = alias.add_subparsers(dest="alias_command", required=True, metavar="ACTION", parser_class=_Parser)
+    new = actions.add_parser("new", help="make an alias and print its address (a shield alias unless --chosen)")
+    new.add_argument("--label", metavar="TEXT", help="a note for you (encrypted here to your own key)")
+    where = new.add_mutually_exclusive_group()
+    where.add_argument("--chosen", metavar="LOCAL@DOMAIN", help="this address instead of a random shield one")
+    where.add_argument("--domain", metavar="DOMAIN", help="the shield alias's domain (default: the appliance's first)")
+    new.add_argument("--known-senders", action="store_true", help="accept mail only from senders that wrote before")
+    actions.add_parser("list", help="ADDRESS, STATE, KIND, SENDERS, RECEIVED, LAST-USED, LABEL, tab-separated")
+    for action, text in (
+        ("disable", "refuse mail to the alias (550) until enabled"),
+        ("enable", "accept mail to the alias again"),
+        ("delete", "delete the alias for good: refused from now on, never issued again"),
+    ):
+        actions.add_parser(action, help=text).add_argument("address", metavar="ADDRESS")
+    limit = actions.add_parser("limit", help="which senders the alias accepts")
+    limit.add_argument("address", metavar="ADDRESS")
+    limit.add_argument("--senders", required=True, choices=aliases.SENDER_POLICIES)
 
 
 def default_transport(args: argparse.Namespace) -> Transport:
@@ -165,11 +202,22 @@ def verdict_lines(verdicts: Verdicts, from_address: str) -> list[str]:
     return [line for line in lines if line is not None]
 
 
-def format_message(raw: bytes, verdicts: Verdicts = NONE) -> str:
+def via_address(delivered_to: str, own_addresses: Sequence[str]) -> str:
+    """The alias a message came in on: its twin's ``delivered_to`` (already a plain address), unless that is
+    one of the account's own name addresses (any case); "" when there is none."""
+    if not delivered_to or delivered_to.lower() in {a.lower() for a in own_addresses}:
+        return ""
+    return delivered_to
+
+
+def format_message(raw: bytes, verdicts: Verdicts = NONE, via: str = "") -> str:
     """A readable rendering of a message: what the appliance found about its sender and spam (if it
-    judged it), the main headers, then the text body, then attachment names."""
+    judged it) and the alias it came in on (``via``, if any), the main headers, then the text body, then
+    attachment names."""
     message = email.parser.BytesParser(policy=email.policy.default).parsebytes(raw)
     lines = verdict_lines(verdicts, shown_address(message.get("From"))) if verdicts.known else []
+    if via:
+        lines.append(f"Via: {clean(via)}")
     for name in ("From", "To", "Cc", "Date", "Subject"):
         value = message.get(name)
         if value is not None:
@@ -268,7 +316,15 @@ class _Run:
                 raise UsageError("the message body on stdin is not UTF-8") from None
             password = self.password()
             client.login(password)
-            result = client.send(self.args.to, self.args.subject, text, cc=self.args.cc)
+            sender = self.args.from_address
+            try:
+                result = client.send(self.args.to, self.args.subject, text, cc=self.args.cc, from_address=sender)
+            except ApiError as error:
+                if error.code == "sender_not_allowed" and sender is not None:
+                    raise ClientError(
+                        f"{clean(sender)} is not one of your addresses or active aliases (sender_not_allowed)"
+                    ) from None
+                raise
             where = []
             if result.local:
                 where.append("delivered to " + ", ".join(result.local))
@@ -280,8 +336,10 @@ class _Run:
         if command == "login":
             self.out(f"logged in as {client.user} ({', '.join(client.addresses) or 'no addresses'})")
         elif command == "ls":
+            via = aliases.checked_address(self.args.via).lower() if self.args.via is not None else None
             for info in client.list_messages(self.args.folder):
-                self.out(format_listing(info))
+                if via is None or info.delivered_to.lower() == via:
+                    self.out(format_listing(info))
         elif command == "read":
             path = client.resolve_message(self.args.id)
             raw = client.open_mail(path)
@@ -294,13 +352,43 @@ class _Run:
                 else:
                     self.stdout.write(raw.decode("utf-8", "replace"))
             else:
-                self.stdout.write(format_message(raw, client.message_verdicts(path)))
+                twin = client.read_twin(path)
+                via = via_address(delivered_to_of(twin), client.addresses)
+                self.stdout.write(format_message(raw, read_verdicts(twin), via))
         elif command in ("spam", "not-spam"):
             self.out(describe_marked(mark(client, self.args.id, spam=command == "spam")))
+        elif command == "alias":
+            self.alias(client)
         elif command == "export":
             exported = export_maildir(client, self.args.dir)
             detail = ", ".join(f"{name}: {count}" for name, count in exported.written.items())
             self.out(f"exported {exported.total} message(s) to {self.args.dir}" + (f" ({detail})" if detail else ""))
+
+    def alias(self, client: Client) -> None:
+        args = self.args
+        action = args.alias_command
+        if action == "new":
+            self.out(
+                aliases.new_alias(
+                    client,
+                    label=args.label,
+                    chosen=args.chosen,
+                    domain=args.domain,
+                    known_senders=args.known_senders,
+                )
+            )
+        elif action == "list":
+            for alias in aliases.list_aliases(client):
+                self.out(aliases.format_alias(alias))
+        elif action in ("disable", "enable"):
+            aliases.set_state(client, args.address, "disabled" if action == "disable" else "active")
+            self.out(f"{aliases.checked_address(args.address)}: {action}d")
+        elif action == "delete":
+            aliases.delete_alias(client, args.address)
+            self.out(f"{aliases.checked_address(args.address)}: deleted for good")
+        elif action == "limit":
+            aliases.limit_senders(client, args.address, args.senders)
+            self.out(f"{aliases.checked_address(args.address)}: accepts mail from {SENDERS_SHOWN[args.senders]}")
 
     def upgrade_legacy(self, client: Client) -> None:
         args = self.args

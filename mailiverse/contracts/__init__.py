@@ -24,6 +24,7 @@ from mailiverse.contracts.bodies import (
 )
 from mailiverse.contracts.mail import (
     INBOX_FOLDER,
+    SCREENER_FOLDER,
     SENT_FOLDER,
     SPAM_FOLDER,
     Envelope,
@@ -43,6 +44,7 @@ __all__ = [
     "INBOX_FOLDER",
     "MAX_ADDRESS_LENGTH",
     "SENT_FOLDER",
+    "SCREENER_FOLDER",
     "SPAM_FOLDER",
     "Allowance",
     "BodyAllowance",

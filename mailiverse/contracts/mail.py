@@ -23,6 +23,9 @@ SENT_FOLDER = "Mail/Sent"
 #: client never lists. Accounts that original clients read (envelope v1) keep such mail in ``Mail/In``,
 #: marked in its twin.
 SPAM_FOLDER = "Mail/Spam"
+#: Where mail from a first-time sender goes for an account whose screener is on (issue 19): approved
+#: senders' mail goes to the inbox, blocked ones' is refused.
+SCREENER_FOLDER = "Mail/Screener"
 
 
 class ISpooled(Protocol):

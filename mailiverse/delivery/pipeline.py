@@ -18,6 +18,7 @@ sealed or stored; a quarantined one goes to ``SPAM_FOLDER``.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import functools
 import tempfile
 import time
@@ -32,9 +33,11 @@ from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 from zope.interface import implementer
 
+from mailiverse import hashcash
 from mailiverse.config import DEFAULT_QUOTA_BYTES
 from mailiverse.contracts import (
     INBOX_FOLDER,
+    SCREENER_FOLDER,
     SENT_FOLDER,
     SPAM_FOLDER,
     Envelope,
@@ -63,6 +66,7 @@ from mailiverse.store.groupcommit import Bulk, Outcome
 from mailiverse.store.lookups import CoalescedLookup
 from mailiverse.store.objects import CHUNK_SIZE, NewObject, insert_new_objects_txn, put_object_txn
 from mailiverse.store.quota import Usage, add_usage_txn
+from mailiverse.store.screener import approve_correspondents_txn, screening_txn, spend_stamp_txn
 from mailiverse.store.users import (
     DeliveryTarget,
     User,
@@ -235,11 +239,25 @@ class Delivery:
                 size=meta.size,
                 reason=judgement.reason if judgement is not None else "",
             )
+        screened: dict[int, str] = {}
+        if envelope is not None and folder == INBOX_FOLDER and not quarantined and self._aliases is not None:
+            try:
+                screened = await self._screen(users, recipients, meta)
+            except BaseException:
+                for body in objects:
+                    body.close()
+                raise
         sealed = []
         for i, body in enumerate(objects):
             user = users[i // 2]
+            if screened.get(user.id) == "blocked":
+                body.close()  # this recipient refuses the sender: nothing stored for them
+                continue
             filed = SPAM_FOLDER if quarantined and files_spam(user.envelope_format) else folder
+            if screened.get(user.id) == "unknown":
+                filed = SCREENER_FOLDER
             sealed.append(_Sealed(user.id, mail_paths(key_base, filed)[i % 2], body))
+        users = [user for user in users if screened.get(user.id) != "blocked"]
         default_quota = None if folder == SENT_FOLDER else self._default_quota
         request = _StoreRequest(users, sealed, now_ms, default_quota, [item.size for item in sealed])
         try:
@@ -268,6 +286,49 @@ class Delivery:
         )
         await self._record_alias_use(recipients, mail_from)
         return sealed[0].path if sealed else mail_paths(key_base, folder)[0]
+
+    async def _screen(self, users: Sequence[User], recipients: list[Recipient], meta: SealedMeta) -> dict[int, str]:
+        """The screener's word for each recipient whose screener is on: ``approved`` (the inbox), ``unknown``
+        (``SCREENER_FOLDER``) or ``blocked`` (nothing stored for them); MessageRejected when every recipient
+        blocks the sender. A valid, unspent Hashcash stamp for a recipient's address lets the message by."""
+        assert self._aliases is not None
+        sender = self._aliases.sender(meta.from_address) if meta.from_address else self._aliases.sender("")
+        words = await self._db.run(screening_txn, [user.id for user in users], sender)
+        for user in users:
+            if words.get(user.id) != "unknown" or not meta.stamps:
+                continue
+            addresses = [r.address for r in recipients if r.user == user.name]
+            if await self._stamped(meta.stamps, addresses):
+                words[user.id] = "approved"
+        if words and all(words.get(user.id) == "blocked" for user in users):
+            log.info("message ({size} bytes) refused: every recipient blocks its sender", size=meta.size)
+            raise MessageRejected(550, "5.7.1", "The recipient does not accept mail from this sender")
+        return words
+
+    async def _stamped(self, stamps: Sequence[str], addresses: Sequence[str]) -> bool:
+        """Whether one of ``stamps`` is a valid Hashcash stamp for one of ``addresses`` not spent before."""
+        assert self._aliases is not None
+        now = datetime.datetime.now(datetime.UTC)
+        for stamp in stamps:
+            for address in addresses:
+                try:
+                    checked = hashcash.check(stamp, resource=address, now=now)
+                except ValueError:
+                    continue
+                if await self._db.transact(spend_stamp_txn, self._aliases.stamp(hashcash.stamp_key(checked))):
+                    return True
+        return False
+
+    async def approve_correspondents(self, user_name: str, addresses: Sequence[str]) -> None:
+        """Whom ``user_name`` wrote to is approved by their screener (as keyed hashes); kept even when the
+        screener is off, so turning it on later does not screen them."""
+        if self._aliases is None or not addresses:
+            return
+        user = await self._accounts.lookup(user_name)
+        if user is None:
+            return
+        hashes = [self._aliases.sender(address) for address in addresses]
+        await self._db.transact(approve_correspondents_txn, user.id, hashes)
 
     async def _record_alias_use(self, recipients: list[Recipient], mail_from: str) -> None:
         """Count a delivery on each alias it came by, and note its sender (as hashes) there; a failure here

@@ -91,11 +91,19 @@ class SealedMeta:
     size: int
     sender_domain: str = ""
     judgement: Judgement | None = None
+    #: For a judged message: the From address the clients show (the screener's sender; never logged)
+    #: and the stamps of its X-Hashcash fields (at most ``MAX_STAMPS``, each a short printable line).
+    from_address: str = ""
+    stamps: tuple[str, ...] = ()
 
     def to_wire(self) -> dict[str, Any]:
         wire: dict[str, Any] = {"size": self.size, "sender_domain": self.sender_domain}
         if self.judgement is not None:
             wire["judgement"] = self.judgement.to_wire()
+        if self.from_address:
+            wire["from_address"] = self.from_address
+        if self.stamps:
+            wire["stamps"] = list(self.stamps)
         return wire
 
     @classmethod
@@ -106,11 +114,56 @@ class SealedMeta:
         if isinstance(size, bool) or not isinstance(size, int) or size < 0:
             raise ValueError("a sealed message's size is a whole number")
         judgement = value.get("judgement")
+        stamps = value.get("stamps", [])
+        if not isinstance(stamps, list) or len(stamps) > MAX_STAMPS:
+            raise ValueError("a sealed message's stamps are a short list")
         return cls(
             size=size,
             sender_domain=plain_name(value.get("sender_domain")),
             judgement=None if judgement is None else Judgement.from_wire(judgement),
+            from_address=plain_address(value.get("from_address", "")),
+            stamps=tuple(s for s in (_stamp_text(v) for v in stamps) if s),
         )
+
+
+#: X-Hashcash stamps a message may carry to the screener, and the longest one.
+MAX_STAMPS = 8
+MAX_STAMP_CHARS = 512
+
+
+def plain_address(value: object) -> str:
+    """``value`` lower-cased if it is a plain address (printable ASCII, no spaces, one @, at most 254
+    characters, a plain DNS name after the @), else ""."""
+    if not isinstance(value, str) or not 2 < len(value) <= 254 or not value.isascii() or value.count("@") != 1:
+        return ""
+    local, _, domain = value.lower().partition("@")
+    if not local or not local.isprintable() or any(c.isspace() or c in '<>\\"' for c in local):
+        return ""
+    return f"{local}@{domain}" if plain_name(domain) == domain else ""
+
+
+def _stamp_text(value: object) -> str:
+    if not isinstance(value, str) or not 0 < len(value) <= MAX_STAMP_CHARS:
+        return ""
+    return value if value.isascii() and value.isprintable() else ""
+
+
+def header_stamps(raw: bytes) -> tuple[str, ...]:
+    """The values of the message's X-Hashcash header fields (unfolded), at most ``MAX_STAMPS``."""
+    end = raw.find(b"\r\n\r\n")
+    section = raw[: len(raw) if end < 0 else end + 2]
+    if b"x-hashcash" not in section.lower():
+        return ()
+    found: list[str] = []
+    for line in section.replace(b"\r\n ", b" ").replace(b"\r\n\t", b" ").split(b"\r\n"):
+        name, colon, value = line.partition(b":")
+        if colon and name.strip().lower() == b"x-hashcash":
+            text = _stamp_text(value.strip().decode("ascii", "replace"))
+            if text:
+                found.append(text)
+            if len(found) == MAX_STAMPS:
+                break
+    return tuple(found)
 
 
 def _from_addresses(twin: dict[str, Any]) -> list[str]:
@@ -208,7 +261,16 @@ def seal_message(raw: bytes, job: SealJob, sink: ObjectSink, enquirer: Enquirer 
         out = sink.begin()
         seal_into(out, fmt, public_key, iter_twin(twin), strategy)
         sink.end(out)
-    return SealedMeta(size=size, sender_domain=sender_domain(twin), judgement=judgement)
+    if judgement is None:
+        return SealedMeta(size=size, sender_domain=sender_domain(twin))
+    froms = _from_addresses(twin)
+    return SealedMeta(
+        size=size,
+        sender_domain=sender_domain(twin),
+        judgement=judgement,
+        from_address=plain_address(froms[0]) if len(froms) == 1 else "",
+        stamps=header_stamps(raw),
+    )
 
 
 def _pieces(view: memoryview, size: int = 1024 * 1024) -> Iterator[bytes]:

@@ -91,6 +91,10 @@ class AddressHasher:
     def sender_domain(self, address: str) -> bytes:
         return self._mac(b"sender-domain", address.rpartition("@")[2].lower())
 
+    def stamp(self, stamp_key: bytes) -> bytes:
+        """A spent Hashcash stamp as the screener remembers it."""
+        return self._mac(b"stamp", stamp_key.hex())
+
 
 @dataclass(frozen=True)
 class Alias:

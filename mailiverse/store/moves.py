@@ -1,4 +1,4 @@
-"""Moving a user's mail between the inbox and the spam folder: objects renamed in one transaction.
+"""Moving a user's mail between the inbox, the spam folder and the screener: objects renamed in one transaction.
 
 The clients' "this is spam" and "not spam" move a message's two objects (original and twin) between
 ``Mail/In`` and ``Mail/Spam``: the server renames them, ciphertext untouched (it cannot read them,
@@ -21,7 +21,7 @@ from mailiverse.store.objects import validate_path
 from mailiverse.store.schema import objects
 
 #: The folders a message moves between.
-MOVABLE_FOLDERS = ("Mail/In", "Mail/Spam")
+MOVABLE_FOLDERS = ("Mail/In", "Mail/Spam", "Mail/Screener")
 #: Objects moved in one request (a hundred messages, each original and twin).
 MAX_MOVES = 200
 

@@ -270,3 +270,32 @@ alias_senders = Table(
     Column("sender_hash", LargeBinary, nullable=False),
     PrimaryKeyConstraint("alias_id", "sender_hash"),
 )
+
+# The screener for first-time senders (store/screener.py): on for the accounts with a row here.
+screeners = Table(
+    "screeners",
+    metadata,
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("enabled_ms", BigInteger, nullable=False),
+    PrimaryKeyConstraint("user_id"),
+)
+
+#: The senders an account approved (or wrote to) or blocked, as keyed hashes.
+screened_senders = Table(
+    "screened_senders",
+    metadata,
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("sender_hash", LargeBinary, nullable=False),
+    Column("verdict", Text, nullable=False),
+    PrimaryKeyConstraint("user_id", "sender_hash"),
+)
+
+#: Hashcash stamps spent (keyed hashes), so a replayed stamp does not skip the screener twice.
+spent_stamps = Table(
+    "spent_stamps",
+    metadata,
+    Column("stamp_hash", LargeBinary, nullable=False),
+    Column("spent_ms", BigInteger, nullable=False),
+    PrimaryKeyConstraint("stamp_hash"),
+    Index("ix_spent_stamps_spent_ms", "spent_ms"),
+)

@@ -9,7 +9,7 @@ through the same ``IInbox``, sealed to the sender's key.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from mailiverse.auth.clock import TimeSource
@@ -61,7 +61,11 @@ class Submission:
         max_message_size: int = 50 * 1024 * 1024,
         send_limit_per_hour: int = DEFAULT_SEND_LIMIT_PER_HOUR,
         clock: TimeSource = None,
+        on_sent: Callable[[str, Sequence[str]], Awaitable[None]] | None = None,
     ) -> None:
+        """``on_sent(user, recipients)`` hears of every message sent (the screener approves whom a user
+        writes to); its failure is logged, never the sending's."""
+        self._on_sent = on_sent
         self._inbox = inbox
         self.domains = tuple(d.lower() for d in domains)
         self.outbound = outbound
@@ -132,6 +136,11 @@ class Submission:
                 self.send_limit.release(sender.user, len(targets))
             raise
         sent_path = await self._file_sent_copy(sender, mail_from, message) if sent_copy else None
+        if self._on_sent is not None:
+            try:
+                await self._on_sent(sender.user, targets)
+            except Exception as error:  # noqa: BLE001 - the message is sent; only the screener's memory missed it
+                log.warn("noting the recipients of a sent message failed: {why}", why=describe(error))
         return Submitted(
             mail_from=mail_from,
             local=tuple(r.address for r in local),

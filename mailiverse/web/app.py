@@ -36,6 +36,7 @@ from mailiverse.web.routes.auth import AuthRoutes
 from mailiverse.web.routes.keys import KeyRoutes
 from mailiverse.web.routes.moves import MoveRoutes
 from mailiverse.web.routes.public import PublicRoutes
+from mailiverse.web.routes.screener import ScreenerRoutes
 from mailiverse.web.routes.send import SendRoutes
 from mailiverse.web.routes.spam import SpamRoutes
 from mailiverse.web.routes.store import StoreRoutes
@@ -89,6 +90,7 @@ class WebApp(
     MoveRoutes,
     SpamRoutes,
     AliasRoutes,
+    ScreenerRoutes,
     KeyRoutes,
     SendRoutes,
     PublicRoutes,

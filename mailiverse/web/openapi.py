@@ -86,6 +86,9 @@ def _obj(required: list[str], properties: dict[str, Any]) -> dict[str, Any]:
     return {"type": "object", "required": required, "properties": properties}
 
 
+_SCREENER = _obj(
+    ["enabled", "approved", "blocked"], {"enabled": {"type": "boolean"}, "approved": _INT, "blocked": _INT}
+)
 _ALIAS = _obj(
     ["id", "kind", "state", "senders", "sealed_address", "label", "received", "last_used_ms", "created_ms"],
     {
@@ -337,7 +340,7 @@ def openapi_document(version: str) -> dict[str, Any]:
                 auth=True,
                 body={
                     "oneOf": [
-                        _obj(["message"], {"message": _B64, "recipients": _ADDRESSES}),
+                        _obj(["message"], {"message": _B64, "recipients": _ADDRESSES, "hashcash": {"type": "boolean"}}),
                         _obj(
                             ["to"],
                             {
@@ -347,6 +350,7 @@ def openapi_document(version: str) -> dict[str, Any]:
                                 "subject": _TEXT,
                                 "text": _TEXT,
                                 "from": _TEXT,
+                                "hashcash": {"type": "boolean"},
                             },
                         ),
                     ]
@@ -421,6 +425,32 @@ def openapi_document(version: str) -> dict[str, Any]:
                 errors=(404, 503),
                 parameters=[_path_param("alias_id")],
             ),
+        },
+        "/api/screener": {
+            "get": _op(
+                "The screener for first-time senders: on or off, and how many senders are approved and blocked",
+                auth=True,
+                response=_SCREENER,
+            ),
+            "put": _op(
+                "Turn the screener on or off (not for accounts original Mailiverse clients read)",
+                auth=True,
+                body=_obj(["enabled"], {"enabled": {"type": "boolean"}}),
+                response=_SCREENER,
+                errors=(409, 503),
+            ),
+        },
+        "/api/screener/senders": {
+            "post": _op(
+                "Approve or block a sender (kept as a keyed hash), or forget it (verdict null)",
+                auth=True,
+                body=_obj(
+                    ["address", "verdict"],
+                    {"address": _TEXT, "verdict": {"enum": ["approved", "blocked", None]}},
+                ),
+                response=_obj(["address", "verdict"], {"address": _TEXT, "verdict": {"type": ["string", "null"]}}),
+                errors=(503,),
+            )
         },
         "/api/move": {
             "post": _op(

@@ -280,6 +280,7 @@ def make_api(
         max_message_size=1024 * 1024,
         send_limit_per_hour=send_limit_per_hour,
         clock=clock,
+        on_sent=delivery.approve_correspondents,
     )
     app, _purger = build_web_app(
         database,

@@ -1,5 +1,5 @@
 """Revision 0008: the alias directory: addresses as keyed hashes only (store/aliases.py), and the hashes of
-the senders that have written to each alias."""
+the senders that have written to each alias; the screener for first-time senders (store/screener.py)."""
 
 from __future__ import annotations
 
@@ -42,9 +42,37 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("alias_id", "sender_hash", name="pk_alias_senders"),
     )
+    op.create_table(
+        "screeners",
+        sa.Column("user_id", sa.Integer(), nullable=False),
+        sa.Column("enabled_ms", sa.BigInteger(), nullable=False),
+        sa.ForeignKeyConstraint(["user_id"], ["users.id"], name="fk_screeners_user_id_users", ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("user_id", name="pk_screeners"),
+    )
+    op.create_table(
+        "screened_senders",
+        sa.Column("user_id", sa.Integer(), nullable=False),
+        sa.Column("sender_hash", sa.LargeBinary(), nullable=False),
+        sa.Column("verdict", sa.Text(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["user_id"], ["users.id"], name="fk_screened_senders_user_id_users", ondelete="CASCADE"
+        ),
+        sa.PrimaryKeyConstraint("user_id", "sender_hash", name="pk_screened_senders"),
+    )
+    op.create_table(
+        "spent_stamps",
+        sa.Column("stamp_hash", sa.LargeBinary(), nullable=False),
+        sa.Column("spent_ms", sa.BigInteger(), nullable=False),
+        sa.PrimaryKeyConstraint("stamp_hash", name="pk_spent_stamps"),
+    )
+    op.create_index("ix_spent_stamps_spent_ms", "spent_stamps", ["spent_ms"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_spent_stamps_spent_ms", table_name="spent_stamps")
+    op.drop_table("spent_stamps")
+    op.drop_table("screened_senders")
+    op.drop_table("screeners")
     op.drop_table("alias_senders")
     op.drop_index("ix_aliases_user_id_created_ms", table_name="aliases")
     op.drop_table("aliases")
