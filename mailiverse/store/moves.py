@@ -55,10 +55,10 @@ def move_objects_txn(conn: Connection, user_id: int, moves: Sequence[tuple[str, 
     targets = [target for _, target in moves]
     if len(set(sources) | set(targets)) != 2 * len(moves):
         raise VersionConflict("a path appears twice in the moves")
-    found = _existing(conn, user_id, sources)
+    found = _existing_txn(conn, user_id, sources)
     if len(found) != len(sources):
         raise ObjectNotFound("an object to move does not exist")
-    if _existing(conn, user_id, targets):
+    if _existing_txn(conn, user_id, targets):
         raise VersionConflict("an object already exists where one would move")
     now_ms = time.time_ns() // 1_000_000
     for source, target in moves:
@@ -70,6 +70,6 @@ def move_objects_txn(conn: Connection, user_id: int, moves: Sequence[tuple[str, 
     return len(moves)
 
 
-def _existing(conn: Connection, user_id: int, paths: Sequence[str]) -> set[str]:
+def _existing_txn(conn: Connection, user_id: int, paths: Sequence[str]) -> set[str]:
     rows = conn.execute(select(objects.c.path).where(objects.c.user_id == user_id, objects.c.path.in_(paths)))
     return {row.path for row in rows}
