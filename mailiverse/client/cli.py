@@ -202,6 +202,16 @@ def verdict_lines(verdicts: Verdicts, from_address: str) -> list[str]:
     return [line for line in lines if line is not None]
 
 
+_LOOK_ALIKES = str.maketrans({"i": "1", "l": "1", "o": "0", "w": "v"})
+
+
+def same_address(address: str) -> str:
+    """``address`` as the appliance matches aliases: lower case, and in the local part 1/i/l, 0/o and v/w
+    as one character (mail sent to a look-alike spelling records that spelling as ``delivered_to``)."""
+    local, at, domain = address.lower().rpartition("@")
+    return f"{local.translate(_LOOK_ALIKES)}{at}{domain}" if at else address.lower()
+
+
 def via_address(delivered_to: str, own_addresses: Sequence[str]) -> str:
     """The alias a message came in on: its twin's ``delivered_to`` (already a plain address), unless that is
     one of the account's own name addresses (any case); "" when there is none."""
@@ -336,9 +346,9 @@ class _Run:
         if command == "login":
             self.out(f"logged in as {client.user} ({', '.join(client.addresses) or 'no addresses'})")
         elif command == "ls":
-            via = aliases.checked_address(self.args.via).lower() if self.args.via is not None else None
+            via = same_address(aliases.checked_address(self.args.via)) if self.args.via is not None else None
             for info in client.list_messages(self.args.folder):
-                if via is None or info.delivered_to.lower() == via:
+                if via is None or same_address(info.delivered_to) == via:
                     self.out(format_listing(info))
         elif command == "read":
             path = client.resolve_message(self.args.id)
