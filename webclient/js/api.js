@@ -51,6 +51,10 @@ export async function postJson(url, json) {
   return (await call('POST', url, { json })).json();
 }
 
+export async function patchJson(url, json) {
+  return (await call('PATCH', url, { json })).json();
+}
+
 export async function deleteJson(url, json) {
   return (await call('DELETE', url, json === undefined ? {} : { json })).json();
 }

@@ -1,8 +1,10 @@
-// The application: wires the login screen, the mailbox, the list, the reader and the composer.
+// The application: wires the login screen, the mailbox, the list, the reader, the composer and the Addresses page.
 
 import { getJson } from './api.js';
+import { AliasBook, canonicalAddress } from './mail/aliases.js';
 import { MailStore, TAMPERED_NOTICE, TamperedError } from './mail/store.js';
 import { changePassword, login, logout, signup } from './session.js';
+import { AddressesPage } from './ui/addresses.js';
 import { Composer } from './ui/composer.js';
 import { $, h, status } from './ui/dom.js';
 import { MessageList } from './ui/list.js';
@@ -11,8 +13,10 @@ import { installShortcuts } from './ui/shortcuts.js';
 import { trainAndMove } from './ui/training.js';
 
 const TITLES = { inbox: 'Inbox', sent: 'Sent', spam: 'Spam', trash: 'Trash' };
+// view: 'mail' (a folder, search or the mail of one alias: `via`) or 'addresses' (the Addresses page).
 const state = { session: null, store: null, folder: 'inbox', query: '', openPath: null, summary: null, timing: {},
-  training: false };
+  training: false, aliases: null, view: 'mail', via: null };
+let addressesPage = null;
 let list = null;
 let composer = null;
 let pollTimer = null;
@@ -31,16 +35,11 @@ function showTab(which) {
   (login ? $('login-user') : $('signup-user')).focus();
 }
 
+// The forms are shown (the page starts with them hidden) only once their handlers are attached: a form
+// submitted before would go out the browser's way, password in the URL.
 async function setupAuth() {
   $('tab-login').addEventListener('click', () => showTab('login'));
   $('tab-signup').addEventListener('click', () => showTab('signup'));
-  try {
-    const info = await getJson('/api/signup');
-    $('signup-domains').textContent = info.domains.length ? `Your address will be name@${info.domains[0]}.` : '';
-    if (!info.open) $('signup-invite').required = true;
-  } catch {
-    $('tab-signup').hidden = true;
-  }
   $('login-form').addEventListener('submit', async (e) => {
     e.preventDefault();
     const form = e.target;
@@ -71,6 +70,14 @@ async function setupAuth() {
       busy(form, false);
     }
   });
+  if (!state.session) $('auth').hidden = false;
+  try {
+    const info = await getJson('/api/signup');
+    $('signup-domains').textContent = info.domains.length ? `Your address will be name@${info.domains[0]}.` : '';
+    if (!info.open) $('signup-invite').required = true;
+  } catch {
+    $('tab-signup').hidden = true;
+  }
 }
 
 async function enter(name, password) {
@@ -84,7 +91,13 @@ async function enter(name, password) {
   $('app').hidden = false;
   $('account-button').textContent = session.account.addresses[0] || session.name;
   $('account-button').setAttribute('aria-label', `Account ${session.account.addresses[0] || session.name}`);
-  composer = new Composer({ addresses: session.account.addresses, onSent: afterSend });
+  state.aliases = new AliasBook(session);
+  state.aliases.onChange(() => {
+    $('addresses-link').hidden = !state.aliases.available;
+    refresh();
+  });
+  addressesPage = new AddressesPage({ book: state.aliases, showMail: showVia });
+  composer = new Composer({ addresses: session.account.addresses, aliases: () => state.aliases, onSent: afterSend });
   state.store.onChange(refresh);
   const t1 = performance.now();
   const cached = await state.store.loadCache();
@@ -92,6 +105,8 @@ async function enter(name, password) {
   state.timing = { login: t1 - t0, warm: performance.now() - t1, cached };
   document.body.dataset.cached = String(cached);
   list.el.focus();
+  // The aliases name the "via" of each message and the From choices; the mailbox does not wait for them.
+  state.aliases.load().catch(() => {});
   await runSync();
   pollTimer = setInterval(() => runSync().catch(() => {}), 30000);
 }
@@ -120,17 +135,28 @@ function runSync() {
 }
 
 function currentItems() {
-  return state.query ? state.store.search(state.query) : state.store.folder(state.folder);
+  if (state.query) return state.store.search(state.query);
+  if (state.via) {
+    const wanted = canonicalAddress(state.via.address);
+    return state.store.deliveredTo((dt) => canonicalAddress(dt) === wanted);
+  }
+  return state.store.folder(state.folder);
+}
+
+function listTitle(count) {
+  if (state.query) return `Search: ${state.query} (${count})`;
+  if (state.via) return `Via ${state.via.address} (${count})`;
+  return TITLES[state.folder];
 }
 
 function refresh() {
   if (!state.store) return;
   const items = currentItems();
-  list.showing = state.query ? null : state.folder;
+  list.showing = state.query || state.via ? null : state.folder;
   list.setItems(items, state.openPath);
   $('empty').hidden = items.length > 0;
   $('empty').textContent = state.query ? 'Nothing matches your search.' : 'No messages.';
-  $('list-title').textContent = state.query ? `Search: ${state.query} (${items.length})` : TITLES[state.folder];
+  $('list-title').textContent = listTitle(items.length);
   const c = state.store.counts();
   $('count-inbox').textContent = c.unread ? String(c.unread) : '';
   $('count-inbox').setAttribute('aria-label', `${c.unread} unread`);
@@ -141,15 +167,58 @@ function refresh() {
   document.title = c.unread ? `(${c.unread}) mailiverse` : 'mailiverse';
 }
 
-function setFolder(name) {
-  state.folder = name;
+function markCurrent(name) {
+  for (const a of document.querySelectorAll('[data-folder],[data-view]')) {
+    if ((a.dataset.folder || a.dataset.view) === name) a.setAttribute('aria-current', 'page');
+    else a.removeAttribute('aria-current');
+  }
+}
+
+function showView(view) {
+  state.view = view;
+  document.body.classList.toggle('addresses', view === 'addresses');
+  $('addresses-page').hidden = view !== 'addresses';
+}
+
+function showAddresses() {
+  if (!state.aliases) return;
+  state.via = null;
+  closeReader();
+  markCurrent('addresses');
+  showView('addresses');
+  document.body.classList.remove('nav-open');
+  addressesPage.show();
+  $('addresses-title').focus();
+}
+
+// "Via this address": the mail (all folders but Trash) the appliance delivered to one alias.
+function showVia(alias) {
+  if (!alias.address) return;
+  state.via = alias;
   state.query = '';
   $('search').value = '';
   state.openPath = null;
-  for (const a of document.querySelectorAll('[data-folder]')) {
-    if (a.dataset.folder === name) a.setAttribute('aria-current', 'page');
-    else a.removeAttribute('aria-current');
+  markCurrent(null);
+  showView('mail');
+  closeReader();
+  list.el.scrollTop = 0;
+  list.selected = -1;
+  refresh();
+  list.el.focus();
+}
+
+function setFolder(name) {
+  if (name === 'addresses') {
+    showAddresses();
+    return;
   }
+  state.folder = name;
+  state.via = null;
+  state.query = '';
+  $('search').value = '';
+  state.openPath = null;
+  markCurrent(name);
+  showView('mail');
   closeReader();
   list.el.scrollTop = 0;
   list.selected = -1;
@@ -185,6 +254,7 @@ async function openItem(item) {
       folderOf: (i) => state.store.folderOf(i),
       spam: () => markSpam(true),
       notSpam: () => markSpam(false),
+      aliases: state.aliases,
     });
     list.render();
     refresh();
@@ -266,16 +336,21 @@ function setupApp() {
     isUnread: (item) => state.store.isUnread(item),
     folderOf: (item) => state.store.folderOf(item),
     onOpen: (item) => openItem(item),
+    aliases: () => state.aliases,
   });
-  for (const a of document.querySelectorAll('[data-folder]')) {
+  for (const a of document.querySelectorAll('[data-folder],[data-view]')) {
     a.addEventListener('click', (e) => {
       e.preventDefault();
-      setFolder(a.dataset.folder);
+      setFolder(a.dataset.folder || a.dataset.view);
     });
   }
   $('search-form').addEventListener('submit', (e) => e.preventDefault());
   $('search').addEventListener('input', () => {
     state.query = $('search').value.trim();
+    if (state.view !== 'mail') {
+      markCurrent(state.folder);
+      showView('mail');
+    }
     closeReader();
     list.selected = -1;
     refresh();

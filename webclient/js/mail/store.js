@@ -13,8 +13,9 @@ const SOURCES = { 'Mail/In_Json/': 'inbox', 'Mail/Sent_Json/': 'sent', 'Mail/Spa
 const ORIGINALS = { 'Mail/In_Json/': 'Mail/In/', 'Mail/Sent_Json/': 'Mail/Sent/', 'Mail/Spam_Json/': 'Mail/Spam/' };
 // Where POST /api/move may put a message.
 const MOVABLE = { inbox: 'Mail/In_Json/', spam: 'Mail/Spam_Json/' };
-// Index records of an older shape (without the verdict) are shown at once and decrypted again by the next sync.
-const RECORD = 2;
+// Index records of an older shape (without the verdict, or the address it came to) are shown at once and
+// decrypted again by the next sync.
+const RECORD = 3;
 const MAX_TWIN = 96 * 1024 * 1024;
 const SNIPPET = 2000;
 const PARALLEL = 6;
@@ -66,6 +67,7 @@ function record(path, info, summary) {
     b: plainOf(summary).replace(/\s+/g, ' ').slice(0, SNIPPET),
     v: summary.authentication ? summary.authentication.verdict : '',
     j: judgedInInbox(summary) ? 1 : 0,
+    dt: summary.deliveredTo || '',
     r: RECORD,
   };
 }
@@ -147,7 +149,7 @@ export class MailStore {
           const tampered = e instanceof TamperedError;
           this.items.set(info.path, { p: info.path, k: SOURCES[folderPrefix(info.path)],
             s: tampered ? TAMPERED_SUBJECT : '(this message could not be decrypted)', fn: '', fe: '', to: '',
-            d: info.modified_ms, z: info.size, a: 0, b: '', v: '', j: 0, r: RECORD, err: tampered ? 'tampered' : 1 });
+            d: info.modified_ms, z: info.size, a: 0, b: '', v: '', j: 0, dt: '', r: RECORD, err: tampered ? 'tampered' : 1 });
         }
         this.indexDirty = true;
         done++;
@@ -195,6 +197,17 @@ export class MailStore {
   folder(name) {
     const out = [];
     for (const item of this.items.values()) if (this.folderOf(item) === name) out.push(item);
+    out.sort((a, b) => b.d - a.d || (a.p < b.p ? 1 : -1));
+    return out;
+  }
+
+  // Every message received (not Sent, not in Trash) at an address `matches` accepts (the "via this address"
+  // filter). A Sent twin's delivered_to names the address it went out from, not one it came to.
+  deliveredTo(matches) {
+    const out = [];
+    for (const item of this.items.values()) {
+      if (item.dt && item.k !== 'sent' && this.folderOf(item) !== 'trash' && matches(item.dt)) out.push(item);
+    }
     out.sort((a, b) => b.d - a.d || (a.p < b.p ? 1 : -1));
     return out;
   }

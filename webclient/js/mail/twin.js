@@ -1,6 +1,6 @@
 // Reading a JSON twin (docs/protocol.md §2.3) the way the original client does: subject, people, date,
 // first text/plain and text/html bodies (breadth-first), the attachments (bytes parts), and the appliance's
-// verdicts (authentication, spam) when it judged the message.
+// verdicts (authentication, spam) when it judged the message, and the address it was delivered to.
 
 import { fromB64, fromUtf8 } from '../crypto/bytes.js';
 import { readAuthentication, readSpam } from './verdict.js';
@@ -133,6 +133,8 @@ export function summarize(twin) {
     messageId: typeof twin.uidl === 'string' ? twin.uidl.trim() : null,
     references: header(content, 'references', encoded),
     original: typeof twin.original === 'string' ? twin.original : null,
+    // Which of the user's addresses the appliance delivered it to (an alias or the account's own name).
+    deliveredTo: typeof twin.delivered_to === 'string' ? twin.delivered_to.slice(0, 254) : null,
     isError,
     authentication: readAuthentication(twin),
     spam: readSpam(twin),

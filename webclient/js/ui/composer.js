@@ -1,5 +1,5 @@
 // The compose dialog: new mail, reply, reply-all and forward (with the original's attachments), with
-// To/Cc/Bcc and attached files, sent via /api/send.
+// From (the account's addresses and active aliases), To/Cc/Bcc and attached files, sent via /api/send.
 
 import { postJson } from '../api.js';
 import { fromB64, toB64, utf8 } from '../crypto/bytes.js';
@@ -19,13 +19,14 @@ function quote(summary) {
 }
 
 export class Composer {
-  constructor({ addresses, onSent }) {
+  // addresses: the account's own; aliases(): the alias book (or null), whose active aliases are From choices too.
+  constructor({ addresses, aliases = () => null, onSent }) {
     this.addresses = addresses;
+    this.aliases = aliases;
     this.onSent = onSent;
     this.dialog = $('compose');
     this.reply = null;
-    const from = $('compose-from');
-    from.replaceChildren(...addresses.map((a) => new Option(a, a)));
+    this.fillFrom(null);
     $('compose-form').addEventListener('submit', (e) => {
       e.preventDefault();
       this.send();
@@ -33,6 +34,24 @@ export class Composer {
     $('discard-button').addEventListener('click', () => this.dialog.close());
     this.files = [];
     $('compose-files').addEventListener('change', (e) => this.addFiles(e.target));
+  }
+
+  // The From choices: the account's addresses, then its active aliases (with their labels); `wanted` (an address
+  // a message came to) is chosen when it is one of them, so a reply goes out from the alias it was sent to.
+  fillFrom(wanted) {
+    const book = this.aliases();
+    const active = book ? book.active() : [];
+    const options = [...this.addresses.map((a) => new Option(a, a)),
+      ...active.map((a) => new Option(a.labelText ? `${a.address} (${a.labelText})` : a.address, a.address))];
+    $('compose-from').replaceChildren(...options);
+    let chosen = this.addresses[0] || '';
+    if (wanted) {
+      const own = this.addresses.find((a) => a.toLowerCase() === wanted.trim().toLowerCase());
+      const alias = book ? book.viaAlias(wanted) : null;
+      if (own) chosen = own;
+      else if (alias && alias.state === 'active' && alias.address) chosen = alias.address;
+    }
+    $('compose-from').value = chosen;
   }
 
   async addFiles(input) {
@@ -59,7 +78,9 @@ export class Composer {
   }
 
   open(mode = 'new', summary = null) {
-    const own = new Set(this.addresses.map((a) => a.toLowerCase()));
+    const book = this.aliases();
+    const own = new Set([...this.addresses, ...(book ? book.aliases.map((a) => a.address).filter(Boolean) : [])]
+      .map((a) => a.toLowerCase()));
     const notOwn = (p) => p.email && !own.has(p.email.toLowerCase());
     let to = [];
     let cc = [];
@@ -94,6 +115,7 @@ export class Composer {
     $('compose-bcc').value = '';
     $('compose-subject').value = subject;
     $('compose-text').value = text;
+    this.fillFrom(summary ? summary.deliveredTo : null);
     this.renderFiles();
     status('compose-status', '');
     this.dialog.showModal();

@@ -2,11 +2,14 @@
 
 import { formatDate, formatSize, h } from './dom.js';
 import { rowMarker } from './verdicts.js';
+import { rowVia } from './via.js';
 
 const ROW = 70;
 
 export class MessageList {
-  constructor(container, { isUnread, folderOf, onOpen, onSelect }) {
+  constructor(container, { isUnread, folderOf, onOpen, onSelect, aliases }) {
+    // The alias book (for "via <alias>"), or a function giving it once it exists.
+    this.aliases = aliases || (() => null);
     this.el = container;
     this.isUnread = isUnread;
     this.folderOf = folderOf || ((item) => item.k);
@@ -54,7 +57,8 @@ export class MessageList {
     const who = item.k === 'sent' ? `To: ${item.to}` : (item.fn || item.fe || '(unknown sender)');
     const marker = item.k === 'sent' ? null : rowMarker(item.v);
     const spamTag = this.showing !== 'spam' && this.folderOf(item) === 'spam';
-    const label = `${unread ? 'Unread. ' : ''}${spamTag ? 'Spam. ' : ''}${marker ? marker.label : ''}${who}. `
+    const via = item.k === 'sent' ? null : rowVia(this.aliases(), item);
+    const label = `${unread ? 'Unread. ' : ''}${spamTag ? 'Spam. ' : ''}${marker ? marker.label : ''}${via ? via.label : ''}${who}. `
       + `${item.s || '(no subject)'}. ${formatDate(item.d, true)}. ${formatSize(item.z)}`;
     const el = h('div', {
       class: `row${unread ? ' unread' : ''}${index === this.selected ? ' selected' : ''}`,
@@ -65,7 +69,7 @@ export class MessageList {
     h('span', { class: 'date' }, formatDate(item.d)),
     h('span', { class: 'subject' }, item.a ? '📎 ' : '', item.s || '(no subject)'),
     h('span', { class: 'size' }, formatSize(item.z)),
-    h('span', { class: 'snippet' }, item.b ? item.b.slice(0, 120) : ''));
+    h('span', { class: 'snippet' }, via ? via.tag : null, item.b ? item.b.slice(0, 120) : ''));
     el.style.top = `${index * ROW}px`;
     return el;
   }

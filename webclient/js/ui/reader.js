@@ -1,11 +1,12 @@
 // The reading pane: the verdict, headers, plain text or sandboxed HTML, remote content per message,
-// attachments, and the spam buttons.
+// attachments, the spam buttons, and the alias it came to.
 
 import { fromB64, utf8 } from '../crypto/bytes.js';
 import { buildFrame, FRAME_SANDBOX } from '../mail/htmlframe.js';
 import { formatPerson } from '../mail/twin.js';
 import { formatDate, formatSize, h } from './dom.js';
 import { verdictViews } from './verdicts.js';
+import { readerVia } from './via.js';
 
 const SAFE_IMAGE = /^image\/(png|gif|jpeg|jpg|webp|bmp)$/;
 
@@ -66,6 +67,7 @@ export function renderMessage(container, item, summary, actions) {
     peopleLine('From', [summary.from].filter((p) => p.email || p.name)),
     verdict.sender,
     peopleLine('To', summary.to),
+    actions.aliases && item.k !== 'sent' ? readerVia(actions.aliases, summary) : null,
     peopleLine('Cc', summary.cc),
     peopleLine('Bcc', summary.bcc),
     h('div', { class: 'hdr' }, h('span', { class: 'hdr-name' }, 'Date'), formatDate(summary.date, true)));
