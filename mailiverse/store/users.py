@@ -17,7 +17,7 @@ from mailiverse.store.errors import (
     UserNotFound,
     VersionConflict,
 )
-from mailiverse.store.schema import legacy_store_credentials, users
+from mailiverse.store.schema import alias_senders, aliases, legacy_store_credentials, users
 
 ENVELOPE_FORMATS = frozenset({"v1", "v2"})
 MAX_NAME_LENGTH = 254
@@ -201,7 +201,15 @@ def list_users_txn(conn: Connection) -> list[User]:
 
 
 def delete_user_txn(conn: Connection, user_id: int) -> bool:
-    """Delete a user and (by cascade) every object; False if there was no such user."""
+    """Delete a user and (by cascade) every object; False if there was no such user. Its aliases become
+    tombstones (their hashes only): refused at RCPT and never issued again."""
+    owned = select(aliases.c.id).where(aliases.c.user_id == user_id).scalar_subquery()
+    conn.execute(delete(alias_senders).where(alias_senders.c.alias_id.in_(owned)))
+    conn.execute(
+        update(aliases)
+        .where(aliases.c.user_id == user_id)
+        .values(state="deleted", user_id=None, sealed_address=None, label=None, received=0, last_used_ms=None)
+    )
     return conn.execute(delete(users).where(users.c.id == user_id)).rowcount > 0
 
 

@@ -180,3 +180,25 @@ async def test_the_database_holds_no_alias_address(served: tuple[Api, Delivery])
     dumped = await api.database.run(dump)
     for secret in (address.split("@")[0], "canary-x7"):
         assert secret.encode() not in dumped
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_deleted_accounts_aliases_become_tombstones(served: tuple[Api, Delivery]) -> None:
+    """Deleting the account leaves only the aliases' hashes: refused at RCPT, and never issued to anyone again."""
+    from mailiverse.store.aliases import find_alias_txn
+    from mailiverse.store.users import delete_user_txn, get_user_txn
+
+    api, delivery = served
+    alice = await _alice(api)
+    created = await alice.call("POST", "/api/aliases", json_body={"kind": "chosen", "address": "kept@example.org"})
+    assert created.status == 201
+    user = await api.database.run(get_user_txn, "alice")
+    assert user is not None
+    assert await api.database.transact(delete_user_txn, user.id)
+    assert await delivery.resolve("kept@example.org", "ann@remote.test") is None
+    hasher = AddressHasher(b"\x01" * 32)
+    tomb = await api.database.run(find_alias_txn, hasher.alias("kept"))
+    assert tomb is not None and (tomb.state, tomb.user_id, tomb.sealed_address) == ("deleted", None, None)
+    bob = await signed_in(api, "bob", PASSWORD, 1)
+    again = await bob.call("POST", "/api/aliases", json_body={"kind": "chosen", "address": "kept@example.org"})
+    assert (again.status, again.json()["error"]) == (409, "alias_taken")
