@@ -88,7 +88,9 @@ async def test_delivery_stores_both_objects_sealed_to_the_recipient(database: Da
     twin_path = next(path for path in bodies if path.startswith("Mail/In_Json/"))
     assert open_mail_object(_private_key(), bodies[original_path]) == MESSAGE
     written_ms = int(original_path.rsplit("/", 1)[1].split("_")[0])
-    expected_twin = convert(MESSAGE, original_path=original_path, written_ms=written_ms)
+    # The twin of the message, and last the address it was delivered to (the twin's one addition here).
+    expected_twin = convert(MESSAGE, original_path=original_path, written_ms=written_ms)[:-1]
+    expected_twin += b',"delivered_to":"alice@example.org"}'
     assert open_mail_object(_private_key(), bodies[twin_path]) == expected_twin
 
 
