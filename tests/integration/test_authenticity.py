@@ -131,3 +131,59 @@ def test_dmarc_policies_and_dkim_through_a_real_dns_server(judged: tuple[Applian
     code, reply = send(app, "x@never.timeout.dns.test", f"bob@{DOMAIN}", _mail("x@never.timeout.dns.test", "late"))
     assert (code, reply[:9]) == (451, b"451 4.7.0"), reply
     assert len(stored(app, "bob", "Mail/In/")) == 1 and len(stored(app, "bob", "Mail/Spam/")) == 1
+
+
+@pytest.fixture
+def failing(tmp_path: Path) -> Iterator[tuple[Appliance, Any, bytes, bytes]]:
+    """An appliance whose DNS server publishes soft.test (SPF ~all, DMARC p=none) and signed.test's OpenDKIM key
+    (DMARC p=none); nokey.test signs with a key it never published. The messages are signed by libopendkim."""
+    from tests.support.opendkim import generate_key, sign_with_libopendkim
+
+    key = generate_key(tmp_path / "dkim", "signed.test", "od")
+    unpublished = generate_key(tmp_path / "dkim-unpublished", "nokey.test", "gone")
+    zone = Zone()
+    zone.update(
+        {
+            "soft.test": {"TXT": ["v=spf1 ~all"]},
+            "_dmarc.soft.test": {"TXT": ["v=DMARC1; p=none"]},
+            key.name: {"TXT": [key.record]},
+            "_dmarc.signed.test": {"TXT": ["v=DMARC1; p=none"]},
+            "_dmarc.nokey.test": {"TXT": ["v=DMARC1; p=none"]},
+        }
+    )
+    dns = start_dns_process(zone, tmp_path / "dns")
+    host, port = dns.address
+    app = Appliance(tmp_path / "appliance", extra_args=["--workers", "1", "--dns-server", f"{host}:{port}"])
+    app.start()
+    try:
+        bob = app.add_user("bob", "v2")
+        tampered = sign_with_libopendkim(_mail("news@signed.test", "tampered"), key).replace(b"Hello Bob.", b"Pay now.")
+        yield app, bob, tampered, sign_with_libopendkim(_mail("news@nokey.test", "no key"), unpublished)
+    finally:
+        app.stop()
+        dns.stop()
+
+
+def _results_of(app: Appliance, bob: Any, subject: str) -> bytes:
+    for path in stored(app, "bob", "Mail/"):
+        if "_Json/" in path:
+            continue
+        original = open_mail(bob, app.admin("store", "cat", "bob", path).stdout)
+        if f"Subject: {subject}\r\n".encode() in original:
+            return original.split(b"\r\nReceived: ")[0]
+    raise AssertionError(f"no message {subject!r} stored")
+
+
+def test_tampered_body_missing_key_and_spf_softfail_are_recorded(
+    failing: tuple[Appliance, Any, bytes, bytes],
+) -> None:
+    """A body changed after OpenDKIM signed it: dkim=fail; a signature whose key was never published:
+    dkim=permerror; a sender whose SPF ends in ~all: spf=softfail. All under p=none: delivered, recorded."""
+    app, bob, tampered, unsigned_key = failing
+    assert send(app, "news@signed.test", f"bob@{DOMAIN}", tampered)[0] == 250
+    assert b"dkim=fail header.d=signed.test header.s=od" in _results_of(app, bob, "tampered")
+    assert send(app, "news@nokey.test", f"bob@{DOMAIN}", unsigned_key)[0] == 250
+    assert b"dkim=permerror header.d=nokey.test header.s=gone" in _results_of(app, bob, "no key")
+    assert send(app, "list@soft.test", f"bob@{DOMAIN}", _mail("list@soft.test", "soft"))[0] == 250
+    results = _results_of(app, bob, "soft")
+    assert b"spf=softfail smtp.mailfrom=soft.test" in results and b"dmarc=fail" in results, results
