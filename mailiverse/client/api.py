@@ -56,10 +56,18 @@ from mailiverse.crypto.keys import generate_private_key, load_private_key, priva
 from mailiverse.mime.summary import summarize
 
 #: Friendly folder names and the store folder each means (``Mail/<name>/<id>``).
-FOLDERS: Mapping[str, str] = {"inbox": "In", "in": "In", "sent": "Sent", "trash": "Trash", "spam": "Spam"}
-#: Where a bare message ID is looked for, in this order.
-INBOX, SPAM_FOLDER = "Mail/In", "Mail/Spam"
-SEARCHED_FOLDERS = (INBOX, SPAM_FOLDER, "Mail/Sent")
+FOLDERS: Mapping[str, str] = {
+    "inbox": "In",
+    "in": "In",
+    "sent": "Sent",
+    "trash": "Trash",
+    "spam": "Spam",
+    "screener": "Screener",
+}
+#: Where a bare message ID is looked for, in this order. ``Mail/Screener`` holds mail from first-time
+#: senders while the account's screener is on (issue 19).
+INBOX, SPAM_FOLDER, SCREENER_FOLDER = "Mail/In", "Mail/Spam", "Mail/Screener"
+SEARCHED_FOLDERS = (INBOX, SPAM_FOLDER, SCREENER_FOLDER, "Mail/Sent")
 #: What ``POST /api/learn/...`` did: the filter learned it, had learned it before, there is no trainable
 #: filter (503), or the message is larger than the appliance takes (413).
 LEARNED, ALREADY_LEARNED, NO_SPAM_FILTER, TOO_LARGE_TO_LEARN = "learned", "already learned", "no filter", "too large"
@@ -102,13 +110,14 @@ def unb64(value: Any, what: str) -> bytes:
 
 
 def folder_path(folder: str) -> str:
-    """The store folder for a CLI folder name: ``Inbox`` → ``Mail/In``, ``Sent`` → ``Mail/Sent``, ``Mail/X`` as is."""
+    """The store folder for a CLI folder name: ``Inbox`` → ``Mail/In``, ``Sent`` → ``Mail/Sent``, ``Screener`` →
+    ``Mail/Screener``, ``Mail/X`` as is."""
     text = folder.strip()
     name = FOLDERS.get(text.lower())
     if name is None:
         name = text[len("Mail/") :] if text.startswith("Mail/") else text
     if not _FOLDER_NAME.fullmatch(name) or name.endswith("_Json"):
-        raise UsageError(f"unknown folder {folder!r}; use Inbox, Sent or Mail/<name>")
+        raise UsageError(f"unknown folder {folder!r}; use Inbox, Spam, Screener, Sent or Mail/<name>")
     return f"Mail/{name}"
 
 
@@ -634,7 +643,7 @@ class Client:
         return self.envelope_format != "v1"
 
     def resolve_message(self, message_id: str) -> str:
-        """The store path of a message ID (found in Inbox, then Spam, then Sent), or a ``Mail/...`` path
+        """The store path of a message ID (found in Inbox, then Spam, then Screener, then Sent), or a ``Mail/...`` path
         given whole."""
         if "/" in message_id:
             base, _, name = message_id.rpartition("/")
@@ -705,7 +714,7 @@ class Client:
         raise ProtocolError("the server's learn answer is malformed")
 
     def move(self, moves: Sequence[tuple[str, str]]) -> int:
-        """Move objects in one transaction (``POST /api/move``: between Mail/In and Mail/Spam, same key);
+        """Move objects in one transaction (``POST /api/move``: among Mail/In, Mail/Spam and Mail/Screener, same key);
         returns how many moved. A missing source (``not_found``) or an existing target (``conflict``)
         is raised and nothing moves."""
         body = {"moves": [{"from": source, "to": target} for source, target in moves]}
@@ -728,9 +737,12 @@ class Client:
         cc: Sequence[str] = (),
         bcc: Sequence[str] = (),
         from_address: str | None = None,
+        hashcash: bool = False,
     ) -> SendResult:
         """Send a plain-text message composed by the server from these fields. From is the user's address,
-        or ``from_address``: one of the user's addresses or active aliases (else 403 ``sender_not_allowed``)."""
+        or ``from_address``: one of the user's addresses or active aliases (else 403 ``sender_not_allowed``).
+        With ``hashcash`` the appliance stamps it for each recipient (``X-Hashcash``, 20 bits, at most 10
+        recipients), which lets first-contact mail past a recipient's screener."""
         if not to and not cc and not bcc:
             raise UsageError("give at least one recipient")
         for address in (*to, *cc, *bcc, *([from_address] if from_address is not None else [])):
@@ -739,6 +751,8 @@ class Client:
         body: dict[str, Any] = {"to": list(to), "cc": list(cc), "bcc": list(bcc), "subject": subject, "text": text}
         if from_address is not None:
             body["from"] = from_address
+        if hashcash:
+            body["hashcash"] = True
         answer = self._json(self._send("POST", "/api/send", json_body=body))
         try:
             return SendResult(

@@ -9,7 +9,10 @@ to Spam or back to the Inbox), ``upgrade-legacy [--legacy-keyserver HOST:PORT [-
 (a legacy account moves to the modern login, same keys) and ``import-mailiverse DIR`` (an original
 store dump, bytes unchanged), and ``alias new [--label TEXT] [--chosen LOCAL@DOMAIN] [--domain DOMAIN]
 [--known-senders]`` (prints the new address alone), ``alias list``, ``alias disable|enable|delete ADDRESS``
-and ``alias limit ADDRESS --senders any|known|known-domains``.
+and ``alias limit ADDRESS --senders any|known|known-domains``, and the screener for first-time senders:
+``screener status|on|off``, ``approve ID`` / ``block ID`` (a message in ``ls --folder screener``: its sender
+approved and the message moved to the Inbox, or its sender blocked and the message deleted) and
+``approve-sender|block-sender|forget-sender ADDRESS``; ``send --hashcash`` stamps each recipient.
 
 ``ls`` prints ``ID<TAB>DATE<TAB>SENDER<TAB>SUBJECT``, and for mail the appliance judged (mail from
 outside) one more column: ``verified``, ``unverified`` or ``failed``, then ``,spam`` when it is spam.
@@ -21,7 +24,8 @@ The password comes from ``MAILIVERSE_PASSWORD`` or a prompt; the new one for ``p
 ``MAILIVERSE_NEW_PASSWORD`` or a second prompt.  Exit status 0 on success (also for ``spam`` and
 ``not-spam`` when the appliance has no spam filter: the message is moved and the output says it was
 not trained); otherwise one line on stderr and 1 (failure, e.g. the spam filter or the move failed),
-2 (usage, e.g. an unknown ID or a message in Sent; an unknown alias is 1), 3 (wrong user name or password) or 4 (server
+2 (usage, e.g. an unknown ID or a message in Sent; an unknown alias, or an ID not in the screener for
+``approve``/``block``, is 1), 3 (wrong user name or password) or 4 (server
 identity).
 """
 
@@ -37,7 +41,7 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import IO, Any, NoReturn
 
-from mailiverse.client import aliases
+from mailiverse.client import aliases, cli_screener
 from mailiverse.client.api import ALREADY_LEARNED, LEARNED, NO_SPAM_FILTER, Client, MessageInfo, delivered_to_of
 from mailiverse.client.errors import (
     ApiError,
@@ -94,7 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("login", help="check the password")
     ls = commands.add_parser("ls", help="list a folder: ID, date, sender, subject[, verdict]")
     ls.add_argument(
-        "--folder", default="Inbox", help="Inbox (Mail/In), Spam (Mail/Spam), Sent (Mail/Sent) or Mail/<name>"
+        "--folder",
+        default="Inbox",
+        help="Inbox (Mail/In), Spam (Mail/Spam), Screener (Mail/Screener), Sent (Mail/Sent) or Mail/<name>",
     )
     ls.add_argument("--via", metavar="ADDRESS", help="only mail delivered to this address (one of your aliases)")
     read = commands.add_parser("read", help="decrypt and print one message")
@@ -105,6 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
     send.add_argument("--cc", action="append", default=[], metavar="ADDR")
     send.add_argument("--subject", required=True, metavar="S")
     send.add_argument("--from", dest="from_address", metavar="ALIAS", help="send from one of your addresses or aliases")
+    send.add_argument(
+        "--hashcash", action="store_true", help="stamp it for each recipient (X-Hashcash) to pass their screener"
+    )
     commands.add_parser("passwd", help="change the password")
     spam = commands.add_parser("spam", help="train the spam filter with this message and move it to Spam")
     spam.add_argument("id", metavar="ID")
@@ -124,6 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     imported = commands.add_parser("import-mailiverse", help="import a dump of an original Mailiverse store")
     imported.add_argument("dir", metavar="DIR")
     _add_alias_commands(commands)
+    cli_screener.add_commands(commands)
     return parser
 
 
@@ -328,7 +338,14 @@ class _Run:
             client.login(password)
             sender = self.args.from_address
             try:
-                result = client.send(self.args.to, self.args.subject, text, cc=self.args.cc, from_address=sender)
+                result = client.send(
+                    self.args.to,
+                    self.args.subject,
+                    text,
+                    cc=self.args.cc,
+                    from_address=sender,
+                    hashcash=self.args.hashcash,
+                )
             except ApiError as error:
                 if error.code == "sender_not_allowed" and sender is not None:
                     raise ClientError(
@@ -369,6 +386,8 @@ class _Run:
             self.out(describe_marked(mark(client, self.args.id, spam=command == "spam")))
         elif command == "alias":
             self.alias(client)
+        elif command in cli_screener.COMMANDS:
+            cli_screener.run(client, self.args, self.out)
         elif command == "export":
             exported = export_maildir(client, self.args.dir)
             detail = ", ".join(f"{name}: {count}" for name, count in exported.written.items())
