@@ -55,7 +55,7 @@ from mailiverse.delivery.naming import mail_paths, new_key_base
 from mailiverse.delivery.policy import with_spam
 from mailiverse.delivery.pool import WorkerPool, content_digest
 from mailiverse.delivery.rspamd import RspamdClient
-from mailiverse.delivery.sealing import SealedMeta, SealJob, files_spam, seal_message
+from mailiverse.delivery.sealing import SealedMeta, SealJob, files_spam, header_stamps, seal_message
 from mailiverse.delivery.verdicts import Judgement, JudgeRequest
 from mailiverse.logs import Logger
 from mailiverse.mime.limits import Limits
@@ -240,9 +240,13 @@ class Delivery:
                 reason=judgement.reason if judgement is not None else "",
             )
         screened: dict[int, str] = {}
-        if envelope is not None and folder == INBOX_FOLDER and not quarantined and self._aliases is not None:
+        if folder == INBOX_FOLDER and not quarantined and self._aliases is not None:
+            if envelope is not None:  # from outside: the From the reader sees, as the worker read it
+                sender_address, stamps = meta.from_address, meta.stamps
+            else:  # from a logged-in user of this appliance: who they are is known
+                sender_address, stamps = mail_from, _internal_stamps(message)
             try:
-                screened = await self._screen(users, recipients, meta)
+                screened = await self._screen(users, recipients, sender_address, stamps, meta.size)
             except BaseException:
                 for body in objects:
                     body.close()
@@ -287,21 +291,23 @@ class Delivery:
         await self._record_alias_use(recipients, mail_from)
         return sealed[0].path if sealed else mail_paths(key_base, folder)[0]
 
-    async def _screen(self, users: Sequence[User], recipients: list[Recipient], meta: SealedMeta) -> dict[int, str]:
+    async def _screen(
+        self, users: Sequence[User], recipients: list[Recipient], sender_address: str, stamps: Sequence[str], size: int
+    ) -> dict[int, str]:
         """The screener's word for each recipient whose screener is on: ``approved`` (the inbox), ``unknown``
         (``SCREENER_FOLDER``) or ``blocked`` (nothing stored for them); MessageRejected when every recipient
         blocks the sender. A valid, unspent Hashcash stamp for a recipient's address lets the message by."""
         assert self._aliases is not None
-        sender = self._aliases.sender(meta.from_address) if meta.from_address else self._aliases.sender("")
+        sender = self._aliases.sender(sender_address)
         words = await self._db.run(screening_txn, [user.id for user in users], sender)
         for user in users:
-            if words.get(user.id) != "unknown" or not meta.stamps:
+            if words.get(user.id) != "unknown" or not stamps:
                 continue
             addresses = [r.address for r in recipients if r.user == user.name]
-            if await self._stamped(meta.stamps, addresses):
+            if await self._stamped(stamps, addresses):
                 words[user.id] = "approved"
         if words and all(words.get(user.id) == "blocked" for user in users):
-            log.info("message ({size} bytes) refused: every recipient blocks its sender", size=meta.size)
+            log.info("message ({size} bytes) refused: every recipient blocks its sender", size=size)
             raise MessageRejected(550, "5.7.1", "The recipient does not accept mail from this sender")
         return words
 
@@ -459,6 +465,12 @@ def _alias_owner_txn(conn: Any, address_hash: bytes, senders: tuple[bytes, ...] 
 def _record_alias_uses_txn(conn: Any, alias_ids: list[int], senders: tuple[bytes, ...]) -> None:
     for alias_id in alias_ids:
         record_use_txn(conn, alias_id, senders)
+
+
+def _internal_stamps(message: ISpooled) -> tuple[str, ...]:
+    """The X-Hashcash stamps of a logged-in user's message (its first 64 KiB hold the header)."""
+    with message.open() as reader:
+        return header_stamps(reader.read(64 * 1024))
 
 
 def _read_and_digest(message: ISpooled) -> tuple[bytes, bytes]:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from mailiverse.auth.clock import TimeSource
 from mailiverse.config import DEFAULT_SEND_LIMIT_PER_HOUR
-from mailiverse.contracts import SENT_FOLDER, IInbox, IOutbound, MailboxFull, Recipient
+from mailiverse.contracts import SENT_FOLDER, IInbox, IOutbound, MailboxFull, MessageRejected, Recipient
 from mailiverse.failures import describe
 from mailiverse.logs import Logger
 from mailiverse.spool import SpooledMessage
@@ -195,6 +195,10 @@ class Submission:
         except MailboxFull:
             raise SubmissionError(
                 "recipient_over_quota", "a recipient's mailbox has no room for this message; nothing was sent", 507
+            ) from None
+        except MessageRejected:
+            raise SubmissionError(
+                "recipient_refused", "a recipient does not accept mail from you (their screener blocks you)", 403
             ) from None
         except Exception as error:  # noqa: BLE001 - any pipeline failure is one retryable error
             log.error("local delivery of a submitted message failed: {why}", why=describe(error))

@@ -171,3 +171,30 @@ async def test_malformed_requests_are_refused(
     alice = await signed_in(api, "alice", PASSWORD, 0)
     reply = await alice.call(method, path, json_body=body)
     assert (reply.status, reply.json()["error"]) == (400, "invalid_request")
+
+
+@pytest_twisted.ensureDeferred
+async def test_mail_between_local_users_is_screened_too(served: tuple[Api, Delivery]) -> None:
+    """Bob's first message to screening Alice waits in her screener; one with a Hashcash stamp does not; once
+    she blocks him, his mail is refused (403 recipient_refused, nothing sent); once she wrote to him, he is in."""
+    api, _delivery = served
+    alice = await screening(api)
+    bob = await signed_in(api, "bob", PASSWORD, 1)
+    first = await bob.call("POST", "/api/send", json_body={"to": [ALICE], "subject": "hello", "text": "Hi."})
+    assert first.status == 200, first.body
+    assert await folders(api) == ["Mail/Screener", "Mail/Screener_Json"]
+    stamped = await bob.call(
+        "POST", "/api/send", json_body={"to": [ALICE], "subject": "stamped", "text": "Hi.", "hashcash": True}
+    )
+    assert stamped.status == 200, stamped.body
+    assert (await folders(api)).count("Mail/In") == 1
+    await alice.call("POST", "/api/screener/senders", json_body={"address": "bob@example.org", "verdict": "blocked"})
+    refused = await bob.call("POST", "/api/send", json_body={"to": [ALICE], "subject": "again", "text": "Hi."})
+    assert (refused.status, refused.json()["error"]) == (403, "recipient_refused")
+    await alice.call("POST", "/api/screener/senders", json_body={"address": "bob@example.org", "verdict": None})
+    assert (
+        await alice.call("POST", "/api/send", json_body={"to": ["bob@example.org"], "subject": "hi", "text": "Hi"})
+    ).status == 200
+    welcome = await bob.call("POST", "/api/send", json_body={"to": [ALICE], "subject": "welcome", "text": "Hi."})
+    assert welcome.status == 200
+    assert (await folders(api)).count("Mail/In") == 2
