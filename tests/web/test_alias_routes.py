@@ -121,6 +121,8 @@ async def test_limits_rate_and_count(served: tuple[Api, Delivery]) -> None:
     ("body", "status", "error"),
     [
         ({"kind": "chosen", "address": "alice@example.org"}, 409, "alias_taken"),  # an account's name
+        ({"kind": "chosen", "address": "a1ice@example.org"}, 409, "alias_taken"),  # one that looks like it
+        ({"kind": "chosen", "address": "AL1CE@example.org"}, 409, "alias_taken"),
         ({"kind": "chosen", "address": "postmaster@example.org"}, 409, "alias_taken"),
         ({"kind": "chosen", "address": "shop@elsewhere.test"}, 400, "invalid_request"),
         ({"kind": "chosen", "address": "a b@example.org"}, 400, "invalid_request"),

@@ -15,10 +15,13 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import func, select
+
 from mailiverse.crypto.formats import seal_mail_object
 from mailiverse.crypto.keys import load_public_key
 from mailiverse.store import aliases as directory
 from mailiverse.store.aliases import Alias, AliasError
+from mailiverse.store.schema import users
 from mailiverse.store.users import get_user_txn
 from mailiverse.web.body import read_json
 from mailiverse.web.errors import ApiError, json_response
@@ -89,8 +92,8 @@ class AliasRoutes(RouteBase):
             local = directory.new_shield_local()
         elif kind == "chosen":
             local, domain = self._chosen(body.get("address"))
-            if await self.database.run(get_user_txn, local) is not None:
-                raise ApiError("alias_taken", "that address is taken (or was once)", 409)
+            if await self.database.run(_looks_like_an_account_txn, local):
+                raise ApiError("alias_taken", "that address is taken (or looks like an account's name)", 409)
         else:
             raise ApiError("invalid_request", "kind is shield or chosen")
         senders = body.get("senders", "any")
@@ -187,6 +190,18 @@ class AliasRoutes(RouteBase):
         if local in RESERVED or directory.canonical_local(local) in {directory.canonical_local(r) for r in RESERVED}:
             raise ApiError("alias_taken", "that address is reserved", 409)
         return local, domain
+
+
+def _looks_like_an_account_txn(conn: Any, local: str) -> bool:
+    """Whether an account's name is ``local``, or reads the same once look-alikes are one (an alias
+    ``a1ice`` beside the account ``alice`` would impersonate her)."""
+    if get_user_txn(conn, local) is not None:
+        return True
+    canonical = func.lower(users.c.name)
+    for old, new in (("i", "1"), ("l", "1"), ("o", "0"), ("w", "v")):
+        canonical = func.replace(canonical, old, new)
+    found = conn.execute(select(users.c.id).where(canonical == directory.canonical_local(local)).limit(1)).first()
+    return found is not None
 
 
 def _only(body: dict[str, Any], allowed: set[str]) -> None:
