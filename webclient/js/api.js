@@ -51,6 +51,10 @@ export async function postJson(url, json) {
   return (await call('POST', url, { json })).json();
 }
 
+export async function putJson(url, json) {
+  return (await call('PUT', url, { json })).json();
+}
+
 export async function patchJson(url, json) {
   return (await call('PATCH', url, { json })).json();
 }
@@ -109,7 +113,7 @@ export async function learn(kind, original) {
   return response.json();
 }
 
-// Move objects between Mail/In and Mail/Spam in one transaction: moves = [{from, to}, ...]; {moved}.
+// Move objects between Mail/In, Mail/Spam and Mail/Screener in one transaction: moves = [{from, to}, ...]; {moved}.
 // ApiError 404 not_found or 409 conflict, and then nothing moved.
 export async function moveObjects(moves) {
   return postJson('/api/move', { moves });

@@ -1,7 +1,9 @@
-// The application: wires the login screen, the mailbox, the list, the reader, the composer and the Addresses page.
+// The application: wires the login screen, the mailbox, the list, the reader, the composer, the Addresses page
+// and the screener.
 
 import { getJson } from './api.js';
 import { AliasBook, canonicalAddress } from './mail/aliases.js';
+import { Screener } from './mail/screener.js';
 import { MailStore, TAMPERED_NOTICE, TamperedError } from './mail/store.js';
 import { changePassword, login, logout, signup } from './session.js';
 import { AddressesPage } from './ui/addresses.js';
@@ -9,14 +11,16 @@ import { Composer } from './ui/composer.js';
 import { $, h, status } from './ui/dom.js';
 import { MessageList } from './ui/list.js';
 import { renderMessage } from './ui/reader.js';
+import { decide, ScreenerSetting } from './ui/screener.js';
 import { installShortcuts } from './ui/shortcuts.js';
 import { trainAndMove } from './ui/training.js';
 
-const TITLES = { inbox: 'Inbox', sent: 'Sent', spam: 'Spam', trash: 'Trash' };
+const TITLES = { inbox: 'Inbox', sent: 'Sent', spam: 'Spam', screener: 'Screener', trash: 'Trash' };
 // view: 'mail' (a folder, search or the mail of one alias: `via`) or 'addresses' (the Addresses page).
 const state = { session: null, store: null, folder: 'inbox', query: '', openPath: null, summary: null, timing: {},
-  training: false, aliases: null, view: 'mail', via: null };
+  training: false, aliases: null, view: 'mail', via: null, screener: null, screening: false };
 let addressesPage = null;
+let screenerSetting = null;
 let list = null;
 let composer = null;
 let pollTimer = null;
@@ -97,6 +101,9 @@ async function enter(name, password) {
     refresh();
   });
   addressesPage = new AddressesPage({ book: state.aliases, showMail: showVia });
+  state.screener = new Screener();
+  state.screener.onChange(refresh);
+  screenerSetting = new ScreenerSetting(state.screener);
   composer = new Composer({ addresses: session.account.addresses, aliases: () => state.aliases, onSent: afterSend });
   state.store.onChange(refresh);
   const t1 = performance.now();
@@ -107,6 +114,8 @@ async function enter(name, password) {
   list.el.focus();
   // The aliases name the "via" of each message and the From choices; the mailbox does not wait for them.
   state.aliases.load().catch(() => {});
+  // Whether the screener is on decides whether its folder is shown even while empty.
+  state.screener.load().catch(() => {});
   await runSync();
   pollTimer = setInterval(() => runSync().catch(() => {}), 30000);
 }
@@ -163,6 +172,9 @@ function refresh() {
   $('count-sent').textContent = '';
   $('count-spam').textContent = c.spam ? String(c.spam) : '';
   $('count-spam').setAttribute('aria-label', `${c.spam} in Spam`);
+  $('count-screener').textContent = c.screener ? String(c.screener) : '';
+  $('count-screener').setAttribute('aria-label', `${c.screener} screened`);
+  $('screener-folder').hidden = !(c.screener || (state.screener && state.screener.enabled) || state.folder === 'screener');
   $('count-trash').textContent = c.trash ? String(c.trash) : '';
   document.title = c.unread ? `(${c.unread}) mailiverse` : 'mailiverse';
 }
@@ -188,6 +200,7 @@ function showAddresses() {
   showView('addresses');
   document.body.classList.remove('nav-open');
   addressesPage.show();
+  screenerSetting.show();
   $('addresses-title').focus();
 }
 
@@ -254,6 +267,8 @@ async function openItem(item) {
       folderOf: (i) => state.store.folderOf(i),
       spam: () => markSpam(true),
       notSpam: () => markSpam(false),
+      approve: () => screen('approved'),
+      block: () => screen('blocked'),
       aliases: state.aliases,
     });
     list.render();
@@ -296,6 +311,29 @@ async function markSpam(toSpam) {
     state.training = false;
   }
   if (result.moved) {
+    closeReader();
+    state.openPath = null;
+    refresh();
+    list.el.focus();
+  } else if (result.gone) {
+    await runSync();
+  }
+}
+
+// "Approve sender" / "Block sender" on the open screened message.
+async function screen(verdict) {
+  const item = state.openPath ? state.store.items.get(state.openPath) : null;
+  if (!item || !state.summary || state.store.folderOf(item) !== 'screener' || state.screening) return;
+  state.screening = true;
+  let result;
+  try {
+    for (const b of document.querySelectorAll('#screener-banner button')) b.disabled = true;
+    result = await decide(state.store, state.screener, item, state.summary, verdict);
+  } finally {
+    state.screening = false;
+    for (const b of document.querySelectorAll('#screener-banner button')) b.disabled = false;
+  }
+  if (result.done) {
     closeReader();
     state.openPath = null;
     refresh();

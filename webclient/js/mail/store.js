@@ -1,5 +1,5 @@
-// The mailbox: lists Mail/*_Json, decrypts new twins, keeps summaries, unread, trash and not-spam state in
-// encrypted Cache/ documents, and answers folder, read, delete/restore, move and search requests.
+// The mailbox: lists Mail/*_Json (Inbox, Sent, Spam, Screener), decrypts new twins, keeps summaries, unread,
+// trash and not-spam state in encrypted Cache/ documents, and answers folder, read, delete/restore, move and search requests.
 
 import { deleteObject, getObject, listAll, moveObjects } from '../api.js';
 import { fromUtf8 } from '../crypto/bytes.js';
@@ -8,9 +8,11 @@ import { CacheDoc } from './cache.js';
 import { summarize } from './twin.js';
 import { judgedSpam } from './verdict.js';
 
-const SOURCES = { 'Mail/In_Json/': 'inbox', 'Mail/Sent_Json/': 'sent', 'Mail/Spam_Json/': 'spam' };
+const SOURCES = { 'Mail/In_Json/': 'inbox', 'Mail/Sent_Json/': 'sent', 'Mail/Spam_Json/': 'spam',
+  'Mail/Screener_Json/': 'screener' };
 // Twin folder -> original folder (docs/protocol.md §2.3: deleting or moving a mail touches both objects).
-const ORIGINALS = { 'Mail/In_Json/': 'Mail/In/', 'Mail/Sent_Json/': 'Mail/Sent/', 'Mail/Spam_Json/': 'Mail/Spam/' };
+const ORIGINALS = { 'Mail/In_Json/': 'Mail/In/', 'Mail/Sent_Json/': 'Mail/Sent/', 'Mail/Spam_Json/': 'Mail/Spam/',
+  'Mail/Screener_Json/': 'Mail/Screener/' };
 // Where POST /api/move may put a message.
 const MOVABLE = { inbox: 'Mail/In_Json/', spam: 'Mail/Spam_Json/' };
 // Index records of an older shape (without the verdict, or the address it came to) are shown at once and
@@ -213,7 +215,7 @@ export class MailStore {
   }
 
   counts() {
-    const c = { inbox: 0, unread: 0, sent: 0, spam: 0, trash: 0 };
+    const c = { inbox: 0, unread: 0, sent: 0, spam: 0, screener: 0, trash: 0 };
     for (const item of this.items.values()) {
       const folder = this.folderOf(item);
       c[folder] = (c[folder] || 0) + 1;
@@ -225,7 +227,7 @@ export class MailStore {
 
   isUnread(item) {
     const folder = this.folderOf(item);
-    return (folder === 'inbox' || folder === 'spam') && !this.read.has(item.p);
+    return (folder === 'inbox' || folder === 'spam' || folder === 'screener') && !this.read.has(item.p);
   }
 
   // Move a message (twin and original, one transaction on the server) to 'inbox' or 'spam'. A message the

@@ -1,11 +1,15 @@
 // The compose dialog: new mail, reply, reply-all and forward (with the original's attachments), with
-// From (the account's addresses and active aliases), To/Cc/Bcc and attached files, sent via /api/send.
+// From (the account's addresses and active aliases), To/Cc/Bcc and attached files, sent via /api/send, with a
+// Hashcash stamp per recipient when asked ("hashcash": true) so that screeners let it in.
 
 import { postJson } from '../api.js';
 import { fromB64, toB64, utf8 } from '../crypto/bytes.js';
 import { attachedBytes, buildMessage, MAX_ATTACHMENT_BYTES, parseAddresses } from '../mail/compose.js';
 import { formatPerson } from '../mail/twin.js';
 import { $, formatDate, formatSize, h, status } from './dom.js';
+
+// The appliance stamps at most this many recipients of one message (mailiverse/web/routes/send.py).
+const MAX_STAMPED = 10;
 
 function prefixed(prefix, subject) {
   const s = subject || '';
@@ -117,6 +121,7 @@ export class Composer {
     $('compose-text').value = text;
     this.fillFrom(summary ? summary.deliveredTo : null);
     this.renderFiles();
+    $('compose-hashcash').checked = false;
     status('compose-status', '');
     this.dialog.showModal();
     const focus = to.length ? $('compose-text') : $('compose-to');
@@ -140,9 +145,16 @@ export class Composer {
       };
       const host = draft.from.split('@')[1] || location.hostname;
       const { message, recipients } = buildMessage(draft, host);
+      const hashcash = $('compose-hashcash').checked;
+      if (hashcash && new Set(recipients.map((r) => r.toLowerCase())).size > MAX_STAMPED) {
+        throw new Error(`A proof of work goes to at most ${MAX_STAMPED} recipients; untick it or send to fewer.`);
+      }
       button.disabled = true;
-      status('compose-status', 'Sending…');
-      const result = await postJson('/api/send', { message: toB64(message), recipients });
+      status('compose-status', hashcash
+        ? `Adding a proof of work for ${recipients.length} recipient(s) (a second or two each) and sending…` : 'Sending…');
+      const request = { message: toB64(message), recipients };
+      if (hashcash) request.hashcash = true;
+      const result = await postJson('/api/send', request);
       this.dialog.close();
       this.onSent(result);
     } catch (e) {

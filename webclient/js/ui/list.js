@@ -56,16 +56,20 @@ export class MessageList {
     const unread = this.isUnread(item);
     const who = item.k === 'sent' ? `To: ${item.to}` : (item.fn || item.fe || '(unknown sender)');
     const marker = item.k === 'sent' ? null : rowMarker(item.v);
-    const spamTag = this.showing !== 'spam' && this.folderOf(item) === 'spam';
+    const folder = this.folderOf(item);
+    // Outside their own folder (search results, "via"), Spam and Screener messages say where they are.
+    const spamTag = this.showing !== 'spam' && folder === 'spam';
+    const screenedTag = this.showing !== 'screener' && folder === 'screener';
     const via = item.k === 'sent' ? null : rowVia(this.aliases(), item);
-    const label = `${unread ? 'Unread. ' : ''}${spamTag ? 'Spam. ' : ''}${marker ? marker.label : ''}${via ? via.label : ''}${who}. `
+    const label = `${unread ? 'Unread. ' : ''}${spamTag ? 'Spam. ' : ''}${screenedTag ? 'Screener. ' : ''}${marker ? marker.label : ''}${via ? via.label : ''}${who}. `
       + `${item.s || '(no subject)'}. ${formatDate(item.d, true)}. ${formatSize(item.z)}`;
     const el = h('div', {
       class: `row${unread ? ' unread' : ''}${index === this.selected ? ' selected' : ''}`,
       id: `row-${index}`, role: 'option', 'aria-selected': index === this.selected ? 'true' : 'false',
       'aria-label': label, 'data-index': index, 'data-verdict': item.v || null,
     },
-    h('span', { class: 'who' }, marker ? marker.mark : null, spamTag ? h('span', { class: 'tag' }, 'Spam') : null, who),
+    h('span', { class: 'who' }, marker ? marker.mark : null, spamTag ? h('span', { class: 'tag' }, 'Spam') : null,
+      screenedTag ? h('span', { class: 'tag' }, 'Screener') : null, who),
     h('span', { class: 'date' }, formatDate(item.d)),
     h('span', { class: 'subject' }, item.a ? '📎 ' : '', item.s || '(no subject)'),
     h('span', { class: 'size' }, formatSize(item.z)),

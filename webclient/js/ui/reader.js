@@ -1,10 +1,11 @@
 // The reading pane: the verdict, headers, plain text or sandboxed HTML, remote content per message,
-// attachments, the spam buttons, and the alias it came to.
+// attachments, the spam buttons, the alias it came to, and the screener's question for a screened message.
 
 import { fromB64, utf8 } from '../crypto/bytes.js';
 import { buildFrame, FRAME_SANDBOX } from '../mail/htmlframe.js';
 import { formatPerson } from '../mail/twin.js';
 import { formatDate, formatSize, h } from './dom.js';
+import { screenerBanner } from './screener.js';
 import { verdictViews } from './verdicts.js';
 import { readerVia } from './via.js';
 
@@ -101,6 +102,7 @@ export function renderMessage(container, item, summary, actions) {
         `⤓ ${a.filename}`), h('span', { class: 'hint' }, ` ${a.type}, ${formatSize(size)}`));
     }))
     : null;
-  container.replaceChildren(toolbar, ...(verdict.top || []), headers, ...(attachments ? [attachments] : []), body);
+  const screened = folder === 'screener' && actions.approve ? screenerBanner(summary, actions) : null;
+  container.replaceChildren(toolbar, ...(verdict.top || []), ...(screened ? [screened] : []), headers, ...(attachments ? [attachments] : []), body);
   container.setAttribute('aria-labelledby', 'reader-subject');
 }

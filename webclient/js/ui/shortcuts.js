@@ -12,7 +12,7 @@ export function installShortcuts(handlers) {
     if (document.querySelector('dialog[open]')) return;
     if (pendingG) {
       pendingG = false;
-      const folder = { i: 'inbox', s: 'sent', p: 'spam', t: 'trash', a: 'addresses' }[e.key];
+      const folder = { i: 'inbox', s: 'sent', p: 'spam', e: 'screener', t: 'trash', a: 'addresses' }[e.key];
       if (folder) {
         e.preventDefault();
         handlers.folder(folder);
