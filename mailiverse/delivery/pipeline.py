@@ -298,8 +298,11 @@ class Delivery:
         (``SCREENER_FOLDER``) or ``blocked`` (nothing stored for them); MessageRejected when every recipient
         blocks the sender. A valid, unspent Hashcash stamp for a recipient's address lets the message by."""
         assert self._aliases is not None
+        screening = [user.id for user in users if user.screener]
+        if not screening:
+            return {}  # the common case: no recipient screens, and nothing is asked of the database
         sender = self._aliases.sender(sender_address)
-        words = await self._db.run(screening_txn, [user.id for user in users], sender)
+        words = await self._db.run(screening_txn, screening, sender)
         for user in users:
             if words.get(user.id) != "unknown" or not stamps:
                 continue

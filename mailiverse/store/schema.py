@@ -61,6 +61,8 @@ users = Table(
     # transaction of every put and delete (store/quota.py), and its quota; NULL is the appliance default.
     Column("used_bytes", BigInteger, nullable=False, server_default=text("0")),
     Column("quota_bytes", BigInteger, nullable=True),
+    # Revision 0008: whether the account's screener for first-time senders is on (store/screener.py).
+    Column("screener", Boolean, nullable=False, server_default=false()),
     UniqueConstraint("name"),
 )
 
@@ -269,15 +271,6 @@ alias_senders = Table(
     Column("alias_id", Integer, ForeignKey("aliases.id", ondelete="CASCADE"), nullable=False),
     Column("sender_hash", LargeBinary, nullable=False),
     PrimaryKeyConstraint("alias_id", "sender_hash"),
-)
-
-# The screener for first-time senders (store/screener.py): on for the accounts with a row here.
-screeners = Table(
-    "screeners",
-    metadata,
-    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
-    Column("enabled_ms", BigInteger, nullable=False),
-    PrimaryKeyConstraint("user_id"),
 )
 
 #: The senders an account approved (or wrote to) or blocked, as keyed hashes.

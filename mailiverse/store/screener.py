@@ -1,5 +1,5 @@
-"""The screener for first-time senders: per account, which senders are approved or blocked (as keyed hashes),
-and which Hashcash stamps were spent.
+"""The screener for first-time senders: per account (``users.screener``), which senders are approved or blocked
+(as keyed hashes), and which Hashcash stamps were spent.
 
 An account that turns its screener on gets mail from a sender it has never written to nor approved in
 its ``Mail/Screener`` folder instead of the inbox; an approved sender's mail goes to the inbox, a blocked
@@ -18,7 +18,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from mailiverse.store.errors import InvalidInput
-from mailiverse.store.schema import screened_senders, screeners, spent_stamps
+from mailiverse.store.schema import screened_senders, spent_stamps, users
 
 VERDICTS = frozenset({"approved", "blocked"})
 #: Senders remembered per account; beyond it, approving by writing to someone stops adding.
@@ -32,29 +32,24 @@ def _now_ms() -> int:
 
 
 def screener_enabled_txn(conn: Connection, user_id: int) -> bool:
-    return conn.execute(select(screeners.c.user_id).where(screeners.c.user_id == user_id)).first() is not None
+    return bool(conn.execute(select(users.c.screener).where(users.c.id == user_id)).scalar())
 
 
 def set_screener_txn(conn: Connection, user_id: int, enabled: bool) -> None:
-    if not enabled:
-        conn.execute(delete(screeners).where(screeners.c.user_id == user_id))
-        return
-    if not screener_enabled_txn(conn, user_id):
-        conn.execute(insert(screeners).values(user_id=user_id, enabled_ms=_now_ms()))
+    """Turn the account's screener on or off (a flag on the account, read with it at RCPT: no extra query
+    for the mail of accounts that leave it off)."""
+    conn.execute(update(users).where(users.c.id == user_id).values(screener=enabled))
 
 
 def screening_txn(conn: Connection, user_ids: Sequence[int], sender_hash: bytes) -> dict[int, str]:
-    """For each of ``user_ids`` whose screener is on: ``approved``, ``blocked`` or ``unknown`` for the sender."""
-    enabled = set(conn.execute(select(screeners.c.user_id).where(screeners.c.user_id.in_(list(user_ids)))).scalars())
-    if not enabled:
-        return {}
+    """For each of ``user_ids`` (accounts whose screener is on): ``approved``, ``blocked`` or ``unknown``."""
     rows = conn.execute(
         select(screened_senders.c.user_id, screened_senders.c.verdict).where(
-            screened_senders.c.user_id.in_(list(enabled)), screened_senders.c.sender_hash == sender_hash
+            screened_senders.c.user_id.in_(list(user_ids)), screened_senders.c.sender_hash == sender_hash
         )
     )
     known = {int(row.user_id): str(row.verdict) for row in rows}
-    return {user_id: known.get(user_id, "unknown") for user_id in enabled}
+    return {user_id: known.get(user_id, "unknown") for user_id in user_ids}
 
 
 def set_sender_txn(conn: Connection, user_id: int, sender_hash: bytes, verdict: str | None) -> None:

@@ -50,6 +50,8 @@ class User:
     #: Bytes of stored objects, and the account's own quota (None: the appliance default; store/quota.py).
     used_bytes: int = 0
     quota_bytes: int | None = None
+    #: Whether mail from first-time senders goes to the screener (store/screener.py).
+    screener: bool = False
 
     def __repr__(self) -> str:
         # Keep verifiers and key blocks out of logs and tracebacks.
@@ -109,6 +111,7 @@ def _user(row: RowMapping) -> User:
         kdf=row["kdf"],
         used_bytes=row["used_bytes"],
         quota_bytes=row["quota_bytes"],
+        screener=bool(row["screener"]),
     )
 
 

@@ -42,13 +42,7 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("alias_id", "sender_hash", name="pk_alias_senders"),
     )
-    op.create_table(
-        "screeners",
-        sa.Column("user_id", sa.Integer(), nullable=False),
-        sa.Column("enabled_ms", sa.BigInteger(), nullable=False),
-        sa.ForeignKeyConstraint(["user_id"], ["users.id"], name="fk_screeners_user_id_users", ondelete="CASCADE"),
-        sa.PrimaryKeyConstraint("user_id", name="pk_screeners"),
-    )
+    op.add_column("users", sa.Column("screener", sa.Boolean(), nullable=False, server_default=sa.false()))
     op.create_table(
         "screened_senders",
         sa.Column("user_id", sa.Integer(), nullable=False),
@@ -72,7 +66,8 @@ def downgrade() -> None:
     op.drop_index("ix_spent_stamps_spent_ms", table_name="spent_stamps")
     op.drop_table("spent_stamps")
     op.drop_table("screened_senders")
-    op.drop_table("screeners")
+    with op.batch_alter_table("users") as batch:
+        batch.drop_column("screener")
     op.drop_table("alias_senders")
     op.drop_index("ix_aliases_user_id_created_ms", table_name="aliases")
     op.drop_table("aliases")
