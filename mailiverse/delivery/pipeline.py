@@ -240,7 +240,7 @@ class Delivery:
                 reason=judgement.reason if judgement is not None else "",
             )
         screened: dict[int, str] = {}
-        if folder == INBOX_FOLDER and not quarantined and self._aliases is not None:
+        if folder == INBOX_FOLDER and not quarantined and self._aliases is not None and any(u.screener for u in users):
             if envelope is not None:  # from outside: the From the reader sees, as the worker read it
                 sender_address, stamps = meta.from_address, meta.stamps
             else:  # from a logged-in user of this appliance: who they are is known
