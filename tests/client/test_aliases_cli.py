@@ -11,11 +11,10 @@ on its way to the CLI, which runs in-process.
 from __future__ import annotations
 
 import base64
-import io
 import json
 import re
 import subprocess
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,14 +22,11 @@ import pytest
 import pytest_twisted
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from mailiverse.client.cli import main
-from mailiverse.client.transport import HttpsTransport, Response, Transport
 from mailiverse.crypto.formats import seal_mail_object
 from mailiverse.crypto.keys import load_public_key, public_key_der
 from mailiverse.store.aliases import SHIELD_ALPHABET, SHIELD_LENGTH
 from mailiverse.store.users import get_user_txn
-from tests.support.client import PASSWORD as SERVED_PASSWORD
-from tests.support.client import Served, in_thread, run_cli
+from tests.support.client import Served, run_cli, run_swapped
 from tests.support.e2e import Device
 from tests.support.harness import DOMAIN, Appliance
 from tests.support.smtp import SmtpSession
@@ -259,46 +255,6 @@ def test_send_from_an_alias(world: World) -> None:
 # -- malformed answers -----------------------------------------------------------------------------------
 
 
-@dataclass
-class Swapping:
-    """A transport that hands the CLI ``answers[(method, path)]`` instead of the server's answer."""
-
-    inner: Transport
-    answers: Mapping[tuple[str, str], bytes]
-
-    def request(self, method: str, path: str, body: bytes | None, headers: Mapping[str, str]) -> Response:
-        real = self.inner.request(method, path, body, headers)
-        swapped = self.answers.get((method, path))
-        if swapped is None:
-            return real
-        return Response(200, {"content-type": "application/json"}, swapped)
-
-    def close(self) -> None:
-        self.inner.close()
-
-
-async def _run_swapped(served: Served, answers: Mapping[tuple[str, str], bytes], *command: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-
-    def transport(_args: Any) -> Transport:
-        return Swapping(HttpsTransport(served.url, ca_file=str(served.ca_file)), answers)
-
-    def no_terminal(_label: str) -> str:
-        raise EOFError()
-
-    status = await in_thread(
-        main,
-        served.argv("alice", *command),
-        transport_factory=transport,
-        stdin=io.BytesIO(b""),
-        stdout=out,
-        stderr=err,
-        environ={"MAILIVERSE_PASSWORD": SERVED_PASSWORD},
-        prompt=no_terminal,
-    )
-    return status, out.getvalue(), err.getvalue()
-
-
 def _sealed(public_key: bytes, value: Any, *, raw: bytes | None = None) -> str:
     data = raw if raw is not None else json.dumps(value).encode()
     return base64.b64encode(seal_mail_object("v2", load_public_key(public_key), data)).decode()
@@ -383,14 +339,14 @@ async def test_alias_list_survives_malformed_answers(served: Served) -> None:
     assert user is not None
     entries = _hostile_entries(user.public_key)
     answer = json.dumps({"aliases": [entry for entry, _row in entries]}).encode()
-    status, out, err = await _run_swapped(served, {("GET", "/api/aliases"): answer}, "alias", "list")
+    status, out, err = await run_swapped(served, {("GET", "/api/aliases"): answer}, "alias", "list")
     assert status == 0, err
     assert not CONTROL.search(out.replace("\n", "").replace("\t", ""))
     rows = [line.split("\t") for line in out.split("\n")[:-1]]
     assert rows == [row for _entry, row in entries]
 
     for broken in (b'{"aliases": {"a": 1}}', b"[]", b"not json", b'{"aliases": null}'):
-        status, out, err = await _run_swapped(served, {("GET", "/api/aliases"): broken}, "alias", "list")
+        status, out, err = await run_swapped(served, {("GET", "/api/aliases"): broken}, "alias", "list")
         assert status == 1 and out == "" and err.count("\n") == 1, (broken, err)
         assert "internal error" not in err
 
@@ -398,14 +354,14 @@ async def test_alias_list_survives_malformed_answers(served: Served) -> None:
     assert created.status == 0, created.stderr
     for lookup in (b'{"id": 5}', b'{"id": "../../account"}', b"{}"):
         swapped = {("POST", "/api/aliases/lookup"): lookup}
-        status, out, err = await _run_swapped(served, swapped, "alias", "disable", created.stdout.strip())
+        status, out, err = await run_swapped(served, swapped, "alias", "disable", created.stdout.strip())
         assert status == 1 and out == "" and err.count("\n") == 1, (lookup, err)
         assert "malformed" in err
     listed = await run_cli(served.argv("alice", "alias", "list"))
     assert listed.status == 0 and listed.stdout.split("\t")[:2] == [created.stdout.strip(), "active"]
 
     for broken_new in (b'{"address": 5}', b'{"address": "x\\u001b@example.org"}', b"{}"):
-        status, out, err = await _run_swapped(served, {("POST", "/api/aliases"): broken_new}, "alias", "new")
+        status, out, err = await run_swapped(served, {("POST", "/api/aliases"): broken_new}, "alias", "new")
         assert status == 1 and out == "" and err.count("\n") == 1, (broken_new, err)
 
 

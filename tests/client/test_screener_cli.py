@@ -14,11 +14,10 @@ from __future__ import annotations
 
 import base64
 import datetime
-import io
 import json
 import re
 import subprocess
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,16 +27,13 @@ from sqlalchemy import update
 from sqlalchemy.engine import Connection
 
 from mailiverse import hashcash
-from mailiverse.client.cli import main
-from mailiverse.client.transport import HttpsTransport, Response, Transport
 from mailiverse.crypto.formats import seal_mail_object
 from mailiverse.crypto.keys import load_public_key
 from mailiverse.mime import convert
 from mailiverse.store.objects import list_objects_txn, put_object_txn
 from mailiverse.store.schema import users
 from mailiverse.store.users import get_user_txn
-from tests.support.client import PASSWORD as SERVED_PASSWORD
-from tests.support.client import Served, in_thread, run_cli
+from tests.support.client import Served, run_cli, run_swapped
 from tests.support.e2e import Device
 from tests.support.harness import DOMAIN, Appliance
 from tests.support.smtp import SmtpSession
@@ -266,46 +262,6 @@ async def test_a_v1_account_cannot_turn_the_screener_on(served: Served) -> None:
     assert shown.status == 0 and shown.stdout == "off (approved: 0, blocked: 0)\n", shown
 
 
-@dataclass
-class Swapping:
-    """A transport that hands the CLI ``answers[(method, path)]`` instead of the server's answer."""
-
-    inner: Transport
-    answers: Mapping[tuple[str, str], bytes]
-
-    def request(self, method: str, path: str, body: bytes | None, headers: Mapping[str, str]) -> Response:
-        real = self.inner.request(method, path, body, headers)
-        swapped = self.answers.get((method, path))
-        if swapped is None:
-            return real
-        return Response(200, {"content-type": "application/json"}, swapped)
-
-    def close(self) -> None:
-        self.inner.close()
-
-
-async def _run_swapped(served: Served, answers: Mapping[tuple[str, str], bytes], *command: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-
-    def transport(_args: Any) -> Transport:
-        return Swapping(HttpsTransport(served.url, ca_file=str(served.ca_file)), answers)
-
-    def no_terminal(_label: str) -> str:
-        raise EOFError()
-
-    status = await in_thread(
-        main,
-        served.argv("alice", *command),
-        transport_factory=transport,
-        stdin=io.BytesIO(b""),
-        stdout=out,
-        stderr=err,
-        environ={"MAILIVERSE_PASSWORD": SERVED_PASSWORD},
-        prompt=no_terminal,
-    )
-    return status, out.getvalue(), err.getvalue()
-
-
 @pytest_twisted.ensureDeferred
 async def test_malformed_screener_answers_and_bad_arguments(served: Served) -> None:
     """A screener answer with a missing or mistyped member exits 1 in one line (never a traceback or a wrong
@@ -320,7 +276,7 @@ async def test_malformed_screener_answers_and_bad_arguments(served: Served) -> N
         b"[]",
         b"not json",
     ):
-        status, out, err = await _run_swapped(served, {("GET", "/api/screener"): broken}, "screener", "status")
+        status, out, err = await run_swapped(served, {("GET", "/api/screener"): broken}, "screener", "status")
         assert status == 1 and out == "" and err.count("\n") == 1, (broken, err)
         assert "internal error" not in err
     for command in (

@@ -22,10 +22,7 @@ def smarthost(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Smarthost]:
     try:
         yield host
     finally:
-        host.process.terminate()
-        host.process.wait(10)
-        if host.process.stdout:
-            host.process.stdout.close()
+        host.stop()
 
 
 @pytest.fixture(scope="module")

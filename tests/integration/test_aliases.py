@@ -22,7 +22,7 @@ from sqlalchemy.engine import make_url
 
 from tests.support.alias_api import Account, sign_up
 from tests.support.backup_reader import open_backup
-from tests.support.e2e import RELAY_PASSWORD, RELAY_USER, Smarthost, start_smarthost
+from tests.support.e2e import Smarthost, start_appliance, start_smarthost
 from tests.support.harness import DOMAIN, Appliance
 from tests.support.smtp import SmtpSession
 
@@ -31,36 +31,8 @@ PASSWORD = "alias tests: a long enough password"
 PASSPHRASE = "alias tests backup passphrase"
 #: The module makes more than the default 10 new aliases per 15 minutes (up to 30 shields in one test).
 ALIAS_RATE = "100"
-
-
-def start_appliance(workdir: Path, smarthost: Smarthost, *extra: str, db_url: str | None = None) -> Appliance:
-    """A real appliance with open sign-up, relaying remote mail through ``smarthost`` (STARTTLS and AUTH)."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    password_file = workdir / "relay.pw"
-    password_file.write_text(RELAY_PASSWORD)
-    password_file.chmod(0o600)
-    app = Appliance(
-        workdir / "appliance",
-        db_url=db_url,
-        extra_args=[
-            "--open-signup",
-            "--alias-rate",
-            ALIAS_RATE,
-            "--outbound",
-            "smarthost",
-            "--smarthost",
-            f"localhost:{smarthost.port}",
-            "--smarthost-user",
-            RELAY_USER,
-            "--smarthost-password-file",
-            str(password_file),
-            "--smarthost-ca",
-            str(smarthost.ca),
-            *extra,
-        ],
-    )
-    app.start()
-    return app
+#: Every appliance here: open sign-up (the tests sign up with the client library) at that alias rate.
+OPEN = ("--open-signup", "--alias-rate", ALIAS_RATE)
 
 
 @pytest.fixture(scope="module")
@@ -70,16 +42,13 @@ def smarthost(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Smarthost]:
     try:
         yield host
     finally:
-        host.process.terminate()
-        host.process.wait(10)
-        if host.process.stdout:
-            host.process.stdout.close()
+        host.stop()
 
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory: pytest.TempPathFactory, smarthost: Smarthost) -> Iterator[Appliance]:
     """One appliance on SQLite for the module's alias tests."""
-    appliance = start_appliance(tmp_path_factory.mktemp("aliases"), smarthost)
+    appliance = start_appliance(tmp_path_factory.mktemp("aliases"), smarthost, *OPEN)
     try:
         yield appliance
     finally:
@@ -292,7 +261,7 @@ def found_in(data: bytes, needles: list[str]) -> list[str]:
 def canary_app(request: pytest.FixtureRequest, tmp_path: Path, smarthost: Smarthost) -> Iterator[Appliance]:
     """A fresh appliance logging at debug level, on SQLite or on a fresh PostgreSQL database."""
     db_url = request.getfixturevalue("postgres_url") if request.param == "postgresql" else None
-    appliance = start_appliance(tmp_path / "canary", smarthost, "--log-level", "debug", db_url=db_url)
+    appliance = start_appliance(tmp_path / "canary", smarthost, *OPEN, "--log-level", "debug", db_url=db_url)
     try:
         yield appliance
     finally:

@@ -9,14 +9,9 @@ key is the bare 32 bytes (RFC 8463 §4.2), cut from openssl's DER as its last 32
 
 from __future__ import annotations
 
-import base64
-import ctypes
 import json
-import re
-import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,79 +19,18 @@ import pytest
 from tests.support.dnsserver import Zone, start_dns_process
 from tests.support.harness import DOMAIN, Appliance, stored
 from tests.support.independent import open_mail
-from tests.support.opendkim import OpenDkimKey, _library, generate_key, sign_with_libopendkim
+from tests.support.opendkim import OpenDkimKey, generate_ed25519_key, generate_key, sign_with_libopendkim
 from tests.support.smtp import SmtpSession
 
 pytestmark = pytest.mark.integration
 
-#: dkim.h (OpenDKIM 2.11): DKIM_SIGN_ED25519SHA256, DKIM_CANON_RELAXED, DKIM_STAT_OK.
-_SIGN_ED25519SHA256 = 2
-_CANON_RELAXED = 1
-_STAT_OK = 0
 #: DMARC p=reject: a tampered message is refused. LENIENT publishes p=none: it is stored, its failures recorded.
 STRICT = "ed.test"
 LENIENT = "lenient.test"
 
 
-@dataclass(frozen=True)
-class Ed25519Key:
-    """An ed25519 key ``openssl genpkey`` made: the PEM file libopendkim signs with, and the key record."""
-
-    domain: str
-    selector: str
-    private_key: Path
-    record: str
-
-    @property
-    def name(self) -> str:
-        return f"{self.selector}._domainkey.{self.domain}"
-
-
-def openssl_ed25519_key(directory: Path, domain: str, selector: str) -> Ed25519Key:
-    directory.mkdir(parents=True, exist_ok=True)
-    pem = directory / f"{selector}.{domain}.pem"
-    subprocess.run(["openssl", "genpkey", "-algorithm", "ed25519", "-out", str(pem)], check=True)
-    der = subprocess.run(
-        ["openssl", "pkey", "-in", str(pem), "-pubout", "-outform", "DER"], check=True, capture_output=True
-    ).stdout
-    record = "v=DKIM1; k=ed25519; p=" + base64.b64encode(der[-32:]).decode("ascii")
-    return Ed25519Key(domain, selector, pem, record)
-
-
-def sign_ed25519_with_libopendkim(message: bytes, key: Ed25519Key) -> bytes:
-    """``message`` (CRLF) with an ed25519-sha256, relaxed/relaxed signature from libopendkim's ``dkim_sign``."""
-    lib = _library()
-    handle = lib.dkim_init(None, None)
-    status = ctypes.c_int()
-    dkim = lib.dkim_sign(
-        handle,
-        b"mailiverse-test",
-        None,
-        key.private_key.read_bytes(),
-        key.selector.encode(),
-        key.domain.encode(),
-        _CANON_RELAXED,
-        _CANON_RELAXED,
-        _SIGN_ED25519SHA256,
-        -1,
-        ctypes.byref(status),
-    )
-    assert dkim and status.value == _STAT_OK, f"dkim_sign failed with status {status.value}"
-    try:
-        head, _, body = message.partition(b"\r\n\r\n")
-        for field in re.findall(rb"[^\r\n]+(?:\r\n[ \t][^\r\n]*)*", head):
-            assert lib.dkim_header(dkim, field, len(field)) == _STAT_OK
-        assert lib.dkim_eoh(dkim) == _STAT_OK
-        assert lib.dkim_body(dkim, body, len(body)) == _STAT_OK
-        assert lib.dkim_eom(dkim, None) == _STAT_OK
-        value = ctypes.create_string_buffer(8192)
-        assert lib.dkim_getsighdr(dkim, value, len(value), len("DKIM-Signature: ")) == _STAT_OK
-    finally:
-        lib.dkim_free(dkim)
-        lib.dkim_close(handle)
-    signature = b"DKIM-Signature: " + value.value.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n") + b"\r\n"
-    assert b"a=ed25519-sha256;" in signature, signature
-    return signature + message
+def sign_ed25519_with_libopendkim(message: bytes, key: OpenDkimKey) -> bytes:
+    return sign_with_libopendkim(message, key, ed25519=True)
 
 
 def mail(sender: str, subject: str) -> bytes:
@@ -111,7 +45,7 @@ def mail(sender: str, subject: str) -> bytes:
 class Judged:
     app: Appliance
     bob: Any
-    ed25519: dict[str, Ed25519Key]
+    ed25519: dict[str, OpenDkimKey]
     rsa: OpenDkimKey
 
 
@@ -120,7 +54,7 @@ def judged(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     """An appliance (one worker, or none) whose DNS server publishes ed.test (an ed25519 key of openssl's and an
     RSA key of opendkim-genkey's, SPF -all, DMARC p=reject) and lenient.test (an ed25519 key, DMARC p=none)."""
     tmp = tmp_path_factory.mktemp("ed25519")
-    ed25519 = {domain: openssl_ed25519_key(tmp / "dkim", domain, "ed") for domain in (STRICT, LENIENT)}
+    ed25519 = {domain: generate_ed25519_key(tmp / "dkim", domain, "ed") for domain in (STRICT, LENIENT)}
     rsa = generate_key(tmp / "dkim", STRICT, "rsa")
     zone = Zone()
     records: dict[str, Any] = {rsa.name: {"TXT": [rsa.record]}}

@@ -8,7 +8,7 @@ HTTPS by the ``served`` fixture of tests/client/conftest.py.
 from __future__ import annotations
 
 import io
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -17,6 +17,7 @@ from twisted.internet.threads import deferToThread
 
 from mailiverse.client import Client, HttpsTransport, RecordingTransport
 from mailiverse.client.cli import main
+from mailiverse.client.transport import Response, Transport
 from tests.support.webapi import Api
 
 T = TypeVar("T")
@@ -69,8 +70,10 @@ async def run_cli(
     new_password: str | None = None,
     stdin: bytes = b"",
     prompt: Callable[[str], str] | None = None,
+    transport_factory: Callable[[Any], Transport] | None = None,
 ) -> CliResult:
-    """Run ``mailiverse-client`` in-process (in a thread) with the given environment and stdin."""
+    """Run ``mailiverse-client`` in-process (in a thread) with the given environment and stdin (and, with
+    ``transport_factory``, the CLI's transport)."""
     environ = {}
     if password is not None:
         environ["MAILIVERSE_PASSWORD"] = password
@@ -81,7 +84,43 @@ async def run_cli(
     def no_terminal(_label: str) -> str:
         raise EOFError()
 
+    extra = {} if transport_factory is None else {"transport_factory": transport_factory}
     status = await in_thread(
-        main, argv, stdin=io.BytesIO(stdin), stdout=out, stderr=err, environ=environ, prompt=prompt or no_terminal
+        main,
+        argv,
+        stdin=io.BytesIO(stdin),
+        stdout=out,
+        stderr=err,
+        environ=environ,
+        prompt=prompt or no_terminal,
+        **extra,
     )
     return CliResult(status, out.getvalue(), err.getvalue())
+
+
+@dataclass
+class Swapping:
+    """A transport that hands the CLI ``answers[(method, path)]`` instead of the server's answer."""
+
+    inner: Transport
+    answers: Mapping[tuple[str, str], bytes]
+
+    def request(self, method: str, path: str, body: bytes | None, headers: Mapping[str, str]) -> Response:
+        real = self.inner.request(method, path, body, headers)
+        swapped = self.answers.get((method, path))
+        if swapped is None:
+            return real
+        return Response(200, {"content-type": "application/json"}, swapped)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+async def run_swapped(served: Served, answers: Mapping[tuple[str, str], bytes], *command: str) -> tuple[int, str, str]:
+    """Alice's ``mailiverse-client COMMAND`` against ``served``, with some of the server's answers swapped."""
+
+    def transport(_args: Any) -> Transport:
+        return Swapping(HttpsTransport(served.url, ca_file=str(served.ca_file)), answers)
+
+    result = await run_cli(served.argv("alice", *command), transport_factory=transport)
+    return result.status, result.stdout, result.stderr

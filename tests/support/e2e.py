@@ -30,6 +30,12 @@ class Smarthost:
     ca: Path
     directory: Path
 
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(10)
+        if self.process.stdout:
+            self.process.stdout.close()
+
     def received(self) -> list[dict[str, object]]:
         folder = self.directory / "received"
         files = sorted(folder.glob("*.json"), key=lambda p: int(p.stem))
@@ -102,8 +108,8 @@ class Device:
         return subprocess.CompletedProcess(argv, result.returncode, result.stdout.decode(), result.stderr.decode())
 
 
-def start_appliance(workdir: Path, smarthost: Smarthost, db_url: str | None = None) -> Appliance:
-    """A real appliance relaying remote mail through ``smarthost``."""
+def start_appliance(workdir: Path, smarthost: Smarthost, *extra: str, db_url: str | None = None) -> Appliance:
+    """A real appliance relaying remote mail through ``smarthost``, with ``extra`` options."""
     password_file = workdir / "relay.pw"
     workdir.mkdir(parents=True, exist_ok=True)
     password_file.write_text(RELAY_PASSWORD)
@@ -122,6 +128,7 @@ def start_appliance(workdir: Path, smarthost: Smarthost, db_url: str | None = No
             str(password_file),
             "--smarthost-ca",
             str(smarthost.ca),
+            *extra,
         ],
     )
     appliance.start()

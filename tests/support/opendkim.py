@@ -9,6 +9,7 @@ RFC 8301 no longer lets a verifier accept. So that an rsa-sha256 signature comes
 
 from __future__ import annotations
 
+import base64
 import ctypes
 import re
 import subprocess
@@ -21,7 +22,7 @@ LIBRARY = "libopendkim.so.11"
 
 # dkim.h (OpenDKIM 2.11)
 _CANON_SIMPLE, _CANON_RELAXED = 0, 1
-_SIGN_RSASHA256 = 1
+_SIGN_RSASHA256, _SIGN_ED25519SHA256 = 1, 2
 _STAT_OK = 0
 
 
@@ -59,8 +60,21 @@ def sign_with_testmsg(message: bytes, key: OpenDkimKey) -> bytes:
     return signed.stdout
 
 
-def sign_with_libopendkim(message: bytes, key: OpenDkimKey) -> bytes:
-    """``message`` (CRLF) signed rsa-sha256, relaxed/simple, by libopendkim's ``dkim_sign``."""
+def generate_ed25519_key(directory: Path, domain: str, selector: str) -> OpenDkimKey:
+    """An ed25519 key made by ``openssl genpkey`` (opendkim-genkey makes RSA keys only), and its record."""
+    directory.mkdir(parents=True, exist_ok=True)
+    pem = directory / f"{selector}.{domain}.pem"
+    subprocess.run(["openssl", "genpkey", "-algorithm", "ed25519", "-out", str(pem)], check=True)
+    der = subprocess.run(
+        ["openssl", "pkey", "-in", str(pem), "-pubout", "-outform", "DER"], check=True, capture_output=True
+    ).stdout
+    record = "v=DKIM1; k=ed25519; p=" + base64.b64encode(der[-32:]).decode("ascii")
+    return OpenDkimKey(domain, selector, pem, record)
+
+
+def sign_with_libopendkim(message: bytes, key: OpenDkimKey, *, ed25519: bool = False) -> bytes:
+    """``message`` (CRLF) signed by libopendkim's ``dkim_sign``: rsa-sha256 relaxed/simple, or with ``ed25519``
+    ed25519-sha256 relaxed/relaxed (RFC 8463)."""
     lib = _library()
     handle = lib.dkim_init(None, None)
     status = ctypes.c_int()
@@ -72,8 +86,8 @@ def sign_with_libopendkim(message: bytes, key: OpenDkimKey) -> bytes:
         key.selector.encode(),
         key.domain.encode(),
         _CANON_RELAXED,
-        _CANON_SIMPLE,
-        _SIGN_RSASHA256,
+        _CANON_RELAXED if ed25519 else _CANON_SIMPLE,
+        _SIGN_ED25519SHA256 if ed25519 else _SIGN_RSASHA256,
         -1,
         ctypes.byref(status),
     )
@@ -91,7 +105,9 @@ def sign_with_libopendkim(message: bytes, key: OpenDkimKey) -> bytes:
         lib.dkim_free(dkim)
         lib.dkim_close(handle)
     # The library folds some lines with LF alone (opendkim-testmsg fixes that with -C): CRLF throughout.
-    return b"DKIM-Signature: " + value.value.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n") + b"\r\n" + message
+    signature = b"DKIM-Signature: " + value.value.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n") + b"\r\n"
+    assert not ed25519 or b"a=ed25519-sha256;" in signature, signature
+    return signature + message
 
 
 def _library() -> ctypes.CDLL:
