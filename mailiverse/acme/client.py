@@ -20,6 +20,7 @@ from cryptography.x509.oid import NameOID
 from twisted.internet.task import deferLater
 
 from mailiverse.acme.http01 import ChallengeStore
+from mailiverse.httpbody import BodyTooLarge, read_bounded
 
 MAX_RESPONSE = 1024 * 1024
 JOSE_JSON = b"application/jose+json"
@@ -100,23 +101,10 @@ class AcmeClient:
     # -- transport -----------------------------------------------------------------------------
 
     async def _body(self, response: Any) -> bytes:
-        length = response.length
-        if isinstance(length, int) and length > MAX_RESPONSE:
-            raise AcmeError("the ACME server's response is too large")
-        chunks: list[bytes] = []
-        total = 0
-
-        def collect(data: bytes) -> None:
-            nonlocal total
-            total += len(data)
-            if total > MAX_RESPONSE:
-                raise AcmeError("the ACME server's response is too large")
-            chunks.append(data)
-
-        import treq
-
-        await treq.collect(response, collect)
-        return b"".join(chunks)
+        try:
+            return await read_bounded(response, MAX_RESPONSE)
+        except BodyTooLarge:
+            raise AcmeError("the ACME server's response is too large") from None
 
     def _remember_nonce(self, response: Any) -> None:
         nonce = response.headers.getRawHeaders(b"replay-nonce")

@@ -56,6 +56,7 @@ from mailiverse.client.legacy import KeyServerAddress, account_name, parse_host_
 from mailiverse.client.training import FOLDER_NAMES, Marked, mark
 from mailiverse.client.transport import HttpsTransport, Transport
 from mailiverse.client.verdicts import NONE, Verdicts, listing_words, read_verdicts, sender_line, spam_line
+from mailiverse.contracts import canonical_local
 
 PROG = "mailiverse-client"
 PASSWORD_ENV = "MAILIVERSE_PASSWORD"  # noqa: S105 - a variable name, not a password
@@ -212,14 +213,11 @@ def verdict_lines(verdicts: Verdicts, from_address: str) -> list[str]:
     return [line for line in lines if line is not None]
 
 
-_LOOK_ALIKES = str.maketrans({"i": "1", "l": "1", "o": "0", "w": "v"})
-
-
 def same_address(address: str) -> str:
     """``address`` as the appliance matches aliases: lower case, and in the local part 1/i/l, 0/o and v/w
     as one character (mail sent to a look-alike spelling records that spelling as ``delivered_to``)."""
     local, at, domain = address.lower().rpartition("@")
-    return f"{local.translate(_LOOK_ALIKES)}{at}{domain}" if at else address.lower()
+    return f"{canonical_local(local)}{at}{domain}" if at else address.lower()
 
 
 def via_address(delivered_to: str, own_addresses: Sequence[str]) -> str:

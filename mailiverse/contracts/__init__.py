@@ -8,9 +8,11 @@ package (checked in CI, see docs/architecture.md).
 """
 
 from mailiverse.contracts.addresses import (
+    LOOK_ALIKES,
     MAX_ADDRESS_LENGTH,
     InvalidAddress,
     InvalidDomain,
+    canonical_local,
     normalise_address,
     normalise_domain,
     split_address,
@@ -62,6 +64,8 @@ __all__ = [
     "Recipient",
     "normalise_address",
     "normalise_domain",
+    "LOOK_ALIKES",
+    "canonical_local",
     "prefix_upper_bound",
     "split_address",
     "validate_path",

@@ -60,8 +60,21 @@ def normalise_address(text: object) -> str:
     return f"{local}@{domain.lower()}"
 
 
+#: Characters that look alike in an address, and the one each stands for when aliases are compared.
+LOOK_ALIKES = (("i", "1"), ("l", "1"), ("o", "0"), ("w", "v"))
+_LOOK_ALIKE_TABLE = str.maketrans(dict(LOOK_ALIKES))
+
+
+def canonical_local(local: str) -> str:
+    """A local part as aliases are compared (the alias directory, the clients' "via" filter): lower case,
+    1/i/l as 1, 0/o as 0, v/w as v."""
+    return local.lower().translate(_LOOK_ALIKE_TABLE)
+
+
 __all__ = [
+    "LOOK_ALIKES",
     "MAX_ADDRESS_LENGTH",
+    "canonical_local",
     "InvalidAddress",
     "InvalidDomain",
     "normalise_address",

@@ -28,6 +28,7 @@ from twisted.internet.defer import DeferredSemaphore
 
 from mailiverse.contracts import Envelope
 from mailiverse.delivery.verdicts import SPAM_ACTIONS, SpamReport, symbol_names
+from mailiverse.httpbody import BodyTooLarge, read_bounded
 from mailiverse.logs import Logger
 
 log = Logger()
@@ -184,27 +185,15 @@ class RspamdClient:
             self._gate.release()
 
     async def _exchange(self, url: str, body: bytes, headers: dict[bytes, list[bytes]]) -> tuple[int, Any]:
-        import treq
-
         response = await self._http.post(url, data=body, headers=headers)
-        length = response.length
-        if isinstance(length, int) and length > MAX_ANSWER_BYTES:
-            raise SpamFilterUnavailable("rspamd's answer is too large")
-        pieces: list[bytes] = []
-        total = 0
-
-        def collect(data: bytes) -> None:
-            nonlocal total
-            total += len(data)
-            if total > MAX_ANSWER_BYTES:
-                raise SpamFilterUnavailable("rspamd's answer is too large")
-            pieces.append(data)
-
-        await treq.collect(response, collect)
+        try:
+            content = await read_bounded(response, MAX_ANSWER_BYTES)
+        except BodyTooLarge:
+            raise SpamFilterUnavailable("rspamd's answer is too large") from None
         if response.code == 204:
             return 204, None
         try:
-            answer = json.loads(b"".join(pieces))
+            answer = json.loads(content)
         except ValueError:
             raise SpamFilterUnavailable("rspamd's answer is not JSON") from None
         return int(response.code), answer

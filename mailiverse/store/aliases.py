@@ -29,13 +29,13 @@ from sqlalchemy import and_, delete, func, insert, select, update
 from sqlalchemy.engine import Connection, RowMapping
 from sqlalchemy.exc import IntegrityError
 
+from mailiverse.contracts import canonical_local
 from mailiverse.store.errors import InvalidInput, StoreError
 from mailiverse.store.schema import alias_senders, aliases
 
 #: The shield alphabet: digits and lower-case letters without i, l, o and w (32 characters, 5 bits each).
 SHIELD_ALPHABET = "0123456789abcdefghjkmnpqrstuvxyz"
 SHIELD_LENGTH = 16
-_LOOK_ALIKES = str.maketrans({"i": "1", "l": "1", "o": "0", "w": "v"})
 KINDS = frozenset({"shield", "chosen"})
 STATES = frozenset({"active", "disabled", "deleted"})
 SENDER_POLICIES = frozenset({"any", "known", "known-domains"})
@@ -58,11 +58,6 @@ class AliasError(StoreError):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
         self.code = code
-
-
-def canonical_local(local: str) -> str:
-    """The local part as the directory compares it: lower case, 1/i/l as 1, 0/o as 0, v/w as v."""
-    return local.lower().translate(_LOOK_ALIKES)
 
 
 def new_shield_local() -> str:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import urllib.parse
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from twisted.web.resource import IResource
 
@@ -19,6 +19,9 @@ from mailiverse.store.db import Database
 from mailiverse.store.users import User, get_user_txn
 from mailiverse.submission import Submission
 from mailiverse.web.errors import ApiError
+
+if TYPE_CHECKING:
+    from mailiverse.web.routes.aliases import AliasSettings
 
 _STATE_CHANGING = frozenset({b"POST", b"PUT", b"DELETE", b"PATCH"})
 
@@ -39,6 +42,8 @@ class RouteBase:
     mta_sts_policy: str | None
     #: The storage quota of accounts without their own (``--default-quota``), in bytes.
     default_quota: int
+    #: The address hasher and alias limits (``routes/aliases.py``); None: no alias directory (no address key).
+    alias_settings: AliasSettings | None
 
     def check_origin(self, request: Any) -> None:
         """Refuse requests a browser marks as cross-site (login CSRF and cookie-authenticated writes)."""

@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
+from mailiverse.contracts import LOOK_ALIKES, canonical_local
 from mailiverse.crypto.formats import seal_mail_object
 from mailiverse.crypto.keys import load_public_key
 from mailiverse.store import aliases as directory
@@ -35,6 +36,7 @@ _CHOSEN = re.compile(r"[a-z0-9](?:[a-z0-9._-]{0,62}[a-z0-9])?")
 RESERVED = frozenset(
     {"postmaster", "abuse", "hostmaster", "webmaster", "mailer-daemon", "root", "noc", "security", "admin"}
 )
+_RESERVED_CANONICAL = frozenset(canonical_local(name) for name in RESERVED)
 _AVAILABILITY = 15 * 60
 
 
@@ -63,8 +65,6 @@ def alias_json(alias: Alias) -> dict[str, Any]:
 
 class AliasRoutes(RouteBase):
     """The alias directory of the logged-in account."""
-
-    alias_settings: AliasSettings | None
 
     def _settings(self) -> AliasSettings:
         if self.alias_settings is None:
@@ -187,7 +187,7 @@ class AliasRoutes(RouteBase):
         local, domain = self._address(value)
         if not _CHOSEN.fullmatch(local) or ".." in local:
             raise ApiError("invalid_request", "a chosen alias is 1 to 64 letters, digits, dots, hyphens or underscores")
-        if local in RESERVED or directory.canonical_local(local) in {directory.canonical_local(r) for r in RESERVED}:
+        if canonical_local(local) in _RESERVED_CANONICAL:
             raise ApiError("alias_taken", "that address is reserved", 409)
         return local, domain
 
@@ -198,9 +198,9 @@ def _looks_like_an_account_txn(conn: Any, local: str) -> bool:
     if get_user_txn(conn, local) is not None:
         return True
     canonical = func.lower(users.c.name)
-    for old, new in (("i", "1"), ("l", "1"), ("o", "0"), ("w", "v")):
+    for old, new in LOOK_ALIKES:
         canonical = func.replace(canonical, old, new)
-    found = conn.execute(select(users.c.id).where(canonical == directory.canonical_local(local)).limit(1)).first()
+    found = conn.execute(select(users.c.id).where(canonical == canonical_local(local)).limit(1)).first()
     return found is not None
 
 

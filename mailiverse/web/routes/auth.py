@@ -41,7 +41,7 @@ class AuthRoutes(RouteBase):
             invite=optional_text(body, "invite", 64),
             kdf=field(body, "kdf", optional=True),
         )
-        settings = getattr(self, "alias_settings", None)
+        settings = self.alias_settings
         if settings is not None and isinstance(signup_request.username, str):
             # An account's name must not shadow an alias (mail to it would go to the new account).
             taken = await self.database.run(find_alias_txn, settings.hasher.alias(signup_request.username.lower()))

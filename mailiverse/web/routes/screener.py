@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from mailiverse.store.aliases import AddressHasher
 from mailiverse.store.screener import counts_txn, screener_enabled_txn, set_screener_txn, set_sender_txn
 from mailiverse.web.body import read_json
 from mailiverse.web.errors import ApiError, json_response
@@ -21,11 +22,10 @@ from mailiverse.web.session import RouteBase
 class ScreenerRoutes(RouteBase):
     """The account's screener: on or off, and its approved and blocked senders."""
 
-    def _hasher(self) -> Any:
-        settings = getattr(self, "alias_settings", None)
-        if settings is None:
+    def _hasher(self) -> AddressHasher:
+        if self.alias_settings is None:
             raise ApiError("screener_unavailable", "this appliance keeps no address key", 503)
-        return settings.hasher
+        return self.alias_settings.hasher
 
     async def _state(self, user_id: int) -> dict[str, Any]:
         enabled = await self.database.run(screener_enabled_txn, user_id)
