@@ -74,11 +74,14 @@ bench-sysdeps:
 run: install
 	$(VENV)/bin/twistd -n mailiverse --data-dir $(DATA) --domain $(DOMAIN)
 
+# One pytest worker per core (pytest-xdist), each taking whole files, so a module's appliance starts once;
+# WORKERS=0 runs in this process (for a debugger or -x).
+WORKERS ?= auto
 test: install sysdeps
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+	$(PY) -m pytest -q -n $(WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 test-long: install sysdeps
-	LONG=1 $(PY) -m pytest -q $(PYTEST_ARGS)
+	LONG=1 $(PY) -m pytest -q -n $(WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 conformance: install
 	$(PY) -m mailiverse.conformance tests/vectors

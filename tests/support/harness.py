@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import secrets
 import signal
 import socket
 import ssl
@@ -26,11 +27,35 @@ BIN = Path(sys.executable).parent
 DOMAIN = "example.org"
 
 
+#: Ports handed out by ``free_port``: below the kernel's ephemeral range (32768 up), so no outgoing
+#: connection takes one between the check and the bind, and one band per pytest-xdist worker, so two
+#: workers never pick the same port.
+_PORT_BAND = 2000
+_PORT_BASE = 12000
+_NEXT_PORT = [secrets.randbelow(_PORT_BAND)]
+
+
+def _worker_number() -> int:
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    digits = worker[2:] if worker.startswith("gw") else ""
+    return int(digits) % 8 if digits.isdigit() else 0
+
+
 def free_port(kind: int = socket.SOCK_STREAM) -> int:
-    """A port on 127.0.0.1 that is free now (TCP, or UDP with ``socket.SOCK_DGRAM``)."""
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A port on 127.0.0.1 that is free now (TCP, or UDP with ``socket.SOCK_DGRAM``), from this worker's band."""
+    low = _PORT_BASE + _worker_number() * _PORT_BAND
+    for _ in range(_PORT_BAND):
+        # walk the band from a random start: a port handed out is not offered again until the band wraps,
+        # so two calls before either server binds never get the same one
+        _NEXT_PORT[0] = (_NEXT_PORT[0] + 1) % _PORT_BAND
+        port = low + _NEXT_PORT[0]
+        with socket.socket(socket.AF_INET, kind) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {low}..{low + _PORT_BAND}")
 
 
 _SHARED_DNS: list[Any] = []
