@@ -35,6 +35,7 @@ from mailiverse.smtp.limits import SmtpLimits
 from mailiverse.smtp.service import smtp_server_factory
 from mailiverse.store.aliases import ADDRESS_KEY_BYTES, AddressHasher
 from mailiverse.store.db import Database
+from mailiverse.store.keylog import KeyLog, load_log_key
 from mailiverse.store.migrate import upgrade_in_child
 from mailiverse.submission import Submission
 from mailiverse.tls import TLSContexts, ensure_self_signed
@@ -348,6 +349,7 @@ def build_appliance(config: ApplianceConfig, reactor: Any = None) -> MultiServic
         spool_dir=config.data_dir.tmp_dir,
         spam_filter=spam_filter,
         alias_settings=AliasSettings(hasher, max_aliases=config.max_aliases, rate=config.alias_rate),
+        key_log=KeyLog(load_log_key(config.data_dir.log_key_file)),
     )
     session_purger.setServiceParent(root)
     if config.acme_directory and ca:

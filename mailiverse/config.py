@@ -127,6 +127,11 @@ class DataDir:
         """The key of the alias directory's hashes (HMAC-SHA-256), kept here, never in the database."""
         return self.keys_dir / "address-hash.key"
 
+    @property
+    def log_key_file(self) -> Path:
+        """The key directory's log key (Ed25519, PKCS#8 PEM) that signs every tree head and policy."""
+        return self.keys_dir / "log.key.pem"
+
     def server_key_path(self, purpose: str) -> Path:
         return self.keys_dir / f"{purpose}.key.pem"
 

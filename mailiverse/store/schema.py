@@ -292,3 +292,95 @@ spent_stamps = Table(
     PrimaryKeyConstraint("stamp_hash"),
     Index("ix_spent_stamps_spent_ms", "spent_ms"),
 )
+
+
+# Revision 0009: the key directory and its transparency log (store/keylog.py, docs/keys.md).
+#: The log's leaves in order: each the canonical JSON of one signed record (RFC 9162 leaf data).
+key_log = Table(
+    "key_log",
+    metadata,
+    Column("leaf_index", BigInteger, nullable=False, autoincrement=False),
+    Column("leaf", LargeBinary, nullable=False),
+    Column("leaf_hash", LargeBinary, nullable=False),
+    Column("created_ms", BigInteger, nullable=False),
+    PrimaryKeyConstraint("leaf_index"),
+)
+
+#: Every signed tree head the log has issued (one per append), so an auditor checks each.
+key_log_heads = Table(
+    "key_log_heads",
+    metadata,
+    Column("tree_size", BigInteger, nullable=False, autoincrement=False),
+    Column("root_hash", LargeBinary, nullable=False),
+    Column("timestamp_ms", BigInteger, nullable=False),
+    Column("signature", LargeBinary, nullable=False),
+    PrimaryKeyConstraint("tree_size"),
+)
+
+#: Each key's latest record: who holds it (an account, or a group) and its leaf.
+key_records = Table(
+    "key_records",
+    metadata,
+    Column("key_id", Text, nullable=False),
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="SET NULL"), nullable=True),
+    Column("group_id", Integer, ForeignKey("key_groups.id", ondelete="SET NULL"), nullable=True),
+    Column("kind", Text, nullable=False),
+    Column("status", Text, nullable=False),
+    Column("public_key", LargeBinary, nullable=False),
+    Column("leaf_index", BigInteger, nullable=False),
+    Column("created_ms", BigInteger, nullable=False),
+    PrimaryKeyConstraint("key_id"),
+    Index("ix_key_records_user_id", "user_id"),
+)
+
+#: Which address hashes each key serves (a key's record names them; history keeps every key).
+key_bindings = Table(
+    "key_bindings",
+    metadata,
+    Column("address_hash", LargeBinary, nullable=False),
+    Column("key_id", Text, ForeignKey("key_records.key_id", ondelete="CASCADE"), nullable=False),
+    Column("created_ms", BigInteger, nullable=False),
+    PrimaryKeyConstraint("address_hash", "key_id"),
+)
+
+#: Group and organisation addresses with keys of their own (store/groups.py); the private key exists
+#: only wrapped to each member's public key (key_group_members).
+key_groups = Table(
+    "key_groups",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("address_hash", LargeBinary, nullable=False),
+    Column("local", Text, nullable=False),
+    Column("domain", Text, nullable=False),
+    Column("kind", Text, nullable=False),
+    Column("key_id", Text, nullable=False),
+    Column("public_key", LargeBinary, nullable=False),
+    Column("owner_id", Integer, ForeignKey("users.id", ondelete="SET NULL"), nullable=True),
+    Column("created_ms", BigInteger, nullable=False),
+    UniqueConstraint("address_hash"),
+)
+
+#: A group's private key wrapped (sealed) to one member's public key, one row per group key the member
+#: was given: a member removed keeps the rows of the keys they had and gets none after.
+key_group_members = Table(
+    "key_group_members",
+    metadata,
+    Column("group_id", Integer, ForeignKey("key_groups.id", ondelete="CASCADE"), nullable=False),
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("key_id", Text, nullable=False),
+    Column("wrapped", LargeBinary, nullable=False),
+    PrimaryKeyConstraint("group_id", "user_id", "key_id"),
+    Index("ix_key_group_members_user_id", "user_id"),
+)
+
+#: Each domain's encryption policies in order; the last is in force (a signed log entry each).
+domain_policies = Table(
+    "domain_policies",
+    metadata,
+    Column("domain", Text, nullable=False),
+    Column("seq", Integer, nullable=False, autoincrement=False),
+    Column("policy", Text, nullable=False),
+    Column("group_id", Integer, ForeignKey("key_groups.id", ondelete="SET NULL"), nullable=True),
+    Column("leaf_index", BigInteger, nullable=False),
+    PrimaryKeyConstraint("domain", "seq"),
+)

@@ -16,14 +16,17 @@ import json
 from pathlib import Path
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from twisted.web.resource import IResource, Resource
 from twisted.web.server import Site
 
+from mailiverse.accounts.directory import KeyDirectory
 from mailiverse.accounts.service import AccountService
 from mailiverse.auth.forwarded import NO_PROXIES, TrustedProxies
 from mailiverse.config import DEFAULT_QUOTA_BYTES
 from mailiverse.delivery.rspamd import RspamdClient
 from mailiverse.store.db import Database
+from mailiverse.store.keylog import KeyLog
 from mailiverse.submission import Submission
 from mailiverse.web.assets import webclient_dir
 from mailiverse.web.body import body_limit_for, is_oversized
@@ -118,6 +121,7 @@ class WebApp(
         spool_dir: Path | None = None,
         spam_filter: RspamdClient | None = None,
         alias_settings: AliasSettings | None = None,
+        key_log: KeyLog | None = None,
     ) -> None:
         self.hostname = hostname
         self.domains = tuple(domains)
@@ -134,6 +138,9 @@ class WebApp(
         self.spool_dir = spool_dir
         self.spam_filter = spam_filter
         self.alias_settings = alias_settings
+        # Without a log key of its own (tests of the API alone) the log signs with a key made now.
+        self.key_log = key_log if key_log is not None else KeyLog(Ed25519PrivateKey.generate())
+        self.key_directory = KeyDirectory(database, self.key_log)
         #: Believed on the plain-HTTP site only: a TLS passthrough proxy cannot add headers, a client can.
         self.trusted_proxies = trusted_proxies if not tls else NO_PROXIES
 
@@ -156,6 +163,7 @@ class WebApp(
             spool_dir=self.spool_dir,
             spam_filter=self.spam_filter,
             alias_settings=self.alias_settings,
+            key_log=self.key_log,
         )
 
     def resource(self) -> IResource:

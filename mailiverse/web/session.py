@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from twisted.web.resource import IResource
 
+from mailiverse.accounts.directory import KeyDirectory
 from mailiverse.accounts.service import AccountService
 from mailiverse.auth.devices import device_cookie
 from mailiverse.auth.sessions import SESSION_COOKIE, SessionRecord
@@ -44,6 +45,8 @@ class RouteBase:
     default_quota: int
     #: The address hasher and alias limits (``routes/aliases.py``); None: no alias directory (no address key).
     alias_settings: AliasSettings | None
+    #: The key directory and its transparency log (``routes/keys.py``).
+    key_directory: KeyDirectory
 
     def check_origin(self, request: Any) -> None:
         """Refuse requests a browser marks as cross-site (login CSRF and cookie-authenticated writes)."""

@@ -25,6 +25,7 @@ from mailiverse.config import DEFAULT_QUOTA_BYTES
 from mailiverse.delivery.rspamd import RspamdClient
 from mailiverse.store import accounts as repo
 from mailiverse.store.db import Database
+from mailiverse.store.keylog import KeyLog
 from mailiverse.submission import Submission
 from mailiverse.web.app import WebApp
 from mailiverse.web.routes.aliases import AliasSettings
@@ -63,6 +64,7 @@ def build_web_app(
     spool_dir: Path | None = None,
     spam_filter: RspamdClient | None = None,
     alias_settings: AliasSettings | None = None,
+    key_log: KeyLog | None = None,
 ) -> tuple[WebApp, IService]:
     """Return the web app and a service that purges expired sessions and pending logins while it runs.
 
@@ -100,6 +102,7 @@ def build_web_app(
         spool_dir=spool_dir,
         spam_filter=spam_filter,
         alias_settings=alias_settings,
+        key_log=key_log,
     )
 
     async def purge_both() -> int:

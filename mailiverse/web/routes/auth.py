@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from mailiverse.accounts.directory import KeyDirectory, parse_records
 from mailiverse.accounts.service import SignupRequest
 from mailiverse.auth.sessions import SESSION_COOKIE, clear_session_cookie
 from mailiverse.crypto.kdf import KDF_NAMES
@@ -47,7 +48,15 @@ class AuthRoutes(RouteBase):
             taken = await self.database.run(find_alias_txn, settings.hasher.alias(signup_request.username.lower()))
             if taken is not None:
                 raise ApiError("username_taken", "that user name is taken", 409)
+        # A client that knows the key directory sends its key's signed record: checked before the account
+        # exists, published once it does (docs/keys.md).
+        records = None if body.get("key_record") is None else parse_records([body.get("key_record")])
+        if records is not None and isinstance(signup_request.username, str):
+            addresses = self.submission.addresses_of(signup_request.username.lower())
+            KeyDirectory.check_first(records, signup_request.public_key, addresses)
         user = await self.accounts.signup(signup_request, client_ip(request))
+        if records is not None:
+            await self.key_directory.publish_first(user, self.addresses(user), records)
         return json_response(
             request,
             {"user": user.name, "addresses": self.addresses(user), "format": user.envelope_format},
