@@ -23,7 +23,7 @@ from urllib.parse import quote
 from mailiverse.client.api import Client, plain_address
 from mailiverse.client.errors import ApiError, ClientError, ProtocolError, UsageError
 from mailiverse.crypto.errors import CryptoError
-from mailiverse.crypto.formats import open_mail_object, seal_mail_object
+from mailiverse.crypto.formats import seal_mail_object
 
 KINDS = frozenset({"shield", "chosen"})
 STATES = frozenset({"active", "disabled"})
@@ -83,7 +83,7 @@ def _open_sealed(client: Client, value: object, member: str) -> str | None:
         return None
     try:
         blob = base64.b64decode(value, validate=True)
-        opened = json.loads(open_mail_object(client.private_key, blob, MAX_OPENED_BYTES))
+        opened = json.loads(client.open_sealed(blob, MAX_OPENED_BYTES))
     except (binascii.Error, ValueError, CryptoError, RecursionError):
         return None
     text = opened.get(member) if isinstance(opened, dict) else None

@@ -20,6 +20,7 @@ import email.utils
 import hmac
 import json
 import re
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -41,7 +42,7 @@ from mailiverse.client.errors import (
 from mailiverse.client.transport import Response, Transport
 from mailiverse.client.verdicts import NONE, Verdicts, read_verdicts
 from mailiverse.compat.blocks import decrypt_key_block, encrypt_key_block
-from mailiverse.crypto.errors import CryptoError
+from mailiverse.crypto.errors import CryptoError, DecryptionError
 from mailiverse.crypto.formats import open_mail_object
 from mailiverse.crypto.kdf import (
     KDF_ARGON2ID,
@@ -53,6 +54,7 @@ from mailiverse.crypto.kdf import (
     parse_kdf,
 )
 from mailiverse.crypto.keys import generate_private_key, load_private_key, private_key_der, public_key_der
+from mailiverse.keylog.records import key_record_fields, sign_key_record
 from mailiverse.mime.summary import summarize
 
 #: Friendly folder names and the store folder each means (``Mail/<name>/<id>``).
@@ -73,6 +75,26 @@ SEARCHED_FOLDERS = (INBOX, SPAM_FOLDER, SCREENER_FOLDER, "Mail/Sent")
 LEARNED, ALREADY_LEARNED, NO_SPAM_FILTER, TOO_LARGE_TO_LEARN = "learned", "already learned", "no filter", "too large"
 PUBLIC_KEY_NAME = "RSA-PublicKey"
 PRIVATE_KEY_NAME = "RSA-PrivateKey"
+#: The key block's earlier private keys after rotations: a JSON list of base64 DER keys, newest first.
+RETIRED_KEYS_NAME = "RSA-RetiredPrivateKeys"
+#: At most this many retired keys in a key block (each about 1.2 KB; the block is capped at 96 KiB).
+MAX_RETIRED_KEYS = 40
+
+
+def retired_keys(environment: Mapping[str, str]) -> list[rsa.RSAPrivateKey]:
+    """The retired private keys a key block environment holds (none when it has no such entry)."""
+    text = environment.get(RETIRED_KEYS_NAME)
+    if text is None:
+        return []
+    try:
+        listed = json.loads(text)
+        if not isinstance(listed, list) or len(listed) > MAX_RETIRED_KEYS:
+            raise ValueError("not a list of keys")
+        return [load_private_key(base64.b64decode(item, validate=True)) for item in listed]
+    except (CryptoError, ValueError, TypeError, binascii.Error):
+        raise DecryptionFailed("the key block's retired keys are unreadable") from None
+
+
 MAX_JSON_BYTES = 4 * 1024 * 1024
 MAX_PASSWORD_CHARS = 4096
 #: Page size for listings, and a bound on how many pages one listing may walk.
@@ -240,6 +262,15 @@ class Client:
         #: with it, strangers' failed guesses at this account cannot throttle this device's logins.
         self.device_token = device_token
         self._private_key: rsa.RSAPrivateKey | None = None
+        #: Earlier private keys of the account (after rotations, newest first), from the key block.
+        self.retired_keys: list[rsa.RSAPrivateKey] = []
+        #: Other keys this client may open mail with (a group's, an organisation's), set by their owners.
+        self.extra_keys: list[rsa.RSAPrivateKey] = []
+        #: The key block's CryptoKey, its decrypted environment and its version, as of the last login
+        #: (a key rotation re-wraps the environment with them).
+        self._block_key: bytes | None = None
+        self.key_environment: dict[str, str] = {}
+        self.key_block_version: int | None = None
         self.addresses: list[str] = []
         #: The account's password KDF description, as of the last sign-up, login or re-key.
         self.kdf: KdfParams | None = None
@@ -312,8 +343,15 @@ class Client:
     def close(self) -> None:
         """Forget the session and keys and close the connection (does not log out; see :meth:`logout`)."""
         self._token = None
-        self._private_key = None
+        self._forget_keys()
         self._transport.close()
+
+    def _forget_keys(self) -> None:
+        self._private_key = None
+        self.retired_keys = []
+        self.extra_keys = []
+        self._block_key = None
+        self.key_environment = {}
 
     @property
     def logged_in(self) -> bool:
@@ -328,10 +366,10 @@ class Client:
 
     # -- sign-up, login, logout --------------------------------------------------------------
 
-    def _server_knows_argon2id(self) -> bool:
+    @staticmethod
+    def _server_knows_argon2id(answer: Mapping[str, Any]) -> bool:
         """Whether ``GET /api/signup`` lists Argon2id: a server from before it would ignore the description
         and keep keys it cannot describe, so such a server gets the PBKDF2 rule it knows."""
-        answer = self._json(self._send("GET", "/api/signup", session=False))
         kdfs = answer.get("kdfs")
         return isinstance(kdfs, list) and KDF_ARGON2ID in kdfs
 
@@ -339,7 +377,8 @@ class Client:
         """Create the account: new RSA key pair, KDF description (Argon2id, a fresh salt), SRP verifier and
         key block, all made here; returns the addresses."""
         _check_password(password)
-        keys = PasswordKeys.derive(password, new_kdf() if self._server_knows_argon2id() else PBKDF2_RULE)
+        status = self._json(self._send("GET", "/api/signup", session=False))
+        keys = PasswordKeys.derive(password, new_kdf() if self._server_knows_argon2id(status) else PBKDF2_RULE)
         private = generate_private_key(bits)
         salt, verifier = create_verifier(self.user, keys.verification)
         environment = {
@@ -357,6 +396,12 @@ class Client:
         }
         if keys.kdf.is_argon2id:
             body["kdf"] = keys.kdf.to_json()
+        domains = status.get("domains")
+        if isinstance(domains, list) and domains and all(isinstance(d, str) for d in domains):
+            # The key's signed record for the directory, published with the account (docs/keys.md).
+            served = [f"{self.user}@{domain}" for domain in domains]
+            fields = key_record_fields(private.public_key(), served, created_ms=int(time.time() * 1000))
+            body["key_record"] = sign_key_record(fields, private)
         if invite is not None:
             if not invite.strip() or len(invite) > 256:
                 raise UsageError("the invite code is empty or too long")
@@ -455,6 +500,11 @@ class Client:
         if not hmac.compare_digest(public_key_der(private), public):
             raise DecryptionFailed("the key block does not hold this account's private key")
         self._private_key = private
+        self.retired_keys = retired_keys(environment)
+        self._block_key = key
+        self.key_environment = environment
+        version = account.get("key_block_version")
+        self.key_block_version = version if isinstance(version, int) else None
         addresses = account.get("addresses")
         self.addresses = [a for a in addresses if isinstance(a, str)] if isinstance(addresses, list) else []
         shape = account.get("format")
@@ -468,7 +518,7 @@ class Client:
                 self._send("POST", "/api/logout", json_body={})
             finally:
                 self._token = None
-                self._private_key = None
+                self._forget_keys()
 
     def _rekey(
         self, old_password: str, new: PasswordKeys, account: Mapping[str, Any], known: PasswordKeys | None = None
@@ -571,9 +621,39 @@ class Client:
         """
         blob = self.get_object(path)
         try:
-            return open_mail_object(self.private_key, blob)
+            return self.open_sealed(blob)
         except CryptoError:
             raise MessageTampered(path.rsplit("/", 1)[-1]) from None
+
+    @property
+    def block_key(self) -> bytes:
+        """The key block's CryptoKey (derived from the password at login), for re-wrapping the environment."""
+        if self._block_key is None:
+            raise UsageError("not logged in")
+        return self._block_key
+
+    def adopt_rotated_key(self, private: rsa.RSAPrivateKey, environment: dict[str, str], version: object) -> None:
+        """Use ``private`` from now on, the environment the server now keeps holding it and the old ones."""
+        self._private_key = private
+        self.key_environment = environment
+        self.retired_keys = retired_keys(environment)
+        self.key_block_version = version if isinstance(version, int) else None
+
+    @property
+    def private_keys(self) -> list[rsa.RSAPrivateKey]:
+        """Every key this client may open mail with: the current one, then retired ones, then others'."""
+        return [self.private_key, *self.retired_keys, *self.extra_keys]
+
+    def open_sealed(self, blob: bytes, max_size: int | None = None) -> bytes:
+        """A sealed object opened with the first of :attr:`private_keys` that opens it (CryptoError if none)."""
+        for key in self.private_keys:
+            try:
+                if max_size is None:
+                    return open_mail_object(key, blob)
+                return open_mail_object(key, blob, max_size)
+            except CryptoError:
+                continue
+        raise DecryptionError()
 
     # -- mail ---------------------------------------------------------------------------------
 

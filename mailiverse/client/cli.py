@@ -41,7 +41,7 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import IO, Any, NoReturn
 
-from mailiverse.client import aliases, cli_screener
+from mailiverse.client import aliases, cli_keys, cli_screener
 from mailiverse.client.api import ALREADY_LEARNED, LEARNED, NO_SPAM_FILTER, Client, MessageInfo, delivered_to_of
 from mailiverse.client.errors import (
     ApiError,
@@ -135,6 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     imported.add_argument("dir", metavar="DIR")
     _add_alias_commands(commands)
     cli_screener.add_commands(commands)
+    cli_keys.add_commands(commands, _Parser)
     return parser
 
 
@@ -280,11 +281,18 @@ class _Run:
     """One invocation: its streams, environment and password prompts."""
 
     def __init__(
-        self, args: argparse.Namespace, stdin: IO[bytes], stdout: IO[str], environ: Mapping[str, str], prompt: Prompt
+        self,
+        args: argparse.Namespace,
+        stdin: IO[bytes],
+        stdout: IO[str],
+        environ: Mapping[str, str],
+        prompt: Prompt,
+        stderr: IO[str] | None = None,
     ) -> None:
         self.args = args
         self.stdin = stdin
         self.stdout = stdout
+        self.stderr = stderr if stderr is not None else sys.stderr
         self.environ = environ
         self.prompt = prompt
 
@@ -334,6 +342,8 @@ class _Run:
                 raise UsageError("the message body on stdin is not UTF-8") from None
             password = self.password()
             client.login(password)
+            cli_keys.watch(client, self.stderr, PROG)
+            cli_keys.check_recipients(client, [*self.args.to, *self.args.cc])
             sender = self.args.from_address
             try:
                 result = client.send(
@@ -358,6 +368,7 @@ class _Run:
             self.out(f"sent {result.sent_path.rsplit('/', 1)[-1]}: {'; '.join(where)}")
             return
         client.login(self.password())
+        cli_keys.watch(client, self.stderr, PROG)
         if command == "login":
             self.out(f"logged in as {client.user} ({', '.join(client.addresses) or 'no addresses'})")
         elif command == "ls":
@@ -386,6 +397,8 @@ class _Run:
             self.alias(client)
         elif command in cli_screener.COMMANDS:
             cli_screener.run(client, self.args, self.out)
+        elif command in cli_keys.COMMANDS:
+            cli_keys.run(client, self.args, self.out)
         elif command == "export":
             exported = export_maildir(client, self.args.dir)
             detail = ", ".join(f"{name}: {count}" for name, count in exported.written.items())
@@ -478,6 +491,7 @@ def main(
             out,
             environ if environ is not None else os.environ,
             prompt,
+            err,
         )
         user = account_name(args.user) if args.command in LEGACY_COMMANDS else args.user
         client = Client(transport_factory(args), user)

@@ -127,14 +127,13 @@ class KeyLog:
         head = _latest_head(conn)
         if head is None:
             return []
-        leaves = dict(
-            conn.execute(select(key_log.c.leaf_index, key_log.c.leaf).where(key_log.c.leaf_index.in_(leaf_indexes)))
-        )
+        rows = conn.execute(select(key_log.c.leaf_index, key_log.c.leaf).where(key_log.c.leaf_index.in_(leaf_indexes)))
+        leaves = {int(index): bytes(leaf) for index, leaf in rows}
         with self._lock:
             self._sync(conn, head)
             size = head.head.tree_size
             return [
-                Proven(index, bytes(leaves[index]), self._tree.inclusion(index, size), head)
+                Proven(index, leaves[index], self._tree.inclusion(index, size), head)
                 for index in leaf_indexes
                 if index < size and index in leaves
             ]

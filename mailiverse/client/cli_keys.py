@@ -1,0 +1,105 @@
+"""The key-directory commands of ``mailiverse-client`` (``mailiverse.client.keys`` does the work).
+
+``keys verify ADDRESS`` prints one line per fact, ``name: value``: ``address``, ``key_id``, ``fingerprint``
+(hex SHA-256 of the DER public key), ``status``, ``proof`` (``verified in tree of N entries, leaf I``) and
+``history`` (the earlier key ids, or ``-``); any failed check exits 1 with ``KEY ALARM`` on stderr.
+``keys rotate`` prints ``rotated KEY_ID -> KEY_ID``. ``log audit`` prints ``entries``, ``heads``, ``keys``,
+``policies`` and ``audit: ok`` (or each problem, then exit 1).
+
+Every logged-in command first checks the user's own addresses in the directory (``watch``); what it finds is
+written to stderr, loudly, and never changes what the command prints on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Sequence
+from typing import IO, Any
+
+from mailiverse.client import keys
+from mailiverse.client.api import Client
+from mailiverse.client.errors import ApiError, ClientError
+
+COMMANDS = frozenset({"keys", "log"})
+
+
+def add_commands(commands: Any, parser_class: Any) -> None:
+    """Add ``keys`` and ``log`` to the CLI's sub-command parsers."""
+    key_parser = commands.add_parser("keys", help="the key directory: verify ADDRESS, rotate")
+    actions = key_parser.add_subparsers(dest="keys_command", required=True, metavar="ACTION", parser_class=parser_class)
+    verify = actions.add_parser("verify", help="check ADDRESS's key: signature, log inclusion, consistency")
+    verify.add_argument("address", metavar="ADDRESS")
+    rotate = actions.add_parser("rotate", help="make a new key pair; the old one stays for reading old mail")
+    rotate.add_argument("--bits", type=int, choices=(2048, 3072, 4096), default=2048)
+    log_parser = commands.add_parser("log", help="the transparency log: audit")
+    log_actions = log_parser.add_subparsers(
+        dest="log_command", required=True, metavar="ACTION", parser_class=parser_class
+    )
+    log_actions.add_parser("audit", help="replay the whole log and check every record and signed head")
+
+
+def run(client: Client, args: argparse.Namespace, out: Callable[[str], None]) -> None:
+    if args.command == "keys" and args.keys_command == "verify":
+        try:
+            verified = keys.lookup(client, args.address)
+        except keys.KeyAlarm as alarm:
+            raise ClientError(f"KEY ALARM for {args.address}: {alarm.message}") from None
+        except ApiError as error:
+            if error.code == "not_found":
+                raise ClientError(f"{args.address}: no key in this appliance's directory") from None
+            raise
+        record = verified.record
+        out(f"address: {verified.address}")
+        out(f"key_id: {record.key_id}")
+        out(f"fingerprint: {record.fingerprint}")
+        out(f"status: {record.status} ({record.kind}, RSA-{record.bits}, format {record.envelope_format})")
+        out(f"proof: verified in tree of {verified.head.tree_size} entries, leaf {verified.leaf_index}")
+        out("history: " + (", ".join(f"{r.key_id} ({r.status})" for r in verified.history) or "-"))
+    elif args.command == "keys" and args.keys_command == "rotate":
+        new, old = keys.rotate(client, bits=args.bits)
+        out(f"rotated {old} -> {new.record.key_id} (SHA-256 {new.record.fingerprint[:16]})")
+    elif args.command == "log" and args.log_command == "audit":
+        report = keys.audit(client)
+        out(f"entries: {report.entries}")
+        out(f"heads: {report.heads}")
+        out(f"keys: {report.keys}")
+        out(f"policies: {report.policies}")
+        for problem in report.problems:
+            out(f"problem: {problem}")
+        if report.problems:
+            raise ClientError(f"the log failed its audit ({len(report.problems)} problem(s))")
+        out("audit: ok")
+
+
+def watch(client: Client, err: IO[str], prog: str) -> bool:
+    """The login-time check of the user's own keys; alarms go to ``err``. False when there was one."""
+    try:
+        found = keys.check_own_keys(client)
+    except ClientError as error:
+        err.write(f"{prog}: warning: the key directory could not be checked ({error})\n")
+        return True
+    for address in found.published:
+        err.write(f"{prog}: published your key for {address} in the key directory\n")
+    for alarm in found.alarms:
+        err.write(f"{prog}: *** KEY ALARM *** {alarm}\n")
+    return not found.alarms
+
+
+def check_recipients(client: Client, recipients: Sequence[str]) -> None:
+    """Refuse to send when a recipient on this appliance has a key that fails verification."""
+    local_domains = {address.rpartition("@")[2].lower() for address in client.addresses}
+    state = keys.load_state(client)
+    for address in recipients:
+        if address.rpartition("@")[2].lower() not in local_domains:
+            continue
+        try:
+            keys.lookup(client, address, state)
+        except ApiError as error:
+            if error.code != "not_found":
+                raise
+        except keys.KeyAlarm as alarm:
+            raise ClientError(f"not sent: KEY ALARM for {address}: {alarm.message}") from None
+    keys.save_state(client, state)
+
+
+__all__ = ["COMMANDS", "add_commands", "check_recipients", "run", "watch"]

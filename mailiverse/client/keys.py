@@ -1,0 +1,505 @@
+"""The client's side of the key directory (docs/keys.md): verify every key it is handed, watch its own, rotate.
+
+A key answer from the appliance is believed only when all of this holds: the record is signed by its own key
+and serves the address asked for; the leaf is the record's canonical JSON; the inclusion proof puts that leaf
+in the tree of the signed tree head; the head is signed by the log key this user pinned at first sight; and
+the head is consistent with the last one this user verified (a consistency proof from the log). The last
+head and the pinned log key are kept in ``Settings/keylog``, sealed to the user's own key like mail.
+
+At every login the client checks its own addresses: every record the log holds for them must be for a key
+the user holds (current or retired). A record the user did not make is a :class:`KeyAlarm`, loud.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote, urlencode
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from mailiverse.client.api import (
+    MAX_RETIRED_KEYS,
+    PRIVATE_KEY_NAME,
+    PUBLIC_KEY_NAME,
+    RETIRED_KEYS_NAME,
+    Client,
+)
+from mailiverse.client.errors import ApiError, ClientError, ProtocolError, UsageError
+from mailiverse.compat.blocks import encrypt_key_block
+from mailiverse.crypto.errors import CryptoError
+from mailiverse.crypto.formats import seal_mail_object
+from mailiverse.crypto.keys import generate_private_key, private_key_der, public_key_der
+from mailiverse.keylog import merkle, sth
+from mailiverse.keylog.records import (
+    KeyRecord,
+    PolicyRecord,
+    RecordError,
+    key_record_fields,
+    parse_leaf,
+    sign_key_record,
+    verify_key_record,
+    verify_leaf,
+)
+
+#: Where the client keeps the log key it pinned and the last head it verified.
+STATE_PATH = "Settings/keylog"
+_MAX_STATE_BYTES = 64 * 1024
+_PAGE = 1000
+
+
+class KeyAlarm(ClientError):
+    """A key the directory serves failed verification, or is not the owner's: never seal to it."""
+
+    code = "key_alarm"
+
+
+@dataclass
+class TrustState:
+    """The pinned log key and the last verified head (None before the first)."""
+
+    log_key: bytes | None = None
+    head: sth.TreeHead | None = None
+    signature: bytes = b""
+    changed: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        value: dict[str, Any] = {"v": 1, "log_key": None if self.log_key is None else _b64(self.log_key)}
+        value["sth"] = None if self.head is None else sth.to_json(self.head, self.signature)
+        return value
+
+
+@dataclass(frozen=True)
+class VerifiedKey:
+    """A key answer that passed every check."""
+
+    address: str
+    record: KeyRecord
+    leaf_index: int
+    head: sth.TreeHead
+    history: list[KeyRecord] = field(default_factory=list)
+
+    @property
+    def public_key(self) -> rsa.RSAPublicKey:
+        key = serialization.load_der_public_key(self.record.public_key)
+        assert isinstance(key, rsa.RSAPublicKey)
+        return key
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def _unb64(value: object, what: str) -> bytes:
+    if not isinstance(value, str):
+        raise KeyAlarm(f"the directory's {what} is missing")
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise KeyAlarm(f"the directory's {what} is not base64") from None
+
+
+# -- the trust state ---------------------------------------------------------------------------------
+
+
+def load_state(client: Client) -> TrustState:
+    """The user's pinned log key and last head (empty the first time)."""
+    try:
+        blob = client.get_object(STATE_PATH)
+    except ApiError as error:
+        if error.code == "not_found":
+            return TrustState()
+        raise
+    try:
+        value = json.loads(client.open_sealed(blob, _MAX_STATE_BYTES))
+        log_key = None if value.get("log_key") is None else _unb64(value["log_key"], "log key")
+        if value.get("sth") is None:
+            return TrustState(log_key)
+        head, signature = sth.from_json(value["sth"])
+        return TrustState(log_key, head, signature)
+    except (CryptoError, ValueError, AttributeError, TypeError) as error:
+        raise KeyAlarm(f"the saved transparency state is unreadable ({error})") from None
+
+
+def save_state(client: Client, state: TrustState) -> None:
+    """Seal the state to the user's own key and store it (only when it changed)."""
+    if not state.changed:
+        return
+    fmt = client.envelope_format or "v2"
+    data = json.dumps(state.to_json(), separators=(",", ":")).encode()
+    client.put_object(STATE_PATH, seal_mail_object(fmt, client.private_key.public_key(), data))
+    state.changed = False
+
+
+def _log_key(client: Client, state: TrustState) -> Ed25519PublicKey:
+    """The pinned log key (pinned now, from ``/api/log/key``, the first time)."""
+    if state.log_key is None:
+        answer = client.request_json("GET", "/api/log/key")
+        raw = _unb64(answer.get("public_key"), "log key")
+        if answer.get("algorithm") != "Ed25519" or len(raw) != 32:
+            raise KeyAlarm("the log key is not an Ed25519 key")
+        state.log_key, state.changed = raw, True
+    return Ed25519PublicKey.from_public_bytes(state.log_key)
+
+
+def _advance(client: Client, state: TrustState, head: sth.TreeHead, signature: bytes) -> None:
+    """Accept ``head`` after checking its signature and its consistency with the last verified head."""
+    if not sth.verify(head, signature, _log_key(client, state)):
+        raise KeyAlarm("the signed tree head does not verify with the pinned log key")
+    last = state.head
+    if last is not None:
+        if head.tree_size < last.tree_size:
+            # An older head: it must be consistent with ours the other way round.
+            _check_consistency(client, head, last)
+            return
+        _check_consistency(client, last, head)
+    if last is None or head.tree_size > last.tree_size or head.timestamp > last.timestamp:
+        state.head, state.signature, state.changed = head, signature, True
+
+
+def _check_consistency(client: Client, first: sth.TreeHead, second: sth.TreeHead) -> None:
+    if first.tree_size == second.tree_size:
+        if first.root_hash != second.root_hash:
+            raise KeyAlarm("two signed heads of the same size have different roots: the log forked")
+        return
+    if first.tree_size == 0:
+        if first.root_hash != merkle.EMPTY_ROOT:
+            raise KeyAlarm("an empty head with a non-empty root")
+        return
+    try:
+        answer = client.request_json(
+            "GET", "/api/log/consistency?" + urlencode({"first": first.tree_size, "second": second.tree_size})
+        )
+    except ApiError as error:
+        if error.code != "bad_range":
+            raise
+        raise KeyAlarm(
+            f"the log no longer has the {max(first.tree_size, second.tree_size)} entries this account saw: "
+            "it was rewritten (the log forked)"
+        ) from None
+    proof_field = answer.get("consistency")
+    if not isinstance(proof_field, list) or len(proof_field) > 128:
+        raise KeyAlarm("the consistency proof is malformed")
+    proof = [_unb64(node, "consistency proof") for node in proof_field]
+    if not merkle.verify_consistency(first.tree_size, second.tree_size, first.root_hash, second.root_hash, proof):
+        raise KeyAlarm(
+            f"the log of {second.tree_size} entries is not an extension of the one of {first.tree_size} "
+            "this account saw: the log forked"
+        )
+
+
+# -- key answers -------------------------------------------------------------------------------------
+
+
+def _proven_record(entry: Mapping[str, Any], head: sth.TreeHead) -> KeyRecord:
+    """The record of one ``{record, leaf, leaf_index, tree_size, audit_path}`` entry, proven in ``head``."""
+    leaf = _unb64(entry.get("leaf"), "leaf")
+    try:
+        document = parse_leaf(leaf)
+        record = verify_key_record(document)
+    except RecordError as error:
+        raise KeyAlarm(f"the key record is refused: {error}") from None
+    if entry.get("record") != document:
+        raise KeyAlarm("the record differs from the leaf the log hashed")
+    index, size = entry.get("leaf_index"), entry.get("tree_size")
+    path = entry.get("audit_path")
+    if not isinstance(index, int) or not isinstance(size, int) or not isinstance(path, list) or len(path) > 128:
+        raise KeyAlarm("the inclusion proof is malformed")
+    if size != head.tree_size:
+        raise KeyAlarm("the inclusion proof is for another tree than the signed head")
+    nodes = [_unb64(node, "audit path") for node in path]
+    if not merkle.verify_inclusion(merkle.leaf_hash(leaf), index, size, nodes, head.root_hash):
+        raise KeyAlarm("the inclusion proof does not lead to the signed root")
+    return record
+
+
+def verify_answer(client: Client, state: TrustState, address: str, answer: Mapping[str, Any]) -> VerifiedKey:
+    """Check a ``/api/keys/{address}`` answer completely (the module docstring lists the checks)."""
+    try:
+        head, signature = sth.from_json(answer.get("sth"))
+    except ValueError as error:
+        raise KeyAlarm(f"the signed tree head is malformed ({error})") from None
+    _advance(client, state, head, signature)
+    record = _proven_record(answer, head)
+    if not record.serves(address):
+        raise KeyAlarm(f"the record is not bound to {address}")
+    if record.status != "current":
+        raise KeyAlarm("the directory answered a key that is no longer current")
+    history_field = answer.get("history", [])
+    if not isinstance(history_field, list) or len(history_field) > 1000:
+        raise KeyAlarm("the history is malformed")
+    history = []
+    for entry in history_field:
+        if not isinstance(entry, dict):
+            raise KeyAlarm("the history is malformed")
+        older = _proven_record(entry, head)
+        if not older.serves(address):
+            raise KeyAlarm(f"a history record is not bound to {address}")
+        history.append(older)
+    index = answer.get("leaf_index")
+    return VerifiedKey(address.lower(), record, int(index) if isinstance(index, int) else -1, head, history)
+
+
+def lookup(client: Client, address: str, state: TrustState | None = None) -> VerifiedKey:
+    """The verified current key of ``address`` (KeyAlarm when any check fails; ApiError not_found if none)."""
+    own_state = state is None
+    state = load_state(client) if state is None else state
+    answer = client.request_json("GET", "/api/keys/" + quote(address, safe="@"))
+    verified = verify_answer(client, state, address, answer)
+    if own_state:
+        save_state(client, state)
+    return verified
+
+
+# -- the owner's watch -------------------------------------------------------------------------------
+
+
+def _own_public_keys(client: Client) -> set[bytes]:
+    return {public_key_der(key) for key in (client.private_key, *client.retired_keys)}
+
+
+@dataclass
+class OwnCheck:
+    """What the login-time check of the user's own addresses found."""
+
+    verified: list[VerifiedKey] = field(default_factory=list)
+    published: list[str] = field(default_factory=list)
+    alarms: list[str] = field(default_factory=list)
+
+
+def check_own_keys(client: Client, now: Callable[[], float] = time.time) -> OwnCheck:
+    """Check every record the log holds for the user's addresses; publish the first record if there is none.
+
+    Never raises for what it finds: each problem is one line of ``alarms`` (shown loudly by the caller).
+    """
+    result = OwnCheck()
+    try:
+        state = load_state(client)
+    except KeyAlarm as error:
+        result.alarms.append(error.message)
+        return result
+    mine = _own_public_keys(client)
+    try:
+        _check_newest_head(client, state)
+    except KeyAlarm as error:
+        # A log that does not extend the one this user saw: nothing it says can be believed, nothing is published.
+        result.alarms.append(error.message)
+        return result
+    for address in client.addresses:
+        try:
+            verified = lookup(client, address, state)
+        except ApiError as error:
+            if error.code != "not_found":
+                raise
+            if _publish_first(client, now):
+                result.published.append(address)
+                try:
+                    verified = lookup(client, address, state)
+                except (ApiError, KeyAlarm) as again:
+                    result.alarms.append(f"{address}: {again}")
+                    continue
+            else:
+                continue
+        except KeyAlarm as error:
+            result.alarms.append(f"{address}: {error.message}")
+            continue
+        strangers = [r for r in (verified.record, *verified.history) if r.public_key not in mine]
+        for record in strangers:
+            result.alarms.append(
+                f"{address}: the directory publishes key {record.key_id} (SHA-256 {record.fingerprint[:16]}) "
+                "that you did not make"
+            )
+        result.verified.append(verified)
+    save_state(client, state)
+    return result
+
+
+def _check_newest_head(client: Client, state: TrustState) -> None:
+    """Verify the log's newest head against the last one this user saw (an empty log only if none was seen)."""
+    try:
+        answer = client.request_json("GET", "/api/log/sth")
+    except ApiError as error:
+        if error.code != "empty_log":
+            raise
+        if state.head is not None and state.head.tree_size > 0:
+            raise KeyAlarm("the log is empty, but this account saw it with entries: it was rewritten") from None
+        return
+    try:
+        head, signature = sth.from_json(answer)
+    except ValueError as error:
+        raise KeyAlarm(f"the signed tree head is malformed ({error})") from None
+    _advance(client, state, head, signature)
+
+
+def _publish_first(client: Client, now: Callable[[], float]) -> bool:
+    """Publish the account's current key's first record (True), unless another record already holds it."""
+    fields = key_record_fields(
+        client.private_key.public_key(),
+        client.addresses,
+        envelope_format=client.envelope_format or "v2",
+        created_ms=int(now() * 1000),
+    )
+    record = sign_key_record(fields, client.private_key)
+    try:
+        client.request_json("POST", "/api/keys", {"records": [record]})
+    except ApiError as error:
+        if error.code in ("already_published", "key_mismatch"):
+            return False
+        raise
+    return True
+
+
+# -- rotation ----------------------------------------------------------------------------------------
+
+
+def rotate(client: Client, bits: int = 2048, now: Callable[[], float] = time.time) -> tuple[VerifiedKey, str]:
+    """Make a new key pair, publish it superseding the current key, keep the old private key in the key block.
+
+    Returns the new verified key and the old key's id. Mail sealed to the old key stays readable.
+    """
+    if not client.addresses:
+        raise UsageError("the account has no addresses to bind a key to")
+    state = load_state(client)
+    current = lookup(client, client.addresses[0], state)
+    if current.record.public_key != public_key_der(client.private_key):
+        raise KeyAlarm("the directory's current key is not the one this account holds: rotation refused")
+    block_key = client.block_key
+    if len(client.retired_keys) >= MAX_RETIRED_KEYS:
+        raise UsageError(f"the key block holds {MAX_RETIRED_KEYS} retired keys already")
+    now_ms = int(now() * 1000)
+    old_fields = {k: v for k, v in current.record.document.items() if k != "signature"}
+    old_fields.update({"status": "superseded", "retired_ms": now_ms})
+    old_record = sign_key_record(old_fields, client.private_key)
+    new_private = generate_private_key(bits)
+    new_fields = key_record_fields(
+        new_private.public_key(),
+        client.addresses,
+        envelope_format=client.envelope_format or "v2",
+        created_ms=now_ms,
+        supersedes=current.record.key_id,
+    )
+    new_record = sign_key_record(new_fields, new_private)
+    environment = dict(client.key_environment)
+    retired = [_b64(private_key_der(client.private_key))] + [_b64(private_key_der(k)) for k in client.retired_keys]
+    environment[RETIRED_KEYS_NAME] = json.dumps(retired)
+    environment[PRIVATE_KEY_NAME] = _b64(private_key_der(new_private))
+    environment[PUBLIC_KEY_NAME] = _b64(public_key_der(new_private))
+    body: dict[str, Any] = {
+        "records": [new_record, old_record],
+        "key_block": _b64(encrypt_key_block(block_key, environment)),
+    }
+    if client.key_block_version is not None:
+        body["key_block_version"] = client.key_block_version
+    answer = client.request_json("POST", "/api/keys", body)
+    client.adopt_rotated_key(new_private, environment, answer.get("key_block_version"))
+    verified = lookup(client, client.addresses[0], state)
+    if verified.record.key_id != new_record["key_id"]:
+        raise KeyAlarm("after rotation the directory does not serve the new key")
+    save_state(client, state)
+    return verified, current.record.key_id
+
+
+# -- the audit ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class AuditReport:
+    entries: int = 0
+    heads: int = 0
+    keys: int = 0
+    policies: int = 0
+    problems: list[str] = field(default_factory=list)
+
+
+def audit(client: Client) -> AuditReport:
+    """Replay the whole log: every record verified, every signed head's root rebuilt, policies only forward."""
+    state = load_state(client)
+    log_key = _log_key(client, state)
+    report = AuditReport()
+    tree = merkle.MerkleTree()
+    heads: list[tuple[sth.TreeHead, bytes]] = []
+    after = 0
+    while True:
+        answer = client.request_json("GET", "/api/log/heads?" + urlencode({"after": after}))
+        page = answer.get("heads")
+        if not isinstance(page, list):
+            raise ProtocolError("the log's heads answer is malformed")
+        for item in page:
+            try:
+                heads.append(sth.from_json(item))
+            except ValueError as error:
+                report.problems.append(f"a malformed signed head ({error})")
+        if len(page) < _PAGE or not heads:
+            break
+        after = heads[-1][0].tree_size
+    if not heads:
+        return report
+    newest = heads[-1][0]
+    policies: dict[str, PolicyRecord] = {}
+    start = 0
+    while start < newest.tree_size:
+        answer = client.request_json(
+            "GET", "/api/log/entries?" + urlencode({"start": start, "end": min(start + _PAGE, newest.tree_size) - 1})
+        )
+        entries = answer.get("entries")
+        if not isinstance(entries, list) or not entries:
+            raise ProtocolError("the log's entries answer is malformed")
+        for entry in entries:
+            if not isinstance(entry, dict) or entry.get("leaf_index") != tree.size:
+                raise ProtocolError("the log's entries are out of order")
+            leaf = _unb64(entry.get("leaf"), "leaf")
+            tree.append(leaf)
+            try:
+                record = verify_leaf(leaf, log_key)
+            except RecordError as error:
+                report.problems.append(f"entry {tree.size - 1}: {error}")
+                continue
+            if isinstance(record, PolicyRecord):
+                report.policies += 1
+                earlier = policies.get(record.domain)
+                expected_seq = 1 if earlier is None else earlier.seq + 1
+                expected_previous = None if earlier is None else merkle.leaf_hash(earlier.leaf)
+                if record.seq != expected_seq or record.previous != expected_previous:
+                    report.problems.append(f"entry {tree.size - 1}: the policy of {record.domain} does not follow on")
+                policies[record.domain] = record
+            else:
+                report.keys += 1
+        start = tree.size
+    report.entries = tree.size
+    for head, signature in heads:
+        report.heads += 1
+        if not sth.verify(head, signature, log_key):
+            report.problems.append(f"the head of size {head.tree_size} is not signed by the log key")
+        elif head.tree_size > tree.size or tree.root_at(head.tree_size) != head.root_hash:
+            report.problems.append(f"the head of size {head.tree_size} does not match the replayed log")
+    try:
+        _advance(client, state, newest, heads[-1][1])
+    except KeyAlarm as error:
+        report.problems.append(error.message)
+    if not report.problems:
+        save_state(client, state)
+    return report
+
+
+__all__ = [
+    "STATE_PATH",
+    "AuditReport",
+    "KeyAlarm",
+    "OwnCheck",
+    "TrustState",
+    "VerifiedKey",
+    "audit",
+    "check_own_keys",
+    "load_state",
+    "lookup",
+    "rotate",
+    "save_state",
+    "verify_answer",
+]

@@ -1,0 +1,231 @@
+"""``mailiverse-client keys verify|rotate`` and ``log audit`` against a real ``twistd mailiverse`` (issue 20).
+
+Sign-up publishes the account's signed key record; ``keys verify`` checks another user's key (signature,
+inclusion in the signed head, consistency with the last head this user saw) and prints its id and
+fingerprint; mail sealed before a rotation and after it both open; the superseded record stays in the
+history; ``log audit`` replays every entry and head. Then the attacks: a key swapped in the database behind
+the API's back (the server now serves a record signed by an attacker's key for alice's address) raises a
+KEY ALARM at alice's next login and ``keys verify`` refuses it, and ``send`` refuses to send to it.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import pytest
+from sqlalchemy import create_engine, delete, insert, select, update
+from sqlalchemy.engine import Connection, Engine
+
+from mailiverse.crypto.keys import generate_private_key, public_key_der
+from mailiverse.keylog.records import address_hash, canonical_json, key_record_fields, sign_key_record
+from mailiverse.store.keylog import KeyLog, load_log_key
+from mailiverse.store.schema import key_bindings, key_log, key_log_heads, key_records
+from tests.support.e2e import Device
+from tests.support.harness import DOMAIN, Appliance
+from tests.support.smtp import SmtpSession
+
+PASSWORDS = {"alice": "alice's long directory password", "bob": "bob's long directory password"}
+ALICE, BOB = f"alice@{DOMAIN}", f"bob@{DOMAIN}"
+
+
+@dataclass
+class World:
+    app: Appliance
+    device: Device
+
+    def cli(self, *command: str, user: str = "alice", stdin: bytes = b"") -> subprocess.CompletedProcess[str]:
+        return self.device.cli(user, *command, password=PASSWORDS[user], stdin=stdin)
+
+    def ok(self, *command: str, user: str = "alice", stdin: bytes = b"") -> str:
+        done = self.cli(*command, user=user, stdin=stdin)
+        assert done.returncode == 0, (command, done.stdout, done.stderr)
+        assert "KEY ALARM" not in done.stderr, done.stderr
+        return done.stdout
+
+    def fields(self, *command: str, user: str = "alice") -> dict[str, str]:
+        return dict(line.split(": ", 1) for line in self.ok(*command, user=user).splitlines())
+
+    def deliver(self, subject: str, to: str = ALICE) -> None:
+        message = (
+            f"From: Carol <carol@remote.test>\r\nTo: {to}\r\nSubject: {subject}\r\n"
+            f"Message-ID: <{subject.replace(' ', '-')}@remote.test>\r\n\r\nThis is {subject}.\r\n"
+        ).encode()
+        session = SmtpSession(self.app.smtp_port, timeout=60)
+        try:
+            session.hello()
+            session.envelope([to], sender="carol@remote.test")
+            code, reply = session.send_data(message)
+            assert code == 250, reply
+        finally:
+            session.close()
+
+    def read_subject(self, subject: str, user: str = "alice") -> str:
+        rows = {row[3]: row for row in (line.split("\t") for line in self.ok("ls", user=user).splitlines())}
+        return self.ok("read", rows[subject][0], user=user)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    root = tmp_path_factory.mktemp("keys")
+    app = Appliance(root / "appliance", extra_args=["--workers", "1"])
+    try:
+        app.start()
+        home = root / "device"
+        home.mkdir()
+        world = World(app, Device(home, app))
+        world.ok("signup")
+        world.ok("signup", "--invite", app.admin("invite", "create").stdout.decode().strip(), user="bob")
+        yield world
+    finally:
+        app.stop()
+
+
+@pytest.mark.integration
+def test_verify_rotate_history_and_audit(world: World) -> None:
+    """keys verify prints a verified record; rotation keeps old mail readable and the old record in history."""
+    seen = world.fields("keys", "verify", BOB)
+    assert seen["address"] == BOB
+    assert len(seen["key_id"]) == 36 and len(seen["fingerprint"]) == 64
+    assert seen["status"].startswith("current (personal, RSA-2048")
+    assert seen["proof"].startswith("verified in tree of ") and seen["history"] == "-"
+
+    world.deliver("before rotation")
+    before = world.fields("keys", "verify", ALICE)
+    rotated = world.ok("keys", "rotate")
+    assert rotated.startswith(f"rotated {before['key_id']} -> "), rotated
+    world.deliver("after rotation")
+    assert "This is before rotation." in world.read_subject("before rotation")
+    assert "This is after rotation." in world.read_subject("after rotation")
+
+    after = world.fields("keys", "verify", ALICE, user="bob")
+    assert after["key_id"] != before["key_id"] and after["fingerprint"] != before["fingerprint"]
+    assert after["history"] == f"{before['key_id']} (superseded)"
+    # Bob's view of alice's key agrees with alice's own.
+    assert world.fields("keys", "verify", ALICE)["key_id"] == after["key_id"]
+
+    audit = world.fields("log", "audit", user="bob")
+    assert audit["audit"] == "ok"
+    # alice's first key, bob's, then the rotation's two records (old superseded, new)
+    assert int(audit["entries"]) == int(audit["keys"]) == 4 and int(audit["heads"]) == 3
+
+
+@contextmanager
+def appliance_db(world: World) -> Iterator[Engine]:
+    """The running appliance's SQLite database, opened as someone with access to the server's disk."""
+    engine = create_engine(f"sqlite:///{world.app.data_dir / 'mailiverse.sqlite3'}", connect_args={"timeout": 30})
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+
+
+def _bob_current(conn: Connection) -> tuple[str, int]:
+    raw = base64.b64decode(address_hash(BOB))
+    row = conn.execute(
+        select(key_records.c.key_id, key_records.c.leaf_index)
+        .select_from(key_bindings.join(key_records, key_bindings.c.key_id == key_records.c.key_id))
+        .where(key_bindings.c.address_hash == raw, key_records.c.status == "current")
+    ).one()
+    return str(row.key_id), int(row.leaf_index)
+
+
+def _forged_record() -> tuple[dict[str, object], bytes]:
+    """A key record for bob's address, correctly signed by an attacker's own key."""
+    attacker = generate_private_key(2048)
+    forged = sign_key_record(
+        key_record_fields(attacker.public_key(), [BOB], created_ms=int(time.time() * 1000)), attacker
+    )
+    return forged, public_key_der(attacker.public_key())
+
+
+def _alarm(done: subprocess.CompletedProcess[str]) -> str:
+    assert done.returncode == 1, (done.stdout, done.stderr)
+    assert "KEY ALARM" in done.stderr, done.stderr
+    return done.stderr
+
+
+@pytest.mark.integration
+def test_tampering_forks_and_swaps_are_each_alarms(world: World) -> None:
+    """Three attacks by someone controlling the server's database (and, for the fork, its log key); after each
+    the database is put back and the clients agree with it again."""
+    assert world.fields("keys", "verify", BOB)["status"].startswith("current")  # alice saw the log as it was
+    with appliance_db(world) as engine:
+        with engine.begin() as conn:
+            log_rows = [dict(r._mapping) for r in conn.execute(select(key_log))]
+            head_rows = [dict(r._mapping) for r in conn.execute(select(key_log_heads))]
+            record_rows = [dict(r._mapping) for r in conn.execute(select(key_records))]
+            binding_rows = [dict(r._mapping) for r in conn.execute(select(key_bindings))]
+            bob_key, bob_leaf = _bob_current(conn)
+            bob_user = next(r["user_id"] for r in record_rows if r["key_id"] == bob_key)
+
+        def restore() -> None:
+            with engine.begin() as conn:
+                for table in (key_bindings, key_records, key_log_heads, key_log):
+                    conn.execute(delete(table))
+                conn.execute(insert(key_log), log_rows)
+                conn.execute(insert(key_log_heads), head_rows)
+                conn.execute(insert(key_records), record_rows)
+                conn.execute(insert(key_bindings), binding_rows)
+
+        # 1. A tampered record: bob's leaf rewritten to carry another key, signature and proof left as they were.
+        forged, forged_der = _forged_record()
+        with engine.begin() as conn:
+            original = next(r["leaf"] for r in log_rows if r["leaf_index"] == bob_leaf)
+            document = json.loads(original)
+            document["public_key"] = forged["public_key"]
+            conn.execute(update(key_log).where(key_log.c.leaf_index == bob_leaf).values(leaf=canonical_json(document)))
+        assert "signature does not verify" in _alarm(world.cli("keys", "verify", BOB))
+        restore()
+        assert world.fields("keys", "verify", BOB)["key_id"] == bob_key
+
+        # 2. A key swapped in the database behind the API's back: the forged record takes bob's place in the
+        # index and in the leaf (its own signature is valid), but the log's signed head was over the real leaf.
+        with engine.begin() as conn:
+            conn.execute(update(key_log).where(key_log.c.leaf_index == bob_leaf).values(leaf=canonical_json(forged)))
+            conn.execute(delete(key_bindings).where(key_bindings.c.key_id == bob_key))
+            conn.execute(
+                update(key_records)
+                .where(key_records.c.key_id == bob_key)
+                .values(key_id=forged["key_id"], public_key=forged_der)
+            )
+            conn.execute(
+                insert(key_bindings).values(
+                    address_hash=base64.b64decode(address_hash(BOB)), key_id=forged["key_id"], created_ms=0
+                )
+            )
+        assert "inclusion proof" in _alarm(world.cli("keys", "verify", BOB))
+        sent = world.cli("send", "--to", BOB, "--subject", "to a swapped key", stdin=b"secret\n")
+        assert sent.returncode == 1 and "not sent: KEY ALARM" in sent.stderr, sent.stderr
+        restore()
+
+        # 3. A forked log: the server (with its log key) rebuilds the log from scratch with the forged key for
+        # bob in it and signs heads over it. Each head verifies on its own; alice's last head is not in it.
+        log_key = load_log_key(world.app.data_dir / "keys" / "log.key.pem")
+        with engine.begin() as conn:
+            for table in (key_bindings, key_records, key_log_heads, key_log):
+                conn.execute(delete(table))
+            fork = KeyLog(log_key)
+            fork.append_txn(conn, [canonical_json(forged)], int(time.time() * 1000))
+            conn.execute(
+                insert(key_records).values(
+                    key_id=forged["key_id"], user_id=bob_user, group_id=None, kind="personal", status="current",
+                    public_key=forged_der, leaf_index=0, created_ms=0,
+                )
+            )  # fmt: skip
+            conn.execute(
+                insert(key_bindings).values(
+                    address_hash=base64.b64decode(address_hash(BOB)), key_id=forged["key_id"], created_ms=0
+                )
+            )
+        forked = _alarm(world.cli("keys", "verify", BOB))
+        assert "*** KEY ALARM *** the log no longer has the" in forked and "forked" in forked, forked
+        assert "published your key" not in forked, forked
+        restore()
+    assert world.fields("keys", "verify", BOB)["key_id"] == bob_key
+    assert world.fields("log", "audit")["audit"] == "ok"
