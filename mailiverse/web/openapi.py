@@ -105,6 +105,34 @@ _ALIAS = _obj(
 )
 
 
+_OBJECT_ANY = {"type": "object"}
+_STH = _obj(
+    ["tree_size", "root_hash", "timestamp", "signature"],
+    {"tree_size": _INT, "root_hash": _B64, "timestamp": _INT, "signature": _B64},
+)
+_PROVEN = {
+    "record": _OBJECT_ANY,
+    "leaf": _B64,
+    "leaf_index": _INT,
+    "tree_size": _INT,
+    "audit_path": {"type": "array", "items": _B64},
+}
+_KEY_ANSWER = _obj(
+    ["record", "leaf", "leaf_index", "tree_size", "audit_path", "sth"],
+    {
+        **_PROVEN,
+        "sth": _STH,
+        "address": _TEXT,
+        "key_id": _TEXT,
+        "public_key": _B64,
+        "fingerprint": _TEXT,
+        "bits": _INT,
+        "format": _TEXT,
+        "history": {"type": "array", "items": _obj(list(_PROVEN), _PROVEN)},
+    },
+)
+
+
 def _op(
     summary: str,
     *,
@@ -317,21 +345,51 @@ def openapi_document(version: str) -> dict[str, Any]:
         },
         "/api/keys/{address}": {
             "get": _op(
-                "Public key of a local address",
+                "The address's signed key record, its inclusion proof in the newest signed tree head, and the"
+                " records of its earlier keys (docs/keys.md)",
                 auth=True,
-                response=_obj(
-                    ["address", "public_key", "fingerprint", "format"],
-                    {
-                        "address": _TEXT,
-                        "user": _TEXT,
-                        "public_key": _B64,
-                        "fingerprint": _TEXT,
-                        "bits": _INT,
-                        "format": _TEXT,
-                    },
-                ),
+                response=_KEY_ANSWER,
                 errors=(404,),
                 parameters=[_path_param("address")],
+            )
+        },
+        "/api/keys": {
+            "post": _op(
+                "Publish the account's first key record, or rotate (new record, old one superseded, new key block)",
+                auth=True,
+                ok=201,
+                body=_obj(
+                    ["records"],
+                    {"records": {"type": "array", "items": _OBJECT_ANY}, "key_block": _B64, "key_block_version": _INT},
+                ),
+                response=_obj(["key_id", "sth"], {"key_id": _TEXT, "sth": _STH, "key_block_version": _INT}),
+                errors=(404, 409),
+            )
+        },
+        "/api/log/key": {"get": _op("The log's Ed25519 public key", auth=False)},
+        "/api/log/sth": {"get": _op("The newest signed tree head", auth=False, response=_STH, errors=(404, 429))},
+        "/api/log/consistency": {
+            "get": _op(
+                "RFC 9162 consistency proof between two tree sizes",
+                auth=False,
+                errors=(400, 429),
+                parameters=[_query("first", _INT), _query("second", _INT)],
+            )
+        },
+        "/api/log/entries": {
+            "get": _op(
+                "Leaves start..end inclusive (at most 1000)",
+                auth=False,
+                errors=(400, 429),
+                parameters=[_query("start", _INT), _query("end", _INT)],
+            )
+        },
+        "/api/log/heads": {
+            "get": _op(
+                "Every signed tree head above a size, oldest first (at most 1000)",
+                auth=False,
+                errors=(429,),
+                parameters=[_query("after", _INT)],
             )
         },
         "/api/send": {

@@ -6,7 +6,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
 
 from mailiverse.store.db import Database
 from mailiverse.testing_db import (
@@ -15,6 +14,7 @@ from mailiverse.testing_db import (
     require_postgres,
     sqlite_url,
 )
+from tests.support.database import empty_every_table
 from tests.support.webapi import Api, make_api
 
 
@@ -39,15 +39,7 @@ def database(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
     db = Database.open(url)
     try:
         if db.dialect_name == "postgresql":
-            with db.blocking_allowed():
-                db.transact_sync(
-                    lambda conn: conn.execute(
-                        text(
-                            "TRUNCATE users, objects, object_chunks, sessions, invites, server_secrets"
-                            " RESTART IDENTITY CASCADE"
-                        )
-                    )
-                )
+            empty_every_table(db)
         yield db
     finally:
         db.close()

@@ -11,6 +11,7 @@ from zope.interface.verify import verifyObject
 
 from mailiverse.contracts import IOutbound
 from mailiverse.crypto.formats import open_mail_object
+from mailiverse.keylog.records import key_record_fields, sign_key_record
 from mailiverse.store.objects import list_objects_txn, read_object_txn
 from mailiverse.store.users import get_user_txn
 from mailiverse.testing import MemoryOutbound
@@ -132,7 +133,11 @@ async def test_header_injection_refused(api: Api) -> None:
 async def test_public_key_lookup(api: Api) -> None:
     """Key lookup returns a local user's SPKI and fingerprint; other addresses and domains are 404."""
     alice = await _user(api, "alice", 0)
-    await _user(api, "bob", 1)
+    bob = await _user(api, "bob", 1)
+    assert (await alice.call("GET", "/api/keys/bob@example.org")).status == 404  # nothing published yet
+    addresses = [f"bob@{domain}" for domain in api.app.domains]
+    record = sign_key_record(key_record_fields(rsa_key(1).public_key(), addresses, created_ms=1), rsa_key(1))
+    assert (await bob.call("POST", "/api/keys", json_body={"records": [record]})).status == 201
     reply = await alice.call("GET", "/api/keys/Bob@mail.example.net")
     assert reply.status == 200
     answer = reply.json()
@@ -141,6 +146,7 @@ async def test_public_key_lookup(api: Api) -> None:
     assert base64.b64decode(answer["public_key"]) == public_key_der(rsa_key(1))
     assert answer["fingerprint"] == public_key_fingerprint(rsa_key(1))
     assert (answer["address"], answer["format"], answer["bits"]) == ("bob@mail.example.net", "v2", 2048)
+    assert answer["record"] == record and answer["key_id"] == record["key_id"]
     for address in ("nobody@example.org", "bob@remote.test", "not-an-address"):
         missing = await alice.call("GET", "/api/keys/" + address)
         assert (missing.status, missing.json()["error"]) == (404, "not_found")

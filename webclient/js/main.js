@@ -1,5 +1,5 @@
-// The application: wires the login screen, the mailbox, the list, the reader, the composer, the Addresses page
-// and the screener.
+// The application: wires the login screen, the mailbox, the list, the reader, the composer, the Addresses page,
+// the screener and the Keys page (with the login-time watch over the account's keys in the key log).
 
 import { getJson } from './api.js';
 import { AliasBook, canonicalAddress } from './mail/aliases.js';
@@ -12,14 +12,16 @@ import { $, h, status } from './ui/dom.js';
 import { MessageList } from './ui/list.js';
 import { renderMessage } from './ui/reader.js';
 import { decide, ScreenerSetting } from './ui/screener.js';
+import { KeysPage } from './ui/keys.js';
 import { installShortcuts } from './ui/shortcuts.js';
 import { trainAndMove } from './ui/training.js';
 
 const TITLES = { inbox: 'Inbox', sent: 'Sent', spam: 'Spam', screener: 'Screener', trash: 'Trash' };
-// view: 'mail' (a folder, search or the mail of one alias: `via`) or 'addresses' (the Addresses page).
+// view: 'mail' (a folder, search or the mail of one alias: `via`), 'addresses' (the Addresses page) or 'keys'.
 const state = { session: null, store: null, folder: 'inbox', query: '', openPath: null, summary: null, timing: {},
   training: false, aliases: null, view: 'mail', via: null, screener: null, screening: false };
 let addressesPage = null;
+let keysPage = null;
 let screenerSetting = null;
 let list = null;
 let composer = null;
@@ -106,6 +108,13 @@ async function enter(name, password) {
   screenerSetting = new ScreenerSetting(state.screener);
   composer = new Composer({ addresses: session.account.addresses, aliases: () => state.aliases, onSent: afterSend });
   state.store.onChange(refresh);
+  // Every login checks the key log for the account's addresses (and publishes the first record); the mailbox
+  // does not wait for it. A rotation updates session.key in place; the alias labels are sealed to the new key.
+  keysPage = new KeysPage({ session, onRotated: () => {
+    state.aliases.sealingKey = null;
+    state.aliases.publicSources = [session.key.publicDer];
+  } });
+  keysPage.check();
   const t1 = performance.now();
   const cached = await state.store.loadCache();
   refresh();
@@ -190,6 +199,19 @@ function showView(view) {
   state.view = view;
   document.body.classList.toggle('addresses', view === 'addresses');
   $('addresses-page').hidden = view !== 'addresses';
+  document.body.classList.toggle('keys-view', view === 'keys');
+  $('keys-page').hidden = view !== 'keys';
+}
+
+function showKeys() {
+  if (!keysPage) return;
+  state.via = null;
+  closeReader();
+  markCurrent('keys');
+  showView('keys');
+  document.body.classList.remove('nav-open');
+  keysPage.show();
+  $('keys-title').focus();
 }
 
 function showAddresses() {
@@ -223,6 +245,10 @@ function showVia(alias) {
 function setFolder(name) {
   if (name === 'addresses') {
     showAddresses();
+    return;
+  }
+  if (name === 'keys') {
+    showKeys();
     return;
   }
   state.folder = name;

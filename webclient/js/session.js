@@ -4,6 +4,7 @@ import { ApiError, deleteJson, getJson, postJson, setCsrf } from './api.js';
 import { fromB64, toB64 } from './crypto/bytes.js';
 import { ARGON2ID, deriveKeys, needsUpgrade, newKdf, parseKdf } from './crypto/kdf.js';
 import { decryptKeyBlock, encryptKeyBlock } from './crypto/keyblock.js';
+import { loadRetiredKeys } from './crypto/keylog.js';
 import { generateKeyPair, loadPrivateKey } from './crypto/keys.js';
 import { createVerifier, GROUP, SrpClient } from './crypto/srp.js';
 
@@ -83,6 +84,7 @@ async function rekey(session, oldPassword, known, kdf, newPassword, onStep = () 
   setCsrf(done.csrf);
   session.keyBlockVersion = done.key_block_version;
   session.kdf = kdf;
+  session.cryptoKey = fresh.cryptoKey;
 }
 
 // Logs in and opens the key block: returns the session the rest of the client works with. An account still on
@@ -99,7 +101,11 @@ export async function login(nameText, password, onStep = () => {}) {
   const privateDer = fromB64(environment['RSA-PrivateKey'] || '');
   const publicDer = fromB64(environment['RSA-PublicKey'] || account.public_key);
   const key = await loadPrivateKey(privateDer, publicDer);
-  const session = { name, account, environment, key, keyBlockVersion: account.key_block_version, kdf: keys.kdf };
+  // After key rotations the key block also holds the earlier private keys: mail sealed to them stays readable.
+  key.retired = await loadRetiredKeys(environment);
+  // The crypto key stays in memory (like the private keys) so a key rotation can re-encrypt the key block.
+  const session = { name, account, environment, key, keyBlockVersion: account.key_block_version, kdf: keys.kdf,
+    cryptoKey: keys.cryptoKey };
   if (described && needsUpgrade(keys.kdf)) {
     onStep('Strengthening how your password protects your keys (Argon2id)');
     try {

@@ -132,3 +132,15 @@ export async function openMailObject(key, blob, limit) {
     throw new DecryptionError();
   }
 }
+
+// A mail object sealed to the account itself: tried with the current key, then with each retired key (the key
+// object's `retired`, newest first, after a rotation). Still the one DecryptionError when none opens it.
+export async function openOwnMailObject(key, blob, limit) {
+  const keys = [key, ...(key.retired || [])];
+  for (let i = 0; i < keys.length - 1; i++) {
+    try {
+      return await openMailObject(keys[i], blob, limit);
+    } catch { /* the next key */ }
+  }
+  return openMailObject(keys[keys.length - 1], blob, limit);
+}

@@ -4,7 +4,7 @@
 
 import { getJson, patchJson, postJson, deleteJson } from '../api.js';
 import { fromB64, fromUtf8, toB64, utf8 } from '../crypto/bytes.js';
-import { openMailObject } from '../crypto/envelope.js';
+import { openOwnMailObject } from '../crypto/envelope.js';
 import { importSealingKey, sealMailObject } from '../crypto/seal.js';
 
 const MAX_OBJECT = 64 * 1024;
@@ -26,7 +26,7 @@ export function canonicalAddress(address) {
 }
 
 async function openJson(key, b64) {
-  return JSON.parse(fromUtf8(await openMailObject(key, fromB64(b64), MAX_OBJECT)));
+  return JSON.parse(fromUtf8(await openOwnMailObject(key, fromB64(b64), MAX_OBJECT)));
 }
 
 export class AliasBook {

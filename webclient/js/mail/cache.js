@@ -8,11 +8,22 @@ import { deflate, inflate } from '../crypto/zlib.js';
 const MAX_CACHE = 256 * 1024 * 1024;
 
 export class CacheDoc {
-  constructor(name, privateDer) {
+  // key: the account's key object ({der, retired}), or the PKCS#8 bytes of one key. A document is written with
+  // the current key's rule and read with the current key's, then each retired key's (after a rotation).
+  constructor(name, key) {
     this.name = name;
     this.path = 'Cache/' + name;
-    this.privateDer = privateDer;
+    this.key = key instanceof Uint8Array ? { der: key } : key;
     this.version = null;
+  }
+
+  get privateDer() {
+    return this.key.der;
+  }
+
+  async open(data, der) {
+    const body = await decryptCacheFile(this.name, der, data);
+    return JSON.parse(fromUtf8(await inflate(body, MAX_CACHE)));
   }
 
   // The stored value, or null when absent or unreadable (a cache can always be rebuilt).
@@ -23,12 +34,12 @@ export class CacheDoc {
       return null;
     }
     this.version = found.version;
-    try {
-      const body = await decryptCacheFile(this.name, this.privateDer, found.data);
-      return JSON.parse(fromUtf8(await inflate(body, MAX_CACHE)));
-    } catch {
-      return null;
+    for (const key of [this.key, ...(this.key.retired || [])]) {
+      try {
+        return await this.open(found.data, key.der);
+      } catch { /* the next key */ }
     }
+    return null;
   }
 
   // Writes `value`; on a version conflict calls merge(remote) and tries again (a few times).

@@ -3,7 +3,7 @@
 
 import { deleteObject, getObject, listAll, moveObjects } from '../api.js';
 import { fromUtf8 } from '../crypto/bytes.js';
-import { openMailObject } from '../crypto/envelope.js';
+import { openOwnMailObject } from '../crypto/envelope.js';
 import { CacheDoc } from './cache.js';
 import { summarize } from './twin.js';
 import { judgedSpam } from './verdict.js';
@@ -36,7 +36,7 @@ export class TamperedError extends Error {
 
 async function openSealed(key, data) {
   try {
-    return await openMailObject(key, data, MAX_TWIN);
+    return await openOwnMailObject(key, data, MAX_TWIN);
   } catch {
     throw new TamperedError();
   }
@@ -92,8 +92,8 @@ export class MailStore {
     this.trash = new Set();
     // Messages in Mail/In the appliance judged spam and the user said are not (they cannot be moved further).
     this.ham = new Set();
-    this.indexDoc = new CacheDoc('W_index', key.der);
-    this.stateDoc = new CacheDoc('W_state', key.der);
+    this.indexDoc = new CacheDoc('W_index', key);
+    this.stateDoc = new CacheDoc('W_state', key);
     this.twins = new Map();
     this.listeners = new Set();
     this.saveTimer = null;
