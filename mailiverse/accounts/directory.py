@@ -79,7 +79,7 @@ class KeyDirectory:
         if len(records) != 1:
             raise DirectoryError("invalid_record", "publish one record: the account's current key")
         (record,) = records
-        _check_binding(record, addresses)
+        check_binding(record, addresses)
         if record.status != "current" or record.supersedes is not None or record.kind != "personal":
             raise DirectoryError("invalid_record", "a first record is a current personal key superseding none")
         if not hmac.compare_digest(record.public_key, public_key):
@@ -118,13 +118,8 @@ class KeyDirectory:
     ) -> tuple[User, SignedHead]:
         """Replace the account's key: ``records`` are the new key's (current, superseding the old) and the old
         key's marked superseded (signed by the old key); the new key block holds both private keys."""
-        new = next((r for r in records if r.status == "current"), None)
-        old = next((r for r in records if r.status == "superseded"), None)
-        if new is None or old is None or len(records) != 2:
-            raise DirectoryError("invalid_record", "a rotation is the new key's record and the old one's, superseded")
-        _check_binding(new, addresses)
-        if new.kind != "personal" or new.supersedes != old.key_id or new.key_id == old.key_id:
-            raise DirectoryError("invalid_record", "the new record must supersede the old key")
+        new, old = check_supersession(records, kind="personal")
+        check_binding(new, addresses)
         return await self.database.transact(self._rotate_txn, user.id, new, old, key_block, if_key_block_version)
 
     def _rotate_txn(
@@ -142,7 +137,7 @@ class KeyDirectory:
         current = current_key_of_user_txn(conn, user_id)
         if current is None or current.key_id != old.key_id or not hmac.compare_digest(user.public_key, old.public_key):
             raise DirectoryError("key_mismatch", "the superseded record is not the account's current key", 409)
-        stored = self._stored_record(conn, current.leaf_index)
+        stored = stored_record_txn(conn, self.log, current.leaf_index)
         if stored is None or _without_status(stored) != _without_status(old):
             raise DirectoryError("key_mismatch", "the superseded record changes more than its status", 409)
         if key_of_txn(conn, new.key_id) is not None:
@@ -156,12 +151,6 @@ class KeyDirectory:
         head = record_keys_txn(conn, self.log, [old, new], Holder(user_id=user_id), self._now_ms())
         refreshed = get_user_by_id_txn(conn, user_id)
         return (refreshed or updated), head
-
-    def _stored_record(self, conn: Connection, leaf_index: int) -> KeyRecord | None:
-        proven = self.log.prove_txn(conn, [leaf_index])
-        if not proven:
-            return None
-        return verify_key_record(parse_leaf(proven[0].leaf))
 
     # -- reading ------------------------------------------------------------------------------------
 
@@ -186,10 +175,27 @@ class KeyDirectory:
 
     def _current_record_txn(self, conn: Connection, user_id: int) -> KeyRecord | None:
         current = current_key_of_user_txn(conn, user_id)
-        return None if current is None else self._stored_record(conn, current.leaf_index)
+        return None if current is None else stored_record_txn(conn, self.log, current.leaf_index)
 
 
-def _check_binding(record: KeyRecord, addresses: Sequence[str]) -> None:
+def stored_record_txn(conn: Connection, log: KeyLog, leaf_index: int) -> KeyRecord | None:
+    """The verified key record the log holds at ``leaf_index``."""
+    proven = log.prove_txn(conn, [leaf_index])
+    return verify_key_record(parse_leaf(proven[0].leaf)) if proven else None
+
+
+def check_supersession(records: list[KeyRecord], *, kind: str) -> tuple[KeyRecord, KeyRecord]:
+    """The (new, old) records of a key change: the new one current and superseding the old one, superseded."""
+    new = next((r for r in records if r.status == "current"), None)
+    old = next((r for r in records if r.status == "superseded"), None)
+    if new is None or old is None or len(records) != 2:
+        raise DirectoryError("invalid_record", "a key change is the new key's record and the old one's, superseded")
+    if new.kind != kind or old.kind != kind or new.supersedes != old.key_id or new.key_id == old.key_id:
+        raise DirectoryError("invalid_record", f"the new {kind} record must supersede the old key")
+    return new, old
+
+
+def check_binding(record: KeyRecord, addresses: Sequence[str]) -> None:
     expected = sorted({address_hash(a) for a in addresses})
     if list(record.addresses) != expected:
         raise DirectoryError("invalid_record", "the record must serve exactly the account's addresses")
@@ -211,4 +217,14 @@ def proven_json(proven: Proven) -> dict[str, Any]:
     }
 
 
-__all__ = ["MAX_RECORDS", "DirectoryError", "KeyDirectory", "Lookup", "parse_records", "proven_json"]
+__all__ = [
+    "MAX_RECORDS",
+    "DirectoryError",
+    "KeyDirectory",
+    "Lookup",
+    "check_binding",
+    "check_supersession",
+    "parse_records",
+    "proven_json",
+    "stored_record_txn",
+]

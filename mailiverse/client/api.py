@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import copy
 import email.parser
 import email.policy
 import email.utils
@@ -272,6 +273,8 @@ class Client:
         self.key_environment: dict[str, str] = {}
         self.key_block_version: int | None = None
         self.addresses: list[str] = []
+        #: Where the objects this client reads live: the account's store, or a group's (``viewing``).
+        self.store_base = "/api/store"
         #: The account's password KDF description, as of the last sign-up, login or re-key.
         self.kdf: KdfParams | None = None
         #: Why the last login could not move the account to Argon2id (None when it did, or had no need).
@@ -566,7 +569,7 @@ class Client:
         query = {"prefix": prefix, "order": order, "limit": str(limit)}
         if after is not None:
             query["after"] = after
-        answer = self._json(self._send("GET", "/api/store?" + urlencode(query)))
+        answer = self._json(self._send("GET", self.store_base + "?" + urlencode(query)))
         entries = answer.get("objects")
         following = answer.get("next")
         if not isinstance(entries, list) or not (following is None or isinstance(following, str)):
@@ -599,7 +602,7 @@ class Client:
 
     def get_object(self, path: str) -> bytes:
         """The bytes of one of the user's objects (``ApiError`` with code ``not_found`` if absent)."""
-        return self._send("GET", "/api/store/" + quote(path, safe="/")).body
+        return self._send("GET", self.store_base + "/" + quote(path, safe="/")).body
 
     def put_object(self, path: str, data: bytes) -> int:
         """Store client bytes at ``path`` (not under ``Mail/``); returns the new version."""
@@ -624,6 +627,15 @@ class Client:
             return self.open_sealed(blob)
         except CryptoError:
             raise MessageTampered(path.rsplit("/", 1)[-1]) from None
+
+    def viewing(self, store_base: str, keys: Sequence[rsa.RSAPrivateKey]) -> Client:
+        """The same session reading another store (a group's) with other keys, newest first; read-only use."""
+        view = copy.copy(self)
+        view.store_base = store_base
+        view._private_key = keys[0]
+        view.retired_keys = list(keys[1:])
+        view.extra_keys = []
+        return view
 
     @property
     def block_key(self) -> bytes:

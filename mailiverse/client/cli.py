@@ -41,7 +41,7 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import IO, Any, NoReturn
 
-from mailiverse.client import aliases, cli_keys, cli_screener
+from mailiverse.client import aliases, cli_keys, cli_screener, groups
 from mailiverse.client.api import ALREADY_LEARNED, LEARNED, NO_SPAM_FILTER, Client, MessageInfo, delivered_to_of
 from mailiverse.client.errors import (
     ApiError,
@@ -369,6 +369,11 @@ class _Run:
             return
         client.login(self.password())
         cli_keys.watch(client, self.stderr, PROG)
+        if command == "group" and self.args.group_command in cli_keys.GROUP_READING:
+            # A group's mail, listed and read as your own, with the group's keys from its store.
+            client = groups.reader(client, self.args.group)
+            command = self.args.group_command
+            self.args.via = None
         if command == "login":
             self.out(f"logged in as {client.user} ({', '.join(client.addresses) or 'no addresses'})")
         elif command == "ls":

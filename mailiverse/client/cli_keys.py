@@ -16,11 +16,13 @@ import argparse
 from collections.abc import Callable, Sequence
 from typing import IO, Any
 
-from mailiverse.client import keys
+from mailiverse.client import groups, keys
 from mailiverse.client.api import Client
 from mailiverse.client.errors import ApiError, ClientError
 
-COMMANDS = frozenset({"keys", "log"})
+COMMANDS = frozenset({"keys", "log", "group"})
+#: Group actions that read the group's mail through the main ``ls`` and ``read`` (``cli.py``).
+GROUP_READING = frozenset({"ls", "read"})
 
 
 def add_commands(commands: Any, parser_class: Any) -> None:
@@ -31,6 +33,28 @@ def add_commands(commands: Any, parser_class: Any) -> None:
     verify.add_argument("address", metavar="ADDRESS")
     rotate = actions.add_parser("rotate", help="make a new key pair; the old one stays for reading old mail")
     rotate.add_argument("--bits", type=int, choices=(2048, 3072, 4096), default=2048)
+    group_parser = commands.add_parser("group", help="group keys: new, add, remove, list, ls, read")
+    group_actions = group_parser.add_subparsers(
+        dest="group_command", required=True, metavar="ACTION", parser_class=parser_class
+    )
+    group_actions.add_parser("new", help="make a group address with a key of its own").add_argument(
+        "group", metavar="GROUP"
+    )
+    for action, text in (
+        ("add", "wrap the group key to ADDRESS's verified key and add them"),
+        ("remove", "make a new group key for everyone but ADDRESS"),
+    ):
+        changed = group_actions.add_parser(action, help=text)
+        changed.add_argument("group", metavar="GROUP")
+        changed.add_argument("address", metavar="ADDRESS")
+    group_actions.add_parser("list", help="your groups: ADDRESS, KEY-ID, MEMBERS, tab-separated")
+    group_ls = group_actions.add_parser("ls", help="list the group's mail (as ls)")
+    group_ls.add_argument("group", metavar="GROUP")
+    group_ls.add_argument("--folder", default="Inbox")
+    group_read = group_actions.add_parser("read", help="decrypt and print one of the group's messages (as read)")
+    group_read.add_argument("group", metavar="GROUP")
+    group_read.add_argument("id", metavar="ID")
+    group_read.add_argument("--raw", action="store_true")
     log_parser = commands.add_parser("log", help="the transparency log: audit")
     log_actions = log_parser.add_subparsers(
         dest="log_command", required=True, metavar="ACTION", parser_class=parser_class
@@ -58,6 +82,8 @@ def run(client: Client, args: argparse.Namespace, out: Callable[[str], None]) ->
     elif args.command == "keys" and args.keys_command == "rotate":
         new, old = keys.rotate(client, bits=args.bits)
         out(f"rotated {old} -> {new.record.key_id} (SHA-256 {new.record.fingerprint[:16]})")
+    elif args.command == "group":
+        group_command(client, args, out)
     elif args.command == "log" and args.log_command == "audit":
         report = keys.audit(client)
         out(f"entries: {report.entries}")
@@ -69,6 +95,24 @@ def run(client: Client, args: argparse.Namespace, out: Callable[[str], None]) ->
         if report.problems:
             raise ClientError(f"the log failed its audit ({len(report.problems)} problem(s))")
         out("audit: ok")
+
+
+def group_command(client: Client, args: argparse.Namespace, out: Callable[[str], None]) -> None:
+    action = args.group_command
+    if action == "new":
+        made = groups.create(client, args.group)
+        out(f"made group {made.addresses[0] if made.addresses else made.name}: key {made.key_id}")
+    elif action == "add":
+        changed = groups.add_member(client, args.group, args.address)
+        out(f"{args.address} added to {args.group}: members {', '.join(changed.members)}")
+    elif action == "remove":
+        changed = groups.remove_member(client, args.group, args.address)
+        out(f"{args.address} removed from {args.group}: new key {changed.key_id}, members {', '.join(changed.members)}")
+    elif action == "list":
+        for group in groups.list_groups(client):
+            addresses = group.get("addresses") or [group.get("name")]
+            members = ",".join(str(m) for m in group.get("members", []))
+            out(f"{addresses[0]}\t{group.get('key_id')}\t{members}")
 
 
 def watch(client: Client, err: IO[str], prog: str) -> bool:
@@ -102,4 +146,4 @@ def check_recipients(client: Client, recipients: Sequence[str]) -> None:
     keys.save_state(client, state)
 
 
-__all__ = ["COMMANDS", "add_commands", "check_recipients", "run", "watch"]
+__all__ = ["COMMANDS", "GROUP_READING", "add_commands", "check_recipients", "group_command", "run", "watch"]

@@ -115,6 +115,11 @@ def _user(row: RowMapping) -> User:
     )
 
 
+def user_of_row(row: Any) -> User:
+    """A ``User`` from a mapping row of the users table (for queries that join it)."""
+    return _user(row)
+
+
 def add_user_txn(
     conn: Connection,
     name: str,

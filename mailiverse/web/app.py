@@ -21,6 +21,7 @@ from twisted.web.resource import IResource, Resource
 from twisted.web.server import Site
 
 from mailiverse.accounts.directory import KeyDirectory
+from mailiverse.accounts.groups import GroupService
 from mailiverse.accounts.service import AccountService
 from mailiverse.auth.forwarded import NO_PROXIES, TrustedProxies
 from mailiverse.config import DEFAULT_QUOTA_BYTES
@@ -36,6 +37,7 @@ from mailiverse.web.intake import BoundedRequest, WebBodyGate
 from mailiverse.web.routes.account import AccountRoutes
 from mailiverse.web.routes.aliases import AliasRoutes, AliasSettings
 from mailiverse.web.routes.auth import AuthRoutes
+from mailiverse.web.routes.groups import GroupRoutes
 from mailiverse.web.routes.keys import KeyRoutes
 from mailiverse.web.routes.moves import MoveRoutes
 from mailiverse.web.routes.public import PublicRoutes
@@ -89,6 +91,7 @@ def _url_is_utf8(request: Any) -> bool:
 class WebApp(
     AuthRoutes,
     AccountRoutes,
+    GroupRoutes,
     StoreRoutes,
     MoveRoutes,
     SpamRoutes,
@@ -141,6 +144,7 @@ class WebApp(
         # Without a log key of its own (tests of the API alone) the log signs with a key made now.
         self.key_log = key_log if key_log is not None else KeyLog(Ed25519PrivateKey.generate())
         self.key_directory = KeyDirectory(database, self.key_log)
+        self.groups = GroupService(database, self.key_log, submission.addresses_of)
         #: Believed on the plain-HTTP site only: a TLS passthrough proxy cannot add headers, a client can.
         self.trusted_proxies = trusted_proxies if not tls else NO_PROXIES
 

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from twisted.web.resource import IResource
 
 from mailiverse.accounts.directory import KeyDirectory
+from mailiverse.accounts.groups import GroupService
 from mailiverse.accounts.service import AccountService
 from mailiverse.auth.devices import device_cookie
 from mailiverse.auth.sessions import SESSION_COOKIE, SessionRecord
@@ -47,6 +48,8 @@ class RouteBase:
     alias_settings: AliasSettings | None
     #: The key directory and its transparency log (``routes/keys.py``).
     key_directory: KeyDirectory
+    #: Group keys and their members (``routes/groups.py``).
+    groups: GroupService
 
     def check_origin(self, request: Any) -> None:
         """Refuse requests a browser marks as cross-site (login CSRF and cookie-authenticated writes)."""

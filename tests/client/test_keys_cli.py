@@ -22,7 +22,10 @@ import pytest
 from sqlalchemy import create_engine, delete, insert, select, update
 from sqlalchemy.engine import Connection, Engine
 
-from mailiverse.crypto.keys import generate_private_key, public_key_der
+from mailiverse.client import Client, HttpsTransport, groups
+from mailiverse.crypto.errors import CryptoError
+from mailiverse.crypto.formats import open_mail_object
+from mailiverse.crypto.keys import generate_private_key, private_key_der, public_key_der
 from mailiverse.keylog.records import address_hash, canonical_json, key_record_fields, sign_key_record
 from mailiverse.store.keylog import KeyLog, load_log_key
 from mailiverse.store.schema import key_bindings, key_log, key_log_heads, key_records
@@ -229,3 +232,63 @@ def test_tampering_forks_and_swaps_are_each_alarms(world: World) -> None:
         restore()
     assert world.fields("keys", "verify", BOB)["key_id"] == bob_key
     assert world.fields("log", "audit")["audit"] == "ok"
+
+
+def _login(world: World, user: str) -> Client:
+    ca = world.app.data_dir / "tls" / "self-signed.crt"
+    client = Client(HttpsTransport(f"https://127.0.0.1:{world.app.web_port}", ca_file=str(ca)), user)
+    client.login(PASSWORDS[user], upgrade=False)
+    return client
+
+
+@pytest.mark.integration
+def test_group_members_read_and_a_removed_member_reads_nothing_new(world: World) -> None:
+    """alice makes sales@, adds bob: both read mail to the group; after bob's removal the group has a new key,
+    the new mail does not open with any key bob holds, his access to the group's store is gone, and the
+    server's database and log never held a group private key in the clear."""
+    SALES = f"sales@{DOMAIN}"
+    assert world.ok("group", "new", SALES).startswith(f"made group {SALES}: key ")
+    assert world.ok("group", "add", SALES, BOB) == f"{BOB} added to {SALES}: members alice, bob\n"
+    listed = world.ok("group", "list", user="bob").split("\t")
+    assert listed[0] == SALES and listed[2] == "alice,bob\n"
+    assert world.fields("keys", "verify", SALES, user="bob")["status"].startswith("current (group, RSA-2048")
+
+    world.deliver("for the team", to=SALES)
+    for user in ("alice", "bob"):
+        rows = world.ok("group", "ls", SALES, user=user).splitlines()
+        assert len(rows) == 1 and rows[0].split("\t")[3] == "for the team", rows
+        assert "This is for the team." in world.ok("group", "read", SALES, rows[0].split("\t")[0], user=user)
+    alice = _login(world, "alice")
+    bob = _login(world, "bob")
+    try:
+        old_group_keys = groups.open_group(bob, SALES).private_keys
+        removed = world.ok("group", "remove", SALES, BOB)
+        assert removed.startswith(f"{BOB} removed from {SALES}: new key ") and removed.endswith("members alice\n")
+        world.deliver("after bob left", to=SALES)
+        rows = {r.split("\t")[3]: r.split("\t")[0] for r in world.ok("group", "ls", SALES).splitlines()}
+        assert set(rows) == {"for the team", "after bob left"}
+        assert "This is after bob left." in world.ok("group", "read", SALES, rows["after bob left"])
+        assert "This is for the team." in world.ok("group", "read", SALES, rows["for the team"])
+        # bob: no access any more, and his real keys (his own, and the group key he had) open nothing new
+        denied = world.cli("group", "ls", SALES, user="bob")
+        assert denied.returncode == 1 and "not_found" in denied.stderr, denied.stderr
+        view = groups.reader(alice, SALES)
+        newest = view.resolve_message(rows["after bob left"])
+        blob = view.get_object(newest)
+        for key in (bob.private_key, *old_group_keys):
+            with pytest.raises(CryptoError):
+                open_mail_object(key, blob)
+        history = world.fields("keys", "verify", SALES)["history"]
+        assert history.endswith("(superseded)")
+
+        # the group's private keys exist on the server only wrapped
+        current_keys = groups.open_group(alice, SALES).private_keys
+        secrets = [private_key_der(k) for k in (*old_group_keys, *current_keys)]
+        stored = b"".join(p.read_bytes() for p in world.app.data_dir.glob("mailiverse.sqlite3*"))
+        for secret in secrets:
+            for form in (secret, base64.b64encode(secret), secret[40:80]):
+                assert form not in stored
+                assert form.decode("latin-1") not in world.app.log()
+    finally:
+        alice.close()
+        bob.close()

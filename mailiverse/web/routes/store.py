@@ -36,6 +36,10 @@ class StoreRoutes(RouteBase):
     @router.route("/api/store", methods=["GET"])
     async def list_store(self, request: Any) -> bytes:
         _record, user = await self.user_of(request)
+        return await self.list_objects_of(request, user.id)
+
+    async def list_objects_of(self, request: Any, user_id: int) -> bytes:
+        """One page of the listing of ``user_id``'s store (the query as ``GET /api/store`` takes it)."""
         prefix = validate_prefix(query_arg(request, b"prefix") or "")
         order = query_arg(request, b"order") or "name"
         if order not in ("name", "newest"):
@@ -51,7 +55,7 @@ class StoreRoutes(RouteBase):
         if after_text is not None:
             after = NewestCursor.from_token(after_text) if order == "newest" else validate_prefix(after_text)
         page = await self.database.run(
-            objects.list_objects_txn, user.id, prefix, after=after, limit=limit, newest_first=order == "newest"
+            objects.list_objects_txn, user_id, prefix, after=after, limit=limit, newest_first=order == "newest"
         )
         following = None
         if len(page) == limit:
@@ -62,8 +66,12 @@ class StoreRoutes(RouteBase):
     @router.route("/api/store/<path:path>", methods=["GET"])
     async def get_object(self, request: Any, path: str) -> bytes | None:
         _record, user = await self.user_of(request)
+        return await self.send_object_of(request, user.id, path)
+
+    async def send_object_of(self, request: Any, user_id: int, path: str) -> bytes | None:
+        """One object of ``user_id``'s store as the response (ETag, 304 on a match, streamed)."""
         validate_path(path)
-        info, chunks = await open_object(self.database, user.id, path)
+        info, chunks = await open_object(self.database, user_id, path)
         tag = etag(info.version)
         request.setHeader(b"ETag", tag)
         request.setHeader(b"Cache-Control", b"no-store")
