@@ -21,6 +21,7 @@ from sqlalchemy import Connection, update
 from mailiverse.contracts.errors import Refusal
 from mailiverse.keylog.records import KeyRecord, RecordError, address_hash, b64, parse_leaf, verify_key_record
 from mailiverse.store.db import Database
+from mailiverse.store.groups import DomainPolicy, current_policy_txn
 from mailiverse.store.keylog import (
     Holder,
     KeyLog,
@@ -44,10 +45,12 @@ class DirectoryError(Refusal):
 
 @dataclass(frozen=True)
 class Lookup:
-    """A key with its proof and the keys the address had before (each with its own proof)."""
+    """A key with its proof and the keys the address had before (each with its own proof), and the policy
+    of the address's domain with its proof (None: none was ever set, which is ``personal``)."""
 
     current: Proven
     history: list[Proven]
+    policy: tuple[Proven, DomainPolicy] | None = None
 
 
 def parse_records(documents: object) -> list[KeyRecord]:
@@ -164,9 +167,14 @@ class KeyDirectory:
         if not current:
             return None
         indexes = [current[-1].leaf_index] + [e.leaf_index for e in entries if e is not current[-1]]
+        policy = current_policy_txn(conn, address.rpartition("@")[2])
+        if policy is not None:
+            indexes.append(policy.leaf_index)
         proven = self.log.prove_txn(conn, indexes)
-        if not proven or proven[0].leaf_index != current[-1].leaf_index:
+        if len(proven) != len(indexes) or proven[0].leaf_index != current[-1].leaf_index:
             return None
+        if policy is not None:
+            return Lookup(proven[0], proven[1:-1], (proven[-1], policy))
         return Lookup(proven[0], proven[1:])
 
     async def current_record_of(self, user: User) -> KeyRecord | None:

@@ -146,7 +146,8 @@ class GroupService:
         self, user: User, name: str, records: list[KeyRecord], wrapped: Mapping[str, bytes], removed: Sequence[str]
     ) -> GroupView:
         """A new group key for the members in ``wrapped``: exactly the active members but ``removed``."""
-        new, old = check_supersession(records, kind="group")
+        kind = records[0].kind if records and records[0].kind in ("group", "organisation") else "group"
+        new, old = check_supersession(records, kind=kind)
         check_binding(new, self._addresses_of(name))
         return await self.database.transact(self._rekey_txn, user, name, new, old, dict(wrapped), list(removed))
 
@@ -161,6 +162,8 @@ class GroupService:
         removed: list[str],
     ) -> GroupView:
         group = self._member_group_txn(conn, name, user)
+        if new.kind != group.kind:
+            raise DirectoryError("invalid_record", f"the new key must be a {group.kind} key")
         current = current_key_of_user_txn(conn, group.account.id)
         if current is None or current.key_id != old.key_id or not hmac.compare_digest(group.public_key, old.public_key):
             raise DirectoryError("stale_key", "the superseded record is not the group's current key", 409)

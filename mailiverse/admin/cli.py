@@ -65,6 +65,21 @@ def _add_operator_commands(sub: argparse._SubParsersAction[argparse.ArgumentPars
     create.set_defaults(func=commands.cmd_invite_create)
     invite.add_parser("list", help="list invites (codes are stored hashed)").set_defaults(func=commands.cmd_invite_list)
 
+    domain = sub.add_parser("domain", help="a domain's encryption policy").add_subparsers(
+        dest="domain_command", required=True
+    )
+    policy = domain.add_parser(
+        "policy", help="show DOMAIN's policy, or set it (a signed entry of the key log; only forward)"
+    )
+    policy.add_argument("domain", metavar="DOMAIN")
+    policy.add_argument("policy", nargs="?", choices=["personal", "groups", "organisation"])
+    policy.add_argument(
+        "--officer", action="append", metavar="ADDRESS", help="organisation: an officer who holds its key (repeat)"
+    )
+    policy.add_argument(
+        "--account", default="organisation", help="organisation: the account its copies go to (default organisation)"
+    )
+    policy.set_defaults(func=commands.cmd_domain_policy)
     keygen = sub.add_parser("keygen", help="make an RSA key pair for an account provisioned with 'user add'")
     keygen.add_argument("private_key", metavar="PRIVATE_KEY_FILE")
     keygen.add_argument("--public-key", metavar="FILE")

@@ -240,3 +240,43 @@ def cmd_legacy_keys(args: argparse.Namespace) -> None:
     if not data_dir.server_key_path("mail-auth").exists():
         raise AdminError(f"no server keys in {data_dir.keys_dir}; start the appliance once with --legacy first")
     print(legacy_keys_text(data_dir), end="")
+
+
+def cmd_domain_policy(args: argparse.Namespace) -> None:
+    """Show ``DOMAIN``'s encryption policy, or append a new one to the key log (docs/keys.md)."""
+    from mailiverse.accounts.policy import PolicyError, set_policy_txn
+    from mailiverse.config import DataDir, read_recorded
+    from mailiverse.store.groups import current_policy_txn
+    from mailiverse.store.keylog import KeyLog, load_log_key
+
+    domain = args.domain.strip().lower()
+    data_dir = DataDir(Path(args.data_dir).expanduser())
+    recorded = read_recorded(data_dir).get("domains")
+    domains = [str(d) for d in recorded] if isinstance(recorded, list) else [domain]
+    if domain not in domains:
+        raise AdminError(f"{domain} is not a domain of this appliance ({', '.join(domains)})")
+    with appliance_database(args) as db:
+        if args.policy is None:
+            current = db.transact_sync(current_policy_txn, domain)
+            if current is None:
+                print(f"{domain}: personal (never changed)")
+            else:
+                officers = f"; officers {', '.join(current.officers)}" if current.officers else ""
+                print(f"{domain}: {current.policy} (entry {current.seq}, log leaf {current.leaf_index}){officers}")
+            return
+        log_key = load_log_key(data_dir.log_key_file)
+        try:
+            change = db.transact_sync(
+                set_policy_txn,
+                KeyLog(log_key),
+                log_key,
+                domain,
+                args.policy,
+                officers=args.officer or (),
+                account=args.account,
+                domains=domains,
+            )
+        except PolicyError as error:
+            raise AdminError(str(error)) from None
+    detail = f"; key {change.key_id}, readable by {', '.join(change.officers)}" if change.key_id else ""
+    print(f"{domain}: {change.policy} (entry {change.seq}, log leaf {change.leaf_index}){detail}")

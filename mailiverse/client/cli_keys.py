@@ -79,6 +79,7 @@ def run(client: Client, args: argparse.Namespace, out: Callable[[str], None]) ->
         out(f"status: {record.status} ({record.kind}, RSA-{record.bits}, format {record.envelope_format})")
         out(f"proof: verified in tree of {verified.head.tree_size} entries, leaf {verified.leaf_index}")
         out("history: " + (", ".join(f"{r.key_id} ({r.status})" for r in verified.history) or "-"))
+        out("policy: " + (verified.policy.describe() if verified.policy is not None else "personal"))
     elif args.command == "keys" and args.keys_command == "rotate":
         new, old = keys.rotate(client, bits=args.bits)
         out(f"rotated {old} -> {new.record.key_id} (SHA-256 {new.record.fingerprint[:16]})")
@@ -124,6 +125,8 @@ def watch(client: Client, err: IO[str], prog: str) -> bool:
         return True
     for address in found.published:
         err.write(f"{prog}: published your key for {address} in the key directory\n")
+    for notice in found.notices:
+        err.write(f"{prog}: note: {notice}\n")
     for alarm in found.alarms:
         err.write(f"{prog}: *** KEY ALARM *** {alarm}\n")
     return not found.alarms

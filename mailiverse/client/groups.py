@@ -99,7 +99,7 @@ def open_group(client: Client, address: str) -> GroupKeys:
     name, domain = _split(address, client)
     group = _opened(client, client.request_json("GET", "/api/groups/" + quote(name)))
     verified = keys.lookup(client, f"{name}@{domain}")
-    if verified.record.kind != "group" or verified.record.key_id != group.key_id:
+    if verified.record.kind not in ("group", "organisation") or verified.record.key_id != group.key_id:
         raise keys.KeyAlarm(f"the directory's key for {name}@{domain} is not the group's current key")
     if not group.private_keys or public_key_der(group.private_keys[0]) != verified.record.public_key:
         raise keys.KeyAlarm("the group key wrapped to you is not the key the directory publishes")
@@ -146,7 +146,11 @@ def remove_member(
     private = generate_private_key(bits)
     new_record = sign_key_record(
         key_record_fields(
-            private.public_key(), group.addresses, kind="group", created_ms=now_ms, supersedes=current.record.key_id
+            private.public_key(),
+            group.addresses,
+            kind=current.record.kind,
+            created_ms=now_ms,
+            supersedes=current.record.key_id,
         ),
         private,
     )

@@ -42,11 +42,13 @@ from mailiverse.keylog.records import (
     KeyRecord,
     PolicyRecord,
     RecordError,
+    address_hash,
     key_record_fields,
     parse_leaf,
     sign_key_record,
     verify_key_record,
     verify_leaf,
+    verify_policy_record,
 )
 
 #: Where the client keeps the log key it pinned and the last head it verified.
@@ -69,11 +71,34 @@ class TrustState:
     head: sth.TreeHead | None = None
     signature: bytes = b""
     changed: bool = False
+    #: The newest policy entry seen per domain (its ``seq``): a policy never goes back, nor disappears.
+    policies: dict[str, int] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         value: dict[str, Any] = {"v": 1, "log_key": None if self.log_key is None else _b64(self.log_key)}
         value["sth"] = None if self.head is None else sth.to_json(self.head, self.signature)
+        if self.policies:
+            value["policies"] = dict(self.policies)
         return value
+
+
+@dataclass(frozen=True)
+class DomainPolicyView:
+    """A domain's verified policy: who else can read mail to it."""
+
+    domain: str
+    policy: str
+    seq: int
+    key_id: str | None
+    officers: list[str]
+
+    def describe(self) -> str:
+        if self.policy == "organisation":
+            return (
+                f"organisation: mail to {self.domain} can also be read by {', '.join(self.officers)} "
+                f"(the organisation key {self.key_id}; entry {self.seq} of the log)"
+            )
+        return f"{self.policy} (entry {self.seq} of the log)"
 
 
 @dataclass(frozen=True)
@@ -85,6 +110,8 @@ class VerifiedKey:
     leaf_index: int
     head: sth.TreeHead
     history: list[KeyRecord] = field(default_factory=list)
+    #: None: the domain never set a policy (``personal``).
+    policy: DomainPolicyView | None = None
 
     @property
     def public_key(self) -> rsa.RSAPublicKey:
@@ -120,10 +147,12 @@ def load_state(client: Client) -> TrustState:
     try:
         value = json.loads(client.open_sealed(blob, _MAX_STATE_BYTES))
         log_key = None if value.get("log_key") is None else _unb64(value["log_key"], "log key")
+        seen = value.get("policies") or {}
+        policies = {str(k): int(v) for k, v in seen.items() if isinstance(v, int)} if isinstance(seen, dict) else {}
         if value.get("sth") is None:
-            return TrustState(log_key)
+            return TrustState(log_key, policies=policies)
         head, signature = sth.from_json(value["sth"])
-        return TrustState(log_key, head, signature)
+        return TrustState(log_key, head, signature, policies=policies)
     except (CryptoError, ValueError, AttributeError, TypeError) as error:
         raise KeyAlarm(f"the saved transparency state is unreadable ({error})") from None
 
@@ -198,14 +227,14 @@ def _check_consistency(client: Client, first: sth.TreeHead, second: sth.TreeHead
 # -- key answers -------------------------------------------------------------------------------------
 
 
-def _proven_record(entry: Mapping[str, Any], head: sth.TreeHead) -> KeyRecord:
-    """The record of one ``{record, leaf, leaf_index, tree_size, audit_path}`` entry, proven in ``head``."""
+def _proven_leaf(entry: Mapping[str, Any], head: sth.TreeHead) -> tuple[bytes, dict[str, Any]]:
+    """The leaf and its record of one ``{record, leaf, leaf_index, tree_size, audit_path}`` entry, proven in
+    ``head``."""
     leaf = _unb64(entry.get("leaf"), "leaf")
     try:
         document = parse_leaf(leaf)
-        record = verify_key_record(document)
     except RecordError as error:
-        raise KeyAlarm(f"the key record is refused: {error}") from None
+        raise KeyAlarm(f"the log entry is refused: {error}") from None
     if entry.get("record") != document:
         raise KeyAlarm("the record differs from the leaf the log hashed")
     index, size = entry.get("leaf_index"), entry.get("tree_size")
@@ -217,7 +246,48 @@ def _proven_record(entry: Mapping[str, Any], head: sth.TreeHead) -> KeyRecord:
     nodes = [_unb64(node, "audit path") for node in path]
     if not merkle.verify_inclusion(merkle.leaf_hash(leaf), index, size, nodes, head.root_hash):
         raise KeyAlarm("the inclusion proof does not lead to the signed root")
+    return leaf, document
+
+
+def _proven_record(entry: Mapping[str, Any], head: sth.TreeHead) -> KeyRecord:
+    """The key record of one entry, its own signature checked (first: the most telling alarm), proven in
+    ``head``."""
+    try:
+        record = verify_key_record(parse_leaf(_unb64(entry.get("leaf"), "leaf")))
+    except RecordError as error:
+        raise KeyAlarm(f"the key record is refused: {error}") from None
+    _proven_leaf(entry, head)
     return record
+
+
+def _proven_policy(
+    client: Client, state: TrustState, domain: str, entry: object, head: sth.TreeHead
+) -> DomainPolicyView | None:
+    """The domain's policy from a key answer, signed by the pinned log key and proven in ``head``; never older
+    than one this user saw before, and never missing once seen."""
+    seen = state.policies.get(domain)
+    if entry is None:
+        if seen is not None:
+            raise KeyAlarm(f"the directory no longer shows the policy of {domain} this account saw (entry {seen})")
+        return None
+    if not isinstance(entry, dict):
+        raise KeyAlarm("the domain policy is malformed")
+    _leaf, document = _proven_leaf(entry, head)
+    try:
+        policy = verify_policy_record(document, _log_key(client, state))
+    except RecordError as error:
+        raise KeyAlarm(f"the domain policy is refused: {error}") from None
+    officers = entry.get("officers")
+    if not isinstance(officers, list) or not all(isinstance(o, str) for o in officers):
+        raise KeyAlarm("the domain policy's officers are malformed")
+    if policy.domain != domain or sorted({address_hash(o) for o in officers}) != list(policy.officers):
+        raise KeyAlarm("the domain policy is not this domain's, or names other officers than it signs")
+    if seen is not None and policy.seq < seen:
+        raise KeyAlarm(f"the policy of {domain} went back from entry {seen} to entry {policy.seq}")
+    if seen != policy.seq:
+        state.policies[domain] = policy.seq
+        state.changed = True
+    return DomainPolicyView(domain, policy.policy, policy.seq, policy.key_id, [o.lower() for o in officers])
 
 
 def verify_answer(client: Client, state: TrustState, address: str, answer: Mapping[str, Any]) -> VerifiedKey:
@@ -244,7 +314,8 @@ def verify_answer(client: Client, state: TrustState, address: str, answer: Mappi
             raise KeyAlarm(f"a history record is not bound to {address}")
         history.append(older)
     index = answer.get("leaf_index")
-    return VerifiedKey(address.lower(), record, int(index) if isinstance(index, int) else -1, head, history)
+    policy = _proven_policy(client, state, address.rpartition("@")[2].lower(), answer.get("policy"), head)
+    return VerifiedKey(address.lower(), record, int(index) if isinstance(index, int) else -1, head, history, policy)
 
 
 def lookup(client: Client, address: str, state: TrustState | None = None) -> VerifiedKey:
@@ -272,6 +343,12 @@ class OwnCheck:
     verified: list[VerifiedKey] = field(default_factory=list)
     published: list[str] = field(default_factory=list)
     alarms: list[str] = field(default_factory=list)
+
+    @property
+    def notices(self) -> list[str]:
+        """What the user should know without alarm: who else can read their domain's mail."""
+        shown = {v.policy.describe() for v in self.verified if v.policy is not None and v.policy.policy != "personal"}
+        return sorted(shown)
 
 
 def check_own_keys(client: Client, now: Callable[[], float] = time.time) -> OwnCheck:

@@ -63,6 +63,7 @@ from mailiverse.store.aliases import AddressHasher, find_alias_txn, knows_sender
 from mailiverse.store.db import Database
 from mailiverse.store.errors import OverQuota
 from mailiverse.store.groupcommit import Bulk, Outcome
+from mailiverse.store.groups import organisation_copies_txn
 from mailiverse.store.lookups import CoalescedLookup
 from mailiverse.store.objects import CHUNK_SIZE, NewObject, insert_new_objects_txn, put_object_txn
 from mailiverse.store.quota import Usage, add_usage_txn
@@ -86,6 +87,10 @@ class DeliveryError(Exception):
 
 #: The SMTP reply to a message the judgement refuses, by its reason: the appliance's own words,
 #: never the worker's.
+#: How long the list of domains under the organisation policy is believed before it is read again (seconds):
+#: ``mailiverse-admin domain policy`` takes effect within it.
+ORGANISATION_POLICY_TTL = 5.0
+
 _REFUSALS = {
     "local-domain": (550, "5.7.1", "Mail from a local domain is accepted only from its logged-in users"),
     "dmarc-reject": (550, "5.7.1", "Message refused by the DMARC policy of the sender's domain"),
@@ -156,6 +161,8 @@ class Delivery:
         self._spam_filter = spam_filter
         self._dnsbl_zones = tuple(zone.lower() for zone in dnsbl_zones)
         self._aliases = aliases
+        #: (when read, domain -> organisation account) of the domains under the organisation policy.
+        self._organisation_copies: tuple[float, dict[str, str]] | None = None
         # RCPT TO under load: lookups asked meanwhile share one thread hop and one query.
         self._accounts: CoalescedLookup[str, User] = CoalescedLookup(
             lambda fetch_txn, names: Deferred.fromCoroutine(database.run(fetch_txn, names)), get_users_txn
@@ -210,6 +217,8 @@ class Delivery:
         MessageRejected when it is refused; filed in ``SPAM_FOLDER`` when it is quarantined (for
         accounts whose clients read it there).
         """
+        if folder == INBOX_FOLDER:
+            recipients = await self._with_organisation_copies(recipients)
         users = await self._users_of(recipients)
         now_ms = self._now_ms()
         key_base = new_key_base(now_ms)
@@ -392,6 +401,25 @@ class Delivery:
             reason=judgement.reason or "no reason given",
         )
         return MessageRejected(code, enhanced, text)
+
+    async def _with_organisation_copies(self, recipients: list[Recipient]) -> list[Recipient]:
+        """``recipients`` and, for those of a domain under the ``organisation`` policy, the organisation's account
+        (its copy is sealed to the organisation's key, which the officers hold: docs/keys.md)."""
+        now = time.monotonic()
+        if self._organisation_copies is None or now - self._organisation_copies[0] > ORGANISATION_POLICY_TTL:
+            self._organisation_copies = (now, await self._db.run(organisation_copies_txn))
+        copies = self._organisation_copies[1]
+        if not copies:
+            return recipients
+        names = {r.user for r in recipients}
+        extra = []
+        for recipient in recipients:
+            domain = recipient.address.rpartition("@")[2]
+            account = copies.get(domain)
+            if account is not None and account not in names:
+                names.add(account)
+                extra.append(Recipient(address=f"{account}@{domain}", user=account))
+        return recipients + extra
 
     async def _users_of(self, recipients: list[Recipient]) -> list[User]:
         """Each distinct recipient's account: as ``resolve`` found it, or looked up for other recipients."""

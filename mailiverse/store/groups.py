@@ -11,14 +11,15 @@ group's store (and so its mail) is closed to them from then on.
 from __future__ import annotations
 
 import base64
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy import Connection, delete, func, insert, select, update
 
 from mailiverse.keylog.records import address_hash
 from mailiverse.store.errors import InvalidInput
-from mailiverse.store.schema import key_group_members, key_groups, users
+from mailiverse.store.schema import domain_policies, key_group_members, key_groups, users
 from mailiverse.store.users import User, add_user_txn, get_user_txn, user_of_row
 
 #: Members of one group at most.
@@ -185,7 +186,11 @@ def users_by_name_txn(conn: Connection, names: Sequence[str]) -> dict[str, User]
 
 __all__ = [
     "MAX_MEMBERS",
+    "DomainPolicy",
     "Group",
+    "add_policy_txn",
+    "current_policy_txn",
+    "organisation_copies_txn",
     "active_members_txn",
     "add_member_txn",
     "create_group_txn",
@@ -197,3 +202,60 @@ __all__ = [
     "users_by_name_txn",
     "wrapped_keys_txn",
 ]
+
+
+# -- domain policies ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DomainPolicy:
+    domain: str
+    seq: int
+    policy: str
+    group_id: int | None
+    officers: list[str]
+    leaf_index: int
+
+
+def current_policy_txn(conn: Connection, domain: str) -> DomainPolicy | None:
+    """The policy in force for ``domain`` (its newest entry), or None: none was ever set (``personal``)."""
+    row = conn.execute(
+        select(domain_policies)
+        .where(domain_policies.c.domain == domain.lower())
+        .order_by(domain_policies.c.seq.desc())
+        .limit(1)
+    ).first()
+    if row is None:
+        return None
+    return DomainPolicy(
+        row.domain, int(row.seq), row.policy, row.group_id, list(json.loads(row.officers)), int(row.leaf_index)
+    )
+
+
+def add_policy_txn(conn: Connection, policy: DomainPolicy) -> None:
+    conn.execute(
+        insert(domain_policies).values(
+            domain=policy.domain,
+            seq=policy.seq,
+            policy=policy.policy,
+            group_id=policy.group_id,
+            officers=json.dumps(policy.officers),
+            leaf_index=policy.leaf_index,
+        )
+    )
+
+
+def organisation_copies_txn(conn: Connection) -> dict[str, str]:
+    """For each domain under the ``organisation`` policy, the account its organisation copies go to."""
+    newest = (
+        select(domain_policies.c.domain, func.max(domain_policies.c.seq).label("seq"))
+        .group_by(domain_policies.c.domain)
+        .subquery()
+    )
+    rows = conn.execute(
+        select(domain_policies.c.domain, key_groups.c.local)
+        .join(newest, (newest.c.domain == domain_policies.c.domain) & (newest.c.seq == domain_policies.c.seq))
+        .join(key_groups, key_groups.c.id == domain_policies.c.group_id)
+        .where(domain_policies.c.policy == "organisation")
+    ).all()
+    return {str(domain): str(local) for domain, local in rows}

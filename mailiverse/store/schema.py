@@ -381,6 +381,8 @@ domain_policies = Table(
     Column("seq", Integer, nullable=False, autoincrement=False),
     Column("policy", Text, nullable=False),
     Column("group_id", Integer, ForeignKey("key_groups.id", ondelete="SET NULL"), nullable=True),
+    # The officers' addresses as the policy names them (its record holds only their hashes), JSON.
+    Column("officers", Text, nullable=False, server_default="[]"),
     Column("leaf_index", BigInteger, nullable=False),
     PrimaryKeyConstraint("domain", "seq"),
 )

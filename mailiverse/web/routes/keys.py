@@ -48,8 +48,12 @@ def _lookup_json(address: str, found: Lookup) -> dict[str, Any]:
             "bits": record["bits"],
             "format": record["format"],
             "history": [proven_json(entry) for entry in found.history],
+            "policy": None,
         }
     )
+    if found.policy is not None:
+        proven, policy = found.policy
+        answer["policy"] = {**proven_json(proven), "officers": policy.officers}
     return answer
 
 

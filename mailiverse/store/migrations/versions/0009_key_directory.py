@@ -93,6 +93,7 @@ def upgrade() -> None:
         sa.Column("seq", sa.Integer(), autoincrement=False, nullable=False),
         sa.Column("policy", sa.Text(), nullable=False),
         sa.Column("group_id", sa.Integer(), nullable=True),
+        sa.Column("officers", sa.Text(), nullable=False, server_default="[]"),
         sa.Column("leaf_index", sa.BigInteger(), nullable=False),
         sa.ForeignKeyConstraint(
             ["group_id"], ["key_groups.id"], name="fk_domain_policies_group_id_key_groups", ondelete="SET NULL"
