@@ -366,6 +366,58 @@ def openapi_document(version: str) -> dict[str, Any]:
                 errors=(404, 409),
             )
         },
+        "/api/groups": {
+            "get": _op("Your groups (their keys, members, and the group keys wrapped to you)", auth=True),
+            "post": _op(
+                "A new group: its key's signed record and the key wrapped to you",
+                auth=True,
+                ok=201,
+                body=_obj(["name", "record", "wrapped"], {"name": _TEXT, "record": _OBJECT_ANY, "wrapped": _B64}),
+                errors=(409,),
+            ),
+        },
+        "/api/groups/{name}": {
+            "get": _op("One of your groups", auth=True, errors=(404,), parameters=[_path_param("name")])
+        },
+        "/api/groups/{name}/members": {
+            "post": _op(
+                "Add a member: the group's current key wrapped to their key",
+                auth=True,
+                body=_obj(["user", "key_id", "wrapped"], {"user": _TEXT, "key_id": _TEXT, "wrapped": _B64}),
+                errors=(404, 409),
+                parameters=[_path_param("name")],
+            )
+        },
+        "/api/groups/{name}/rekey": {
+            "post": _op(
+                "A new group key for the members who remain (how a member is removed)",
+                auth=True,
+                body=_obj(
+                    ["records", "wrapped"],
+                    {
+                        "records": {"type": "array", "items": _OBJECT_ANY},
+                        "wrapped": {"type": "object", "additionalProperties": _B64},
+                        "removed": {"type": "array", "items": _TEXT},
+                    },
+                ),
+                errors=(404, 409),
+                parameters=[_path_param("name")],
+            )
+        },
+        "/api/groups/{name}/store": {
+            "get": _op(
+                "The group's store, listed as /api/store", auth=True, errors=(404,), parameters=[_path_param("name")]
+            )
+        },
+        "/api/groups/{name}/store/{path}": {
+            "get": _op(
+                "One object of the group's store",
+                auth=True,
+                raw_response="application/octet-stream",
+                errors=(404,),
+                parameters=[_path_param("name"), _path_param("path")],
+            )
+        },
         "/api/log/key": {"get": _op("The log's Ed25519 public key", auth=False)},
         "/api/log/sth": {"get": _op("The newest signed tree head", auth=False, response=_STH, errors=(404, 429))},
         "/api/log/consistency": {
