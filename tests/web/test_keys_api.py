@@ -303,3 +303,83 @@ async def test_ten_thousand_entries_every_proof_checks_independently(api: Api) -
     for query in ("first=-1&second=2", "first=a&second=2", "second=2"):
         reply = await stranger.call("GET", "/api/log/consistency?" + query, auth=None)
         assert reply.status == 400, query
+
+
+@pytest_twisted.ensureDeferred
+async def test_group_routes_refuse_what_is_not_a_members_to_do(api: Api) -> None:
+    """A group is made with a group record for its own addresses; only members see it, add, or re-key; a re-key
+    must wrap the new key to exactly the members who remain; hostile bodies get clear errors."""
+    erin = await signed_in(api, "erin", PASSWORD, 4)
+    frank = await signed_in(api, "frank", PASSWORD, 5)
+    assert (await _publish(erin, {"records": [_record(api, "erin", 4)]}))[0] == 201
+    addresses = [f"team@{domain}" for domain in api.app.domains]
+    group_key = rsa_key(6)
+    group_record = sign_key_record(
+        key_record_fields(group_key.public_key(), addresses, kind="group", created_ms=1), group_key
+    )
+    wrapped = base64.b64encode(b"w" * 300).decode()
+    for body, code in (
+        ({"name": "team", "record": _record(api, "team", 6), "wrapped": wrapped}, "invalid_record"),  # personal
+        ({"name": "erin", "record": group_record, "wrapped": wrapped}, "invalid_record"),  # other addresses
+        ({"name": "team", "record": group_record, "wrapped": "!!"}, "invalid_request"),
+        ({"name": "team", "record": group_record, "wrapped": base64.b64encode(b"w" * 20000).decode()}, None),
+        ({"name": "../x", "record": group_record, "wrapped": wrapped}, None),
+    ):
+        reply = await erin.call("POST", "/api/groups", json_body=body)
+        assert reply.status in (400, 409, 413), (body["name"], reply.status)
+        if code is not None:
+            assert reply.json()["error"] == code, reply.json()
+    made = await erin.call(
+        "POST", "/api/groups", json_body={"name": "team", "record": group_record, "wrapped": wrapped}
+    )
+    assert made.status == 201 and made.json()["members"] == ["erin"]
+    assert made.json()["keys"] == [{"key_id": group_record["key_id"], "wrapped": wrapped}]
+    # the name is taken now, for groups and accounts alike
+    again = await frank.call(
+        "POST", "/api/groups", json_body={"name": "team", "record": group_record, "wrapped": wrapped}
+    )
+    assert again.status == 409
+    # a stranger sees nothing, and cannot add or re-key
+    for method, path, body in (
+        ("GET", "/api/groups/team", None),
+        ("GET", "/api/groups/team/store", None),
+        ("GET", "/api/groups/team/store/Mail/In/x", None),
+        ("POST", "/api/groups/team/members", {"user": "frank", "key_id": group_record["key_id"], "wrapped": wrapped}),
+        ("GET", "/api/groups/nosuch", None),
+    ):
+        reply = await frank.call(method, path, json_body=body)
+        assert (reply.status, reply.json()["error"]) == (404, "not_found"), path
+    assert (await frank.call("GET", "/api/groups")).json() == {"groups": []}
+    stale = await erin.call(
+        "POST", "/api/groups/team/members", json_body={"user": "frank", "key_id": "0" * 36, "wrapped": wrapped}
+    )
+    assert (stale.status, stale.json()["error"]) == (409, "stale_key")
+    added = await erin.call(
+        "POST",
+        "/api/groups/team/members",
+        json_body={"user": "frank", "key_id": group_record["key_id"], "wrapped": wrapped},
+    )
+    assert added.status == 200 and added.json()["members"] == ["erin", "frank"]
+    # a re-key that leaves frank without the new key but does not say he is removed is refused
+    new_key = rsa_key(7)
+    new = sign_key_record(
+        key_record_fields(
+            new_key.public_key(), addresses, kind="group", created_ms=2, supersedes=group_record["key_id"]
+        ),
+        new_key,
+    )
+    old_fields = {k: v for k, v in group_record.items() if k != "signature"}
+    old = sign_key_record(dict(old_fields, status="superseded", retired_ms=2), group_key)
+    short = await erin.call(
+        "POST", "/api/groups/team/rekey", json_body={"records": [new, old], "wrapped": {"erin": wrapped}}
+    )
+    assert (short.status, short.json()["error"]) == (409, "invalid_member")
+    done = await erin.call(
+        "POST",
+        "/api/groups/team/rekey",
+        json_body={"records": [new, old], "wrapped": {"erin": wrapped}, "removed": ["frank"]},
+    )
+    assert done.status == 200 and done.json()["members"] == ["erin"] and done.json()["key_id"] == new["key_id"]
+    assert (await frank.call("GET", "/api/groups/team")).status == 404
+    looked = (await erin.call("GET", f"/api/keys/team@{api.app.domains[0]}")).json()
+    assert looked["record"] == new and [h["record"] for h in looked["history"]] == [old]
