@@ -1,9 +1,10 @@
 // The key directory and its transparency log (docs/keys.md), checked here with WebCrypto: signed key records
 // (RSA-PSS by the record's own key over canonical JSON), RFC 9162 inclusion and consistency proofs, signed tree
-// heads (Ed25519 with the log key pinned at first sight), the login-time watch over the user's own keys, the
-// first publication and rotation. The same rules as mailiverse/keylog/*.py and mailiverse/client/keys.py; the
-// pinned log key and the last verified head live in Settings/keylog, sealed to the user's own key, in the same
-// form the Python client reads and writes.
+// heads (Ed25519 with the log key pinned at first sight), domain policies (signed by the log key, proven in the
+// same head, only ever forward), the login-time watch over the user's own keys, the first publication and
+// rotation. The same rules as mailiverse/keylog/*.py and mailiverse/client/keys.py; the pinned log key, the last
+// verified head and the newest policy entry seen per domain live in Settings/keylog, sealed to the user's own key,
+// in the same form the Python client reads and writes.
 
 import { ApiError, getJson, getObject, postJson, putObject } from '../api.js';
 import { concat, equalBytes, fromB64, fromUtf8, sha256, toB64, toHex, utf8 } from './bytes.js';
@@ -19,6 +20,7 @@ export const MAX_RETIRED_KEYS = 40;
 const KEY_RECORD_PREFIX = utf8('mailiverse-key-record-v1\n');
 const ADDRESS_HASH_PREFIX = utf8('mailiverse-address-v1\n');
 const STH_PREFIX = utf8('mailiverse-sth-v1\n');
+const POLICY_RECORD_PREFIX = utf8('mailiverse-policy-record-v1\n');
 const EMPTY_ROOT_HEX = 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855';
 const MAX_STATE = 64 * 1024;
 const MAX_PROOF = 128;
@@ -27,6 +29,10 @@ const MAX_RECORD_BYTES = 4096;
 const PSS = { name: 'RSA-PSS', saltLength: 32 };
 const KEY_MEMBERS = ['addresses', 'algorithm', 'bits', 'created_ms', 'format', 'key_id', 'kind', 'public_key',
   'retired_ms', 'signature', 'status', 'supersedes', 'type', 'v'];
+const POLICY_MEMBERS = ['created_ms', 'domain', 'key_id', 'officers', 'policy', 'previous', 'seq', 'signature',
+  'type', 'v'];
+export const POLICIES = ['personal', 'groups', 'organisation'];
+const MAX_OFFICERS = 64;
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 // Anything the directory or the log answered that does not verify, or a key the user did not make: loud.
@@ -298,25 +304,94 @@ export async function keyRecordFields(publicDer, addresses, { format = 'v2', cre
   };
 }
 
+// -- policy records -------------------------------------------------------------------------------------
+
+// A list of distinct address hashes in code-point order, at most `limit` (mailiverse/keylog/records.py).
+function hashList(value, what, limit) {
+  if (!Array.isArray(value) || value.length > limit) {
+    throw new KeyAlarm(`${what} must be a list of at most ${limit} address hashes`);
+  }
+  for (const item of value) strictB64(item, what, 32);
+  if (value.join('\n') !== [...new Set(value)].sort(byCodePoint).join('\n')) {
+    throw new KeyAlarm(`${what} must be sorted and distinct`);
+  }
+  return value;
+}
+
+// Shape and the log key's signature (Ed25519 over the prefix and the canonical JSON without `signature`) of a
+// domain-policy record, as verify_policy_record; the record.
+export async function verifyPolicyRecord(record, logKeyRaw) {
+  if (!record || typeof record !== 'object' || Array.isArray(record)) throw new KeyAlarm('a record is a JSON object');
+  if (canonicalJson(record).length > MAX_RECORD_BYTES) throw new KeyAlarm('the record is too long');
+  if (Object.keys(record).sort().join() !== POLICY_MEMBERS.join()) {
+    throw new KeyAlarm("the record's members are wrong");
+  }
+  if (record.v !== 1 || record.type !== 'policy') throw new KeyAlarm('not a version 1 policy record');
+  const { domain, policy, seq, previous } = record;
+  if (typeof domain !== 'string' || domain.length === 0 || domain.length > 253 || domain !== domain.toLowerCase()) {
+    throw new KeyAlarm('domain must be a lower-case domain name');
+  }
+  if (!POLICIES.includes(policy)) throw new KeyAlarm(`policy must be one of ${POLICIES.join(', ')}`);
+  if (!Number.isSafeInteger(seq) || seq < 1 || seq > 2 ** 31) throw new KeyAlarm('seq must be a positive integer');
+  if (previous !== null) strictB64(previous, 'previous', 32);
+  if ((seq === 1) !== (previous === null)) {
+    throw new KeyAlarm('the first policy of a domain has no previous entry, and only the first');
+  }
+  if (record.key_id !== null && !UUID.test(record.key_id)) throw new KeyAlarm('key_id is not a lower-case UUID');
+  if ((policy === 'organisation') !== (record.key_id !== null)) {
+    throw new KeyAlarm('an organisation policy names its key, and only it');
+  }
+  const officers = hashList(record.officers, 'officers', MAX_OFFICERS);
+  if (policy === 'organisation' && officers.length === 0) {
+    throw new KeyAlarm('an organisation policy names its officers');
+  }
+  if (!isCount(record.created_ms)) throw new KeyAlarm('created_ms must be milliseconds since the epoch');
+  const signature = strictB64(record.signature, 'signature', 64);
+  let ok = false;
+  try {
+    const key = await crypto.subtle.importKey('raw', logKeyRaw, { name: 'Ed25519' }, false, ['verify']);
+    ok = await crypto.subtle.verify({ name: 'Ed25519' }, key, signature,
+      concat(POLICY_RECORD_PREFIX, canonicalJson(unsignedOf(record))));
+  } catch {
+    ok = false;
+  }
+  if (!ok) throw new KeyAlarm("the policy's signature does not verify with the log key");
+  return record;
+}
+
 // -- the trust state (Settings/keylog) ------------------------------------------------------------------
 
-// {logKey, head, version, changed}: the pinned log key and the last verified head, empty the first time.
+// The saved "policies" member ({domain: seq}), read as load_state reads it: entries that are not integers are
+// dropped, anything but an object is none. A Map, so no domain name can reach an object's prototype.
+function readPolicies(value) {
+  const out = new Map();
+  if (!value || typeof value !== 'object' || Array.isArray(value)) return out;
+  for (const [domain, seq] of Object.entries(value)) if (Number.isSafeInteger(seq)) out.set(domain, seq);
+  return out;
+}
+
+// {logKey, head, policies, version, changed}: the pinned log key, the last verified head and the newest policy
+// entry seen per domain (a Map of domain to seq), empty the first time.
 export async function loadState(session) {
   const found = await getObject(STATE_PATH);
-  if (!found) return { logKey: null, head: null, version: null, changed: false };
+  if (!found) return { logKey: null, head: null, policies: new Map(), version: null, changed: false };
   try {
     const value = JSON.parse(fromUtf8(await openOwnMailObject(session.key, found.data, MAX_STATE)));
     const logKey = value.log_key === null || value.log_key === undefined
       ? null : strictB64(value.log_key, 'the pinned log key', 32);
     const head = value.sth === null || value.sth === undefined ? null : parseHead(value.sth);
-    return { logKey, head, version: found.version, changed: false };
+    return { logKey, head, policies: readPolicies(value.policies), version: found.version, changed: false };
   } catch (e) {
     throw new KeyAlarm(`the saved transparency state is unreadable (${e.message})`);
   }
 }
 
+// TrustState.to_json's shape: "policies" only when a policy was seen.
 function stateJson(state) {
-  return { v: 1, log_key: state.logKey ? toB64(state.logKey) : null, sth: state.head ? headJson(state.head) : null };
+  const value = { v: 1, log_key: state.logKey ? toB64(state.logKey) : null,
+    sth: state.head ? headJson(state.head) : null };
+  if (state.policies.size) value.policies = Object.fromEntries(state.policies);
+  return value;
 }
 
 // The user's current public key for sealing: the key block's copy, else the server's (an older encoding).
@@ -329,7 +404,8 @@ async function ownSealingKey(session) {
 }
 
 // Sealed to the user's own current key, as Mail/ objects are; written only when it changed. Another client of
-// the user that saved meanwhile wins when its head is at least as new.
+// the user that saved meanwhile wins when its head is at least as new and it saw every policy entry this one
+// did; otherwise the newest entry per domain of both is written (a policy seen once is never forgotten).
 export async function saveState(session, state) {
   if (!state.changed) return;
   for (let attempt = 0; attempt < 3; attempt++) {
@@ -342,9 +418,19 @@ export async function saveState(session, state) {
       if (!(e instanceof ApiError && e.status === 412)) throw e;
       const remote = await loadState(session);
       state.version = remote.version;
+      let covered = true;
+      for (const [domain, seq] of state.policies) {
+        const theirs = remote.policies.get(domain);
+        if (theirs === undefined || theirs < seq) covered = false;
+        else state.policies.set(domain, theirs);
+      }
+      for (const [domain, seq] of remote.policies) if (!state.policies.has(domain)) state.policies.set(domain, seq);
       if (remote.head && state.head && remote.head.tree_size >= state.head.tree_size) {
-        state.changed = false;
-        return;
+        if (covered) {
+          state.changed = false;
+          return;
+        }
+        state.head = remote.head;
       }
     }
   }
@@ -405,9 +491,10 @@ export async function advance(state, head) {
 
 // -- key answers ----------------------------------------------------------------------------------------
 
-// The record of one {record, leaf, leaf_index, tree_size, audit_path} entry, proven in `head`.
-async function provenRecord(entry, head) {
-  if (!entry || typeof entry !== 'object') throw new KeyAlarm('the key answer is malformed');
+// The leaf of one {record, leaf, leaf_index, tree_size, audit_path} entry and the record it holds (its
+// canonical JSON), form only.
+function entryLeaf(entry) {
+  if (!entry || typeof entry !== 'object' || Array.isArray(entry)) throw new KeyAlarm('the key answer is malformed');
   const leaf = strictB64(entry.leaf, 'the leaf');
   if (leaf.length > MAX_RECORD_BYTES) throw new KeyAlarm('the leaf is longer than any record');
   let document;
@@ -420,7 +507,11 @@ async function provenRecord(entry, head) {
       || !equalBytes(canonicalJson(document), leaf)) {
     throw new KeyAlarm("the leaf is not a record's canonical JSON");
   }
-  const record = await verifyKeyRecord(document);
+  return { leaf, document };
+}
+
+// The entry's record is the leaf, and the inclusion proof puts the leaf in the tree of `head`.
+async function proveLeaf(entry, leaf, head) {
   let given;
   try {
     given = canonicalJson(entry.record);
@@ -437,10 +528,63 @@ async function provenRecord(entry, head) {
   if (!await verifyInclusion(await leafHash(leaf), index, size, nodes, head.root_hash)) {
     throw new KeyAlarm('the inclusion proof does not lead to the signed root');
   }
+  return index;
+}
+
+// The key record of one entry, its own signature checked (first: the most telling alarm), proven in `head`.
+async function provenRecord(entry, head) {
+  const { leaf, document } = entryLeaf(entry);
+  const record = await verifyKeyRecord(document);
+  const index = await proveLeaf(entry, leaf, head);
   return { ...record, leafIndex: index, fingerprint: await fingerprint(record.der) };
 }
 
-// Every check of a /api/keys/<address> answer: {address, record, history, head}; KeyAlarm says what failed.
+export function domainOf(address) {
+  const text = String(address);
+  return text.slice(text.lastIndexOf('@') + 1).toLowerCase();
+}
+
+// The domain's policy from a key answer ({domain, policy, seq, keyId, officers, leafIndex}, or null when the
+// domain never set one): proven in `head`, signed by the pinned log key, this domain's, naming exactly the
+// officers it signs; never older than the entry this account saw before, and never missing once one was seen.
+async function provenPolicy(state, domain, entry, head) {
+  const seen = state.policies.get(domain);
+  if (entry === null || entry === undefined) {
+    if (seen !== undefined) {
+      throw new KeyAlarm(`the directory no longer shows the policy of ${domain} this account saw (entry ${seen})`);
+    }
+    return null;
+  }
+  if (typeof entry !== 'object' || Array.isArray(entry)) throw new KeyAlarm('the domain policy is malformed');
+  const { leaf, document } = entryLeaf(entry);
+  const index = await proveLeaf(entry, leaf, head);
+  let record;
+  try {
+    record = await verifyPolicyRecord(document, await pinnedLogKey(state));
+  } catch (e) {
+    throw new KeyAlarm(`the domain policy is refused: ${e.message}`);
+  }
+  const { officers } = entry;
+  if (!Array.isArray(officers) || officers.length > MAX_OFFICERS || !officers.every((o) => typeof o === 'string')) {
+    throw new KeyAlarm("the domain policy's officers are malformed");
+  }
+  const hashes = [...new Set(await Promise.all(officers.map(addressHash)))].sort(byCodePoint);
+  if (record.domain !== domain || hashes.join('\n') !== record.officers.join('\n')) {
+    throw new KeyAlarm('the domain policy is not this domain\'s, or names other officers than it signs');
+  }
+  if (seen !== undefined && record.seq < seen) {
+    throw new KeyAlarm(`the policy of ${domain} went back from entry ${seen} to entry ${record.seq}`);
+  }
+  if (seen !== record.seq) {
+    state.policies.set(domain, record.seq);
+    state.changed = true;
+  }
+  return { domain, policy: record.policy, seq: record.seq, keyId: record.key_id,
+    officers: officers.map((o) => o.toLowerCase()), leafIndex: index };
+}
+
+// Every check of a /api/keys/<address> answer: {address, record, history, head, policy}; KeyAlarm says what
+// failed.
 export async function verifyAnswer(state, address, answer) {
   const head = parseHead(answer && answer.sth);
   await advance(state, head);
@@ -456,7 +600,8 @@ export async function verifyAnswer(state, address, answer) {
     if (!older.addresses.includes(hash)) throw new KeyAlarm(`a history record is not bound to ${address}`);
     history.push(older);
   }
-  return { address: address.toLowerCase(), record, history, head };
+  const policy = await provenPolicy(state, domainOf(address), answer.policy, head);
+  return { address: address.toLowerCase(), record, history, head, policy };
 }
 
 function keyUrl(address) {

@@ -1,8 +1,10 @@
 // The Keys page and the key alarm: the account's current key (id, fingerprint, whether its record is proven in
 // the transparency log), the keys it had before, "Rotate key", and the red banner the login-time watch raises
-// when the log shows a key the user did not make for one of their addresses, or an answer that does not verify.
+// when the log shows a key the user did not make for one of their addresses, or an answer that does not verify;
+// and the domain's encryption policy (issue 20): a row of the Keys page, and above the mailbox a plain notice when
+// an organisation key can also read the user's mail.
 
-import { checkOwnKeys, groupedFingerprint, KeyAlarm, rotateKey } from '../crypto/keylog.js';
+import { checkOwnKeys, domainOf, groupedFingerprint, KeyAlarm, rotateKey } from '../crypto/keylog.js';
 import { $, formatDate, h, status } from './dom.js';
 
 const SAY = 'key-status';
@@ -15,6 +17,9 @@ export class KeysPage {
     this.result = null;
     // Alarms stay up until the page is left: a key that showed once and vanished is still worth knowing.
     this.alarms = new Map();
+    // The newest verified policy per domain of the account (null: never set). A domain whose check failed keeps
+    // what was verified before: who else can read the mail is worth knowing even while the log misbehaves.
+    this.policies = new Map();
     this.checking = null;
     $('key-rotate').addEventListener('click', () => this.rotate());
     $('key-check').addEventListener('click', () => this.check());
@@ -31,8 +36,10 @@ export class KeysPage {
     })).then((result) => {
       this.result = result;
       for (const alarm of result.alarms) this.alarms.set(alarm.text, alarm);
+      for (const verified of result.verified) this.policies.set(domainOf(verified.address), verified.policy);
       this.render();
       this.showAlarms();
+      this.showPolicyNotice();
       document.body.dataset.keysChecked = String((Number(document.body.dataset.keysChecked) || 0) + 1);
       return result;
     }).finally(() => {
@@ -52,9 +59,42 @@ export class KeysPage {
     banner.hidden = this.alarms.size === 0;
   }
 
+  // "Mail to DOMAIN can also be read by OFFICERS (organisation policy)": informational, not an alarm.
+  showPolicyNotice() {
+    const notice = $('policy-notice');
+    const lines = [...this.policies.values()].filter((p) => p && p.policy === 'organisation')
+      .map((p) => h('p', { class: 'policy-notice-line', 'data-domain': p.domain },
+        `Mail to ${p.domain} can also be read by ${p.officers.join(', ')} (organisation policy)`));
+    notice.replaceChildren(...lines);
+    notice.hidden = lines.length === 0;
+  }
+
+  // The Keys page's "Domain policy" row: one line per domain of the account's addresses, in the admin tool's words.
+  renderPolicies() {
+    const cell = $('key-policy');
+    const domains = [...new Set((this.session.account.addresses || []).map(domainOf))];
+    const known = domains.filter((d) => this.policies.has(d));
+    cell.replaceChildren(...known.map((domain) => {
+      const p = this.policies.get(domain);
+      if (!p) {
+        return h('div', { class: 'key-policy-line', 'data-domain': domain, 'data-policy': 'personal' },
+          `${domain}: personal (never changed)`);
+      }
+      const entry = `entry ${p.seq}, log leaf ${p.leafIndex}`;
+      const text = p.policy === 'organisation'
+        ? `${domain}: organisation. Mail to ${domain} can also be read by ${p.officers.join(', ')} `
+          + `(organisation key ${p.keyId}; ${entry})`
+        : `${domain}: ${p.policy} (${entry})`;
+      return h('div', { class: `key-policy-line ${p.policy}`, 'data-domain': domain, 'data-policy': p.policy,
+        'data-seq': String(p.seq), 'data-leaf': String(p.leafIndex) }, text);
+    }));
+    if (!known.length) cell.textContent = '—';
+  }
+
   render() {
     const result = this.result;
     if (!result) return;
+    this.renderPolicies();
     const mine = result.verified.find((v) => v.address === (this.session.account.addresses[0] || '').toLowerCase())
       || result.verified[0];
     const proof = $('key-proof');
