@@ -106,7 +106,12 @@ async function enter(name, password) {
   state.screener = new Screener();
   state.screener.onChange(refresh);
   screenerSetting = new ScreenerSetting(state.screener);
-  composer = new Composer({ addresses: session.account.addresses, aliases: () => state.aliases, onSent: afterSend });
+  // A recipient's key that fails verification at send time raises the Keys page's red banner.
+  composer = new Composer({ addresses: session.account.addresses, aliases: () => state.aliases, onSent: afterSend,
+    session, onKeyAlarm: (alarm) => {
+      keysPage.alarms.set(alarm.text, alarm);
+      keysPage.showAlarms();
+    } });
   state.store.onChange(refresh);
   // Every login checks the key log for the account's addresses (and publishes the first record); the mailbox
   // does not wait for it. A rotation updates session.key in place; the alias labels are sealed to the new key.

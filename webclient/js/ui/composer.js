@@ -1,9 +1,12 @@
 // The compose dialog: new mail, reply, reply-all and forward (with the original's attachments), with
 // From (the account's addresses and active aliases), To/Cc/Bcc and attached files, sent via /api/send, with a
-// Hashcash stamp per recipient when asked ("hashcash": true) so that screeners let it in.
+// Hashcash stamp per recipient when asked ("hashcash": true) so that screeners let it in. Before sending, the
+// key of every recipient on the account's own domains is looked up in the key directory and verified against
+// the transparency log (as the Python client's check_recipients): a key that fails is not sent to.
 
-import { postJson } from '../api.js';
+import { ApiError, getJson, postJson } from '../api.js';
 import { fromB64, toB64, utf8 } from '../crypto/bytes.js';
+import { domainOf, KeyAlarm, loadState, saveState, verifyAnswer } from '../crypto/keylog.js';
 import { attachedBytes, buildMessage, MAX_ATTACHMENT_BYTES, parseAddresses } from '../mail/compose.js';
 import { formatPerson } from '../mail/twin.js';
 import { $, formatDate, formatSize, h, status } from './dom.js';
@@ -22,12 +25,68 @@ function quote(summary) {
   return `\n\n${said}\n${text.split(/\r?\n/).map((l) => `> ${l}`).join('\n')}`;
 }
 
+// A recipient's key that failed verification: `address` and the KeyAlarm's `reason`.
+export class RecipientKeyAlarm extends Error {
+  constructor(address, reason) {
+    super(`Not sent: the key of ${address} failed verification (${reason})`);
+    this.name = 'RecipientKeyAlarm';
+    this.address = address;
+    this.reason = reason;
+  }
+}
+
+// The distinct recipients (by lower-cased address, first spelling kept) on one of the domains of `own`.
+export function localRecipients(recipients, own) {
+  const domains = new Set(own.map(domainOf));
+  const seen = new Map();
+  for (const address of recipients) {
+    const key = address.toLowerCase();
+    if (!seen.has(key) && domains.has(domainOf(address))) seen.set(key, address);
+  }
+  return [...seen.values()];
+}
+
+function keyUrl(address) {
+  return '/api/keys/' + encodeURIComponent(address).replace(/%40/g, '@');
+}
+
+// check_recipients of mailiverse/client/cli_keys.py: the directory's answer for each recipient on this appliance
+// (the answers fetched at once, then verified one after the other against one trust state, loaded and saved
+// once); no key published (not_found: an alias, a group) is fine. Throws RecipientKeyAlarm for the first answer
+// that fails, an Error naming the address when the directory could not answer (as the CLI, nothing is sent).
+export async function checkRecipientKeys(session, recipients) {
+  const local = localRecipients(recipients, session.account.addresses || []);
+  if (!local.length) return 0;
+  const state = await loadState(session);
+  const answers = await Promise.allSettled(local.map((address) => getJson(keyUrl(address))));
+  for (const [i, address] of local.entries()) {
+    const answer = answers[i];
+    if (answer.status === 'rejected') {
+      const e = answer.reason;
+      if (e instanceof ApiError && e.code === 'not_found') continue;
+      throw new Error(`Not sent: the key of ${address} could not be looked up (${e.message || e})`);
+    }
+    try {
+      await verifyAnswer(state, address, answer.value);
+    } catch (e) {
+      if (e instanceof KeyAlarm) throw new RecipientKeyAlarm(address, e.message);
+      throw e;
+    }
+  }
+  await saveState(session, state);
+  return local.length;
+}
+
 export class Composer {
-  // addresses: the account's own; aliases(): the alias book (or null), whose active aliases are From choices too.
-  constructor({ addresses, aliases = () => null, onSent }) {
+  // addresses: the account's own; aliases(): the alias book (or null), whose active aliases are From choices too;
+  // session: the logged-in session, whose trust state checks the recipients' keys (none: no check);
+  // onKeyAlarm({address, text}): a recipient's key failed verification (the red banner).
+  constructor({ addresses, aliases = () => null, onSent, session = null, onKeyAlarm = () => {} }) {
     this.addresses = addresses;
     this.aliases = aliases;
     this.onSent = onSent;
+    this.session = session;
+    this.onKeyAlarm = onKeyAlarm;
     this.dialog = $('compose');
     this.reply = null;
     this.fillFrom(null);
@@ -152,12 +211,17 @@ export class Composer {
       button.disabled = true;
       status('compose-status', hashcash
         ? `Adding a proof of work for ${recipients.length} recipient(s) (a second or two each) and sending…` : 'Sending…');
+      if (this.session) await checkRecipientKeys(this.session, recipients);
       const request = { message: toB64(message), recipients };
       if (hashcash) request.hashcash = true;
       const result = await postJson('/api/send', request);
       this.dialog.close();
       this.onSent(result);
     } catch (e) {
+      if (e instanceof RecipientKeyAlarm) {
+        this.onKeyAlarm({ address: e.address, text: `The key directory's answer for ${e.address} failed `
+          + `verification: ${e.reason}. Mail to ${e.address} was not sent.` });
+      }
       status('compose-status', e.message || 'Sending failed.', true);
     } finally {
       button.disabled = false;
