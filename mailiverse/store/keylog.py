@@ -117,14 +117,14 @@ class KeyLog:
 
     def latest_head_txn(self, conn: Connection) -> SignedHead | None:
         """The newest signed tree head (None while the log is empty), with the tree synced to it."""
-        head = _latest_head(conn)
+        head = _latest_head_txn(conn)
         with self._lock:
             self._sync(conn, head)
         return head
 
     def prove_txn(self, conn: Connection, leaf_indexes: Sequence[int]) -> list[Proven]:
         """Each leaf with its inclusion proof in the newest head's tree."""
-        head = _latest_head(conn)
+        head = _latest_head_txn(conn)
         if head is None:
             return []
         rows = conn.execute(select(key_log.c.leaf_index, key_log.c.leaf).where(key_log.c.leaf_index.in_(leaf_indexes)))
@@ -140,7 +140,7 @@ class KeyLog:
 
     def consistency_txn(self, conn: Connection, first: int, second: int) -> tuple[list[bytes], SignedHead]:
         """The consistency proof between two sizes the log has had, and the newest head."""
-        head = _latest_head(conn)
+        head = _latest_head_txn(conn)
         size = 0 if head is None else head.head.tree_size
         if not 0 <= first <= second <= size or head is None:
             raise KeyLogError(f"the log has {size} entries: need 0 <= first <= second <= {size}")
@@ -151,7 +151,7 @@ class KeyLog:
 
     def entries_txn(self, conn: Connection, start: int, end: int) -> list[tuple[int, bytes]]:
         """Leaves ``start`` to ``end`` inclusive (at most ``MAX_ENTRIES``, and only as far as the newest head)."""
-        head = _latest_head(conn)
+        head = _latest_head_txn(conn)
         size = 0 if head is None else head.head.tree_size
         if not 0 <= start <= end or start >= size:
             raise KeyLogError(f"the log has {size} entries: need 0 <= start <= end and start < {size}")
@@ -179,7 +179,7 @@ class KeyLog:
         """Append ``leaves`` in order and sign the new head; the first new leaf's index, and the head."""
         if conn.dialect.name == "postgresql":
             conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _APPEND_LOCK})
-        head = _latest_head(conn)
+        head = _latest_head_txn(conn)
         with self._lock:
             self._sync(conn, head)
             start = self._tree.size
@@ -202,7 +202,7 @@ class KeyLog:
         return start, SignedHead(new_head, signature)
 
 
-def _latest_head(conn: Connection) -> SignedHead | None:
+def _latest_head_txn(conn: Connection) -> SignedHead | None:
     row = conn.execute(select(key_log_heads).order_by(key_log_heads.c.tree_size.desc()).limit(1)).first()
     return None if row is None else _head_of(row)
 
