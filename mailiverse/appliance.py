@@ -29,6 +29,7 @@ from mailiverse.delivery.pool import WorkerPool
 from mailiverse.delivery.rspamd import RspamdClient
 from mailiverse.dns import Resolver
 from mailiverse.logs import Logger
+from mailiverse.memory import TrimService
 from mailiverse.outbound.service import OutboundConfig, build_outbound, read_password_file
 from mailiverse.privatefile import create_private_once
 from mailiverse.smtp.limits import SmtpLimits
@@ -264,6 +265,7 @@ def build_appliance(config: ApplianceConfig, reactor: Any = None) -> MultiServic
 
     root = MultiService()
     _Announce(config).setServiceParent(root)
+    TrimService(reactor).setServiceParent(root)
     if workers is None:
         log.info("delivery workers: none (--workers 0): mail is opened and sealed in the main process")
     else:

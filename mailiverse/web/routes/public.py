@@ -3,17 +3,11 @@ and the API's 404/405."""
 
 from __future__ import annotations
 
-import mimetypes
 from typing import Any
 
-# Twisted's File reads the system's MIME table (/etc/mime.types) when it is imported: about 350 KiB kept in
-# every appliance, and different on every machine. The client's few types are Python's built-in ones (and
-# pinned on _StaticFiles below), so the system table is never read.
-mimetypes.knownfiles = []
-
-from klein.interfaces import IKleinRequest  # noqa: E402 - after the MIME table is settled
-from twisted.web.resource import NoResource, Resource  # noqa: E402
-from twisted.web.static import File  # noqa: E402
+from klein.interfaces import IKleinRequest
+from twisted.web.resource import NoResource, Resource
+from twisted.web.static import File
 from werkzeug.exceptions import HTTPException
 
 from mailiverse import __version__
@@ -29,7 +23,8 @@ _FALLBACK_ENDPOINTS = frozenset({"api_not_found", "api_not_found_branch", "stati
 class _StaticFiles(File):
     """The web client's files; folders are not listed (a listing maps the client for nobody's benefit)."""
 
-    #: The types the client's files have (a module script must be served as JavaScript).
+    #: The types the client's files have (a module script must be served as JavaScript); the system's table is
+    #: never read (``mailiverse/web/__init__.py``).
     contentTypes = {
         ".html": "text/html",
         ".js": "text/javascript",
