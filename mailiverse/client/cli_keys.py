@@ -1,10 +1,12 @@
 """The key-directory commands of ``mailiverse-client`` (``mailiverse.client.keys`` does the work).
 
 ``keys verify ADDRESS`` prints one line per fact, ``name: value``: ``address``, ``key_id``, ``fingerprint``
-(hex SHA-256 of the DER public key), ``status``, ``proof`` (``verified in tree of N entries, leaf I``) and
-``history`` (the earlier key ids, or ``-``); any failed check exits 1 with ``KEY ALARM`` on stderr.
-``keys rotate`` prints ``rotated KEY_ID -> KEY_ID``. ``log audit`` prints ``entries``, ``heads``, ``keys``,
-``policies`` and ``audit: ok`` (or each problem, then exit 1).
+(hex SHA-256 of the DER public key), ``status``, ``proof`` (``verified in tree of N entries, leaf I``),
+``history`` (the earlier key ids, or ``-``) and ``policy`` (the domain's, and who else can read its mail);
+any failed check exits 1 with ``KEY ALARM`` on stderr. ``keys rotate`` prints ``rotated KEY_ID -> KEY_ID``.
+``log audit`` prints ``entries``, ``heads``, ``keys``, ``policies`` and ``audit: ok`` (or each problem, then
+exit 1). ``group new|add|remove|list`` manage group keys (``mailiverse.client.groups``); ``group ls`` and
+``group read`` are the main ``ls`` and ``read`` over the group's store (``cli.py``).
 
 Every logged-in command first checks the user's own addresses in the directory (``watch``); what it finds is
 written to stderr, loudly, and never changes what the command prints on stdout.
