@@ -1,11 +1,15 @@
-"""``mailiverse-client keys verify|rotate`` and ``log audit`` against a real ``twistd mailiverse`` (issue 20).
+"""``mailiverse-client keys verify|rotate``, ``log audit``, ``group ...`` and ``mailiverse-admin domain policy``
+against a real ``twistd mailiverse`` (issue 20).
 
 Sign-up publishes the account's signed key record; ``keys verify`` checks another user's key (signature,
 inclusion in the signed head, consistency with the last head this user saw) and prints its id and
 fingerprint; mail sealed before a rotation and after it both open; the superseded record stays in the
-history; ``log audit`` replays every entry and head. Then the attacks: a key swapped in the database behind
-the API's back (the server now serves a record signed by an attacker's key for alice's address) raises a
-KEY ALARM at alice's next login and ``keys verify`` refuses it, and ``send`` refuses to send to it.
+history; ``log audit`` replays every entry and head. Then the attacks of someone controlling the server's
+database: a tampered record, a key swapped behind the API's back (also refused by ``send``) and a forked log
+signed with the real log key are each a KEY ALARM. Groups: two members read the group's mail; after a removal
+the removed member's real keys open nothing new and no group private key is on the server in the clear. The
+organisation policy: the officer reads a copy of mail to a member, every client shows the policy, and going
+back to personal is a second, forward entry.
 """
 
 from __future__ import annotations
