@@ -14,8 +14,11 @@ export function setCsrf(value) {
   csrf = value;
 }
 
-function storeUrl(path) {
-  return '/api/store/' + path.split('/').map(encodeURIComponent).join('/');
+// Your own store; a group's is /api/groups/<name>/store, read the same way (docs/api.md).
+export const OWN_STORE = '/api/store';
+
+function storeUrl(path, base = OWN_STORE) {
+  return base + '/' + path.split('/').map(encodeURIComponent).join('/');
 }
 
 async function failure(response) {
@@ -63,14 +66,14 @@ export async function deleteJson(url, json) {
   return (await call('DELETE', url, json === undefined ? {} : { json })).json();
 }
 
-// List every object under a prefix, newest first, page by page (onPage sees each page).
-export async function listAll(prefix, onPage) {
+// List every object under a prefix of the store at `base`, newest first, page by page (onPage sees each page).
+export async function listAll(prefix, onPage, base = OWN_STORE) {
   const out = [];
   let after = null;
   for (;;) {
     const q = new URLSearchParams({ prefix, order: 'newest', limit: '1000' });
     if (after) q.set('after', after);
-    const page = await getJson('/api/store?' + q.toString());
+    const page = await getJson(base + '?' + q.toString());
     out.push(...page.objects);
     if (onPage) onPage(out.length);
     if (!page.next) return out;
@@ -78,10 +81,10 @@ export async function listAll(prefix, onPage) {
   }
 }
 
-// {data: Uint8Array, version} or null when the object does not exist.
-export async function getObject(path) {
+// {data: Uint8Array, version} or null when the object does not exist (in the store at `base`).
+export async function getObject(path, base = OWN_STORE) {
   try {
-    const response = await call('GET', storeUrl(path));
+    const response = await call('GET', storeUrl(path, base));
     const etag = (response.headers.get('ETag') || '').replace(/"/g, '');
     return { data: new Uint8Array(await response.arrayBuffer()), version: Number(etag) || null };
   } catch (e) {

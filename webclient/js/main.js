@@ -1,8 +1,11 @@
 // The application: wires the login screen, the mailbox, the list, the reader, the composer, the Addresses page,
-// the screener and the Keys page (with the login-time watch over the account's keys in the key log).
+// the screener, the Keys page (with the login-time watch over the account's keys in the key log) and the
+// mailboxes of the user's groups (read-only, with the group's keys, once its key is verified in the directory).
 
 import { getJson } from './api.js';
+import { KeyAlarm } from './crypto/keylog.js';
 import { AliasBook, canonicalAddress } from './mail/aliases.js';
+import { groupAddress, groupStore, listGroups, openGroup } from './mail/groups.js';
 import { Screener } from './mail/screener.js';
 import { MailStore, TAMPERED_NOTICE, TamperedError } from './mail/store.js';
 import { changePassword, login, logout, signup } from './session.js';
@@ -17,9 +20,13 @@ import { installShortcuts } from './ui/shortcuts.js';
 import { trainAndMove } from './ui/training.js';
 
 const TITLES = { inbox: 'Inbox', sent: 'Sent', spam: 'Spam', screener: 'Screener', trash: 'Trash' };
-// view: 'mail' (a folder, search or the mail of one alias: `via`), 'addresses' (the Addresses page) or 'keys'.
+// view: 'mail' (a folder, search, the mail of one alias: `via`, or a group's mailbox: `group`), 'addresses' (the
+// Addresses page) or 'keys'. group: {name, address, store (null until its key is verified), notice, error}.
 const state = { session: null, store: null, folder: 'inbox', query: '', openPath: null, summary: null, timing: {},
-  training: false, aliases: null, view: 'mail', via: null, screener: null, screening: false };
+  training: false, aliases: null, view: 'mail', via: null, screener: null, screening: false, groups: [],
+  group: null };
+// The opened group mailboxes by name (in memory only; each open checks the group's key again first).
+const groupStores = new Map();
 let addressesPage = null;
 let keysPage = null;
 let screenerSetting = null;
@@ -120,6 +127,7 @@ async function enter(name, password) {
     state.aliases.publicSources = [session.key.publicDer];
   } });
   keysPage.check();
+  loadGroups();
   const t1 = performance.now();
   const cached = await state.store.loadCache();
   refresh();
@@ -131,7 +139,105 @@ async function enter(name, password) {
   // Whether the screener is on decides whether its folder is shown even while empty.
   state.screener.load().catch(() => {});
   await runSync();
-  pollTimer = setInterval(() => runSync().catch(() => {}), 30000);
+  pollTimer = setInterval(checkAll, 30000);
+}
+
+// "Check for new mail" and the poll: the mailbox, the list of groups, and the group mailbox being shown.
+function checkAll() {
+  loadGroups();
+  if (state.group && state.group.store) syncGroup(state.group);
+  return runSync().catch(() => {});
+}
+
+// -- groups ---------------------------------------------------------------------------------------------
+
+async function loadGroups() {
+  let groups;
+  try {
+    groups = await listGroups();
+  } catch {
+    return; // a server without groups, or a passing failure: the section stays as it was
+  }
+  state.groups = groups;
+  $('group-links').replaceChildren(...groups.map((g) => {
+    const address = groupAddress(state.session, g) || g.addresses[0] || g.name;
+    return h('li', {}, h('a', { href: `#group-${encodeURIComponent(g.name)}`, 'data-group': g.name, title: address,
+      onclick: (e) => { e.preventDefault(); showGroup(g.name); } }, g.name));
+  }));
+  $('groups-nav').hidden = groups.length === 0;
+  if (state.group) markCurrent(`group:${state.group.name}`);
+}
+
+// A group's mailbox in the list and reader: its key is checked against the key directory first (every time it
+// is opened, as the Python client's open_group); on a mismatch the red key alarm goes up and nothing is opened.
+async function showGroup(name) {
+  const listed = state.groups.find((g) => g.name === name);
+  if (!listed || !state.session) return;
+  const group = { name, address: groupAddress(state.session, listed) || listed.addresses[0] || name, store: null,
+    notice: 'Checking the group’s key in the key directory…', error: false, syncing: null };
+  state.group = group;
+  state.via = null;
+  state.query = '';
+  $('search').value = '';
+  state.openPath = null;
+  markCurrent(`group:${name}`);
+  showView('mail');
+  closeReader();
+  list.el.scrollTop = 0;
+  list.selected = -1;
+  refresh();
+  document.body.classList.remove('nav-open');
+  let opened;
+  try {
+    opened = await openGroup(state.session, name);
+  } catch (e) {
+    groupStores.delete(name);
+    group.error = true;
+    if (e instanceof KeyAlarm) {
+      keysPage.alarms.set(e.message, { address: group.address, text: e.message });
+      keysPage.showAlarms();
+      group.notice = `The key of ${group.address} failed verification: its mail was not opened.`;
+    } else {
+      group.notice = `The group could not be opened: ${e.message}`;
+    }
+    if (state.group === group) refresh();
+    return;
+  }
+  let store = groupStores.get(name);
+  if (store) {
+    store.key = opened.key;
+  } else {
+    store = groupStore(opened);
+    store.onChange(() => { if (state.group && state.group.store === store) refresh(); });
+    groupStores.set(name, store);
+  }
+  if (state.group !== group) return;
+  group.store = store;
+  group.address = opened.address;
+  group.notice = 'Decrypting the group’s mail…';
+  refresh();
+  await syncGroup(group);
+}
+
+function syncGroup(group) {
+  if (group.syncing) return group.syncing;
+  group.syncing = group.store.sync().then(() => {
+    group.notice = '';
+    group.error = false;
+  }).catch((e) => {
+    group.notice = `Sync failed: ${e.message}`;
+    group.error = true;
+  }).finally(() => {
+    group.syncing = null;
+    document.body.dataset.groupSynced = String((Number(document.body.dataset.groupSynced) || 0) + 1);
+    if (state.group === group) refresh();
+  });
+  return group.syncing;
+}
+
+// The store the list and reader show: the group's while one is open, else the user's own.
+function activeStore() {
+  return state.group ? state.group.store : state.store;
 }
 
 let syncing = null;
@@ -158,6 +264,11 @@ function runSync() {
 }
 
 function currentItems() {
+  if (state.group) {
+    const store = state.group.store;
+    if (!store) return [];
+    return state.query ? store.search(state.query) : store.all();
+  }
   if (state.query) return state.store.search(state.query);
   if (state.via) {
     const wanted = canonicalAddress(state.via.address);
@@ -167,6 +278,9 @@ function currentItems() {
 }
 
 function listTitle(count) {
+  if (state.group) {
+    return state.query ? `Search ${state.group.address}: ${state.query} (${count})` : state.group.address;
+  }
   if (state.query) return `Search: ${state.query} (${count})`;
   if (state.via) return `Via ${state.via.address} (${count})`;
   return TITLES[state.folder];
@@ -175,9 +289,13 @@ function listTitle(count) {
 function refresh() {
   if (!state.store) return;
   const items = currentItems();
-  list.showing = state.query || state.via ? null : state.folder;
+  list.showing = state.query || state.via ? null : state.group ? 'inbox' : state.folder;
   list.setItems(items, state.openPath);
-  $('empty').hidden = items.length > 0;
+  const notice = state.group ? state.group.notice : '';
+  $('group-notice').hidden = !notice;
+  $('group-notice').textContent = notice;
+  $('group-notice').classList.toggle('error', !!(state.group && state.group.error));
+  $('empty').hidden = items.length > 0 || !!notice;
   $('empty').textContent = state.query ? 'Nothing matches your search.' : 'No messages.';
   $('list-title').textContent = listTitle(items.length);
   const c = state.store.counts();
@@ -194,8 +312,9 @@ function refresh() {
 }
 
 function markCurrent(name) {
-  for (const a of document.querySelectorAll('[data-folder],[data-view]')) {
-    if ((a.dataset.folder || a.dataset.view) === name) a.setAttribute('aria-current', 'page');
+  for (const a of document.querySelectorAll('[data-folder],[data-view],[data-group]')) {
+    const which = a.dataset.group !== undefined ? `group:${a.dataset.group}` : a.dataset.folder || a.dataset.view;
+    if (which === name) a.setAttribute('aria-current', 'page');
     else a.removeAttribute('aria-current');
   }
 }
@@ -211,6 +330,7 @@ function showView(view) {
 function showKeys() {
   if (!keysPage) return;
   state.via = null;
+  state.group = null;
   closeReader();
   markCurrent('keys');
   showView('keys');
@@ -222,6 +342,7 @@ function showKeys() {
 function showAddresses() {
   if (!state.aliases) return;
   state.via = null;
+  state.group = null;
   closeReader();
   markCurrent('addresses');
   showView('addresses');
@@ -235,6 +356,7 @@ function showAddresses() {
 function showVia(alias) {
   if (!alias.address) return;
   state.via = alias;
+  state.group = null;
   state.query = '';
   $('search').value = '';
   state.openPath = null;
@@ -258,6 +380,7 @@ function setFolder(name) {
   }
   state.folder = name;
   state.via = null;
+  state.group = null;
   state.query = '';
   $('search').value = '';
   state.openPath = null;
@@ -278,17 +401,27 @@ function closeReader() {
 }
 
 async function openItem(item) {
+  const store = activeStore();
+  if (!store) return;
   state.openPath = item.p;
   const reader = $('reader');
   reader.hidden = false;
   document.body.classList.add('reading');
   reader.replaceChildren(document.createTextNode('Decrypting…'));
   try {
-    const summary = await state.store.fetchTwin(item.p);
-    if (state.openPath !== item.p) return;
+    const summary = await store.fetchTwin(item.p);
+    if (state.openPath !== item.p || activeStore() !== store) return;
     state.summary = summary;
-    state.store.setRead(item.p, true);
-    renderMessage(reader, item, summary, {
+    store.setRead(item.p, true);
+    // A group's mailbox is read-only: reply and forward (from your own addresses), nothing that changes it.
+    renderMessage(reader, item, summary, store.readOnly ? {
+      back: () => { closeReader(); list.el.focus(); },
+      reply: (mode) => composer.open(mode, summary),
+      readOnly: true,
+      inTrash: () => false,
+      folderOf: (i) => store.folderOf(i),
+      aliases: null,
+    } : {
       back: () => { closeReader(); list.el.focus(); },
       reply: (mode) => composer.open(mode, summary),
       trash: () => trash(),
@@ -305,7 +438,7 @@ async function openItem(item) {
     list.render();
     refresh();
   } catch (e) {
-    if (state.openPath !== item.p) return;
+    if (state.openPath !== item.p || activeStore() !== store) return;
     reader.replaceChildren(e instanceof TamperedError
       ? h('p', { class: 'notice tampered', role: 'alert' }, TAMPERED_NOTICE)
       : document.createTextNode('This message could not be decrypted.'));
@@ -314,7 +447,7 @@ async function openItem(item) {
 
 async function trash() {
   const item = list.current();
-  if (!item) return;
+  if (!item || state.group) return;
   if (state.store.trash.has(item.p)) {
     await state.store.deleteForever(item.p);
     status('app-status', 'Deleted for good.');
@@ -329,7 +462,7 @@ async function trash() {
 
 // "This is spam" (inbox) or "Not spam" (Spam) on the open message; `toSpam` null: whichever fits (the ! key).
 async function markSpam(toSpam) {
-  const item = state.openPath ? state.store.items.get(state.openPath) : null;
+  const item = state.openPath && !state.group ? state.store.items.get(state.openPath) : null;
   if (!item) return;
   const folder = state.store.folderOf(item);
   if (toSpam === null) toSpam = folder === 'inbox';
@@ -353,7 +486,7 @@ async function markSpam(toSpam) {
 
 // "Approve sender" / "Block sender" on the open screened message.
 async function screen(verdict) {
-  const item = state.openPath ? state.store.items.get(state.openPath) : null;
+  const item = state.openPath && !state.group ? state.store.items.get(state.openPath) : null;
   if (!item || !state.summary || state.store.folderOf(item) !== 'screener' || state.screening) return;
   state.screening = true;
   let result;
@@ -376,7 +509,7 @@ async function screen(verdict) {
 
 function restore() {
   const item = list.current();
-  if (!item || !state.store.trash.has(item.p)) return;
+  if (!item || state.group || !state.store.trash.has(item.p)) return;
   state.store.restore(item.p);
   status('app-status', 'Restored.');
   closeReader();
@@ -402,10 +535,10 @@ async function leave() {
 
 function setupApp() {
   list = new MessageList($('list'), {
-    isUnread: (item) => state.store.isUnread(item),
-    folderOf: (item) => state.store.folderOf(item),
+    isUnread: (item) => (activeStore() || state.store).isUnread(item),
+    folderOf: (item) => (activeStore() || state.store).folderOf(item),
     onOpen: (item) => openItem(item),
-    aliases: () => state.aliases,
+    aliases: () => (state.group ? null : state.aliases),
   });
   for (const a of document.querySelectorAll('[data-folder],[data-view]')) {
     a.addEventListener('click', (e) => {
@@ -425,7 +558,7 @@ function setupApp() {
     refresh();
   });
   $('compose-button').addEventListener('click', () => composer.open('new'));
-  $('refresh-button').addEventListener('click', () => runSync());
+  $('refresh-button').addEventListener('click', () => checkAll());
   $('account-button').addEventListener('click', () => {
     const menu = $('account-menu');
     menu.hidden = !menu.hidden;

@@ -704,6 +704,43 @@ export function checkOwnKeys(session, now = Date.now) {
   });
 }
 
+// -- groups ---------------------------------------------------------------------------------------------
+
+// A group's current key checked against the key directory, as mailiverse/client/groups.py open_group does: the
+// verified record for `address` is a group (or organisation) key whose key_id is the group's current one, and the
+// public half of `current` (the group's current private key as unwrapped here) is the record's public key.
+// The verified answer; KeyAlarm says what failed (a directory answer that does not verify is alarming too).
+export function verifyGroupKey(session, address, keyId, current) {
+  return serially(async () => {
+    const state = await loadState(session);
+    let verified;
+    try {
+      verified = await lookup(state, address);
+    } catch (e) {
+      if (e instanceof KeyAlarm) {
+        throw new KeyAlarm(`The key directory's answer for ${address} failed verification: ${e.message}`);
+      }
+      if (e instanceof ApiError && e.code === 'not_found') {
+        throw new KeyAlarm(`The key directory has no key for the group ${address}.`);
+      }
+      throw e;
+    }
+    const { record } = verified;
+    if (!['group', 'organisation'].includes(record.kind) || record.key_id !== keyId) {
+      throw new KeyAlarm(`The directory's key for ${address} is not the group's current key `
+        + `(the server says ${keyId}, the directory ${record.key_id}, ${record.kind}). Its mail was not opened.`);
+    }
+    if (!current || !current.rsa || current.rsa.n !== record.n || current.rsa.e !== record.e) {
+      throw new KeyAlarm(`The group key wrapped to you for ${address} is not the key the directory publishes `
+        + `(${record.key_id}, SHA-256 ${record.fingerprint.slice(0, 16)}…). Its mail was not opened.`);
+    }
+    try {
+      await saveState(session, state);
+    } catch { /* the head is checked again next time */ }
+    return verified;
+  });
+}
+
 // -- rotation -------------------------------------------------------------------------------------------
 
 function retiredDers(session) {

@@ -1,7 +1,9 @@
 // The mailbox: lists Mail/*_Json (Inbox, Sent, Spam, Screener), decrypts new twins, keeps summaries, unread,
 // trash and not-spam state in encrypted Cache/ documents, and answers folder, read, delete/restore, move and search requests.
+// The same code reads a group's mailbox (issue 20): another store base, the group's keys, read-only and kept in
+// memory only (nothing of it is written to the user's own Cache/).
 
-import { deleteObject, getObject, listAll, moveObjects } from '../api.js';
+import { deleteObject, getObject, listAll, moveObjects, OWN_STORE } from '../api.js';
 import { fromUtf8 } from '../crypto/bytes.js';
 import { openOwnMailObject } from '../crypto/envelope.js';
 import { CacheDoc } from './cache.js';
@@ -85,15 +87,19 @@ function folderPrefix(path) {
 }
 
 export class MailStore {
-  constructor(key) {
+  // key: the key object mail is sealed to (its `retired` keys are tried too). base: the store's API path (a
+  // group's: /api/groups/<name>/store). readOnly: no moves, deletes or Cache/ documents; read marks in memory.
+  constructor(key, { base = OWN_STORE, readOnly = false } = {}) {
     this.key = key;
+    this.base = base;
+    this.readOnly = readOnly;
     this.items = new Map();
     this.read = new Set();
     this.trash = new Set();
     // Messages in Mail/In the appliance judged spam and the user said are not (they cannot be moved further).
     this.ham = new Set();
-    this.indexDoc = new CacheDoc('W_index', key);
-    this.stateDoc = new CacheDoc('W_state', key);
+    this.indexDoc = readOnly ? null : new CacheDoc('W_index', key);
+    this.stateDoc = readOnly ? null : new CacheDoc('W_state', key);
     this.twins = new Map();
     this.listeners = new Set();
     this.saveTimer = null;
@@ -111,6 +117,7 @@ export class MailStore {
 
   // Warm start: the encrypted index and state from Cache/.
   async loadCache() {
+    if (this.readOnly) return 0;
     const [index, state] = await Promise.all([this.indexDoc.load(), this.stateDoc.load()]);
     if (index && Array.isArray(index.items)) for (const item of index.items) this.items.set(item.p, item);
     if (state) {
@@ -125,7 +132,7 @@ export class MailStore {
   async sync(onProgress = () => {}) {
     const listed = [];
     for (const prefix of Object.keys(SOURCES)) {
-      for (const info of await listAll(prefix)) {
+      for (const info of await listAll(prefix, undefined, this.base)) {
         if (info.path.slice(prefix.length).includes('/') || info.path.endsWith('.lock')) continue;
         listed.push(info);
       }
@@ -167,7 +174,7 @@ export class MailStore {
 
   async fetchTwin(path) {
     if (this.twins.has(path)) return this.twins.get(path);
-    const found = await getObject(path);
+    const found = await getObject(path, this.base);
     if (!found) throw new Error('gone');
     const twin = JSON.parse(fromUtf8(await openSealed(this.key, found.data)));
     const summary = summarize(twin);
@@ -178,7 +185,7 @@ export class MailStore {
 
   // The original RFC 5322 bytes of a message.
   async fetchOriginal(path) {
-    const found = await getObject(this.originalPath(path));
+    const found = await getObject(this.originalPath(path), this.base);
     if (!found) throw new Error('The original message is missing.');
     return openSealed(this.key, found.data);
   }
@@ -199,6 +206,14 @@ export class MailStore {
   folder(name) {
     const out = [];
     for (const item of this.items.values()) if (this.folderOf(item) === name) out.push(item);
+    out.sort((a, b) => b.d - a.d || (a.p < b.p ? 1 : -1));
+    return out;
+  }
+
+  // Every message but those in Trash, newest first (a group's mailbox shows all it holds in one list).
+  all() {
+    const out = [];
+    for (const item of this.items.values()) if (this.folderOf(item) !== 'trash') out.push(item);
     out.sort((a, b) => b.d - a.d || (a.p < b.p ? 1 : -1));
     return out;
   }
@@ -234,6 +249,7 @@ export class MailStore {
   // appliance judged spam but kept in Mail/In is not moved to the inbox (it is there): it is marked not spam.
   // Returns the twin's new path; throws ApiError (nothing moved) when the server refuses.
   async moveTo(path, folder) {
+    this.writable();
     const item = this.items.get(path);
     const target = MOVABLE[folder] + path.slice(folderPrefix(path).length);
     if (target !== path) {
@@ -267,6 +283,7 @@ export class MailStore {
   }
 
   moveToTrash(path) {
+    this.writable();
     this.trash.add(path);
     this.stateDirty = true;
     this.changed();
@@ -274,6 +291,7 @@ export class MailStore {
   }
 
   restore(path) {
+    this.writable();
     this.trash.delete(path);
     this.stateDirty = true;
     this.changed();
@@ -281,6 +299,7 @@ export class MailStore {
   }
 
   async deleteForever(path) {
+    this.writable();
     await deleteObject(this.originalPath(path));
     await deleteObject(path);
     this.items.delete(path);
@@ -307,13 +326,19 @@ export class MailStore {
     return out;
   }
 
+  writable() {
+    if (this.readOnly) throw new Error('This mailbox is read-only.');
+  }
+
   scheduleFlush() {
+    if (this.readOnly) return;
     clearTimeout(this.saveTimer);
     this.saveTimer = setTimeout(() => this.flush().catch(() => {}), 800);
   }
 
   async flush() {
     clearTimeout(this.saveTimer);
+    if (this.readOnly) return;
     const jobs = [];
     if (this.stateDirty) {
       this.stateDirty = false;

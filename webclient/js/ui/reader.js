@@ -49,8 +49,10 @@ function spamButton(folder, actions) {
   return null;
 }
 
+// actions.readOnly (a group's mailbox): no Delete, Restore or spam buttons.
 export function renderMessage(container, item, summary, actions) {
   const inTrash = actions.inTrash(item);
+  const readOnly = !!actions.readOnly;
   const folder = actions.folderOf(item);
   const verdict = verdictViews(summary, folder);
   const toolbar = h('div', { class: 'toolbar', role: 'toolbar', 'aria-label': 'Message actions' },
@@ -58,11 +60,11 @@ export function renderMessage(container, item, summary, actions) {
     h('button', { type: 'button', onclick: () => actions.reply('reply') }, 'Reply'),
     h('button', { type: 'button', onclick: () => actions.reply('all') }, 'Reply all'),
     h('button', { type: 'button', onclick: () => actions.reply('forward') }, 'Forward'),
-    inTrash
+    readOnly ? null : inTrash
       ? [h('button', { type: 'button', onclick: actions.restore }, 'Restore'),
         h('button', { type: 'button', class: 'danger', onclick: actions.destroy }, 'Delete forever')]
       : h('button', { type: 'button', onclick: actions.trash }, 'Delete'),
-    spamButton(folder, actions));
+    readOnly ? null : spamButton(folder, actions));
   const headers = h('div', { class: 'headers' },
     h('h2', { id: 'reader-subject' }, summary.subject || '(no subject)'),
     peopleLine('From', [summary.from].filter((p) => p.email || p.name)),
