@@ -32,12 +32,14 @@ def mail_records(
     selector: str,
     report_address: str | None = None,
     policy_id: str = "1",
+    log_key: str | None = None,
 ) -> list[DnsRecord]:
-    """MX, SPF, DKIM, DMARC, MTA-STS and TLS-RPT for ``domain`` received at ``hostname``."""
+    """MX, SPF, DKIM, DMARC, MTA-STS and TLS-RPT for ``domain`` received at ``hostname``; with ``log_key`` (the
+    base64 Ed25519 public key of the key directory's log) the mailiverse discovery record too."""
     domain = normalize_domain(domain)
     hostname = normalize_domain(hostname, "--hostname")
     report = report_address or f"postmaster@{domain}"
-    return [
+    records = [
         DnsRecord(domain, "MX", f"10 {hostname}.", "mail for the domain goes to this appliance"),
         DnsRecord(domain, "TXT", "v=spf1 mx -all", "SPF: only the MX host sends the domain's mail"),
         DnsRecord(f"{selector}._domainkey.{domain}", "TXT", dkim_value, "DKIM public key of outgoing mail"),
@@ -61,6 +63,26 @@ def mail_records(
             "TLS-RPT: where senders report TLS failures",
         ),
     ]
+    if log_key is not None:
+        records.append(discovery_record(domain, hostname, log_key))
+    return records
+
+
+#: The version tag that starts the discovery TXT record (docs/keys.md, "Discovery").
+DISCOVERY_VERSION = "mailiverse1"
+
+
+def discovery_record(domain: str, hostname: str, log_key: str) -> DnsRecord:
+    """``_mailiverse.<domain>`` TXT: this domain is served by a mailiverse appliance, where its key directory is,
+    and the log key that signs its heads (so a sender can pin it before the first HTTPS request)."""
+    domain = normalize_domain(domain)
+    hostname = normalize_domain(hostname, "--hostname")
+    return DnsRecord(
+        f"_mailiverse.{domain}",
+        "TXT",
+        f"v={DISCOVERY_VERSION}; directory=https://{hostname}/.well-known/mailiverse; log=ed25519:{log_key}",
+        "mailiverse: the key directory other appliances seal to, and its log key",
+    )
 
 
 def mta_sts_policy(hostname: str, mode: str = "testing", max_age: int = 604800) -> str:

@@ -162,3 +162,26 @@ def test_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
     checked.write_text(unit.replace("/opt/mailiverse/bin/twistd", str(twistd)))
     verify = subprocess.run(["systemd-analyze", "verify", str(checked)], capture_output=True, text=True)
     assert verify.returncode == 0, verify.stderr
+
+
+def test_prepare_publishes_the_discovery_record_with_the_log_key(tmp_path: Path) -> None:
+    """The `_mailiverse` TXT record names the key directory and the log key the appliance will sign with (the
+    same key on a second run, and the one `/.well-known/mailiverse` serves: tests/web/test_keys_api.py)."""
+    import base64
+
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    from mailiverse.config import DataDir
+    from mailiverse.store.keylog import load_log_key
+
+    first = prepare(_options(tmp_path))
+    (record,) = [r for r in first.records if r.name == "_mailiverse.example.org"]
+    log_key_file = DataDir(tmp_path / "data").log_key_file
+    raw = load_log_key(log_key_file).public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    assert record.rtype == "TXT" and record.value == (
+        "v=mailiverse1; directory=https://mail.example.org/.well-known/mailiverse; "
+        f"log=ed25519:{base64.b64encode(raw).decode()}"
+    )
+    assert log_key_file.stat().st_mode & 0o777 == 0o600
+    again = prepare(_options(tmp_path))
+    assert [r for r in again.records if r.name == "_mailiverse.example.org"] == [record]

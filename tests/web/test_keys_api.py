@@ -383,3 +383,18 @@ async def test_group_routes_refuse_what_is_not_a_members_to_do(api: Api) -> None
     assert (await frank.call("GET", "/api/groups/team")).status == 404
     looked = (await erin.call("GET", f"/api/keys/team@{api.app.domains[0]}")).json()
     assert looked["record"] == new and [h["record"] for h in looked["history"]] == [old]
+
+
+@pytest_twisted.ensureDeferred
+async def test_discovery_document(api: Api) -> None:
+    """`/.well-known/mailiverse`: the domains, the key directory and the log key, for anyone."""
+    reply = await api.client().call("GET", "/.well-known/mailiverse", auth=None)
+    assert reply.status == 200
+    answer = reply.json()
+    host = f"https://{api.app.hostname}"
+    assert answer["version"] == 1 and answer["domains"] == list(api.app.domains)
+    assert answer["directory"] == f"{host}/.well-known/mailiverse/keys/"
+    assert answer["log"]["sth"] == f"{host}/api/log/sth" and answer["log"]["algorithm"] == "Ed25519"
+    assert base64.b64decode(answer["log"]["public_key"]) == base64.b64decode(
+        (await api.client().call("GET", "/api/log/key", auth=None)).json()["public_key"]
+    )

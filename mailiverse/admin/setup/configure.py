@@ -7,6 +7,7 @@ dir's owner, so running set-up as root leaves files the ``mailiverse`` service u
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import grp
 import os
@@ -134,8 +135,11 @@ def read_env_options(path: Path) -> list[str]:
 
 def prepare(options: SetupOptions) -> SetupResult:
     """Everything but the DNS check: data dir, DKIM keys, the ACME placeholder, the environment file."""
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
     from mailiverse.acme.certs import ensure_placeholder
     from mailiverse.outbound.dkim import dkim_dns_record, dkim_key_path
+    from mailiverse.store.keylog import load_log_key
 
     domains, hostname = _validated(options)
     data = DataDir(Path(options.data_dir))
@@ -143,12 +147,20 @@ def prepare(options: SetupOptions) -> SetupResult:
     records: list[DnsRecord] = []
     keys: list[Path] = []
     policy_id = time.strftime("%Y%m%d%H%M%S", time.gmtime())
+    # The key directory's log key, made now if the appliance has not made it yet: its public half goes into
+    # each domain's discovery record, so other appliances can pin it from DNS.
+    log_key = base64.b64encode(
+        load_log_key(data.log_key_file).public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    ).decode("ascii")
+    own_like(data.log_key_file, data.root)
     for domain in domains:
         value = dkim_dns_record(domain, options.selector, keys_dir=data.keys_dir)
         key_path = dkim_key_path(data.keys_dir, domain)
         own_like(key_path, data.root)
         keys.append(key_path)
-        records += mail_records(domain, hostname, value, selector=options.selector, policy_id=policy_id)
+        records += mail_records(
+            domain, hostname, value, selector=options.selector, policy_id=policy_id, log_key=log_key
+        )
     if options.acme:
         for made in ensure_placeholder(data.tls_dir / ACME_CERT_NAME, data.tls_dir / ACME_KEY_NAME, hostname):
             own_like(made, data.root)

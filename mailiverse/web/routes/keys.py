@@ -94,6 +94,28 @@ class KeyRoutes(RouteBase):
         self._limit(request, "lookup")
         return await self._lookup(request, address)
 
+    @router.route("/.well-known/mailiverse", methods=["GET"])
+    async def discovery(self, request: Any) -> bytes:
+        """This appliance's mail domains, where its key directory is, and its log key (docs/keys.md, Discovery)."""
+        self._limit(request, "read")
+        base = f"https://{self.hostname}"
+        raw = self.key_directory.log.public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        return json_response(
+            request,
+            {
+                "version": 1,
+                "domains": list(self.domains),
+                "directory": f"{base}/.well-known/mailiverse/keys/",
+                "log": {
+                    "algorithm": "Ed25519",
+                    "public_key": b64(raw),
+                    "sth": f"{base}/api/log/sth",
+                    "consistency": f"{base}/api/log/consistency",
+                    "entries": f"{base}/api/log/entries",
+                },
+            },
+        )
+
     @router.route("/api/keys", methods=["POST"])
     async def publish(self, request: Any) -> bytes:
         _record, user = await self.user_of(request)
