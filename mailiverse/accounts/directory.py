@@ -141,7 +141,7 @@ class KeyDirectory:
         if current is None or current.key_id != old.key_id or not hmac.compare_digest(user.public_key, old.public_key):
             raise DirectoryError("key_mismatch", "the superseded record is not the account's current key", 409)
         stored = stored_record_txn(conn, self.log, current.leaf_index)
-        if stored is None or _without_status(stored) != _without_status(old):
+        if stored is None or not same_but_status(stored, old):
             raise DirectoryError("key_mismatch", "the superseded record changes more than its status", 409)
         if key_of_txn(conn, new.key_id) is not None:
             raise DirectoryError("key_id_taken", "that key id is already in the directory", 409)
@@ -209,9 +209,12 @@ def check_binding(record: KeyRecord, addresses: Sequence[str]) -> None:
         raise DirectoryError("invalid_record", "the record must serve exactly the account's addresses")
 
 
-def _without_status(record: KeyRecord) -> dict[str, Any]:
+def same_but_status(stored: KeyRecord, retiring: KeyRecord) -> bool:
+    """Whether ``retiring`` is ``stored`` with only its status (and retired time, and so signature) changed."""
     ignored = {"status", "retired_ms", "signature"}
-    return {k: v for k, v in record.document.items() if k not in ignored}
+    return {k: v for k, v in stored.document.items() if k not in ignored} == {
+        k: v for k, v in retiring.document.items() if k not in ignored
+    }
 
 
 def proven_json(proven: Proven) -> dict[str, Any]:
@@ -234,5 +237,6 @@ __all__ = [
     "check_supersession",
     "parse_records",
     "proven_json",
+    "same_but_status",
     "stored_record_txn",
 ]

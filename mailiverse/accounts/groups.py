@@ -17,7 +17,13 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection
 
-from mailiverse.accounts.directory import DirectoryError, check_binding, check_supersession, stored_record_txn
+from mailiverse.accounts.directory import (
+    DirectoryError,
+    check_binding,
+    check_supersession,
+    same_but_status,
+    stored_record_txn,
+)
 from mailiverse.auth.usernames import InvalidUsername, canonical_username
 from mailiverse.keylog.records import KeyRecord
 from mailiverse.store.db import Database
@@ -170,7 +176,7 @@ class GroupService:
         if key_of_txn(conn, new.key_id) is not None:
             raise DirectoryError("key_id_taken", "that key id is already in the directory", 409)
         stored = stored_record_txn(conn, self.log, current.leaf_index)
-        if stored is None or not _same_but_status(stored, old):
+        if stored is None or not same_but_status(stored, old):
             raise DirectoryError("key_mismatch", "the superseded record changes more than its status", 409)
         members = {member.name: member for member in active_members_txn(conn, group)}
         remaining = set(members) - {name.lower() for name in removed}
@@ -189,13 +195,6 @@ class GroupService:
         refreshed = group_by_name_txn(conn, group.name)
         assert refreshed is not None
         return self._view_txn(conn, refreshed, user.id)
-
-
-def _same_but_status(stored: KeyRecord, old: KeyRecord) -> bool:
-    ignored = {"status", "retired_ms", "signature"}
-    return {k: v for k, v in stored.document.items() if k not in ignored} == {
-        k: v for k, v in old.document.items() if k not in ignored
-    }
 
 
 __all__ = ["GroupService", "GroupView"]
