@@ -30,6 +30,7 @@ from mailiverse.store.keylog import (
     current_key_of_user_txn,
     key_of_txn,
     keys_of_address_txn,
+    leaf_txn,
     record_keys_txn,
 )
 from mailiverse.store.schema import users
@@ -140,7 +141,7 @@ class KeyDirectory:
         current = current_key_of_user_txn(conn, user_id)
         if current is None or current.key_id != old.key_id or not hmac.compare_digest(user.public_key, old.public_key):
             raise DirectoryError("key_mismatch", "the superseded record is not the account's current key", 409)
-        stored = stored_record_txn(conn, self.log, current.leaf_index)
+        stored = stored_record_txn(conn, current.leaf_index)
         if stored is None or not same_but_status(stored, old):
             raise DirectoryError("key_mismatch", "the superseded record changes more than its status", 409)
         if key_of_txn(conn, new.key_id) is not None:
@@ -183,13 +184,13 @@ class KeyDirectory:
 
     def _current_record_txn(self, conn: Connection, user_id: int) -> KeyRecord | None:
         current = current_key_of_user_txn(conn, user_id)
-        return None if current is None else stored_record_txn(conn, self.log, current.leaf_index)
+        return None if current is None else stored_record_txn(conn, current.leaf_index)
 
 
-def stored_record_txn(conn: Connection, log: KeyLog, leaf_index: int) -> KeyRecord | None:
+def stored_record_txn(conn: Connection, leaf_index: int) -> KeyRecord | None:
     """The verified key record the log holds at ``leaf_index``."""
-    proven = log.prove_txn(conn, [leaf_index])
-    return verify_key_record(parse_leaf(proven[0].leaf)) if proven else None
+    leaf = leaf_txn(conn, leaf_index)
+    return None if leaf is None else verify_key_record(parse_leaf(leaf))
 
 
 def check_supersession(records: list[KeyRecord], *, kind: str) -> tuple[KeyRecord, KeyRecord]:

@@ -175,7 +175,7 @@ class GroupService:
             raise DirectoryError("stale_key", "the superseded record is not the group's current key", 409)
         if key_of_txn(conn, new.key_id) is not None:
             raise DirectoryError("key_id_taken", "that key id is already in the directory", 409)
-        stored = stored_record_txn(conn, self.log, current.leaf_index)
+        stored = stored_record_txn(conn, current.leaf_index)
         if stored is None or not same_but_status(stored, old):
             raise DirectoryError("key_mismatch", "the superseded record changes more than its status", 409)
         members = {member.name: member for member in active_members_txn(conn, group)}

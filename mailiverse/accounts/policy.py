@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, update
 
 from mailiverse.accounts.directory import stored_record_txn
 from mailiverse.crypto.formats import seal_mail_object
@@ -32,8 +32,8 @@ from mailiverse.keylog.records import (
 )
 from mailiverse.store.errors import UserExists
 from mailiverse.store.groups import DomainPolicy, add_policy_txn, create_group_txn, current_policy_txn
-from mailiverse.store.keylog import Holder, KeyLog, current_key_of_user_txn, record_keys_txn
-from mailiverse.store.schema import key_log, users
+from mailiverse.store.keylog import Holder, KeyLog, current_key_of_user_txn, leaf_txn, record_keys_txn
+from mailiverse.store.schema import users
 from mailiverse.store.users import get_user_txn
 
 #: An organisation's mailbox is never full: a full one would refuse mail to everyone in the domain.
@@ -76,8 +76,10 @@ def set_policy_txn(
     previous = current_policy_txn(conn, domain)
     previous_hash = None
     if previous is not None:
-        leaf = conn.execute(select(key_log.c.leaf).where(key_log.c.leaf_index == previous.leaf_index)).scalar_one()
-        previous_hash = leaf_hash(bytes(leaf))
+        leaf = leaf_txn(conn, previous.leaf_index)
+        if leaf is None:
+            raise PolicyError(f"the log has lost {domain}'s policy entry {previous.seq}")
+        previous_hash = leaf_hash(leaf)
     key_id = None
     group_id = None
     officer_addresses = [address.lower() for address in officers]
@@ -118,7 +120,7 @@ def _organisation_key(
         if officer_domain != domain or officer is None or officer.disabled:
             raise PolicyError(f"{address} is not an account of {domain}")
         current = current_key_of_user_txn(conn, officer.id)
-        record = None if current is None else stored_record_txn(conn, log, current.leaf_index)
+        record = None if current is None else stored_record_txn(conn, current.leaf_index)
         if record is None or record.public_key != officer.public_key:
             raise PolicyError(f"{address} has no key in the directory yet (they log in once with a current client)")
         wrapped[officer.id] = seal_mail_object(record.envelope_format, load_public_key(record.public_key), der)

@@ -12,8 +12,6 @@ the user holds (current or retired). A record the user did not make is a :class:
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import time
 from collections.abc import Callable, Mapping
@@ -31,6 +29,8 @@ from mailiverse.client.api import (
     PUBLIC_KEY_NAME,
     RETIRED_KEYS_NAME,
     Client,
+    b64,
+    unb64,
 )
 from mailiverse.client.errors import ApiError, ClientError, ProtocolError, UsageError
 from mailiverse.compat.blocks import encrypt_key_block
@@ -75,7 +75,7 @@ class TrustState:
     policies: dict[str, int] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        value: dict[str, Any] = {"v": 1, "log_key": None if self.log_key is None else _b64(self.log_key)}
+        value: dict[str, Any] = {"v": 1, "log_key": None if self.log_key is None else b64(self.log_key)}
         value["sth"] = None if self.head is None else sth.to_json(self.head, self.signature)
         if self.policies:
             value["policies"] = dict(self.policies)
@@ -120,17 +120,12 @@ class VerifiedKey:
         return key
 
 
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
-
-
 def _unb64(value: object, what: str) -> bytes:
-    if not isinstance(value, str):
-        raise KeyAlarm(f"the directory's {what} is missing")
+    """``api.unb64``, failing as a KeyAlarm: a directory answer that does not decode is not believed."""
     try:
-        return base64.b64decode(value, validate=True)
-    except (binascii.Error, ValueError):
-        raise KeyAlarm(f"the directory's {what} is not base64") from None
+        return unb64(value, what)
+    except ProtocolError as error:
+        raise KeyAlarm(error.message) from None
 
 
 # -- the trust state ---------------------------------------------------------------------------------
@@ -464,13 +459,13 @@ def rotate(client: Client, bits: int = 2048, now: Callable[[], float] = time.tim
     )
     new_record = sign_key_record(new_fields, new_private)
     environment = dict(client.key_environment)
-    retired = [_b64(private_key_der(client.private_key))] + [_b64(private_key_der(k)) for k in client.retired_keys]
+    retired = [b64(private_key_der(client.private_key))] + [b64(private_key_der(k)) for k in client.retired_keys]
     environment[RETIRED_KEYS_NAME] = json.dumps(retired)
-    environment[PRIVATE_KEY_NAME] = _b64(private_key_der(new_private))
-    environment[PUBLIC_KEY_NAME] = _b64(public_key_der(new_private))
+    environment[PRIVATE_KEY_NAME] = b64(private_key_der(new_private))
+    environment[PUBLIC_KEY_NAME] = b64(public_key_der(new_private))
     body: dict[str, Any] = {
         "records": [new_record, old_record],
-        "key_block": _b64(encrypt_key_block(block_key, environment)),
+        "key_block": b64(encrypt_key_block(block_key, environment)),
     }
     if client.key_block_version is not None:
         body["key_block_version"] = client.key_block_version

@@ -10,14 +10,12 @@ group's store (and so its mail) is closed to them from then on.
 
 from __future__ import annotations
 
-import base64
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import Connection, delete, func, insert, select, update
 
-from mailiverse.keylog.records import address_hash
 from mailiverse.store.errors import InvalidInput
 from mailiverse.store.schema import domain_policies, key_group_members, key_groups, users
 from mailiverse.store.users import User, add_user_txn, get_user_txn, user_of_row
@@ -34,13 +32,13 @@ class Group:
     name: str
     kind: str
     key_id: str
-    public_key: bytes
     owner_id: int | None
     account: User
 
-
-def _name_hash(name: str) -> bytes:
-    return base64.b64decode(address_hash(name))
+    @property
+    def public_key(self) -> bytes:
+        """The group's current key: its account's, to which mail for it is sealed."""
+        return self.account.public_key
 
 
 def create_group_txn(
@@ -61,12 +59,9 @@ def create_group_txn(
     group_id = conn.execute(
         insert(key_groups)
         .values(
-            address_hash=_name_hash(account.name),
             local=account.name,
-            domain="*",
             kind=kind,
             key_id=key_id,
-            public_key=public_key,
             owner_id=owner_id,
             created_ms=now_ms,
         )
@@ -97,7 +92,7 @@ def group_by_name_txn(conn: Connection, name: str) -> Group | None:
     row = conn.execute(select(key_groups).where(key_groups.c.local == account.name)).first()
     if row is None:
         return None
-    return Group(int(row.id), account.name, row.kind, row.key_id, bytes(row.public_key), row.owner_id, account)
+    return Group(int(row.id), account.name, row.kind, row.key_id, row.owner_id, account)
 
 
 def is_group_name_txn(conn: Connection, name: str) -> bool:
@@ -170,7 +165,7 @@ def rekey_group_txn(
     conn: Connection, group: Group, key_id: str, public_key: bytes, wrapped: Mapping[int, bytes]
 ) -> None:
     """The group's new key (and its account's public key, so new mail is sealed to it) for ``wrapped``'s members."""
-    conn.execute(update(key_groups).where(key_groups.c.id == group.id).values(key_id=key_id, public_key=public_key))
+    conn.execute(update(key_groups).where(key_groups.c.id == group.id).values(key_id=key_id))
     conn.execute(update(users).where(users.c.id == group.account.id).values(public_key=public_key))
     _wrap_txn(conn, group.id, key_id, wrapped)
 

@@ -246,14 +246,13 @@ def record_keys_txn(
                     group_id=holder.group_id,
                     kind=record.kind,
                     status=record.status,
-                    public_key=record.public_key,
                     leaf_index=index,
                     created_ms=record.created_ms,
                 )
             )
             conn.execute(
                 insert(key_bindings),
-                [{"address_hash": _raw(h), "key_id": record.key_id, "created_ms": now_ms} for h in record.addresses],
+                [{"address_hash": _raw(h), "key_id": record.key_id} for h in record.addresses],
             )
         else:
             conn.execute(
@@ -306,6 +305,12 @@ def keys_of_address_txn(conn: Connection, hashed: str) -> list[DirectoryEntry]:
     return [DirectoryEntry(r.key_id, r.status, int(r.leaf_index), int(r.created_ms)) for r in rows]
 
 
+def leaf_txn(conn: Connection, leaf_index: int) -> bytes | None:
+    """The bytes of one leaf as stored (no proof: for the appliance's own checks)."""
+    leaf = conn.execute(select(key_log.c.leaf).where(key_log.c.leaf_index == leaf_index)).scalar()
+    return None if leaf is None else bytes(leaf)
+
+
 def log_size_txn(conn: Connection) -> int:
     return int(conn.execute(select(func.count()).select_from(key_log)).scalar_one())
 
@@ -326,6 +331,7 @@ __all__ = [
     "current_key_of_user_txn",
     "key_of_txn",
     "keys_of_address_txn",
+    "leaf_txn",
     "log_size_txn",
     "record_keys_txn",
     "record_policy_txn",

@@ -326,7 +326,6 @@ key_records = Table(
     Column("group_id", Integer, ForeignKey("key_groups.id", ondelete="SET NULL"), nullable=True),
     Column("kind", Text, nullable=False),
     Column("status", Text, nullable=False),
-    Column("public_key", LargeBinary, nullable=False),
     Column("leaf_index", BigInteger, nullable=False),
     Column("created_ms", BigInteger, nullable=False),
     PrimaryKeyConstraint("key_id"),
@@ -339,25 +338,21 @@ key_bindings = Table(
     metadata,
     Column("address_hash", LargeBinary, nullable=False),
     Column("key_id", Text, ForeignKey("key_records.key_id", ondelete="CASCADE"), nullable=False),
-    Column("created_ms", BigInteger, nullable=False),
     PrimaryKeyConstraint("address_hash", "key_id"),
 )
 
-#: Group and organisation addresses with keys of their own (store/groups.py); the private key exists
-#: only wrapped to each member's public key (key_group_members).
+#: Group and organisation accounts (store/groups.py): ``local`` is the account's name, whose public key is the
+#: group's current key; the private key exists only wrapped to each member's public key (key_group_members).
 key_groups = Table(
     "key_groups",
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("address_hash", LargeBinary, nullable=False),
     Column("local", Text, nullable=False),
-    Column("domain", Text, nullable=False),
     Column("kind", Text, nullable=False),
     Column("key_id", Text, nullable=False),
-    Column("public_key", LargeBinary, nullable=False),
     Column("owner_id", Integer, ForeignKey("users.id", ondelete="SET NULL"), nullable=True),
     Column("created_ms", BigInteger, nullable=False),
-    UniqueConstraint("address_hash"),
+    UniqueConstraint("local"),
 )
 
 #: A group's private key wrapped (sealed) to one member's public key, one row per group key the member

@@ -1,13 +1,12 @@
 """Tests for mailiverse.keylog.merkle against an independent RFC 9162 verifier, known vectors and tampering.
 
-The reference functions below (``ref_*``) are written here from the text of RFC 9162 §2.1 and share no code with
-the module under test: MTH, PATH and PROOF by their recursive definitions, and the two verification algorithms
-of §2.1.3.2 and §2.1.4.2 step by step.
+The reference functions (``ref_*``, tests/support/rfc9162.py) are written from the text of RFC 9162 §2.1 and
+share no code with the module under test: MTH, PATH and PROOF by their recursive definitions, and the two
+verification algorithms of §2.1.3.2 and §2.1.4.2 step by step.
 """
 
 from __future__ import annotations
 
-import hashlib
 import random
 import statistics
 import time
@@ -29,143 +28,29 @@ from mailiverse.keylog.merkle import (
     verify_consistency,
     verify_inclusion,
 )
+from tests.support.rfc9162 import (
+    leaf as ref_leaf,
+)
+from tests.support.rfc9162 import (
+    mth as ref_mth,
+)
+from tests.support.rfc9162 import (
+    node as ref_node,
+)
+from tests.support.rfc9162 import (
+    path as ref_path,
+)
+from tests.support.rfc9162 import (
+    subproof as ref_subproof,
+)
+from tests.support.rfc9162 import (
+    verify_consistency as ref_verify_consistency,
+)
+from tests.support.rfc9162 import (
+    verify_inclusion as ref_verify_inclusion,
+)
 
-# --- the independent reference, from RFC 9162 §2.1 ---------------------------------------------------------
-
-
-def ref_leaf(data: bytes) -> bytes:
-    return hashlib.sha256(b"\x00" + data).digest()
-
-
-def ref_node(left: bytes, right: bytes) -> bytes:
-    return hashlib.sha256(b"\x01" + left + right).digest()
-
-
-def ref_k(n: int) -> int:
-    """The largest power of two smaller than n (n > 1)."""
-    k = 1
-    while k * 2 < n:
-        k *= 2
-    return k
-
-
-def ref_mth(d: Sequence[bytes]) -> bytes:
-    """MTH over already-hashed leaves (§2.1.1)."""
-    n = len(d)
-    if n == 0:
-        return hashlib.sha256(b"").digest()
-    if n == 1:
-        return d[0]
-    k = ref_k(n)
-    return ref_node(ref_mth(d[:k]), ref_mth(d[k:]))
-
-
-def ref_path(m: int, d: Sequence[bytes]) -> list[bytes]:
-    """PATH(m, D[n]) (§2.1.3.1)."""
-    n = len(d)
-    if n == 1:
-        return []
-    k = ref_k(n)
-    if m < k:
-        return ref_path(m, d[:k]) + [ref_mth(d[k:])]
-    return ref_path(m - k, d[k:]) + [ref_mth(d[:k])]
-
-
-def ref_subproof(m: int, d: Sequence[bytes], b: bool) -> list[bytes]:
-    """SUBPROOF(m, D[n], b) (§2.1.4.1)."""
-    n = len(d)
-    if m == n:
-        return [] if b else [ref_mth(d)]
-    k = ref_k(n)
-    if m <= k:
-        return ref_subproof(m, d[:k], b) + [ref_mth(d[k:])]
-    return ref_subproof(m - k, d[k:], False) + [ref_mth(d[:k])]
-
-
-def ref_verify_inclusion(
-    hash_: bytes, leaf_index: int, tree_size: int, inclusion_path: list[bytes], root_hash: bytes
-) -> bool:
-    """§2.1.3.2, one numbered step at a time."""
-    # 1. Compare leaf_index against tree_size. If leaf_index is greater than or equal to tree_size, fail.
-    if leaf_index >= tree_size:
-        return False
-    # 2. Set fn to leaf_index and sn to tree_size - 1.
-    fn = leaf_index
-    sn = tree_size - 1
-    # 3. Set r to hash.
-    r = hash_
-    # 4. For each value p in the inclusion_path array:
-    for p in inclusion_path:
-        # a. If sn is 0, then stop the iteration and fail the proof verification.
-        if sn == 0:
-            return False
-        # b. If LSB(fn) is set, or if fn is equal to sn, then:
-        if fn % 2 == 1 or fn == sn:
-            # i. Set r to HASH(0x01 || p || r).
-            r = ref_node(p, r)
-            # ii. If LSB(fn) is not set, then right-shift both fn and sn equally until either LSB(fn) is set or
-            #     fn is 0.
-            if fn % 2 == 0:
-                while not (fn % 2 == 1 or fn == 0):
-                    fn //= 2
-                    sn //= 2
-        # Otherwise: i. Set r to HASH(0x01 || r || p).
-        else:
-            r = ref_node(r, p)
-        # c. Finally, right-shift both fn and sn one time.
-        fn //= 2
-        sn //= 2
-    # 5. Compare sn to 0. Compare r against the root_hash. If sn is equal to 0 and r and the root_hash are equal,
-    #    then the log has proven the inclusion of hash. Otherwise, fail the proof verification.
-    return sn == 0 and r == root_hash
-
-
-def ref_verify_consistency(
-    first: int, second: int, first_hash: bytes, second_hash: bytes, consistency_path: list[bytes]
-) -> bool:
-    """§2.1.4.2, one numbered step at a time (defined for 0 < first < second)."""
-    assert 0 < first < second
-    # 1. If consistency_path is an empty array, stop and fail the proof verification.
-    if not consistency_path:
-        return False
-    path = list(consistency_path)
-    # 2. If first is an exact power of 2, then prepend first_hash to the consistency_path array.
-    if first & (first - 1) == 0:
-        path = [first_hash] + path
-    # 3. Set fn to first - 1 and sn to second - 1.
-    fn = first - 1
-    sn = second - 1
-    # 4. If LSB(fn) is set, then right-shift both fn and sn equally until LSB(fn) is not set.
-    while fn % 2 == 1:
-        fn //= 2
-        sn //= 2
-    # 5. Set both fr and sr to the first value in the consistency_path array.
-    fr = sr = path[0]
-    # 6. For each subsequent value c in the consistency_path array:
-    for c in path[1:]:
-        # a. If sn is 0, then stop the iteration and fail the proof verification.
-        if sn == 0:
-            return False
-        # b. If LSB(fn) is set, or if fn is equal to sn, then:
-        if fn % 2 == 1 or fn == sn:
-            # i. Set fr to HASH(0x01 || c || fr). ii. Set sr to HASH(0x01 || c || sr).
-            fr = ref_node(c, fr)
-            sr = ref_node(c, sr)
-            # iii. If LSB(fn) is not set, then right-shift both fn and sn equally until either LSB(fn) is set or
-            #      fn is 0.
-            if fn % 2 == 0:
-                while not (fn % 2 == 1 or fn == 0):
-                    fn //= 2
-                    sn //= 2
-        # Otherwise: i. Set sr to HASH(0x01 || sr || c).
-        else:
-            sr = ref_node(sr, c)
-        # c. Finally, right-shift both fn and sn one time.
-        fn //= 2
-        sn //= 2
-    # 7. Verify that fr equals first_hash, sr equals second_hash, and sn is 0.
-    return fr == first_hash and sr == second_hash and sn == 0
-
+# --- the independent reference: tests/support/rfc9162.py, from RFC 9162 §2.1 ---
 
 # --- known vectors ------------------------------------------------------------------------------------------
 # The reference tree of the Certificate Transparency test suites (RFC 6962 / RFC 9162 hashing): eight leaves and

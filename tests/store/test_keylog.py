@@ -1,13 +1,13 @@
 """The key directory's log in a real database (store/keylog.py), on SQLite and PostgreSQL.
 
-Every root and proof the log gives is checked against this file's own RFC 9162 code, written from the RFC's
-text (§2.1.1 MTH, §2.1.3.1 PATH, §2.1.3.2 inclusion check, §2.1.4.1 PROOF/SUBPROOF, §2.1.4.2 consistency
-check) and not from mailiverse.keylog.merkle: a proof must both equal the RFC's definition and pass its check.
+Every root and proof the log gives is checked against the tests' RFC 9162 code (tests/support/rfc9162.py),
+written from the RFC's text (§2.1.1 MTH, §2.1.3.1 PATH, §2.1.3.2 inclusion check, §2.1.4.1 PROOF/SUBPROOF,
+§2.1.4.2 consistency check) and not from mailiverse.keylog.merkle: a proof must both equal the RFC's
+definition and pass its check.
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -31,119 +31,36 @@ from mailiverse.store.keylog import (
 )
 from mailiverse.store.schema import key_log, key_log_heads
 from mailiverse.store.users import set_disabled_txn
+from tests.support import rfc9162
 
 T = TypeVar("T")
 NOW_MS = 1_790_000_000_000
 
-# -- RFC 9162 §2.1, written from the RFC ------------------------------------------------------------
+# -- RFC 9162 §2.1: tests/support/rfc9162.py (written from the RFC), over the leaves' bytes ---------------
 
-
-def h_leaf(leaf: bytes) -> bytes:
-    """§2.1.1: MTH({d(0)}) = HASH(0x00 || d(0))."""
-    return hashlib.sha256(b"\x00" + leaf).digest()
-
-
-def h_node(left: bytes, right: bytes) -> bytes:
-    """§2.1.1: HASH(0x01 || left || right)."""
-    return hashlib.sha256(b"\x01" + left + right).digest()
-
-
-def split(n: int) -> int:
-    """k, the largest power of two smaller than n (n > 1)."""
-    k = 1
-    while k * 2 < n:
-        k *= 2
-    return k
-
-
-def mth(leaves: Sequence[bytes]) -> bytes:
-    """§2.1.1: the Merkle Tree Hash of a list of leaves, recursively as the RFC defines it."""
-    n = len(leaves)
-    if n == 0:
-        return hashlib.sha256(b"").digest()
-    if n == 1:
-        return h_leaf(leaves[0])
-    k = split(n)
-    return h_node(mth(leaves[:k]), mth(leaves[k:]))
+h_leaf = rfc9162.leaf
+h_node = rfc9162.node
+mth = rfc9162.mth_of
 
 
 def rfc_path(m: int, leaves: Sequence[bytes]) -> list[bytes]:
     """§2.1.3.1: PATH(m, D[n])."""
-    n = len(leaves)
-    if n == 1:
-        return []
-    k = split(n)
-    if m < k:
-        return rfc_path(m, leaves[:k]) + [mth(leaves[k:])]
-    return rfc_path(m - k, leaves[k:]) + [mth(leaves[:k])]
+    return rfc9162.path(m, [h_leaf(d) for d in leaves])
 
 
 def rfc_proof(m: int, leaves: Sequence[bytes]) -> list[bytes]:
     """§2.1.4.1: PROOF(m, D[n]) = SUBPROOF(m, D[n], true)."""
-
-    def subproof(m: int, d: Sequence[bytes], b: bool) -> list[bytes]:
-        n = len(d)
-        if m == n:
-            return [] if b else [mth(d)]
-        k = split(n)
-        if m <= k:
-            return subproof(m, d[:k], b) + [mth(d[k:])]
-        return subproof(m - k, d[k:], False) + [mth(d[:k])]
-
-    return subproof(m, leaves, True)
+    return rfc9162.subproof(m, [h_leaf(d) for d in leaves], True)
 
 
 def rfc_verify_inclusion(index: int, size: int, hashed: bytes, path: Sequence[bytes], root: bytes) -> bool:
-    """§2.1.3.2, step by step."""
-    if index >= size:  # 1
-        return False
-    fn, sn = index, size - 1  # 2
-    r = hashed  # 3
-    for p in path:  # 4
-        if sn == 0:  # 4a
-            return False
-        if fn % 2 == 1 or fn == sn:  # 4b
-            r = h_node(p, r)
-            if fn % 2 == 0:
-                while fn % 2 == 0 and fn != 0:
-                    fn >>= 1
-                    sn >>= 1
-        else:
-            r = h_node(r, p)
-        fn >>= 1  # 4c
-        sn >>= 1
-    return sn == 0 and r == root  # 5
+    return rfc9162.verify_inclusion(hashed, index, size, list(path), root)
 
 
 def rfc_verify_consistency(
     first: int, second: int, first_root: bytes, second_root: bytes, proof: Sequence[bytes]
 ) -> bool:
-    """§2.1.4.2, step by step, for 0 < first < second."""
-    if not proof:  # 1
-        return False
-    path = list(proof)
-    if first & (first - 1) == 0:  # 2: first is an exact power of 2
-        path = [first_root, *path]
-    fn, sn = first - 1, second - 1  # 3
-    while fn % 2 == 1:  # 4
-        fn >>= 1
-        sn >>= 1
-    fr = sr = path[0]  # 5
-    for c in path[1:]:  # 6
-        if sn == 0:  # 6a
-            return False
-        if fn % 2 == 1 or fn == sn:  # 6b
-            fr = h_node(c, fr)
-            sr = h_node(c, sr)
-            if fn % 2 == 0:
-                while fn % 2 == 0 and fn != 0:
-                    fn >>= 1
-                    sn >>= 1
-        else:
-            sr = h_node(sr, c)
-        fn >>= 1  # 6c
-        sn >>= 1
-    return fr == first_root and sr == second_root and sn == 0  # 7
+    return rfc9162.verify_consistency(first, second, first_root, second_root, list(proof))
 
 
 def test_the_rfc_code_here_is_right() -> None:

@@ -11,7 +11,6 @@ address and is rate-limited.
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 from typing import Any
 
@@ -25,80 +24,28 @@ from mailiverse.keylog.records import (
     key_record_fields,
     sign_key_record,
 )
+from tests.support import rfc9162
 from tests.support.webapi import Api, ApiClient, rsa_key, signed_in
 
 PASSWORD = "a long enough password for the key directory"
 
 
-# -- an independent RFC 9162 verifier (from the RFC's text, not the project's code) ------------------------
+# -- an independent RFC 9162 verifier: tests/support/rfc9162.py, from the RFC's text, not the project's code --
 
-
-def _leaf_hash(data: bytes) -> bytes:
-    return hashlib.sha256(b"\x00" + data).digest()
-
-
-def _node(left: bytes, right: bytes) -> bytes:
-    return hashlib.sha256(b"\x01" + left + right).digest()
+_leaf_hash = rfc9162.leaf
+rfc_root = rfc9162.mth_of
 
 
 def rfc_verify_inclusion(leaf: bytes, index: int, size: int, path: list[bytes], root: bytes) -> bool:
-    """RFC 9162 §2.1.3.2."""
-    if index >= size:
-        return False
-    fn, sn, r = index, size - 1, _leaf_hash(leaf)
-    for p in path:
-        if sn == 0:
-            return False
-        if fn & 1 or fn == sn:
-            r = _node(p, r)
-            if not fn & 1:
-                while fn and not fn & 1:
-                    fn >>= 1
-                    sn >>= 1
-        else:
-            r = _node(r, p)
-        fn >>= 1
-        sn >>= 1
-    return sn == 0 and r == root
+    """§2.1.3.2 for the leaf with these bytes."""
+    return rfc9162.verify_inclusion(_leaf_hash(leaf), index, size, path, root)
 
 
 def rfc_verify_consistency(first: int, second: int, first_root: bytes, second_root: bytes, path: list[bytes]) -> bool:
-    """RFC 9162 §2.1.4.2."""
+    """§2.1.4.2, and the trivial case of equal sizes (an empty proof, equal roots)."""
     if first == second:
         return not path and first_root == second_root
-    if not path:
-        return False
-    if first & (first - 1) == 0:  # a power of two: the first root is the first node of the proof
-        path = [first_root, *path]
-    fn, sn = first - 1, second - 1
-    while fn & 1:
-        fn >>= 1
-        sn >>= 1
-    fr = sr = path[0]
-    for c in path[1:]:
-        if sn == 0:
-            return False
-        if fn & 1 or fn == sn:
-            fr, sr = _node(c, fr), _node(c, sr)
-            if not fn & 1:
-                while fn and not fn & 1:
-                    fn >>= 1
-                    sn >>= 1
-        else:
-            sr = _node(sr, c)
-        fn >>= 1
-        sn >>= 1
-    return fr == first_root and sr == second_root and sn == 0
-
-
-def rfc_root(leaves: list[bytes]) -> bytes:
-    """RFC 9162 §2.1.1 MTH."""
-    if not leaves:
-        return hashlib.sha256(b"").digest()
-    if len(leaves) == 1:
-        return _leaf_hash(leaves[0])
-    k = 1 << ((len(leaves) - 1).bit_length() - 1)
-    return _node(rfc_root(leaves[:k]), rfc_root(leaves[k:]))
+    return rfc9162.verify_consistency(first, second, first_root, second_root, path)
 
 
 def sth_bytes(head: dict[str, Any]) -> bytes:

@@ -33,17 +33,14 @@ def upgrade() -> None:
     op.create_table(
         "key_groups",
         sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
-        sa.Column("address_hash", sa.LargeBinary(), nullable=False),
         sa.Column("local", sa.Text(), nullable=False),
-        sa.Column("domain", sa.Text(), nullable=False),
         sa.Column("kind", sa.Text(), nullable=False),
         sa.Column("key_id", sa.Text(), nullable=False),
-        sa.Column("public_key", sa.LargeBinary(), nullable=False),
         sa.Column("owner_id", sa.Integer(), nullable=True),
         sa.Column("created_ms", sa.BigInteger(), nullable=False),
         sa.ForeignKeyConstraint(["owner_id"], ["users.id"], name="fk_key_groups_owner_id_users", ondelete="SET NULL"),
         sa.PrimaryKeyConstraint("id", name="pk_key_groups"),
-        sa.UniqueConstraint("address_hash", name="uq_key_groups_address_hash"),
+        sa.UniqueConstraint("local", name="uq_key_groups_local"),
     )
     op.create_table(
         "key_records",
@@ -52,7 +49,6 @@ def upgrade() -> None:
         sa.Column("group_id", sa.Integer(), nullable=True),
         sa.Column("kind", sa.Text(), nullable=False),
         sa.Column("status", sa.Text(), nullable=False),
-        sa.Column("public_key", sa.LargeBinary(), nullable=False),
         sa.Column("leaf_index", sa.BigInteger(), nullable=False),
         sa.Column("created_ms", sa.BigInteger(), nullable=False),
         sa.ForeignKeyConstraint(["user_id"], ["users.id"], name="fk_key_records_user_id_users", ondelete="SET NULL"),
@@ -66,7 +62,6 @@ def upgrade() -> None:
         "key_bindings",
         sa.Column("address_hash", sa.LargeBinary(), nullable=False),
         sa.Column("key_id", sa.Text(), nullable=False),
-        sa.Column("created_ms", sa.BigInteger(), nullable=False),
         sa.ForeignKeyConstraint(
             ["key_id"], ["key_records.key_id"], name="fk_key_bindings_key_id_key_records", ondelete="CASCADE"
         ),
