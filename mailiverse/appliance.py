@@ -311,6 +311,7 @@ def build_appliance(config: ApplianceConfig, reactor: Any = None) -> MultiServic
         send_limit_per_hour=config.send_limit_per_hour,
         clock=reactor,
         on_sent=delivery.approve_correspondents,
+        hostname=config.hostname,
     )
     web_limits = WebLimits()
     legacy_resource = None

@@ -30,6 +30,7 @@ from mailiverse.contracts.mail import (
     SENT_FOLDER,
     SPAM_FOLDER,
     Envelope,
+    EnvelopeRefused,
     IInbox,
     IOutbound,
     ISpooled,
@@ -37,6 +38,7 @@ from mailiverse.contracts.mail import (
     MessageRefused,
     MessageRejected,
     Recipient,
+    SealedObjects,
 )
 from mailiverse.contracts.paths import InvalidPath, prefix_upper_bound, validate_path, validate_prefix
 
@@ -51,6 +53,7 @@ __all__ = [
     "Allowance",
     "BodyAllowance",
     "Envelope",
+    "EnvelopeRefused",
     "IBodyGate",
     "IInbox",
     "IOutbound",
@@ -58,6 +61,7 @@ __all__ = [
     "InvalidAddress",
     "InvalidDomain",
     "InvalidPath",
+    "SealedObjects",
     "MailboxFull",
     "MessageRefused",
     "MessageRejected",

@@ -111,6 +111,27 @@ class Envelope:
     local_domains: tuple[str, ...]
 
 
+@dataclass(frozen=True)
+class SealedObjects:
+    """One message sealed elsewhere (on the sender's device) for the holder of ``key_id``: its original and its
+    JSON twin, each ``seal(zlib(...))`` as the store keeps them (docs/e2e.md). The appliance cannot open them."""
+
+    key_id: str
+    original: bytes = field(repr=False)
+    twin: bytes = field(repr=False)
+
+
+class EnvelopeRefused(Exception):
+    """Envelopes sealed elsewhere that cannot be stored as they are: ``code`` says why (``stale_key``: not sealed
+    to a key the recipient holds now; ``organisation_copy_required``: the domain's organisation key is missing;
+    ``conflict``: the key base is taken)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
 class IInbox(Interface):
     """Where mail for local users goes: resolve an address, then store a message durably."""
 
@@ -135,6 +156,19 @@ class IInbox(Interface):
         when the policy refuses it (nothing stored), and mail that fails DMARC under
         ``p=quarantine`` is filed in ``SPAM_FOLDER`` instead of ``folder``."""
 
+    def deliver_sealed(
+        copies: list[tuple[Recipient, SealedObjects]],
+        mail_from: str,
+        key_base: str,
+        folder: str = INBOX_FOLDER,
+        organisation: dict[str, SealedObjects] | None = None,
+        stamps: tuple[str, ...] = (),
+    ) -> Awaitable[str]:
+        """Store envelopes sealed on the sender's device, as they came, under ``<folder>/<key_base>`` of each
+        recipient; after the durable commit, the path. Checked first: each envelope names a key its recipient
+        holds now, and a recipient domain under the organisation policy has its ``organisation`` copy
+        (``EnvelopeRefused``); screeners and quotas as for ``deliver``."""
+
 
 class IOutbound(Interface):
     """The persistent outbound queue (smarthost or direct MX, retries, bounces, DKIM).
@@ -158,5 +192,7 @@ __all__ = [
     "MailboxFull",
     "MessageRefused",
     "MessageRejected",
+    "EnvelopeRefused",
+    "SealedObjects",
     "Recipient",
 ]

@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import functools
+import io
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -41,11 +42,13 @@ from mailiverse.contracts import (
     SENT_FOLDER,
     SPAM_FOLDER,
     Envelope,
+    EnvelopeRefused,
     IInbox,
     ISpooled,
     MailboxFull,
     MessageRejected,
     Recipient,
+    SealedObjects,
     split_address,
 )
 from mailiverse.delivery.dnschannel import DnsReply, Enquirer
@@ -61,9 +64,10 @@ from mailiverse.logs import Logger
 from mailiverse.mime.limits import Limits
 from mailiverse.store.aliases import AddressHasher, find_alias_txn, knows_sender_txn, record_use_txn
 from mailiverse.store.db import Database
-from mailiverse.store.errors import OverQuota
+from mailiverse.store.errors import OverQuota, VersionConflict
 from mailiverse.store.groupcommit import Bulk, Outcome
 from mailiverse.store.groups import organisation_copies_txn
+from mailiverse.store.keylog import sealable_key_ids_txn
 from mailiverse.store.lookups import CoalescedLookup
 from mailiverse.store.objects import CHUNK_SIZE, NewObject, insert_new_objects_txn, put_object_txn
 from mailiverse.store.quota import Usage, add_usage_txn
@@ -271,22 +275,7 @@ class Delivery:
                 filed = SCREENER_FOLDER
             sealed.append(_Sealed(user.id, mail_paths(key_base, filed)[i % 2], body))
         users = [user for user in users if screened.get(user.id) != "blocked"]
-        default_quota = None if folder == SENT_FOLDER else self._default_quota
-        request = _StoreRequest(users, sealed, now_ms, default_quota, [item.size for item in sealed])
-        try:
-            # Deliveries arriving while the writer is busy share its next commit (one fsync for many),
-            # and small ones its statements too (_store_many).
-            await self._db.transact_grouped(
-                functools.partial(_store_all, request=request),
-                weight=sum(request.sizes),
-                user_ids=[user.id for user in users],
-                bulk=Bulk(_store_many, request) if max(request.sizes) <= CHUNK_SIZE else None,
-            )
-        except OverQuota:
-            raise MailboxFull("the message would take a recipient's mailbox past its quota") from None
-        finally:
-            for item in sealed:
-                item.body.close()
+        await self._commit(users, sealed, now_ms, folder)
         # Debug, not info: one line per message was 4 % of the reactor thread's time (docs/performance.md).
         log.debug(
             "stored message {key_base} ({size} bytes, from a sender at {sender_domain}) in {folder} "
@@ -295,6 +284,94 @@ class Delivery:
             folder=folder,
             size=meta.size,
             sender_domain=meta.sender_domain or "an unnamed domain",
+            count=len(users),
+        )
+        await self._record_alias_use(recipients, mail_from)
+        return sealed[0].path if sealed else mail_paths(key_base, folder)[0]
+
+    async def _commit(
+        self, users: Sequence[User], sealed: list[_Sealed], now_ms: int, folder: str, *, shared: bool = True
+    ) -> None:
+        """Write ``sealed`` in one durable transaction (MailboxFull past a quota), closing every body.
+
+        With ``shared`` (the appliance named the objects), deliveries arriving while the writer is busy share its
+        next commit (one fsync for many), and small ones its statements too (_store_many); objects named by a
+        client are written alone, so a taken name fails only that delivery."""
+        default_quota = None if folder == SENT_FOLDER else self._default_quota
+        request = _StoreRequest(users, sealed, now_ms, default_quota, [item.size for item in sealed])
+        try:
+            await self._db.transact_grouped(
+                functools.partial(_store_all, request=request),
+                weight=sum(request.sizes),
+                user_ids=[user.id for user in users],
+                bulk=Bulk(_store_many, request) if shared and max(request.sizes, default=0) <= CHUNK_SIZE else None,
+            )
+        except OverQuota:
+            raise MailboxFull("the message would take a recipient's mailbox past its quota") from None
+        except VersionConflict:
+            raise EnvelopeRefused("conflict", "a message with this key base is already stored; pick another") from None
+        finally:
+            for item in sealed:
+                item.body.close()
+
+    async def deliver_sealed(
+        self,
+        copies: list[tuple[Recipient, SealedObjects]],
+        mail_from: str,
+        key_base: str,
+        folder: str = INBOX_FOLDER,
+        organisation: dict[str, SealedObjects] | None = None,
+        stamps: tuple[str, ...] = (),
+    ) -> str:
+        """Store envelopes sealed on the sender's device as they came (``IInbox.deliver_sealed``).
+
+        Nothing here can read them: what is checked is who they are for. Each names a key its recipient holds
+        now (``sealable_key_ids_txn``; the write transaction then checks the account's key is still the one
+        the lookup saw), a recipient domain under the organisation policy has its copy for the organisation's
+        key, the screeners and the quotas decide as for any delivery.
+        """
+        recipients = [recipient for recipient, _ in copies]
+        objects = {recipient.user: sealed for recipient, sealed in copies}
+        if folder == INBOX_FOLDER:
+            everyone = await self._with_organisation_copies(recipients)
+            for extra in everyone[len(recipients) :]:
+                domain = extra.address.rpartition("@")[2]
+                copy = (organisation or {}).get(domain)
+                if copy is None:
+                    raise EnvelopeRefused(
+                        "organisation_copy_required",
+                        f"mail to {domain} is also sealed to its organisation's key (its domain policy)",
+                    )
+                objects[extra.user] = copy
+            recipients = everyone
+        users = await self._users_of(recipients)
+        holds = await self._db.run(sealable_key_ids_txn, [user.id for user in users])
+        for user in users:
+            if objects[user.name].key_id not in holds.get(user.id, ()):
+                raise EnvelopeRefused(
+                    "stale_key", "an envelope is not sealed to a key its recipient holds now: look the key up again"
+                )
+        now_ms = self._now_ms()
+        size = sum(len(o.original) for o in objects.values())
+        screened: dict[int, str] = {}
+        if folder == INBOX_FOLDER and self._aliases is not None and any(u.screener for u in users):
+            screened = await self._screen(users, recipients, mail_from, stamps, size)
+        sealed = []
+        for user in users:
+            if screened.get(user.id) == "blocked":
+                continue
+            filed = SCREENER_FOLDER if screened.get(user.id) == "unknown" else folder
+            original_path, twin_path = mail_paths(key_base, filed)
+            copy = objects[user.name]
+            sealed.append(_Sealed(user.id, original_path, io.BytesIO(copy.original)))
+            sealed.append(_Sealed(user.id, twin_path, io.BytesIO(copy.twin)))
+        users = [user for user in users if screened.get(user.id) != "blocked"]
+        await self._commit(users, sealed, now_ms, folder, shared=False)
+        log.debug(
+            "stored a message sealed by its sender ({key_base}, {size} bytes) in {folder} for {count} recipient(s)",
+            key_base=key_base,
+            size=size,
+            folder=folder,
             count=len(users),
         )
         await self._record_alias_use(recipients, mail_from)

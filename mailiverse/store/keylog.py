@@ -284,6 +284,25 @@ def current_key_of_user_txn(conn: Connection, user_id: int) -> DirectoryEntry | 
     return None if row is None else DirectoryEntry(row.key_id, row.status, int(row.leaf_index), int(row.created_ms))
 
 
+def sealable_key_ids_txn(conn: Connection, user_ids: Sequence[int]) -> dict[int, tuple[str, ...]]:
+    """Per account, the ids of the keys an envelope sealed elsewhere may be sealed to: its current key.
+
+    What a client sealed (``/api/send/sealed``, a carrier from another appliance) is stored only for an account
+    that holds the key it names; an account without a published key is absent (nothing sealed elsewhere is
+    stored for it)."""
+    if not user_ids:
+        return {}
+    rows = conn.execute(
+        select(key_records.c.user_id, key_records.c.key_id).where(
+            key_records.c.user_id.in_(list(user_ids)), key_records.c.status == "current"
+        )
+    )
+    found: dict[int, tuple[str, ...]] = {}
+    for row in rows:
+        found[int(row.user_id)] = (*found.get(int(row.user_id), ()), str(row.key_id))
+    return found
+
+
 def keys_of_address_txn(conn: Connection, hashed: str) -> list[DirectoryEntry]:
     """Every key an address hash has had whose holder still exists (an enabled account, or a group), oldest first.
 

@@ -9,18 +9,30 @@ through the same ``IInbox``, sealed to the sender's key.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from mailiverse.auth.clock import TimeSource
 from mailiverse.config import DEFAULT_SEND_LIMIT_PER_HOUR
-from mailiverse.contracts import SENT_FOLDER, IInbox, IOutbound, MailboxFull, MessageRejected, Recipient
+from mailiverse.contracts import (
+    INBOX_FOLDER,
+    SENT_FOLDER,
+    EnvelopeRefused,
+    IInbox,
+    IOutbound,
+    MailboxFull,
+    MessageRejected,
+    Recipient,
+    SealedObjects,
+)
 from mailiverse.failures import describe
 from mailiverse.logs import Logger
 from mailiverse.spool import SpooledMessage
 from mailiverse.submission.compose import checked_address
 from mailiverse.submission.errors import SubmissionError
 from mailiverse.submission.limits import SendLimit
+from mailiverse.submission.sealed import SealedMessage, carrier_for
 from mailiverse.submission.sender import claimed_from, own_address, sender_of
 
 log = Logger()
@@ -62,10 +74,12 @@ class Submission:
         send_limit_per_hour: int = DEFAULT_SEND_LIMIT_PER_HOUR,
         clock: TimeSource = None,
         on_sent: Callable[[str, Sequence[str]], Awaitable[None]] | None = None,
+        hostname: str = "localhost",
     ) -> None:
         """``on_sent(user, recipients)`` hears of every message sent (the screener approves whom a user
         writes to); its failure is logged, never the sending's."""
         self._on_sent = on_sent
+        self.hostname = hostname
         self._inbox = inbox
         self.domains = tuple(d.lower() for d in domains)
         self.outbound = outbound
@@ -136,11 +150,7 @@ class Submission:
                 self.send_limit.release(sender.user, len(targets))
             raise
         sent_path = await self._file_sent_copy(sender, mail_from, message) if sent_copy else None
-        if self._on_sent is not None:
-            try:
-                await self._on_sent(sender.user, targets)
-            except Exception as error:  # noqa: BLE001 - the message is sent; only the screener's memory missed it
-                log.warn("noting the recipients of a sent message failed: {why}", why=describe(error))
+        await self._note_sent(sender.user, targets)
         return Submitted(
             mail_from=mail_from,
             local=tuple(r.address for r in local),
@@ -148,6 +158,94 @@ class Submission:
             queue_id=queue_id,
             sent_path=sent_path,
         )
+
+    async def submit_sealed(self, sender: Submitter, message: SealedMessage) -> Submitted:
+        """Store or send ``message``, sealed on the sender's device (docs/e2e.md §2); SubmissionError says why not.
+
+        The same rules as ``submit`` for who the sender is, how many recipients, the hourly limit, quotas and
+        screeners; the appliance cannot read the envelopes, so it checks whom they are for: each local one
+        names a key its recipient holds now, remote ones travel in carriers through the outbound queue.
+        """
+        addresses = await self._with_alias(sender, message.from_address)
+        if message.from_address is None:
+            mail_from = sender.addresses[0]
+        else:
+            mail_from = own_address(checked_address(message.from_address), addresses, "From address")
+        targets = [checked_address(address) for address, _ in message.envelopes]
+        if not 1 <= len(targets) <= MAX_RECIPIENTS or len(set(targets)) != len(targets):
+            raise SubmissionError("invalid_recipients", f"give 1 to {MAX_RECIPIENTS} distinct recipients")
+        envelopes = dict(zip(targets, (objects for _, objects in message.envelopes), strict=True))
+        self.send_limit.reserve(sender.user, len(targets))
+        try:
+            if message.sent is not None:
+                await self._require_room(mail_from)
+            local, remote = await self._route(targets)
+            if remote and self.outbound is None:
+                raise SubmissionError(
+                    "remote_delivery_disabled", "this appliance does not send mail to other domains", 422
+                )
+            if local:
+                local_targets = [address for address in targets if self.is_local(address)]
+                copies = [(r, envelopes[a]) for r, a in zip(local, local_targets, strict=True)]
+                organisation = message.organisation_copies()
+                await self._store_sealed(
+                    copies, mail_from, message.key_base, organisation=organisation, stamps=message.stamps
+                )
+        except BaseException:
+            self.send_limit.release(sender.user, len(targets))
+            raise
+        queue_ids = []
+        for address in remote:
+            now_ms = time.time_ns() // 10**6
+            carrier = carrier_for(message, mail_from, address, envelopes[address], self.hostname, now_ms)
+            queue_ids.append(await self._queue(sender, mail_from, [address], carrier))
+        sent_path = None
+        if message.sent is not None:
+            own = Recipient(address=mail_from, user=sender.user, account=sender.account)
+            sent_path = await self._store_sealed([(own, message.sent)], mail_from, message.key_base, SENT_FOLDER)
+        await self._note_sent(sender.user, targets)
+        return Submitted(
+            mail_from=mail_from,
+            local=tuple(r.address for r in local),
+            remote=tuple(remote),
+            queue_id=queue_ids[0] if queue_ids else None,
+            sent_path=sent_path,
+        )
+
+    async def _store_sealed(
+        self,
+        copies: list[tuple[Recipient, SealedObjects]],
+        mail_from: str,
+        key_base: str,
+        folder: str = INBOX_FOLDER,
+        *,
+        organisation: dict[str, SealedObjects] | None = None,
+        stamps: tuple[str, ...] = (),
+    ) -> str:
+        try:
+            return await self._inbox.deliver_sealed(copies, mail_from, key_base, folder, organisation, stamps)
+        except EnvelopeRefused as error:
+            status = {"stale_key": 409, "conflict": 409}.get(error.code, 422)
+            raise SubmissionError(error.code, error.message, status) from None
+        except MailboxFull:
+            raise SubmissionError(
+                "recipient_over_quota", "a recipient's mailbox has no room for this message; nothing was sent", 507
+            ) from None
+        except MessageRejected:
+            raise SubmissionError(
+                "recipient_refused", "a recipient does not accept mail from you (their screener blocks you)", 403
+            ) from None
+        except Exception as error:  # noqa: BLE001 - any pipeline failure is one retryable error
+            log.error("storing a message sealed by its sender failed: {why}", why=describe(error))
+            raise SubmissionError("delivery_failed", "local delivery failed; try again later", 503) from None
+
+    async def _note_sent(self, user: str, targets: list[str]) -> None:
+        if self._on_sent is None:
+            return
+        try:
+            await self._on_sent(user, targets)
+        except Exception as error:  # noqa: BLE001 - the message is sent; only the screener's memory missed it
+            log.warn("noting the recipients of a sent message failed: {why}", why=describe(error))
 
     async def _with_alias(self, sender: Submitter, claimed: str | None) -> tuple[str, ...]:
         """The sender's addresses, and ``claimed`` too when it is one of the sender's live aliases: a user

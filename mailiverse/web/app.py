@@ -42,6 +42,7 @@ from mailiverse.web.routes.keys import KeyRoutes
 from mailiverse.web.routes.moves import MoveRoutes
 from mailiverse.web.routes.public import PublicRoutes
 from mailiverse.web.routes.screener import ScreenerRoutes
+from mailiverse.web.routes.sealed import SealedSendRoutes
 from mailiverse.web.routes.send import SendRoutes
 from mailiverse.web.routes.spam import SpamRoutes
 from mailiverse.web.routes.store import StoreRoutes
@@ -99,6 +100,7 @@ class WebApp(
     ScreenerRoutes,
     KeyRoutes,
     SendRoutes,
+    SealedSendRoutes,
     PublicRoutes,
     ErrorHandlers,
 ):

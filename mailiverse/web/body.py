@@ -23,6 +23,11 @@ ACCOUNT_JSON_BYTES = 128 * 1024
 MAX_OBJECT_BYTES = 64 * 1024 * 1024
 
 
+#: A message sealed on the sender's device comes as one copy per recipient: the request may be this many times
+#: the largest message (a large message to many recipients is sent to fewer at a time).
+SEALED_SEND_FACTOR = 4
+
+
 def body_limit_for(max_message_size: int) -> Callable[[bytes], int]:
     """The per-path body caps the Site enforces while a body arrives (the legacy routes under
     ``/Mailiverse/`` have their own, ``mailiverse.legacy.web``)."""
@@ -33,6 +38,8 @@ def body_limit_for(max_message_size: int) -> Callable[[bytes], int]:
             return MAX_OBJECT_BYTES
         if path == b"/api/send":
             return send_limit
+        if path == b"/api/send/sealed":
+            return SEALED_SEND_FACTOR * send_limit
         if path.startswith(b"/api/learn/"):
             return max_message_size
         return ACCOUNT_JSON_BYTES
@@ -102,6 +109,7 @@ def read_json(request: Any, limit: int = SMALL_JSON_BYTES) -> dict[str, Any]:
 __all__ = [
     "ACCOUNT_JSON_BYTES",
     "MAX_OBJECT_BYTES",
+    "SEALED_SEND_FACTOR",
     "SMALL_JSON_BYTES",
     "body_limit_for",
     "body_size",
