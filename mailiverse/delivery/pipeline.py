@@ -61,6 +61,7 @@ from mailiverse.delivery.rspamd import RspamdClient
 from mailiverse.delivery.sealing import SealedMeta, SealJob, files_spam, header_stamps, seal_message
 from mailiverse.delivery.verdicts import Judgement, JudgeRequest
 from mailiverse.logs import Logger
+from mailiverse.mime.carrier import looks_like_carrier
 from mailiverse.mime.limits import Limits
 from mailiverse.store.aliases import AddressHasher, find_alias_txn, knows_sender_txn, record_use_txn
 from mailiverse.store.db import Database
@@ -102,6 +103,7 @@ _REFUSALS = {
     "spam": (554, "5.7.1", "Message refused as spam"),
     "spam-defer": (451, "4.7.1", "Message deferred by the spam filter; try again later"),
     "greylist": (451, "4.7.1", "Greylisted; try again later"),
+    "envelope-key": (550, "5.7.1", "The end-to-end envelope is not sealed to the recipient's current key"),
 }
 
 
@@ -230,10 +232,16 @@ class Delivery:
         judge = None if envelope is None else self._judge_request(envelope)
         if judge is not None and envelope is not None and self._spam_filter is not None:
             judge = await self._filtered(message, judge, envelope, recipients, key_base)
+        key_ids: tuple[tuple[str, ...], ...] = ()
+        if envelope is not None and _may_carry(message):
+            # An end-to-end carrier (mime/carrier.py): its envelopes are stored for the accounts holding their keys.
+            holds = await self._db.run(sealable_key_ids_txn, [user.id for user in users])
+            key_ids = tuple(holds.get(user.id, ()) for user in users)
         job = SealJob(
             original_path=original_path,
             twin_path=twin_path,
             now_ms=now_ms,
+            key_ids=key_ids,
             keys=tuple((user.envelope_format, user.public_key) for user in users),
             addresses=tuple(next((r.address for r in recipients if r.user == u.name), "") for u in users),
             limits=self._mime_limits,
@@ -252,6 +260,9 @@ class Delivery:
                 size=meta.size,
                 reason=judgement.reason if judgement is not None else "",
             )
+        carried = bool(meta.key_base)
+        if carried:  # the envelopes of a carrier: their twins name the sender's key base
+            key_base = meta.key_base
         screened: dict[int, str] = {}
         if folder == INBOX_FOLDER and not quarantined and self._aliases is not None and any(u.screener for u in users):
             if envelope is not None:  # from outside: the From the reader sees, as the worker read it
@@ -275,7 +286,11 @@ class Delivery:
                 filed = SCREENER_FOLDER
             sealed.append(_Sealed(user.id, mail_paths(key_base, filed)[i % 2], body))
         users = [user for user in users if screened.get(user.id) != "blocked"]
-        await self._commit(users, sealed, now_ms, folder)
+        try:
+            await self._commit(users, sealed, now_ms, folder, shared=not carried)
+        except EnvelopeRefused:
+            # The same carrier again (a sender's retry after a lost reply): it is stored already.
+            log.info("a carrier already stored ({key_base}) arrived again; kept once", key_base=key_base)
         # Debug, not info: one line per message was 4 % of the reactor thread's time (docs/performance.md).
         log.debug(
             "stored message {key_base} ({size} bytes, from a sender at {sender_domain}) in {folder} "
@@ -579,6 +594,13 @@ def _internal_stamps(message: ISpooled) -> tuple[str, ...]:
     """The X-Hashcash stamps of a logged-in user's message (its first 64 KiB hold the header)."""
     with message.open() as reader:
         return header_stamps(reader.read(64 * 1024))
+
+
+def _may_carry(message: ISpooled) -> bool:
+    """Whether the message's first 64 KiB name the carrier's media type (a carrier names it in its first part's
+    header, before the envelopes): only then are the recipients' key ids read for the worker."""
+    with message.open() as reader:
+        return looks_like_carrier(reader.read(64 * 1024))
 
 
 def _read_and_digest(message: ISpooled) -> tuple[bytes, bytes]:

@@ -10,6 +10,7 @@ process (``delivery/worker.py``) runs it on hostile input with nothing worth ste
 from __future__ import annotations
 
 import base64
+import dataclasses
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import IO, Any, Protocol
@@ -20,6 +21,7 @@ from mailiverse.delivery.compression import choose_strategy
 from mailiverse.delivery.dnschannel import Enquirer
 from mailiverse.delivery.encrypt import seal_into
 from mailiverse.delivery.verdicts import Judgement, JudgeRequest, plain_name
+from mailiverse.mime.carrier import CarriedEnvelope, CarrierError, parse_carrier, valid_key_base
 from mailiverse.mime.limits import Limits
 from mailiverse.mime.twin import convert_document, iter_twin
 
@@ -43,6 +45,9 @@ class SealJob:
     #: Per recipient (as ``keys``), the address the message was delivered to (an alias, or the account's
     #: own name), recorded in that recipient's twin as ``delivered_to``; empty: not recorded.
     addresses: tuple[str, ...] = ()
+    #: Per recipient (as ``keys``), the ids of the keys it holds, given for mail from outside that may be an
+    #: end-to-end carrier (mime/carrier.py): its envelopes are then stored instead of sealing the carrier.
+    key_ids: tuple[tuple[str, ...], ...] = ()
 
     def to_wire(self) -> dict[str, Any]:
         """The job as JSON-able values (keys as Latin-1 text, which maps every byte)."""
@@ -55,6 +60,7 @@ class SealJob:
             "judge": None if self.judge is None else self.judge.to_wire(),
             "spam_original_path": self.spam_original_path,
             "addresses": list(self.addresses),
+            "key_ids": [list(ids) for ids in self.key_ids],
         }
 
     @classmethod
@@ -68,6 +74,7 @@ class SealJob:
             judge=None if value.get("judge") is None else JudgeRequest.from_wire(value["judge"]),
             spam_original_path=str(value.get("spam_original_path", "")),
             addresses=tuple(str(a) for a in value.get("addresses", ())),
+            key_ids=tuple(tuple(str(i) for i in ids) for ids in value.get("key_ids", ())),
         )
 
 
@@ -95,9 +102,14 @@ class SealedMeta:
     #: and the stamps of its X-Hashcash fields (at most ``MAX_STAMPS``, each a short printable line).
     from_address: str = ""
     stamps: tuple[str, ...] = ()
+    #: For an end-to-end carrier whose envelopes were written instead of sealed objects: the key base the
+    #: sender's device chose (their twins name it), under which they are stored.
+    key_base: str = ""
 
     def to_wire(self) -> dict[str, Any]:
         wire: dict[str, Any] = {"size": self.size, "sender_domain": self.sender_domain}
+        if self.key_base:
+            wire["key_base"] = self.key_base
         if self.judgement is not None:
             wire["judgement"] = self.judgement.to_wire()
         if self.from_address:
@@ -123,6 +135,7 @@ class SealedMeta:
             judgement=None if judgement is None else Judgement.from_wire(judgement),
             from_address=plain_address(value.get("from_address", "")),
             stamps=tuple(s for s in (_stamp_text(v) for v in stamps) if s),
+            key_base=_key_base(value.get("key_base", "")),
         )
 
 
@@ -140,6 +153,14 @@ def plain_address(value: object) -> str:
     if not local or not local.isprintable() or any(c.isspace() or c in '<>\\"' for c in local):
         return ""
     return f"{local}@{domain}" if plain_name(domain) == domain else ""
+
+
+def _key_base(value: object) -> str:
+    if value == "":
+        return ""
+    if not valid_key_base(value):
+        raise ValueError("a carried message's key base is <digits>_<digits>")
+    return str(value)
 
 
 def _stamp_text(value: object) -> str:
@@ -245,6 +266,18 @@ def seal_message(raw: bytes, job: SealJob, sink: ObjectSink, enquirer: Enquirer 
             twin["authentication"] = judgement.twin_member()
         if judgement.spam is not None:
             twin["spam"] = judgement.spam.twin_member()
+    carried_base, carried = _carried(raw, job)
+    if carried is not None:
+        if any(envelope is None for envelope in carried):
+            refusal = Judgement(verdict="unverified", action="reject", reason="envelope-key")
+            return SealedMeta(size=size, sender_domain=sender_domain(twin), judgement=refusal)
+        for envelope in carried:
+            assert envelope is not None
+            for data in (envelope.original, envelope.twin):
+                out = sink.begin()
+                out.write(data)
+                sink.end(out)
+        return dataclasses.replace(_meta(size, twin, judgement, raw), key_base=carried_base)
     strategy = choose_strategy(raw)  # one choice for both objects: the twin carries the same text
     view = memoryview(raw)
     for index, (fmt, key) in enumerate(job.keys):
@@ -261,6 +294,25 @@ def seal_message(raw: bytes, job: SealJob, sink: ObjectSink, enquirer: Enquirer 
         out = sink.begin()
         seal_into(out, fmt, public_key, iter_twin(twin), strategy)
         sink.end(out)
+    return _meta(size, twin, judgement, raw)
+
+
+def _carried(raw: bytes, job: SealJob) -> tuple[str, list[CarriedEnvelope | None] | None]:
+    """Per recipient, the carrier's envelope sealed to a key it holds (None where there is none); None when the
+    message is no well-formed carrier (it is then sealed as the ordinary message it also is) or the job gives no
+    key ids (mail from the appliance's own users is never unpacked)."""
+    if len(job.key_ids) != len(job.keys):
+        return "", None
+    try:
+        carrier = parse_carrier(raw, len(raw))
+    except CarrierError:
+        return "", None
+    if carrier is None:
+        return "", None
+    return carrier.key_base, [carrier.for_keys(ids) for ids in job.key_ids]
+
+
+def _meta(size: int, twin: dict[str, Any], judgement: Judgement | None, raw: bytes) -> SealedMeta:
     if judgement is None:
         return SealedMeta(size=size, sender_domain=sender_domain(twin))
     froms = _from_addresses(twin)

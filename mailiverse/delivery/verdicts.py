@@ -20,9 +20,21 @@ VERDICTS = frozenset({"verified", "unverified", "failed"})
 #: What the appliance does: store, store in the spam folder, refuse for good, refuse for now.
 ACTIONS = frozenset({"accept", "quarantine", "reject", "defer"})
 #: Why a message is refused or quarantined ("" when it is accepted as it is): its authenticity, or
-#: spam (refused outright, deferred by the filter, greylisted, or filed in the spam folder).
+#: spam (refused outright, deferred by the filter, greylisted, or filed in the spam folder); or an end-to-end
+#: carrier with no envelope for a recipient's key (``envelope-key``).
 REASONS = frozenset(
-    {"", "local-domain", "dmarc-reject", "dmarc-quarantine", "dns", "spam", "spam-defer", "greylist", "spam-quarantine"}
+    {
+        "",
+        "local-domain",
+        "dmarc-reject",
+        "dmarc-quarantine",
+        "dns",
+        "spam",
+        "spam-defer",
+        "greylist",
+        "spam-quarantine",
+        "envelope-key",
+    }
 )
 IDENTITIES = frozenset({"", "mailfrom", "helo"})
 POLICIES = frozenset({"", "none", "quarantine", "reject"})

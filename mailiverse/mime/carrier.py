@@ -9,12 +9,18 @@ whose attachment (``application/mailiverse-envelope``) carries the sealed object
 Any server sees a normal message with an attachment; a receiving appliance's delivery worker (which runs
 ``parse_carrier`` on hostile input) takes, for each recipient, the envelope sealed to a key that recipient's
 account holds, and stores those bytes without opening them.
+
+Its parsing modules are imported with it: a delivery worker imports this before it isolates itself, after which
+it could not import anything more.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import email.message
+import email.parser
+import email.policy
 import email.utils
 import json
 import re
@@ -146,10 +152,6 @@ def parse_carrier(raw: bytes, max_bytes: int) -> Carrier | None:
     """
     if not looks_like_carrier(raw):
         return None
-    import email.message
-    import email.parser
-    import email.policy
-
     message = email.parser.BytesParser(policy=email.policy.compat32).parsebytes(raw)
     if message.get_content_type() != "multipart/mixed" or not message.is_multipart():
         return None
