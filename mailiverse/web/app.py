@@ -26,6 +26,7 @@ from mailiverse.accounts.service import AccountService
 from mailiverse.auth.forwarded import NO_PROXIES, TrustedProxies
 from mailiverse.config import DEFAULT_QUOTA_BYTES
 from mailiverse.delivery.rspamd import RspamdClient
+from mailiverse.federation.discovery import Discovery
 from mailiverse.store.db import Database
 from mailiverse.store.keylog import KeyLog
 from mailiverse.submission import Submission
@@ -40,7 +41,9 @@ from mailiverse.web.routes.auth import AuthRoutes
 from mailiverse.web.routes.groups import GroupRoutes
 from mailiverse.web.routes.keys import KeyRoutes
 from mailiverse.web.routes.moves import MoveRoutes
+from mailiverse.web.routes.moving import MovingRoutes
 from mailiverse.web.routes.public import PublicRoutes
+from mailiverse.web.routes.remote import RemoteRoutes
 from mailiverse.web.routes.screener import ScreenerRoutes
 from mailiverse.web.routes.sealed import SealedSendRoutes
 from mailiverse.web.routes.send import SendRoutes
@@ -95,12 +98,14 @@ class WebApp(
     GroupRoutes,
     StoreRoutes,
     MoveRoutes,
+    MovingRoutes,
     SpamRoutes,
     AliasRoutes,
     ScreenerRoutes,
     KeyRoutes,
     SendRoutes,
     SealedSendRoutes,
+    RemoteRoutes,
     PublicRoutes,
     ErrorHandlers,
 ):
@@ -127,6 +132,7 @@ class WebApp(
         spam_filter: RspamdClient | None = None,
         alias_settings: AliasSettings | None = None,
         key_log: KeyLog | None = None,
+        discovery: Discovery | None = None,
     ) -> None:
         self.hostname = hostname
         self.domains = tuple(domains)
@@ -149,6 +155,7 @@ class WebApp(
         self.groups = GroupService(database, self.key_log, submission.addresses_of)
         #: Believed on the plain-HTTP site only: a TLS passthrough proxy cannot add headers, a client can.
         self.trusted_proxies = trusted_proxies if not tls else NO_PROXIES
+        self.remote_directory = discovery
 
     def plain(self, trusted_proxies: TrustedProxies = NO_PROXIES) -> WebApp:
         """The same app with the same collaborators for a plain-HTTP endpoint behind a TLS proxy (no HSTS),
@@ -170,6 +177,7 @@ class WebApp(
             spam_filter=self.spam_filter,
             alias_settings=self.alias_settings,
             key_log=self.key_log,
+            discovery=self.remote_directory,
         )
 
     def resource(self) -> IResource:

@@ -17,6 +17,7 @@ from mailiverse.accounts.groups import GroupService
 from mailiverse.accounts.service import AccountService
 from mailiverse.auth.devices import device_cookie
 from mailiverse.auth.sessions import SESSION_COOKIE, SessionRecord
+from mailiverse.federation.discovery import Discovery
 from mailiverse.store.db import Database
 from mailiverse.store.users import User, get_user_txn
 from mailiverse.submission import Submission
@@ -50,6 +51,8 @@ class RouteBase:
     key_directory: KeyDirectory
     #: Group keys and their members (``routes/groups.py``).
     groups: GroupService
+    #: Other domains' appliances and their key directories (``routes/remote.py``); None: not looked up.
+    remote_directory: Discovery | None
 
     def check_origin(self, request: Any) -> None:
         """Refuse requests a browser marks as cross-site (login CSRF and cookie-authenticated writes)."""

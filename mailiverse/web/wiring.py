@@ -23,6 +23,7 @@ from mailiverse.auth.clock import TimeSource
 from mailiverse.auth.sessions import SessionManager
 from mailiverse.config import DEFAULT_QUOTA_BYTES
 from mailiverse.delivery.rspamd import RspamdClient
+from mailiverse.federation.discovery import Discovery
 from mailiverse.store import accounts as repo
 from mailiverse.store.db import Database
 from mailiverse.store.keylog import KeyLog
@@ -65,6 +66,7 @@ def build_web_app(
     spam_filter: RspamdClient | None = None,
     alias_settings: AliasSettings | None = None,
     key_log: KeyLog | None = None,
+    discovery: Discovery | None = None,
 ) -> tuple[WebApp, IService]:
     """Return the web app and a service that purges expired sessions and pending logins while it runs.
 
@@ -103,6 +105,7 @@ def build_web_app(
         spam_filter=spam_filter,
         alias_settings=alias_settings,
         key_log=key_log,
+        discovery=discovery,
     )
 
     async def purge_both() -> int:
