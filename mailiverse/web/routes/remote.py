@@ -14,6 +14,7 @@ from typing import Any
 
 from mailiverse.auth.ratelimit import Budget, TokenBucketLimiter
 from mailiverse.federation.discovery import (
+    Discovery,
     NoAppliance,
     RemoteBadRange,
     RemoteNotFound,
@@ -43,8 +44,11 @@ class RemoteRoutes(RouteBase):
             raise ApiError(
                 "rate_limited", "too many lookups elsewhere; try again later", 429, decision.retry_after_seconds
             )
+
+    def _directory(self) -> Discovery:
         if self.remote_directory is None:
             raise ApiError("no_appliance", "this appliance does not look up other appliances", 404)
+        return self.remote_directory
 
     def _foreign(self, domain: str) -> str:
         domain = domain.strip().lower().rstrip(".")
@@ -60,9 +64,8 @@ class RemoteRoutes(RouteBase):
         if len(address) > _MAX_ADDRESS or address.count("@") != 1 or not address.partition("@")[0]:
             raise ApiError("invalid_request", "not an e-mail address")
         domain = self._foreign(address.rpartition("@")[2])
-        assert self.remote_directory is not None
         try:
-            announcement, answer = await self.remote_directory.key_answer(address)
+            announcement, answer = await self._directory().key_answer(address)
         except NoAppliance:
             raise ApiError("no_appliance", f"{domain} announces no mailiverse appliance", 404) from None
         except RemoteNotFound:
@@ -76,9 +79,8 @@ class RemoteRoutes(RouteBase):
         await self._checked_user(request)
         domain = self._foreign(_query(request, "domain"))
         first, second = _size(_query(request, "first")), _size(_query(request, "second"))
-        assert self.remote_directory is not None
         try:
-            answer = await self.remote_directory.consistency(domain, first, second)
+            answer = await self._directory().consistency(domain, first, second)
         except NoAppliance:
             raise ApiError("no_appliance", f"{domain} announces no mailiverse appliance", 404) from None
         except RemoteBadRange as error:
