@@ -238,6 +238,9 @@ class ApplianceConfig:
     rspamd_url: str | None = None
     #: ``--rspamd-password-file``: where rspamd's controller password is (read at start, never recorded).
     rspamd_password_file: Path | None = None
+    #: ``--trust-ca``: PEM files of trust roots added to the system's, for outbound TLS and fetches from other
+    #: servers (MTA-STS policies, other appliances' discovery); each checked at start to hold certificates.
+    trust_ca: tuple[Path, ...] = ()
 
     def is_local_domain(self, domain: str) -> bool:
         try:

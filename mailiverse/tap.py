@@ -40,6 +40,7 @@ from mailiverse.delivery.rspamd import parse_rspamd_url
 from mailiverse.delivery.spamcheck import MAX_DNSBL_ZONES
 from mailiverse.dns.servers import Server, parse_server
 from mailiverse.logs import DEFAULT_LEVEL, set_level
+from mailiverse.tls import TLSConfigError, read_certificates
 
 LOG_LEVELS = tuple(level.name for level in LogLevel.iterconstants())
 
@@ -155,6 +156,7 @@ class Options(usage.Options):
         self["dns-server"] = []
         self["trusted-arc-sealer"] = []
         self["dnsbl"] = []
+        self["trust-ca"] = []
 
     def opt_domain(self, name: str) -> None:
         """A mail domain served by this appliance (repeatable)."""
@@ -197,6 +199,11 @@ class Options(usage.Options):
         """DNS blocklist zone the connecting address is looked up in (RFC 5782); a listed sender's mail goes to the
         spam folder (repeatable, e.g. zen.spamhaus.org)."""
         self["dnsbl"].append(zone)
+
+    def opt_trust_ca(self, path: str) -> None:
+        """PEM file of trust roots (a private CA, another appliance's self-signed certificate) added to the system's
+        for outbound TLS: MX hosts, MTA-STS policies, other appliances (repeatable)."""
+        self["trust-ca"].append(path)
 
     def opt_acme_http(self, endpoint: str) -> None:
         """Plain-HTTP endpoint answering ACME HTTP-01 challenges and redirecting to HTTPS (repeatable)."""
@@ -378,6 +385,24 @@ def _dns_servers(options: Any) -> tuple[Server, ...]:
     return unique
 
 
+MAX_TRUST_CA_FILES = 32
+
+
+def _trust_ca(options: Any) -> tuple[Path, ...]:
+    """The --trust-ca files, each once, each read now: a missing, unreadable or non-PEM file stops start-up."""
+    files = tuple(dict.fromkeys(Path(value).expanduser() for value in options["trust-ca"]))
+    if len(files) > MAX_TRUST_CA_FILES:
+        raise ConfigError(
+            f"--trust-ca is given {len(files)} files; put the certificates into at most {MAX_TRUST_CA_FILES}"
+        )
+    for path in files:
+        try:
+            read_certificates(path)
+        except TLSConfigError as e:
+            raise ConfigError(f"--trust-ca {e}; give a PEM file of CA certificates") from None
+    return files
+
+
 def _outbound_settings(options: Any) -> dict[str, Any]:
     mode = options["outbound"]
     if mode not in ("off", "direct", "smarthost"):
@@ -477,6 +502,7 @@ def build_config(options: Any) -> ApplianceConfig:
         max_aliases=_count(options, "max-aliases", 1, 1_000_000),
         alias_rate=_count(options, "alias-rate", 1, 10_000),
         **_rspamd_settings(options),
+        trust_ca=_trust_ca(options),
     )
 
 

@@ -21,6 +21,7 @@ from mailiverse.contracts import (
     ISpooled,
     MailboxFull,
     Recipient,
+    SealedObjects,
 )
 from mailiverse.tls import Issuer, build_certificate
 
@@ -88,6 +89,24 @@ class MemoryInbox:
             raise MailboxFull("the message would take a recipient's mailbox past its quota")
         self.delivered.append(DeliveredMessage(message.read_all(), mail_from, tuple(recipients), folder, envelope))
         return f"{folder}/{len(self.delivered)}"
+
+    async def deliver_sealed(
+        self,
+        copies: list[tuple[Recipient, SealedObjects]],
+        mail_from: str,
+        key_base: str,
+        folder: str = INBOX_FOLDER,
+        organisation: dict[str, SealedObjects] | None = None,
+        stamps: tuple[str, ...] = (),
+    ) -> str:
+        """Record each recipient's sealed original (``data``), with the same failures as ``deliver``."""
+        if self.fail:
+            raise DeliveryFailed("delivery refused by MemoryInbox(fail=True)")
+        if folder != SENT_FOLDER and any(r.user in self.full for r, _ in copies):
+            raise MailboxFull("the message would take a recipient's mailbox past its quota")
+        for recipient, sealed in copies:
+            self.delivered.append(DeliveredMessage(sealed.original, mail_from, (recipient,), folder))
+        return f"{folder}/{key_base}"
 
 
 @dataclass(frozen=True)

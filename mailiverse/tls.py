@@ -1,4 +1,5 @@
-"""Server TLS for every listener: the self-signed pair, an optional CA-issued pair, and SNI between them.
+"""TLS for every listener (the self-signed pair, an optional CA-issued pair, SNI between them), and the trust
+roots of outbound TLS (the system's plus ``--trust-ca``, :func:`trust_roots`).
 
 Two listener kinds exist (docs/protocol.md §1.3, §11.12): the "CA listener", whose default
 certificate is the CA-issued one (falling back to the self-signed one when none is
@@ -27,13 +28,18 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
-from OpenSSL import SSL
-from twisted.internet.interfaces import IOpenSSLServerConnectionCreator
+from OpenSSL import SSL, crypto
+from twisted.internet import ssl
+from twisted.internet._sslverify import IOpenSSLTrustRoot
+from twisted.internet.interfaces import IOpenSSLClientConnectionCreator, IOpenSSLServerConnectionCreator
 from zope.interface import implementer
 
 from mailiverse.privatefile import private_dir, write_private
 
 ListenerKind = Literal["ca", "self-signed"]
+
+#: A trust-root file (``--trust-ca``) is a few certificates, or a CA bundle; more than this is no such file.
+MAX_TRUST_FILE_BYTES = 8 * 1024 * 1024
 
 SELF_SIGNED_CERT_NAME = "self-signed.crt"
 SELF_SIGNED_KEY_NAME = "self-signed.key"
@@ -136,11 +142,25 @@ def _hostname_san(hostname: str) -> x509.GeneralName:
         return x509.DNSName(idna.encode(hostname, uts46=True).decode("ascii"))
 
 
-def ensure_self_signed(data_dir: Path, hostname: str) -> tuple[Path, Path]:
+def self_signed_names(hostname: str, domains: Sequence[str] = ()) -> list[x509.GeneralName]:
+    """The names of the self-signed certificate: ``hostname``, each served domain and its ``mta-sts.`` host
+    (so ``https://<domain>/.well-known/...`` and MTA-STS verify for a peer that trusts the certificate
+    with ``--trust-ca``), ``localhost`` and 127.0.0.1; each once, in that order."""
+    sans: list[x509.GeneralName] = [_hostname_san(hostname)]
+    extras = [_hostname_san(name) for domain in domains for name in (domain, f"mta-sts.{domain}")]
+    extras += [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+    for extra in extras:
+        if extra not in sans:
+            sans.append(extra)
+    return sans
+
+
+def ensure_self_signed(data_dir: Path, hostname: str, domains: Sequence[str] = ()) -> tuple[Path, Path]:
     """Return (cert_path, key_path) of the self-signed pair, creating it on first start.
 
-    The key is RSA-2048 (every SMTP client can use it); the certificate names ``hostname``,
-    ``localhost`` and 127.0.0.1.  Both files are mode 0600 under ``<data_dir>/tls``.
+    The key is RSA-2048 (every SMTP client can use it); the certificate names what
+    :func:`self_signed_names` lists.  Both files are mode 0600 under ``<data_dir>/tls``; files
+    that exist are kept as they are (a certificate made before ``domains`` were named keeps its names).
     """
     tls_dir = private_dir(Path(data_dir) / "tls")
     cert_path = tls_dir / SELF_SIGNED_CERT_NAME
@@ -150,13 +170,7 @@ def ensure_self_signed(data_dir: Path, hostname: str) -> tuple[Path, Path]:
 
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     common_name = hostname if len(hostname) <= 64 else "mailiverse"
-    sans: list[x509.GeneralName] = [_hostname_san(hostname)]
-    for extra in (
-        x509.DNSName("localhost"),
-        x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-    ):
-        if extra not in sans:
-            sans.append(extra)
+    sans = self_signed_names(hostname, domains)
     cert = build_certificate(key, common_name, sans, days=_SELF_SIGNED_VALID_DAYS, server_auth=True)
     key_pem = key.private_bytes(
         serialization.Encoding.PEM,
@@ -166,6 +180,54 @@ def ensure_self_signed(data_dir: Path, hostname: str) -> tuple[Path, Path]:
     write_private(key_path, key_pem)
     write_private(cert_path, cert.public_bytes(serialization.Encoding.PEM))
     return cert_path, key_path
+
+
+def read_certificates(path: Path) -> list[x509.Certificate]:
+    """The certificates of a PEM file (one, a chain or a CA bundle); :class:`TLSConfigError` naming the file when
+    it cannot be read, is too large or holds no well-formed certificate."""
+    try:
+        with open(path, "rb") as file:
+            data = file.read(MAX_TRUST_FILE_BYTES + 1)
+    except OSError as exc:
+        raise TLSConfigError(f"{path}: {exc.strerror or type(exc).__name__}") from None
+    if len(data) > MAX_TRUST_FILE_BYTES:
+        raise TLSConfigError(f"{path} is over {MAX_TRUST_FILE_BYTES // (1024 * 1024)} MiB: not a file of certificates")
+    try:
+        return x509.load_pem_x509_certificates(data)
+    except ValueError:
+        raise TLSConfigError(
+            f"{path} holds no readable PEM certificate (-----BEGIN CERTIFICATE----- ... -----END CERTIFICATE-----)"
+        ) from None
+
+
+@implementer(IOpenSSLTrustRoot)
+class SystemAndExtraTrust:
+    """The platform's trust roots plus extra ones (``--trust-ca``): a private CA, or a peer's self-signed
+    certificate, added to what the system trusts rather than replacing it."""
+
+    def __init__(self, extra: Sequence[x509.Certificate] = ()) -> None:
+        self.extra = tuple(extra)
+        self._x509 = [crypto.X509.from_cryptography(cert) for cert in self.extra]
+
+    def _addCACertsToContext(self, context: SSL.Context) -> None:
+        context.set_default_verify_paths()
+        store = context.get_cert_store()
+        assert store is not None
+        for cert in self._x509:
+            store.add_cert(cert)
+
+
+def trust_roots(extra_files: Sequence[Path] = ()) -> SystemAndExtraTrust:
+    """System roots plus the certificates of ``extra_files`` (:class:`TLSConfigError` naming a bad file)."""
+    return SystemAndExtraTrust([cert for path in extra_files for cert in read_certificates(path)])
+
+
+def verified_client_tls(hostname: str, trust: SystemAndExtraTrust) -> IOpenSSLClientConnectionCreator:
+    """Client TLS 1.2+ that verifies the peer's chain against ``trust`` and its name against ``hostname``
+    (service_identity), sending ``hostname`` as SNI when it is a DNS name."""
+    return ssl.optionsForClientTLS(
+        hostname, trustRoot=trust, extraCertificateOptions={"raiseMinimumTo": ssl.TLSVersion.TLSv1_2}
+    )
 
 
 def dns_names(cert_pem: bytes) -> tuple[str, ...]:

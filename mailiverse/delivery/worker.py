@@ -147,6 +147,11 @@ class _Discard:
 def _warm_up() -> None:
     """Import now what sealing would import lazily: once isolated, the worker can open no file."""
     import base64
+
+    # The parser of end-to-end carriers (mime/carrier.py), imported when one is parsed.
+    import email.message  # noqa: F401
+    import email.parser  # noqa: F401
+    import email.policy  # noqa: F401
     import encodings
     import importlib
     import pkgutil

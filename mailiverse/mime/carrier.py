@@ -10,17 +10,14 @@ Any server sees a normal message with an attachment; a receiving appliance's del
 ``parse_carrier`` on hostile input) takes, for each recipient, the envelope sealed to a key that recipient's
 account holds, and stores those bytes without opening them.
 
-Its parsing modules are imported with it: a delivery worker imports this before it isolates itself, after which
-it could not import anything more.
+The email package's parser is imported when a carrier is parsed, not at start-up (idle memory); a delivery
+worker imports it before it isolates itself (``delivery/worker.py``, ``_warm_up``).
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import email.message
-import email.parser
-import email.policy
 import email.utils
 import json
 import re
@@ -152,6 +149,10 @@ def parse_carrier(raw: bytes, max_bytes: int) -> Carrier | None:
     """
     if not looks_like_carrier(raw):
         return None
+    import email.message
+    import email.parser
+    import email.policy
+
     message = email.parser.BytesParser(policy=email.policy.compat32).parsebytes(raw)
     if message.get_content_type() != "multipart/mixed" or not message.is_multipart():
         return None

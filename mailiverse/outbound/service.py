@@ -17,6 +17,7 @@ from mailiverse.contracts import IInbox
 from mailiverse.dns import IDnsResolver, Resolver
 from mailiverse.logs import Logger
 from mailiverse.outbound.dkim import DEFAULT_SELECTOR, DkimSigner, _check_selector
+from mailiverse.outbound.mtasts import MtaSts
 from mailiverse.outbound.queue import (
     DEFAULT_MAX_AGE_S,
     DEFAULT_RETRY_SCHEDULE_S,
@@ -26,6 +27,8 @@ from mailiverse.outbound.queue import (
 from mailiverse.outbound.queuekey import QueueCipher, load_or_create_queue_key
 from mailiverse.outbound.transport import DirectTransport, SmarthostTransport, Transport
 from mailiverse.store.db import Database
+from mailiverse.tls import TLSConfigError, trust_roots
+from mailiverse.webfetch import WebFetch
 
 log = Logger()
 
@@ -107,6 +110,8 @@ class OutboundConfig:
     smtp_timeout_s: float = 120.0
     #: Port for direct delivery; only tests use anything but 25.
     direct_port: int = 25
+    #: ``--trust-ca``: PEM files of trust roots added to the system's for verified outbound TLS.
+    trust_ca: tuple[Path, ...] = ()
 
     @property
     def keys_dir(self) -> Path:
@@ -182,30 +187,50 @@ class OutboundService(Service):
         return Deferred.fromCoroutine(self.outbound.wait_idle())
 
 
-def build_transport(config: OutboundConfig, *, reactor: Any, resolver: IDnsResolver | None = None) -> Transport | None:
+def build_transport(
+    config: OutboundConfig,
+    *,
+    reactor: Any,
+    resolver: IDnsResolver | None = None,
+    web_fetch: WebFetch | None = None,
+) -> Transport | None:
     """The transport the configuration asks for (None when outbound mail is off); direct delivery looks the
-    MX up through ``resolver`` (by default one asking the system's resolvers)."""
-    if config.mode == "smarthost":
-        assert config.smarthost and config.smarthost_user and config.smarthost_password
-        host, port = parse_smarthost(config.smarthost)
-        return SmarthostTransport(
-            reactor=reactor,
-            host=host,
-            port=port,
-            helo=config.hostname,
-            username=config.smarthost_user,
-            password=config.smarthost_password,
-            ca_file=config.smarthost_ca_file,
-            timeout_s=config.smtp_timeout_s,
-        )
-    if config.mode == "direct":
-        return DirectTransport(
-            reactor=reactor,
-            resolver=resolver if resolver is not None else Resolver(reactor=reactor),
-            helo=config.hostname,
-            port=config.direct_port,
-            timeout_s=config.smtp_timeout_s,
-        )
+    MX up through ``resolver`` (by default one asking the system's resolvers) and the domains' MTA-STS policies
+    with ``web_fetch`` (the appliance's one; by default one made here from ``resolver`` and ``config.trust_ca``),
+    whose trust roots also verify the MX hosts' TLS."""
+    try:
+        if config.mode == "smarthost":
+            assert config.smarthost and config.smarthost_user and config.smarthost_password
+            host, port = parse_smarthost(config.smarthost)
+            trust = web_fetch.trust if web_fetch is not None else trust_roots(config.trust_ca)
+            return SmarthostTransport(
+                reactor=reactor,
+                host=host,
+                port=port,
+                helo=config.hostname,
+                username=config.smarthost_user,
+                password=config.smarthost_password,
+                ca_file=config.smarthost_ca_file,
+                timeout_s=config.smtp_timeout_s,
+                # --trust-ca adds to the system's roots; without it the smarthost is checked as it always was.
+                trust=trust if trust.extra else None,
+            )
+        if config.mode == "direct":
+            resolver = resolver if resolver is not None else Resolver(reactor=reactor)
+            if web_fetch is None:
+                web_fetch = WebFetch(reactor, resolver, config.trust_ca)
+            return DirectTransport(
+                reactor=reactor,
+                resolver=resolver,
+                helo=config.hostname,
+                port=config.direct_port,
+                timeout_s=config.smtp_timeout_s,
+                mta_sts=MtaSts(resolver, web_fetch, reactor),
+                trust=web_fetch.trust,
+                verify_first=bool(web_fetch.trust.extra),
+            )
+    except TLSConfigError as error:
+        raise ConfigError(f"--trust-ca {error}") from None
     return None
 
 
@@ -216,13 +241,15 @@ def build_outbound(
     reactor: Any,
     local_delivery: IInbox,
     resolver: IDnsResolver | None = None,
+    web_fetch: WebFetch | None = None,
     clock: Any = None,
 ) -> tuple[IService, Outbound]:
     """The worker service (add it to the appliance's MultiService) and the ``Outbound`` the web layer calls.
 
     With ``mode="off"`` the service does nothing and ``submit`` raises ``SubmissionRejected``
-    with code ``outbound_disabled``.  ``resolver`` is the appliance's (``--dns-server``); ``clock``
-    exists for tests.
+    with code ``outbound_disabled``.  ``resolver`` is the appliance's (``--dns-server``), ``web_fetch`` its
+    one HTTPS fetcher (MTA-STS policies; its ``--trust-ca`` roots verify outbound TLS); ``clock`` exists for
+    tests.
     """
     config.validate()
     cipher = QueueCipher(load_or_create_queue_key(config.keys_dir))
@@ -232,7 +259,7 @@ def build_outbound(
     outbound = Outbound(
         database,
         cipher=cipher,
-        transport=build_transport(config, reactor=reactor, resolver=resolver),
+        transport=build_transport(config, reactor=reactor, resolver=resolver, web_fetch=web_fetch),
         local_delivery=local_delivery,
         hostname=config.hostname,
         local_domains=[normalize_domain(d) for d in config.local_domains],

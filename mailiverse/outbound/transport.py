@@ -5,7 +5,9 @@ per recipient; nothing here touches the queue.  Direct delivery follows RFC 5321
 records by preference, the domain's own A/AAAA when there are none, a null MX (RFC 7505) or a
 non-existent domain is a permanent failure, a DNS failure a temporary one.  TLS towards an MX is
 opportunistic (unverified, as RFC 7435 allows), falling back to plain text only when the handshake
-itself breaks.
+itself breaks; with ``--trust-ca`` a verified handshake is tried first.  A domain whose MTA-STS policy
+(RFC 8461, ``mtasts.py``) is ``enforce`` gets its mail only at the MX hosts the policy names, over TLS
+verified for the MX host name, or not at all for now (4xx): never unverified, never in plain text.
 """
 
 from __future__ import annotations
@@ -15,9 +17,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from OpenSSL import SSL
 from twisted.internet import ssl
+from twisted.internet.interfaces import IOpenSSLClientConnectionCreator
+from zope.interface import implementer
 
 from mailiverse.dns import Answer, DnsTemporaryError, IDnsResolver, InvalidDnsQuery, MailExchange
+from mailiverse.logs import Logger
+from mailiverse.outbound.mtasts import MtaSts, Policy
 from mailiverse.outbound.smtpclient import (
     RecipientResult,
     Transaction,
@@ -25,10 +34,15 @@ from mailiverse.outbound.smtpclient import (
     clean_reply,
     send_transaction,
 )
+from mailiverse.tls import SystemAndExtraTrust, verified_client_tls
+
+log = Logger()
 
 MAX_MX_HOSTS = 5
 #: Addresses tried per mail exchanger; RFC 5321 §5.1 asks for more than one where a host has several.
 MAX_ADDRESSES_PER_HOST = 4
+#: Verifying client contexts kept, one per MX host name (each holds the loaded trust roots).
+MAX_VERIFYING_CONTEXTS = 256
 
 
 class Transport(Protocol):
@@ -85,9 +99,12 @@ class SmarthostTransport:
     password: str
     ca_file: Path | None = None
     timeout_s: float = 120.0
+    #: The system's roots and ``--trust-ca``, used when no ``ca_file`` (``--smarthost-ca``) replaces them.
+    trust: SystemAndExtraTrust | None = None
 
     def __post_init__(self) -> None:
-        self._tls = ssl.optionsForClientTLS(self.host, trustRoot=trust_root(self.ca_file))
+        root = trust_root(self.ca_file) if self.ca_file is not None or self.trust is None else self.trust
+        self._tls = ssl.optionsForClientTLS(self.host, trustRoot=root)
 
     @property
     def groups_by_domain(self) -> bool:
@@ -158,12 +175,50 @@ async def host_addresses(resolver: IDnsResolver, host: str) -> list[str]:
     return list(dict.fromkeys(addresses))[:MAX_ADDRESSES_PER_HOST]
 
 
+@implementer(IOpenSSLClientConnectionCreator)
+class _Watched:
+    """A verifying connection creator that remembers the connection it made, to tell a failed handshake from a
+    failed transaction and to read the verified certificate afterwards."""
+
+    def __init__(self, creator: IOpenSSLClientConnectionCreator) -> None:
+        self._creator = creator
+        self.connection: SSL.Connection | None = None
+
+    def clientConnectionForTLS(self, tlsProtocol: Any) -> SSL.Connection:
+        self.connection = self._creator.clientConnectionForTLS(tlsProtocol)
+        return self.connection
+
+    def peer_certificate(self) -> x509.Certificate | None:
+        if self.connection is None:
+            return None
+        cert = self.connection.get_peer_certificate(as_cryptography=True)
+        return cert if isinstance(cert, x509.Certificate) else None
+
+
+def describe_certificate(cert: x509.Certificate) -> str:
+    """A certificate for the debug log: its SHA-256 fingerprint, issuer and expiry (nothing about any message)."""
+    issuer = cert.issuer.rfc4514_string()[:120]
+    return (
+        f"sha256 {cert.fingerprint(hashes.SHA256()).hex()}, issuer {issuer}, until {cert.not_valid_after_utc:%Y-%m-%d}"
+    )
+
+
+@dataclass(frozen=True)
+class _Attempt:
+    tls: Any  # a connection creator, or None for plain text
+    verified: bool
+
+
 @dataclass
 class DirectTransport:
-    """Delivers to each recipient domain's mail exchangers, with opportunistic STARTTLS.
+    """Delivers to each recipient domain's mail exchangers, with opportunistic STARTTLS, or verified TLS where the
+    domain's MTA-STS policy enforces it.
 
     Every name is looked up through ``resolver`` (``--dns-server``): the MX and the exchangers' addresses,
-    which are then connected to as they are, so no lookup goes around the appliance's resolver.
+    which are then connected to as they are, so no lookup goes around the appliance's resolver. ``mta_sts``
+    gives the recipient domains' policies (None: none are asked for); ``trust`` holds the roots verified TLS
+    checks against (the system's and ``--trust-ca``; None: the system's); ``verify_first`` tries a verified
+    handshake before the unverified one even without a policy (set when ``--trust-ca`` is given).
     """
 
     reactor: Any
@@ -171,15 +226,39 @@ class DirectTransport:
     helo: str
     port: int = 25
     timeout_s: float = 120.0
+    mta_sts: MtaSts | None = None
+    trust: SystemAndExtraTrust | None = None
+    verify_first: bool = False
 
     def __post_init__(self) -> None:
         # Unverified on purpose: most MX certificates would not verify, and refusing them would
         # mean sending in plain text instead (RFC 7435).
         self._tls = ssl.CertificateOptions(raiseMinimumTo=ssl.TLSVersion.TLSv1_2)
+        self._verifying: dict[str, IOpenSSLClientConnectionCreator] = {}
+        if self.trust is None:
+            self.trust = SystemAndExtraTrust()
 
     @property
     def groups_by_domain(self) -> bool:
         return True
+
+    def _verifying_tls(self, host: str) -> IOpenSSLClientConnectionCreator:
+        creator = self._verifying.get(host)
+        if creator is None:
+            if len(self._verifying) >= MAX_VERIFYING_CONTEXTS:
+                self._verifying.clear()
+            assert self.trust is not None
+            creator = self._verifying[host] = verified_client_tls(host, self.trust)
+        return creator
+
+    def _attempts(self, host: str, enforce: bool) -> list[_Attempt]:
+        """What to try at one address, in order: verified TLS only when the policy enforces it; otherwise
+        (verified TLS with ``--trust-ca``, then) unverified TLS, then plain text when the handshake breaks."""
+        opportunistic = [_Attempt(self._tls, verified=False), _Attempt(None, verified=False)]
+        if not (enforce or self.verify_first):
+            return opportunistic
+        verified = _Attempt(_Watched(self._verifying_tls(host)), verified=True)
+        return [verified] if enforce else [verified, *opportunistic]
 
     async def deliver(
         self, *, mail_from: str, recipients: Sequence[str], domain: str, message: bytes
@@ -188,6 +267,17 @@ class DirectTransport:
             hosts = await mail_hosts(self.resolver, domain)
         except RouteError as error:
             return _all(recipients, 550 if error.permanent else 451, f"{domain}: {error}")
+        policy = await self.mta_sts.policy(domain) if self.mta_sts is not None else None
+        enforce = policy is not None and policy.mode == "enforce"
+        if policy is not None and enforce:
+            hosts = [host for host in hosts if policy.allows(host)]
+            if not hosts:
+                return _all(
+                    recipients,
+                    451,
+                    f"{domain}: no MX host matches the domain's MTA-STS policy (mode enforce, mx "
+                    f"{clean_reply(' '.join(policy.mx))[:120]}); not sent",
+                )
         last = TransactionFailed(0, "no mail exchanger answered")
         last_host = domain
         for host in hosts:
@@ -199,7 +289,7 @@ class DirectTransport:
             if not addresses:
                 last, last_host = TransactionFailed(0, "the mail exchanger has no address"), host
             for address in addresses:
-                for tls in (self._tls, None):
+                for attempt in self._attempts(host, enforce):
                     job = Transaction(
                         host=address,
                         port=self.port,
@@ -207,13 +297,53 @@ class DirectTransport:
                         mail_from=mail_from,
                         recipients=list(recipients),
                         message=message,
-                        tls=tls,
+                        tls=attempt.tls,
+                        require_tls=enforce,
                         timeout_s=self.timeout_s,
                     )
                     try:
-                        return await send_transaction(self.reactor, job)
+                        results = await send_transaction(self.reactor, job)
                     except TransactionFailed as error:
                         last, last_host = error, host
-                        if not error.tls_failed:
+                        if not attempt.verified:
+                            if not error.tls_failed:
+                                break
+                            continue
+                        # A verifying attempt that began TLS and ended without a server reply failed in the
+                        # handshake: the certificate did not verify for the host, or the handshake broke.
+                        tls_broke = attempt.tls.connection is not None and error.code == 0
+                        if enforce:
+                            last = _enforced(error, tls_broke, host, domain)
                             break
+                        if not tls_broke:
+                            break
+                        continue
+                    if attempt.verified:
+                        _record_verified(attempt.tls, host, address, domain, policy)
+                    return results
         return _temporary(recipients, last, clean_reply(last_host))
+
+
+def _enforced(error: TransactionFailed, tls_broke: bool, host: str, domain: str) -> TransactionFailed:
+    """The failure of a delivery the domain's MTA-STS policy enforces, saying why nothing was sent."""
+    rule = f"the MTA-STS policy of {domain} (enforce) requires TLS verified for {host}; not sent"
+    if tls_broke:
+        return TransactionFailed(
+            0, f"TLS failed: the certificate is not trusted (system roots, --trust-ca) or not valid for {host}; {rule}"
+        )
+    return TransactionFailed(error.code, f"{error.text}; {rule}" if error.text else rule)
+
+
+def _record_verified(watched: _Watched, host: str, address: str, domain: str, policy: Policy | None) -> None:
+    """The debug log's line for a delivery over TLS whose certificate verified: the peer's certificate, not a
+    word about the message."""
+    cert = watched.peer_certificate()
+    log.debug(
+        "outbound TLS to {host} ({address}) for {domain} verified: {certificate}; MTA-STS {mode}",
+        host=host,
+        address=address,
+        domain=domain,
+        certificate=describe_certificate(cert) if cert is not None else "no certificate kept",
+        mode=policy.mode if policy is not None else "none published",
+        verified_certificate_sha256=cert.fingerprint(hashes.SHA256()).hex() if cert is not None else None,
+    )
