@@ -28,8 +28,10 @@ from mailiverse.delivery.pipeline import Delivery
 from mailiverse.delivery.pool import WorkerPool
 from mailiverse.delivery.rspamd import RspamdClient
 from mailiverse.dns import Resolver
+from mailiverse.federation.discovery import Discovery
 from mailiverse.logs import Logger
 from mailiverse.memory import TrimService
+from mailiverse.outbound.forwarding import Forwarder, ForwardingService
 from mailiverse.outbound.service import OutboundConfig, build_outbound, read_password_file
 from mailiverse.privatefile import create_private_once
 from mailiverse.smtp.limits import SmtpLimits
@@ -43,6 +45,7 @@ from mailiverse.tls import TLSContexts, ensure_self_signed
 from mailiverse.web.listeners import WebLimits, https_listener_factory, plain_listener_factory
 from mailiverse.web.routes.aliases import AliasSettings
 from mailiverse.web.wiring import build_web_app
+from mailiverse.webfetch import WebFetch
 
 log = Logger()
 
@@ -163,6 +166,7 @@ def _outbound_config(config: ApplianceConfig) -> OutboundConfig:
         smarthost_ca_file=config.smarthost_ca,
         dkim_selector=config.dkim_selector,
         max_message_size=config.max_message_size,
+        trust_ca=config.trust_ca,
     )
 
 
@@ -221,7 +225,7 @@ def build_appliance(config: ApplianceConfig, reactor: Any = None) -> MultiServic
 
         reactor = default_reactor
     config.data_dir.create()
-    self_signed = ensure_self_signed(config.data_dir.root, config.hostname)
+    self_signed = ensure_self_signed(config.data_dir.root, config.hostname, config.domains)
     ca = (config.tls_cert, config.tls_key) if config.tls_cert and config.tls_key else None
     if ca and config.acme_directory:
         from mailiverse.acme.certs import ensure_placeholder
@@ -236,6 +240,9 @@ def build_appliance(config: ApplianceConfig, reactor: Any = None) -> MultiServic
     # One resolver, one cache, for every lookup the appliance makes: the outbound MX and the receipt-time checks.
     resolver = Resolver(config.dns_servers, reactor=reactor)
     log.info("DNS: lookups go to {servers}", servers=resolver.describe())
+    # One HTTPS fetcher for everything asked of other servers (MTA-STS policies, other appliances' discovery):
+    # the same resolver, and the system's trust roots plus --trust-ca, which also verify outbound SMTP TLS.
+    web_fetch = WebFetch(reactor, resolver, config.trust_ca)
     spam_filter = _spam_filter(config, reactor)
     hasher = AddressHasher(create_private_once(config.data_dir.address_key_file, lambda: os.urandom(ADDRESS_KEY_BYTES)))
     workers = None
@@ -298,9 +305,18 @@ def build_appliance(config: ApplianceConfig, reactor: Any = None) -> MultiServic
     add_smtp(config.smtps_selfsigned_endpoints, "self-signed", True)
 
     outbound_service, outbound = build_outbound(
-        _outbound_config(config), database, reactor=reactor, local_delivery=delivery, resolver=resolver
+        _outbound_config(config),
+        database,
+        reactor=reactor,
+        local_delivery=delivery,
+        resolver=resolver,
+        web_fetch=web_fetch,
     )
     outbound_service.setServiceParent(root)
+    if outbound.enabled:
+        # A moved account's mail, forwarded as stored (ciphertext) to its new address in the grace period.
+        forwarder = Forwarder(database, outbound, domains=config.domains, hostname=config.hostname)
+        ForwardingService(forwarder, reactor).setServiceParent(root)
 
     # One submission service for every front end a user sends from (the JSON API, the legacy relay).
     submission = Submission(
@@ -353,6 +369,7 @@ def build_appliance(config: ApplianceConfig, reactor: Any = None) -> MultiServic
         spam_filter=spam_filter,
         alias_settings=AliasSettings(hasher, max_aliases=config.max_aliases, rate=config.alias_rate),
         key_log=KeyLog(load_log_key(config.data_dir.log_key_file)),
+        discovery=Discovery(resolver, web_fetch),
     )
     session_purger.setServiceParent(root)
     if config.acme_directory and ca:

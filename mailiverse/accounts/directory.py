@@ -33,6 +33,7 @@ from mailiverse.store.keylog import (
     leaf_txn,
     record_keys_txn,
 )
+from mailiverse.store.moving import moved_leaf_of_key_txn
 from mailiverse.store.schema import users
 from mailiverse.store.users import User, get_user_by_id_txn, set_key_block_txn
 
@@ -52,6 +53,8 @@ class Lookup:
     current: Proven
     history: list[Proven]
     policy: tuple[Proven, DomainPolicy] | None = None
+    #: The moved record of the key's account with its proof, when it moved to another appliance (docs/moving.md).
+    moved: Proven | None = None
 
 
 def parse_records(documents: object) -> list[KeyRecord]:
@@ -171,12 +174,16 @@ class KeyDirectory:
         policy = current_policy_txn(conn, address.rpartition("@")[2])
         if policy is not None:
             indexes.append(policy.leaf_index)
+        moved = moved_leaf_of_key_txn(conn, current[-1].key_id)
+        if moved is not None:
+            indexes.append(moved)
         proven = self.log.prove_txn(conn, indexes)
         if len(proven) != len(indexes) or proven[0].leaf_index != current[-1].leaf_index:
             return None
+        moved_proof = proven.pop() if moved is not None else None
         if policy is not None:
-            return Lookup(proven[0], proven[1:-1], (proven[-1], policy))
-        return Lookup(proven[0], proven[1:])
+            return Lookup(proven[0], proven[1:-1], (proven[-1], policy), moved_proof)
+        return Lookup(proven[0], proven[1:], moved=moved_proof)
 
     async def current_record_of(self, user: User) -> KeyRecord | None:
         """The account's current published record (None: none yet)."""

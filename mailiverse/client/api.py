@@ -164,6 +164,15 @@ def delivered_to_of(twin: Any) -> str:
     return plain_address(twin.get("delivered_to")) if isinstance(twin, dict) else ""
 
 
+def check_addresses(recipients: Sequence[str], from_address: str | None = None) -> None:
+    """UsageError unless there is a recipient and every address (and ``from_address``) looks like one."""
+    if not recipients:
+        raise UsageError("give at least one recipient")
+    for address in (*recipients, *([from_address] if from_address is not None else [])):
+        if "@" not in address or len(address) > 254 or any(c.isspace() or ord(c) < 32 for c in address):
+            raise UsageError(f"not an e-mail address: {address[:80]!r}")
+
+
 def _display_address(name: str | None, address: str | None) -> str:
     """``Name <address>`` (quoted as RFC 5322 wants), or the address alone; an address that is not
     ASCII, which ``formataddr`` refuses, is shown as it is."""
@@ -229,13 +238,35 @@ class MessageInfo:
 
 @dataclass(frozen=True)
 class SendResult:
-    """What ``POST /api/send`` reports."""
+    """What ``POST /api/send`` (or ``/api/send/sealed``) reports."""
 
     sender: str
     local: list[str]
     remote: list[str]
     queue_id: str | None
     sent_path: str
+    #: Whether the message was sealed on this device (docs/e2e.md), not by the appliance.
+    end_to_end: bool = False
+
+
+@dataclass(frozen=True)
+class SealedEnvelope:
+    """One copy sealed on the device for ``POST /api/send/sealed``: to a recipient (``to``), to a domain's
+    organisation key (``organisation``: the domain), or, with neither, the sender's own Sent copy."""
+
+    key_id: str
+    original: bytes
+    twin: bytes
+    to: str | None = None
+    organisation: str | None = None
+
+    def to_json(self) -> dict[str, str]:
+        value = {"key_id": self.key_id, "original": b64(self.original), "twin": b64(self.twin)}
+        if self.to is not None:
+            value = {"to": self.to, **value}
+        elif self.organisation is not None:
+            value = {"organisation": self.organisation, **value}
+        return value
 
 
 @dataclass(frozen=True)
@@ -835,27 +866,62 @@ class Client:
         or ``from_address``: one of the user's addresses or active aliases (else 403 ``sender_not_allowed``).
         With ``hashcash`` the appliance stamps it for each recipient (``X-Hashcash``, 20 bits, at most 10
         recipients), which lets first-contact mail past a recipient's screener."""
-        if not to and not cc and not bcc:
-            raise UsageError("give at least one recipient")
-        for address in (*to, *cc, *bcc, *([from_address] if from_address is not None else [])):
-            if "@" not in address or len(address) > 254 or any(c.isspace() or ord(c) < 32 for c in address):
-                raise UsageError(f"not an e-mail address: {address[:80]!r}")
+        check_addresses([*to, *cc, *bcc], from_address)
         body: dict[str, Any] = {"to": list(to), "cc": list(cc), "bcc": list(bcc), "subject": subject, "text": text}
         if from_address is not None:
             body["from"] = from_address
         if hashcash:
             body["hashcash"] = True
-        answer = self._json(self._send("POST", "/api/send", json_body=body))
+        return self._send_result(self._json(self._send("POST", "/api/send", json_body=body)), end_to_end=False)
+
+    @staticmethod
+    def _send_result(answer: Mapping[str, Any], *, end_to_end: bool) -> SendResult:
         try:
+            sent = answer["sent"]
             return SendResult(
                 str(answer["from"]),
                 [str(a) for a in answer.get("local", [])],
                 [str(a) for a in answer.get("remote", [])],
                 answer.get("queue_id") if isinstance(answer.get("queue_id"), str) else None,
-                str(answer["sent"]),
+                "" if sent is None else str(sent),
+                end_to_end,
             )
         except (KeyError, TypeError):
             raise ProtocolError("the server's send answer is malformed") from None
+
+    def send_sealed(
+        self,
+        key_base: str,
+        envelopes: Sequence[SealedEnvelope],
+        *,
+        sent: SealedEnvelope | None = None,
+        sent_key_base: str | None = None,
+        from_address: str | None = None,
+        stamps: Sequence[str] = (),
+    ) -> SendResult:
+        """Hand copies sealed on this device to the appliance (``POST /api/send/sealed``, docs/e2e.md §2), which
+        stores or forwards them as they are: one per recipient, per organisation, and ``sent`` for Mail/Sent."""
+        body: dict[str, Any] = {"key_base": key_base, "envelopes": [e.to_json() for e in envelopes]}
+        if from_address is not None:
+            body["from"] = from_address
+        if sent is not None:
+            body["sent"] = {k: v for k, v in sent.to_json().items() if k in ("key_id", "original", "twin")}
+            if sent_key_base is not None:
+                body["sent"]["key_base"] = sent_key_base
+        if stamps:
+            body["stamps"] = list(stamps)
+        answer = self._json(self._send("POST", "/api/send/sealed", json_body=body))
+        return self._send_result(answer, end_to_end=True)
+
+    def remote_key(self, address: str) -> dict[str, Any]:
+        """``GET /api/remote/keys/<address>``: another appliance's key answer for ``address``, as this appliance
+        fetched it, with how its directory was found (check it with ``keys.remote_lookup``)."""
+        return self._json(self._send("GET", "/api/remote/keys/" + quote(address, safe="@")))
+
+    def remote_consistency(self, domain: str, first: int, second: int) -> dict[str, Any]:
+        """``GET /api/remote/log/consistency``: the consistency proof of ``domain``'s log between two sizes."""
+        query = urlencode({"domain": domain, "first": first, "second": second})
+        return self._json(self._send("GET", "/api/remote/log/consistency?" + query))
 
     def mail_folders(self) -> list[str]:
         """Every ``Mail/<folder>`` that holds messages (twins excluded)."""

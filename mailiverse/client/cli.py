@@ -13,6 +13,10 @@ and ``alias limit ADDRESS --senders any|known|known-domains``, and the screener 
 ``screener status|on|off``, ``approve ID`` / ``block ID`` (a message in ``ls --folder screener``: its sender
 approved and the message moved to the Inbox, or its sender blocked and the message deleted) and
 ``approve-sender|block-sender|forget-sender ADDRESS``; ``send --hashcash`` stamps each recipient.
+``send`` seals the message on this device when every recipient has a verified key (docs/e2e.md; ``--require-e2e``
+refuses otherwise, ``--no-e2e`` lets the appliance seal it), and ``read`` says whether such a message's
+signature verified. ``move --to URL`` takes the account's mail and keys to another appliance, ``move --status``
+and ``move --finish-delete`` follow up (``cli_move.py``, docs/moving.md).
 
 ``ls`` prints ``ID<TAB>DATE<TAB>SENDER<TAB>SUBJECT``, and for mail the appliance judged (mail from
 outside) one more column: ``verified``, ``unverified`` or ``failed``, then ``,spam`` when it is spam.
@@ -41,7 +45,7 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import IO, Any, NoReturn
 
-from mailiverse.client import aliases, cli_keys, cli_screener, groups
+from mailiverse.client import aliases, cli_keys, cli_move, cli_screener, e2e, groups
 from mailiverse.client.api import ALREADY_LEARNED, LEARNED, NO_SPAM_FILTER, Client, MessageInfo, delivered_to_of
 from mailiverse.client.errors import (
     ApiError,
@@ -115,6 +119,11 @@ def build_parser() -> argparse.ArgumentParser:
     send.add_argument(
         "--hashcash", action="store_true", help="stamp it for each recipient (X-Hashcash) to pass their screener"
     )
+    sealing = send.add_mutually_exclusive_group()
+    sealing.add_argument(
+        "--require-e2e", action="store_true", help="refuse to send unless it can be sealed here for every recipient"
+    )
+    sealing.add_argument("--no-e2e", action="store_true", help="let the appliance seal it (ordinary mail)")
     commands.add_parser("passwd", help="change the password")
     spam = commands.add_parser("spam", help="train the spam filter with this message and move it to Spam")
     spam.add_argument("id", metavar="ID")
@@ -136,6 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_alias_commands(commands)
     cli_screener.add_commands(commands)
     cli_keys.add_commands(commands, _Parser)
+    cli_move.add_command(commands)
     return parser
 
 
@@ -343,16 +353,20 @@ class _Run:
             password = self.password()
             client.login(password)
             cli_keys.watch(client, self.stderr, PROG)
-            cli_keys.check_recipients(client, [*self.args.to, *self.args.cc])
+            cli_move.notify_moved(client, [*self.args.to, *self.args.cc], self.stderr)
             sender = self.args.from_address
+            mode = e2e.OFF if self.args.no_e2e else e2e.REQUIRE if self.args.require_e2e else e2e.AUTO
             try:
-                result = client.send(
+                result = e2e.send(
+                    client,
                     self.args.to,
                     self.args.subject,
                     text,
                     cc=self.args.cc,
                     from_address=sender,
-                    hashcash=self.args.hashcash,
+                    hashcash_stamps=self.args.hashcash,
+                    mode=mode,
+                    notify=lambda line: self.stderr.write(f"{PROG}: {clean(line)}\n"),
                 )
             except ApiError as error:
                 if error.code == "sender_not_allowed" and sender is not None:
@@ -365,10 +379,12 @@ class _Run:
                 where.append("delivered to " + ", ".join(result.local))
             if result.remote:
                 where.append(f"queued for {', '.join(result.remote)} (queue {result.queue_id})")
+            where.append("end-to-end encrypted" if result.end_to_end else "not end-to-end encrypted")
             self.out(f"sent {result.sent_path.rsplit('/', 1)[-1]}: {'; '.join(where)}")
             return
         client.login(self.password())
         cli_keys.watch(client, self.stderr, PROG)
+        account = client  # the user's own session, whose directory state checks signatures
         if command == "group" and self.args.group_command in cli_keys.GROUP_READING:
             # A group's mail, listed and read as your own, with the group's keys from its store.
             client = groups.reader(client, self.args.group)
@@ -394,6 +410,9 @@ class _Run:
                     self.stdout.write(raw.decode("utf-8", "replace"))
             else:
                 twin = client.read_twin(path)
+                sealed = e2e.seal_of(account, raw, twin)
+                if sealed is not None:
+                    self.out(clean(sealed.line()))
                 via = via_address(delivered_to_of(twin), client.addresses)
                 self.stdout.write(format_message(raw, read_verdicts(twin), via))
         elif command in ("spam", "not-spam"):
@@ -404,6 +423,10 @@ class _Run:
             cli_screener.run(client, self.args, self.out)
         elif command in cli_keys.COMMANDS:
             cli_keys.run(client, self.args, self.out)
+        elif command == cli_move.COMMAND:
+            mover = cli_move.MoveRun(self.args, self.out, self.stderr, self.password, self.prompt)
+            mover.check_usage()
+            mover.run(client)
         elif command == "export":
             exported = export_maildir(client, self.args.dir)
             detail = ", ".join(f"{name}: {count}" for name, count in exported.written.items())

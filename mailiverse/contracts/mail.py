@@ -63,6 +63,9 @@ class Recipient:
     #: The alias ``address`` is, when it is one (the inbox's own reference: counted and its senders noted
     #: on delivery); None for an account's own name.
     alias: object | None = field(default=None, compare=False, repr=False)
+    #: The address the account moved to (docs/moving.md), when ``address`` is its own name: SMTP answers
+    #: ``551 5.1.6`` naming it to mail from outside; the logged-in paths store the mail, which is forwarded.
+    moved_to: str | None = field(default=None, compare=False)
 
 
 class MailboxFull(Exception):

@@ -202,7 +202,13 @@ class Delivery:
             return None
         full = Usage(user.used_bytes, user.quota_bytes).is_full(self._default_quota)
         return Recipient(
-            address=f"{local}@{parts[1].lower()}", user=user.name, account=user, over_quota=full, alias=alias
+            address=f"{local}@{parts[1].lower()}",
+            user=user.name,
+            account=user,
+            over_quota=full,
+            alias=alias,
+            # An alias stays a shield: mail to it is accepted (and forwarded), never answered with the new address.
+            moved_to=user.moved_to if alias is None else None,
         )
 
     async def deliver(

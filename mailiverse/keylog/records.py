@@ -14,6 +14,12 @@ The signature is RSA-PSS (SHA-256, MGF1-SHA-256, salt of 32 bytes) by the record
 ``POLICY_RECORD_PREFIX`` and the same canonical JSON. Each policy names the hash of the domain's previous
 policy leaf and a sequence number one higher, so a policy only ever changes forward in the log.
 
+A **moved record** (``"type": "moved"``) says that the addresses it names moved to another appliance
+(docs/moving.md); the account's current key (``key_id``) signs it, RSA-PSS over ``MOVED_RECORD_PREFIX`` and the
+canonical JSON, like a key record. A **brought-key statement** (never a log entry) is a key's signature over
+the address of the account it is brought to, its id and its public key: the proof that whoever registers an old
+key at a new appliance holds it.
+
 **Canonical JSON** (RFC 8785 for the values used here: strings, integers, null, lists, objects): keys sorted,
 no white space, UTF-8, non-ASCII characters as themselves. A log leaf is the canonical JSON of the whole
 signed record, signature included; a record read back from a leaf must re-encode to the same bytes.
@@ -28,6 +34,7 @@ import base64
 import binascii
 import hashlib
 import json
+import re
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -46,6 +53,19 @@ POLICY_RECORD_PREFIX = b"mailiverse-policy-record-v1\n"
 
 ADDRESS_HASH_PREFIX = b"mailiverse-address-v1\n"
 """The bytes before a lower-cased address in its hash."""
+
+MOVED_RECORD_PREFIX = b"mailiverse-moved-record-v1\n"
+"""The bytes before a moved record's canonical JSON in what the moving account's key signs."""
+
+BROUGHT_KEY_PREFIX = b"mailiverse-brought-key-v1\n"
+"""The bytes before a brought-key statement's canonical JSON in what the brought key signs."""
+
+KEY_BLOCK_CHANGE_PREFIX = b"mailiverse-key-block-change-v1\n"
+"""The bytes before the canonical JSON an account's current key signs to change its key block with brought keys."""
+
+#: How long, at most, an appliance forwards the mail of an address that moved (days).
+MAX_GRACE_DAYS = 365
+DAY_MS = 86_400_000
 
 KINDS = ("personal", "group", "organisation")
 STATUSES = ("current", "superseded", "revoked")
@@ -331,6 +351,154 @@ def verify_policy_record(document: object, log_key: Ed25519PublicKey) -> PolicyR
     return PolicyRecord(domain, policy, seq, previous, key_id, officers, created_ms, record)
 
 
+# -- moved records ----------------------------------------------------------------------------------
+
+_MOVED_MEMBERS = frozenset({"v", "type", "key_id", "addresses", "to", "created_ms", "forward_until_ms", "signature"})
+#: A plain address in its canonical form: lower case, ASCII, a dotted domain (what ``to`` must be).
+_PLAIN_ADDRESS = re.compile(r"[a-z0-9!#$%&'*+/=?^_`{|}~.-]{1,64}@[a-z0-9-]{1,63}(?:\.[a-z0-9-]{1,63})+")
+
+
+@dataclass(frozen=True)
+class MovedRecord:
+    """A verified moved record: the addresses (hashes) that moved, the key that signed it, where they went."""
+
+    key_id: str
+    addresses: tuple[str, ...]
+    to: str
+    created_ms: int
+    forward_until_ms: int
+    document: Mapping[str, Any]
+
+    @property
+    def leaf(self) -> bytes:
+        return canonical_json(dict(self.document))
+
+    def serves(self, address: str) -> bool:
+        return address_hash(address) in self.addresses
+
+
+def plain_address(value: object) -> str:
+    """``value`` if it is a canonical plain address (lower case, ASCII, at most 254 characters), else RecordError."""
+    if not isinstance(value, str) or len(value) > 254 or _PLAIN_ADDRESS.fullmatch(value) is None:
+        raise RecordError("the address must be a plain lower-case address (local@domain.tld)")
+    return value
+
+
+def moved_record_fields(
+    key_id: str, addresses: Sequence[str], to: str, *, created_ms: int, forward_until_ms: int
+) -> dict[str, Any]:
+    """The unsigned members of a moved record: ``addresses`` (plain) moved to ``to``, signed by ``key_id``."""
+    return {
+        "v": 1,
+        "type": "moved",
+        "key_id": key_id,
+        "addresses": sorted({address_hash(a) for a in addresses}),
+        "to": to.strip().lower(),
+        "created_ms": created_ms,
+        "forward_until_ms": forward_until_ms,
+    }
+
+
+def sign_moved_record(fields: Mapping[str, Any], private_key: rsa.RSAPrivateKey) -> dict[str, Any]:
+    """``fields`` with the ``signature`` of ``private_key`` (the moving account's current key)."""
+    unsigned = {k: v for k, v in fields.items() if k != "signature"}
+    signature = private_key.sign(MOVED_RECORD_PREFIX + canonical_json(unsigned), _pss(), hashes.SHA256())
+    signed = dict(unsigned)
+    signed["signature"] = b64(signature)
+    der = private_key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    verify_moved_record(signed, der)
+    return signed
+
+
+def moved_record_key_id(document: object) -> str:
+    """The key id a moved record names (to find the key that must have signed it); RecordError if malformed."""
+    return _uuid(_object(document, _MOVED_MEMBERS, "moved")["key_id"], "key_id")
+
+
+def verify_moved_record(document: object, public_key_der: bytes) -> MovedRecord:
+    """Check a moved record's shape and its signature by ``public_key_der`` (the key ``key_id`` names)."""
+    record = _object(document, _MOVED_MEMBERS, "moved")
+    key_id = _uuid(record["key_id"], "key_id")
+    addresses = _hash_list(record["addresses"], "addresses", MAX_ADDRESSES)
+    if not addresses:
+        raise RecordError("a moved record names at least one address")
+    to = plain_address(record["to"])
+    created_ms = _ms(record["created_ms"], "created_ms")
+    forward_until_ms = _ms(record["forward_until_ms"], "forward_until_ms")
+    if not created_ms <= forward_until_ms <= created_ms + MAX_GRACE_DAYS * DAY_MS:
+        raise RecordError(f"forward_until_ms is from created_ms to {MAX_GRACE_DAYS} days after it")
+    signature = unb64(record["signature"], "signature", limit=1024)
+    _verify_rsa(public_key_der, signature, MOVED_RECORD_PREFIX + canonical_json(_unsigned(record)), "moved record")
+    return MovedRecord(key_id, addresses, to, created_ms, forward_until_ms, record)
+
+
+# -- brought keys -----------------------------------------------------------------------------------
+
+
+def brought_key_statement(address: str, key_id: str, public_key_der: bytes) -> bytes:
+    """What a key brought to the account at ``address`` signs: that address, the key's id and the key."""
+    return BROUGHT_KEY_PREFIX + canonical_json(
+        {"address": address.strip().lower(), "key_id": key_id, "public_key": b64(public_key_der)}
+    )
+
+
+def sign_brought_key(private_key: rsa.RSAPrivateKey, address: str, key_id: str) -> bytes:
+    """The brought-key signature of ``private_key`` (whose id is ``key_id``) for the account at ``address``."""
+    der = private_key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return private_key.sign(brought_key_statement(address, key_id, der), _pss(), hashes.SHA256())
+
+
+def verify_brought_key(public_key_der: bytes, address: str, key_id: str, signature: bytes) -> None:
+    """RecordError unless ``signature`` is the key's own over the brought-key statement for ``address``."""
+    _uuid(key_id, "key_id")
+    _verify_rsa(public_key_der, signature, brought_key_statement(address, key_id, public_key_der), "brought key")
+
+
+def key_block_change_statement(address: str, key_ids: Sequence[str], key_block: bytes) -> bytes:
+    """What an account's current key signs to replace its key block when it brings keys along: its address,
+    the ids of the keys it brings and the SHA-256 of the new (encrypted) key block."""
+    return KEY_BLOCK_CHANGE_PREFIX + canonical_json(
+        {
+            "address": address.strip().lower(),
+            "key_ids": sorted(set(key_ids)),
+            "key_block_sha256": b64(hashlib.sha256(key_block).digest()),
+        }
+    )
+
+
+def verify_rsa_signature(public_key_der: bytes, signature: bytes, message: bytes, what: str) -> None:
+    """RecordError unless ``signature`` is RSA-PSS (SHA-256, MGF1-SHA-256, salt 32) by the key over ``message``."""
+    _verify_rsa(public_key_der, signature, message, what)
+
+
+def sign_rsa(private_key: rsa.RSAPrivateKey, message: bytes) -> bytes:
+    """The RSA-PSS signature (as the records use it) of ``private_key`` over ``message``."""
+    return private_key.sign(message, _pss(), hashes.SHA256())
+
+
+def _verify_rsa(public_key_der: bytes, signature: bytes, message: bytes, what: str) -> None:
+    try:
+        key = serialization.load_der_public_key(public_key_der)
+    except ValueError:
+        raise RecordError(f"the {what}'s key is not a DER public key") from None
+    if not isinstance(key, rsa.RSAPublicKey) or not 2048 <= key.key_size <= 4096:
+        raise RecordError(f"the {what}'s key must be an RSA key of 2048 to 4096 bits")
+    if len(signature) > 1024:
+        raise RecordError(f"the {what}'s signature is too long")
+    try:
+        key.verify(signature, message, _pss(), hashes.SHA256())
+    except InvalidSignature:
+        raise RecordError(f"the {what}'s signature does not verify with its key") from None
+
+
+def _unsigned(record: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in record.items() if k != "signature"}
+
+
 # -- leaves -----------------------------------------------------------------------------------------
 
 
@@ -347,11 +515,19 @@ def parse_leaf(leaf: bytes) -> dict[str, Any]:
     return document
 
 
-def verify_leaf(leaf: bytes, log_key: Ed25519PublicKey) -> KeyRecord | PolicyRecord:
-    """The verified record of a log leaf, of either type."""
+def verify_leaf(
+    leaf: bytes, log_key: Ed25519PublicKey, keys: Mapping[str, bytes] | None = None
+) -> KeyRecord | PolicyRecord | MovedRecord:
+    """The verified record of a log leaf, of any type. A moved record is checked with the key its ``key_id``
+    names, which must be in ``keys`` (key id to DER public key: the key records before it in the log)."""
     document = parse_leaf(leaf)
     if document.get("type") == "policy":
         return verify_policy_record(document, log_key)
+    if document.get("type") == "moved":
+        key = (keys or {}).get(moved_record_key_id(document))
+        if key is None:
+            raise RecordError("the moved record's key is not a key the log published before it")
+        return verify_moved_record(document, key)
     return verify_key_record(document)
 
 
@@ -408,19 +584,36 @@ def _hash_list(value: object, what: str, limit: int) -> tuple[str, ...]:
 
 __all__ = [
     "ADDRESS_HASH_PREFIX",
+    "BROUGHT_KEY_PREFIX",
+    "DAY_MS",
+    "KEY_BLOCK_CHANGE_PREFIX",
     "KEY_RECORD_PREFIX",
+    "MAX_GRACE_DAYS",
+    "MOVED_RECORD_PREFIX",
     "POLICY_RECORD_PREFIX",
     "KeyRecord",
+    "MovedRecord",
     "PolicyRecord",
     "RecordError",
     "address_hash",
+    "brought_key_statement",
     "canonical_json",
     "fingerprint",
+    "key_block_change_statement",
     "key_record_fields",
+    "moved_record_fields",
+    "moved_record_key_id",
     "parse_leaf",
+    "plain_address",
+    "sign_brought_key",
     "sign_key_record",
+    "sign_moved_record",
     "sign_policy_record",
+    "sign_rsa",
+    "verify_brought_key",
     "verify_key_record",
     "verify_leaf",
+    "verify_moved_record",
     "verify_policy_record",
+    "verify_rsa_signature",
 ]

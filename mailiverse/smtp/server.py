@@ -71,6 +71,8 @@ _RCPT_RE = re.compile(rb"^TO:[ \t]*<([^<>]*)>(?:[ \t]+(.*))?$", re.IGNORECASE | 
 _PATH_CHARS = re.compile(rb"^[\x21-\x7e]*$")  # printable ASCII, no spaces or controls
 _HELO_UNSAFE = re.compile(r"[^A-Za-z0-9.\-:\[\]_]")
 _SIZE_VALUE = re.compile(rb"^[0-9]{1,20}$")
+#: What a 551 reply may quote of a moved account's new address (never a line break or a non-ASCII character).
+_MOVED_TO = re.compile(r"[\x21-\x7e]{3,254}")
 
 
 class SmtpServerFactory(ServerFactory):
@@ -594,6 +596,13 @@ class MailiverseESMTP(ESMTP):
             return
         if recipient is None:
             self._error(550, "5.1.1", "No such user here")
+            return
+        if recipient.moved_to is not None:
+            # RFC 5321 §3.4: the user moved to another appliance (docs/moving.md); a permanent reply that names
+            # the new address (a plain ASCII address: the directory checked it when the account moved).
+            moved = recipient.moved_to
+            shown = f" <{moved}>" if _MOVED_TO.fullmatch(moved) else ""
+            self._error(551, "5.1.6", f"User not local; please try{shown}")
             return
         if recipient.over_quota:
             # Temporary: the sender keeps the message for this recipient and tries again later.

@@ -28,7 +28,7 @@ from mailiverse.keylog.merkle import EMPTY_ROOT, MerkleTree, leaf_hash
 from mailiverse.keylog.records import KeyRecord, PolicyRecord
 from mailiverse.keylog.sth import TreeHead, sign, to_json
 from mailiverse.privatefile import create_private_once
-from mailiverse.store.schema import key_bindings, key_log, key_log_heads, key_records, users
+from mailiverse.store.schema import brought_keys, key_bindings, key_log, key_log_heads, key_records, users
 
 #: At most this many entries in one ``/api/log/entries`` answer (RFC 9162 lets a log cap it).
 MAX_ENTRIES = 1000
@@ -285,11 +285,12 @@ def current_key_of_user_txn(conn: Connection, user_id: int) -> DirectoryEntry | 
 
 
 def sealable_key_ids_txn(conn: Connection, user_ids: Sequence[int]) -> dict[int, tuple[str, ...]]:
-    """Per account, the ids of the keys an envelope sealed elsewhere may be sealed to: its current key.
+    """Per account, the ids of the keys an envelope sealed elsewhere may be sealed to: its current key, and the
+    keys it brought from an appliance it moved from (``brought_keys``, docs/moving.md).
 
     What a client sealed (``/api/send/sealed``, a carrier from another appliance) is stored only for an account
-    that holds the key it names; an account without a published key is absent (nothing sealed elsewhere is
-    stored for it)."""
+    that holds the key it names; an account without a published or brought key is absent (nothing sealed
+    elsewhere is stored for it)."""
     if not user_ids:
         return {}
     rows = conn.execute(
@@ -297,8 +298,13 @@ def sealable_key_ids_txn(conn: Connection, user_ids: Sequence[int]) -> dict[int,
             key_records.c.user_id.in_(list(user_ids)), key_records.c.status == "current"
         )
     )
+    brought = conn.execute(
+        select(brought_keys.c.user_id, brought_keys.c.key_id)
+        .where(brought_keys.c.user_id.in_(list(user_ids)))
+        .order_by(brought_keys.c.created_ms)
+    )
     found: dict[int, tuple[str, ...]] = {}
-    for row in rows:
+    for row in [*rows, *brought]:
         found[int(row.user_id)] = (*found.get(int(row.user_id), ()), str(row.key_id))
     return found
 

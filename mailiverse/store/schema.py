@@ -63,6 +63,12 @@ users = Table(
     Column("quota_bytes", BigInteger, nullable=True),
     # Revision 0008: whether the account's screener for first-time senders is on (store/screener.py).
     Column("screener", Boolean, nullable=False, server_default=false()),
+    # Revision 0010: the account moved to another appliance (store/moving.py, docs/moving.md): the new address,
+    # when, until when its mail is forwarded, and the log leaf of its signed moved record; NULL: not moved.
+    Column("moved_to", Text, nullable=True),
+    Column("moved_ms", BigInteger, nullable=True),
+    Column("forward_until_ms", BigInteger, nullable=True),
+    Column("moved_leaf_index", BigInteger, nullable=True),
     UniqueConstraint("name"),
 )
 
@@ -380,4 +386,34 @@ domain_policies = Table(
     Column("officers", Text, nullable=False, server_default="[]"),
     Column("leaf_index", BigInteger, nullable=False),
     PrimaryKeyConstraint("domain", "seq"),
+)
+
+
+# Revision 0010: moving house (store/moving.py, docs/moving.md).
+#: Keys an account brought from an appliance it moved from: envelopes sealed to them are stored for it (a carrier,
+#: mail the old appliance forwards). ``signature`` is the key's own over the account's address and its id.
+brought_keys = Table(
+    "brought_keys",
+    metadata,
+    Column("key_id", Text, nullable=False),
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("public_key", LargeBinary, nullable=False),
+    Column("address", Text, nullable=False),
+    Column("signature", LargeBinary, nullable=False),
+    Column("created_ms", BigInteger, nullable=False),
+    PrimaryKeyConstraint("key_id"),
+    Index("ix_brought_keys_user_id", "user_id"),
+)
+
+#: A moved account's received mail by key base: ``copied`` (the client copied it to the new appliance before
+#: the switch), ``forwarding`` (claimed by a forwarder at ``changed_ms``), ``forwarded`` (queued to the new
+#: address) or ``unforwardable`` (too large, or without its twin). Mail without a row is still to be forwarded.
+moved_mail = Table(
+    "moved_mail",
+    metadata,
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("key_base", Text, nullable=False),
+    Column("state", Text, nullable=False),
+    Column("changed_ms", BigInteger, nullable=False),
+    PrimaryKeyConstraint("user_id", "key_base"),
 )

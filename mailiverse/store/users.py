@@ -52,6 +52,11 @@ class User:
     quota_bytes: int | None = None
     #: Whether mail from first-time senders goes to the screener (store/screener.py).
     screener: bool = False
+    #: The address the account moved to (docs/moving.md), when, and until when its mail is forwarded there;
+    #: None: it has not moved.
+    moved_to: str | None = None
+    moved_ms: int | None = None
+    forward_until_ms: int | None = None
 
     def __repr__(self) -> str:
         # Keep verifiers and key blocks out of logs and tracebacks.
@@ -112,6 +117,9 @@ def _user(row: RowMapping) -> User:
         used_bytes=row["used_bytes"],
         quota_bytes=row["quota_bytes"],
         screener=bool(row["screener"]),
+        moved_to=row["moved_to"],
+        moved_ms=row["moved_ms"],
+        forward_until_ms=row["forward_until_ms"],
     )
 
 

@@ -29,6 +29,8 @@ class SealedMessage:
     sent: SealedObjects | None = None
     from_address: str | None = None
     stamps: tuple[str, ...] = ()
+    #: The Sent copy's key base ("": the message's).
+    sent_key_base: str = ""
 
     def organisation_copies(self) -> dict[str, SealedObjects]:
         return dict(self.organisation)

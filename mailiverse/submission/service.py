@@ -202,7 +202,8 @@ class Submission:
         sent_path = None
         if message.sent is not None:
             own = Recipient(address=mail_from, user=sender.user, account=sender.account)
-            sent_path = await self._store_sealed([(own, message.sent)], mail_from, message.key_base, SENT_FOLDER)
+            sent_base = message.sent_key_base or message.key_base
+            sent_path = await self._store_sealed([(own, message.sent)], mail_from, sent_base, SENT_FOLDER)
         await self._note_sent(sender.user, targets)
         return Submitted(
             mail_from=mail_from,

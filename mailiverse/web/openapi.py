@@ -129,6 +129,7 @@ _KEY_ANSWER = _obj(
         "bits": _INT,
         "format": _TEXT,
         "history": {"type": "array", "items": _obj(list(_PROVEN), _PROVEN)},
+        "moved": {"type": ["object", "null"]},
     },
 )
 
@@ -186,6 +187,155 @@ def _query(name: str, schema: dict[str, Any]) -> dict[str, Any]:
 
 def _header(name: str) -> dict[str, Any]:
     return {"name": name, "in": "header", "required": False, "schema": _TEXT}
+
+
+def _e2e_paths() -> dict[str, dict[str, Any]]:
+    """Mail sealed on the sender's device, and other appliances' directories (docs/e2e.md)."""
+    objects = {"key_id": _TEXT, "original": _B64, "twin": _B64}
+    envelope = {
+        "oneOf": [
+            _obj(["to", "key_id", "original", "twin"], {"to": _TEXT, **objects}),
+            _obj(["organisation", "key_id", "original", "twin"], {"organisation": _TEXT, **objects}),
+        ]
+    }
+    domain = _query("domain", _TEXT)
+    return {
+        "/api/send/sealed": {
+            "post": _op(
+                "Send a message sealed on this device: envelopes stored as they came (local recipients) or carried"
+                " over SMTP (other appliances); the server checks the key each names, quotas and screeners",
+                auth=True,
+                body=_obj(
+                    ["key_base", "envelopes"],
+                    {
+                        "from": _TEXT,
+                        "key_base": _TEXT,
+                        "envelopes": {"type": "array", "items": envelope},
+                        "sent": _obj(["key_id", "original", "twin"], objects),
+                        "stamps": {"type": "array", "items": _TEXT},
+                    },
+                ),
+                response=_obj(
+                    ["from", "local", "remote", "key_base"],
+                    {
+                        "from": _TEXT,
+                        "local": _ADDRESSES,
+                        "remote": _ADDRESSES,
+                        "queue_id": {"type": ["string", "null"]},
+                        "sent": {"type": ["string", "null"]},
+                        "key_base": _TEXT,
+                    },
+                ),
+                errors=(403, 409, 413, 422, 429, 503, 507),
+            )
+        },
+        "/api/remote/keys/{address}": {
+            "get": _op(
+                "Another domain's appliance (how it announces itself) and its directory's key answer, verbatim",
+                auth=True,
+                response=_obj(
+                    ["domain", "discovery", "answer"],
+                    {"domain": _TEXT, "discovery": _OBJECT_ANY, "answer": _OBJECT_ANY},
+                ),
+                errors=(404, 429, 502),
+                parameters=[{"name": "address", "in": "path", "required": True, "schema": _TEXT}],
+            )
+        },
+        "/api/remote/log/consistency": {
+            "get": _op(
+                "Another appliance's consistency proof between two sizes of its log, verbatim",
+                auth=True,
+                response=_OBJECT_ANY,
+                errors=(404, 429, 502),
+                parameters=[domain, _query("first", _INT), _query("second", _INT)],
+            )
+        },
+    }
+
+
+def _moving_paths() -> dict[str, dict[str, Any]]:
+    """Moving house (docs/moving.md): both ends of a move."""
+    moved = {"moved_to": _TEXT, "moved_ms": _INT, "forward_until_ms": _INT, "leaf_index": _INT}
+    return {
+        "/api/account/move": {
+            "get": _op(
+                "Whether the account moved, where, until when its mail is forwarded, and its mail's copy marks",
+                auth=True,
+                response=_obj(["moved"], {"moved": {"type": "boolean"}, **moved, "mail": _OBJECT_ANY, "pending": _INT}),
+            ),
+            "post": _op(
+                "Switch the account to moved on a moved record signed by its current key (into the key log)",
+                auth=True,
+                ok=201,
+                body=_obj(["to", "record"], {"to": _TEXT, "grace_days": _INT, "record": _OBJECT_ANY}),
+                response=_obj(["moved_to", "sth"], {**moved, "sth": _STH}),
+                errors=(404, 409, 422),
+            ),
+        },
+        "/api/account/move/copied": {
+            "post": _op(
+                "Mark received mail (key bases) the client copied to the new appliance: it is never forwarded",
+                auth=True,
+                body=_obj(["key_bases"], {"key_bases": {"type": "array", "items": _TEXT, "maxItems": 1000}}),
+                response=_obj(["marked"], {"marked": _INT}),
+                errors=(409,),
+            )
+        },
+        "/api/account/move/finish": {
+            "post": _op(
+                "Delete every object of the moved account (the user asked; not while mail waits to be forwarded)",
+                auth=True,
+                body=_obj(["delete"], {"delete": {"const": True}}),
+                response=_obj(["deleted"], {"deleted": _INT}),
+                errors=(409,),
+            )
+        },
+        "/api/account/digests": {
+            "get": _op(
+                "A page of the account's objects with their size and SHA-256 (hex), by path",
+                auth=True,
+                response=_obj(
+                    ["objects", "next"],
+                    {
+                        "objects": {
+                            "type": "array",
+                            "items": _obj(
+                                ["path", "size", "sha256"],
+                                {"path": _TEXT, "size": _INT, "sha256": _TEXT, "modified_ms": _INT},
+                            ),
+                        },
+                        "next": {"type": ["string", "null"]},
+                    },
+                ),
+                parameters=[_query("prefix", _TEXT), _query("after", _TEXT), _query("limit", _INT)],
+            )
+        },
+        "/api/account/brought-keys": {
+            "get": _op(
+                "The keys the account brought from an appliance it moved from",
+                auth=True,
+                response=_obj(["keys"], {"keys": {"type": "array", "items": _OBJECT_ANY}}),
+            ),
+            "post": _op(
+                "Register keys brought from another appliance (each signed by itself) and the key block holding them"
+                " (the request signed by the account's current key)",
+                auth=True,
+                ok=201,
+                body=_obj(
+                    ["address", "keys", "signature"],
+                    {
+                        "address": _TEXT,
+                        "keys": {"type": "array", "items": _OBJECT_ANY, "maxItems": 64},
+                        "key_block": _B64,
+                        "key_block_version": _INT,
+                        "signature": _B64,
+                    },
+                ),
+                response=_obj(["added"], {"added": {"type": "array", "items": _TEXT}, "key_block_version": _INT}),
+                errors=(404, 409, 412),
+            ),
+        },
+    }
 
 
 def openapi_document(version: str) -> dict[str, Any]:
@@ -595,6 +745,18 @@ def openapi_document(version: str) -> dict[str, Any]:
             )
         },
     }
+    paths["/api/store/{path}"]["post"] = _op(
+        "Store an object brought from another appliance (a move, docs/moving.md): any path, Mail/ too; only where"
+        " none is (the same bytes answer 200 unchanged)",
+        auth=True,
+        ok=201,
+        raw_body=True,
+        response=_OBJECT,
+        errors=(400, 409, 413, 507),
+        parameters=[*object_path, _query("modified_ms", _INT)],
+    )
+    paths.update(_moving_paths())
+    paths.update(_e2e_paths())
     return {
         "openapi": "3.1.0",
         "info": {

@@ -183,3 +183,20 @@ async def test_malformed_requests_get_clear_errors(api: Api) -> None:
     status, answer = await _send(alice, {"key_base": _key_base(), "envelopes": [huge]})
     assert status in (400, 413), answer
     assert await _stored(api, "bob", "Mail/") == {}
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_sent_copy_may_have_a_key_base_of_its_own(api: Api) -> None:
+    """A message to oneself: the Inbox copy and the Sent copy get distinct names (never the same one twice)."""
+    alice, alice_key = await _published(api, "alice", 0)
+    key_base, sent_base = _key_base(), _key_base()
+    envelope = {"to": "alice@example.org", **_objects(0, alice_key)}
+    same = {"key_base": key_base, "envelopes": [envelope], "sent": {**_objects(0, alice_key), "key_base": key_base}}
+    status, answer = await _send(alice, same)
+    assert (status, answer["error"]) == (400, "invalid_request") and "its own" in answer["message"]
+    body = {"key_base": key_base, "envelopes": [envelope], "sent": {**_objects(0, alice_key), "key_base": sent_base}}
+    status, answer = await _send(alice, body)
+    assert status == 200 and answer["sent"] == f"Mail/Sent/{sent_base}", answer
+    assert sorted(await _stored(api, "alice", "Mail/")) == sorted(
+        [f"Mail/In/{key_base}", f"Mail/In_Json/{key_base}", f"Mail/Sent/{sent_base}", f"Mail/Sent_Json/{sent_base}"]
+    )

@@ -49,11 +49,16 @@ def _lookup_json(address: str, found: Lookup) -> dict[str, Any]:
             "format": record["format"],
             "history": [proven_json(entry) for entry in found.history],
             "policy": None,
+            "moved": None,
         }
     )
     if found.policy is not None:
         proven, policy = found.policy
         answer["policy"] = {**proven_json(proven), "officers": policy.officers}
+    if found.moved is not None:
+        # The address moved to another appliance (docs/moving.md): its signed moved record, proven in the log.
+        moved = proven_json(found.moved)
+        answer["moved"] = {**moved, "to": moved["record"].get("to")}
     return answer
 
 

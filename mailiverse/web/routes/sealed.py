@@ -41,12 +41,21 @@ class SealedSendRoutes(RouteBase):
         if abs(int(key_base.partition("_")[0]) - time.time_ns() // 10**6) > KEY_BASE_SKEW_MS:
             raise ApiError("invalid_request", "key_base must start with the time now (in milliseconds)")
         envelopes, organisation = self._envelopes(body.get("envelopes"))
-        sent = None if body.get("sent") is None else self._objects(body["sent"], "sent")
+        sent, sent_key_base = None, key_base
+        if body.get("sent") is not None:
+            # The Sent copy may have a key base of its own, so a message to oneself has two distinct names.
+            given = dict(body["sent"]) if isinstance(body["sent"], dict) else body["sent"]
+            if isinstance(given, dict) and "key_base" in given:
+                sent_key_base = given.pop("key_base")
+                if not valid_key_base(sent_key_base) or sent_key_base == key_base:
+                    raise ApiError("invalid_request", "the Sent copy's key_base is <milliseconds>_<digits>, its own")
+            sent = self._objects(given, "sent")
         message = SealedMessage(
             key_base=key_base,
             envelopes=tuple(envelopes),
             organisation=tuple(organisation),
             sent=sent,
+            sent_key_base=str(sent_key_base),
             from_address=optional_text(body, "from", 254),
             stamps=_stamps(body.get("stamps", [])),
         )

@@ -4,7 +4,9 @@
 // same head, only ever forward), the login-time watch over the user's own keys, the first publication and
 // rotation. The same rules as mailiverse/keylog/*.py and mailiverse/client/keys.py; the pinned log key, the last
 // verified head and the newest policy entry seen per domain live in Settings/keylog, sealed to the user's own key,
-// in the same form the Python client reads and writes.
+// in the same form the Python client reads and writes. Another appliance's directory (docs/e2e.md §3, through
+// /api/remote/...) is checked the same way against its own log key, pinned the first time, and its own last head,
+// kept under "remote" in the same state.
 
 import { ApiError, getJson, getObject, postJson, putObject } from '../api.js';
 import { concat, equalBytes, fromB64, fromUtf8, sha256, toB64, toHex, utf8 } from './bytes.js';
@@ -370,27 +372,58 @@ function readPolicies(value) {
   return out;
 }
 
-// {logKey, head, policies, version, changed}: the pinned log key, the last verified head and the newest policy
-// entry seen per domain (a Map of domain to seq), empty the first time.
+// One log's trust: {logKey, head, policies} from its saved {log_key, sth, policies}.
+function readLog(value) {
+  const logKey = value.log_key === null || value.log_key === undefined
+    ? null : strictB64(value.log_key, 'the pinned log key', 32);
+  const head = value.sth === null || value.sth === undefined ? null : parseHead(value.sth);
+  return { logKey, head, policies: readPolicies(value.policies) };
+}
+
+function logJson(log) {
+  const value = { log_key: log.logKey ? toB64(log.logKey) : null, sth: log.head ? headJson(log.head) : null };
+  if (log.policies.size) value.policies = Object.fromEntries(log.policies);
+  return value;
+}
+
+// The other appliances' logs ({domain: {log_key, sth, policies}}) as a Map of domain to readLog's shape.
+function readRemote(value) {
+  const out = new Map();
+  if (!value || typeof value !== 'object' || Array.isArray(value)) return out;
+  for (const [domain, log] of Object.entries(value)) {
+    if (log && typeof log === 'object' && !Array.isArray(log)) out.set(domain, readLog(log));
+  }
+  return out;
+}
+
+const STATE_MEMBERS = ['v', 'log_key', 'sth', 'policies', 'remote'];
+
+// {logKey, head, policies, remote, extra, version, changed}: the pinned log key, the last verified head and the
+// newest policy entry seen per domain (a Map of domain to seq), the same per other appliance (`remote`, a Map of
+// domain), and members another client wrote that this one does not know (kept as they are); empty the first time.
 export async function loadState(session) {
   const found = await getObject(STATE_PATH);
-  if (!found) return { logKey: null, head: null, policies: new Map(), version: null, changed: false };
+  if (!found) {
+    return { logKey: null, head: null, policies: new Map(), remote: new Map(), extra: {}, version: null,
+      changed: false };
+  }
   try {
     const value = JSON.parse(fromUtf8(await openOwnMailObject(session.key, found.data, MAX_STATE)));
-    const logKey = value.log_key === null || value.log_key === undefined
-      ? null : strictB64(value.log_key, 'the pinned log key', 32);
-    const head = value.sth === null || value.sth === undefined ? null : parseHead(value.sth);
-    return { logKey, head, policies: readPolicies(value.policies), version: found.version, changed: false };
+    const extra = {};
+    for (const [name, member] of Object.entries(value)) if (!STATE_MEMBERS.includes(name)) extra[name] = member;
+    return { ...readLog(value), remote: readRemote(value.remote), extra, version: found.version, changed: false };
   } catch (e) {
     throw new KeyAlarm(`the saved transparency state is unreadable (${e.message})`);
   }
 }
 
-// TrustState.to_json's shape: "policies" only when a policy was seen.
+// TrustState.to_json's shape: "policies" only when a policy was seen, "remote" only when another appliance's log
+// was.
 function stateJson(state) {
-  const value = { v: 1, log_key: state.logKey ? toB64(state.logKey) : null,
-    sth: state.head ? headJson(state.head) : null };
-  if (state.policies.size) value.policies = Object.fromEntries(state.policies);
+  const value = { ...(state.extra || {}), v: 1, ...logJson(state) };
+  if (state.remote && state.remote.size) {
+    value.remote = Object.fromEntries([...state.remote].map(([domain, log]) => [domain, logJson(log)]));
+  }
   return value;
 }
 
@@ -425,6 +458,8 @@ export async function saveState(session, state) {
         else state.policies.set(domain, theirs);
       }
       for (const [domain, seq] of remote.policies) if (!state.policies.has(domain)) state.policies.set(domain, seq);
+      if (mergeRemote(state, remote)) covered = false;
+      state.extra = { ...state.extra, ...remote.extra };
       if (remote.head && state.head && remote.head.tree_size >= state.head.tree_size) {
         if (covered) {
           state.changed = false;
@@ -436,8 +471,31 @@ export async function saveState(session, state) {
   }
 }
 
+// Another client's record of other appliances' logs merged into this one's: a domain only one of them saw is kept,
+// for one both saw the longer head wins (a pinned log key is never replaced; policies keep the newest entry).
+// Whether this one knew something the other did not (so it must still be written).
+function mergeRemote(state, saved) {
+  let newer = false;
+  for (const [domain, log] of state.remote) {
+    const theirs = saved.remote.get(domain);
+    if (!theirs || (log.logKey && theirs.logKey && !equalBytes(log.logKey, theirs.logKey))) {
+      newer = true;
+      continue;
+    }
+    for (const [name, seq] of theirs.policies) {
+      if (!log.policies.has(name) || log.policies.get(name) < seq) log.policies.set(name, seq);
+    }
+    if (!log.logKey) log.logKey = theirs.logKey;
+    if (theirs.head && (!log.head || theirs.head.tree_size >= log.head.tree_size)) log.head = theirs.head;
+    else if (log.head) newer = true;
+  }
+  for (const [domain, log] of saved.remote) if (!state.remote.has(domain)) state.remote.set(domain, log);
+  return newer;
+}
+
 async function pinnedLogKey(state) {
   if (!state.logKey) {
+    if (state.domain) throw new KeyAlarm(`no log key is pinned for ${state.domain}`);
     const answer = await getJson('/api/log/key');
     const raw = strictB64(answer.public_key, 'the log key', 32);
     if (answer.algorithm !== 'Ed25519') throw new KeyAlarm('the log key is not an Ed25519 key');
@@ -447,7 +505,7 @@ async function pinnedLogKey(state) {
   return state.logKey;
 }
 
-async function checkConsistency(first, second) {
+async function checkConsistency(state, first, second) {
   if (first.tree_size === second.tree_size) {
     if (!equalBytes(first.root_hash, second.root_hash)) {
       throw new KeyAlarm('two signed heads of the same size have different roots: the log forked');
@@ -459,7 +517,8 @@ async function checkConsistency(first, second) {
     return;
   }
   const q = new URLSearchParams({ first: String(first.tree_size), second: String(second.tree_size) });
-  const answer = await getJson('/api/log/consistency?' + q.toString());
+  if (state.domain) q.set('domain', state.domain);
+  const answer = await getJson((state.domain ? '/api/remote/log/consistency?' : '/api/log/consistency?') + q.toString());
   if (!Array.isArray(answer.consistency) || answer.consistency.length > MAX_PROOF) {
     throw new KeyAlarm('the consistency proof is malformed');
   }
@@ -478,10 +537,10 @@ export async function advance(state, head) {
   const last = state.head;
   if (last) {
     if (head.tree_size < last.tree_size) {
-      await checkConsistency(head, last);
+      await checkConsistency(state, head, last);
       return;
     }
-    await checkConsistency(last, head);
+    await checkConsistency(state, last, head);
   }
   if (!last || head.tree_size > last.tree_size || head.timestamp > last.timestamp) {
     state.head = head;
@@ -611,6 +670,49 @@ function keyUrl(address) {
 // The verified current key of `address` (ApiError not_found when it has none).
 export async function lookup(state, address) {
   return verifyAnswer(state, address, await getJson(keyUrl(address)));
+}
+
+// An Ed25519 log key as discovery names it: "ed25519:<base64>" (the DNS form) or the bare base64 of 32 bytes.
+function discoveredLogKey(value) {
+  const text = typeof value === 'string' ? value.replace(/^ed25519:/i, '') : value;
+  return strictB64(text, "the other appliance's log key", 32);
+}
+
+// The other appliance's log, as this account saw it, for `domain` (made empty the first time), with where to
+// fetch its consistency proofs.
+function remoteLog(state, domain) {
+  if (!state.remote) state.remote = new Map();
+  if (!state.remote.has(domain)) state.remote.set(domain, { logKey: null, head: null, policies: new Map() });
+  // A working copy verifyAnswer advances (its policies are the saved Map itself); verifyRemoteAnswer keeps it.
+  return { ...state.remote.get(domain), domain, changed: false };
+}
+
+// Every check of a /api/remote/keys/<address> answer ({domain, discovery, answer}), against the other appliance's log
+// key pinned the first time (trust on first use) and its last head seen: verifyAnswer's result, or KeyAlarm (a log
+// key other than the pinned one, a fork, any failed proof).
+export async function verifyRemoteAnswer(state, address, wrapped) {
+  const domain = domainOf(address);
+  if (!wrapped || typeof wrapped !== 'object' || Array.isArray(wrapped) || String(wrapped.domain).toLowerCase() !== domain) {
+    throw new KeyAlarm(`the answer for ${address} is not about ${domain}`);
+  }
+  const discovery = wrapped.discovery && typeof wrapped.discovery === 'object' ? wrapped.discovery : {};
+  const announced = discoveredLogKey(discovery.log_key);
+  const log = remoteLog(state, domain);
+  if (log.logKey && !equalBytes(log.logKey, announced)) {
+    throw new KeyAlarm(`the log key ${domain} announces is not the one this account pinned for it`);
+  }
+  if (!log.logKey) {
+    log.logKey = announced;
+    log.changed = true;
+  }
+  const verified = await verifyAnswer(log, address, wrapped.answer);
+  if (log.changed) {
+    const saved = state.remote.get(domain);
+    saved.logKey = log.logKey;
+    saved.head = log.head;
+    state.changed = true;
+  }
+  return verified;
 }
 
 // -- the owner's watch ----------------------------------------------------------------------------------

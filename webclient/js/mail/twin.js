@@ -138,6 +138,8 @@ export function summarize(twin) {
     isError,
     authentication: readAuthentication(twin),
     spam: readSpam(twin),
+    // The sender device's signature when it sealed the message end to end (docs/e2e.md; checked by mail/e2e.js).
+    e2e: Object.keys(mapping(twin.e2e)).length ? mapping(twin.e2e) : null,
   };
 }
 

@@ -1,13 +1,15 @@
 // The compose dialog: new mail, reply, reply-all and forward (with the original's attachments), with
-// From (the account's addresses and active aliases), To/Cc/Bcc and attached files, sent via /api/send, with a
-// Hashcash stamp per recipient when asked ("hashcash": true) so that screeners let it in. Before sending, the
-// key of every recipient on the account's own domains is looked up in the key directory and verified against
-// the transparency log (as the Python client's check_recipients): a key that fails is not sent to.
+// From (the account's addresses and active aliases), To/Cc/Bcc and attached files, with a Hashcash stamp per
+// recipient when asked so that screeners let it in. Before sending, every recipient's key is looked up in the
+// verified key directory (here, or through this appliance at theirs): when all have one, the message is sealed on
+// this device and goes to /api/send/sealed (mail/e2e.js); when one has none, the composer says so first and sends
+// ordinary mail via /api/send only when Send is pressed again. A key that fails verification is not sent to. The
+// lock line says which way the message will go.
 
-import { ApiError, getJson, postJson } from '../api.js';
+import { ApiError, postJson } from '../api.js';
 import { fromB64, toB64, utf8 } from '../crypto/bytes.js';
-import { domainOf, KeyAlarm, loadState, saveState, verifyAnswer } from '../crypto/keylog.js';
 import { attachedBytes, buildMessage, MAX_ATTACHMENT_BYTES, parseAddresses } from '../mail/compose.js';
+import { mintStamps, plainNotice, planSend, RecipientKeyAlarm, sendSealed, useSession } from '../mail/e2e.js';
 import { formatPerson } from '../mail/twin.js';
 import { $, formatDate, formatSize, h, status } from './dom.js';
 
@@ -25,57 +27,13 @@ function quote(summary) {
   return `\n\n${said}\n${text.split(/\r?\n/).map((l) => `> ${l}`).join('\n')}`;
 }
 
-// A recipient's key that failed verification: `address` and the KeyAlarm's `reason`.
-export class RecipientKeyAlarm extends Error {
-  constructor(address, reason) {
-    super(`Not sent: the key of ${address} failed verification (${reason})`);
-    this.name = 'RecipientKeyAlarm';
-    this.address = address;
-    this.reason = reason;
-  }
-}
+// A recipient's key that failed verification: `address` and the KeyAlarm's `reason` (mail/e2e.js).
+export { RecipientKeyAlarm };
 
-// The distinct recipients (by lower-cased address, first spelling kept) on one of the domains of `own`.
-export function localRecipients(recipients, own) {
-  const domains = new Set(own.map(domainOf));
-  const seen = new Map();
-  for (const address of recipients) {
-    const key = address.toLowerCase();
-    if (!seen.has(key) && domains.has(domainOf(address))) seen.set(key, address);
-  }
-  return [...seen.values()];
-}
-
-function keyUrl(address) {
-  return '/api/keys/' + encodeURIComponent(address).replace(/%40/g, '@');
-}
-
-// check_recipients of mailiverse/client/cli_keys.py: the directory's answer for each recipient on this appliance
-// (the answers fetched at once, then verified one after the other against one trust state, loaded and saved
-// once); no key published (not_found: an alias, a group) is fine. Throws RecipientKeyAlarm for the first answer
-// that fails, an Error naming the address when the directory could not answer (as the CLI, nothing is sent).
-export async function checkRecipientKeys(session, recipients) {
-  const local = localRecipients(recipients, session.account.addresses || []);
-  if (!local.length) return 0;
-  const state = await loadState(session);
-  const answers = await Promise.allSettled(local.map((address) => getJson(keyUrl(address))));
-  for (const [i, address] of local.entries()) {
-    const answer = answers[i];
-    if (answer.status === 'rejected') {
-      const e = answer.reason;
-      if (e instanceof ApiError && e.code === 'not_found') continue;
-      throw new Error(`Not sent: the key of ${address} could not be looked up (${e.message || e})`);
-    }
-    try {
-      await verifyAnswer(state, address, answer.value);
-    } catch (e) {
-      if (e instanceof KeyAlarm) throw new RecipientKeyAlarm(address, e.message);
-      throw e;
-    }
-  }
-  await saveState(session, state);
-  return local.length;
-}
+// The appliance takes at most this many stamps with a message sealed on the device (docs/e2e.md §2).
+const MAX_SEALED_STAMPS = 8;
+// A plan this recent is used again by Send instead of looking every key up once more.
+const PLAN_FRESH_MS = 30000;
 
 export class Composer {
   // addresses: the account's own; aliases(): the alias book (or null), whose active aliases are From choices too;
@@ -97,6 +55,73 @@ export class Composer {
     $('discard-button').addEventListener('click', () => this.dialog.close());
     this.files = [];
     $('compose-files').addEventListener('change', (e) => this.addFiles(e.target));
+    // The lock line: which way the message will go, judged again whenever the recipients change.
+    this.lock = h('p', { id: 'compose-lock', class: 'lock', role: 'status', 'aria-live': 'polite', hidden: !session });
+    $('compose-status').before(this.lock);
+    this.plan = null;
+    this.confirmedPlain = null;
+    for (const id of ['compose-to', 'compose-cc', 'compose-bcc']) {
+      $(id).addEventListener('change', () => this.judge());
+    }
+    if (session) useSession(session);
+  }
+
+  // The recipients typed so far (null while one is not an address) and the key their plan is remembered by.
+  recipients() {
+    try {
+      const all = ['compose-to', 'compose-cc', 'compose-bcc'].flatMap((id) => parseAddresses($(id).value));
+      return { all, key: [...new Set(all.map((a) => a.toLowerCase()))].sort().join(',') };
+    } catch {
+      return null;
+    }
+  }
+
+  // planSend for these recipients, shared by the lock line and Send while it is fresh.
+  planFor(recipients) {
+    const now = Date.now();
+    if (!this.plan || this.plan.key !== recipients.key || now - this.plan.at > PLAN_FRESH_MS) {
+      const promise = planSend(this.session, recipients.all);
+      this.plan = { key: recipients.key, at: now, promise };
+      promise.catch(() => { if (this.plan && this.plan.promise === promise) this.plan = null; });
+    }
+    return this.plan.promise;
+  }
+
+  showLock(kind, text) {
+    this.lock.className = `lock ${kind}`;
+    this.lock.dataset.way = kind;
+    this.lock.textContent = text;
+  }
+
+  // Judge the way for the lock line (nothing is sent).
+  async judge() {
+    if (!this.session) return;
+    const recipients = this.recipients();
+    if (!recipients || !recipients.all.length) {
+      this.showLock('idle', 'Sealed on this device when every recipient has a mailiverse key.');
+      return;
+    }
+    this.showLock('checking', 'Checking the recipients’ keys…');
+    try {
+      const plan = await this.planFor(recipients);
+      if ((this.recipients() || {}).key !== recipients.key) return;
+      this.showPlan(plan);
+    } catch (e) {
+      if ((this.recipients() || {}).key !== recipients.key) return;
+      this.showLock('alarm', e instanceof RecipientKeyAlarm
+        ? `Key alarm: the key of ${e.address} failed verification (${e.reason}). This message cannot be sent.`
+        : `${e.message || e}`);
+    }
+  }
+
+  showPlan(plan) {
+    if (plan.e2e) {
+      const count = plan.recipients.length;
+      this.showLock('e2e', `End-to-end encrypted: sealed on this device for ${count === 1
+        ? plan.recipients[0].address : `all ${count} recipients`}; the server cannot read it.`);
+    } else {
+      this.showLock('plain', plainNotice(plan));
+    }
   }
 
   // The From choices: the account's addresses, then its active aliases (with their labels); `wanted` (an address
@@ -182,6 +207,9 @@ export class Composer {
     this.renderFiles();
     $('compose-hashcash').checked = false;
     status('compose-status', '');
+    this.confirmedPlain = null;
+    this.plan = null;
+    this.judge();
     this.dialog.showModal();
     const focus = to.length ? $('compose-text') : $('compose-to');
     focus.focus();
@@ -209,9 +237,47 @@ export class Composer {
         throw new Error(`A proof of work goes to at most ${MAX_STAMPED} recipients; untick it or send to fewer.`);
       }
       button.disabled = true;
+      if (this.session) {
+        status('compose-status', 'Checking the recipients’ keys…');
+        const typed = this.recipients() || { all: recipients, key: '' };
+        let plan = await this.planFor(typed);
+        this.showPlan(plan);
+        if (plan.e2e) {
+          if (hashcash && plan.recipients.length > MAX_SEALED_STAMPS) {
+            throw new Error(`A proof of work goes with at most ${MAX_SEALED_STAMPS} recipients of an end-to-end `
+              + 'message; untick it or send to fewer.');
+          }
+          const stamps = [];
+          if (hashcash) {
+            status('compose-status', `Adding a proof of work for ${plan.recipients.length} recipient(s) on this device…`);
+            stamps.push(...await mintStamps(plan.recipients.map((r) => r.address)));
+          }
+          status('compose-status', 'Sealing on this device and sending…');
+          let result;
+          try {
+            result = await sendSealed(this.session, draft, plan, { host, stamps });
+          } catch (e) {
+            if (!(e instanceof ApiError && e.code === 'stale_key')) throw e;
+            // A recipient's key changed since it was looked up: look every key up again, once.
+            this.plan = null;
+            plan = await this.planFor(typed);
+            this.showPlan(plan);
+            if (!plan.e2e) throw new Error('A recipient’s key changed; press Send again.');
+            result = await sendSealed(this.session, draft, plan, { host, stamps });
+          }
+          this.dialog.close();
+          this.onSent(result);
+          return;
+        }
+        // Ordinary mail only once the composer has said so and Send is pressed again for the same recipients.
+        if (this.confirmedPlain !== typed.key) {
+          this.confirmedPlain = typed.key;
+          status('compose-status', `${plainNotice(plan)} Press Send again to send it anyway.`, true);
+          return;
+        }
+      }
       status('compose-status', hashcash
         ? `Adding a proof of work for ${recipients.length} recipient(s) (a second or two each) and sending…` : 'Sending…');
-      if (this.session) await checkRecipientKeys(this.session, recipients);
       const request = { message: toB64(message), recipients };
       if (hashcash) request.hashcash = true;
       const result = await postJson('/api/send', request);
@@ -219,6 +285,8 @@ export class Composer {
       this.onSent(result);
     } catch (e) {
       if (e instanceof RecipientKeyAlarm) {
+        this.showLock('alarm', `Key alarm: the key of ${e.address} failed verification (${e.reason}). `
+          + 'This message cannot be sent.');
         this.onKeyAlarm({ address: e.address, text: `The key directory's answer for ${e.address} failed `
           + `verification: ${e.reason}. Mail to ${e.address} was not sent.` });
       }

@@ -1,7 +1,9 @@
 // The reading pane: the verdict, headers, plain text or sandboxed HTML, remote content per message,
-// attachments, the spam buttons, the alias it came to, and the screener's question for a screened message.
+// attachments, the spam buttons, the alias it came to, the screener's question for a screened message, and the
+// end-to-end badge of a message sealed on its sender's device (its signature checked by mail/e2e.js).
 
 import { fromB64, utf8 } from '../crypto/bytes.js';
+import { e2eVerdict } from '../mail/e2e.js';
 import { buildFrame, FRAME_SANDBOX } from '../mail/htmlframe.js';
 import { formatPerson } from '../mail/twin.js';
 import { formatDate, formatSize, h } from './dom.js';
@@ -49,6 +51,19 @@ function spamButton(folder, actions) {
   return null;
 }
 
+// "End-to-end encrypted · signed by …" once the signature verified, "… · signature not verified (why)" otherwise.
+function e2eBadge(summary, twinPath) {
+  if (!summary.e2e) return null;
+  const badge = h('div', { id: 'e2e-badge', class: 'e2e-badge checking', role: 'status' },
+    'End-to-end encrypted · checking the signature…');
+  e2eVerdict(summary, twinPath).then((verdict) => {
+    badge.textContent = verdict.text;
+    badge.className = `e2e-badge ${verdict.verified ? 'verified' : 'unverified'}`;
+    badge.dataset.verified = String(verdict.verified);
+  });
+  return badge;
+}
+
 // actions.readOnly (a group's mailbox): no Delete, Restore or spam buttons.
 export function renderMessage(container, item, summary, actions) {
   const inTrash = actions.inTrash(item);
@@ -69,6 +84,7 @@ export function renderMessage(container, item, summary, actions) {
     h('h2', { id: 'reader-subject' }, summary.subject || '(no subject)'),
     peopleLine('From', [summary.from].filter((p) => p.email || p.name)),
     verdict.sender,
+    e2eBadge(summary, readOnly ? null : item.p),
     peopleLine('To', summary.to),
     actions.aliases && item.k !== 'sent' ? readerVia(actions.aliases, summary) : null,
     peopleLine('Cc', summary.cc),
