@@ -31,7 +31,6 @@ from mailiverse.dns import Resolver
 from mailiverse.federation.discovery import Discovery
 from mailiverse.logs import Logger
 from mailiverse.memory import TrimService
-from mailiverse.outbound.forwarding import Forwarder, ForwardingService
 from mailiverse.outbound.service import OutboundConfig, build_outbound, read_password_file
 from mailiverse.privatefile import create_private_once
 from mailiverse.smtp.limits import SmtpLimits
@@ -314,6 +313,8 @@ def build_appliance(config: ApplianceConfig, reactor: Any = None) -> MultiServic
     )
     outbound_service.setServiceParent(root)
     if outbound.enabled:
+        from mailiverse.outbound.forwarding import Forwarder, ForwardingService
+
         # A moved account's mail, forwarded as stored (ciphertext) to its new address in the grace period.
         forwarder = Forwarder(database, outbound, domains=config.domains, hostname=config.hostname)
         ForwardingService(forwarder, reactor).setServiceParent(root)

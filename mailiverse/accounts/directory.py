@@ -33,7 +33,6 @@ from mailiverse.store.keylog import (
     leaf_txn,
     record_keys_txn,
 )
-from mailiverse.store.moving import moved_leaf_of_key_txn
 from mailiverse.store.schema import users
 from mailiverse.store.users import User, get_user_by_id_txn, set_key_block_txn
 
@@ -174,6 +173,8 @@ class KeyDirectory:
         policy = current_policy_txn(conn, address.rpartition("@")[2])
         if policy is not None:
             indexes.append(policy.leaf_index)
+        from mailiverse.store.moving import moved_leaf_of_key_txn  # moves are rare: imported when asked
+
         moved = moved_leaf_of_key_txn(conn, current[-1].key_id)
         if moved is not None:
             indexes.append(moved)

@@ -23,7 +23,6 @@ from mailiverse.delivery.encrypt import seal_into
 from mailiverse.delivery.verdicts import Judgement, JudgeRequest, plain_name
 from mailiverse.mime.carrier import CarriedEnvelope, CarrierError, parse_carrier, valid_key_base
 from mailiverse.mime.limits import Limits
-from mailiverse.mime.twin import convert_document, iter_twin
 
 
 @dataclass(frozen=True)
@@ -250,6 +249,9 @@ def seal_message(raw: bytes, job: SealJob, sink: ObjectSink, enquirer: Enquirer 
             return SealedMeta(size=size, judgement=judgement)
         if judgement.results:
             raw = restamp(raw, job.judge.authserv_id, results_header(job.judge.authserv_id, judgement.results))
+    # Imported here: the main process seals only with --workers 0 (a worker imports it before it isolates itself).
+    from mailiverse.mime.twin import convert_document, iter_twin
+
     # The document refers to the raw bytes instead of copying attachment bodies, and its JSON text
     # is encrypted batch by batch: the message exists in memory about once.
     # Every stored twin's HTML is made safe (mime/safehtml.py); the original stays as it came.

@@ -166,6 +166,7 @@ def _warm_up() -> None:
     import mailiverse.delivery.policy
     import mailiverse.delivery.resultsheader
     import mailiverse.mime.safehtml  # noqa: F401
+    import mailiverse.mime.twin  # noqa: F401
     from mailiverse.mime.limits import Limits
 
     for module in pkgutil.iter_modules(encodings.__path__):

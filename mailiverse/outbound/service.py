@@ -6,7 +6,7 @@ import os
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from twisted.application.service import IService, Service
 from twisted.internet.defer import Deferred
@@ -17,7 +17,6 @@ from mailiverse.contracts import IInbox
 from mailiverse.dns import IDnsResolver, Resolver
 from mailiverse.logs import Logger
 from mailiverse.outbound.dkim import DEFAULT_SELECTOR, DkimSigner, _check_selector
-from mailiverse.outbound.mtasts import MtaSts
 from mailiverse.outbound.queue import (
     DEFAULT_MAX_AGE_S,
     DEFAULT_RETRY_SCHEDULE_S,
@@ -29,6 +28,9 @@ from mailiverse.outbound.transport import DirectTransport, SmarthostTransport, T
 from mailiverse.store.db import Database
 from mailiverse.tls import TLSConfigError, trust_roots
 from mailiverse.webfetch import WebFetch
+
+if TYPE_CHECKING:
+    from mailiverse.outbound.mtasts import MtaSts
 
 log = Logger()
 
@@ -225,7 +227,7 @@ def build_transport(
                 helo=config.hostname,
                 port=config.direct_port,
                 timeout_s=config.smtp_timeout_s,
-                mta_sts=MtaSts(resolver, web_fetch, reactor),
+                mta_sts=_mta_sts(resolver, web_fetch, reactor),
                 trust=web_fetch.trust,
                 verify_first=bool(web_fetch.trust.extra),
             )
@@ -269,3 +271,10 @@ def build_outbound(
         policy=config.policy(),
     )
     return OutboundService(outbound, config.poll_interval_s, clock or reactor), outbound
+
+
+def _mta_sts(resolver: Any, web_fetch: WebFetch, reactor: Any) -> MtaSts:
+    """MTA-STS for direct delivery, imported only when the appliance delivers directly (idle memory)."""
+    from mailiverse.outbound.mtasts import MtaSts
+
+    return MtaSts(resolver, web_fetch, reactor)

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
@@ -26,7 +26,6 @@ from zope.interface import implementer
 
 from mailiverse.dns import Answer, DnsTemporaryError, IDnsResolver, InvalidDnsQuery, MailExchange
 from mailiverse.logs import Logger
-from mailiverse.outbound.mtasts import MtaSts, Policy
 from mailiverse.outbound.smtpclient import (
     RecipientResult,
     Transaction,
@@ -35,6 +34,9 @@ from mailiverse.outbound.smtpclient import (
     send_transaction,
 )
 from mailiverse.tls import SystemAndExtraTrust, verified_client_tls
+
+if TYPE_CHECKING:  # MTA-STS is imported where direct delivery is set up (idle memory: docs/appliance.md)
+    from mailiverse.outbound.mtasts import MtaSts, Policy
 
 log = Logger()
 

@@ -164,7 +164,7 @@ def brought_keys_of_txn(conn: Connection, user_id: int) -> list[BroughtKey]:
 # -- what was copied, what is forwarded ----------------------------------------------------------------
 
 
-def _insert_ignoring(conn: Connection, rows: list[dict[str, Any]]) -> list[str]:
+def _insert_ignoring_txn(conn: Connection, rows: list[dict[str, Any]]) -> list[str]:
     """Insert ``moved_mail`` rows, leaving any key base already there as it is; the key bases inserted."""
     statement: Any
     if conn.dialect.name == "postgresql":
@@ -190,7 +190,7 @@ def mark_copied_txn(conn: Connection, user_id: int, key_bases: Iterable[str], no
         for key_base in dict.fromkeys(key_bases)
     ]
     if rows:
-        _insert_ignoring(conn, rows)
+        _insert_ignoring_txn(conn, rows)
 
 
 def mail_states_txn(conn: Connection, user_id: int) -> dict[str, int]:
@@ -285,7 +285,7 @@ def claim_txn(conn: Connection, user_id: int, key_base: str, *, now_ms: int, lea
     """Claim one message for forwarding (True), unless it is marked already or another forwarder's claim is
     younger than the lease."""
     fresh = {"user_id": user_id, "key_base": key_base, "state": FORWARDING, "changed_ms": now_ms}
-    if _insert_ignoring(conn, [fresh]):
+    if _insert_ignoring_txn(conn, [fresh]):
         return True
     row = conn.execute(
         select(moved_mail.c.state, moved_mail.c.changed_ms).where(

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import hashlib
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection
 
-from mailiverse.accounts.moving import MovingService
+if TYPE_CHECKING:
+    from mailiverse.accounts.moving import MovingService
+
 from mailiverse.store import objects
-from mailiverse.store.moving import MAX_DIGESTS, brought_keys_of_txn
 from mailiverse.store.objects import ObjectInfo, validate_path, validate_prefix
 from mailiverse.web.body import ACCOUNT_JSON_BYTES, MAX_OBJECT_BYTES, check_body_size, read_json
 from mailiverse.web.errors import ApiError, json_response
@@ -63,6 +64,9 @@ class MovingRoutes(RouteBase):
 
     @property
     def moving(self) -> MovingService:
+        # Imported on first use, as below: moves are rare, and idle memory counts (docs/appliance.md, Memory).
+        from mailiverse.accounts.moving import MovingService
+
         if self._moving_service is None:
             self._moving_service = MovingService(self.database, self.key_directory.log, self.submission.is_local)
         return self._moving_service
@@ -141,6 +145,8 @@ class MovingRoutes(RouteBase):
         after = query_arg(request, b"after")
         if after is not None:
             validate_prefix(after)
+        from mailiverse.store.moving import MAX_DIGESTS
+
         limit_text = query_arg(request, b"limit") or str(MAX_DIGESTS)
         if not limit_text.isascii() or not limit_text.isdigit() or not 1 <= int(limit_text) <= MAX_DIGESTS:
             raise ApiError("invalid_request", f"limit is 1 to {MAX_DIGESTS}")
@@ -184,6 +190,8 @@ class MovingRoutes(RouteBase):
     @router.route("/api/account/brought-keys", methods=["GET"])
     async def brought_keys(self, request: Any) -> bytes:
         _record, user = await self.user_of(request)
+        from mailiverse.store.moving import brought_keys_of_txn
+
         keys = await self.database.run(brought_keys_of_txn, user.id)
         return json_response(
             request,

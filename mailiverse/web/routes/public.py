@@ -12,7 +12,6 @@ from werkzeug.exceptions import HTTPException
 
 from mailiverse import __version__
 from mailiverse.web.errors import error_response, json_response
-from mailiverse.web.openapi import openapi_document
 from mailiverse.web.routing import router
 from mailiverse.web.session import RouteBase
 
@@ -52,6 +51,9 @@ class PublicRoutes(RouteBase):
 
     @router.route("/api/openapi.json", methods=["GET"])
     async def openapi(self, request: Any) -> bytes:
+        # Imported when asked for: the document's builders are a large module few requests need (idle memory).
+        from mailiverse.web.openapi import openapi_document
+
         return json_response(request, openapi_document(__version__))
 
     @router.route("/api/", branch=True)
