@@ -15,7 +15,7 @@ written to stderr, loudly, and never changes what the command prints on stdout.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import IO, Any
 
 from mailiverse.client import groups, keys
@@ -134,21 +134,4 @@ def watch(client: Client, err: IO[str], prog: str) -> bool:
     return not found.alarms
 
 
-def check_recipients(client: Client, recipients: Sequence[str]) -> None:
-    """Refuse to send when a recipient on this appliance has a key that fails verification."""
-    local_domains = {address.rpartition("@")[2].lower() for address in client.addresses}
-    state = keys.load_state(client)
-    for address in recipients:
-        if address.rpartition("@")[2].lower() not in local_domains:
-            continue
-        try:
-            keys.lookup(client, address, state)
-        except ApiError as error:
-            if error.code != "not_found":
-                raise
-        except keys.KeyAlarm as alarm:
-            raise ClientError(f"not sent: KEY ALARM for {address}: {alarm.message}") from None
-    keys.save_state(client, state)
-
-
-__all__ = ["COMMANDS", "GROUP_READING", "add_commands", "check_recipients", "group_command", "run", "watch"]
+__all__ = ["COMMANDS", "GROUP_READING", "add_commands", "group_command", "run", "watch"]

@@ -228,17 +228,8 @@ class Submission:
         except EnvelopeRefused as error:
             status = {"stale_key": 409, "conflict": 409}.get(error.code, 422)
             raise SubmissionError(error.code, error.message, status) from None
-        except MailboxFull:
-            raise SubmissionError(
-                "recipient_over_quota", "a recipient's mailbox has no room for this message; nothing was sent", 507
-            ) from None
-        except MessageRejected:
-            raise SubmissionError(
-                "recipient_refused", "a recipient does not accept mail from you (their screener blocks you)", 403
-            ) from None
-        except Exception as error:  # noqa: BLE001 - any pipeline failure is one retryable error
-            log.error("storing a message sealed by its sender failed: {why}", why=describe(error))
-            raise SubmissionError("delivery_failed", "local delivery failed; try again later", 503) from None
+        except Exception as error:  # noqa: BLE001 - mapped to the submission's errors in one place
+            raise _delivery_error(error) from None
 
     async def _note_sent(self, user: str, targets: list[str]) -> None:
         if self._on_sent is None:
@@ -291,17 +282,8 @@ class Submission:
             return await self._inbox.deliver(spooled, mail_from, recipients, folder)
         except SubmissionError:
             raise
-        except MailboxFull:
-            raise SubmissionError(
-                "recipient_over_quota", "a recipient's mailbox has no room for this message; nothing was sent", 507
-            ) from None
-        except MessageRejected:
-            raise SubmissionError(
-                "recipient_refused", "a recipient does not accept mail from you (their screener blocks you)", 403
-            ) from None
-        except Exception as error:  # noqa: BLE001 - any pipeline failure is one retryable error
-            log.error("local delivery of a submitted message failed: {why}", why=describe(error))
-            raise SubmissionError("delivery_failed", "local delivery failed; try again later", 503) from None
+        except Exception as error:  # noqa: BLE001 - mapped to the submission's errors in one place
+            raise _delivery_error(error) from None
         finally:
             spooled.close()
 
@@ -318,6 +300,21 @@ class Submission:
     async def _file_sent_copy(self, sender: Submitter, mail_from: str, message: bytes) -> str:
         own = Recipient(address=mail_from, user=sender.user, account=sender.account)
         return await self._deliver(message, mail_from, [own], SENT_FOLDER)
+
+
+def _delivery_error(error: Exception) -> SubmissionError:
+    """What the sender is told when the inbox could not store a message for a local recipient."""
+    if isinstance(error, MailboxFull):
+        return SubmissionError(
+            "recipient_over_quota", "a recipient's mailbox has no room for this message; nothing was sent", 507
+        )
+    if isinstance(error, MessageRejected):
+        return SubmissionError(
+            "recipient_refused", "a recipient does not accept mail from you (their screener blocks you)", 403
+        )
+    # Any other pipeline failure is one retryable error.
+    log.error("local delivery of a submitted message failed: {why}", why=describe(error))
+    return SubmissionError("delivery_failed", "local delivery failed; try again later", 503)
 
 
 __all__ = ["MAX_RECIPIENTS", "Submission", "Submitted", "Submitter"]

@@ -1,7 +1,7 @@
 """The recipients' keys at send time in the web client (issue 20) in Debian's Chromium against a real twistd: before
 ``POST /api/send`` the composer looks up the key of every recipient on the account's own domains and verifies the
 directory's answer against the transparency log (record signature, inclusion proof, tree head signed by the pinned
-log key, consistency), as the Python client's ``check_recipients`` does. alice writes to bob (published key, checked
+log key, consistency), as the Python client's ``e2e.check_local_keys`` does. alice writes to bob (published key, checked
 once although named three times), carol (no key published: not_found is fine) and a remote address (not looked
 up): delivered. A directory that then answers bob's address with a key an attacker made (in a tree head signed by
 another Ed25519 key, or in the real signed head without a valid inclusion proof) gets the send refused with

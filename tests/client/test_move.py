@@ -29,7 +29,6 @@ import pytest
 
 from mailiverse.client import Client, HttpsTransport, keys
 from tests.support.federation import Federation, Peer, federation
-from tests.support.harness import BIN
 
 pytestmark = pytest.mark.integration
 PASSWORDS = {"a": "alice's long password on a.example", "b": "alice's long password on b.example"}
@@ -45,21 +44,7 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Federation]:
 def cli(
     peer: Peer, home: Path, user: str, password: str, *command: str, new_password: str | None = None, stdin: str = ""
 ) -> subprocess.CompletedProcess[str]:
-    """The installed ``mailiverse-client`` on a device of its own, pinned to the peer's certificate."""
-    home.mkdir(parents=True, exist_ok=True)
-    env = {
-        "PATH": "/usr/bin:/bin",
-        "HOME": str(home),
-        "XDG_CACHE_HOME": str(home / ".cache"),
-        "XDG_CONFIG_HOME": str(home / ".config"),
-        "MAILIVERSE_PASSWORD": password,
-    }
-    if new_password is not None:
-        env["MAILIVERSE_NEW_PASSWORD"] = new_password
-    argv = [str(BIN / "mailiverse-client"), "--server", peer.url, "--user", user, "--fingerprint", peer.fingerprint]
-    return subprocess.run(
-        [*argv, *command], input=stdin, capture_output=True, text=True, cwd=home, env=env, timeout=300
-    )
+    return peer.cli(home, user, password, *command, new_password=new_password, stdin=stdin)
 
 
 def ok(result: subprocess.CompletedProcess[str]) -> str:

@@ -28,7 +28,6 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from mailiverse.keylog.records import canonical_json, key_record_fields, sign_key_record
 from tests.support import canary
 from tests.support.federation import Federation, Peer, federation
-from tests.support.harness import BIN
 
 pytestmark = pytest.mark.integration
 PASSWORD = "a long federation password"
@@ -42,19 +41,7 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Federation]:
 
 
 def cli(peer: Peer, home: Path, user: str, *command: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
-    """The installed ``mailiverse-client`` on a device of its own, pinned to the peer's certificate."""
-    home.mkdir(parents=True, exist_ok=True)
-    env = {
-        "PATH": "/usr/bin:/bin",
-        "HOME": str(home),
-        "XDG_CACHE_HOME": str(home / ".cache"),
-        "XDG_CONFIG_HOME": str(home / ".config"),
-        "MAILIVERSE_PASSWORD": PASSWORD,
-    }
-    argv = [str(BIN / "mailiverse-client"), "--server", peer.url, "--user", user, "--fingerprint", peer.fingerprint]
-    return subprocess.run(
-        [*argv, *command], input=stdin, capture_output=True, text=True, cwd=home, env=env, timeout=180
-    )
+    return peer.cli(home, user, PASSWORD, *command, stdin=stdin)
 
 
 def ok(result: subprocess.CompletedProcess[str]) -> str:

@@ -17,10 +17,8 @@ import base64
 import fcntl
 import hashlib
 import os
-import signal
 import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -32,7 +30,7 @@ from cryptography.hazmat.primitives import serialization
 from mailiverse.store.keylog import load_log_key
 from mailiverse.tls import ensure_self_signed
 from tests.support.dnsserver import DnsProcess, Zone, start_dns_process
-from tests.support.harness import BIN
+from tests.support.harness import BIN, stop_process, wait_for_greeting
 
 LOCK_FILE = Path("/tmp/mailiverse-federation-tests.lock")
 
@@ -123,21 +121,11 @@ class Peer:
         self.process = subprocess.Popen(
             self.command(dns), cwd=self.workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
         )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                out = self.process.stdout.read().decode(errors="replace") if self.process.stdout else ""
-                raise RuntimeError(f"{self.domain}: twistd exited with {self.process.returncode}:\n{out}\n{self.log()}")
-            try:
-                with socket.create_connection((self.address, 25), timeout=1) as s:
-                    s.settimeout(5)
-                    if s.recv(100).startswith(b"220"):
-                        with socket.create_connection((self.address, 443), timeout=1):
-                            return
-            except OSError:
-                time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"{self.domain} did not start in {timeout}s:\n{self.log()}")
+        if not wait_for_greeting(self.process, (self.address, 25), timeout, self.log):
+            self.stop()
+            raise RuntimeError(f"{self.domain} did not start in {timeout}s:\n{self.log()}")
+        with socket.create_connection((self.address, 443), timeout=5):
+            pass
 
     def log(self) -> str:
         try:
@@ -146,15 +134,26 @@ class Peer:
             return ""
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
-        if self.process and self.process.stdout:
-            self.process.stdout.close()
+        stop_process(self.process)
+
+    def cli(
+        self, home: Path, user: str, password: str, *command: str, new_password: str | None = None, stdin: str = ""
+    ) -> subprocess.CompletedProcess[str]:
+        """The installed ``mailiverse-client`` on a device of its own (``home``), pinned to this peer's certificate."""
+        home.mkdir(parents=True, exist_ok=True)
+        env = {
+            "PATH": "/usr/bin:/bin",
+            "HOME": str(home),
+            "XDG_CACHE_HOME": str(home / ".cache"),
+            "XDG_CONFIG_HOME": str(home / ".config"),
+            "MAILIVERSE_PASSWORD": password,
+        }
+        if new_password is not None:
+            env["MAILIVERSE_NEW_PASSWORD"] = new_password
+        argv = [str(BIN / "mailiverse-client"), "--server", self.url, "--user", user, "--fingerprint", self.fingerprint]
+        return subprocess.run(
+            [*argv, *command], input=stdin, capture_output=True, text=True, cwd=home, env=env, timeout=300
+        )
 
     def admin(self, *args: str) -> subprocess.CompletedProcess[str]:
         cmd = [str(BIN / "mailiverse-admin"), "--data-dir", str(self.data_dir), *args]

@@ -15,6 +15,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -77,6 +78,39 @@ def shared_dns_server() -> tuple[str, int]:
     return address
 
 
+def wait_for_greeting(
+    process: subprocess.Popen[bytes], address: tuple[str, int], timeout: float, log: Callable[[], str]
+) -> bool:
+    """Wait until the SMTP listener at ``address`` greets with 220 (True) or ``timeout`` passes (False); a process
+    that exits meanwhile raises RuntimeError with its output and ``log()``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            out = process.stdout.read().decode(errors="replace") if process.stdout else ""
+            raise RuntimeError(f"twistd exited with {process.returncode}:\n{out}\n{log()}")
+        try:
+            with socket.create_connection(address, timeout=1) as s:
+                s.settimeout(5)
+                if s.recv(100).startswith(b"220"):
+                    return True
+        except OSError:
+            time.sleep(0.1)
+    return False
+
+
+def stop_process(process: subprocess.Popen[bytes] | None, sig: int = signal.SIGTERM) -> None:
+    """Stop a started server (``sig``, then SIGKILL after 30 s) and close its output pipe."""
+    if process and process.poll() is None:
+        process.send_signal(sig)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
+    if process and process.stdout:
+        process.stdout.close()
+
+
 @dataclass
 class Appliance:
     workdir: Path
@@ -128,20 +162,9 @@ class Appliance:
         self.process = subprocess.Popen(
             self.command(), cwd=self.workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
         )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                out = self.process.stdout.read().decode(errors="replace") if self.process.stdout else ""
-                raise RuntimeError(f"twistd exited with {self.process.returncode}:\n{out}\n{self.log()}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.smtp_port), timeout=1) as s:
-                    s.settimeout(5)
-                    if s.recv(100).startswith(b"220"):
-                        return
-            except OSError:
-                time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"twistd did not start in {timeout}s:\n{self.log()}")
+        if not wait_for_greeting(self.process, ("127.0.0.1", self.smtp_port), timeout, self.log):
+            self.stop()
+            raise RuntimeError(f"twistd did not start in {timeout}s:\n{self.log()}")
 
     def log(self) -> str:
         try:
@@ -150,15 +173,7 @@ class Appliance:
             return ""
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.send_signal(sig)
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
-        if self.process and self.process.stdout:
-            self.process.stdout.close()
+        stop_process(self.process, sig)
 
     def admin(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[bytes]:
         cmd = [str(BIN / "mailiverse-admin"), "--data-dir", str(self.data_dir), *args]
