@@ -32,6 +32,7 @@ from mailiverse.store.keylog import KeyLog
 from mailiverse.submission import Submission
 from mailiverse.web.assets import webclient_dir
 from mailiverse.web.body import body_limit_for, is_oversized
+from mailiverse.web.cors import apply_cors
 from mailiverse.web.errors import ErrorHandlers
 from mailiverse.web.headers import apply_security_headers
 from mailiverse.web.intake import BoundedRequest, WebBodyGate
@@ -65,6 +66,9 @@ class _Secured(Resource):
 
     def render(self, request: Any) -> Any:
         apply_security_headers(request, tls=self._tls)
+        preflight = apply_cors(request)  # a move's new side (mailiverse.web.cors): cookie-less requests only
+        if preflight is not None:
+            return preflight
         if is_oversized(request):
             # The body was dropped on arrival (BoundedRequest); no route may see a truncated one.
             request.setHeader(b"Connection", b"close")

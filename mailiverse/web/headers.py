@@ -10,11 +10,14 @@ SECURITY_HEADERS: dict[bytes, bytes] = {
     # mail styling and, once the user allows it for one message, remote images; the frame's own policy
     # (webclient/js/mail/htmlframe.js) blocks remote loads by default. Scripts stay 'self' only;
     # 'wasm-unsafe-eval' lets them compile WebAssembly (the vendored Argon2id of the password KDF, run in a
-    # worker from 'self'), never eval JavaScript text.
+    # worker from 'self'), never eval JavaScript text. connect-src allows https: for one page: "Move to another
+    # appliance" (webclient/js/ui/move.js) calls the new appliance's API, whose origin the user types, so no
+    # fixed list can name it. This opens no new way out: a script of 'self' could already send data to any
+    # https: host through img-src; scripts stay 'self' only, and a plain-http or ws: endpoint stays refused.
     b"Content-Security-Policy": (
         b"default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self' 'unsafe-inline'; "
         b"img-src 'self' data: blob: https:; "
-        b"connect-src 'self'; frame-src 'self' blob:; object-src 'none'; base-uri 'none'; "
+        b"connect-src 'self' https:; frame-src 'self' blob:; object-src 'none'; base-uri 'none'; "
         b"form-action 'self'; frame-ancestors 'none'"
     ),
     b"Strict-Transport-Security": b"max-age=63072000; includeSubDomains",

@@ -21,6 +21,7 @@ from mailiverse.federation.discovery import Discovery
 from mailiverse.store.db import Database
 from mailiverse.store.users import User, get_user_txn
 from mailiverse.submission import Submission
+from mailiverse.web.cors import allows_cookieless_login, is_cross_origin
 from mailiverse.web.errors import ApiError
 
 if TYPE_CHECKING:
@@ -55,7 +56,10 @@ class RouteBase:
     remote_directory: Discovery | None
 
     def check_origin(self, request: Any) -> None:
-        """Refuse requests a browser marks as cross-site (login CSRF and cookie-authenticated writes)."""
+        """Refuse requests a browser marks as cross-site (login CSRF and cookie-authenticated writes), except a
+        cookie-less SRP login from an https page (a move's new side, ``mailiverse.web.cors``: it sets no cookie)."""
+        if allows_cookieless_login(request):
+            return
         site = request.getHeader(b"sec-fetch-site")
         if site is not None and site.strip().lower() not in (b"same-origin", b"none"):
             raise ApiError("csrf_failed", "cross-site requests are refused", 403)
@@ -106,8 +110,10 @@ class RouteBase:
     def session_fields(self, request: Any, token: str, csrf: str) -> dict[str, Any]:
         """Open the session on the response (cookie) and in the body (token, CSRF token, lifetime)."""
         manager = self.accounts.sessions
-        # Written whole (not with addCookie) so the attributes are exactly the ones SessionManager sets.
-        request.responseHeaders.addRawHeader(b"Set-Cookie", manager.cookie(token).encode("ascii"))
+        # Written whole (not with addCookie) so the attributes are exactly the ones SessionManager sets; never for
+        # another origin's page (a move's cookie-less login: the token is its session).
+        if not is_cross_origin(request):
+            request.responseHeaders.addRawHeader(b"Set-Cookie", manager.cookie(token).encode("ascii"))
         return {"token": token, "csrf": csrf, "expires_in": int(manager.absolute_timeout)}
 
     @staticmethod
@@ -115,7 +121,8 @@ class RouteBase:
         """Hand the device its token: a cookie for browsers (after the session's), a field for native clients."""
         if token is None:
             return {}
-        request.responseHeaders.addRawHeader(b"Set-Cookie", device_cookie(token).encode("ascii"))
+        if not is_cross_origin(request):
+            request.responseHeaders.addRawHeader(b"Set-Cookie", device_cookie(token).encode("ascii"))
         return {"device": token}
 
 

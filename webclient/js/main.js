@@ -16,6 +16,7 @@ import { MessageList } from './ui/list.js';
 import { renderMessage } from './ui/reader.js';
 import { decide, ScreenerSetting } from './ui/screener.js';
 import { KeysPage } from './ui/keys.js';
+import { installMovePage } from './ui/move.js';
 import { installShortcuts } from './ui/shortcuts.js';
 import { trainAndMove } from './ui/training.js';
 
@@ -576,6 +577,7 @@ function setupApp() {
     $('password-dialog').showModal();
   });
   $('password-cancel').addEventListener('click', () => $('password-dialog').close());
+  installMovePage(() => state.session);
   $('password-form').addEventListener('submit', async (e) => {
     e.preventDefault();
     if ($('new-password').value !== $('new-password2').value) {
