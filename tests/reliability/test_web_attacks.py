@@ -573,10 +573,20 @@ def test_csrf_on_cookie_sessions(world: World) -> None:
     ok = raw(app, "PUT", "/api/store/Cache/csrf-ok", b"fine", {**good, "Origin": here, "Sec-Fetch-Site": "same-origin"})
     assert ok.status == 201
     assert raw(app, "PUT", "/api/store/Cache/bearer-ok", b"fine", bearer(alice.token)).status == 201
-    for headers in ({"Origin": "https://evil.example"}, {"Sec-Fetch-Site": "cross-site"}):
+    # No page elsewhere can log a browser in: a login the browser marks cross-site, or from a plain-http origin, or
+    # one that carries a cookie, is refused; one from another https origin without cookies (a move's new side,
+    # mailiverse/web/cors.py) is answered like a native client's, never with a cookie or Allow-Credentials.
+    for headers in (
+        {"Sec-Fetch-Site": "cross-site"},
+        {"Origin": "http://evil.example"},
+        {"Origin": "https://evil.example", **cookie(alice.token)},
+    ):
         login_csrf = post_json(app, "/api/login/start", {"user": "alice"}, headers)
-        assert login_csrf.status == 403 and login_csrf.json()["error"] == "csrf_failed"
-    world.figures["csrf_refused"] = len(attempts) + 2 * len(routes) + 2
+        assert login_csrf.status == 403 and login_csrf.json()["error"] == "csrf_failed", headers
+    cookieless = post_json(app, "/api/login/start", {"user": "alice"}, {"Origin": "https://evil.example"})
+    assert cookieless.status == 200 and cookieless.header("Set-Cookie") is None
+    assert cookieless.header("Access-Control-Allow-Credentials") is None
+    world.figures["csrf_refused"] = len(attempts) + 2 * len(routes) + 3
 
 
 # -- the store API ---------------------------------------------------------------------------
