@@ -254,6 +254,7 @@ def build_appliance(config: ApplianceConfig, reactor: Any = None) -> MultiServic
             tmp_dir=str(config.data_dir.tmp_dir),
             settings=IsolationSettings(address_space_budget=budget),
         )
+    trim = TrimService(reactor)
     delivery = Delivery(
         database,
         config.is_local_domain,
@@ -267,11 +268,12 @@ def build_appliance(config: ApplianceConfig, reactor: Any = None) -> MultiServic
         spam_filter=spam_filter,
         dnsbl_zones=config.dnsbl_zones,
         aliases=hasher,
+        after_store=trim.activity,
     )
 
     root = MultiService()
     _Announce(config).setServiceParent(root)
-    TrimService(reactor).setServiceParent(root)
+    trim.setServiceParent(root)
     if workers is None:
         log.info("delivery workers: none (--workers 0): mail is opened and sealed in the main process")
     else:

@@ -3,7 +3,9 @@
 Start-up reads and parses far more than the running appliance keeps (configuration, certificates, the schema
 check, every module's import-time work); glibc keeps the freed pages for later ``malloc`` calls unless asked
 to return them. On a Raspberry Pi that difference is worth a few megabytes, so the appliance trims once
-shortly after it starts and then every few minutes (``TrimService``). Elsewhere (musl, macOS) this is a no-op.
+shortly after it starts, then every few minutes, and a moment after a burst of deliveries ends
+(``TrimService.activity``: on a slow or busy machine start-up may still be under way at the first trim, and a
+delivery parses, seals and writes far more than it keeps). Elsewhere (musl, macOS) this is a no-op.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from twisted.application.internet import TimerService
 #: Seconds between trims after the first (which comes ``FIRST_TRIM_S`` after start).
 TRIM_INTERVAL_S = 300.0
 FIRST_TRIM_S = 2.0
+#: Quiet seconds after the last delivery before the heap is trimmed (under steady load: never).
+IDLE_TRIM_S = 1.0
 
 
 def _malloc_trim() -> Callable[[int], int] | None:
@@ -52,6 +56,7 @@ class TrimService(TimerService):
         self.clock = reactor
         self._reactor = reactor
         self._first: Any = None
+        self._idle: Any = None
 
     def startService(self) -> None:
         # TimerService trims at once; one more trim a moment later returns what the services freed as they
@@ -59,10 +64,20 @@ class TrimService(TimerService):
         super().startService()
         self._first = self._reactor.callLater(FIRST_TRIM_S, release_free_memory)
 
+    def activity(self) -> None:
+        """A delivery was stored: trim once the appliance has been quiet for ``IDLE_TRIM_S`` (each call moves it on)."""
+        if not self.running:
+            return
+        if self._idle is not None and self._idle.active():
+            self._idle.reset(IDLE_TRIM_S)
+        else:
+            self._idle = self._reactor.callLater(IDLE_TRIM_S, release_free_memory)
+
     def stopService(self) -> Any:
-        if self._first is not None and self._first.active():
-            self._first.cancel()
+        for call in (self._first, self._idle):
+            if call is not None and call.active():
+                call.cancel()
         return super().stopService()
 
 
-__all__ = ["FIRST_TRIM_S", "TRIM_INTERVAL_S", "TrimService", "release_free_memory"]
+__all__ = ["FIRST_TRIM_S", "IDLE_TRIM_S", "TRIM_INTERVAL_S", "TrimService", "release_free_memory"]

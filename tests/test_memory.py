@@ -28,3 +28,28 @@ def test_trim_service_schedule(monkeypatch: pytest.MonkeyPatch) -> None:
     service.stopService()
     clock.advance(memory.TRIM_INTERVAL_S * 3)
     assert len(calls) == 3
+
+
+def test_trim_after_a_burst_of_deliveries(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Deliveries (``activity``) move the idle trim on; it comes once, ``IDLE_TRIM_S`` after the last of them,
+    and never after the service stopped."""
+    calls: list[float] = []
+    clock = Clock()
+    monkeypatch.setattr(memory, "release_free_memory", lambda: calls.append(clock.seconds()) or True)
+    service = memory.TrimService(clock)
+    service.call = (memory.release_free_memory, (), {})
+    service.startService()
+    clock.advance(memory.FIRST_TRIM_S)
+    calls.clear()
+    for _ in range(5):  # a burst: one delivery every half idle period
+        service.activity()
+        clock.advance(memory.IDLE_TRIM_S / 2)
+    assert calls == []
+    clock.advance(memory.IDLE_TRIM_S / 2 - 0.01)  # just before IDLE_TRIM_S after the last delivery
+    assert calls == []
+    clock.advance(0.02)
+    assert len(calls) == 1
+    service.activity()
+    service.stopService()
+    clock.advance(memory.IDLE_TRIM_S * 3)
+    assert len(calls) == 1

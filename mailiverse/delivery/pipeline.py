@@ -143,6 +143,7 @@ class Delivery:
         spam_filter: RspamdClient | None = None,
         dnsbl_zones: tuple[str, ...] = (),
         aliases: AddressHasher | None = None,
+        after_store: Callable[[], None] | None = None,
     ) -> None:
         """``resolve`` answers the judge's DNS questions (without it only the local-domain rule is
         applied to mail from outside); ``trusted_arc_sealers`` are the ARC sealers whose chain may
@@ -167,6 +168,8 @@ class Delivery:
         self._spam_filter = spam_filter
         self._dnsbl_zones = tuple(zone.lower() for zone in dnsbl_zones)
         self._aliases = aliases
+        #: Told after every delivery's commit (the appliance trims its heap once deliveries pause: memory.py).
+        self._after_store = after_store
         #: (when read, domain -> organisation account) of the domains under the organisation policy.
         self._organisation_copies: tuple[float, dict[str, str]] | None = None
         # RCPT TO under load: lookups asked meanwhile share one thread hop and one query.
@@ -334,6 +337,8 @@ class Delivery:
         finally:
             for item in sealed:
                 item.body.close()
+            if self._after_store is not None:
+                self._after_store()
 
     async def deliver_sealed(
         self,

@@ -339,7 +339,9 @@ export class MailStore {
   async flush() {
     clearTimeout(this.saveTimer);
     if (this.readOnly) return;
-    const jobs = [];
+    // A save already under way (the timer's, or the end of a sync) is waited for too: logging out right after a
+    // sync must not leave before the cache it changed is written.
+    const jobs = [this.flushing ? this.flushing.catch(() => {}) : Promise.resolve()];
     if (this.stateDirty) {
       this.stateDirty = false;
       const mine = { read: [...this.read], trash: [...this.trash], ham: [...this.ham] };
@@ -353,6 +355,12 @@ export class MailStore {
       this.indexDirty = false;
       jobs.push(this.indexDoc.save({ v: 1, items: [...this.items.values()] }));
     }
-    await Promise.all(jobs);
+    const all = Promise.all(jobs);
+    this.flushing = all;
+    try {
+      await all;
+    } finally {
+      if (this.flushing === all) this.flushing = null;
+    }
   }
 }
