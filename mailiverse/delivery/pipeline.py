@@ -242,7 +242,7 @@ class Delivery:
         if judge is not None and envelope is not None and self._spam_filter is not None:
             judge = await self._filtered(message, judge, envelope, recipients, key_base)
         key_ids: tuple[tuple[str, ...], ...] = ()
-        if envelope is not None and _may_carry(message):
+        if envelope is not None and await self._may_carry(message):
             # An end-to-end carrier (mime/carrier.py): its envelopes are stored for the accounts holding their keys.
             holds = await self._db.run(sealable_key_ids_txn, [user.id for user in users])
             key_ids = tuple(holds.get(user.id, ()) for user in users)
@@ -312,6 +312,14 @@ class Delivery:
         )
         await self._record_alias_use(recipients, mail_from)
         return sealed[0].path if sealed else mail_paths(key_base, folder)[0]
+
+    async def _may_carry(self, message: ISpooled) -> bool:
+        """``_may_carry`` of a message in memory here; of one spilled to the encrypted spool on a delivery thread
+        (its head is read and decrypted from disk)."""
+        if getattr(message, "in_memory", False):
+            return _may_carry(message)
+        found: bool = await deferToThreadPool(self._reactor, self._pool, _may_carry, message)
+        return found
 
     async def _commit(
         self, users: Sequence[User], sealed: list[_Sealed], now_ms: int, folder: str, *, shared: bool = True

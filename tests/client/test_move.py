@@ -17,9 +17,7 @@ from carol and a Sent copy. ``mailiverse-client move --to B`` then:
 
 from __future__ import annotations
 
-import hashlib
 import smtplib
-import sqlite3
 import subprocess
 import time
 from collections.abc import Iterator
@@ -58,30 +56,11 @@ def fields(text: str) -> dict[str, str]:
 
 
 def stored(peer: Peer, user: str) -> dict[str, str]:
-    """Every object of ``user`` on ``peer`` with the SHA-256 of its bytes, read from the database itself."""
-    database = peer.data_dir / "mailiverse.sqlite3"
-    with sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=30) as conn:
-        row = conn.execute("SELECT id FROM users WHERE name = ?", (user,)).fetchone()
-        assert row is not None
-        found = {}
-        for object_id, path in conn.execute("SELECT id, path FROM objects WHERE user_id = ?", (row[0],)).fetchall():
-            digest = hashlib.sha256()
-            for (data,) in conn.execute(
-                "SELECT data FROM object_chunks WHERE object_id = ? ORDER BY seq", (object_id,)
-            ):
-                digest.update(data)
-            found[path] = digest.hexdigest()
-    return found
+    return peer.object_digests(user)
 
 
 def deliver(peer: Peer, to: str, subject: str) -> None:
-    """A message from outside over SMTP, as any mail server would send it."""
-    message = (
-        f"From: Bob <bob@remote.example>\r\nTo: {to}\r\nSubject: {subject}\r\n"
-        f"Message-ID: <{subject.replace(' ', '-')}@remote.example>\r\n\r\nThis is {subject}.\r\n"
-    )
-    with smtplib.SMTP(peer.address, 25, local_hostname="client.remote.example", timeout=60) as smtp:
-        smtp.sendmail("bob@remote.example", [to], message.encode())
+    peer.deliver_from_outside(to, subject)
 
 
 def listing(peer: Peer, home: Path, password: str, folder: str = "Inbox") -> dict[str, str]:

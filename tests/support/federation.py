@@ -17,7 +17,9 @@ import base64
 import fcntl
 import hashlib
 import os
+import smtplib
 import socket
+import sqlite3
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -154,6 +156,31 @@ class Peer:
         return subprocess.run(
             [*argv, *command], input=stdin, capture_output=True, text=True, cwd=home, env=env, timeout=300
         )
+
+    def object_digests(self, user: str) -> dict[str, str]:
+        """Every object of ``user`` with the SHA-256 of its bytes, read from the database itself."""
+        database = self.data_dir / "mailiverse.sqlite3"
+        with sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=30) as conn:
+            row = conn.execute("SELECT id FROM users WHERE name = ?", (user,)).fetchone()
+            assert row is not None
+            found = {}
+            for object_id, path in conn.execute("SELECT id, path FROM objects WHERE user_id = ?", (row[0],)):
+                digest = hashlib.sha256()
+                for (data,) in conn.execute(
+                    "SELECT data FROM object_chunks WHERE object_id = ? ORDER BY seq", (object_id,)
+                ):
+                    digest.update(data)
+                found[path] = digest.hexdigest()
+        return found
+
+    def deliver_from_outside(self, to: str, subject: str) -> None:
+        """A message from outside over SMTP, as any mail server would send it."""
+        message = (
+            f"From: Bob <bob@remote.example>\r\nTo: {to}\r\nSubject: {subject}\r\n"
+            f"Message-ID: <{subject.replace(' ', '-')}@remote.example>\r\n\r\nThis is {subject}.\r\n"
+        )
+        with smtplib.SMTP(self.address, 25, local_hostname="client.remote.example", timeout=60) as smtp:
+            smtp.sendmail("bob@remote.example", [to], message.encode())
 
     def admin(self, *args: str) -> subprocess.CompletedProcess[str]:
         cmd = [str(BIN / "mailiverse-admin"), "--data-dir", str(self.data_dir), *args]

@@ -14,6 +14,7 @@ from mailiverse.mime.carrier import valid_key_base, valid_key_id
 from mailiverse.submission.sealed import MAX_STAMPS, SealedMessage
 from mailiverse.web.body import body_limit_for, read_json
 from mailiverse.web.errors import ApiError, json_response
+from mailiverse.web.routes.send import submitted_json
 from mailiverse.web.routing import router
 from mailiverse.web.session import RouteBase
 from mailiverse.web.validation import base64_bytes, optional_text
@@ -60,17 +61,7 @@ class SealedSendRoutes(RouteBase):
             stamps=_stamps(body.get("stamps", [])),
         )
         result = await self.submission.submit_sealed(self.submission.submitter(user.name, user), message)
-        return json_response(
-            request,
-            {
-                "from": result.mail_from,
-                "local": list(result.local),
-                "remote": list(result.remote),
-                "queue_id": result.queue_id,
-                "sent": result.sent_path,
-                "key_base": key_base,
-            },
-        )
+        return json_response(request, {**submitted_json(result), "key_base": key_base})
 
     def _envelopes(self, value: object) -> tuple[list[tuple[str, SealedObjects]], list[tuple[str, SealedObjects]]]:
         if not isinstance(value, list) or not 0 < len(value) <= MAX_ENVELOPES + 16:

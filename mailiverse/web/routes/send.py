@@ -9,7 +9,7 @@ from email.utils import getaddresses
 from typing import Any
 
 from mailiverse import hashcash
-from mailiverse.submission import Composed, compose
+from mailiverse.submission import Composed, Submitted, compose
 from mailiverse.submission.sender import header_fields
 from mailiverse.web.body import body_limit_for, read_json
 from mailiverse.web.errors import ApiError, json_response
@@ -55,16 +55,18 @@ class SendRoutes(RouteBase):
         if stamp:
             message = await _stamped(message, recipients)
         result = await self.submission.submit(self.submission.submitter(user.name, user), message, recipients)
-        return json_response(
-            request,
-            {
-                "from": result.mail_from,
-                "local": list(result.local),
-                "remote": list(result.remote),
-                "queue_id": result.queue_id,
-                "sent": result.sent_path,
-            },
-        )
+        return json_response(request, submitted_json(result))
+
+
+def submitted_json(result: Submitted) -> dict[str, Any]:
+    """Where a sent message went, as ``/api/send`` and ``/api/send/sealed`` answer."""
+    return {
+        "from": result.mail_from,
+        "local": list(result.local),
+        "remote": list(result.remote),
+        "queue_id": result.queue_id,
+        "sent": result.sent_path,
+    }
 
 
 #: Recipients one message may carry stamps for (each about 0.4 s of a thread's work).
@@ -93,4 +95,4 @@ async def _stamped(message: bytes, recipients: Sequence[str] | None) -> bytes:
     return headers + message
 
 
-__all__ = ["SendRoutes"]
+__all__ = ["SendRoutes", "submitted_json"]
