@@ -34,11 +34,14 @@ from mailiverse.memory import TrimService
 from mailiverse.outbound.service import OutboundConfig, build_outbound, read_password_file
 from mailiverse.privatefile import create_private_once
 from mailiverse.smtp.limits import SmtpLimits
+from mailiverse.smtp.lmtp import lmtp_server_factory
 from mailiverse.smtp.service import smtp_server_factory
 from mailiverse.store.aliases import ADDRESS_KEY_BYTES, AddressHasher
 from mailiverse.store.db import Database
+from mailiverse.store.homes import Homes
 from mailiverse.store.keylog import KeyLog, load_log_key
 from mailiverse.store.migrate import upgrade_in_child
+from mailiverse.store.ratebuckets import DatabaseRateLimits
 from mailiverse.submission import Submission
 from mailiverse.tls import TLSContexts, ensure_self_signed
 from mailiverse.web.listeners import WebLimits, https_listener_factory, plain_listener_factory
@@ -170,19 +173,26 @@ def _outbound_config(config: ApplianceConfig) -> OutboundConfig:
 
 
 def _add_acme(
-    root: MultiService, config: ApplianceConfig, tls: TLSContexts, reactor: Any, connections: ConnectionLimiter
+    root: MultiService,
+    config: ApplianceConfig,
+    tls: TLSContexts,
+    reactor: Any,
+    connections: ConnectionLimiter,
+    database: Database,
 ) -> None:
     """Serve HTTP-01 challenges on the --acme-http endpoints (behind ``connections``' caps) and renew the CA
-    certificate in place."""
+    certificate in place; with a metabase, the challenges and the certificate are every front end's."""
     from treq.client import HTTPClient
     from twisted.web.client import Agent
 
     from mailiverse.acme.client import AcmeClient
     from mailiverse.acme.http01 import ChallengeStore, acme_http_site
     from mailiverse.acme.service import CertificateRenewal, load_or_create_account_key
+    from mailiverse.acme.shared import DatabaseChallengeStore, SharedCertificates
 
     assert config.acme_directory and config.tls_cert and config.tls_key
-    challenges = ChallengeStore()
+    shared = config.metabase_url is not None
+    challenges = DatabaseChallengeStore(database, reactor) if shared else ChallengeStore()
     for endpoint in config.acme_http_endpoints:
         site = LimitedFactory(acme_http_site(challenges), connections)
         StreamServerEndpointService(serverFromString(reactor, endpoint), site).setServiceParent(root)
@@ -204,6 +214,7 @@ def _add_acme(
         tls.reload,
         reactor,
         optional_names=mta_sts_names,
+        shared=SharedCertificates(database, config.hostname, reactor) if shared else None,
     ).setServiceParent(root)
 
 
@@ -216,6 +227,27 @@ def _spam_filter(config: ApplianceConfig, reactor: Any) -> RspamdClient | None:
     password = read_password_file(password_file, "--rspamd-password-file") if password_file else None
     log.info("spam: received mail is checked by rspamd at {url}", url=config.rspamd_url)
     return RspamdClient.connect(config.rspamd_url, reactor, password=password)
+
+
+def _open_homes(config: ApplianceConfig, metabase: Database, reactor: Any) -> Homes:
+    """The homes of ``--home`` (each migrated now, in a child process), or the one database as its own home.
+
+    A home that does not answer at start does not stop the appliance: its accounts get 451 (SMTP) and 503 (the
+    API) until it does, and it is migrated by the next start (docs/homes.md)."""
+    if not config.homes:
+        return Homes.single(metabase)
+    databases: dict[str, Database] = {}
+    for home in config.homes:
+        database = Database.open(home.url, reactor=reactor, migrate=False)
+        try:
+            with database.blocking_allowed():
+                upgrade_in_child(database.engine, home.url)
+        except Exception as error:  # noqa: BLE001 - one home down must not keep the others' accounts from mail
+            log.error("home {home} is unavailable at start ({why})", home=home.name, why=type(error).__name__)
+        databases[home.name] = database
+    names = ", ".join(home.name for home in config.homes)
+    log.info("homes: {names}; the metabase maps accounts to them (docs/homes.md)", names=names)
+    return Homes(metabase, databases, {home.name: home.weight for home in config.homes})
 
 
 def build_appliance(config: ApplianceConfig, reactor: Any = None) -> MultiService:
@@ -235,6 +267,7 @@ def build_appliance(config: ApplianceConfig, reactor: Any = None) -> MultiServic
     with database.blocking_allowed():
         # In a child process: Alembic's ~10 MB never load into the long-running server.
         upgrade_in_child(database.engine, config.db_url)
+    homes = _open_homes(config, database, reactor)
     config.record()
     # One resolver, one cache, for every lookup the appliance makes: the outbound MX and the receipt-time checks.
     resolver = Resolver(config.dns_servers, reactor=reactor)
@@ -269,6 +302,7 @@ def build_appliance(config: ApplianceConfig, reactor: Any = None) -> MultiServic
         dnsbl_zones=config.dnsbl_zones,
         aliases=hasher,
         after_store=trim.activity,
+        homes=homes,
     )
 
     root = MultiService()
@@ -279,6 +313,7 @@ def build_appliance(config: ApplianceConfig, reactor: Any = None) -> MultiServic
     else:
         workers.setServiceParent(root)
     _Closing("database", database.close).setServiceParent(root)
+    _Closing("homes", homes.close).setServiceParent(root)
     _Closing("delivery", delivery.stop).setServiceParent(root)
     limits = SmtpLimits(max_message_size=config.max_message_size)
     # One count for every SMTP listener, so opening more listeners does not multiply the caps.
@@ -304,6 +339,18 @@ def build_appliance(config: ApplianceConfig, reactor: Any = None) -> MultiServic
     add_smtp(config.smtps_endpoints, "ca", True)
     add_smtp(config.smtp_selfsigned_endpoints, "self-signed", False)
     add_smtp(config.smtps_selfsigned_endpoints, "self-signed", True)
+    for endpoint in config.lmtp_endpoints:
+        # The MTA in front delivers here (RFC 2033); the endpoint was checked to be local (smtp/lmtp_endpoint.py).
+        lmtp = lmtp_server_factory(
+            delivery,
+            hostname=config.hostname,
+            domains=config.domains,
+            limits=limits,
+            spool_dir=config.data_dir.tmp_dir,
+            reactor=reactor,
+        )
+        _listen(root, _NamedBindFailure(serverFromString(reactor, endpoint), endpoint), lmtp)
+        log.info("LMTP: an MTA on this host delivers on {endpoint}", endpoint=endpoint)
 
     outbound_service, outbound = build_outbound(
         _outbound_config(config),
@@ -318,9 +365,12 @@ def build_appliance(config: ApplianceConfig, reactor: Any = None) -> MultiServic
         from mailiverse.outbound.forwarding import Forwarder, ForwardingService
 
         # A moved account's mail, forwarded as stored (ciphertext) to its new address in the grace period.
-        forwarder = Forwarder(database, outbound, domains=config.domains, hostname=config.hostname)
+        forwarder = Forwarder(database, outbound, domains=config.domains, hostname=config.hostname, homes=homes)
         ForwardingService(forwarder, reactor).setServiceParent(root)
 
+    # Front ends sharing a metabase spend from the same rate-limit buckets (store/ratebuckets.py); one database
+    # keeps them in memory, as before.
+    rate_limits = DatabaseRateLimits.open(database, reactor) if config.metabase_url is not None else None
     # One submission service for every front end a user sends from (the JSON API, the legacy relay).
     submission = Submission(
         delivery,
@@ -331,6 +381,7 @@ def build_appliance(config: ApplianceConfig, reactor: Any = None) -> MultiServic
         clock=reactor,
         on_sent=delivery.approve_correspondents,
         hostname=config.hostname,
+        rate_limits=rate_limits,
     )
     web_limits = WebLimits()
     legacy_resource = None
@@ -347,6 +398,7 @@ def build_appliance(config: ApplianceConfig, reactor: Any = None) -> MultiServic
             open_signup=config.open_signup,
             default_quota=config.default_quota,
             connections=web_limits.limiter(),
+            rate_limits=rate_limits,
         )
         for service in legacy.services:
             service.setServiceParent(root)
@@ -358,6 +410,7 @@ def build_appliance(config: ApplianceConfig, reactor: Any = None) -> MultiServic
         mta_sts = mta_sts_policy(config.hostname, config.mta_sts_mode)
     web_app, session_purger = build_web_app(
         database,
+        homes=homes,
         hostname=config.hostname,
         domains=config.domains,
         submission=submission,
@@ -373,10 +426,11 @@ def build_appliance(config: ApplianceConfig, reactor: Any = None) -> MultiServic
         alias_settings=AliasSettings(hasher, max_aliases=config.max_aliases, rate=config.alias_rate),
         key_log=KeyLog(load_log_key(config.data_dir.log_key_file)),
         discovery=Discovery(resolver, web_fetch),
+        rate_limits=rate_limits,
     )
     session_purger.setServiceParent(root)
     if config.acme_directory and ca:
-        _add_acme(root, config, tls, reactor, web_limits.limiter())
+        _add_acme(root, config, tls, reactor, web_limits.limiter(), database)
     https_connections, plain_connections = web_limits.limiter(), web_limits.plain_limiter()
     for endpoint in config.web_endpoints:
         factory = https_listener_factory(web_app.site(), tls.server_context_factory("ca"), https_connections)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import re
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -184,6 +185,72 @@ class LegacyOptions:
             raise ValueError("legacy max_accounts must be at least 1")
 
 
+#: Names of homes: what ``--home NAME=URL`` and ``mailiverse-admin`` call them.
+_HOME_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
+MAX_HOMES = 64
+MAX_HOME_WEIGHT = 1000
+
+
+@dataclass(frozen=True)
+class HomeSetting:
+    """One ``--home``: its name, its PostgreSQL URL, and its share of new accounts (``--home-weight``)."""
+
+    name: str
+    url: str
+    weight: int = 1
+
+    def __repr__(self) -> str:
+        # The URL may carry a password: keep it out of logs and tracebacks.
+        return f"HomeSetting(name={self.name!r}, weight={self.weight})"
+
+
+def _postgres_url(url: str, what: str) -> str:
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url[len("postgres://") :]
+    if not url.startswith(("postgresql:", "postgresql+psycopg:")):
+        raise ConfigError(f"{what} must be a postgresql:// URL: homes and the metabase are PostgreSQL databases")
+    return url
+
+
+def parse_homes(
+    metabase: str, homes: list[str] | tuple[str, ...], weights: list[str] | tuple[str, ...] = ()
+) -> tuple[str, tuple[HomeSetting, ...]]:
+    """The metabase URL and the homes of ``--metabase``, ``--home NAME=URL`` and ``--home-weight NAME=N``."""
+    metabase = _postgres_url(metabase, "--metabase")
+    if not homes:
+        raise ConfigError("--metabase needs at least one --home NAME=URL: the databases accounts live in")
+    if len(homes) > MAX_HOMES:
+        raise ConfigError(f"at most {MAX_HOMES} homes")
+    parsed: dict[str, str] = {}
+    for spec in homes:
+        name, sep, url = spec.partition("=")
+        if not sep or not _HOME_NAME.match(name):
+            raise ConfigError(
+                "--home is NAME=URL, NAME being 1-32 lower-case letters, digits, '-' or '_' (e.g. home1=postgresql://...)"
+            )
+        if name in parsed:
+            raise ConfigError(f"--home {name} is given twice")
+        url = _postgres_url(url, f"--home {name}")
+        if url in parsed.values() or url == metabase:
+            raise ConfigError(f"--home {name} names a database already used by another home or the metabase")
+        parsed[name] = url
+    weight_of = {name: 1 for name in parsed}
+    for spec in weights:
+        name, sep, value = spec.partition("=")
+        if not sep or name not in parsed:
+            raise ConfigError(f"--home-weight is NAME=N for a NAME given by --home (got {spec!r})")
+        try:
+            weight = int(value)
+        except ValueError:
+            raise ConfigError(f"--home-weight {name}: {value!r} is not a whole number") from None
+        if not 0 <= weight <= MAX_HOME_WEIGHT:
+            raise ConfigError(f"--home-weight {name}: a weight is from 0 to {MAX_HOME_WEIGHT}")
+        weight_of[name] = weight
+    if not any(weight_of.values()):
+        raise ConfigError("every home has weight 0: new accounts would have nowhere to go")
+    return metabase, tuple(HomeSetting(name, url, weight_of[name]) for name, url in parsed.items())
+
+
 @dataclass(frozen=True)
 class ApplianceConfig:
     """Everything one running appliance needs to know."""
@@ -241,6 +308,15 @@ class ApplianceConfig:
     #: ``--trust-ca``: PEM files of trust roots added to the system's, for outbound TLS and fetches from other
     #: servers (MTA-STS policies, other appliances' discovery); each checked at start to hold certificates.
     trust_ca: tuple[Path, ...] = ()
+    #: ``--home`` (with ``--metabase``, which is then ``db_url``): the homes accounts live in; empty: ``db_url`` alone.
+    homes: tuple[HomeSetting, ...] = ()
+    #: ``--lmtp``: endpoints an existing MTA delivers into (RFC 2033).
+    lmtp_endpoints: tuple[str, ...] = ()
+
+    @property
+    def metabase_url(self) -> str | None:
+        """The metabase's URL when accounts live in homes (``--metabase``); None with one database."""
+        return self.db_url if self.homes else None
 
     def is_local_domain(self, domain: str) -> bool:
         try:
@@ -255,6 +331,7 @@ class ApplianceConfig:
             "domains": list(self.domains),
             "hostname": self.hostname,
             "default_quota": self.default_quota,
+            "homes": [[home.name, home.url, home.weight] for home in self.homes],
         }
         write_private(self.data_dir.appliance_file, (json.dumps(content, indent=2) + "\n").encode("utf-8"))
 

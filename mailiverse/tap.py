@@ -30,8 +30,10 @@ from mailiverse.config import (
     ApplianceConfig,
     ConfigError,
     DataDir,
+    HomeSetting,
     LegacyOptions,
     normalize_domain,
+    parse_homes,
     parse_size,
     with_interface,
 )
@@ -40,6 +42,7 @@ from mailiverse.delivery.rspamd import parse_rspamd_url
 from mailiverse.delivery.spamcheck import MAX_DNSBL_ZONES
 from mailiverse.dns.servers import Server, parse_server
 from mailiverse.logs import DEFAULT_LEVEL, set_level
+from mailiverse.smtp.lmtp_endpoint import lmtp_endpoint
 from mailiverse.tls import TLSConfigError, read_certificates
 
 LOG_LEVELS = tuple(level.name for level in LogLevel.iterconstants())
@@ -58,6 +61,13 @@ class Options(usage.Options):
         ["hostname", None, None, "Host name used in the SMTP greeting and certificates (default: the first --domain)."],
         ["web", None, None, f"HTTPS endpoint (default tcp:{DEFAULT_WEB_PORT})."],
         ["db", None, None, "Database URL (default: SQLite in the data dir; or postgresql://user@host/db)."],
+        [
+            "metabase",
+            None,
+            None,
+            "PostgreSQL URL of the metabase (accounts' homes, the key log, state front ends share); with --home, "
+            "instead of --db (docs/homes.md).",
+        ],
         ["tls-cert", None, None, "PEM certificate (chain) issued by a CA, for the CA listeners."],
         ["tls-key", None, None, "PEM private key of --tls-cert."],
         ["listen", None, DEFAULT_LISTEN, "Address bare tcp:PORT endpoints bind to."],
@@ -157,6 +167,9 @@ class Options(usage.Options):
         self["trusted-arc-sealer"] = []
         self["dnsbl"] = []
         self["trust-ca"] = []
+        self["home"] = []
+        self["home-weight"] = []
+        self["lmtp"] = []
 
     def opt_domain(self, name: str) -> None:
         """A mail domain served by this appliance (repeatable)."""
@@ -204,6 +217,19 @@ class Options(usage.Options):
         """PEM file of trust roots (a private CA, another appliance's self-signed certificate) added to the system's
         for outbound TLS: MX hosts, MTA-STS policies, other appliances (repeatable)."""
         self["trust-ca"].append(path)
+
+    def opt_home(self, spec: str) -> None:
+        """NAME=URL of a home: a PostgreSQL database holding its accounts' mail (repeatable; with --metabase)."""
+        self["home"].append(spec)
+
+    def opt_home_weight(self, spec: str) -> None:
+        """NAME=N: new accounts go to homes in proportion to their weights (default 1 each; 0: none new)."""
+        self["home-weight"].append(spec)
+
+    def opt_lmtp(self, endpoint: str) -> None:
+        """LMTP endpoint (RFC 2033) an existing MTA delivers into: unix:PATH, or tcp:PORT on 127.0.0.1
+        (repeatable; docs/running.md)."""
+        self["lmtp"].append(endpoint)
 
     def opt_acme_http(self, endpoint: str) -> None:
         """Plain-HTTP endpoint answering ACME HTTP-01 challenges and redirecting to HTTPS (repeatable)."""
@@ -388,6 +414,18 @@ def _dns_servers(options: Any) -> tuple[Server, ...]:
 MAX_TRUST_CA_FILES = 32
 
 
+def _homes(options: Any) -> tuple[str | None, tuple[HomeSetting, ...]]:
+    """--metabase and its --home/--home-weight settings: (None, ()) for the one --db database."""
+    metabase = options["metabase"]
+    if metabase is None:
+        if options["home"] or options["home-weight"]:
+            raise ConfigError("--home and --home-weight need --metabase URL (the database mapping accounts to homes)")
+        return None, ()
+    if options["db"]:
+        raise ConfigError("--db and --metabase exclude each other: with homes, --metabase names the directory database")
+    return parse_homes(metabase, options["home"], options["home-weight"])
+
+
 def _trust_ca(options: Any) -> tuple[Path, ...]:
     """The --trust-ca files, each once, each read now: a missing, unreadable or non-PEM file stops start-up."""
     files = tuple(dict.fromkeys(Path(value).expanduser() for value in options["trust-ca"]))
@@ -461,6 +499,13 @@ def build_config(options: Any) -> ApplianceConfig:
         db_url = "postgresql://" + db_url[len("postgres://") :]
     if not db_url.startswith(("sqlite:", "postgresql:", "postgresql+psycopg:")):
         raise ConfigError("--db must be a sqlite:/// or postgresql:// URL")
+    metabase_url, homes = _homes(options)
+    if metabase_url is not None:
+        db_url = metabase_url
+        if options["legacy"]:
+            raise ConfigError(
+                "--legacy runs with one database (--db): the original protocol's store is not split across homes"
+            )
     default_quota, send_limit_per_hour = _account_limits(options)
     smtp = _endpoints(options["smtp"], f"tcp:{DEFAULT_SMTP_PORT}", listen)
     smtps = _endpoints(options["smtps"], f"tcp:{DEFAULT_SMTPS_PORT}", listen)
@@ -503,6 +548,8 @@ def build_config(options: Any) -> ApplianceConfig:
         alias_rate=_count(options, "alias-rate", 1, 10_000),
         **_rspamd_settings(options),
         trust_ca=_trust_ca(options),
+        homes=homes,
+        lmtp_endpoints=tuple(dict.fromkeys(lmtp_endpoint(value) for value in options["lmtp"])),
     )
 
 

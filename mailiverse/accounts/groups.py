@@ -26,8 +26,9 @@ from mailiverse.accounts.directory import (
 )
 from mailiverse.auth.usernames import InvalidUsername, canonical_username
 from mailiverse.keylog.records import KeyRecord
+from mailiverse.logs import Logger
 from mailiverse.store.db import Database
-from mailiverse.store.errors import InvalidInput, UserExists
+from mailiverse.store.errors import HomeUnavailable, InvalidInput, UserExists
 from mailiverse.store.groups import (
     Group,
     active_members_txn,
@@ -40,8 +41,11 @@ from mailiverse.store.groups import (
     users_by_name_txn,
     wrapped_keys_txn,
 )
+from mailiverse.store.homes import Homes
 from mailiverse.store.keylog import Holder, KeyLog, current_key_of_user_txn, key_of_txn, record_keys_txn
 from mailiverse.store.users import User
+
+log = Logger()
 
 
 @dataclass(frozen=True)
@@ -62,8 +66,11 @@ class GroupService:
         log: KeyLog,
         addresses_of: Callable[[str], Sequence[str]],
         clock: Callable[[], float] = time.time,
+        homes: Homes | None = None,
     ) -> None:
         self.database = database
+        #: A group's account gets a home like any account (store/homes.py).
+        self.homes = homes or Homes.single(database)
         self.log = log
         self._addresses_of = addresses_of
         self._clock = clock
@@ -79,7 +86,13 @@ class GroupService:
         check_binding(record, self._addresses_of(name))
         if record.kind != "group" or record.status != "current" or record.supersedes is not None:
             raise DirectoryError("invalid_record", "a new group's record is a current group key superseding none")
-        return await self.database.transact(self._create_txn, owner, name, record, wrapped)
+        view: GroupView = await self.database.transact(self._create_txn, owner, name, record, wrapped)
+        try:
+            await self.homes.place(view.group.account.id)
+        except HomeUnavailable:
+            # The group exists (its key is in the log): its mail lives in the metabase until it is moved to a home.
+            log.warn("the home chosen for a new group did not answer; the group's mail stays in the metabase")
+        return view
 
     def _create_txn(self, conn: Connection, owner: User, name: str, record: KeyRecord, wrapped: bytes) -> GroupView:
         if key_of_txn(conn, record.key_id) is not None:

@@ -37,6 +37,7 @@ from mailiverse.keylog.records import (
     verify_rsa_signature,
 )
 from mailiverse.store.db import Database
+from mailiverse.store.homes import Homes
 from mailiverse.store.keylog import KeyLog, SignedHead, current_key_of_user_txn
 from mailiverse.store.moving import (
     MAX_DIGESTS,
@@ -86,8 +87,11 @@ class MovingService:
         log: KeyLog,
         is_local: Callable[[str], bool],
         clock: Callable[[], float] = time.time,
+        homes: Homes | None = None,
     ) -> None:
         self.database = database
+        #: The account's objects and what of its mail was copied live in its home (store/homes.py).
+        self.homes = homes or Homes.single(database)
         self.log = log
         self._is_local = is_local
         self._clock = clock
@@ -158,12 +162,9 @@ class MovingService:
         return state, head
 
     async def status(self, user: User) -> MoveStatus:
-        return await self.database.run(self._status_txn, user.id)
-
-    def _status_txn(self, conn: Connection, user_id: int) -> MoveStatus:
-        state = move_state_txn(conn, user_id)
-        pending = pending_forward_count_txn(conn, user_id) if state is not None else 0
-        return MoveStatus(state, mail_states_txn(conn, user_id), pending)
+        state = await self.database.run(move_state_txn, user.id)
+        pending = await self.homes.run_for(user.id, pending_forward_count_txn, user.id) if state is not None else 0
+        return MoveStatus(state, await self.homes.run_for(user.id, mail_states_txn, user.id), pending)
 
     async def mark_copied(self, user: User, key_bases: object) -> int:
         """Mark received mail the client copied (and verified) at the new appliance: it is never forwarded."""
@@ -171,18 +172,16 @@ class MovingService:
             raise MovingError("invalid_request", f"key_bases must be a list of 1 to {MAX_MARKS} key bases")
         if not all(isinstance(k, str) and _KEY_BASE.fullmatch(k) for k in key_bases):
             raise MovingError("invalid_request", "a key base is <digits>_<digits>")
-        await self.database.transact(self._mark_txn, user.id, list(key_bases))
-        return len(set(key_bases))
-
-    def _mark_txn(self, conn: Connection, user_id: int, key_bases: list[str]) -> None:
-        if move_state_txn(conn, user_id) is not None:
+        if await self.database.run(move_state_txn, user.id) is not None:
             raise MovingError("already_moved", "the account moved already: what was not copied is forwarded", 409)
-        mark_copied_txn(conn, user_id, key_bases, self._now_ms())
+        await self.homes.transact_for(user.id, mark_copied_txn, user.id, list(key_bases), self._now_ms())
+        return len(set(key_bases))
 
     async def finish(self, user: User) -> int:
         """Delete every object of a moved account (the user asked); how many. Refused before the move and while
         received mail waits to be forwarded in the grace period."""
-        state, pending = await self.database.run(self._finish_check_txn, user.id)
+        state = await self.database.run(move_state_txn, user.id)
+        pending = await self.homes.run_for(user.id, pending_forward_count_txn, user.id) if state is not None else 0
         if state is None:
             raise MovingError("not_moved", "the account has not moved: nothing is deleted", 409)
         if pending and state.forward_until_ms > self._now_ms():
@@ -191,22 +190,20 @@ class MovingService:
             )
         deleted = 0
         while True:
-            gone = await self.database.transact(delete_objects_txn, user.id)
+            gone = await self.homes.transact_for(user.id, delete_objects_txn, user.id)
             deleted += gone
             if gone == 0:
                 break
-        await self.database.transact(forget_moved_mail_txn, user.id)
+        await self.homes.transact_for(user.id, forget_moved_mail_txn, user.id)
         return deleted
-
-    def _finish_check_txn(self, conn: Connection, user_id: int) -> tuple[MoveState | None, int]:
-        state = move_state_txn(conn, user_id)
-        return state, (pending_forward_count_txn(conn, user_id) if state is not None else 0)
 
     # -- both ends -----------------------------------------------------------------------------------
 
     async def digests(self, user: User, prefix: str, after: str | None, limit: int) -> list[Digest]:
         """A page of the account's objects with their SHA-256 (the client compares both ends without downloading)."""
-        return await self.database.run(digests_txn, user.id, prefix=prefix, after=after, limit=min(limit, MAX_DIGESTS))
+        return await self.homes.run_for(
+            user.id, digests_txn, user.id, prefix=prefix, after=after, limit=min(limit, MAX_DIGESTS)
+        )
 
     # -- the new appliance ---------------------------------------------------------------------------
 

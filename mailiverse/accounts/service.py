@@ -35,6 +35,7 @@ from mailiverse.auth import (
 from mailiverse.auth.clock import TimeSource
 from mailiverse.auth.devices import DeviceTokens
 from mailiverse.auth.pending import IPendingLogins, MemoryPendingLogins
+from mailiverse.auth.ratelimit import IRateLimiter, IRateLimits, LoginLimits
 from mailiverse.auth.srp6a import GROUP_BYTES, LoginChallenge
 from mailiverse.crypto.errors import CryptoError
 from mailiverse.crypto.formats import FORMAT_V2
@@ -43,6 +44,7 @@ from mailiverse.crypto.keys import load_public_key, public_key_der
 from mailiverse.store import accounts as repo
 from mailiverse.store.db import Database
 from mailiverse.store.errors import InvalidInput, UserExists, VersionConflict
+from mailiverse.store.homes import Homes
 from mailiverse.store.users import User, change_auth_txn, delete_user_txn, get_user_txn
 
 T = TypeVar("T")
@@ -243,17 +245,21 @@ class AccountService:
         *,
         clock: TimeSource = None,
         policy: SignupPolicy = SignupPolicy(),
-        throttle: LoginThrottle | None = None,
+        throttle: LoginLimits | None = None,
         login_starts: Budget = DEFAULT_LOGIN_STARTS,
         pending: IPendingLogins | PendingLogins | None = None,
         run_cpu: RunCpu = run_inline,
         now_ms: Callable[[], int] | None = None,
+        homes: Homes | None = None,
+        rate_limits: IRateLimits | None = None,
     ) -> None:
         self._db = database
+        #: The homes new accounts are placed in and deleted accounts' mail is deleted from (store/homes.py).
+        self._homes = homes or Homes.single(database)
         self._secret = server_secret
         self.sessions = sessions
         self.policy = policy
-        self.throttle = throttle or LoginThrottle(clock)
+        self.throttle: LoginLimits = throttle or LoginThrottle(clock)
         self.pending: IPendingLogins
         if pending is None:
             self.pending = DatabasePendingLogins(database, server_secret, clock=clock)
@@ -261,9 +267,18 @@ class AccountService:
             self.pending = MemoryPendingLogins(pending)
         else:
             self.pending = pending
-        self._starts = TokenBucketLimiter(login_starts, clock)
+        # Shared by every front end of a metabase (``rate_limits``), else in this process's memory.
+        self._starts: IRateLimiter = (
+            rate_limits.limiter("login-starts", login_starts)
+            if rate_limits
+            else TokenBucketLimiter(login_starts, clock)
+        )
         self.devices = DeviceTokens(server_secret, clock)
-        self._signups = TokenBucketLimiter(policy.per_address, clock)
+        self._signups: IRateLimiter = (
+            rate_limits.limiter("signups", policy.per_address)
+            if rate_limits
+            else TokenBucketLimiter(policy.per_address, clock)
+        )
         self._run_cpu = run_cpu
         self._now_ms = now_ms
 
@@ -275,7 +290,7 @@ class AccountService:
 
     async def signup(self, request: SignupRequest, client_ip: str) -> User:
         """Create an account; raises AccountError (``signup_closed``, ``username_taken``, ...)."""
-        decision = self._signups.consume(address_key(client_ip))
+        decision = await self._signups.spend(address_key(client_ip))
         if not decision.allowed:
             raise rate_limited(decision.retry_after_seconds)
         try:
@@ -289,7 +304,7 @@ class AccountService:
         key_block = check_key_block(request.key_block)
         kdf = check_new_kdf(request.kdf)
         try:
-            return await self._db.transact(
+            user = await self._db.transact(
                 repo.create_account_txn,
                 name,
                 public_key_der=public_key,
@@ -313,6 +328,13 @@ class AccountService:
             raise AccountError("username_taken", "that user name is taken", 409) from None
         except InvalidInput as error:
             raise AccountError("invalid_request", str(error)) from None
+        try:
+            await self._homes.place(user.id)
+        except BaseException:
+            # No account without a home: the sign-up fails whole (503 while the chosen home is down).
+            await self._db.transact(delete_user_txn, user.id)
+            raise
+        return user
 
     # -- login --------------------------------------------------------------------------------
 
@@ -324,10 +346,10 @@ class AccountService:
         """
         name = check_username(username)
         address = address_key(client_ip)
-        started = self._starts.consume(address)
+        started = await self._starts.spend(address)
         if not started.allowed:
             raise rate_limited(started.retry_after_seconds)
-        decision = self.throttle.check(name, client_ip, self.devices.verify(name, device_token))
+        decision = await self.throttle.admit(name, client_ip, self.devices.verify(name, device_token))
         if not decision.allowed:
             raise rate_limited(decision.retry_after_seconds)
         user = await self._db.run(get_user_txn, name)
@@ -345,17 +367,17 @@ class AccountService:
         try:
             challenge = await self.pending.take(proof.handle)
         except AuthFailed:
-            self.throttle.addresses.consume(address_key(client_ip))
+            await self.throttle.failed_address(client_ip)
             raise auth_failed() from None
         name = challenge.username
         device = self.devices.verify(name, device_token)
-        decision = self.throttle.check(name, client_ip, device)
+        decision = await self.throttle.admit(name, client_ip, device)
         if not decision.allowed:
             raise rate_limited(decision.retry_after_seconds)
         try:
             hamk: bytes = await self._run_cpu(challenge.verify, proof.A, proof.M)
         except AuthFailed:
-            self.throttle.record_failure(name, client_ip, device)
+            await self.throttle.failed(name, client_ip, device)
             raise auth_failed() from None
         return name, hamk, device
 
@@ -427,6 +449,7 @@ class AccountService:
         """Delete the account, its objects and every session, after a fresh proof; return HAMK."""
         hamk, _device = await self._prove_for(username, proof, client_ip, device_token)
         user = await self._live_user(username)
+        await self._homes.remove(user.id)
         await self._db.transact(delete_user_txn, user.id)
         await self.sessions.revoke_user(username)
         return hamk

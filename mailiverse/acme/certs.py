@@ -91,3 +91,31 @@ def install_certificate(cert_path: Path, key_path: Path, chain_pem: bytes, key_p
     x509.load_pem_x509_certificates(chain_pem)  # refuse to install anything but PEM certificates
     _write_private(key_path, key_pem)
     _write_private(cert_path, chain_pem)
+
+
+def improves_on(chain_pem: bytes, cert_path: Path, names: tuple[str, ...]) -> bool:
+    """Whether ``chain_pem`` (another front end's certificate) should replace the file at ``cert_path``.
+
+    Yes when it covers ``names`` and the file is missing, a placeholder, does not cover them, or
+    expires earlier; never for the very same chain.
+    """
+    try:
+        offered = x509.load_pem_x509_certificate(chain_pem)
+    except ValueError:
+        return False
+    covered = dns_names(chain_pem)
+    if not all(any(name_matches(p, n) for p in covered) for n in names):
+        return False
+    try:
+        current_pem = cert_path.read_bytes()
+        current = x509.load_pem_x509_certificate(current_pem)
+    except (OSError, ValueError):
+        return True
+    if current_pem == chain_pem:
+        return False
+    if current.issuer == current.subject:
+        return True
+    current_covered = dns_names(current_pem)
+    if not all(any(name_matches(p, n) for p in current_covered) for n in names):
+        return True
+    return offered.not_valid_after_utc > current.not_valid_after_utc

@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.x509.oid import NameOID
 from twisted.internet.task import deferLater
 
-from mailiverse.acme.http01 import ChallengeStore
+from mailiverse.acme.http01 import IChallengeStore
 from mailiverse.httpbody import BodyTooLarge, read_bounded
 
 MAX_RESPONSE = 1024 * 1024
@@ -187,7 +187,7 @@ class AcmeClient:
             await deferLater(self._reactor, self._poll_interval, lambda: None)
         raise AcmeError(f"the ACME server did not finish {url} in time")
 
-    async def issue(self, names: Sequence[str], challenges: ChallengeStore, key_pem: bytes) -> bytes:
+    async def issue(self, names: Sequence[str], challenges: IChallengeStore, key_pem: bytes) -> bytes:
         """Order a certificate for ``names``, answer HTTP-01 through ``challenges``; return the PEM chain."""
         await self.register()
         directory = await self.directory()
@@ -209,7 +209,7 @@ class AcmeClient:
                         f"the ACME server offers no http-01 challenge for {authz.get('identifier', {}).get('value')}"
                     )
                 token = http01[0]["token"]
-                challenges.put(token, f"{token}.{thumbprint(self._key)}")
+                await challenges.place(token, f"{token}.{thumbprint(self._key)}")
                 tokens.append(token)
                 await self._post(http01[0]["url"], {})
                 result = await self._poll(authz_url, ("pending", "processing"))
@@ -221,7 +221,7 @@ class AcmeClient:
                     )
         finally:
             for token in tokens:
-                challenges.remove(token)
+                await challenges.withdraw(token)
         order = await self._poll(order_url, ("pending",))
         if order.get("status") != "ready":
             raise AcmeError(f"the order is {order.get('status')}, not ready")

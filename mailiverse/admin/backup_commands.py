@@ -29,10 +29,22 @@ def _passphrase(args: argparse.Namespace, confirm: bool) -> str:
     return first
 
 
+def _one_database(args: argparse.Namespace) -> None:
+    """A backup holds one database: with homes it would silently miss every account's mail, so it is refused."""
+    from mailiverse.admin.database import home_settings
+
+    if args.db is None and home_settings(args)[1]:
+        raise AdminError(
+            "this appliance keeps its accounts in homes: back up the metabase and every home with pg_dump "
+            "(docs/homes.md), and the data dir's keys"
+        )
+
+
 def cmd_backup(args: argparse.Namespace) -> None:
     """``mailiverse-admin backup FILE``: an encrypted, consistent snapshot of the database and keys."""
     from mailiverse.admin.backup_archive import create_backup
 
+    _one_database(args)
     manifest = create_backup(Path(args.data_dir), Path(args.file), _passphrase(args, confirm=True), db_url=args.db)
     print(
         f"backup written to {args.file}: {len(manifest['files'])} key file(s) and the {manifest['database']} database"
@@ -43,6 +55,7 @@ def cmd_restore(args: argparse.Namespace) -> None:
     """``mailiverse-admin restore FILE``: put a backup back (stop the service first)."""
     from mailiverse.admin.backup_archive import restore_backup
 
+    _one_database(args)
     result = restore_backup(Path(args.data_dir), Path(args.file), _passphrase(args, confirm=False), db_url=args.db)
     rows = sum(result.tables.values())
     print(f"restored {len(result.files)} file(s) and {rows} row(s) into {Path(args.data_dir)}; start the service again")

@@ -31,6 +31,15 @@ def _add_operator_commands(sub: argparse._SubParsersAction[argparse.ArgumentPars
     )
     add.set_defaults(func=commands.cmd_user_add)
     user.add_parser("list", help="list accounts").set_defaults(func=commands.cmd_user_list)
+    move_home = user.add_parser(
+        "move-home", help="move an account's mail to another home (copied, verified, flipped; mail keeps arriving)"
+    )
+    move_home.add_argument("name", metavar="NAME")
+    move_home.add_argument("home", metavar="HOME")
+    move_home.set_defaults(func=commands.cmd_user_move_home)
+    homes = sub.add_parser("homes", help="the homes accounts live in: users, objects, sizes and health of each")
+    homes.add_argument("--users", action="store_true", help="list each account with the name of its home")
+    homes.set_defaults(func=commands.cmd_homes)
     quota = user.add_parser("quota", help="show an account's storage use and quota, or set the quota")
     quota.add_argument("name")
     quota.add_argument(
@@ -137,6 +146,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mailiverse-admin", description="Operate a mailiverse appliance.")
     parser.add_argument("--data-dir", default=DEFAULT_DATA_DIR, help=f"appliance data dir (default {DEFAULT_DATA_DIR})")
     parser.add_argument("--db", default=None, help="database URL (default: the one the appliance recorded)")
+    parser.add_argument("--metabase", default=None, help="the metabase's URL, with --home (default: as recorded)")
+    parser.add_argument(
+        "--home",
+        action="append",
+        default=[],
+        dest="home_urls",
+        metavar="NAME=URL",
+        help="a home (repeatable; with --metabase)",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     _add_operator_commands(sub)
     _add_setup_commands(sub)

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from mailiverse.admin.database import appliance_database
+from mailiverse.admin.database import ApplianceHomes, appliance_database, appliance_homes
 from mailiverse.admin.errors import AdminError
 from mailiverse.config import DataDir
 from mailiverse.privatefile import create_private, private_dir, private_writer
@@ -58,11 +58,45 @@ def cmd_user_add(args: argparse.Namespace) -> None:
     if key.key_size < 2048:
         raise AdminError(f"--public-key is a {key.key_size}-bit key; use 2048 bits or more")
     try:
-        with appliance_database(args) as db:
-            user = db.transact_sync(add_user_txn, name, public_key_der(key), args.format)
+        with appliance_homes(args) as homes:
+            user = homes.meta.transact_sync(add_user_txn, name, public_key_der(key), args.format)
+            home = _place(homes, user.id)
     except UserExists:
         raise AdminError(f"a user named {name!r} exists already") from None
-    print(f"added {user.name} ({user.envelope_format}, key {public_key_fingerprint(key)[:16]})")
+    where = f", home {home}" if home else ""
+    print(f"added {user.name} ({user.envelope_format}, key {public_key_fingerprint(key)[:16]}{where})")
+
+
+def _place(homes: ApplianceHomes, user_id: int, *, undo: bool = True) -> str | None:
+    """Give a new account its home (as the appliance does at sign-up); None with one database. If the home does
+    not take it, the account is deleted again (``undo``), or stays in the metabase, its home until moved."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from mailiverse.store.homes import ACTIVE, add_copy_txn, choose_home, home_counts_txn, set_home_txn
+    from mailiverse.store.users import delete_user_txn
+
+    if not homes.multi:
+        return None
+    name = choose_home(homes.weights, homes.meta.run_sync(home_counts_txn))
+    try:
+        account = homes.meta.run_sync(_account_row_txn, user_id)
+        homes.homes[name].transact_sync(add_copy_txn, account, ACTIVE)
+        homes.meta.transact_sync(set_home_txn, user_id, name, ACTIVE)
+    except SQLAlchemyError:
+        if not undo:
+            print(f"home {name} did not answer: the account lives in the metabase until 'user move-home' moves it")
+            return None
+        homes.meta.transact_sync(delete_user_txn, user_id)
+        raise AdminError(f"home {name} did not take the new account (is it up?); nothing was added") from None
+    return name
+
+
+def _account_row_txn(conn: Any, user_id: int) -> dict[str, Any]:
+    from sqlalchemy import select
+
+    from mailiverse.store.schema import users
+
+    return dict(conn.execute(select(users).where(users.c.id == user_id)).mappings().one())
 
 
 def cmd_user_list(args: argparse.Namespace) -> None:
@@ -99,7 +133,10 @@ def cmd_user_quota(args: argparse.Namespace) -> None:
         user = _require_user_txn(conn, name)
         return set_quota_txn(conn, user.id, new_quota) if change else get_usage_txn(conn, user.id)
 
-    with appliance_database(args) as db:
+    with appliance_homes(args) as homes:
+        _home, db = homes.home_of(name)
+        if change and db is not homes.meta:
+            homes.meta.transact_sync(quota_txn)  # the directory's copy, for listings
         usage = db.transact_sync(quota_txn) if change else db.run_sync(quota_txn)
     if usage.quota_bytes is None:
         quota = f"quota {format_size(_default_quota(args))} (appliance default)"
@@ -122,7 +159,8 @@ def cmd_store_ls(args: argparse.Namespace) -> None:
                 return found
             after = page[-1].path
 
-    with appliance_database(args) as db:
+    with appliance_homes(args) as homes:
+        _home, db = homes.home_of(_canonical_name(args.name))
         for info in db.run_sync(listing_txn):
             print(f"{info.path}\t{info.size}\t{info.version}\t{_iso(info.modified_ms)}")
 
@@ -136,7 +174,8 @@ def cmd_store_cat(args: argparse.Namespace) -> None:
             raise AdminError(f"{args.name} has no object {args.path!r}")
         return b"".join(iter_object_chunks_txn(conn, user.id, args.path))
 
-    with appliance_database(args) as db:
+    with appliance_homes(args) as homes:
+        _home, db = homes.home_of(_canonical_name(args.name))
         data = db.run_sync(read_txn)
     if args.private_key:
         from mailiverse.crypto.errors import CryptoError
@@ -182,7 +221,8 @@ def cmd_store_dump(args: argparse.Namespace) -> None:
                 return count
             after = page[-1].path
 
-    with appliance_database(args) as db:
+    with appliance_homes(args) as homes:
+        _home, db = homes.home_of(_canonical_name(args.name))
         count = db.run_sync(dump_txn)
     print(f"wrote {count} object(s) to {target}")
 
@@ -255,7 +295,8 @@ def cmd_domain_policy(args: argparse.Namespace) -> None:
     domains = [str(d) for d in recorded] if isinstance(recorded, list) else [domain]
     if domain not in domains:
         raise AdminError(f"{domain} is not a domain of this appliance ({', '.join(domains)})")
-    with appliance_database(args) as db:
+    with appliance_homes(args) as homes:
+        db = homes.meta
         if args.policy is None:
             current = db.transact_sync(current_policy_txn, domain)
             if current is None:
@@ -278,5 +319,73 @@ def cmd_domain_policy(args: argparse.Namespace) -> None:
             )
         except PolicyError as error:
             raise AdminError(str(error)) from None
+        if change.key_id:
+            _place(
+                homes, db.run_sync(_holder_of_txn, change.key_id), undo=False
+            )  # the organisation's account gets a home
     detail = f"; key {change.key_id}, readable by {', '.join(change.officers)}" if change.key_id else ""
     print(f"{domain}: {change.policy} (entry {change.seq}, log leaf {change.leaf_index}){detail}")
+
+
+def _holder_of_txn(conn: Any, key_id: str) -> int:
+    from sqlalchemy import select
+
+    from mailiverse.store.schema import key_records
+
+    return int(conn.execute(select(key_records.c.user_id).where(key_records.c.key_id == key_id)).scalar_one())
+
+
+def cmd_homes(args: argparse.Namespace) -> None:
+    """One line per home: its name, its accounts, objects, stored bytes, database size and health; with
+    ``--users``, each account and the name of its home."""
+    from mailiverse.store.homes import ACTIVE, METABASE_HOME, home_counts_txn, homes_of_users_txn
+
+    with appliance_homes(args) as homes:
+        if args.users:
+            for name, home, state in homes.meta.run_sync(homes_of_users_txn):
+                print(f"{name}\t{home}" + ("" if state == ACTIVE else f"\t{state}"))
+            return
+        counts = homes.meta.run_sync(home_counts_txn)
+        for name, database in homes.homes.items():
+            if name == METABASE_HOME and homes.multi and not counts.get(name):
+                continue  # the metabase is a home only for accounts from before the homes
+            users = counts.get(name, 0)
+            try:
+                objects, stored, size = database.run_sync(_home_stats_txn)
+            except Exception as error:  # noqa: BLE001 - a home that does not answer is reported, not fatal
+                print(f"{name}\t{users}\t-\t-\t-\tdown ({type(error).__name__})")
+                continue
+            weight = f" weight {homes.weights[name]}" if name in homes.weights else ""
+            print(f"{name}\t{users}\t{objects} objects\t{stored} bytes stored\t{size} bytes on disk\tup{weight}")
+
+
+def _home_stats_txn(conn: Any) -> tuple[int, int, int]:
+    """(objects, their bytes, the database's size on disk) of one home."""
+    from sqlalchemy import func, select, text
+
+    from mailiverse.store.schema import objects
+
+    count, stored = conn.execute(select(func.count(), func.coalesce(func.sum(objects.c.size), 0))).one()
+    if conn.dialect.name == "postgresql":
+        size = conn.execute(text("SELECT pg_database_size(current_database())")).scalar()
+    else:
+        size = conn.execute(text("SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()")).scalar()
+    return int(count), int(stored), int(size or 0)
+
+
+def cmd_user_move_home(args: argparse.Namespace) -> None:
+    """Move an account's mail to another home: copied, verified (counts and hashes), flipped, the old copy deleted."""
+    from mailiverse.store.homemove import HomeMoveError, move_home
+
+    name = _canonical_name(args.name)
+    with appliance_homes(args) as homes:
+        if not homes.multi:
+            raise AdminError("this appliance has one database: run it with --metabase and --home to have homes")
+        try:
+            report = move_home(homes.meta, homes.homes, name, args.home, say=print)
+        except HomeMoveError as e:
+            raise AdminError(str(e)) from None
+    print(
+        f"moved {name} from {report.source} to {report.target}: {report.objects} object(s), {report.bytes} bytes, "
+        f"sha256 {report.digest}, mail held {report.held_s:.1f} s"
+    )

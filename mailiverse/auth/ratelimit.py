@@ -1,5 +1,10 @@
-"""Token-bucket rate limits in bounded memory: login failures per account and per client address, and
-any other budget that spends one or more tokens an attempt (the submission service's send limit)."""
+"""Token-bucket rate limits: login failures per account and per client address, and any other budget
+that spends one or more tokens an attempt (the submission service's send limit).
+
+``TokenBucketLimiter`` keeps its buckets in bounded memory, for one process. Front ends that share a
+metabase share their buckets instead (``mailiverse.store.ratebuckets``); both provide ``IRateLimiter``,
+whose methods are awaitable, and an ``IRateLimits`` makes the limiters, so a caller never knows which.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,10 @@ import ipaddress
 import itertools
 import math
 from collections import OrderedDict
+from collections.abc import Awaitable
 from dataclasses import dataclass
+
+from zope.interface import Attribute, Interface, implementer
 
 from mailiverse.auth.clock import TimeSource, as_clock
 
@@ -59,6 +67,37 @@ def address_key(address: str) -> str:
     return str(ip)
 
 
+class IRateLimiter(Interface):
+    """Token buckets of one ``budget``, one per key. Every method returns an awaitable.
+
+    ``spend`` takes ``cost`` tokens if the key has them (all or none) and says whether it did;
+    ``peek`` tells the same without spending; ``give_back`` returns tokens ``spend`` took for an
+    attempt that did not happen (never past the budget); ``forget`` gives the key its full budget.
+    """
+
+    budget = Attribute("The Budget every key of this limiter gets.")
+
+    def spend(key: str, cost: float = 1.0) -> Awaitable[Decision]:
+        """Spend ``cost`` tokens of ``key`` if it has them."""
+
+    def peek(key: str, cost: float = 1.0) -> Awaitable[Decision]:
+        """Whether ``key`` has ``cost`` tokens, spending none."""
+
+    def give_back(key: str, cost: float = 1.0) -> Awaitable[None]:
+        """Return ``cost`` tokens to ``key``."""
+
+    def forget(key: str) -> Awaitable[None]:
+        """Give ``key`` its full budget back."""
+
+
+class IRateLimits(Interface):
+    """Makes the limiters of one appliance: in memory, or shared by every front end of a metabase."""
+
+    def limiter(name: str, budget: Budget) -> IRateLimiter:
+        """The limiter called ``name`` (its keys are apart from every other limiter's) with ``budget``."""
+
+
+@implementer(IRateLimiter)
 class TokenBucketLimiter:
     """One token bucket per key, all with the same ``Budget``.
 
@@ -118,6 +157,20 @@ class TokenBucketLimiter:
         """Give ``key`` its full budget back."""
         self._buckets.pop(key, None)
 
+    # IRateLimiter: the same buckets, awaitable; nothing here waits, so a caller's coroutine runs straight through.
+
+    async def spend(self, key: str, cost: float = 1.0) -> Decision:
+        return self.consume(key, cost)
+
+    async def peek(self, key: str, cost: float = 1.0) -> Decision:
+        return self.check(key, cost)
+
+    async def give_back(self, key: str, cost: float = 1.0) -> None:
+        self.refund(key, cost)
+
+    async def forget(self, key: str) -> None:
+        self.reset(key)
+
     def _store(self, key: str, tokens: float, now: float) -> None:
         self._buckets[key] = (tokens, now)
         self._buckets.move_to_end(key)
@@ -139,7 +192,79 @@ class TokenBucketLimiter:
                 del self._buckets[oldest]
 
 
-class LoginThrottle:
+@implementer(IRateLimits)
+class MemoryRateLimits:
+    """Limiters in this process's memory (one database, one front end): each a ``TokenBucketLimiter``."""
+
+    def __init__(self, clock: TimeSource = None, max_keys: int = 100_000) -> None:
+        self._clock = clock
+        self._max_keys = max_keys
+
+    def limiter(self, name: str, budget: Budget) -> TokenBucketLimiter:
+        return TokenBucketLimiter(budget, self._clock, self._max_keys)
+
+
+#: The budgets of failed logins, the same in memory and shared.
+LOGIN_PER_ACCOUNT = Budget(attempts=10, period=900.0)
+LOGIN_PER_ADDRESS = Budget(attempts=30, period=900.0)
+LOGIN_PER_DEVICE = Budget(attempts=10, period=900.0)
+
+
+def _device_key(account: str, device: str) -> str:
+    return f"{account}\x00{device}"
+
+
+class LoginLimits:
+    """The failed-login budgets of ``LoginThrottle`` over any ``IRateLimiter``s, awaited: ``admit`` before any
+    SRP work, ``failed`` after every failed attempt, ``failed_address`` for a failure with no account."""
+
+    def __init__(self, accounts: IRateLimiter, addresses: IRateLimiter, devices: IRateLimiter) -> None:
+        self.accounts = accounts
+        self.addresses = addresses
+        self.devices = devices
+
+    @classmethod
+    def shared(
+        cls,
+        limits: IRateLimits,
+        per_account: Budget = LOGIN_PER_ACCOUNT,
+        per_address: Budget = LOGIN_PER_ADDRESS,
+        per_device: Budget = LOGIN_PER_DEVICE,
+        *,
+        prefix: str = "login",
+    ) -> LoginLimits:
+        """The budgets as limiters of ``limits``, named ``<prefix>-account``, ``-address`` and ``-device``."""
+        return cls(
+            limits.limiter(f"{prefix}-account", per_account),
+            limits.limiter(f"{prefix}-address", per_address),
+            limits.limiter(f"{prefix}-device", per_device),
+        )
+
+    async def admit(self, account: str, address: str, device: str | None = None) -> Decision:
+        """Allowed only if the budgets that apply have a token; retry after the latest of them."""
+        if device is not None:
+            decision: Decision = await self.devices.peek(_device_key(account, device))
+            return decision
+        by_account: Decision = await self.accounts.peek(account)
+        by_address: Decision = await self.addresses.peek(address_key(address))
+        if by_account.allowed and by_address.allowed:
+            return Decision(True)
+        return Decision(False, max(by_account.retry_after, by_address.retry_after))
+
+    async def failed(self, account: str, address: str, device: str | None = None) -> None:
+        """Spend one failure from the device's budget, or else from the account's and the address's."""
+        if device is not None:
+            await self.devices.spend(_device_key(account, device))
+            return
+        await self.accounts.spend(account)
+        await self.addresses.spend(address_key(address))
+
+    async def failed_address(self, address: str) -> None:
+        """Spend one failure from the address's budget alone (an expired or unknown login handle)."""
+        await self.addresses.spend(address_key(address))
+
+
+class LoginThrottle(LoginLimits):
     """Separate budgets for failed logins per account, per client address and per known device.
 
     Call ``check`` before doing any SRP work, and ``record_failure`` after every failed
@@ -147,23 +272,30 @@ class LoginThrottle:
     An attempt that presents a valid device token (``mailiverse.auth.devices``) passes its
     device id: it is then judged by that device's own budget alone, so strangers who spend the
     account's or the address's budget cannot lock the owner's known devices out.
+    The same budgets are awaitable through ``LoginLimits`` (``admit``, ``failed``), as shared ones are.
     """
+
+    accounts: TokenBucketLimiter
+    addresses: TokenBucketLimiter
+    devices: TokenBucketLimiter
 
     def __init__(
         self,
         clock: TimeSource = None,
-        per_account: Budget = Budget(attempts=10, period=900.0),
-        per_address: Budget = Budget(attempts=30, period=900.0),
+        per_account: Budget = LOGIN_PER_ACCOUNT,
+        per_address: Budget = LOGIN_PER_ADDRESS,
         max_keys: int = 100_000,
-        per_device: Budget = Budget(attempts=10, period=900.0),
+        per_device: Budget = LOGIN_PER_DEVICE,
     ) -> None:
-        self.accounts = TokenBucketLimiter(per_account, clock, max_keys)
-        self.addresses = TokenBucketLimiter(per_address, clock, max_keys)
-        self.devices = TokenBucketLimiter(per_device, clock, max_keys)
+        super().__init__(
+            TokenBucketLimiter(per_account, clock, max_keys),
+            TokenBucketLimiter(per_address, clock, max_keys),
+            TokenBucketLimiter(per_device, clock, max_keys),
+        )
 
     @staticmethod
     def _device_key(account: str, device: str) -> str:
-        return f"{account}\x00{device}"
+        return _device_key(account, device)
 
     def check(self, account: str, address: str, device: str | None = None) -> Decision:
         """Allowed only if the budgets that apply have a token; retry after the latest of them."""

@@ -115,6 +115,10 @@ def _spf(request: JudgeRequest, enquirer: Enquirer) -> list[AuthResult]:
     """The SPF result of the MAIL FROM (of the HELO name for a bounce), first, then of the HELO name."""
     helo = plain_name(request.helo) if "." in request.helo else ""
     sender_domain = plain_name(request.mail_from.rpartition("@")[2]) if request.mail_from else helo
+    if not request.client_ip:
+        # Mail handed over by an MTA in front (LMTP, mailiverse-deliver) whose trace named no client: there is no
+        # address to check, so SPF says nothing ("none"), and DMARC rests on DKIM alone.
+        return [AuthResult("spf", "none", domain=sender_domain, identity="mailfrom" if request.mail_from else "helo")]
     with _spf_through(enquirer), enquirer.allowance(SPF_MAILFROM_ENQUIRIES):
         first = _spf_result(request.client_ip, request.mail_from, request.helo)
     results = [AuthResult("spf", first, domain=sender_domain, identity="mailfrom" if request.mail_from else "helo")]

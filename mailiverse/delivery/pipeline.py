@@ -20,15 +20,16 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import functools
+import hashlib
 import io
 import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.threads import blockingCallFromThread, deferToThreadPool
 from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
@@ -63,11 +64,13 @@ from mailiverse.delivery.verdicts import Judgement, JudgeRequest
 from mailiverse.logs import Logger
 from mailiverse.mime.carrier import looks_like_carrier
 from mailiverse.mime.limits import Limits
+from mailiverse.store import receipts
 from mailiverse.store.aliases import AddressHasher, find_alias_txn, knows_sender_txn, record_use_txn
 from mailiverse.store.db import Database
 from mailiverse.store.errors import OverQuota, VersionConflict
 from mailiverse.store.groupcommit import Bulk, Outcome
 from mailiverse.store.groups import organisation_copies_txn
+from mailiverse.store.homes import Homes
 from mailiverse.store.keylog import sealable_key_ids_txn
 from mailiverse.store.lookups import CoalescedLookup
 from mailiverse.store.objects import CHUNK_SIZE, NewObject, insert_new_objects_txn, put_object_txn
@@ -84,6 +87,9 @@ from mailiverse.store.users import (
 )
 
 log = Logger()
+T = TypeVar("T")
+#: The longest line of the appliance's own trace header read past when a message is digested (store/receipts.py).
+MAX_TRACE_LINE = 4096
 
 
 class DeliveryError(Exception):
@@ -144,18 +150,21 @@ class Delivery:
         dnsbl_zones: tuple[str, ...] = (),
         aliases: AddressHasher | None = None,
         after_store: Callable[[], None] | None = None,
+        homes: Homes | None = None,
     ) -> None:
         """``resolve`` answers the judge's DNS questions (without it only the local-domain rule is
         applied to mail from outside); ``trusted_arc_sealers`` are the ARC sealers whose chain may
         vouch for a message that fails DMARC; ``spam_filter`` (``--rspamd``) checks mail from
         outside before it is sealed, and ``dnsbl_zones`` are the blocklists the built-in check asks.
         ``aliases`` hashes addresses for the alias directory (store/aliases.py); without it only accounts'
-        own names receive mail."""
+        own names receive mail. ``homes`` routes each account's writes to its home (store/homes.py); without it
+        ``database`` is the only one."""
         if reactor is None:
             from twisted.internet import reactor as default_reactor
 
             reactor = default_reactor
         self._db = database
+        self._homes = homes or Homes.single(database)
         self._is_local_domain = is_local_domain
         self._tmp_dir = str(tmp_dir) if tmp_dir else None
         self._reactor = reactor
@@ -203,7 +212,11 @@ class Delivery:
             alias, user = found
         if user is None or user.disabled:
             return None
-        full = Usage(user.used_bytes, user.quota_bytes).is_full(self._default_quota)
+        if self._homes.multi:
+            # The home counts the usage (and a home that is down answers 451 for its accounts here, at RCPT).
+            full = (await self._homes.usage(user.id)).is_full(self._default_quota)
+        else:
+            full = Usage(user.used_bytes, user.quota_bytes).is_full(self._default_quota)
         return Recipient(
             address=f"{local}@{parts[1].lower()}",
             user=user.name,
@@ -295,8 +308,11 @@ class Delivery:
                 filed = SCREENER_FOLDER
             sealed.append(_Sealed(user.id, mail_paths(key_base, filed)[i % 2], body))
         users = [user for user in users if screened.get(user.id) != "blocked"]
+        receipt = None
+        if envelope is not None and self._aliases is not None:
+            receipt = self._aliases.received(await self._in_pool(_sent_digest, message))
         try:
-            await self._commit(users, sealed, now_ms, folder, shared=not carried)
+            await self._commit(users, sealed, now_ms, folder, shared=not carried, receipt=receipt)
         except EnvelopeRefused:
             # The same carrier again (a sender's retry after a lost reply): it is stored already.
             log.info("a carrier already stored ({key_base}) arrived again; kept once", key_base=key_base)
@@ -314,30 +330,63 @@ class Delivery:
         return sealed[0].path if sealed else mail_paths(key_base, folder)[0]
 
     async def _may_carry(self, message: ISpooled) -> bool:
-        """``_may_carry`` of a message in memory here; of one spilled to the encrypted spool on a delivery thread
-        (its head is read and decrypted from disk)."""
+        """``_may_carry`` of the message (a spilled one's head is read and decrypted on a delivery thread)."""
+        return await self._in_pool(_may_carry, message)
+
+    async def _in_pool(self, fn: Callable[[ISpooled], T], message: ISpooled) -> T:
+        """``fn(message)`` here for a message in memory; on a delivery thread for one spilled to the encrypted spool."""
         if getattr(message, "in_memory", False):
-            return _may_carry(message)
-        found: bool = await deferToThreadPool(self._reactor, self._pool, _may_carry, message)
-        return found
+            return fn(message)
+        result: T = await deferToThreadPool(self._reactor, self._pool, fn, message)
+        return result
 
     async def _commit(
-        self, users: Sequence[User], sealed: list[_Sealed], now_ms: int, folder: str, *, shared: bool = True
+        self,
+        users: Sequence[User],
+        sealed: list[_Sealed],
+        now_ms: int,
+        folder: str,
+        *,
+        shared: bool = True,
+        receipt: bytes | None = None,
     ) -> None:
         """Write ``sealed`` in one durable transaction (MailboxFull past a quota), closing every body.
 
         With ``shared`` (the appliance named the objects), deliveries arriving while the writer is busy share its
         next commit (one fsync for many), and small ones its statements too (_store_many); objects named by a
-        client are written alone, so a taken name fails only that delivery."""
+        client are written alone, so a taken name fails only that delivery. ``receipt`` (mail from outside: the keyed
+        digest of the message as sent) skips the accounts that stored the same message before (store/receipts.py)."""
         default_quota = None if folder == SENT_FOLDER else self._default_quota
-        request = _StoreRequest(users, sealed, now_ms, default_quota, [item.size for item in sealed])
         try:
-            await self._db.transact_grouped(
-                functools.partial(_store_all, request=request),
-                weight=sum(request.sizes),
-                user_ids=[user.id for user in users],
-                bulk=Bulk(_store_many, request) if shared and max(request.sizes, default=0) <= CHUNK_SIZE else None,
-            )
+            by_home = await self._homes.grouped_for([user.id for user in users])
+            # One durable commit per home the recipients live in, all before the reply; with one home, one.
+            writes = []
+            for name, ids in by_home.items():
+                chosen = set(ids)
+                part = [item for item in sealed if item.user_id in chosen]
+                request = _StoreRequest(
+                    [user for user in users if user.id in chosen],
+                    part,
+                    now_ms,
+                    default_quota,
+                    [i.size for i in part],
+                    receipt,
+                )
+                bulk = Bulk(_store_many, request) if shared and max(request.sizes, default=0) <= CHUNK_SIZE else None
+
+                def write(database: Database, request: _StoreRequest = request, bulk: Bulk | None = bulk) -> Any:
+                    return database.transact_grouped(
+                        functools.partial(_store_all, request=request),
+                        weight=sum(request.sizes),
+                        user_ids=[user.id for user in request.users],
+                        bulk=bulk,
+                    )
+
+                writes.append(Deferred.fromCoroutine(self._homes.write_in(name, write)))
+            if len(writes) == 1:
+                await writes[0]
+            elif writes:
+                await gatherResults(writes, consumeErrors=True).addErrback(lambda f: f.value.subFailure)
         except OverQuota:
             raise MailboxFull("the message would take a recipient's mailbox past its quota") from None
         except VersionConflict:
@@ -422,7 +471,9 @@ class Delivery:
         if not screening:
             return {}  # the common case: no recipient screens, and nothing is asked of the database
         sender = self._aliases.sender(sender_address)
-        words = await self._db.run(screening_txn, screening, sender)
+        words: dict[int, str] = {}
+        for name, ids in (await self._homes.grouped_for(screening)).items():
+            words.update(await self._homes.write_in(name, functools.partial(_screening_in, ids=ids, sender=sender)))
         for user in users:
             if words.get(user.id) != "unknown" or not stamps:
                 continue
@@ -457,7 +508,7 @@ class Delivery:
         if user is None:
             return
         hashes = [self._aliases.sender(address) for address in addresses]
-        await self._db.transact(approve_correspondents_txn, user.id, hashes)
+        await self._homes.transact_for(user.id, approve_correspondents_txn, user.id, hashes)
 
     async def _record_alias_use(self, recipients: list[Recipient], mail_from: str) -> None:
         """Count a delivery on each alias it came by, and note its sender (as hashes) there; a failure here
@@ -622,6 +673,22 @@ def _may_carry(message: ISpooled) -> bool:
         return looks_like_carrier(reader.read(64 * 1024))
 
 
+def _sent_digest(message: ISpooled) -> bytes:
+    """SHA-256 of the message as its sender sent it: the appliance's own first header (its Received line, which
+    names this attempt) is left out, so a retry of the same message has the same digest."""
+    digest = hashlib.sha256()
+    with message.open() as reader:
+        line = reader.readline(MAX_TRACE_LINE)
+        if line.startswith(b"Received:"):
+            line = reader.readline(MAX_TRACE_LINE)
+            while line[:1] in (b" ", b"\t"):
+                line = reader.readline(MAX_TRACE_LINE)
+        digest.update(line)
+        while chunk := reader.read(CHUNK_SIZE):
+            digest.update(chunk)
+    return digest.digest()
+
+
 def _read_and_digest(message: ISpooled) -> tuple[bytes, bytes]:
     raw = message.read_all()
     return raw, content_digest(raw)
@@ -657,15 +724,34 @@ class _StoreRequest:
     #: None for the sender's own copy (counted, never refused).
     default_quota: int | None
     sizes: list[int]
+    #: Mail from outside: the keyed digest of the message as sent (store/receipts.py); None: not deduplicated.
+    receipt: bytes | None = None
+
+    def pairs(self) -> list[tuple[int, bytes]]:
+        """(account, receipt) of each account this delivery writes for, when it has a receipt."""
+        if self.receipt is None:
+            return []
+        return [(user_id, self.receipt) for user_id in dict.fromkeys(item.user_id for item in self.sealed)]
+
+    def receipts(self, skipped: set[int]) -> list[tuple[int, bytes, str]]:
+        """The receipts to record for the accounts written for (not ``skipped``)."""
+        assert self.receipt is not None
+        bases = {item.user_id: item.path.rpartition("/")[2] for item in self.sealed}
+        return [(user_id, self.receipt, bases[user_id]) for user_id, _ in self.pairs() if user_id not in skipped]
 
 
 def _store_all(conn: Any, *, request: _StoreRequest) -> None:
     # Checked in the write transaction rather than by a read before it: an account deleted, disabled
     # or replaced since RCPT fails this delivery (the sender retries) and nothing is stored.
     keys = deliverable_keys_txn(conn, [user.id for user in request.users])
-    if any(keys.get(user.id) != user.public_key for user in request.users):
+    if any(not _same_key(keys.get(user.id), user.public_key) for user in request.users):
         raise DeliveryError("a recipient's account disappeared during delivery")
+    seen = {user_id for user_id, _ in receipts.seen_txn(conn, request.pairs())}
+    if request.receipt is not None:
+        receipts.record_txn(conn, request.receipts(seen), request.now_ms)
     for item in request.sealed:
+        if item.user_id in seen:
+            continue  # stored from the same message before (a sender's retry): kept once
         item.body.seek(0)
         put_object_txn(
             conn,
@@ -690,14 +776,21 @@ def _store_many(conn: Any, requests: list[_StoreRequest]) -> list[Outcome]:
     added: dict[int, int] = {}
     outcomes: list[Outcome] = []
     writes: list[NewObject] = []
+    stored = receipts.seen_txn(conn, [pair for request in requests for pair in request.pairs()])
+    received: list[tuple[int, bytes, str]] = []
     for request in requests:
-        if any(user.id not in targets or targets[user.id].public_key != user.public_key for user in request.users):
+        seen = {user_id for user_id, _ in request.pairs() if (user_id, request.receipt) in stored}
+        if any(
+            user.id not in targets or not _same_key(targets[user.id].public_key, user.public_key)
+            for user in request.users
+        ):
             error: Exception = DeliveryError("a recipient's account disappeared during delivery")
             outcomes.append(Outcome(failure=Failure(error)))
             continue
         growth: dict[int, int] = {}
         for item, size in zip(request.sealed, request.sizes, strict=True):
-            growth[item.user_id] = growth.get(item.user_id, 0) + size
+            if item.user_id not in seen:
+                growth[item.user_id] = growth.get(item.user_id, 0) + size
         if request.default_quota is not None and any(
             usage[user_id] + delta > _limit(targets[user_id], request.default_quota)
             for user_id, delta in growth.items()
@@ -710,12 +803,29 @@ def _store_many(conn: Any, requests: list[_StoreRequest]) -> list[Outcome]:
             usage[user_id] += delta
             added[user_id] = added.get(user_id, 0) + delta
         for item in request.sealed:
+            if item.user_id in seen:
+                continue  # stored from the same message before (a sender's retry): kept once
             item.body.seek(0)
             writes.append(NewObject(item.user_id, item.path, item.body.read(), request.now_ms))
+        if request.receipt is not None:
+            fresh = request.receipts(seen)
+            received.extend(fresh)
+            stored.update((user_id, digest) for user_id, digest, _ in fresh)
         outcomes.append(Outcome(value=None))
+    receipts.record_txn(conn, received, requests[0].now_ms if requests else 0)
     insert_new_objects_txn(conn, writes)
     add_usage_txn(conn, added)
     return outcomes
+
+
+def _screening_in(database: Database, *, ids: list[int], sender: bytes) -> Any:
+    return Deferred.fromCoroutine(database.run(screening_txn, ids, sender))
+
+
+def _same_key(stored: bytes | None, sealed_to: bytes) -> bool:
+    """Whether the account in this database still has the key the message was sealed to. A home's copy of an
+    account carries no key (store/homes.py): there, that it exists, enabled and active, is what is checked."""
+    return stored is not None and (stored == sealed_to or stored == b"")
 
 
 def _limit(target: DeliveryTarget, default_quota: int) -> int:

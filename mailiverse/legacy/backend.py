@@ -20,7 +20,15 @@ from typing import Any, Literal
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from mailiverse.auth.keys import subkey
-from mailiverse.auth.ratelimit import Budget, LoginThrottle, TokenBucketLimiter, address_key
+from mailiverse.auth.ratelimit import (
+    Budget,
+    IRateLimiter,
+    IRateLimits,
+    LoginLimits,
+    LoginThrottle,
+    TokenBucketLimiter,
+    address_key,
+)
 from mailiverse.auth.usernames import InvalidUsername, canonical_username, signup_username
 from mailiverse.compat import blocks
 from mailiverse.compat.signup import SignupError, open_init_packet, server_response
@@ -86,7 +94,9 @@ class LegacyBackend:
         send_key: rsa.RSAPrivateKey,
         open_signup: bool = False,
         clock: Callable[[], float] = time.time,
+        rate_limits: IRateLimits | None = None,
     ) -> None:
+        """``rate_limits`` (front ends sharing a metabase) holds the throttles; by default they live in memory."""
         self.database = database
         self.options = options
         #: The appliance's ``--open-signup``: the one sign-up policy covers legacy sign-ups too.
@@ -100,10 +110,20 @@ class LegacyBackend:
         self._credential_key = subkey(secret, "legacy-store-credentials")
         self._version_key = subkey(secret, "legacy-object-version")
         self._decoy_key = subkey(secret, "legacy-srp-decoy")
-        self.login_throttle = LoginThrottle(clock)
-        self.send_throttle = LoginThrottle(clock)
-        self.signup_limiter = TokenBucketLimiter(Budget(attempts=20, period=3600.0), clock)
-        self.enable_limiter = TokenBucketLimiter(Budget(attempts=20, period=3600.0), clock)
+        self.login_throttle: LoginLimits
+        self.send_throttle: LoginLimits
+        self.signup_limiter: IRateLimiter
+        self.enable_limiter: IRateLimiter
+        hourly = Budget(attempts=20, period=3600.0)
+        if rate_limits is None:
+            self.login_throttle, self.send_throttle = LoginThrottle(clock), LoginThrottle(clock)
+            self.signup_limiter = TokenBucketLimiter(hourly, clock)
+            self.enable_limiter = TokenBucketLimiter(hourly, clock)
+        else:
+            self.login_throttle = LoginLimits.shared(rate_limits, prefix="legacy-login")
+            self.send_throttle = LoginLimits.shared(rate_limits, prefix="legacy-send")
+            self.signup_limiter = rate_limits.limiter("legacy-signup", hourly)
+            self.enable_limiter = rate_limits.limiter("legacy-enable", hourly)
         self.put_replays = PutReplayGuard(self.now_ms, options.date_skew_seconds * 1000)
 
     def now_ms(self) -> int:
@@ -150,7 +170,7 @@ class LegacyBackend:
 
     async def handle_init(self, text: str, peer: str) -> str:
         """Answer an encrypted availability test or sign-up packet with a ServerResponse text."""
-        if not self.signup_limiter.consume(address_key(peer)).allowed:
+        if not (await self.signup_limiter.spend(address_key(peer))).allowed:
             return server_response(False, "Too many attempts, try again later.")
         try:
             request = open_init_packet(self.mail_auth_key, text)
@@ -305,7 +325,7 @@ class LegacyBackend:
 
     async def store_enable(self, email: str, captcha: str | None, peer: str) -> tuple[str, str]:
         """New unbound MV credentials for the name in ``email``; LegacyRefused when not allowed."""
-        if not self.enable_limiter.consume(address_key(peer)).allowed:
+        if not (await self.enable_limiter.spend(address_key(peer))).allowed:
             raise LegacyRefused("too many attempts, try again later")
         name = self.local_name(email)
         if name is None:

@@ -116,13 +116,13 @@ async def relay(backend: LegacyBackend, submission: Submission | None, body: byt
     user_field = fields.get("user", "")
     name = backend.local_name(user_field)
     key = backend.throttle_key(name, user_field)
-    if not backend.send_throttle.check(key, peer).allowed:
+    if not (await backend.send_throttle.admit(key, peer)).allowed:
         raise SendRefused("too many failed attempts, try again later", 429)
     login = await backend.login_data(name) if name is not None else None
     environment = await backend.get_server_environment(login) if login is not None else None
     password_ok = environment is not None and backend.mail_block_password_matches(environment, fields.get("password"))
     if login is None or not password_ok:
-        backend.send_throttle.record_failure(key, peer)
+        await backend.send_throttle.failed(key, peer)
         raise SendRefused("the sender is not authenticated", 403)
     assert name is not None
     try:

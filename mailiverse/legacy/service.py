@@ -13,6 +13,7 @@ from twisted.internet.endpoints import serverFromString
 from twisted.protocols.tls import TLSMemoryBIOFactory
 
 from mailiverse.auth.connections import ConnectionLimiter, LimitedFactory
+from mailiverse.auth.ratelimit import IRateLimits
 from mailiverse.config import DEFAULT_QUOTA_BYTES, DataDir, LegacyOptions
 from mailiverse.crypto.keys import public_key_der
 from mailiverse.legacy.backend import LegacyBackend, ensure_legacy_secret
@@ -71,6 +72,7 @@ def build_legacy(
     open_signup: bool = False,
     default_quota: int = DEFAULT_QUOTA_BYTES,
     connections: ConnectionLimiter | None = None,
+    rate_limits: IRateLimits | None = None,
 ) -> LegacyParts:
     """Build the legacy KeyServer/MailServer listeners and the ``/Mailiverse/`` resource.
 
@@ -79,7 +81,7 @@ def build_legacy(
     ``open_signup`` is the appliance's ``--open-signup``: legacy sign-ups obey the same policy.
     ``default_quota`` is its ``--default-quota``: a StorePut past an account's quota answers 507.
     ``connections`` caps the two listeners' connections together, in all and per client address
-    (closed before any TLS handshake, as on the HTTPS listeners).
+    (closed before any TLS handshake, as on the HTTPS listeners). ``rate_limits``: see ``LegacyBackend``.
     """
     directory = _data_dir(data_dir)
     ensure_server_keys(directory)
@@ -91,6 +93,7 @@ def build_legacy(
         send_key=load_server_key(directory, "send"),
         open_signup=open_signup,
         clock=reactor.seconds,
+        rate_limits=rate_limits,
     )
     web = LegacyWeb(
         backend,

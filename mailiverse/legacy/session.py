@@ -94,7 +94,10 @@ class LineSession:
             return await self._receive(line)
         except Exception as error:  # noqa: BLE001 - every failure closes the same way
             if self._throttle_key is not None and self._state != "done":
-                self.backend.login_throttle.record_failure(self._throttle_key, self.peer)
+                try:
+                    await self.backend.login_throttle.failed(self._throttle_key, self.peer)
+                except Exception as counting:  # noqa: BLE001 - the shared count is down; still close the same way
+                    log.warn("legacy login failure not counted: {why}", why=type(counting).__name__)
             log.info(
                 "legacy {role} connection from {peer} closed: {why}",
                 role=self.role,
@@ -126,7 +129,7 @@ class LineSession:
         user: str = fields["user"]
         name = self.backend.local_name(user)
         key = self.backend.throttle_key(name, user)
-        if not self.backend.login_throttle.check(key, self.peer).allowed:
+        if not (await self.backend.login_throttle.admit(key, self.peer)).allowed:
             raise Rejected("rate limited")
         self._throttle_key = key
         login = await self.backend.login_data(name) if name is not None else None

@@ -29,6 +29,7 @@ from mailiverse.logs import Logger
 from mailiverse.mime.carrier import CarriedEnvelope, CarrierError, build_carrier, valid_key_base
 from mailiverse.outbound.errors import SubmissionRejected
 from mailiverse.store.db import Database
+from mailiverse.store.homes import Homes
 from mailiverse.store.moving import (
     FORWARDED,
     UNFORWARDABLE,
@@ -67,8 +68,11 @@ class Forwarder:
         domains: tuple[str, ...],
         hostname: str,
         now_ms: Callable[[], int] | None = None,
+        homes: Homes | None = None,
     ) -> None:
         self._db = database
+        #: The moved accounts are listed in the metabase; their mail is in their homes (store/homes.py).
+        self._homes = homes or Homes.single(database)
         self._outbound = outbound
         self._domain = domains[0]
         self._hostname = hostname
@@ -88,7 +92,8 @@ class Forwarder:
         return queued
 
     async def _forward_account(self, account: MovedAccount, now: int) -> int:
-        due = await self._db.run(
+        due = await self._homes.run_for(
+            account.user_id,
             forward_candidates_txn,
             account.user_id,
             since_ms=self._since.get(account.user_id, 0),
@@ -98,12 +103,16 @@ class Forwarder:
         )
         queued = 0
         for folder, key_base in due:
-            if not await self._db.transact(claim_txn, account.user_id, key_base, now_ms=now, lease_ms=LEASE_MS):
+            if not await self._homes.transact_for(
+                account.user_id, claim_txn, account.user_id, key_base, now_ms=now, lease_ms=LEASE_MS
+            ):
                 continue
             outcome = await self._forward_one(account, folder, key_base)
             if outcome is None:
                 continue  # left claimed: taken up again when the lease ends
-            await self._db.transact(finish_txn, account.user_id, key_base, outcome, self._now_ms())
+            await self._homes.transact_for(
+                account.user_id, finish_txn, account.user_id, key_base, outcome, self._now_ms()
+            )
             queued += outcome == FORWARDED
         if len(due) < BATCH:
             self._since[account.user_id] = now - OVERLAP_MS
@@ -111,7 +120,7 @@ class Forwarder:
 
     async def _forward_one(self, account: MovedAccount, folder: str, key_base: str) -> str | None:
         """Queue one message's carrier: FORWARDED, UNFORWARDABLE (never will be), or None (try again later)."""
-        pair = await self._db.run(read_mail_pair_txn, account.user_id, folder, key_base)
+        pair = await self._homes.run_for(account.user_id, read_mail_pair_txn, account.user_id, folder, key_base)
         original, twin = pair if pair is not None else (b"", None)
         if twin is None or account.key_id is None or not valid_key_base(key_base):
             log.warn(

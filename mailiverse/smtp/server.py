@@ -135,6 +135,9 @@ class _DataTransaction:
 class MailiverseESMTP(ESMTP):
     """One inbound ESMTP session: no AUTH, no relaying, local recipients only."""
 
+    #: What the 220 greeting says after the host name (LMTP's subclass names its protocol).
+    greeting_text = b"ESMTP mailiverse"
+
     def __init__(self, factory: SmtpServerFactory) -> None:
         super().__init__(contextFactory=factory.starttls)
         self.factory = factory
@@ -192,7 +195,7 @@ class MailiverseESMTP(ESMTP):
             self._close(421, "4.7.0", "Too many connections, try again later")
             return
         self.canStartTLS = self.ctx is not None and not self._secure and ITLSTransport.providedBy(self.transport)
-        self.sendCode(220, self.host + b" ESMTP mailiverse")
+        self.sendCode(220, self.host + b" " + self.greeting_text)
         self._progressed()
         self._session_timer = self.callLater(self.limits.max_session_seconds, self._session_expired)
 

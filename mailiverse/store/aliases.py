@@ -90,6 +90,10 @@ class AddressHasher:
         """A spent Hashcash stamp as the screener remembers it."""
         return self._mac(b"stamp", stamp_key.hex())
 
+    def received(self, digest: bytes) -> bytes:
+        """A received message's SHA-256 as the store remembers it (store/receipts.py)."""
+        return self._mac(b"received", digest.hex())
+
 
 @dataclass(frozen=True)
 class Alias:

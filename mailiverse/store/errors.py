@@ -43,3 +43,14 @@ class OverQuota(StoreError):
 
 class ReactorThreadAccess(AssertionError):
     """The database was touched on the reactor thread while the reactor was running."""
+
+
+class HomeUnavailable(StoreError):
+    """The database an account lives in (its home, store/homes.py) does not answer; try again later.
+
+    SMTP and LMTP answer 451, the API 503: the other homes' accounts are unaffected.
+    """
+
+
+class HomeMoving(HomeUnavailable):
+    """The account is being moved to another home (``mailiverse-admin user move-home``) for a few seconds."""

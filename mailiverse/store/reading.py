@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from typing import Any, Protocol, TypeVar
 
-from mailiverse.store.db import Database
 from mailiverse.store.errors import ObjectNotFound
 from mailiverse.store.objects import ObjectInfo, get_object_info_txn, read_chunk_txn
 
+T = TypeVar("T")
 
-async def open_object(database: Database, user_id: int, path: str) -> tuple[ObjectInfo, AsyncIterator[bytes]]:
+
+class Reader(Protocol):
+    """What reading needs of a database: ``run`` (``Database``, or an account's home through the router)."""
+
+    async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T: ...
+
+
+async def open_object(database: Reader, user_id: int, path: str) -> tuple[ObjectInfo, AsyncIterator[bytes]]:
     """The object's metadata and its body as chunks, each fetched in its own short read.
 
     Raises ObjectNotFound at once; the iterator raises VersionConflict if the object is
@@ -21,7 +29,7 @@ async def open_object(database: Database, user_id: int, path: str) -> tuple[Obje
     return info, _chunks(database, info)
 
 
-async def _chunks(database: Database, info: ObjectInfo) -> AsyncIterator[bytes]:
+async def _chunks(database: Reader, info: ObjectInfo) -> AsyncIterator[bytes]:
     seq = 0
     while True:
         data = await database.run(read_chunk_txn, info.user_id, info.path, info.version, seq)

@@ -69,6 +69,9 @@ users = Table(
     Column("moved_ms", BigInteger, nullable=True),
     Column("forward_until_ms", BigInteger, nullable=True),
     Column("moved_leaf_index", BigInteger, nullable=True),
+    # Revision 0011: whether this database's copy of the account takes writes (store/homes.py): ``active``,
+    # ``arriving`` (a home being copied to by ``user move-home``) or ``leaving`` (the home being moved from).
+    Column("home_state", Text, nullable=False, server_default="active"),
     UniqueConstraint("name"),
 )
 
@@ -416,4 +419,75 @@ moved_mail = Table(
     Column("state", Text, nullable=False),
     Column("changed_ms", BigInteger, nullable=False),
     PrimaryKeyConstraint("user_id", "key_base"),
+)
+
+# -- homes (revision 0011): store/homes.py, docs/homes.md -------------------------------------------------
+
+#: The metabase's map of accounts to homes. ``state`` is ``active`` or ``moving`` (``user move-home`` runs).
+#: Without ``--metabase`` there is one home and no rows.
+user_homes = Table(
+    "user_homes",
+    metadata,
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("home", Text, nullable=False),
+    Column("state", Text, nullable=False, server_default="active"),
+    Column("changed_ms", BigInteger, nullable=False),
+    PrimaryKeyConstraint("user_id"),
+    Index("ix_user_homes_home", "home"),
+)
+
+#: Token buckets shared by front ends (auth/ratelimit.py): ``bucket`` is a keyed hash of what is limited.
+rate_buckets = Table(
+    "rate_buckets",
+    metadata,
+    Column("bucket", LargeBinary, nullable=False),
+    Column("tokens", Double, nullable=False),
+    Column("updated", Double, nullable=False),
+    PrimaryKeyConstraint("bucket"),
+    Index("ix_rate_buckets_updated", "updated"),
+)
+
+#: HTTP-01 key authorizations any front end answers (acme/http01.py).
+acme_challenges = Table(
+    "acme_challenges",
+    metadata,
+    Column("token", Text, nullable=False),
+    Column("key_authorization", Text, nullable=False),
+    Column("expires_ms", BigInteger, nullable=False),
+    PrimaryKeyConstraint("token"),
+)
+
+#: The certificate one front end obtained, for every front end to load (acme/service.py).
+acme_certificates = Table(
+    "acme_certificates",
+    metadata,
+    Column("name", Text, nullable=False),
+    Column("chain_pem", LargeBinary, nullable=False),
+    Column("key_pem", LargeBinary, nullable=False),
+    Column("updated_ms", BigInteger, nullable=False),
+    PrimaryKeyConstraint("name"),
+)
+
+#: Work one front end does at a time (certificate renewal): held by ``owner`` until ``until_ms``.
+service_leases = Table(
+    "service_leases",
+    metadata,
+    Column("name", Text, nullable=False),
+    Column("owner", Text, nullable=False),
+    Column("until_ms", BigInteger, nullable=False),
+    PrimaryKeyConstraint("name"),
+)
+
+#: Mail from outside already stored for an account, by a keyed hash of the message as its sender sent it: a sender
+#: that retries after a reply lost with a front end (killed between the commit and the 250) stores nothing twice.
+#: In each home, beside the objects; rows older than a week (longer than senders retry) are purged.
+received_digests = Table(
+    "received_digests",
+    metadata,
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("digest", LargeBinary, nullable=False),
+    Column("key_base", Text, nullable=False),
+    Column("received_ms", BigInteger, nullable=False),
+    PrimaryKeyConstraint("user_id", "digest"),
+    Index("ix_received_digests_received_ms", "received_ms"),
 )

@@ -349,7 +349,10 @@ class DeliveryTarget:
 
 
 _DELIVERY_TARGETS = select(users.c.id, users.c.public_key, users.c.used_bytes, users.c.quota_bytes).where(
-    users.c.id.in_(bindparam("ids", expanding=True)), users.c.disabled.is_(False)
+    users.c.id.in_(bindparam("ids", expanding=True)),
+    users.c.disabled.is_(False),
+    # A home's copy of an account being moved to another home takes no mail (store/homes.py).
+    users.c.home_state == "active",
 )
 
 

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from mailiverse.auth.clock import TimeSource
+from mailiverse.auth.ratelimit import IRateLimits
 from mailiverse.config import DEFAULT_SEND_LIMIT_PER_HOUR
 from mailiverse.contracts import (
     INBOX_FOLDER,
@@ -75,16 +76,18 @@ class Submission:
         clock: TimeSource = None,
         on_sent: Callable[[str, Sequence[str]], Awaitable[None]] | None = None,
         hostname: str = "localhost",
+        rate_limits: IRateLimits | None = None,
     ) -> None:
         """``on_sent(user, recipients)`` hears of every message sent (the screener approves whom a user
-        writes to); its failure is logged, never the sending's."""
+        writes to); its failure is logged, never the sending's. ``rate_limits`` (front ends sharing a
+        metabase) holds the hourly send limit; by default it lives in this process's memory."""
         self._on_sent = on_sent
         self.hostname = hostname
         self._inbox = inbox
         self.domains = tuple(d.lower() for d in domains)
         self.outbound = outbound
         self.max_message_size = max_message_size
-        self.send_limit = SendLimit(send_limit_per_hour, clock)
+        self.send_limit = SendLimit(send_limit_per_hour, clock, rate_limits=rate_limits)
 
     def addresses_of(self, user: str) -> tuple[str, ...]:
         """The account's addresses: its name at every served domain."""
@@ -129,7 +132,7 @@ class Submission:
         targets = list(dict.fromkeys(checked_address(a) for a in wanted))
         if not 1 <= len(targets) <= MAX_RECIPIENTS:
             raise SubmissionError("invalid_recipients", f"give 1 to {MAX_RECIPIENTS} recipients")
-        self.send_limit.reserve(sender.user, len(targets))
+        await self.send_limit.reserve(sender.user, len(targets))
         try:
             if sent_copy:
                 await self._require_room(mail_from)
@@ -141,13 +144,13 @@ class Submission:
             if local:
                 await self._deliver(message, mail_from, local)
         except BaseException:
-            self.send_limit.release(sender.user, len(targets))  # nothing has left
+            await self.send_limit.release(sender.user, len(targets))  # nothing has left
             raise
         try:
             queue_id = await self._queue(sender, mail_from, remote, message) if remote else None
         except BaseException:
             if not local:
-                self.send_limit.release(sender.user, len(targets))
+                await self.send_limit.release(sender.user, len(targets))
             raise
         sent_path = await self._file_sent_copy(sender, mail_from, message) if sent_copy else None
         await self._note_sent(sender.user, targets)
@@ -175,7 +178,7 @@ class Submission:
         if not 1 <= len(targets) <= MAX_RECIPIENTS or len(set(targets)) != len(targets):
             raise SubmissionError("invalid_recipients", f"give 1 to {MAX_RECIPIENTS} distinct recipients")
         envelopes = dict(zip(targets, (objects for _, objects in message.envelopes), strict=True))
-        self.send_limit.reserve(sender.user, len(targets))
+        await self.send_limit.reserve(sender.user, len(targets))
         try:
             if message.sent is not None:
                 await self._require_room(mail_from)
@@ -192,7 +195,7 @@ class Submission:
                     copies, mail_from, message.key_base, organisation=organisation, stamps=message.stamps
                 )
         except BaseException:
-            self.send_limit.release(sender.user, len(targets))
+            await self.send_limit.release(sender.user, len(targets))
             raise
         queue_ids = []
         for address in remote:

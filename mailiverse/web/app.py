@@ -24,10 +24,12 @@ from mailiverse.accounts.directory import KeyDirectory
 from mailiverse.accounts.groups import GroupService
 from mailiverse.accounts.service import AccountService
 from mailiverse.auth.forwarded import NO_PROXIES, TrustedProxies
+from mailiverse.auth.ratelimit import IRateLimits, MemoryRateLimits
 from mailiverse.config import DEFAULT_QUOTA_BYTES
 from mailiverse.delivery.rspamd import RspamdClient
 from mailiverse.federation.discovery import Discovery
 from mailiverse.store.db import Database
+from mailiverse.store.homes import Homes
 from mailiverse.store.keylog import KeyLog
 from mailiverse.submission import Submission
 from mailiverse.web.assets import webclient_dir
@@ -137,10 +139,14 @@ class WebApp(
         alias_settings: AliasSettings | None = None,
         key_log: KeyLog | None = None,
         discovery: Discovery | None = None,
+        rate_limits: IRateLimits | None = None,
+        homes: Homes | None = None,
     ) -> None:
         self.hostname = hostname
         self.domains = tuple(domains)
         self.database = database
+        #: Where each account's objects are (store/homes.py): ``database`` alone, or the homes of a metabase.
+        self.homes = homes if homes is not None else Homes.single(database)
         self.accounts = accounts
         self.submission = submission
         self.tls = tls
@@ -156,10 +162,12 @@ class WebApp(
         # Without a log key of its own (tests of the API alone) the log signs with a key made now.
         self.key_log = key_log if key_log is not None else KeyLog(Ed25519PrivateKey.generate())
         self.key_directory = KeyDirectory(database, self.key_log)
-        self.groups = GroupService(database, self.key_log, submission.addresses_of)
+        self.groups = GroupService(database, self.key_log, submission.addresses_of, homes=self.homes)
         #: Believed on the plain-HTTP site only: a TLS passthrough proxy cannot add headers, a client can.
         self.trusted_proxies = trusted_proxies if not tls else NO_PROXIES
         self.remote_directory = discovery
+        #: Where the routes' limiters keep their buckets: memory, or the metabase every front end shares.
+        self.rate_limits = rate_limits if rate_limits is not None else MemoryRateLimits()
 
     def plain(self, trusted_proxies: TrustedProxies = NO_PROXIES) -> WebApp:
         """The same app with the same collaborators for a plain-HTTP endpoint behind a TLS proxy (no HSTS),
@@ -168,6 +176,7 @@ class WebApp(
             hostname=self.hostname,
             domains=self.domains,
             database=self.database,
+            homes=self.homes,
             accounts=self.accounts,
             submission=self.submission,
             tls=False,
@@ -182,6 +191,7 @@ class WebApp(
             alias_settings=self.alias_settings,
             key_log=self.key_log,
             discovery=self.remote_directory,
+            rate_limits=self.rate_limits,
         )
 
     def resource(self) -> IResource:

@@ -19,6 +19,7 @@ from mailiverse.contracts.errors import Refusal
 from mailiverse.failures import describe
 from mailiverse.logs import Logger
 from mailiverse.store.errors import (
+    HomeUnavailable,
     InvalidInput,
     InvalidPath,
     ObjectNotFound,
@@ -73,6 +74,11 @@ class ErrorHandlers:
     @router.handle_errors(InvalidInput)
     def input_errors(self, request: Any, failure: Any) -> bytes:
         return error_response(request, "invalid_request", str(failure.value), 400)
+
+    @router.handle_errors(HomeUnavailable)
+    def home_errors(self, request: Any, failure: Any) -> bytes:
+        message = "the account's mail store is unavailable for a moment; try again shortly"
+        return error_response(request, "home_unavailable", message, 503, retry_after=5)
 
     @router.handle_errors(OverQuota)
     def quota_errors(self, request: Any, failure: Any) -> bytes:

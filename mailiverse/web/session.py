@@ -16,9 +16,11 @@ from mailiverse.accounts.directory import KeyDirectory
 from mailiverse.accounts.groups import GroupService
 from mailiverse.accounts.service import AccountService
 from mailiverse.auth.devices import device_cookie
+from mailiverse.auth.ratelimit import IRateLimits
 from mailiverse.auth.sessions import SESSION_COOKIE, SessionRecord
 from mailiverse.federation.discovery import Discovery
 from mailiverse.store.db import Database
+from mailiverse.store.homes import Homes
 from mailiverse.store.users import User, get_user_txn
 from mailiverse.submission import Submission
 from mailiverse.web.cors import allows_cookieless_login, is_cross_origin
@@ -38,6 +40,8 @@ class RouteBase:
     tls: bool
     static_dir: Path
     database: Database
+    #: Where each account's objects are: ``database`` alone, or the homes of a metabase (store/homes.py).
+    homes: Homes
     accounts: AccountService
     submission: Submission
     max_message_size: int
@@ -54,6 +58,8 @@ class RouteBase:
     groups: GroupService
     #: Other domains' appliances and their key directories (``routes/remote.py``); None: not looked up.
     remote_directory: Discovery | None
+    #: Makes the routes' rate limiters: in memory, or shared through the metabase.
+    rate_limits: IRateLimits
 
     def check_origin(self, request: Any) -> None:
         """Refuse requests a browser marks as cross-site (login CSRF and cookie-authenticated writes), except a

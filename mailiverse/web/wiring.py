@@ -20,13 +20,16 @@ from mailiverse.accounts.pending import DatabasePendingLogins
 from mailiverse.accounts.service import AccountService, SignupPolicy, thread_runner
 from mailiverse.accounts.sessions import DatabaseSessionStore
 from mailiverse.auth.clock import TimeSource
+from mailiverse.auth.ratelimit import IRateLimits, LoginLimits
 from mailiverse.auth.sessions import SessionManager
 from mailiverse.config import DEFAULT_QUOTA_BYTES
 from mailiverse.delivery.rspamd import RspamdClient
 from mailiverse.federation.discovery import Discovery
 from mailiverse.store import accounts as repo
 from mailiverse.store.db import Database
+from mailiverse.store.homes import Homes
 from mailiverse.store.keylog import KeyLog
+from mailiverse.store.ratebuckets import DatabaseRateLimits
 from mailiverse.submission import Submission
 from mailiverse.web.app import WebApp
 from mailiverse.web.routes.aliases import AliasSettings
@@ -67,6 +70,8 @@ def build_web_app(
     alias_settings: AliasSettings | None = None,
     key_log: KeyLog | None = None,
     discovery: Discovery | None = None,
+    rate_limits: IRateLimits | None = None,
+    homes: Homes | None = None,
 ) -> tuple[WebApp, IService]:
     """Return the web app and a service that purges expired sessions and pending logins while it runs.
 
@@ -75,6 +80,7 @@ def build_web_app(
     need no sticky sessions: round trip 2 may reach another process than round trip 1.
     ``spool_dir`` (the data directory's ``tmp/``) takes request bodies too large for memory, encrypted;
     ``WebApp.site()`` needs it. ``spam_filter`` (``--rspamd``) learns from the clients' spam buttons.
+    ``rate_limits`` holds the routes' limiters (in memory by default); shared ones are purged with the sessions.
     """
     time_source: TimeSource = reactor if clock is None else clock
     secret = load_server_secret(database)
@@ -88,11 +94,16 @@ def build_web_app(
         policy=signup_policy or SignupPolicy(open_signup=open_signup),
         pending=pending,
         run_cpu=thread_runner(reactor),
+        homes=homes,
+        # Front ends of one metabase share the failed-login, login-start and sign-up budgets.
+        throttle=LoginLimits.shared(rate_limits) if rate_limits is not None else None,
+        rate_limits=rate_limits,
     )
     app = WebApp(
         hostname=hostname,
         domains=tuple(domains),
         database=database,
+        homes=homes,
         accounts=accounts,
         submission=submission,
         tls=tls,
@@ -106,10 +117,14 @@ def build_web_app(
         alias_settings=alias_settings,
         key_log=key_log,
         discovery=discovery,
+        rate_limits=rate_limits,
     )
 
     async def purge_both() -> int:
-        return await sessions.purge_expired() + await pending.purge_expired()
+        purged = await sessions.purge_expired() + await pending.purge_expired()
+        if isinstance(rate_limits, DatabaseRateLimits):
+            purged += await rate_limits.purge()
+        return purged
 
     def purge() -> Deferred[int]:
         return Deferred.fromCoroutine(purge_both())

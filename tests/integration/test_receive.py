@@ -187,3 +187,20 @@ def test_admin_dump_and_decrypt_with_private_key(appliance: Appliance, tmp_path:
     assert shown.endswith(sent)
     bad = appliance.admin("store", "cat", "nobody", path, check=False)
     assert bad.returncode == 1 and b"no user" in bad.stderr
+
+
+def test_a_retry_of_the_same_message_is_stored_once(appliance: Appliance) -> None:
+    """A sender that sends the same bytes again (its 250 was lost) finds them stored: one copy per recipient; the
+    next message, and the same one to a recipient who did not get it yet, are stored (store/receipts.py)."""
+    appliance.add_user("alice", "v2")
+    appliance.add_user("dave", "v2")
+    first = make_message("Once", "Only once, please.\n")
+    assert send_starttls(appliance, [f"alice@{DOMAIN}"], first) == {}
+    assert send_starttls(appliance, [f"alice@{DOMAIN}"], first) == {}
+    assert len(stored(appliance, "alice", "Mail/In/")) == 1
+    assert send_starttls(appliance, [f"alice@{DOMAIN}", f"dave@{DOMAIN}"], first) == {}
+    assert len(stored(appliance, "alice", "Mail/In/")) == 1
+    assert len(stored(appliance, "dave", "Mail/In/")) == 1
+    assert send_starttls(appliance, [f"alice@{DOMAIN}"], make_message("Twice", "Another one.\n")) == {}
+    assert len(stored(appliance, "alice", "Mail/In/")) == 2
+    assert len(stored(appliance, "alice", "Mail/In_Json/")) == 2

@@ -32,6 +32,7 @@ from mailiverse.delivery.pipeline import Delivery
 from mailiverse.delivery.rspamd import RspamdClient
 from mailiverse.store.aliases import AddressHasher
 from mailiverse.store.db import Database
+from mailiverse.store.homes import Homes
 from mailiverse.submission import Submission
 from mailiverse.testing import MemoryOutbound
 from mailiverse.web.app import WebApp
@@ -256,6 +257,7 @@ def make_api(
     send_limit_per_hour: int = DEFAULT_SEND_LIMIT_PER_HOUR,
     spam_filter: RspamdClient | None = None,
     alias_settings: AliasSettings | None = None,
+    homes: Homes | None = None,
 ) -> tuple[Api, Delivery]:
     """Build the app with ``build_web_app``, as the appliance does, on a settable clock
     (sessions, throttles and the send limit) and an in-memory outbound queue."""
@@ -271,6 +273,7 @@ def make_api(
         reactor=reactor,
         default_quota=default_quota,
         aliases=alias_settings.hasher,
+        homes=homes,
     )
     outbound = MemoryOutbound()
     submission = Submission(
@@ -297,6 +300,7 @@ def make_api(
         spool_dir=tmp,
         spam_filter=spam_filter,
         alias_settings=alias_settings,
+        homes=homes,
     )
     api = Api(app, StubTreq(app.resource()), database, app.accounts, app.accounts.sessions, clock, outbound, submission)
     return api, delivery

@@ -17,7 +17,7 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 
 from mailiverse.accounts.directory import Lookup, parse_records, proven_json
-from mailiverse.auth.ratelimit import Budget, TokenBucketLimiter
+from mailiverse.auth.ratelimit import Budget, Decision, IRateLimiter
 from mailiverse.keylog.records import b64, fingerprint
 from mailiverse.store.keylog import KeyLogError
 from mailiverse.web.body import ACCOUNT_JSON_BYTES, read_json
@@ -65,19 +65,19 @@ def _lookup_json(address: str, found: Lookup) -> dict[str, Any]:
 class KeyRoutes(RouteBase):
     """The key directory of this appliance's users and its transparency log."""
 
-    _public_lookups: TokenBucketLimiter | None = None
-    _public_reads: TokenBucketLimiter | None = None
+    _public_lookups: IRateLimiter | None = None
+    _public_reads: IRateLimiter | None = None
 
-    def _limit(self, request: Any, which: str) -> None:
+    async def _limit(self, request: Any, which: str) -> None:
         if which == "lookup":
             if self._public_lookups is None:
-                self._public_lookups = TokenBucketLimiter(PUBLIC_LOOKUPS)
+                self._public_lookups = self.rate_limits.limiter("public-key-lookups", PUBLIC_LOOKUPS)
             limiter = self._public_lookups
         else:
             if self._public_reads is None:
-                self._public_reads = TokenBucketLimiter(PUBLIC_LOG_READS)
+                self._public_reads = self.rate_limits.limiter("public-log-reads", PUBLIC_LOG_READS)
             limiter = self._public_reads
-        decision = limiter.consume(client_ip(request))
+        decision: Decision = await limiter.spend(client_ip(request))
         if not decision.allowed:
             raise ApiError("rate_limited", "too many requests; try again later", 429, decision.retry_after_seconds)
 
@@ -96,13 +96,13 @@ class KeyRoutes(RouteBase):
 
     @router.route("/.well-known/mailiverse/keys/<address>", methods=["GET"])
     async def well_known_key(self, request: Any, address: str) -> bytes:
-        self._limit(request, "lookup")
+        await self._limit(request, "lookup")
         return await self._lookup(request, address)
 
     @router.route("/.well-known/mailiverse", methods=["GET"])
     async def discovery(self, request: Any) -> bytes:
         """This appliance's mail domains, where its key directory is, and its log key (docs/keys.md, Discovery)."""
-        self._limit(request, "read")
+        await self._limit(request, "read")
         base = f"https://{self.hostname}"
         raw = self.key_directory.log.public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
         return json_response(
@@ -152,7 +152,7 @@ class KeyRoutes(RouteBase):
 
     @router.route("/api/log/sth", methods=["GET"])
     async def log_sth(self, request: Any) -> bytes:
-        self._limit(request, "read")
+        await self._limit(request, "read")
         head = await self.database.run(self.key_directory.log.latest_head_txn)
         if head is None:
             raise ApiError("empty_log", "the log has no entries yet", 404)
@@ -160,7 +160,7 @@ class KeyRoutes(RouteBase):
 
     @router.route("/api/log/consistency", methods=["GET"])
     async def log_consistency(self, request: Any) -> bytes:
-        self._limit(request, "read")
+        await self._limit(request, "read")
         first, second = _query_int(request, "first"), _query_int(request, "second")
         try:
             proof, head = await self.database.run(self.key_directory.log.consistency_txn, first, second)
@@ -173,7 +173,7 @@ class KeyRoutes(RouteBase):
 
     @router.route("/api/log/entries", methods=["GET"])
     async def log_entries(self, request: Any) -> bytes:
-        self._limit(request, "read")
+        await self._limit(request, "read")
         start, end = _query_int(request, "start"), _query_int(request, "end")
         try:
             entries = await self.database.run(self.key_directory.log.entries_txn, start, end)
@@ -185,7 +185,7 @@ class KeyRoutes(RouteBase):
 
     @router.route("/api/log/heads", methods=["GET"])
     async def log_heads(self, request: Any) -> bytes:
-        self._limit(request, "read")
+        await self._limit(request, "read")
         after = _query_int(request, "after", 0)
         heads = await self.database.run(self.key_directory.log.heads_txn, after, 1000)
         return json_response(request, {"heads": [head.to_json() for head in heads]})

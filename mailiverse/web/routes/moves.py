@@ -31,7 +31,7 @@ class MoveRoutes(RouteBase):
                 raise ApiError("invalid_request", "a move's paths are strings")
             pairs.append((source, target))
         try:
-            moved = await self.database.transact(move_objects_txn, user.id, pairs)
+            moved = await self.homes.transact_for(user.id, move_objects_txn, user.id, pairs)
         except VersionConflict:
             raise ApiError("conflict", "an object already exists where one would move", 409) from None
         return json_response(request, {"moved": moved})

@@ -68,7 +68,9 @@ class MovingRoutes(RouteBase):
         from mailiverse.accounts.moving import MovingService
 
         if self._moving_service is None:
-            self._moving_service = MovingService(self.database, self.key_directory.log, self.submission.is_local)
+            self._moving_service = MovingService(
+                self.database, self.key_directory.log, self.submission.is_local, homes=self.homes
+            )
         return self._moving_service
 
     # -- the old appliance ---------------------------------------------------------------------------
@@ -211,7 +213,9 @@ class MovingRoutes(RouteBase):
                 raise ApiError("invalid_request", "modified_ms is milliseconds since the epoch")
             modified_ms = min(int(stamp), now)
         data = request.content.read() if request.content is not None else b""
-        outcome = await self.database.transact(_bring_object_txn, user.id, path, data, modified_ms, self.default_quota)
+        outcome = await self.homes.transact_for(
+            user.id, _bring_object_txn, user.id, path, data, modified_ms, self.default_quota
+        )
         if outcome == _UNCHANGED:
             return json_response(request, {"path": path, "unchanged": True})
         assert isinstance(outcome, ObjectInfo)

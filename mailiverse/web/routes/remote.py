@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mailiverse.auth.ratelimit import Budget, TokenBucketLimiter
+from mailiverse.auth.ratelimit import Budget, Decision, IRateLimiter
 from mailiverse.federation.discovery import (
     Discovery,
     NoAppliance,
@@ -33,13 +33,13 @@ _MAX_DOMAIN = 253
 class RemoteRoutes(RouteBase):
     """The appliance as its clients' way to other appliances' directories."""
 
-    _remote_lookups: TokenBucketLimiter | None = None
+    _remote_lookups: IRateLimiter | None = None
 
     async def _checked_user(self, request: Any) -> None:
         _record, user = await self.user_of(request)
         if self._remote_lookups is None:
-            self._remote_lookups = TokenBucketLimiter(REMOTE_LOOKUPS)
-        decision = self._remote_lookups.consume(user.name)
+            self._remote_lookups = self.rate_limits.limiter("remote-lookups", REMOTE_LOOKUPS)
+        decision: Decision = await self._remote_lookups.spend(user.name)
         if not decision.allowed:
             raise ApiError(
                 "rate_limited", "too many lookups elsewhere; try again later", 429, decision.retry_after_seconds

@@ -29,7 +29,7 @@ class ScreenerRoutes(RouteBase):
 
     async def _state(self, user_id: int) -> dict[str, Any]:
         enabled = await self.database.run(screener_enabled_txn, user_id)
-        counts = await self.database.run(counts_txn, user_id)
+        counts = await self.homes.run_for(user_id, counts_txn, user_id)
         return {"enabled": enabled, **counts}
 
     @router.route("/api/screener", methods=["GET"])
@@ -61,7 +61,7 @@ class ScreenerRoutes(RouteBase):
             raise ApiError("invalid_request", 'give {"address": ..., "verdict": "approved" | "blocked" | null}')
         if not isinstance(address, str) or not 3 <= len(address) <= 254 or address.count("@") != 1:
             raise ApiError("invalid_request", "address is one email address")
-        await self.database.transact(set_sender_txn, user.id, hasher.sender(address.strip()), verdict)
+        await self.homes.transact_for(user.id, set_sender_txn, user.id, hasher.sender(address.strip()), verdict)
         return json_response(request, {"address": address.strip().lower(), "verdict": verdict})
 
 

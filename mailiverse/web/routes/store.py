@@ -54,8 +54,8 @@ class StoreRoutes(RouteBase):
         after: str | NewestCursor | None = None
         if after_text is not None:
             after = NewestCursor.from_token(after_text) if order == "newest" else validate_prefix(after_text)
-        page = await self.database.run(
-            objects.list_objects_txn, user_id, prefix, after=after, limit=limit, newest_first=order == "newest"
+        page = await self.homes.run_for(
+            user_id, objects.list_objects_txn, user_id, prefix, after=after, limit=limit, newest_first=order == "newest"
         )
         following = None
         if len(page) == limit:
@@ -71,7 +71,7 @@ class StoreRoutes(RouteBase):
     async def send_object_of(self, request: Any, user_id: int, path: str) -> bytes | None:
         """One object of ``user_id``'s store as the response (ETag, 304 on a match, streamed)."""
         validate_path(path)
-        info, chunks = await open_object(self.database, user_id, path)
+        info, chunks = await open_object(self.homes.reader(user_id), user_id, path)
         tag = etag(info.version)
         request.setHeader(b"ETag", tag)
         request.setHeader(b"Cache-Control", b"no-store")
@@ -104,7 +104,8 @@ class StoreRoutes(RouteBase):
             while piece := content.read(_PIECE):
                 yield piece
 
-        info = await self.database.transact(
+        info = await self.homes.transact_for(
+            user.id,
             objects.put_object_txn,
             user.id,
             path,
@@ -131,7 +132,7 @@ class StoreRoutes(RouteBase):
         if if_match is None:
             return None, False
         if if_match.strip() == b"*":
-            current = await self.database.run(objects.get_object_info_txn, user_id, path)
+            current = await self.homes.run_for(user_id, objects.get_object_info_txn, user_id, path)
             if current is None:
                 raise VersionConflict("no object exists at this path")
             return current.version, False
@@ -143,7 +144,7 @@ class StoreRoutes(RouteBase):
         validate_path(path)
         if_match = request.getHeader(b"if-match")
         if_version = parse_etag(if_match) if if_match is not None and if_match.strip() != b"*" else None
-        if not await self.database.transact(objects.delete_object_txn, user.id, path, if_version=if_version):
+        if not await self.homes.transact_for(user.id, objects.delete_object_txn, user.id, path, if_version=if_version):
             raise ApiError("not_found", "no object at this path", 404)
         return json_response(request, {"status": "deleted", "path": path})
 
