@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
+import secrets
 import ssl
 import statistics
 import time
@@ -138,6 +140,10 @@ class _Stop(Exception):
     pass
 
 
+#: Every message's ticket, from a random start (so runs against one appliance do not repeat each other's).
+_TICKETS = itertools.count(secrets.randbits(48) << 16)
+
+
 async def _session(load: Load, source: str, samples: Samples, tls: ssl.SSLContext | None) -> None:
     """One connection: up to ``per_connection`` messages, then QUIT."""
     timeout = load.reply_timeout_s
@@ -157,10 +163,14 @@ async def _session(load: Load, source: str, samples: Samples, tls: ssl.SSLContex
             if time.monotonic() >= samples.deadline or samples.attempted >= load.max_messages:
                 raise _Stop
             samples.attempted += 1
-            await _command(reader, writer, f"MAIL FROM:<{SENDER}> SIZE={len(load.message)}".encode(), 250, timeout)
+            # Each message distinct: the appliance keeps a repeated message once (store/receipts.py), as any
+            # real sender's stream of mail is distinct too.
+            ticket = b"X-Bench-Ticket: %016x\r\n" % next(_TICKETS)
+            size = len(load.message) + len(ticket)
+            await _command(reader, writer, f"MAIL FROM:<{SENDER}> SIZE={size}".encode(), 250, timeout)
             await _command(reader, writer, f"RCPT TO:<{RECIPIENT}>".encode(), 250, timeout)
             await _command(reader, writer, b"DATA", 354, timeout)
-            writer.write(load.message)
+            writer.write(ticket + load.message)
             await asyncio.wait_for(writer.drain(), timeout)
             writer.write(b".\r\n")
             sent = time.monotonic()
