@@ -12,7 +12,7 @@ import os
 import socket
 from typing import Any, Literal
 
-from twisted.application.internet import StreamServerEndpointService
+from twisted.application.internet import StreamServerEndpointService, TimerService
 from twisted.application.service import MultiService, Service
 from twisted.internet import defer, tcp
 from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint, serverFromString
@@ -52,6 +52,8 @@ from mailiverse.webfetch import WebFetch
 log = Logger()
 
 MIB = 1024 * 1024
+#: How often receipts older than a week are forgotten (store/receipts.py).
+RECEIPT_PURGE_INTERVAL_S = 3600
 
 
 class _ReusePort(tcp.Port):
@@ -315,6 +317,10 @@ def build_appliance(config: ApplianceConfig, reactor: Any = None) -> MultiServic
     _Closing("database", database.close).setServiceParent(root)
     _Closing("homes", homes.close).setServiceParent(root)
     _Closing("delivery", delivery.stop).setServiceParent(root)
+    # Receipts of mail received (a sender's retry kept once) are kept a week: forgotten hourly after that.
+    TimerService(RECEIPT_PURGE_INTERVAL_S, lambda: defer.ensureDeferred(delivery.purge_receipts())).setServiceParent(
+        root
+    )
     limits = SmtpLimits(max_message_size=config.max_message_size)
     # One count for every SMTP listener, so opening more listeners does not multiply the caps.
     smtp_connections = ConnectionLimiter(limits.max_connections, limits.max_connections_per_ip)

@@ -333,6 +333,17 @@ class Delivery:
         """``_may_carry`` of the message (a spilled one's head is read and decrypted on a delivery thread)."""
         return await self._in_pool(_may_carry, message)
 
+    async def purge_receipts(self) -> int:
+        """Forget the receipts of mail older than a week in every home that answers; how many (store/receipts.py)."""
+        forgotten = 0
+        now_ms = self._now_ms()
+        for name in self._homes.names:
+            try:
+                forgotten += await self._homes.write_in(name, functools.partial(_purge_in, now_ms=now_ms))
+            except Exception as error:  # noqa: BLE001 - a home that is down is purged next time
+                log.warn("purging old receipts in home {home} failed: {why}", home=name, why=type(error).__name__)
+        return forgotten
+
     async def _in_pool(self, fn: Callable[[ISpooled], T], message: ISpooled) -> T:
         """``fn(message)`` here for a message in memory; on a delivery thread for one spilled to the encrypted spool."""
         if getattr(message, "in_memory", False):
@@ -816,6 +827,10 @@ def _store_many(conn: Any, requests: list[_StoreRequest]) -> list[Outcome]:
     insert_new_objects_txn(conn, writes)
     add_usage_txn(conn, added)
     return outcomes
+
+
+def _purge_in(database: Database, *, now_ms: int) -> Any:
+    return Deferred.fromCoroutine(database.transact(receipts.purge_txn, now_ms))
 
 
 def _screening_in(database: Database, *, ids: list[int], sender: bytes) -> Any:

@@ -24,8 +24,8 @@ or Exim's ``from [192.0.2.7] (helo=mail.example.net)``. That field is as trustwo
 sender can forge fields below it, never above), so its address literal and HELO name are judged,
 with the LMTP MAIL FROM. When the topmost field names no address, or a loopback one (mail submitted
 on the MTA's host, or re-injected by a content filter), the origin is unknown, and the message is
-judged with no client address: SPF cannot be evaluated (recorded as ``spf=permerror``, which counts
-neither for nor against it), no DNS blocklist is asked, and DMARC rests on DKIM alone. Pretending
+judged with no client address: SPF cannot be evaluated (recorded as ``spf=none``: the judge asks
+nothing for an empty address), no DNS blocklist is asked, and DMARC rests on DKIM alone. Pretending
 the MTA's own address had sent it would make SPF fail for every domain that publishes ``-all``.
 """
 

@@ -174,6 +174,17 @@ def test_spf_of_the_mail_from(record: str, ip: str, expected: str) -> None:
     assert judgement.results[1] == AuthResult("spf", "none", domain="mx.remote.test", identity="helo")
 
 
+def test_without_a_client_address_spf_asks_nothing_and_says_none() -> None:
+    """Mail an MTA in front handed over without naming its client (LMTP, mailiverse-deliver): no SPF question is
+    asked (a -all record would fail everyone), SPF says ``none``, and DMARC cannot pass on it."""
+    zone = remote_zone(spf="v=spf1 ip4:192.0.2.0/24 -all")
+    enquirer = Enquirer(zone)
+    judgement = judge(MESSAGE, request(ip=""), enquirer)
+    assert judgement.results[0] == AuthResult("spf", "none", domain="remote.test", identity="mailfrom")
+    assert [r.method for r in judgement.results].count("spf") == 1
+    assert result(judgement, "dmarc").result != "pass"
+
+
 def test_spf_of_a_bounce_checks_the_helo_name_and_counts_for_dmarc() -> None:
     """MAIL FROM:<> : SPF checks the HELO name (postmaster@helo), and DMARC aligns on it."""
     zone = remote_zone()
