@@ -45,9 +45,20 @@ async def test_import_never_replaces_mail(open_api: Api) -> None:
 
 @pytest_twisted.ensureDeferred
 async def test_import_is_limited_to_the_mail_folders_of_a_dump(open_api: Api) -> None:
-    """Other Mail/ folders (Sent, Trash, Mail itself) stay server-written, and import takes only the value 1."""
+    """Other Mail/ folders (Spam, Screener, Trash, Mail itself) stay server-written, and import takes only the value
+    1; a client's own Sent copies and drafts (a mail app through the bridge, docs/bridge.md) may be imported."""
     client = await _user(open_api, "alice", 0)
-    for path in ("Mail/Sent/1_2", "Mail/Trash/1_2", "Mail/In", "Mail/Inbox/1_2", "Mail/Input/1"):
+    for path in ("Mail/Sent/1_2", "Mail/Drafts_Json/1_2"):
+        made = await client.call("PUT", f"/api/store/{path}?import=1", data=b"x", headers={"If-None-Match": "*"})
+        assert made.status == 201, path
+    for path in (
+        "Mail/Spam/1_2",
+        "Mail/Screener_Json/1_2",
+        "Mail/Trash/1_2",
+        "Mail/In",
+        "Mail/Inbox/1_2",
+        "Mail/Input/1",
+    ):
         refused = await client.call("PUT", f"/api/store/{path}?import=1", data=b"x", headers={"If-None-Match": "*"})
         assert (refused.status, refused.json()["error"]) == (403, "read_only_path"), path
     plain = await client.call("PUT", "/api/store/Mail/In/1_2", data=b"x", headers={"If-None-Match": "*"})

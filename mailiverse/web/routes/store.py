@@ -22,7 +22,18 @@ MAX_API_LIST_LIMIT = min(1000, MAX_LIST_LIMIT)
 #: Objects under this prefix are written by the server only (delivery and the Sent copy).
 SERVER_WRITTEN_PREFIX = "Mail"
 #: Folders under Mail/ that ``PUT /api/store/<path>?import=1`` may create (an original store dump, docs/legacy.md).
-IMPORTABLE_MAIL_FOLDERS = ("Mail/In/", "Mail/In_Json/", "Mail/Out/", "Mail/Out_Json/")
+#: Mail folders a client may import into (create only): a dump's, and what a mail app saves through the bridge
+#: (docs/bridge.md): drafts, and the Sent copy of apps that keep their own.
+IMPORTABLE_MAIL_FOLDERS = (
+    "Mail/In/",
+    "Mail/In_Json/",
+    "Mail/Out/",
+    "Mail/Out_Json/",
+    "Mail/Sent/",
+    "Mail/Sent_Json/",
+    "Mail/Drafts/",
+    "Mail/Drafts_Json/",
+)
 _PIECE = 1024 * 1024
 
 

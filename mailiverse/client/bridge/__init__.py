@@ -1,0 +1,1 @@
+"""``mailiverse-client bridge``: standard IMAP and SMTP on the user's own machine, decrypting there (docs/bridge.md)."""
