@@ -16,7 +16,8 @@ approved and the message moved to the Inbox, or its sender blocked and the messa
 ``send`` seals the message on this device when every recipient has a verified key (docs/e2e.md; ``--require-e2e``
 refuses otherwise, ``--no-e2e`` lets the appliance seal it), and ``read`` says whether such a message's
 signature verified. ``move --to URL`` takes the account's mail and keys to another appliance, ``move --status``
-and ``move --finish-delete`` follow up (``cli_move.py``, docs/moving.md).
+and ``move --finish-delete`` follow up (``cli_move.py``, docs/moving.md). ``bridge`` serves IMAP and SMTP on
+this machine until stopped (``bridge/service.py``, docs/bridge.md).
 
 ``ls`` prints ``ID<TAB>DATE<TAB>SENDER<TAB>SUBJECT``, and for mail the appliance judged (mail from
 outside) one more column: ``verified``, ``unverified`` or ``failed``, then ``,spam`` when it is spam.
@@ -47,6 +48,7 @@ from typing import IO, Any, NoReturn
 
 from mailiverse.client import aliases, cli_keys, cli_move, cli_screener, e2e, groups
 from mailiverse.client.api import ALREADY_LEARNED, LEARNED, NO_SPAM_FILTER, Client, MessageInfo, delivered_to_of
+from mailiverse.client.bridge import service as bridge_service
 from mailiverse.client.errors import (
     ApiError,
     AuthenticationFailed,
@@ -146,6 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_screener.add_commands(commands)
     cli_keys.add_commands(commands, _Parser)
     cli_move.add_command(commands)
+    bridge_service.add_command(commands)
     return parser
 
 
@@ -342,6 +345,9 @@ class _Run:
             client.change_password(old, new)
             self.out(f"password changed for {client.user}")
             return
+        if command == "bridge":
+            bridge_service.run(self, client)
+            return
         if command == "send":
             body = self.stdin.read(MAX_BODY_BYTES + 1)
             if len(body) > MAX_BODY_BYTES:
@@ -522,7 +528,9 @@ def main(
             err,
         )
         user = account_name(args.user) if args.command in LEGACY_COMMANDS else args.user
-        client = Client(transport_factory(args), user)
+        transport = transport_factory(args)
+        # The bridge calls the client from several threads; one request at a time on its one connection.
+        client = Client(bridge_service.serialized(transport) if args.command == "bridge" else transport, user)
         run.execute(client)
         return 0
     except AuthenticationFailed as error:

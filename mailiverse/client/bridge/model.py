@@ -42,7 +42,8 @@ class BridgeError(Exception):
 
 @dataclass(frozen=True)
 class MessageRef:
-    """One message of a mailbox as the protocols see it."""
+    """One message of a mailbox as the protocols see it. ``size`` is the length of ``message(key)``, the decrypted
+    message (RFC822.SIZE: clients such as mbsync check it against the bytes they fetch)."""
 
     uid: int
     key: str
