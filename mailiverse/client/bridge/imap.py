@@ -87,6 +87,10 @@ MESSAGE_LIMIT = 64 * 1024 * 1024
 STRING_LIMIT = 64 * 1024
 #: Seconds between two looks at the mailbox while a client IDLEs.
 DEFAULT_POLL_INTERVAL = 5.0
+#: While a command waits longer than this for the state (the first view of a large mailbox decrypts every message
+#: once to learn its exact size), an untagged ``OK`` is sent every as many seconds, so the mail app's inactivity
+#: timeout (mbsync's is 20 s) does not end the session.
+KEEPALIVE_S = 5.0
 #: Failed logins after which one connection is closed.
 FAILURES_PER_CONNECTION = 3
 #: COPY is a move in this store (a message lives in one mailbox), so it is offered only where a mail app copies
@@ -522,6 +526,21 @@ class BridgeIMAPServer(imap4.IMAP4Server):
     async def _call(self, function: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         return await self.factory.mail.call(function, *args, **kwargs)
 
+    async def _call_alive(self, function: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """``_call`` for a command that may wait long before it answers anything (SELECT, EXAMINE, STATUS, NOOP):
+        an untagged ``OK`` every ``KEEPALIVE_S`` while it waits. Only where no response is half written."""
+        ticker = LoopingCall(self._still_working)
+        ticker.clock = self.factory.reactor
+        ticker.start(KEEPALIVE_S, now=False)
+        try:
+            return await self._call(function, *args, **kwargs)
+        finally:
+            ticker.stop()
+
+    def _still_working(self) -> None:
+        if self.transport is not None:
+            self.sendUntaggedResponse(b"OK still working")
+
     async def _mailbox(self, name: str, *, missing: bytes = b"[NONEXISTENT] No such mailbox") -> str:
         """The state's name for ``name`` (INBOX in any case), or NO."""
         for known in await self.factory.mail.mailboxes():
@@ -539,7 +558,7 @@ class BridgeIMAPServer(imap4.IMAP4Server):
     async def _cmd_select(self, tag: bytes, name: str, readonly: bool, command: bytes) -> None:
         self._leave()
         mailbox = await self._mailbox(name)
-        view = await self._call(self.factory.mail.state.view, mailbox, refresh=True)
+        view = await self._call_alive(self.factory.mail.state.view, mailbox, refresh=True)
         selected = _Selected(mailbox, readonly, view.uidvalidity, view.uidnext, list(view.messages))
         self._selected = selected
         self.state = "select"
@@ -580,7 +599,7 @@ class BridgeIMAPServer(imap4.IMAP4Server):
         ]
         if unknown or not items:
             raise IllegalClientResponse("unknown STATUS item")
-        view = await self._call(self.factory.mail.state.view, mailbox, refresh=True)
+        view = await self._call_alive(self.factory.mail.state.view, mailbox, refresh=True)
         values = {
             b"MESSAGES": len(view.messages),
             b"RECENT": 0,
@@ -724,7 +743,7 @@ class BridgeIMAPServer(imap4.IMAP4Server):
 
     async def _refresh_and_answer(self, tag: bytes, text: bytes) -> None:
         selected = self._require_selected()
-        view = await self._call(self.factory.mail.state.view, selected.name, refresh=True)
+        view = await self._call_alive(self.factory.mail.state.view, selected.name, refresh=True)
         self._absorb(view, allow_expunge=True)
         self.sendPositiveResponse(tag, text)
 

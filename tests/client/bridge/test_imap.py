@@ -907,3 +907,31 @@ async def test_after_starttls_pipelined_commands_all_answered_and_plaintext_ones
         MULTIPART,
         NON_ASCII,
     ]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_slow_select_sends_keep_alive_lines(served: Served, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first view of a large mailbox may take long (every message decrypted once): while SELECT waits, an
+    untagged OK arrives every KEEPALIVE_S, so a mail app's inactivity timeout does not end the session."""
+    from mailiverse.client.bridge import imap as imap_module
+
+    monkeypatch.setattr(imap_module, "KEEPALIVE_S", 0.2)
+    original = served.state.view
+
+    def slow_view(mailbox: str, *, refresh: bool = False) -> Any:
+        time.sleep(1.0)
+        return original(mailbox, refresh=refresh)
+
+    monkeypatch.setattr(served.state, "view", slow_view)
+
+    def run() -> list[bytes]:
+        raw = served.raw()
+        _log_in(raw)
+        answer = raw.command(b"A", b"SELECT INBOX")
+        raw.close()
+        return answer
+
+    answer = await in_thread(run)
+    assert answer[-1].startswith(b"A OK")
+    assert answer.count(b"* OK still working") >= 3, answer
+    assert all(line.startswith(b"* ") for line in answer[:-1])
