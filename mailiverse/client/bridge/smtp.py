@@ -36,6 +36,7 @@ from twisted.python.failure import Failure
 from mailiverse.client.api import plain_address
 from mailiverse.client.bridge.localauth import LocalLogin
 from mailiverse.client.bridge.submit import MAX_RECIPIENTS, TEMPORARY, Reply, Submitter
+from mailiverse.failures import describe
 from mailiverse.logs import Logger
 
 log = Logger()
@@ -275,7 +276,8 @@ class SubmissionProtocol(Protocol, TimeoutMixin):
                 self._process()
 
         def failed(failure: Failure) -> None:
-            log.failure("bridge SMTP: an internal error", failure)
+            # By type and place only: an exception's message may carry an address or a line of the message.
+            log.error("bridge SMTP: an internal error ({what})", what=describe(failure.value))
             self._reply(TEMPORARY)
 
         deferred.addErrback(failed).addBoth(done)
