@@ -21,8 +21,9 @@ import email.utils
 import hmac
 import json
 import re
+import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -216,6 +217,36 @@ class PasswordKeys:
         return "PasswordKeys(<secret>)"
 
 
+class LoginRefused(ApiError):
+    """The appliance ended the session and refused a new login with the keys kept for it
+    (:meth:`Client.keep_logged_in`): the password changed or the account was disabled. Only a login with the
+    password helps."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(401, "login_refused", f"the appliance refused the login again: {reason}")
+        self.reason = reason
+
+
+class _KeptKeys:
+    """A login's :class:`PasswordKeys` held for logging in again: in mutable buffers, so that :meth:`wipe` can overwrite
+    them (copies Python made meanwhile are beyond reach, but they are short-lived)."""
+
+    def __init__(self, keys: PasswordKeys) -> None:
+        self._crypto = bytearray(keys.crypto)
+        self._verification = bytearray(keys.verification)
+        self.kdf = keys.kdf
+
+    def keys(self) -> PasswordKeys:
+        return PasswordKeys(bytes(self._crypto), bytes(self._verification), self.kdf)
+
+    def wipe(self) -> None:
+        for buffer in (self._crypto, self._verification):
+            buffer[:] = bytes(len(buffer))
+
+    def __repr__(self) -> str:
+        return "_KeptKeys(<secret>)"
+
+
 @dataclass(frozen=True)
 class MessageInfo:
     """One line of a listing: the message ID, where it lives, and what its JSON twin (or headers) say."""
@@ -315,6 +346,13 @@ class Client:
         #: Whether the server's login start described the KDF (a server from before Argon2id does not, and
         #: must not be sent keys it cannot describe).
         self._server_describes_kdf = False
+        #: Set by :meth:`keep_logged_in`: the keys of the last login (memory only), who to tell when a new login
+        #: is refused, and why it was (after which nothing is tried again).
+        self._keeping = False
+        self._kept: _KeptKeys | None = None
+        self._on_refused: Callable[[LoginRefused], object] | None = None
+        self._refused: str | None = None
+        self._renewing = threading.Lock()
 
     # -- plumbing -----------------------------------------------------------------------------
 
@@ -327,19 +365,32 @@ class Client:
         data: bytes | None = None,
         headers: Mapping[str, str] | None = None,
         session: bool = True,
+        renew: bool = True,
     ) -> Response:
         sent = dict(headers or {})
         body = data
         if json_body is not None:
             body = json.dumps(json_body, separators=(",", ":")).encode("utf-8")
             sent.update(_JSON)
+        token = self._token
         if session:
-            if self._token is None:
+            if token is None:
+                if self._refused is not None:
+                    raise LoginRefused(self._refused)
                 raise UsageError("not logged in")
-            sent["Authorization"] = f"Bearer {self._token}"
+            sent["Authorization"] = f"Bearer {token}"
         response = self._transport.request(method, path, body, sent)
         if response.status >= 400:
-            raise self._error(response)
+            error = self._error(response)
+            if not (session and renew and response.status == 401 and error.code == "unauthenticated"):
+                raise error
+            if not self._renew(token):
+                raise error
+            # The server checks the session before anything else: the refused request did nothing; send it once more.
+            sent["Authorization"] = f"Bearer {self._token}"
+            response = self._transport.request(method, path, body, sent)
+            if response.status >= 400:
+                raise self._error(response)
         return response
 
     def _error(self, response: Response) -> ClientError:
@@ -386,6 +437,9 @@ class Client:
         self.extra_keys = []
         self._block_key = None
         self.key_environment = {}
+        if self._kept is not None:
+            self._kept.wipe()
+            self._kept = None
 
     @property
     def logged_in(self) -> bool:
@@ -457,10 +511,11 @@ class Client:
             self.device_token = device
 
     def _proof(
-        self, password: str, known: PasswordKeys | None = None
+        self, password: str | None, known: PasswordKeys | None = None
     ) -> tuple[dict[str, str], ClientLogin, PasswordKeys]:
         """Round trip 1, the keys of ``password`` under the KDF description it names (``known`` if they
-        match), and the proof ``{handle, A, M}``."""
+        match), and the proof ``{handle, A, M}``. Without a password only ``known`` can do, and a KDF description
+        other than theirs means the password changed (or the account is gone: it then gets a decoy description)."""
         start_body = self._with_device({"user": self.user})
         start = self._json(self._send("POST", "/api/login/start", json_body=start_body, session=False))
         handle = start.get("handle")
@@ -473,7 +528,12 @@ class Client:
             kdf = PBKDF2_RULE if described is None else parse_kdf(described)
         except InvalidKdf as error:
             raise ProtocolError(f"the server's password KDF description is unusable: {error.message}") from None
-        keys = known if known is not None and known.kdf == kdf else PasswordKeys.derive(password, kdf)
+        if known is not None and known.kdf == kdf:
+            keys = known
+        elif password is None:
+            raise AuthenticationFailed("the account's password changed, or the account was disabled")
+        else:
+            keys = PasswordKeys.derive(password, kdf)
         login = ClientLogin(self.user, keys.verification)
         try:
             proof = login.process_challenge(unb64(start.get("salt"), "salt"), unb64(start.get("B"), "B"))
@@ -513,17 +573,80 @@ class Client:
         self._adopt_session(answer)
         account = self._unlock(keys.crypto)
         self.kdf = keys.kdf
+        self._keep(keys)
         if upgrade and self._server_describes_kdf and keys.kdf.needs_upgrade():
             try:
                 self._rekey(password, PasswordKeys.derive(password, new_kdf()), account, keys)
             except ApiError as error:
                 self.kdf_upgrade_error = error
 
-    def _account(self) -> dict[str, Any]:
-        return self._json(self._send("GET", "/api/account"))
+    def keep_logged_in(self, on_refused: Callable[[LoginRefused], object] | None = None) -> None:
+        """From the next login on, keep what the password was turned into (its :class:`PasswordKeys`, in memory
+        only; never the password) and log in again with it when the appliance ends the session (its absolute
+        limit, idle time): each request refused as ``unauthenticated`` is followed by one new login and sent once
+        more. For programs that outlive a session (the bridge); call it before :meth:`login`.
 
-    def _unlock(self, key: bytes) -> dict[str, Any]:
-        account = self._account()
+        If that login is refused (the password changed, the account was disabled), the keys are wiped,
+        ``on_refused`` is told once, and every later request raises :class:`LoginRefused` without asking the
+        appliance again: nothing retries in a loop, nor counts as a failed login there more than once.
+        """
+        self._keeping = True
+        self._on_refused = on_refused
+
+    def _keep(self, keys: PasswordKeys) -> None:
+        if not self._keeping:
+            return
+        if self._kept is not None:
+            self._kept.wipe()
+        self._kept = _KeptKeys(keys)
+        self._refused = None
+
+    def _renew(self, used: str | None) -> bool:
+        """After ``used`` was refused as ``unauthenticated``: log in again with the kept keys (once, whichever thread
+        asks first) and say whether a request is worth sending once more. A refused login raises
+        :class:`LoginRefused`; a failure that may pass (the network, the appliance's 5xx, its throttle) is raised as
+        it is, the keys kept for the next request."""
+        with self._renewing:
+            if self._token is not None and self._token != used:
+                return True  # another thread logged in again meanwhile
+            if self._refused is not None:
+                raise LoginRefused(self._refused)
+            kept = self._kept
+            if kept is None:
+                return False
+            try:
+                self._relogin(kept.keys())
+            except ApiError as error:
+                if not 400 <= error.status < 500 or error.status in (408, 429):
+                    raise
+                self._refuse(error.message)
+            except (AuthenticationFailed, DecryptionFailed, ServerIdentityError) as error:
+                self._refuse(error.message)
+            return True
+
+    def _relogin(self, keys: PasswordKeys) -> None:
+        proof, login, _ = self._proof(None, keys)
+        answer = self._json(
+            self._send("POST", "/api/login/finish", json_body=self._with_device(dict(proof)), session=False)
+        )
+        self._check_hamk(login, answer)
+        self._adopt_session(answer)
+        self._unlock(keys.crypto, renew=False)
+
+    def _refuse(self, reason: str) -> None:
+        self._refused = reason
+        self._token = None
+        self._forget_keys()
+        refused = LoginRefused(reason)
+        if self._on_refused is not None:
+            self._on_refused(refused)
+        raise refused
+
+    def _account(self, *, renew: bool = True) -> dict[str, Any]:
+        return self._json(self._send("GET", "/api/account", renew=renew))
+
+    def _unlock(self, key: bytes, *, renew: bool = True) -> dict[str, Any]:
+        account = self._account(renew=renew)
         block = unb64(account.get("key_block"), "key block")
         public = unb64(account.get("public_key"), "public key")
         try:
@@ -580,6 +703,7 @@ class Client:
         self._check_hamk(login, answer)
         self._adopt_session(answer)
         self.kdf = new.kdf
+        self._keep(new)
 
     def change_password(self, old_password: str, new_password: str) -> None:
         """Re-key: a fresh Argon2id description, new SRP verifier and the key block re-encrypted under
@@ -666,6 +790,8 @@ class Client:
         view._private_key = keys[0]
         view.retired_keys = list(keys[1:])
         view.extra_keys = []
+        # A view never logs in again: a new session would be the view's alone, and the keys are its owner's to wipe.
+        view._keeping, view._kept = False, None
         return view
 
     @property

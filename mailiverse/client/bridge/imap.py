@@ -74,6 +74,7 @@ from mailiverse.client.bridge.model import (
     MailboxView,
     MessageRef,
 )
+from mailiverse.client.errors import ClientError
 
 log = Logger()
 P = ParamSpec("P")
@@ -102,6 +103,7 @@ CACHED_BYTES = 96 * 1024 * 1024
 
 PERMANENT_FLAGS = syntax.flags_wire(SYSTEM_FLAGS)[:-1] + b" \\*)"
 _UNAVAILABLE = b"[UNAVAILABLE] the appliance did not answer"
+_LOGIN_REFUSED = b"[UNAVAILABLE] the appliance refused the bridge's new login; restart the bridge"
 
 
 class _Refusal(Exception):
@@ -294,6 +296,8 @@ class BridgeIMAPServer(imap4.IMAP4Server):
             self.sendBadResponse(tag, b"Mailbox name is not modified UTF-7")
         elif isinstance(error, (IllegalClientResponse, SearchSyntaxError)):
             self.sendBadResponse(tag, syntax.response_text(str(error)))
+        elif isinstance(error, ClientError) and error.code == "login_refused":
+            self.sendNegativeResponse(tag, _LOGIN_REFUSED)
         else:
             log.warn("bridge IMAP: a command failed ({error_type})", error_type=type(error).__name__)
             self.sendNegativeResponse(tag, _UNAVAILABLE)

@@ -1,8 +1,10 @@
-"""``mailiverse-client bridge``: log in once, then serve IMAP and SMTP on this machine until SIGINT or SIGTERM.
+"""``mailiverse-client bridge``: log in, then serve IMAP and SMTP on this machine until SIGINT or SIGTERM.
 
-The account password is used for the one login and then dropped; mail apps get a random local password made for
-this run, printed once (or written to ``--password-file``, 0600). The only files written are the bridge's own
-certificate pair in ``--cert-dir`` and that password file: mail, flags and keys stay in memory.
+The account password is used for the login and then dropped; only the keys derived from it are kept, in memory, so
+the bridge logs in again by itself when the appliance ends its session (``Client.keep_logged_in``). Mail apps get a
+random local password made for this run, printed once (or written to ``--password-file``, 0600). The only files
+written are the bridge's own certificate pair in ``--cert-dir``, that password file and, with ``--cache``, sealed
+copies of messages: nothing readable.
 
 The servers and TLS are imported only when the bridge runs. The Client blocks and keeps one HTTPS connection;
 IMAP and SMTP call it from the reactor's thread pool, so its transport takes one request at a time
@@ -21,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Protocol
 
-from mailiverse.client.api import Client
+from mailiverse.client.api import Client, LoginRefused
 from mailiverse.client.bridge.localauth import LocalLogin, Throttle, new_local_password
 from mailiverse.client.errors import ClientError, UsageError
 from mailiverse.client.transport import Response, Transport
@@ -32,7 +34,12 @@ DEFAULTS = {"imap": "tcp:1143", "imaps": "tcp:1993", "smtp": "tcp:1025", "smtps"
 KEYRING_SERVICE = "mailiverse"
 KEYRING_BRIDGE_SERVICE = "mailiverse-bridge"
 MIN_POLL, MAX_POLL, DEFAULT_POLL = 1.0, 3600.0, 10.0
+#: ``--cache-size``: the default, and the smallest that makes sense (a few messages).
+DEFAULT_CACHE_SIZE, MIN_CACHE_SIZE = "1G", 1024 * 1024
 _PORT = re.compile(r"^[0-9]{1,5}$")
+_SIZE = re.compile(r"^([0-9]{1,15})([KMG]?)(?:I?B)?$")
+#: The one line on stderr when the appliance refuses the bridge's new login.
+LOGIN_REFUSED_LINE = "mailiverse-client: the appliance refused the login: restart the bridge ({reason})\n"
 
 
 def add_command(commands: Any) -> None:
@@ -55,7 +62,13 @@ def add_command(commands: Any) -> None:
     bridge.add_argument(
         "--poll", metavar="SECONDS", type=float, default=DEFAULT_POLL, help="how often IDLE looks for new mail"
     )
-    bridge.add_argument("--cache", metavar="DIR", help="an encrypted local cache (safe to delete)")
+    bridge.add_argument("--cache", metavar="DIR", help="an encrypted local cache of messages (safe to delete)")
+    bridge.add_argument(
+        "--cache-size",
+        metavar="SIZE",
+        default=DEFAULT_CACHE_SIZE,
+        help=f"at most this much in --cache, oldest removed first (bytes, or 500M, 2G); default {DEFAULT_CACHE_SIZE}",
+    )
 
 
 # -- the transport --------------------------------------------------------------------------------
@@ -152,6 +165,7 @@ class Plan:
     keyring: bool
     poll: float
     cache: Path | None
+    cache_size: int = 1024**3
 
     @property
     def listeners(self) -> list[Listener]:
@@ -167,8 +181,10 @@ def plan(args: argparse.Namespace) -> Plan:
         raise UsageError(f"--poll must be from {MIN_POLL:g} to {MAX_POLL:g} seconds")
     if args.keyring and keyring_module() is None:
         raise UsageError("--keyring needs the Python package 'keyring', which is not installed here")
-    if args.cache is not None and not cache_supported():
-        raise UsageError("--cache is not supported yet: the bridge keeps everything in memory; leave it out")
+    cache = Path(args.cache).expanduser() if args.cache else None
+    if cache is not None and cache.exists() and not cache.is_dir():
+        raise UsageError(f"--cache {cache}: that is not a directory; name a directory (it is made if absent)")
+    cache_size = cache_bytes(getattr(args, "cache_size", DEFAULT_CACHE_SIZE))
     password_file = Path(args.password_file).expanduser() if args.password_file else None
     if password_file is not None and not password_file.parent.is_dir():
         raise UsageError(f"--password-file {password_file}: the directory {password_file.parent} does not exist")
@@ -181,8 +197,20 @@ def plan(args: argparse.Namespace) -> Plan:
         password_file,
         bool(args.keyring),
         float(args.poll),
-        Path(args.cache).expanduser() if args.cache else None,
+        cache,
+        cache_size,
     )
+
+
+def cache_bytes(text: str) -> int:
+    """``--cache-size``: bytes, or a number with K, M or G (powers of 1024); at least 1 MiB."""
+    found = _SIZE.match(str(text).strip().upper())
+    if found is None:
+        raise UsageError(f"--cache-size {text}: give bytes, or a number with K, M or G (500M, 2G)")
+    size = int(found.group(1)) << (10 * " KMG".index(found.group(2) or " "))
+    if size < MIN_CACHE_SIZE:
+        raise UsageError(f"--cache-size {text}: at least 1M")
+    return size
 
 
 def keyring_module() -> Any | None:
@@ -191,11 +219,6 @@ def keyring_module() -> Any | None:
         return importlib.import_module("keyring")
     except ImportError:
         return None
-
-
-def cache_supported() -> bool:
-    """Whether the mailbox state offers an encrypted cache (``MailState(client, cache=DIR)``)."""
-    return False
 
 
 # -- running --------------------------------------------------------------------------------------
@@ -227,6 +250,18 @@ def account_password(console: Console, server: str, user: str) -> str:
     return console.password()
 
 
+def log_in(console: Console, client: Client) -> None:
+    """Log in, keeping the keys derived from the password (never the password) to log in again when the appliance
+    ends the session; when it refuses that login, one line on stderr says to restart the bridge."""
+
+    def refused(error: LoginRefused) -> None:
+        console.stderr.write(LOGIN_REFUSED_LINE.format(reason=error.reason))
+        console.stderr.flush()
+
+    client.keep_logged_in(on_refused=refused)
+    client.login(account_password(console, console.args.server, client.user))
+
+
 def mount_imap(
     client: Client, login: LocalLogin, password: str, plan: Plan, tls: Any, reactor: Any
 ) -> tuple[Any | None, Any | None]:
@@ -240,7 +275,12 @@ def mount_imap(
     from mailiverse.client.bridge.imap import imap_factory
     from mailiverse.client.bridge.state import MailState
 
-    state = MailState(client)
+    try:
+        state = MailState(client, cache_dir=plan.cache, cache_dir_bytes=plan.cache_size)
+    except OSError as error:
+        raise UsageError(
+            f"--cache {plan.cache}: cannot use it ({error.strerror or error}); name another directory"
+        ) from None
     made = []
     for wanted, implicit in ((plan.imap, False), (plan.imaps, True)):
         made.append(
@@ -299,7 +339,7 @@ def run(console: Console, client: Client, *, reactor: Any = None, on_ready: Call
 
     args = console.args
     checked = plan(args)
-    client.login(account_password(console, args.server, client.user))
+    log_in(console, client)
     try:
         certificate = ensure_certificate(checked.cert_dir)
         tls = server_context(certificate)

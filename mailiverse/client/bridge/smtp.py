@@ -35,7 +35,8 @@ from twisted.python.failure import Failure
 
 from mailiverse.client.api import plain_address
 from mailiverse.client.bridge.localauth import LocalLogin
-from mailiverse.client.bridge.submit import MAX_RECIPIENTS, TEMPORARY, Reply, Submitter
+from mailiverse.client.bridge.submit import MAX_RECIPIENTS, TEMPORARY, Reply, Submitter, reply_for
+from mailiverse.client.errors import ClientError
 from mailiverse.failures import describe
 from mailiverse.logs import Logger
 
@@ -509,7 +510,8 @@ class SubmissionProtocol(Protocol, TimeoutMixin):
 
     def _sender_check_failed(self, failure: Failure) -> None:
         log.info("bridge SMTP: the sender could not be checked ({kind})", kind=failure.type.__name__)
-        self._reply(TEMPORARY)
+        refused = isinstance(failure.value, ClientError) and failure.value.code == "login_refused"
+        self._reply(reply_for(failure.value) if refused else TEMPORARY)
 
     def _rcpt(self, argument: bytes) -> None:
         if self._sender is None:

@@ -18,7 +18,10 @@ listing taken after the table was read no longer shows it there.
 IMAP clients compare RFC822.SIZE with the body they fetch, so a message is listed with its exact decrypted size:
 the first listing that meets a message decrypts it once (the body stays in a bounded in-memory cache, which the
 client's next FETCH usually hits) and ``Cache/W_sizes`` remembers the size for every later listing and device.
-Nothing decrypted is ever written to disk.
+Nothing decrypted is ever written to disk: with a cache directory (``--cache``), bodies are also kept there, each
+sealed with AES-256-GCM under a key derived from the account's private key (``DiskCache``), so a restart need not
+download them again; the directory is safe to delete, and a file that does not authenticate is deleted and the
+message fetched again.
 
 Why one module of this size: the four documents are one state; every operation (flags, moves, expunge, append)
 changes several of them together and in a set order, and keeping that order in one place is the point.
@@ -29,14 +32,25 @@ from __future__ import annotations
 import base64
 import binascii
 import copy
+import hashlib
+import hmac
 import json
+import os
+import secrets
+import stat
 import threading
 import time
 import zlib
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from mailiverse.client.api import PRIVATE_KEY_NAME, RETIRED_KEYS_NAME, Client, MessageTampered
 from mailiverse.client.bridge.model import (
@@ -60,8 +74,10 @@ from mailiverse.crypto import lenient
 from mailiverse.crypto.errors import CryptoError
 from mailiverse.crypto.formats import seal_mail_object
 from mailiverse.crypto.keys import private_key_der
+from mailiverse.logs import Logger
 from mailiverse.mime.limits import Limits
 from mailiverse.mime.twin import convert_document
+from mailiverse.privatefile import PRIVATE_DIR_MODE, write_private
 
 #: Each stored mailbox's folder (its twins live in ``<folder>_Json``); Trash is a set, not a folder.
 FOLDERS = {INBOX: "Mail/In", SENT: "Mail/Sent", DRAFTS: "Mail/Drafts", SPAM: "Mail/Spam", SCREENER: "Mail/Screener"}
@@ -76,6 +92,12 @@ MAX_FLAGS = 64
 MAX_FLAG_CHARS = 64
 #: Decrypted messages kept in memory (least recently used go first).
 DEFAULT_CACHE_BYTES = 64 * 1024 * 1024
+#: What the encrypted cache directory may hold at most by default (oldest files go first).
+DEFAULT_DISK_CACHE_BYTES = 1024**3
+#: The HKDF info of the disk cache's keys, and the first bytes of each of its files.
+DISK_CACHE_INFO = b"mailiverse-bridge-cache-v1"
+_DISK_MAGIC = b"MVBC1"
+_NONCE_BYTES = 12
 #: The largest Cache/ document read (as the web client caps it).
 MAX_DOCUMENT_BYTES = 256 * 1024 * 1024
 #: How often one change is tried again after version conflicts before giving up.
@@ -101,6 +123,7 @@ TAMPERED_MESSAGE = (
 )
 
 Document = dict[str, Any]
+log = Logger()
 
 
 # -- the Cache/ documents ------------------------------------------------------------------------------
@@ -352,22 +375,150 @@ def changed_flags(current: Sequence[str], given: Sequence[str], mode: str) -> li
     return [flag for flag in current if flag.lower() not in dropped]
 
 
-class Bodies:
-    """Decrypted messages by key, least recently used dropped first, at most ``limit`` bytes in all."""
+class DiskCache:
+    """Decrypted messages kept in a directory, each sealed, at most ``limit`` bytes of files (oldest go first).
 
-    def __init__(self, limit: int) -> None:
+    The keys come from the account's private key (its DER as the key block holds it): HKDF-SHA256 with
+    :data:`DISK_CACHE_INFO` gives an AES-256-GCM key and a name key. A file's name is HMAC-SHA256(name key, message
+    key), so the directory shows neither the store path nor a date; its content is ``MVBC1``, a random nonce and
+    the ciphertext, with the name as associated data, so a file renamed, damaged or made under another key fails
+    to open and is deleted (then the message is fetched again). Files are 0600 in a 0700 directory, written whole
+    to a temporary file there and renamed: a reader never sees half a file, and the temporary holds ciphertext only.
+    Everything here is a cache: the directory may be deleted at any time, and a key rotation simply misses it.
+    """
+
+    def __init__(self, directory: Path, seed: bytes, limit: int = DEFAULT_DISK_CACHE_BYTES) -> None:
+        derived = HKDF(algorithm=hashes.SHA256(), length=64, salt=None, info=DISK_CACHE_INFO).derive(seed)
+        self._aead = AESGCM(derived[:32])
+        self._name_key = derived[32:]
+        self.directory = Path(directory)
+        self.limit = limit
+        #: What the files hold, as last counted and added to since (another process's files are counted when
+        #: the directory is trimmed, which counts afresh).
+        self._total = 0
+        self._prepare()
+
+    def _prepare(self) -> None:
+        """Make the directory (0700, or narrowed to it), drop temporary files a stopped bridge left, and trim."""
+        self.directory.mkdir(mode=PRIVATE_DIR_MODE, parents=True, exist_ok=True)
+        if stat.S_IMODE(self.directory.stat().st_mode) != PRIVATE_DIR_MODE:
+            os.chmod(self.directory, PRIVATE_DIR_MODE)
+        for entry in self._entries(temporary=True):
+            entry.unlink(missing_ok=True)
+        self.trim()
+
+    def _entries(self, *, temporary: bool = False) -> list[Path]:
+        try:
+            names = os.listdir(self.directory)
+        except FileNotFoundError:
+            return []
+        if temporary:
+            return [self.directory / name for name in names if name.startswith(".") and name.endswith(".tmp")]
+        return [
+            self.directory / name for name in names if len(name) == 64 and all(c in "0123456789abcdef" for c in name)
+        ]
+
+    def name(self, key: str) -> str:
+        return hmac.new(self._name_key, key.encode("utf-8"), hashlib.sha256).hexdigest()
+
+    def get(self, key: str) -> bytes | None:
+        """The message stored under ``key``, or None (nothing there, or a file that failed to open: now deleted)."""
+        name = self.name(key)
+        path = self.directory / name
+        try:
+            with open(path, "rb") as handle:
+                sealed = handle.read(self.limit + 1)
+        except OSError:  # not there (or the directory was deleted): a miss
+            return None
+        head = len(_DISK_MAGIC) + _NONCE_BYTES
+        try:
+            if len(sealed) > self.limit or not sealed.startswith(_DISK_MAGIC):
+                raise InvalidTag()
+            body = self._aead.decrypt(sealed[len(_DISK_MAGIC) : head], sealed[head:], self._associated(name))
+        except InvalidTag:
+            path.unlink(missing_ok=True)
+            return None
+        try:
+            os.utime(path)  # recently used: the last to go when the directory is trimmed
+        except OSError:
+            pass
+        return body
+
+    def put(self, key: str, body: bytes) -> None:
+        """Store ``body`` under ``key`` (a body larger than the whole cache is not stored), then trim."""
+        name = self.name(key)
+        nonce = secrets.token_bytes(_NONCE_BYTES)
+        sealed = _DISK_MAGIC + nonce + self._aead.encrypt(nonce, body, self._associated(name))
+        if len(sealed) > self.limit:
+            return
+        try:
+            self.directory.mkdir(mode=PRIVATE_DIR_MODE, parents=True, exist_ok=True)
+            write_private(self.directory / name, sealed)
+        except OSError as error:  # a full or read-only disk: the message is served from memory all the same
+            log.warn("bridge: the cache directory is not writable ({error_type})", error_type=type(error).__name__)
+            return
+        self._total += len(sealed)
+        if self._total > self.limit:
+            self.trim()
+
+    def pop(self, key: str) -> None:
+        try:
+            (self.directory / self.name(key)).unlink(missing_ok=True)
+        except OSError:
+            pass
+
+    def trim(self) -> None:
+        """Delete the least recently used files until the rest fit in ``limit``."""
+        found = []
+        for path in self._entries():
+            try:
+                info = path.stat()
+            except FileNotFoundError:
+                continue
+            found.append((info.st_mtime_ns, info.st_size, path))
+        total = sum(size for _when, size, _path in found)
+        for _when, size, path in sorted(found):
+            if total <= self.limit:
+                break
+            try:
+                path.unlink(missing_ok=True)
+            except OSError:
+                continue
+            total -= size
+        self._total = total
+
+    @staticmethod
+    def _associated(name: str) -> bytes:
+        return DISK_CACHE_INFO + b"\0" + name.encode("ascii")
+
+
+class Bodies:
+    """Decrypted messages by key, least recently used dropped first, at most ``limit`` bytes in all; with a
+    ``disk`` cache, each is also kept there (sealed) and found there after a restart."""
+
+    def __init__(self, limit: int, disk: DiskCache | None = None) -> None:
         self._items: OrderedDict[str, bytes] = OrderedDict()
         self._limit = limit
+        self._disk = disk
         self.size = 0
 
     def get(self, key: str) -> bytes | None:
         body = self._items.get(key)
         if body is not None:
             self._items.move_to_end(key)
+        elif self._disk is not None:
+            body = self._disk.get(key)
+            if body is not None:
+                self._keep(key, body)
         return body
 
     def put(self, key: str, body: bytes) -> None:
-        self.pop(key)
+        self._keep(key, body)
+        if self._disk is not None:
+            self._disk.put(key, body)
+
+    def _keep(self, key: str, body: bytes) -> None:
+        self._drop(key)
         if len(body) > self._limit:
             return
         self._items[key] = body
@@ -376,14 +527,22 @@ class Bodies:
             _, dropped = self._items.popitem(last=False)
             self.size -= len(dropped)
 
-    def pop(self, key: str) -> bytes | None:
+    def _drop(self, key: str) -> bytes | None:
         body = self._items.pop(key, None)
         if body is not None:
             self.size -= len(body)
         return body
 
+    def pop(self, key: str) -> bytes | None:
+        """Forget ``key`` here and on disk (the message was deleted); its body if it was in memory."""
+        body = self._drop(key)
+        if self._disk is not None:
+            self._disk.pop(key)
+        return body
+
     def rename(self, old: str, new: str) -> None:
-        body = self.pop(old)
+        body = self.get(old)
+        self.pop(old)
         if body is not None:
             self.put(new, body)
 
@@ -399,7 +558,13 @@ class MailState:
     """``IMailState`` over a logged-in ``Client``: blocking, one call at a time (a lock makes sure of it)."""
 
     def __init__(
-        self, client: Client, *, clock: Callable[[], float] = time.time, cache_bytes: int = DEFAULT_CACHE_BYTES
+        self,
+        client: Client,
+        *,
+        clock: Callable[[], float] = time.time,
+        cache_bytes: int = DEFAULT_CACHE_BYTES,
+        cache_dir: Path | None = None,
+        cache_dir_bytes: int = DEFAULT_DISK_CACHE_BYTES,
     ) -> None:
         self._client = client
         self._clock = clock
@@ -418,7 +583,8 @@ class MailState:
         self._gone: set[str] = set()
         self._refreshed: set[str] = set()
         self._views: dict[str, MailboxView] = {}
-        self._bodies = Bodies(cache_bytes)
+        disk = None if cache_dir is None else DiskCache(cache_dir, seeds[0], cache_dir_bytes)
+        self._bodies = Bodies(cache_bytes, disk)
 
     # -- IMailState ------------------------------------------------------------------------------------
 
@@ -643,6 +809,9 @@ class MailState:
     def _body(self, key: str) -> bytes:
         body = self._bodies.get(key)
         if body is not None:
+            if key_base(key) not in self._unsaved_sizes:
+                # From the disk cache, a listing may not know its size yet.
+                self._note_size(key, body)
             return body
         try:
             body = self._client.open_mail(original_path(key))
@@ -654,11 +823,14 @@ class MailState:
                 raise _Gone() from None
             raise
         self._tampered.discard(key)
+        self._note_size(key, body)
+        self._bodies.put(key, body)
+        return body
+
+    def _note_size(self, key: str, body: bytes) -> None:
         base = key_base(key)
         if self._sizes.value["sizes"].get(base) != len(body):
             self._unsaved_sizes[base] = len(body)
-        self._bodies.put(key, body)
-        return body
 
     # -- documents: UIDs and flags -------------------------------------------------------------------
 
@@ -889,6 +1061,7 @@ __all__ = [
     "TWIN_PREFIXES",
     "Bodies",
     "CacheDocument",
+    "DiskCache",
     "MailState",
     "check_flags",
     "key_order",

@@ -63,6 +63,7 @@ _REFUSALS = {
     "recipient_over_quota": Reply(452, "4.2.2", "A recipient's mailbox is full; try again later"),
     "over_quota": Reply(452, "4.2.2", "Your mailbox is full (no room for the Sent copy); make room and retry"),
     "unauthenticated": Reply(451, "4.3.0", "The bridge's session with the appliance ended; restart the bridge"),
+    "login_refused": Reply(451, "4.7.0", "The appliance refused the bridge's new login; restart the bridge"),
 }
 
 

@@ -243,12 +243,12 @@ def test_bridge_serves_swaks_and_stops_cleanly(world: World, tmp_path: Path) -> 
 
 @pytest.mark.integration
 def test_bad_options_are_refused_before_login(world: World) -> None:
-    """Every port off, an endpoint that is not tcp:, --cache and --keyring (not installed here) each exit 2 with one
-    line naming the option; none of them opens a port or asks for a password."""
+    """Every port off, an endpoint that is not tcp:, a bad --cache-size and --keyring (not installed here) each exit
+    2 with one line naming the option; none of them opens a port or asks for a password."""
     cases: dict[tuple[str, ...], str] = {
         ("--imap", "none", "--imaps", "none", "--smtp", "none", "--smtps", "none"): "every port is off",
         ("--smtp", "ssl:1465"): "--smtp ssl:1465",
-        ("--cache", "somewhere"): "--cache is not supported yet",
+        ("--cache-size", "lots"): "--cache-size",
         ("--poll", "0"): "--poll",
     }
     if importlib.util.find_spec("keyring") is None:
