@@ -42,7 +42,6 @@ from twisted.internet.interfaces import IProtocolFactory, ITLSTransport
 from twisted.internet.protocol import ServerFactory, connectionDone
 from twisted.internet.task import LoopingCall, deferLater
 from twisted.internet.threads import deferToThreadPool
-from twisted.logger import Logger
 from twisted.mail import imap4
 from twisted.mail.imap4 import IllegalClientResponse, IllegalMailboxEncoding, LiteralString
 from twisted.protocols.tls import TLSMemoryBIOFactory
@@ -75,6 +74,7 @@ from mailiverse.client.bridge.model import (
     MessageRef,
 )
 from mailiverse.client.errors import ClientError
+from mailiverse.logs import Logger
 
 log = Logger()
 P = ParamSpec("P")
