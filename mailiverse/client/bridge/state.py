@@ -110,6 +110,8 @@ MAX_UID = 2**32 - 1
 _SYSTEM = {flag.lower(): flag for flag in SYSTEM_FLAGS}
 _SEEN, _DELETED = "\\Seen", "\\Deleted"
 _NO_FLAGS, _SEEN_ONLY = frozenset[str](), frozenset([_SEEN])
+#: Twins of the user's own mail, always ``\Seen``.
+_OWN_MAIL = ("Mail/Sent_Json/", "Mail/Drafts_Json/")
 _ATOM_SPECIALS = frozenset('(){ %*"\\]')
 #: What a message that fails its integrity check reads as: a notice, never any of its bytes.
 TAMPERED_MESSAGE = (
@@ -787,10 +789,12 @@ class MailState:
                     continue
                 size = len(TAMPERED_MESSAGE)
             kept = stored.get(key)
+            # The user's own mail (Sent, Drafts) is read, as the web client counts it: never unread.
+            seen = key in read or key.startswith(_OWN_MAIL)
             if kept:
-                flags = frozenset([*kept, _SEEN] if key in read else kept)
+                flags = frozenset([*kept, _SEEN] if seen else kept)
             else:  # most messages: one shared set, not one per message
-                flags = _SEEN_ONLY if key in read else _NO_FLAGS
+                flags = _SEEN_ONLY if seen else _NO_FLAGS
             refs.append(MessageRef(uid, key, flags, size, when))
         refs.sort(key=lambda ref: ref.uid)
         view = MailboxView(name, table["validity"], table["next"], tuple(refs))

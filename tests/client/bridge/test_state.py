@@ -178,6 +178,7 @@ async def test_mailboxes_list_the_right_messages_with_their_decrypted_bytes(
     assert len(sent.messages) == 1
     body = await in_thread(state.message, sent.messages[0].key)
     assert b"Subject: to bob" in body and sent.messages[0].size == len(body)
+    assert "\\Seen" in sent.messages[0].flags  # the user's own mail is never unread, as in the web client
     assert (await in_thread(state.view, DRAFTS)).messages == ()
     assert (await in_thread(state.view, TRASH)).messages == ()
     client.close()
