@@ -26,8 +26,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import os
-import platform
 import smtplib
 import ssl
 import subprocess
@@ -38,7 +36,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import procmem, report
+from bench import machine, procmem, report
 from bench.messages import make_message
 from tests.support.bridge import World, start_bridge, start_world, without_tuid
 
@@ -212,26 +210,8 @@ def markdown(results: dict[str, Any]) -> str:
 
 
 def environment() -> dict[str, Any]:
-    cpu = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        ),
-        platform.processor(),
-    )
-    commit = subprocess.run(
-        ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
-    ).stdout.strip()
     version = subprocess.run(["mbsync", "--version"], capture_output=True, text=True, check=False).stdout.strip()
-    return {
-        "cpu_model": cpu,
-        "cores": os.cpu_count() or 0,
-        "python": platform.python_version(),
-        "mbsync": version,
-        "commit": commit,
-        "load_average": " / ".join(f"{value:.1f}" for value in os.getloadavg()),
-    }
+    return {**machine.basics(), "mbsync": version}
 
 
 def main(argv: list[str]) -> int:

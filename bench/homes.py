@@ -52,7 +52,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from sqlalchemy import Connection, select, text
 
-from bench import procmem, report, servers, smtpload
+from bench import machine, procmem, report, servers, smtpload
 from bench.messages import SENDER, make_message
 from mailiverse.crypto.keys import generate_private_key, public_key_der
 from mailiverse.store.db import Database
@@ -585,33 +585,13 @@ def plot(results: dict[str, Any], directory: Path) -> list[Path]:
 
 
 def environment() -> dict[str, Any]:
-    import platform
-
     import psycopg
 
     from mailiverse.testing_db import postgres_admin_url
 
-    cpu = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        ),
-        platform.processor(),
-    )
     with psycopg.connect(postgres_admin_url().replace("+psycopg", ""), connect_timeout=3) as conn:
         row = conn.execute("SHOW server_version").fetchone()
-    commit = subprocess.run(
-        ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
-    ).stdout.strip()
-    return {
-        "cpu_model": cpu,
-        "cores": os.cpu_count() or 0,
-        "python": platform.python_version(),
-        "postgresql": str(row[0]).split()[0] if row else "unknown",
-        "commit": commit,
-        "load_average": " / ".join(f"{value:.1f}" for value in os.getloadavg()),
-    }
+    return {**machine.basics(), "postgresql": str(row[0]).split()[0] if row else "unknown"}
 
 
 def main(argv: list[str]) -> int:
