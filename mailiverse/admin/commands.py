@@ -72,14 +72,14 @@ def _place(homes: ApplianceHomes, user_id: int, *, undo: bool = True) -> str | N
     not take it, the account is deleted again (``undo``), or stays in the metabase, its home until moved."""
     from sqlalchemy.exc import SQLAlchemyError
 
-    from mailiverse.store.homes import ACTIVE, add_copy_txn, choose_home, home_counts_txn, set_home_txn
+    from mailiverse.store.homes import ACTIVE, account_row_txn, add_copy_txn, choose_home, home_counts_txn, set_home_txn
     from mailiverse.store.users import delete_user_txn
 
     if not homes.multi:
         return None
     name = choose_home(homes.weights, homes.meta.run_sync(home_counts_txn))
     try:
-        account = homes.meta.run_sync(_account_row_txn, user_id)
+        account = homes.meta.run_sync(account_row_txn, user_id)
         homes.homes[name].transact_sync(add_copy_txn, account, ACTIVE)
         homes.meta.transact_sync(set_home_txn, user_id, name, ACTIVE)
     except SQLAlchemyError:
@@ -89,14 +89,6 @@ def _place(homes: ApplianceHomes, user_id: int, *, undo: bool = True) -> str | N
         homes.meta.transact_sync(delete_user_txn, user_id)
         raise AdminError(f"home {name} did not take the new account (is it up?); nothing was added") from None
     return name
-
-
-def _account_row_txn(conn: Any, user_id: int) -> dict[str, Any]:
-    from sqlalchemy import select
-
-    from mailiverse.store.schema import users
-
-    return dict(conn.execute(select(users).where(users.c.id == user_id)).mappings().one())
 
 
 def cmd_user_list(args: argparse.Namespace) -> None:

@@ -140,16 +140,11 @@ class Homes:
             name = await self.home_of(user_id)
             self._check_up(name)
             try:
-                return await call(self._homes[name])
+                return await self.write_in(name, call)
             except HomeMoving:
                 self.forget(user_id)
                 if attempt == 2 or await self.home_of(user_id) == name:
                     raise
-            except _UNREACHABLE:
-                if not self.multi:
-                    raise
-                self._failed(name)
-                raise HomeUnavailable(f"home {name} is unavailable") from None
         raise AssertionError("unreachable")
 
     async def run_for(
@@ -205,7 +200,7 @@ class Homes:
             return METABASE_HOME
         counts = await self.meta.run(home_counts_txn)
         name = choose_home(self._weights, counts)
-        account = await self.meta.run(_account_row_txn, user_id)
+        account = await self.meta.run(account_row_txn, user_id)
         await self.write_in(name, lambda database: database.transact(add_copy_txn, account, ACTIVE))
         await self.meta.transact(set_home_txn, user_id, name, ACTIVE)
         self._map[user_id] = (self._clock() + MAP_TTL_S, name)
@@ -297,7 +292,8 @@ def choose_home(weights: Mapping[str, int], counts: Mapping[str, int]) -> str:
     return min(candidates)[2]
 
 
-def _account_row_txn(conn: Connection, user_id: int) -> dict[str, Any]:
+def account_row_txn(conn: Connection, user_id: int) -> dict[str, Any]:
+    """The metabase's ``users`` row of ``user_id`` (what ``add_copy_txn`` copies into a home)."""
     row = conn.execute(select(users).where(users.c.id == user_id)).mappings().first()
     if row is None:
         raise UserNotFound("no such user")
@@ -363,6 +359,7 @@ __all__ = [
     "MAP_TTL_S",
     "METABASE_HOME",
     "Homes",
+    "account_row_txn",
     "add_copy_txn",
     "choose_home",
     "delete_copy_txn",
