@@ -4,7 +4,7 @@
 import { randomBytes } from './bytes.js';
 import { decryptCBC, decryptEmbedIV } from './aes.js';
 import { DecryptionError } from './errors.js';
-import { byteLength, rawDecrypt, unpadOaep, unpadPkcs1 } from './rsa.js';
+import { byteLength, rsaPrivate, unpadOaep, unpadPkcs1 } from './rsa.js';
 import { inflate } from './zlib.js';
 
 const MAX_CHUNK = 16 * 1024 * 1024;
@@ -24,11 +24,11 @@ function leftPad(bytes, length) {
 
 // The AES key inside W; a bad PKCS#1 block gives a random key, so the failure shows only later,
 // in the AES layer, exactly like any other failure (no padding oracle).
-function unwrapPkcs1(key, wrapped) {
+async function unwrapPkcs1(key, wrapped) {
   const k = byteLength(key.rsa.n);
   let unpadded = null;
   try {
-    unpadded = unpadPkcs1(rawDecrypt(key.rsa, leftPad(wrapped, k)));
+    unpadded = unpadPkcs1(await rsaPrivate(key.rsa, leftPad(wrapped, k)));
   } catch {
     unpadded = null;
   }
@@ -44,7 +44,7 @@ async function openRsaAes(key, blob) {
   if (wLength === 0 || wLength > blob.length - start || wLength > byteLength(key.rsa.n)) {
     throw new DecryptionError();
   }
-  const aesKey = unwrapPkcs1(key, blob.subarray(start, start + wLength));
+  const aesKey = await unwrapPkcs1(key, blob.subarray(start, start + wLength));
   const rest = blob.subarray(start + wLength);
   if (version === 1) return decryptEmbedIV(aesKey, rest);
   return decryptCBC(aesKey, new Uint8Array(16), rest);
@@ -60,7 +60,7 @@ async function unwrapOaep(key, wrapped) {
   }
   let unpadded = null;
   try {
-    unpadded = await unpadOaep(rawDecrypt(key.rsa, wrapped));
+    unpadded = await unpadOaep(await rsaPrivate(key.rsa, wrapped));
   } catch {
     unpadded = null;
   }

@@ -55,6 +55,12 @@ export function rawDecrypt(key, ciphertext) {
   return bigIntToBytes(m, byteLength(n));
 }
 
+// The raw private-key operation the envelopes use (c^d mod n, k bytes out). Async so a faster implementation
+// (WebAssembly, loaded on first use in whichever page or worker calls it) can stand behind it.
+export async function rsaPrivate(key, ciphertext) {
+  return rawDecrypt(key, ciphertext);
+}
+
 // RSAES-PKCS1-v1_5 unpadding: 00 02 PS(>= 8 non-zero) 00 M. Returns null on failure (no throw).
 export function unpadPkcs1(em) {
   let bad = em[0] !== 0 || em[1] !== 2 ? 1 : 0;
