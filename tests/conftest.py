@@ -27,8 +27,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 @pytest.fixture(scope="session")
-def browser() -> Iterator[Any]:
-    """One headless Debian Chromium for the whole run."""
+def playwright() -> Iterator[Any]:
+    """Playwright's sync API, started once per test process (it cannot run twice in one thread)."""
     require_chromium()
     try:
         from playwright.sync_api import sync_playwright
@@ -37,8 +37,14 @@ def browser() -> Iterator[Any]:
             raise
         pytest.skip("playwright is not installed in this environment")
     with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+        yield p
+
+
+@pytest.fixture(scope="session")
+def browser(playwright: Any) -> Iterator[Any]:
+    """One headless Debian Chromium for the whole run."""
+    chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+    try:
+        yield chromium
+    finally:
+        chromium.close()

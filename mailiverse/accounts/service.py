@@ -1,8 +1,13 @@
-"""Account services behind the HTTPS API: sign-up, the two SRP round trips, fresh proofs, password change, deletion.
+"""Account services behind the HTTPS API: sign-up, the two SRP round trips (and the second factor's step after
+them, ``accounts/secondfactor.py``), fresh proofs, password change, deletion.
 
 The web layer parses JSON and calls these; they enforce the rules (sign-up closed by default,
 rate limits, input sizes) and raise ``AccountError`` with a stable code. The SRP arithmetic
 runs off the reactor thread through ``run_cpu``. See ``docs/api.md`` for the wire format.
+
+Why one module past 500 lines: every path to a session (login, its second factor, a password change) shares the
+login budgets, the device tokens and the pending challenges, and keeping them in one class keeps them charged
+and checked the same way; the second factor's own rules live in ``accounts/secondfactor.py``.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from twisted.internet.threads import deferToThreadPool
 from mailiverse.accounts.errors import AccountError, auth_failed, rate_limited
 from mailiverse.accounts.kdf import check_new_kdf, login_kdf
 from mailiverse.accounts.pending import DatabasePendingLogins
+from mailiverse.accounts.secondfactor import RelyingParty, SecondFactorChallenge, SecondFactors, second_factor_failed
 from mailiverse.auth import (
     SRP_GROUP,
     AuthFailed,
@@ -45,7 +51,7 @@ from mailiverse.store import accounts as repo
 from mailiverse.store.db import Database
 from mailiverse.store.errors import InvalidInput, UserExists, VersionConflict
 from mailiverse.store.homes import Homes
-from mailiverse.store.users import User, change_auth_txn, delete_user_txn, get_user_txn
+from mailiverse.store.users import User, change_auth_txn, delete_user_txn, get_user_by_id_txn, get_user_txn
 
 T = TypeVar("T")
 
@@ -161,6 +167,15 @@ class LoginResult:
     device_token: str | None = None
 
 
+@dataclass(frozen=True)
+class SecondFactorNeeded:
+    """A correct proof for an account with a second factor: HAMK, and the second step's handle; no session yet."""
+
+    user: User
+    hamk: bytes
+    second_factor: SecondFactorChallenge
+
+
 def check_username(text: object) -> str:
     """Canonical name for login, or AccountError ``invalid_username``."""
     try:
@@ -252,8 +267,11 @@ class AccountService:
         now_ms: Callable[[], int] | None = None,
         homes: Homes | None = None,
         rate_limits: IRateLimits | None = None,
+        second_factors: SecondFactors | None = None,
     ) -> None:
         self._db = database
+        #: Passkeys and recovery codes (docs/passkeys.md), beside the sessions in this (meta)database.
+        self.second_factors = second_factors or SecondFactors(database, server_secret, clock=clock, run_cpu=run_cpu)
         #: The homes new accounts are placed in and deleted accounts' mail is deleted from (store/homes.py).
         self._homes = homes or Homes.single(database)
         self._secret = server_secret
@@ -388,12 +406,63 @@ class AccountService:
         assert user is not None
         return user
 
-    async def login_finish(self, proof: Proof, client_ip: str, device_token: str | None = None) -> LoginResult:
-        """Round trip 2: check the proof, open a session; HAMK only after a correct proof."""
+    async def login_finish(
+        self,
+        proof: Proof,
+        client_ip: str,
+        device_token: str | None = None,
+        relying_party: RelyingParty | None = None,
+    ) -> LoginResult | SecondFactorNeeded:
+        """Round trip 2: check the proof, open a session; HAMK only after a correct proof.
+
+        For an account with a second factor no session is opened: the login counts as a failed one against the
+        same budgets until its second step succeeds (``login_second_factor`` gives the failure back), so a login
+        that omits or fails the second factor is one failure, as a wrong password is; no device token either.
+        """
         name, hamk, device = await self.prove(proof, client_ip, device_token)
         user = await self._live_user(name)
+        if await self.second_factors.enabled(user.id):
+            await self.throttle.failed(name, client_ip, device)
+            challenge = await self.second_factors.begin_login(user, relying_party, device=device, address=client_ip)
+            return SecondFactorNeeded(user=user, hamk=hamk, second_factor=challenge)
         session = await self.sessions.create(user.name)
         return LoginResult(user=user, hamk=hamk, session=session, device_token=self.devices.reissue(name, device))
+
+    async def login_second_factor(
+        self,
+        handle: object,
+        client_ip: str,
+        *,
+        credential: object = None,
+        recovery_code: object = None,
+        relying_party: RelyingParty | None = None,
+    ) -> LoginResult:
+        """Round trip 3 of an account with a second factor: a passkey's assertion or a recovery code for the handle
+        ``login_finish`` gave. The handle works once; on success the session opens, the failure ``login_finish``
+        charged is given back and the device gets its token. ``hamk`` is empty: the client checked it already."""
+        if (credential is None) == (recovery_code is None):
+            raise AccountError("invalid_request", "give either a passkey's credential or a recovery code")
+        try:
+            ceremony = await self.second_factors.take_login(handle)
+        except AccountError:
+            await self.throttle.failed_address(client_ip)
+            raise
+        user = await self._db.run(get_user_by_id_txn, ceremony.user_id)
+        if user is None or _srp_credentials(user) is None:
+            raise second_factor_failed()
+        if credential is not None:
+            await self.second_factors.check_passkey(user, ceremony, credential, relying_party)
+        else:
+            await self.second_factors.check_recovery_code(user, recovery_code)
+        await self._forgive(user.name, ceremony.address, ceremony.device)
+        session = await self.sessions.create(user.name)
+        return LoginResult(
+            user=user, hamk=b"", session=session, device_token=self.devices.reissue(user.name, ceremony.device)
+        )
+
+    async def _forgive(self, name: str, address: str, device: str | None) -> None:
+        """Give back the failure ``LoginLimits.failed`` charged for a login whose second step then succeeded."""
+        await self.throttle.forgive(name, address, device)
 
     # -- proven changes -----------------------------------------------------------------------
 
@@ -462,6 +531,7 @@ __all__ = [
     "LoginStart",
     "NewVerifier",
     "Proof",
+    "SecondFactorNeeded",
     "SignupPolicy",
     "SignupRequest",
     "check_key_block",

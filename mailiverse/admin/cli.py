@@ -31,6 +31,12 @@ def _add_operator_commands(sub: argparse._SubParsersAction[argparse.ArgumentPars
     )
     add.set_defaults(func=commands.cmd_user_add)
     user.add_parser("list", help="list accounts").set_defaults(func=commands.cmd_user_list)
+    reset = user.add_parser(
+        "reset-second-factor",
+        help="remove an account's passkeys and recovery codes: its password alone logs in again",
+    )
+    reset.add_argument("name", metavar="NAME")
+    reset.set_defaults(func=commands.cmd_user_reset_second_factor)
     move_home = user.add_parser(
         "move-home", help="move an account's mail to another home (copied, verified, flipped; mail keeps arriving)"
     )

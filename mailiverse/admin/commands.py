@@ -1,4 +1,5 @@
-"""The ``user`` (add, list, quota), ``store``, ``invite``, ``keygen`` and ``legacy`` commands of ``mailiverse-admin``.
+"""The ``user`` (add, list, quota, reset-second-factor), ``store``, ``invite``, ``keygen`` and ``legacy`` commands
+of ``mailiverse-admin``.
 
 Each ``cmd_*(args)`` reads ``args.data_dir`` and ``args.db`` from the main parser and raises
 :class:`~mailiverse.admin.errors.AdminError` for a failure the operator can act on.
@@ -98,6 +99,24 @@ def cmd_user_list(args: argparse.Namespace) -> None:
         users = db.run_sync(list_users_txn)
     for user in users:
         print(f"{user.name}\t{user.envelope_format}\t{_iso(user.created_ms)}")
+
+
+def cmd_user_reset_second_factor(args: argparse.Namespace) -> None:
+    """The account's passkeys, recovery codes and second steps under way go (docs/passkeys.md): for a user who lost
+    every authenticator and code. They are account-level rows, so they live in the metabase."""
+    from mailiverse.store.secondfactor import reset_second_factor_txn
+
+    name = _canonical_name(args.name)
+
+    def reset_txn(conn: Any) -> tuple[int, int]:
+        return reset_second_factor_txn(conn, _require_user_txn(conn, name).id)
+
+    with appliance_homes(args) as homes:
+        passkeys, codes = homes.meta.transact_sync(reset_txn)
+    print(
+        f"{name}: second factor reset ({passkeys} passkey(s) and {codes} recovery code(s) removed); "
+        "the password alone logs in now"
+    )
 
 
 def _default_quota(args: argparse.Namespace) -> int:

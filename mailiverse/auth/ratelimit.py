@@ -259,6 +259,14 @@ class LoginLimits:
         await self.accounts.spend(account)
         await self.addresses.spend(address_key(address))
 
+    async def forgive(self, account: str, address: str, device: str | None = None) -> None:
+        """Give back the failure ``failed`` charged (a login whose second step then succeeded)."""
+        if device is not None:
+            await self.devices.give_back(_device_key(account, device))
+            return
+        await self.accounts.give_back(account)
+        await self.addresses.give_back(address_key(address))
+
     async def failed_address(self, address: str) -> None:
         """Spend one failure from the address's budget alone (an expired or unknown login handle)."""
         await self.addresses.spend(address_key(address))

@@ -38,6 +38,7 @@ from mailiverse.client.errors import (
     ClientError,
     DecryptionFailed,
     ProtocolError,
+    SecondFactorRequired,
     ServerIdentityError,
     UsageError,
 )
@@ -353,6 +354,10 @@ class Client:
         self._on_refused: Callable[[LoginRefused], object] | None = None
         self._refused: str | None = None
         self._renewing = threading.Lock()
+        #: Where a recovery code comes from when the account has a second factor (docs/passkeys.md): this client
+        #: has no authenticator. Asked only when the appliance asks for one; None (or None from it): such a login
+        #: fails with :class:`SecondFactorRequired`.
+        self.recovery_code: Callable[[], str | None] | None = None
 
     # -- plumbing -----------------------------------------------------------------------------
 
@@ -548,6 +553,28 @@ class Client:
         except (AuthFailed, ProtocolError):
             raise ServerIdentityError("the server could not prove it knows this account's verifier") from None
 
+    def _second_step(self, answer: dict[str, Any]) -> dict[str, Any]:
+        """After a correct proof (HAMK checked): the answer as it is, or for an account with a second factor the
+        answer of its second step, with a recovery code from :attr:`recovery_code` (a code works once)."""
+        step = answer.get("second_factor")
+        if step is None:
+            return answer
+        if not isinstance(step, dict) or not isinstance(step.get("handle"), str):
+            raise ProtocolError("the server's second-factor step is malformed")
+        code = self.recovery_code() if self.recovery_code is not None else None
+        if not code:
+            raise SecondFactorRequired(
+                "the password is right, but this account also needs its second factor: "
+                "give one of its recovery codes (this client has no passkey)"
+            )
+        body = self._with_device({"handle": step["handle"], "recovery_code": code.strip()})
+        try:
+            return self._json(self._send("POST", "/api/login/second-factor", json_body=body, session=False))
+        except ApiError as error:
+            if error.code in ("second_factor_failed", "invalid_request"):
+                raise SecondFactorRequired("the recovery code was not accepted (a code works once)") from None
+            raise
+
     def _adopt_session(self, answer: Mapping[str, Any]) -> None:
         token = answer.get("token")
         if not isinstance(token, str) or not token:
@@ -570,7 +597,7 @@ class Client:
             self._send("POST", "/api/login/finish", json_body=self._with_device(dict(proof)), session=False)
         )
         self._check_hamk(login, answer)
-        self._adopt_session(answer)
+        self._adopt_session(self._second_step(answer))
         account = self._unlock(keys.crypto)
         self.kdf = keys.kdf
         self._keep(keys)
@@ -630,6 +657,9 @@ class Client:
             self._send("POST", "/api/login/finish", json_body=self._with_device(dict(proof)), session=False)
         )
         self._check_hamk(login, answer)
+        if answer.get("second_factor") is not None:
+            # A recovery code works once: a login renewed without a person there cannot spend one.
+            raise SecondFactorRequired("the account needs its second factor; log in again")
         self._adopt_session(answer)
         self._unlock(keys.crypto, renew=False)
 

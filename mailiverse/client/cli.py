@@ -26,7 +26,11 @@ before mail that came in on one of the user's aliases. ``alias list`` prints
 ``ADDRESS<TAB>STATE<TAB>KIND<TAB>SENDERS<TAB>RECEIVED<TAB>LAST-USED<TAB>LABEL`` (``?`` for what cannot be read).
 
 The password comes from ``MAILIVERSE_PASSWORD`` or a prompt; the new one for ``passwd`` from
-``MAILIVERSE_NEW_PASSWORD`` or a second prompt.  Exit status 0 on success (also for ``spam`` and
+``MAILIVERSE_NEW_PASSWORD`` or a second prompt. An account with a second factor (passkeys, docs/passkeys.md)
+also needs one of its recovery codes, as this client has no authenticator: ``--recovery-code CODE``,
+``MAILIVERSE_RECOVERY_CODE`` or a prompt, asked only when the appliance asks for it (each code works once).
+
+Exit status 0 on success (also for ``spam`` and
 ``not-spam`` when the appliance has no spam filter: the message is moved and the output says it was
 not trained); otherwise one line on stderr and 1 (failure, e.g. the spam filter or the move failed),
 2 (usage, e.g. an unknown ID or a message in Sent; an unknown alias, or an ID not in the screener for
@@ -67,6 +71,7 @@ from mailiverse.contracts import canonical_local
 PROG = "mailiverse-client"
 PASSWORD_ENV = "MAILIVERSE_PASSWORD"  # noqa: S105 - a variable name, not a password
 NEW_PASSWORD_ENV = "MAILIVERSE_NEW_PASSWORD"  # noqa: S105 - a variable name
+RECOVERY_CODE_ENV = "MAILIVERSE_RECOVERY_CODE"
 #: The largest message body `send` reads from stdin.
 MAX_BODY_BYTES = 10 * 1024 * 1024
 EXIT_FAILURE, EXIT_USAGE, EXIT_AUTH, EXIT_IDENTITY = 1, 2, 3, 4
@@ -96,6 +101,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog=PROG, description="Mailiverse client: nothing is stored on this device.")
     parser.add_argument("--server", required=True, help="https://HOST[:PORT] of the appliance")
     parser.add_argument("--user", required=True, help="your user name")
+    parser.add_argument(
+        "--recovery-code",
+        metavar="CODE",
+        help=f"for an account with a second factor: one of its recovery codes (or set {RECOVERY_CODE_ENV})",
+    )
     pin = parser.add_mutually_exclusive_group()
     pin.add_argument("--ca", metavar="FILE", help="trust only this CA or self-signed certificate (PEM)")
     pin.add_argument("--fingerprint", metavar="SHA256", help="trust only the certificate with this SHA-256 (hex)")
@@ -323,6 +333,16 @@ class _Run:
             raise UsageError("the password is empty")
         return value
 
+    def recovery_code(self) -> str | None:
+        """A recovery code for the second factor: ``--recovery-code``, the environment, or a prompt; None if none."""
+        value = self.args.recovery_code or self.environ.get(RECOVERY_CODE_ENV)
+        if value:
+            return str(value)
+        try:
+            return self.prompt(f"Recovery code for {self.args.user} (the account has a second factor): ") or None
+        except EOFError:
+            return None
+
     def out(self, text: str) -> None:
         self.stdout.write(text + "\n")
 
@@ -531,6 +551,7 @@ def main(
         transport = transport_factory(args)
         # The bridge calls the client from several threads; one request at a time on its one connection.
         client = Client(bridge_service.serialized(transport) if args.command == "bridge" else transport, user)
+        client.recovery_code = run.recovery_code
         run.execute(client)
         return 0
     except AuthenticationFailed as error:

@@ -42,6 +42,13 @@ class AuthenticationFailed(ClientError):
     code = "auth_failed"
 
 
+class SecondFactorRequired(AuthenticationFailed):
+    """The password was right, but the account also needs its second factor (docs/passkeys.md): this client has no
+    authenticator, so a recovery code; none was given, or the one given was refused."""
+
+    code = "second_factor_required"
+
+
 class DecryptionFailed(ClientError):
     """A key block or message could not be decrypted; deliberately says nothing more."""
 

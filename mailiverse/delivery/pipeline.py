@@ -76,6 +76,7 @@ from mailiverse.store.lookups import CoalescedLookup
 from mailiverse.store.objects import CHUNK_SIZE, NewObject, insert_new_objects_txn, put_object_txn
 from mailiverse.store.quota import Usage, add_usage_txn
 from mailiverse.store.screener import approve_correspondents_txn, screening_txn, spend_stamp_txn
+from mailiverse.store.seq import TOMBSTONE_DAYS, prune_tombstones_txn
 from mailiverse.store.users import (
     DeliveryTarget,
     User,
@@ -334,7 +335,8 @@ class Delivery:
         return await self._in_pool(_may_carry, message)
 
     async def purge_receipts(self) -> int:
-        """Forget the receipts of mail older than a week in every home that answers; how many (store/receipts.py)."""
+        """Forget the receipts of mail older than a week (store/receipts.py) and the store's tombstones older than a
+        month (store/seq.py) in every home that answers; how many."""
         forgotten = 0
         now_ms = self._now_ms()
         for name in self._homes.names:
@@ -829,8 +831,13 @@ def _store_many(conn: Any, requests: list[_StoreRequest]) -> list[Outcome]:
     return outcomes
 
 
+def _purge_txn(conn: Any, now_ms: int) -> int:
+    """A week's receipts and a month's tombstones of the store's change sequence (store/seq.py) go."""
+    return receipts.purge_txn(conn, now_ms) + prune_tombstones_txn(conn, now_ms - TOMBSTONE_DAYS * 86_400_000)
+
+
 def _purge_in(database: Database, *, now_ms: int) -> Any:
-    return Deferred.fromCoroutine(database.transact(receipts.purge_txn, now_ms))
+    return Deferred.fromCoroutine(database.transact(_purge_txn, now_ms))
 
 
 def _screening_in(database: Database, *, ids: list[int], sender: bytes) -> Any:

@@ -106,6 +106,7 @@ def _write_objects_txn(conn: Connection, user_id: int, items: list[tuple[dict[st
                 created_ms=row["created_ms"],
                 modified_ms=row["modified_ms"],
                 size=row["size"],
+                seq=row["seq"],
             )
             .returning(objects.c.id)
         ).scalar_one()
@@ -144,7 +145,9 @@ def digest_txn(conn: Connection, user_id: int) -> tuple[int, int, str]:
 def _state_rows_txn(conn: Connection, user_id: int) -> dict[str, Any]:
     """The per-account state beside the objects: screened senders, moved-mail marks, usage and quota."""
     account = conn.execute(
-        select(users.c.used_bytes, users.c.quota_bytes, users.c.screener).where(users.c.id == user_id)
+        select(users.c.used_bytes, users.c.quota_bytes, users.c.screener, users.c.store_seq).where(
+            users.c.id == user_id
+        )
     ).first()
     return {
         "senders": [
@@ -152,7 +155,15 @@ def _state_rows_txn(conn: Connection, user_id: int) -> dict[str, Any]:
             for r in conn.execute(select(screened_senders).where(screened_senders.c.user_id == user_id)).mappings()
         ],
         "marks": [dict(r) for r in conn.execute(select(moved_mail).where(moved_mail.c.user_id == user_id)).mappings()],
-        "usage": None if account is None else {"used_bytes": account[0], "quota_bytes": account[1]},
+        # The new home numbers on after the old one's latest write; its clients list everything once (the floor).
+        "usage": None
+        if account is None
+        else {
+            "used_bytes": account[0],
+            "quota_bytes": account[1],
+            "store_seq": int(account[3]) + 1,
+            "tombstone_floor": int(account[3]) + 1,
+        },
     }
 
 

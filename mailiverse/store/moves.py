@@ -18,7 +18,9 @@ from sqlalchemy.engine import Connection
 
 from mailiverse.store.errors import InvalidPath, ObjectNotFound, VersionConflict
 from mailiverse.store.objects import validate_path
+from mailiverse.store.quota import lock_usage_txn
 from mailiverse.store.schema import objects
+from mailiverse.store.seq import next_seqs_txn, tombstone_txn
 
 #: The folders a message moves between.
 MOVABLE_FOLDERS = ("Mail/In", "Mail/Spam", "Mail/Screener")
@@ -55,17 +57,21 @@ def move_objects_txn(conn: Connection, user_id: int, moves: Sequence[tuple[str, 
     targets = [target for _, target in moves]
     if len(set(sources) | set(targets)) != 2 * len(moves):
         raise VersionConflict("a path appears twice in the moves")
+    lock_usage_txn(conn, (user_id,))
     found = _existing_txn(conn, user_id, sources)
     if len(found) != len(sources):
         raise ObjectNotFound("an object to move does not exist")
     if _existing_txn(conn, user_id, targets):
         raise VersionConflict("an object already exists where one would move")
     now_ms = time.time_ns() // 1_000_000
-    for source, target in moves:
+    # The sources' tombstones first, then the targets' numbers: a client applying changes in order ends with them.
+    tombstone_txn(conn, user_id, sources, now_ms)
+    first = next_seqs_txn(conn, user_id, len(moves))
+    for i, (source, target) in enumerate(moves):
         conn.execute(
             update(objects)
             .where(objects.c.user_id == user_id, objects.c.path == source)
-            .values(path=target, modified_ms=now_ms, version=objects.c.version + 1)
+            .values(path=target, modified_ms=now_ms, version=objects.c.version + 1, seq=first + i)
         )
     return len(moves)
 

@@ -24,6 +24,7 @@ from mailiverse.contracts.paths import prefix_upper_bound
 from mailiverse.store.objects import get_object_info_txn, iter_object_chunks_txn, list_objects_txn, validate_prefix
 from mailiverse.store.quota import charge_txn, lock_usage_txn
 from mailiverse.store.schema import brought_keys, key_records, moved_mail, objects, users
+from mailiverse.store.seq import forget_all_txn
 
 #: The folders whose new mail a moved account's appliance forwards (each with its ``_Json`` twin folder).
 FORWARDED_FOLDERS = (INBOX_FOLDER, SCREENER_FOLDER)
@@ -355,6 +356,7 @@ def delete_objects_txn(conn: Connection, user_id: int, limit: int = 1000) -> int
     if not rows:
         return 0
     conn.execute(delete(objects).where(objects.c.id.in_([row.id for row in rows])))
+    forget_all_txn(conn, user_id)
     charge_txn(conn, user_id, -sum(int(row.size) for row in rows))
     return len(rows)
 

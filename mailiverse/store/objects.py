@@ -31,6 +31,7 @@ from mailiverse.store.errors import (
 )
 from mailiverse.store.quota import charge_txn, lock_usage_txn
 from mailiverse.store.schema import object_chunks, objects
+from mailiverse.store.seq import next_seqs_txn, tombstone_txn
 
 CHUNK_SIZE = 1024 * 1024
 MAX_OBJECT_BYTES = 128 * 1024 * 1024
@@ -47,6 +48,7 @@ _INFO_COLUMNS = (
     objects.c.created_ms,
     objects.c.modified_ms,
     objects.c.size,
+    objects.c.seq,
 )
 
 
@@ -103,6 +105,8 @@ class ObjectInfo:
     created_ms: int
     modified_ms: int
     size: int
+    #: The account's change number of the write that made this version (store/seq.py).
+    seq: int = 0
 
     @property
     def newest_cursor(self) -> NewestCursor:
@@ -123,6 +127,7 @@ def _info(row: RowMapping) -> ObjectInfo:
         created_ms=row["created_ms"],
         modified_ms=row["modified_ms"],
         size=row["size"],
+        seq=row["seq"],
     )
 
 
@@ -159,6 +164,7 @@ def _insert_object(dialect: str, if_absent: bool) -> Any:
                 "version": objects.c.version + 1,
                 "modified_ms": bindparam("replaced_ms"),
                 "size": bindparam("replaced_size"),
+                "seq": bindparam("replaced_seq"),
             },
         )
     return statement.returning(objects.c.id, objects.c.version, objects.c.created_ms)
@@ -277,6 +283,10 @@ def insert_new_objects_txn(conn: Connection, items: list[NewObject]) -> list[int
     Raises InvalidPath, and ObjectTooLarge for a body over one chunk.
     """
     rows = []
+    counts: dict[int, int] = {}
+    for item in items:
+        counts[item.user_id] = counts.get(item.user_id, 0) + 1
+    next_seq = {user_id: next_seqs_txn(conn, user_id, n) for user_id, n in sorted(counts.items())}
     for item in items:
         validate_path(item.path)
         if len(item.data) > CHUNK_SIZE:
@@ -290,8 +300,10 @@ def insert_new_objects_txn(conn: Connection, items: list[NewObject]) -> list[int
                 "created_ms": item.now_ms,
                 "modified_ms": item.now_ms,
                 "size": size,
+                "seq": next_seq[item.user_id],
             }
         )
+        next_seq[item.user_id] += 1
     if not rows:
         return []
     id_of = {(row[1], row[2]): row[0] for row in conn.execute(_INSERT_NEW_OBJECTS, rows)}
@@ -333,6 +345,7 @@ def put_object_txn(
     known_size = body.known_size
     sized = {} if known_size is None else {"size": known_size}
     lock_usage_txn(conn, (user_id,))
+    seq = next_seqs_txn(conn, user_id)
     replaced = 0 if if_absent else _size_of_txn(conn, user_id, path)
     try:
         if if_version is not None:
@@ -343,7 +356,7 @@ def put_object_txn(
                     objects.c.path == path,
                     objects.c.version == if_version,
                 )
-                .values(version=objects.c.version + 1, modified_ms=now, **sized)
+                .values(version=objects.c.version + 1, modified_ms=now, seq=seq, **sized)
                 .returning(objects.c.id, objects.c.version, objects.c.created_ms)
             )
             row = conn.execute(statement).mappings().first()
@@ -359,11 +372,13 @@ def put_object_txn(
                 "created_ms": now,
                 "modified_ms": now,
                 "size": size,
+                "seq": seq,
                 "replaced_ms": now,
                 "replaced_size": size,
+                "replaced_seq": seq,
             }
             if if_absent:
-                del fresh["replaced_ms"], fresh["replaced_size"]
+                del fresh["replaced_ms"], fresh["replaced_size"], fresh["replaced_seq"]
             statement = _insert_object(conn.dialect.name, if_absent)
             row = conn.execute(statement, fresh).mappings().first()
             if row is None:
@@ -385,6 +400,7 @@ def put_object_txn(
         created_ms=row["created_ms"],
         modified_ms=now,
         size=size,
+        seq=seq,
     )
 
 
@@ -555,4 +571,5 @@ def delete_object_txn(conn: Connection, user_id: int, path: str, *, if_version: 
             raise VersionConflict("the object is not at the expected version")
         return False
     charge_txn(conn, user_id, -int(freed))
+    tombstone_txn(conn, user_id, [path], _now_ms())
     return True

@@ -72,6 +72,10 @@ users = Table(
     # Revision 0011: whether this database's copy of the account takes writes (store/homes.py): ``active``,
     # ``arriving`` (a home being copied to by ``user move-home``) or ``leaving`` (the home being moved from).
     Column("home_state", Text, nullable=False, server_default="active"),
+    # Revision 0013: the account's store change sequence (store/changes.py): the number of its latest write, and
+    # the newest number of a tombstone forgotten (a client that synced before it lists everything again).
+    Column("store_seq", BigInteger, nullable=False, server_default=text("0")),
+    Column("tombstone_floor", BigInteger, nullable=False, server_default=text("0")),
     UniqueConstraint("name"),
 )
 
@@ -85,11 +89,28 @@ objects = Table(
     Column("created_ms", BigInteger, nullable=False),
     Column("modified_ms", BigInteger, nullable=False),
     Column("size", BigInteger, nullable=False),
+    # Revision 0013: the account's change number of the write that made this version (store/changes.py).
+    Column("seq", BigInteger, nullable=False, server_default=text("0")),
     # Serves lookups by path and prefix listing in name order (a range on path). An index rather
     # than a constraint so that SQLite queries can name it.
     Index("ix_objects_user_id_path", "user_id", "path", unique=True),
     # Serves newest-first listing: a backwards scan on (user_id, modified_ms, path).
     Index("ix_objects_user_id_modified_ms_path", "user_id", "modified_ms", "path"),
+    # Serves "changes since": a range on (user_id, seq).
+    Index("ix_objects_user_id_seq", "user_id", "seq"),
+)
+
+#: Revision 0013: a deleted (or moved-away) object's path with the change number of its deletion, so a client
+#: syncing changes learns it is gone; kept 30 days (store/changes.py), then ``users.tombstone_floor`` moves up.
+object_tombstones = Table(
+    "object_tombstones",
+    metadata,
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("path", Text, nullable=False),
+    Column("deleted_ms", BigInteger, nullable=False),
+    PrimaryKeyConstraint("user_id", "seq"),
+    Index("ix_object_tombstones_deleted_ms", "deleted_ms"),
 )
 
 object_chunks = Table(
@@ -490,4 +511,54 @@ received_digests = Table(
     Column("received_ms", BigInteger, nullable=False),
     PrimaryKeyConstraint("user_id", "digest"),
     Index("ix_received_digests_received_ms", "received_ms"),
+)
+
+# -- a second factor (revision 0012): store/secondfactor.py, docs/passkeys.md ------------------------------
+# Account-level tables: in the metabase, beside sessions and pending_logins.
+
+#: An account's passkeys (WebAuthn credentials): the credential id, its COSE public key, the signature counter.
+passkey_credentials = Table(
+    "passkey_credentials",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("credential_id", LargeBinary, nullable=False),
+    Column("public_key", LargeBinary, nullable=False),
+    Column("sign_count", BigInteger, nullable=False, server_default=text("0")),
+    Column("name", Text, nullable=False),
+    # The authenticator's transports as it reported them (a JSON list), handed back in allowCredentials.
+    Column("transports", Text, nullable=False, server_default="[]"),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("last_used_ms", BigInteger, nullable=True),
+    UniqueConstraint("credential_id"),
+    Index("ix_passkey_credentials_user_id", "user_id"),
+)
+
+#: An account's recovery codes as keyed hashes (HMAC-SHA-256 under a subkey of the server secret); each
+#: works once (``used_ms``). Shown once, when they are made; making new ones deletes the old.
+recovery_codes = Table(
+    "recovery_codes",
+    metadata,
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("code_hash", LargeBinary, nullable=False),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("used_ms", BigInteger, nullable=True),
+    PrimaryKeyConstraint("user_id", "code_hash"),
+)
+
+#: WebAuthn ceremonies under way: a login that passed SRP and waits for its second factor (``login``), or a
+#: passkey being registered (``register``). SHA-256 of the single-use handle; the handle itself is never stored.
+pending_second_factors = Table(
+    "pending_second_factors",
+    metadata,
+    Column("handle_hash", LargeBinary, nullable=False),
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("purpose", Text, nullable=False),
+    Column("challenge", LargeBinary, nullable=False),
+    Column("expires_ms", BigInteger, nullable=False),
+    # JSON: a login's device id and the rate-limit keys its pending failure was charged to (docs/passkeys.md).
+    Column("state", Text, nullable=False, server_default="{}"),
+    PrimaryKeyConstraint("handle_hash"),
+    Index("ix_pending_second_factors_expires_ms", "expires_ms"),
+    Index("ix_pending_second_factors_user_id", "user_id"),
 )

@@ -45,6 +45,7 @@ from mailiverse.web.routes.groups import GroupRoutes
 from mailiverse.web.routes.keys import KeyRoutes
 from mailiverse.web.routes.moves import MoveRoutes
 from mailiverse.web.routes.moving import MovingRoutes
+from mailiverse.web.routes.passkeys import PasskeyRoutes
 from mailiverse.web.routes.public import PublicRoutes
 from mailiverse.web.routes.remote import RemoteRoutes
 from mailiverse.web.routes.screener import ScreenerRoutes
@@ -101,6 +102,7 @@ def _url_is_utf8(request: Any) -> bool:
 class WebApp(
     AuthRoutes,
     AccountRoutes,
+    PasskeyRoutes,
     GroupRoutes,
     StoreRoutes,
     MoveRoutes,

@@ -14,9 +14,11 @@ SECURITY_HEADERS: dict[bytes, bytes] = {
     # appliance" (webclient/js/ui/move.js) calls the new appliance's API, whose origin the user types, so no
     # fixed list can name it. This opens no new way out: a script of 'self' could already send data to any
     # https: host through img-src; scripts stay 'self' only, and a plain-http or ws: endpoint stays refused.
+    # worker-src and manifest-src say what default-src and script-src already imply, so that the service worker
+    # (/sw.js) and the web app manifest stay 'self' only should either of those ever be widened.
     b"Content-Security-Policy": (
         b"default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self' 'unsafe-inline'; "
-        b"img-src 'self' data: blob: https:; "
+        b"img-src 'self' data: blob: https:; worker-src 'self'; manifest-src 'self'; "
         b"connect-src 'self' https:; frame-src 'self' blob:; object-src 'none'; base-uri 'none'; "
         b"form-action 'self'; frame-ancestors 'none'"
     ),

@@ -19,7 +19,7 @@ _PROOF: dict[str, Any] = {
 _DEVICE = {"type": "string", "maxLength": 128}
 #: The login proof with the device token beside it (``/api/login/finish``).
 _PROOF_WITH_DEVICE = {**_PROOF, "properties": {**_PROOF["properties"], "device": _DEVICE}}
-_SESSION = {
+_SESSION: dict[str, Any] = {
     "type": "object",
     "properties": {
         "user": _TEXT,
@@ -38,6 +38,7 @@ _OBJECT = {
         "size": _INT,
         "created_ms": _INT,
         "modified_ms": _INT,
+        "seq": _INT,
     },
 }
 _ERROR = {
@@ -106,6 +107,20 @@ _ALIAS = _obj(
 
 
 _OBJECT_ANY = {"type": "object"}
+#: The second step of a login with a second factor (docs/passkeys.md).
+_SECOND_STEP = _obj(
+    ["handle", "methods"],
+    {
+        "handle": _TEXT,
+        "methods": {"type": "array", "items": {"enum": ["passkey", "recovery_code"]}},
+        "options": {**_OBJECT_ANY, "description": "PublicKeyCredentialRequestOptions (JSON)"},
+    },
+)
+_PASSKEY = _obj(
+    ["id", "name", "created_ms", "last_used_ms"],
+    {"id": _TEXT, "name": _TEXT, "created_ms": _INT, "last_used_ms": {"type": ["integer", "null"]}},
+)
+_CODES = {"type": "array", "items": _TEXT, "description": "shown once; stored only as keyed hashes"}
 _STH = _obj(
     ["tree_size", "root_hash", "timestamp", "signature"],
     {"tree_size": _INT, "root_hash": _B64, "timestamp": _INT, "signature": _B64},
@@ -389,9 +404,23 @@ def openapi_document(version: str) -> dict[str, Any]:
         },
         "/api/login/finish": {
             "post": _op(
-                "SRP round trip 2: client proof M first; HAMK, token and CSRF token back",
+                "SRP round trip 2: client proof M first; HAMK, token and CSRF token back (for an account with a"
+                " second factor, HAMK and second_factor {handle, methods, options} instead of the session)",
                 auth=False,
                 body=_PROOF_WITH_DEVICE,
+                response={**_SESSION, "properties": {**_SESSION["properties"], "second_factor": _SECOND_STEP}},
+                errors=(401, 403, 429),
+            )
+        },
+        "/api/login/second-factor": {
+            "post": _op(
+                "The second factor after SRP (docs/passkeys.md): a passkey's assertion or a recovery code for the"
+                " single-use handle of /api/login/finish; the session fields back",
+                auth=False,
+                body=_obj(
+                    ["handle"],
+                    {"handle": _TEXT, "credential": _OBJECT_ANY, "recovery_code": {"type": "string", "maxLength": 32}},
+                ),
                 response=_SESSION,
                 errors=(401, 403, 429),
             )
@@ -447,21 +476,98 @@ def openapi_document(version: str) -> dict[str, Any]:
                 errors=(412, 429),
             )
         },
+        "/api/account/second-factor": {
+            "get": _op(
+                "The account's passkeys and how many recovery codes are left; rp_id: the passkeys' name here",
+                auth=True,
+                response=_obj(
+                    ["enabled", "passkeys", "recovery_codes"],
+                    {
+                        "enabled": {"type": "boolean"},
+                        "passkeys": {"type": "array", "items": _PASSKEY},
+                        "recovery_codes": _obj(
+                            ["remaining", "total"],
+                            {"remaining": _INT, "total": _INT, "created_ms": {"type": ["integer", "null"]}},
+                        ),
+                        "rp_id": {"type": ["string", "null"]},
+                    },
+                ),
+            )
+        },
+        "/api/account/passkeys/register/start": {
+            "post": _op(
+                "Begin registering a passkey: a handle and PublicKeyCredentialCreationOptions (JSON)",
+                auth=True,
+                body=_obj([], {}),
+                response=_obj(["handle", "options"], {"handle": _TEXT, "options": _OBJECT_ANY}),
+                errors=(409,),
+            )
+        },
+        "/api/account/passkeys/register/finish": {
+            "post": _op(
+                "Register the passkey navigator.credentials.create made; the first comes with recovery codes"
+                " (shown once)",
+                auth=True,
+                ok=201,
+                body=_obj(
+                    ["handle", "credential"],
+                    {"handle": _TEXT, "credential": _OBJECT_ANY, "name": {"type": "string", "maxLength": 64}},
+                ),
+                response=_obj(["passkey"], {"passkey": _PASSKEY, "recovery_codes": _CODES}),
+                errors=(401, 409),
+            )
+        },
+        "/api/account/passkeys/{passkey_id}": {
+            "delete": _op(
+                "Remove a passkey (with the last one, the recovery codes: the password alone logs in again)",
+                auth=True,
+                response=_obj(["status", "enabled"], {"status": _TEXT, "enabled": {"type": "boolean"}}),
+                errors=(404,),
+                parameters=[_path_param("passkey_id")],
+            )
+        },
+        "/api/account/recovery-codes": {
+            "post": _op(
+                "New recovery codes (shown once; the old ones stop working)",
+                auth=True,
+                body=_obj([], {}),
+                response=_obj(["recovery_codes"], {"recovery_codes": _CODES}),
+                errors=(409,),
+            )
+        },
         "/api/store": {
             "get": _op(
-                "List objects by prefix, by name or newest first, with a paging cursor",
+                "List objects by prefix, by name or newest first, with a paging cursor; with since=N, what changed"
+                " after change N instead (objects with their seq, deleted paths, the latest seq; reset: a full"
+                " listing to replace what the client holds; next: the after of the following page)",
                 auth=True,
                 response=_obj(
                     ["objects", "next"],
-                    {"objects": {"type": "array", "items": _OBJECT}, "next": {"type": ["string", "null"]}},
+                    {
+                        "objects": {"type": "array", "items": _OBJECT},
+                        "next": {"type": ["string", "integer", "null"]},
+                        "deleted": {"type": "array", "items": _obj(["path", "seq"], {"path": _TEXT, "seq": _INT})},
+                        "seq": _INT,
+                        "reset": {"type": "boolean"},
+                    },
                 ),
                 errors=(400,),
                 parameters=[
                     _query("prefix", _TEXT),
                     _query("order", {"enum": ["name", "newest"]}),
-                    _query("limit", {"type": "integer", "minimum": 1, "maximum": 1000}),
+                    _query("limit", {"type": "integer", "minimum": 1, "maximum": 5000}),
                     _query("after", _TEXT),
+                    _query("since", _INT),
                 ],
+            )
+        },
+        "/api/batch": {
+            "post": _op(
+                "Many objects in one streamed answer: per path asked, a JSON line (path, version, size, seq; or"
+                " path and error: not_found, too_large, limit) then size bytes",
+                auth=True,
+                body=_obj(["paths"], {"paths": {"type": "array", "items": _TEXT, "minItems": 1, "maxItems": 500}}),
+                raw_response="application/vnd.mailiverse.batch",
             )
         },
         "/api/store/{path}": {
@@ -557,6 +663,16 @@ def openapi_document(version: str) -> dict[str, Any]:
         "/api/groups/{name}/store": {
             "get": _op(
                 "The group's store, listed as /api/store", auth=True, errors=(404,), parameters=[_path_param("name")]
+            )
+        },
+        "/api/groups/{name}/batch": {
+            "post": _op(
+                "Many objects of the group's store at once, as /api/batch",
+                auth=True,
+                body=_obj(["paths"], {"paths": {"type": "array", "items": _TEXT}}),
+                raw_response="application/vnd.mailiverse.batch",
+                errors=(404,),
+                parameters=[_path_param("name")],
             )
         },
         "/api/groups/{name}/store/{path}": {

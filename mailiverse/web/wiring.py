@@ -122,6 +122,7 @@ def build_web_app(
 
     async def purge_both() -> int:
         purged = await sessions.purge_expired() + await pending.purge_expired()
+        purged += await accounts.second_factors.purge_expired()
         if isinstance(rate_limits, DatabaseRateLimits):
             purged += await rate_limits.purge()
         return purged

@@ -213,3 +213,45 @@ def test_the_quota_revision_counts_what_each_account_already_stores(empty_url: s
             assert conn.execute(text("SELECT COUNT(*) FROM objects")).scalar_one() == 3
     finally:
         engine.dispose()
+
+
+def test_the_changes_revision_numbers_existing_objects_per_account(empty_url: str) -> None:
+    """Upgrading a database with objects numbers each account's objects 1..n in creation order, sets its sequence to
+    n, and keeps every chunk (no table copy on SQLite); the downgrade keeps them too."""
+    engine = _engine(empty_url)
+    try:
+        migrate.upgrade(engine, "0012")
+        with engine.begin() as conn:
+            for user_id, name in ((1, "alice"), (2, "bob"), (3, "carol")):
+                conn.execute(
+                    text(
+                        "INSERT INTO users (id, name, created_ms, envelope_format, public_key)"
+                        " VALUES (:id, :name, 0, 'v2', :key)"
+                    ),
+                    {"id": user_id, "name": name, "key": b"k"},
+                )
+            for object_id, user_id in ((1, 1), (2, 2), (3, 1), (4, 1), (5, 2)):
+                conn.execute(
+                    text(
+                        "INSERT INTO objects (id, user_id, path, version, created_ms, modified_ms, size)"
+                        " VALUES (:id, :user_id, :path, 1, 0, 0, 1)"
+                    ),
+                    {"id": object_id, "user_id": user_id, "path": f"Mail/In/{object_id}"},
+                )
+                conn.execute(
+                    text("INSERT INTO object_chunks (object_id, seq, data) VALUES (:id, 0, :data)"),
+                    {"id": object_id, "data": b"x"},
+                )
+        migrate.upgrade(engine)
+        with engine.connect() as conn:
+            seqs = conn.execute(text("SELECT id, seq FROM objects ORDER BY id")).all()
+            users = conn.execute(text("SELECT name, store_seq, tombstone_floor FROM users ORDER BY name")).all()
+            chunks = conn.execute(text("SELECT COUNT(*) FROM object_chunks")).scalar_one()
+        assert [tuple(row) for row in seqs] == [(1, 1), (2, 1), (3, 2), (4, 3), (5, 2)]
+        assert [tuple(row) for row in users] == [("alice", 3, 0), ("bob", 2, 0), ("carol", 0, 0)]
+        assert chunks == 5
+        migrate.downgrade(engine, "0012")
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT COUNT(*) FROM object_chunks")).scalar_one() == 5
+    finally:
+        engine.dispose()

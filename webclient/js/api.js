@@ -66,19 +66,10 @@ export async function deleteJson(url, json) {
   return (await call('DELETE', url, json === undefined ? {} : { json })).json();
 }
 
-// List every object under a prefix of the store at `base`, newest first, page by page (onPage sees each page).
-export async function listAll(prefix, onPage, base = OWN_STORE) {
-  const out = [];
-  let after = null;
-  for (;;) {
-    const q = new URLSearchParams({ prefix, order: 'newest', limit: '1000' });
-    if (after) q.set('after', after);
-    const page = await getJson(base + '?' + q.toString());
-    out.push(...page.objects);
-    if (onPage) onPage(out.length);
-    if (!page.next) return out;
-    after = page.next;
-  }
+// The newest `limit` objects under a prefix of the store at `base` (one page).
+export async function listPage(prefix, limit, base = OWN_STORE) {
+  const q = new URLSearchParams({ prefix, order: 'newest', limit: String(limit) });
+  return (await getJson(base + '?' + q.toString())).objects;
 }
 
 // {data: Uint8Array, version} or null when the object does not exist (in the store at `base`).
@@ -120,4 +111,54 @@ export async function learn(kind, original) {
 // ApiError 404 not_found or 409 conflict, and then nothing moved.
 export async function moveObjects(moves) {
   return postJson('/api/move', { moves });
+}
+
+// What changed in the store at `base` after change `since` (docs/api.md "Changes since"), every page of the
+// round: {reset, seq, changes: [{path, version, size, modified_ms, seq} | {path, seq, deleted: true}] in change
+// order}. reset: a full listing (since 0, or a since the store no longer answers for) to replace what is held.
+export async function changesSince(since, base = OWN_STORE) {
+  const changes = [];
+  let after = null;
+  for (;;) {
+    const q = new URLSearchParams({ since: String(since), limit: '5000' });
+    if (after !== null) q.set('after', String(after));
+    const page = await getJson(base + '?' + q.toString());
+    const merged = [...page.objects, ...page.deleted.map((d) => ({ ...d, deleted: true }))];
+    merged.sort((a, b) => a.seq - b.seq);
+    changes.push(...merged);
+    if (page.next === null || page.next === undefined) return { reset: page.reset, seq: page.seq, changes };
+    after = page.next;
+  }
+}
+
+function batchUrl(base) {
+  return base === OWN_STORE ? '/api/batch' : base.replace(/\/store$/, '/batch');
+}
+
+// Many objects of the store at `base` in one request (POST /api/batch): a Map path -> {data, version, seq} of
+// those sent; a path the answer says to fetch alone (too_large) or again (limit) is fetched here one by one.
+export async function fetchBatch(paths, base = OWN_STORE) {
+  const response = await call('POST', batchUrl(base), { json: { paths } });
+  const body = new Uint8Array(await response.arrayBuffer());
+  const found = new Map();
+  const alone = [];
+  let at = 0;
+  while (at < body.length) {
+    const end = body.indexOf(10, at);
+    if (end < 0) throw new ApiError(502, 'bad_batch', 'the batch answer is cut short');
+    const header = JSON.parse(new TextDecoder().decode(body.subarray(at, end)));
+    at = end + 1;
+    if (header.error) {
+      if (header.error !== 'not_found') alone.push(header.path);
+      continue;
+    }
+    if (at + header.size > body.length) throw new ApiError(502, 'bad_batch', 'the batch answer is cut short');
+    found.set(header.path, { data: body.slice(at, at + header.size), version: header.version, seq: header.seq });
+    at += header.size;
+  }
+  for (const path of alone) {
+    const one = await getObject(path, base);
+    if (one) found.set(path, { data: one.data, version: one.version, seq: 0 });
+  }
+  return found;
 }

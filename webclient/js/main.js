@@ -9,6 +9,7 @@ import { groupAddress, groupStore, listGroups, openGroup } from './mail/groups.j
 import { Screener } from './mail/screener.js';
 import { MailStore, TAMPERED_NOTICE, TamperedError } from './mail/store.js';
 import { changePassword, login, logout, signup } from './session.js';
+import { installDialogFocus, installDisclosure, installSkipLink, installTabs, isShown, selectTab } from './ui/a11y.js';
 import { AddressesPage } from './ui/addresses.js';
 import { Composer } from './ui/composer.js';
 import { $, h, status } from './ui/dom.js';
@@ -17,6 +18,8 @@ import { renderMessage } from './ui/reader.js';
 import { decide, ScreenerSetting } from './ui/screener.js';
 import { KeysPage } from './ui/keys.js';
 import { installMovePage } from './ui/move.js';
+import { askSecondFactor, installPasskeys } from './ui/passkeys.js';
+import { installServiceWorker } from './pwa.js';
 import { installShortcuts } from './ui/shortcuts.js';
 import { trainAndMove } from './ui/training.js';
 
@@ -39,14 +42,14 @@ function busy(form, on) {
   for (const el of form.querySelectorAll('button,input')) el.disabled = on;
 }
 
-function showTab(which) {
+// focusField: a click on a tab goes on to its first field; the arrow keys stay on the tabs.
+function showTab(which, focusField = true) {
   const login = which === 'login';
-  $('tab-login').setAttribute('aria-selected', String(login));
-  $('tab-signup').setAttribute('aria-selected', String(!login));
-  $('login-form').hidden = !login;
-  $('signup-form').hidden = login;
+  selectTab(login ? $('tab-login') : $('tab-signup'));
+  $('login-panel').hidden = !login;
+  $('signup-panel').hidden = login;
   status('auth-status', '');
-  (login ? $('login-user') : $('signup-user')).focus();
+  if (focusField) (login ? $('login-user') : $('signup-user')).focus();
 }
 
 // The forms are shown (the page starts with them hidden) only once their handlers are attached: a form
@@ -54,6 +57,7 @@ function showTab(which) {
 async function setupAuth() {
   $('tab-login').addEventListener('click', () => showTab('login'));
   $('tab-signup').addEventListener('click', () => showTab('signup'));
+  installTabs($('tab-login').parentElement, (tab) => showTab(tab === $('tab-login') ? 'login' : 'signup', false));
   $('login-form').addEventListener('submit', async (e) => {
     e.preventDefault();
     const form = e.target;
@@ -96,7 +100,7 @@ async function setupAuth() {
 
 async function enter(name, password) {
   const t0 = performance.now();
-  const session = await login(name, password, (step) => status('auth-status', step + '…'));
+  const session = await login(name, password, (step) => status('auth-status', step + '…'), askSecondFactor);
   state.session = session;
   state.store = new MailStore(session.key);
   $('login-password').value = '';
@@ -251,8 +255,13 @@ function runSync() {
     $('sync-progress').max = Math.max(total, 1);
     $('sync-progress').value = done;
     $('sync-label').textContent = `Decrypting mail: ${done} of ${total}`;
+  }, () => {
+    // The newest mail is in the list; older mail fills in behind it.
+    if (state.timing.first === undefined) state.timing.first = performance.now() - t;
+    document.body.dataset.firstPage = '1';
   }).then((fresh) => {
     state.timing.sync = performance.now() - t;
+    state.timing.phases = state.store.stats;
     document.body.dataset.synced = String((Number(document.body.dataset.synced) || 0) + 1);
     return fresh;
   }).catch((e) => {
@@ -300,15 +309,19 @@ function refresh() {
   $('empty').textContent = state.query ? 'Nothing matches your search.' : 'No messages.';
   $('list-title').textContent = listTitle(items.length);
   const c = state.store.counts();
-  $('count-inbox').textContent = c.unread ? String(c.unread) : '';
-  $('count-inbox').setAttribute('aria-label', `${c.unread} unread`);
+  // The counts are spoken as part of their folder's link ("Inbox, 2 unread"): a bare number says nothing.
+  const counted = (folder, n, words) => {
+    $(`count-${folder}`).textContent = n ? String(n) : '';
+    const link = $(`count-${folder}`).closest('a');
+    if (n) link.setAttribute('aria-label', `${TITLES[folder]}, ${n} ${words}`);
+    else link.removeAttribute('aria-label');
+  };
+  counted('inbox', c.unread, 'unread');
   $('count-sent').textContent = '';
-  $('count-spam').textContent = c.spam ? String(c.spam) : '';
-  $('count-spam').setAttribute('aria-label', `${c.spam} in Spam`);
-  $('count-screener').textContent = c.screener ? String(c.screener) : '';
-  $('count-screener').setAttribute('aria-label', `${c.screener} screened`);
+  counted('spam', c.spam, 'messages');
+  counted('screener', c.screener, 'waiting');
   $('screener-folder').hidden = !(c.screener || (state.screener && state.screener.enabled) || state.folder === 'screener');
-  $('count-trash').textContent = c.trash ? String(c.trash) : '';
+  counted('trash', c.trash, 'messages');
   document.title = c.unread ? `(${c.unread}) mailiverse` : 'mailiverse';
 }
 
@@ -401,7 +414,9 @@ function closeReader() {
   state.summary = null;
 }
 
-async function openItem(item) {
+// focus: the user asked to read it (Enter, a click): the focus goes into the reader, as it must when the reader
+// takes the list's place (phones).
+async function openItem(item, { focus = false } = {}) {
   const store = activeStore();
   if (!store) return;
   state.openPath = item.p;
@@ -444,6 +459,13 @@ async function openItem(item) {
       ? h('p', { class: 'notice tampered', role: 'alert' }, TAMPERED_NOTICE)
       : document.createTextNode('This message could not be decrypted.'));
   }
+  if (focus || !isShown(list.el)) reader.focus();
+}
+
+// After the open message left the list (Trash, Restore), the focus it had goes back to the list.
+function focusListIfLost() {
+  const now = document.activeElement;
+  if (!now || now === document.body || !isShown(now)) list.el.focus();
 }
 
 async function trash() {
@@ -459,6 +481,7 @@ async function trash() {
   closeReader();
   state.openPath = null;
   refresh();
+  focusListIfLost();
 }
 
 // "This is spam" (inbox) or "Not spam" (Spam) on the open message; `toSpam` null: whichever fits (the ! key).
@@ -515,6 +538,7 @@ function restore() {
   status('app-status', 'Restored.');
   closeReader();
   refresh();
+  focusListIfLost();
 }
 
 async function afterSend(result) {
@@ -538,7 +562,7 @@ function setupApp() {
   list = new MessageList($('list'), {
     isUnread: (item) => (activeStore() || state.store).isUnread(item),
     folderOf: (item) => (activeStore() || state.store).folderOf(item),
-    onOpen: (item) => openItem(item),
+    onOpen: (item, how) => openItem(item, how),
     aliases: () => (state.group ? null : state.aliases),
   });
   for (const a of document.querySelectorAll('[data-folder],[data-view]')) {
@@ -560,11 +584,12 @@ function setupApp() {
   });
   $('compose-button').addEventListener('click', () => composer.open('new'));
   $('refresh-button').addEventListener('click', () => checkAll());
-  $('account-button').addEventListener('click', () => {
-    const menu = $('account-menu');
-    menu.hidden = !menu.hidden;
-    $('account-button').setAttribute('aria-expanded', String(!menu.hidden));
-  });
+  installDisclosure($('account-button'), $('account-menu'));
+  installSkipLink($('skip-link'), () => (state.view === 'addresses' ? $('addresses-title')
+    : state.view === 'keys' ? $('keys-title') : list.el));
+  // A dialog opened from the account menu gives the focus back to the account button (the menu is closed).
+  installDialogFocus((opener) => (opener && opener.closest('#account-menu') ? $('account-button')
+    : isShown(list.el) ? list.el : $('compose-button')));
   $('menu-button').addEventListener('click', () => {
     const open = document.body.classList.toggle('nav-open');
     $('menu-button').setAttribute('aria-expanded', String(open));
@@ -578,6 +603,7 @@ function setupApp() {
   });
   $('password-cancel').addEventListener('click', () => $('password-dialog').close());
   installMovePage(() => state.session);
+  installPasskeys(() => state.session);
   $('password-form').addEventListener('submit', async (e) => {
     e.preventDefault();
     if ($('new-password').value !== $('new-password2').value) {
@@ -598,8 +624,9 @@ function setupApp() {
     }
   });
   installShortcuts({
+    active: () => !!state.store && !$('app').hidden,
     move: (d) => list.move(d),
-    open: () => { const i = list.current(); if (i) openItem(i); else list.open(0); },
+    open: () => { const i = list.current(); if (i) openItem(i, { focus: true }); else list.open(0, true); },
     back: () => { closeReader(); list.el.focus(); },
     compose: () => composer.open('new'),
     reply: (mode) => { if (state.summary) composer.open(mode, state.summary); },
@@ -618,3 +645,4 @@ window.mailiverseTiming = () => ({ ...state.timing });
 
 setupApp();
 setupAuth();
+installServiceWorker();

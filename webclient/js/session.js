@@ -89,11 +89,19 @@ async function rekey(session, oldPassword, known, kdf, newPassword, onStep = () 
 
 // Logs in and opens the key block: returns the session the rest of the client works with. An account still on
 // the fixed-salt PBKDF2 rule (or a weaker Argon2id) is moved to a fresh Argon2id description right away.
-export async function login(nameText, password, onStep = () => {}) {
+// An account with a second factor (docs/passkeys.md) gets no session for its password alone: `secondFactor(step)`
+// (ui/passkeys.js) gets {handle, methods, options}, has the user use a passkey or a recovery code, and resolves
+// with the answer of /api/login/second-factor, which opens the session.
+export async function login(nameText, password, onStep = () => {}, secondFactor = null) {
   const name = canonicalName(nameText);
   const { client, keys, described, proof: p } = await proof(name, password, null, onStep);
-  const done = await postJson('/api/login/finish', p);
+  let done = await postJson('/api/login/finish', p);
   checkServer(client, done.HAMK);
+  if (done.second_factor) {
+    if (!secondFactor) throw new Error('This account needs its second factor: a passkey or a recovery code.');
+    onStep('Waiting for your second factor');
+    done = await secondFactor(done.second_factor);
+  }
   setCsrf(done.csrf);
   onStep('Opening your keys');
   const account = await getJson('/api/account');

@@ -1,4 +1,4 @@
-"""Sign-up, the two SRP login round trips, logout and the session:
+"""Sign-up, the two SRP login round trips (and the second factor's step after them), logout and the session:
 ``/api/signup``, ``/api/login/*``, ``/api/session``."""
 
 from __future__ import annotations
@@ -6,12 +6,13 @@ from __future__ import annotations
 from typing import Any
 
 from mailiverse.accounts.directory import KeyDirectory, parse_records
-from mailiverse.accounts.service import SignupRequest
+from mailiverse.accounts.service import SecondFactorNeeded, SignupRequest
 from mailiverse.auth.sessions import SESSION_COOKIE, clear_session_cookie
 from mailiverse.crypto.kdf import KDF_NAMES
 from mailiverse.store.aliases import find_alias_txn
 from mailiverse.web.body import ACCOUNT_JSON_BYTES, read_json
 from mailiverse.web.errors import ApiError, json_response
+from mailiverse.web.relyingparty import relying_party
 from mailiverse.web.routing import router
 from mailiverse.web.session import RouteBase, request_cookie
 from mailiverse.web.validation import b64, base64_bytes, client_ip, device_token, field, optional_text, proof, text
@@ -85,10 +86,40 @@ class AuthRoutes(RouteBase):
     async def login_finish(self, request: Any) -> bytes:
         self.check_origin(request)
         body = read_json(request)
-        result = await self.accounts.login_finish(proof(body), client_ip(request), device_token(request, body))
+        result = await self.accounts.login_finish(
+            proof(body),
+            client_ip(request),
+            device_token(request, body),
+            relying_party(request, self.hostname, self.domains),
+        )
+        if isinstance(result, SecondFactorNeeded):
+            # The password was right; the session waits for the second factor (routes/passkeys.py).
+            return json_response(
+                request,
+                {"user": result.user.name, "HAMK": b64(result.hamk), "second_factor": result.second_factor.to_json()},
+            )
         fields = self.session_fields(request, result.session.token, result.session.csrf_token)
         fields.update(self.device_fields(request, result.device_token))
         return json_response(request, {"user": result.user.name, "HAMK": b64(result.hamk), **fields})
+
+    @router.route("/api/login/second-factor", methods=["POST"])
+    async def login_second_factor(self, request: Any) -> bytes:
+        """Round trip 3 for an account with a second factor (docs/passkeys.md): the session opens here."""
+        self.check_origin(request)
+        body = read_json(request)
+        credential = field(body, "credential", optional=True)
+        if credential is not None and not isinstance(credential, dict):
+            raise ApiError("invalid_request", "the field 'credential' must be the passkey's credential object")
+        result = await self.accounts.login_second_factor(
+            text(body, "handle", 64),
+            client_ip(request),
+            credential=credential,
+            recovery_code=optional_text(body, "recovery_code", 32),
+            relying_party=relying_party(request, self.hostname, self.domains),
+        )
+        fields = self.session_fields(request, result.session.token, result.session.csrf_token)
+        fields.update(self.device_fields(request, result.device_token))
+        return json_response(request, {"user": result.user.name, **fields})
 
     @router.route("/api/logout", methods=["POST"])
     async def logout(self, request: Any) -> bytes:

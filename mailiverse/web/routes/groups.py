@@ -5,7 +5,8 @@
 - ``POST /api/groups/{name}/members`` ``{user, key_id, wrapped}``: add a member (the key wrapped to them);
 - ``POST /api/groups/{name}/rekey`` ``{records, wrapped: {user: ...}, removed}``: a new group key for those who
   remain (how a member is removed);
-- ``GET /api/groups/{name}/store`` and ``/store/{path}``: the group's mail, read like your own store.
+- ``GET /api/groups/{name}/store`` and ``/store/{path}``, ``POST /api/groups/{name}/batch``: the group's mail, read
+  like your own store.
 
 An unknown group and one you are not an active member of get the same ``404``.
 """
@@ -102,6 +103,12 @@ class GroupRoutes(StoreRoutes):
         _record, user = await self.user_of(request)
         account = await self.groups.store_account(user, name)
         return await self.list_objects_of(request, account.id)
+
+    @router.route("/api/groups/<name>/batch", methods=["POST"])
+    async def group_batch(self, request: Any, name: str) -> bytes | None:
+        _record, user = await self.user_of(request)
+        account = await self.groups.store_account(user, name)
+        return await self.send_batch_of(request, account.id)
 
     @router.route("/api/groups/<name>/store/<path:path>", methods=["GET"])
     async def get_group_object(self, request: Any, name: str, path: str) -> bytes | None:

@@ -11,6 +11,7 @@ from twisted.web.static import File
 from werkzeug.exceptions import HTTPException
 
 from mailiverse import __version__
+from mailiverse.web.assets import service_worker
 from mailiverse.web.errors import error_response, json_response
 from mailiverse.web.routing import router
 from mailiverse.web.session import RouteBase
@@ -30,6 +31,7 @@ class _StaticFiles(File):
         ".mjs": "text/javascript",
         ".css": "text/css",
         ".json": "application/json",
+        ".webmanifest": "application/manifest+json",
         ".wasm": "application/wasm",
         ".png": "image/png",
         ".svg": "image/svg+xml",
@@ -79,6 +81,18 @@ class PublicRoutes(RouteBase):
         if self.legacy_resource is None:
             return error_response(request, "not_found", "the legacy Mailiverse protocol is not enabled", 404)
         return self.legacy_resource
+
+    @router.route("/sw.js", methods=["GET", "HEAD"])
+    def service_worker_script(self, request: Any) -> bytes:
+        """The client's service worker, naming the files of this release (``mailiverse.web.assets.service_worker``).
+        ``no-cache``: a browser must ask each time it checks for a new release, never keep an old worker."""
+        try:
+            source = service_worker(self.static_dir)
+        except FileNotFoundError:
+            return error_response(request, "not_found", "this client has no service worker", 404)
+        request.setHeader(b"Content-Type", b"text/javascript; charset=utf-8")
+        request.setHeader(b"Cache-Control", b"no-cache")
+        return source
 
     @router.route("/", branch=True, methods=["GET", "HEAD"])
     def static(self, request: Any) -> Any:

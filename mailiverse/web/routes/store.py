@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from typing import Any
 
 from mailiverse.store import objects
+from mailiverse.store.changes import MAX_CHANGES_LIMIT, ChangesPage, Gone, changes_since_txn, read_many_txn, sizes_txn
 from mailiverse.store.errors import VersionConflict
 from mailiverse.store.objects import MAX_LIST_LIMIT, NewestCursor, validate_path, validate_prefix
 from mailiverse.store.reading import open_object
-from mailiverse.web.body import MAX_OBJECT_BYTES, check_body_size
+from mailiverse.web.body import MAX_OBJECT_BYTES, check_body_size, read_json
 from mailiverse.web.errors import ApiError, json_response
 from mailiverse.web.routing import router
 from mailiverse.web.session import RouteBase
@@ -35,6 +37,36 @@ IMPORTABLE_MAIL_FOLDERS = (
     "Mail/Drafts_Json/",
 )
 _PIECE = 1024 * 1024
+#: ``GET /api/store?since=``: default and largest page of changes.
+DEFAULT_CHANGES_LIMIT = 1000
+#: ``POST /api/batch``: most paths asked at once; largest object sent inline (a bigger one is fetched alone);
+#: most bytes of bodies in one answer (the rest say ``limit``: ask again); bytes read from the database at a time.
+MAX_BATCH_PATHS = 500
+MAX_BATCH_OBJECT = 4 * 1024 * 1024
+MAX_BATCH_BYTES = 32 * 1024 * 1024
+_BATCH_READ_BYTES = 2 * 1024 * 1024
+_BATCH_READ_PATHS = 100
+BATCH_CONTENT_TYPE = b"application/vnd.mailiverse.batch"
+_BATCH_JSON_BYTES = 512 * 1024
+
+
+def _number(request: Any, name: bytes) -> int | None:
+    text = query_arg(request, name)
+    if text is None:
+        return None
+    if not text.isascii() or not text.isdigit() or len(text) > 18:
+        raise ApiError("invalid_request", f"{name.decode()} is a change number, 0 or more")
+    return int(text)
+
+
+def _changes_json(page: ChangesPage) -> dict[str, Any]:
+    changed, deleted = [], []
+    for item in page.items:
+        if isinstance(item, Gone):
+            deleted.append({"path": item.path, "seq": item.seq})
+        else:
+            changed.append({**object_json(item), "seq": item.seq})
+    return {"objects": changed, "deleted": deleted, "seq": page.seq, "reset": page.reset, "next": page.next}
 
 
 def _now_ms() -> int:
@@ -52,6 +84,9 @@ class StoreRoutes(RouteBase):
     async def list_objects_of(self, request: Any, user_id: int) -> bytes:
         """One page of the listing of ``user_id``'s store (the query as ``GET /api/store`` takes it)."""
         prefix = validate_prefix(query_arg(request, b"prefix") or "")
+        since = _number(request, b"since")
+        if since is not None:
+            return await self._changes_of(request, user_id, prefix, since)
         order = query_arg(request, b"order") or "name"
         if order not in ("name", "newest"):
             raise ApiError("invalid_request", "order is 'name' or 'newest'")
@@ -73,6 +108,78 @@ class StoreRoutes(RouteBase):
             last = page[-1]
             following = last.newest_cursor.to_token() if order == "newest" else last.path
         return json_response(request, {"objects": [object_json(i) for i in page], "next": following})
+
+    async def _changes_of(self, request: Any, user_id: int, prefix: str, since: int) -> bytes:
+        """``GET /api/store?since=N[&after=M][&prefix=P][&limit=L]``: what changed after change ``since``."""
+        if query_arg(request, b"order") is not None:
+            raise ApiError("invalid_request", "changes come in change order; order does not apply")
+        asked = _number(request, b"limit")
+        limit = DEFAULT_CHANGES_LIMIT if asked is None else asked
+        if not 1 <= limit <= MAX_CHANGES_LIMIT:
+            raise ApiError("invalid_request", f"limit is 1 to {MAX_CHANGES_LIMIT}")
+        page = await self.homes.run_for(
+            user_id, changes_since_txn, user_id, since, after=_number(request, b"after"), prefix=prefix, limit=limit
+        )
+        return json_response(request, _changes_json(page))
+
+    @router.route("/api/batch", methods=["POST"])
+    async def batch(self, request: Any) -> bytes | None:
+        _record, user = await self.user_of(request)
+        return await self.send_batch_of(request, user.id)
+
+    async def send_batch_of(self, request: Any, user_id: int) -> bytes | None:
+        """``POST /api/batch`` ``{"paths": [...]}``: many objects of ``user_id``'s store in one streamed answer.
+
+        For each path asked, in order: one line of JSON (``path``, ``version``, ``size``, ``seq``; or ``path`` and
+        ``error``: ``not_found``, ``too_large`` (fetch it alone) or ``limit`` (ask again)), then ``size`` bytes."""
+        body = read_json(request, _BATCH_JSON_BYTES)
+        paths = body.get("paths")
+        if not isinstance(paths, list) or not 1 <= len(paths) <= MAX_BATCH_PATHS:
+            raise ApiError("invalid_request", f"paths is a list of 1 to {MAX_BATCH_PATHS} object paths")
+        if len(set(map(str, paths))) != len(paths):
+            raise ApiError("invalid_request", "a path appears twice")
+        for path in paths:
+            validate_path(path)
+        infos = await self.homes.run_for(user_id, sizes_txn, user_id, paths)
+        plan: list[list[str]] = [[]]
+        errors: dict[str, str] = {}
+        budget = MAX_BATCH_BYTES
+        weight = 0
+        for path in paths:
+            info = infos.get(path)
+            if info is None:
+                errors[path] = "not_found"
+            elif info.size > MAX_BATCH_OBJECT:
+                errors[path] = "too_large"
+            elif info.size > budget:
+                errors[path] = "limit"
+            else:
+                budget -= info.size
+                if plan[-1] and (weight + info.size > _BATCH_READ_BYTES or len(plan[-1]) >= _BATCH_READ_PATHS):
+                    plan.append([])
+                    weight = 0
+                plan[-1].append(path)
+                weight += info.size
+        request.setHeader(b"Content-Type", BATCH_CONTENT_TYPE)
+        request.setHeader(b"Cache-Control", b"no-store")
+        fetched = {}
+        groups = iter(plan)
+        for path in paths:
+            if path in errors:
+                request.write(_line({"path": path, "error": errors[path]}))
+                continue
+            if path not in fetched:
+                group = next(groups)
+                got = await self.homes.run_for(user_id, read_many_txn, user_id, group, MAX_BATCH_OBJECT)
+                fetched = {item.path: item for item in got}
+            item = fetched[path]
+            if item.info is None or item.body is None:
+                request.write(_line({"path": path, "error": item.error or "not_found"}))
+                continue
+            info = item.info
+            request.write(_line({"path": path, "version": info.version, "size": len(item.body), "seq": info.seq}))
+            request.write(item.body)
+        return None
 
     @router.route("/api/store/<path:path>", methods=["GET"])
     async def get_object(self, request: Any, path: str) -> bytes | None:
@@ -158,6 +265,10 @@ class StoreRoutes(RouteBase):
         if not await self.homes.transact_for(user.id, objects.delete_object_txn, user.id, path, if_version=if_version):
             raise ApiError("not_found", "no object at this path", 404)
         return json_response(request, {"status": "deleted", "path": path})
+
+
+def _line(header: dict[str, Any]) -> bytes:
+    return json.dumps(header, separators=(",", ":")).encode("utf-8") + b"\n"
 
 
 __all__ = ["StoreRoutes"]

@@ -35,19 +35,20 @@ async function unwrapPkcs1(key, wrapped) {
   return unpadded && unpadded.length === 32 ? unpadded : randomBytes(32);
 }
 
-async function openRsaAes(key, blob) {
+// `known`: the message key from an earlier opening (no RSA then). Returns {plain, contentKey}.
+async function openRsaAes(key, blob, known) {
   const version = blob[0];
   const lengthAt = version === 0 ? 4 : 1;
   if (blob.length < lengthAt + 4) throw new DecryptionError();
   const wLength = u32(blob, lengthAt);
   const start = lengthAt + 4;
-  if (wLength === 0 || wLength > blob.length - start || wLength > byteLength(key.rsa.n)) {
+  if (wLength === 0 || wLength > blob.length - start || (!known && wLength > byteLength(key.rsa.n))) {
     throw new DecryptionError();
   }
-  const aesKey = await unwrapPkcs1(key, blob.subarray(start, start + wLength));
+  const aesKey = known || await unwrapPkcs1(key, blob.subarray(start, start + wLength));
   const rest = blob.subarray(start + wLength);
-  if (version === 1) return decryptEmbedIV(aesKey, rest);
-  return decryptCBC(aesKey, new Uint8Array(16), rest);
+  const plain = version === 1 ? await decryptEmbedIV(aesKey, rest) : await decryptCBC(aesKey, new Uint8Array(16), rest);
+  return { plain, contentKey: aesKey };
 }
 
 async function unwrapOaep(key, wrapped) {
@@ -68,16 +69,16 @@ async function unwrapOaep(key, wrapped) {
   return unpadded;
 }
 
-async function openV2(key, blob) {
+async function openV2(key, blob, known) {
   if (blob.length < 3) throw new DecryptionError();
   const wLength = (blob[1] << 8) | blob[2];
   const headerLength = 3 + wLength + 4 + 7;
-  if (wLength !== byteLength(key.rsa.n) || blob.length < headerLength + TAG) throw new DecryptionError();
+  if ((!known && wLength !== byteLength(key.rsa.n)) || blob.length < headerLength + TAG) throw new DecryptionError();
   const header = blob.subarray(0, headerLength);
   const chunkSize = u32(blob, 3 + wLength);
   if (chunkSize < 1 || chunkSize > MAX_CHUNK) throw new DecryptionError();
   const prefix = blob.subarray(3 + wLength + 4, headerLength);
-  const contentKey = await unwrapOaep(key, blob.subarray(3, 3 + wLength));
+  const contentKey = known || await unwrapOaep(key, blob.subarray(3, 3 + wLength));
   if (contentKey.length !== 32) throw new DecryptionError();
   let gcm;
   try {
@@ -112,25 +113,55 @@ async function openV2(key, blob) {
     out.set(p, at);
     at += p.length;
   }
-  return out;
+  return { plain: out, contentKey };
+}
+
+// Any envelope (0x00/0x01 RSA-AES, 0x02 authenticated), with the message key it was opened with: {plain,
+// contentKey}. With `known` (that key, from an earlier opening on this device) no RSA runs at all; a wrong one
+// fails like any other damage (v2 authenticates; v1's padding and zlib layers catch it).
+export async function decryptKeyed(key, blob, known = null) {
+  if (!(blob instanceof Uint8Array) || blob.length === 0) throw new DecryptionError();
+  if (known && known.length !== 32) throw new DecryptionError();
+  if (blob[0] === 0 || blob[0] === 1) return openRsaAes(key, blob, known);
+  if (blob[0] === 2) return openV2(key, blob, known);
+  throw new DecryptionError();
 }
 
 // Decrypt any envelope: 0x00/0x01 RSA-AES, 0x02 authenticated envelope.
 export async function decryptAny(key, blob) {
-  if (!(blob instanceof Uint8Array) || blob.length === 0) throw new DecryptionError();
-  if (blob[0] === 0 || blob[0] === 1) return openRsaAes(key, blob);
-  if (blob[0] === 2) return openV2(key, blob);
-  throw new DecryptionError();
+  return (await decryptKeyed(key, blob)).plain;
+}
+
+// A stored mail object (envelope(zlib(bytes))) and its message key: {plain, contentKey}.
+export async function openMailObjectKeyed(key, blob, limit, known = null) {
+  const { plain, contentKey } = await decryptKeyed(key, blob, known);
+  try {
+    return { plain: await inflate(plain, limit), contentKey };
+  } catch {
+    throw new DecryptionError();
+  }
 }
 
 // A stored mail object: envelope(zlib(bytes)).
 export async function openMailObject(key, blob, limit) {
-  const compressed = await decryptAny(key, blob);
-  try {
-    return await inflate(compressed, limit);
-  } catch {
-    throw new DecryptionError();
+  return (await openMailObjectKeyed(key, blob, limit)).plain;
+}
+
+// openOwnMailObject with the message key: {plain, contentKey}. A `known` key is tried first; when it fails (a
+// cache from before the object was replaced) the account's keys are.
+export async function openOwnMailObjectKeyed(key, blob, limit, known = null) {
+  if (known) {
+    try {
+      return await openMailObjectKeyed(null, blob, limit, known);
+    } catch { /* the account's keys */ }
   }
+  const keys = [key, ...(key.retired || [])];
+  for (let i = 0; i < keys.length - 1; i++) {
+    try {
+      return await openMailObjectKeyed(keys[i], blob, limit);
+    } catch { /* the next key */ }
+  }
+  return openMailObjectKeyed(keys[keys.length - 1], blob, limit);
 }
 
 // A mail object sealed to the account itself: tried with the current key, then with each retired key (the key

@@ -3,28 +3,27 @@
 // The same code reads a group's mailbox (issue 20): another store base, the group's keys, read-only and kept in
 // memory only (nothing of it is written to the user's own Cache/).
 
-import { deleteObject, getObject, listAll, moveObjects, OWN_STORE } from '../api.js';
-import { fromUtf8 } from '../crypto/bytes.js';
-import { openOwnMailObject } from '../crypto/envelope.js';
+import { changesSince, deleteObject, fetchBatch, getObject, listPage, moveObjects, OWN_STORE } from '../api.js';
+import { fromB64, fromUtf8, toB64 } from '../crypto/bytes.js';
+import { openOwnMailObjectKeyed } from '../crypto/envelope.js';
 import { CacheDoc } from './cache.js';
+import { OpenPool } from './openpool.js';
+import { folderPrefix, isListedTwin, RECORD, SOURCES, TAMPERED_SUBJECT } from './record.js';
 import { summarize } from './twin.js';
-import { judgedSpam } from './verdict.js';
 
-const SOURCES = { 'Mail/In_Json/': 'inbox', 'Mail/Sent_Json/': 'sent', 'Mail/Spam_Json/': 'spam',
-  'Mail/Screener_Json/': 'screener' };
+export { TAMPERED_SUBJECT };
+
 // Twin folder -> original folder (docs/protocol.md §2.3: deleting or moving a mail touches both objects).
 const ORIGINALS = { 'Mail/In_Json/': 'Mail/In/', 'Mail/Sent_Json/': 'Mail/Sent/', 'Mail/Spam_Json/': 'Mail/Spam/',
   'Mail/Screener_Json/': 'Mail/Screener/' };
 // Where POST /api/move may put a message.
 const MOVABLE = { inbox: 'Mail/In_Json/', spam: 'Mail/Spam_Json/' };
-// Index records of an older shape (without the verdict, or the address it came to) are shown at once and
-// decrypted again by the next sync.
-const RECORD = 3;
 const MAX_TWIN = 96 * 1024 * 1024;
-const SNIPPET = 2000;
-const PARALLEL = 6;
-// Shown instead of a message whose sealed bytes fail to decrypt or authenticate with the account's key.
-export const TAMPERED_SUBJECT = '(tampered — not shown)';
+// A cold sync: the newest messages first, in a small batch so they show at once, then larger batches, a few in
+// flight while the workers open the ones before (docs/performance.md "Cold sync").
+const FIRST_BATCH = 40;
+const BATCH = 250;
+const IN_FLIGHT = 3;
 export const TAMPERED_NOTICE = 'Tampered — not shown. This message failed its integrity check: '
   + 'it was modified or corrupted after it was sealed, so none of it is displayed.';
 
@@ -36,54 +35,25 @@ export class TamperedError extends Error {
   }
 }
 
-async function openSealed(key, data) {
+// {plain, contentKey}; `known`: the message key from an earlier opening on this device (no RSA then).
+async function openSealed(key, data, known = null) {
   try {
-    return await openOwnMailObject(key, data, MAX_TWIN);
+    return await openOwnMailObjectKeyed(key, data, MAX_TWIN, known);
   } catch {
     throw new TamperedError();
   }
 }
 
-function plainOf(summary) {
-  if (summary.text) return summary.text;
-  if (!summary.html) return '';
-  const doc = new DOMParser().parseFromString(summary.html, 'text/html');
-  for (const el of doc.querySelectorAll('script,style,template')) el.remove();
-  return (doc.body ? doc.body.textContent : '') || '';
+function keyOf(b64) {
+  try {
+    return b64 ? fromB64(b64) : null;
+  } catch {
+    return null;
+  }
 }
 
-function people(list) {
-  return list.map((p) => (p.name ? `${p.name} <${p.email}>` : p.email)).join(', ');
-}
-
-// Compact index record of one message (what the list and the search need).
-function record(path, info, summary) {
-  return {
-    p: path,
-    k: SOURCES[path.slice(0, path.lastIndexOf('/') + 1)],
-    s: summary.subject,
-    fn: summary.from.name,
-    fe: summary.from.email,
-    to: people([...summary.to, ...summary.cc]),
-    d: summary.date || info.modified_ms,
-    z: info.size,
-    a: summary.attachments.filter((x) => !x.inline).length,
-    b: plainOf(summary).replace(/\s+/g, ' ').slice(0, SNIPPET),
-    v: summary.authentication ? summary.authentication.verdict : '',
-    j: judgedInInbox(summary) ? 1 : 0,
-    dt: summary.deliveredTo || '',
-    r: RECORD,
-  };
-}
-
-// The appliance judged it spam but filed it in Mail/In (a v1 account, whose original clients list only Mail/In):
-// the twin's `original` then names Mail/In. A quarantined message later moved to the inbox still names Mail/Spam.
-function judgedInInbox(summary) {
-  return judgedSpam(summary.authentication, summary.spam) && !(summary.original || '').startsWith('Mail/Spam/');
-}
-
-function folderPrefix(path) {
-  return path.slice(0, path.lastIndexOf('/') + 1);
+function baseName(path) {
+  return path.slice(path.lastIndexOf('/') + 1);
 }
 
 export class MailStore {
@@ -105,6 +75,9 @@ export class MailStore {
     this.saveTimer = null;
     this.indexDirty = false;
     this.stateDirty = false;
+    // The store's change number this mailbox has seen every change up to (0: none; list everything).
+    this.seq = 0;
+    this.pool = null;
   }
 
   onChange(fn) {
@@ -120,6 +93,7 @@ export class MailStore {
     if (this.readOnly) return 0;
     const [index, state] = await Promise.all([this.indexDoc.load(), this.stateDoc.load()]);
     if (index && Array.isArray(index.items)) for (const item of index.items) this.items.set(item.p, item);
+    this.seq = index && Number.isSafeInteger(index.seq) ? index.seq : 0;
     if (state) {
       this.read = new Set(state.read || []);
       this.trash = new Set(state.trash || []);
@@ -128,56 +102,176 @@ export class MailStore {
     return this.items.size;
   }
 
-  // List the store, decrypt what is new, forget what is gone. onProgress(done, total).
-  async sync(onProgress = () => {}) {
-    const listed = [];
-    for (const prefix of Object.keys(SOURCES)) {
-      for (const info of await listAll(prefix, undefined, this.base)) {
-        if (info.path.slice(prefix.length).includes('/') || info.path.endsWith('.lock')) continue;
-        listed.push(info);
+  // Bring the mailbox up to date: what changed in the store since the change number it holds (everything, on a
+  // first sync), the new twins fetched in batches, newest first, and opened in the workers. onProgress(done, total);
+  // onFirst() once the newest messages are in the list.
+  async sync(onProgress = () => {}, onFirst = () => {}) {
+    const t0 = performance.now();
+    this.spent = { fetch: 0, decrypt: 0 };
+    // An empty mailbox (a new device) shows the newest page of the inbox while the full listing is on its way.
+    const early = this.items.size ? null : this.openNewest().catch(() => 0);
+    const { reset, seq, changes } = await changesSince(this.seq, this.base);
+    const shown = early ? await early : 0;
+    if (shown) onFirst();
+    const t1 = performance.now();
+    const latest = new Map();
+    for (const change of changes) latest.set(change.path, change);
+    const moved = new Map();
+    if (reset) {
+      for (const path of [...this.items.keys()]) {
+        const change = latest.get(path);
+        if (!change || change.deleted) this.forget(path, moved);
       }
     }
-    const present = new Set(listed.map((i) => i.path));
-    for (const path of [...this.items.keys()]) {
-      if (!present.has(path)) {
-        this.items.delete(path);
-        this.indexDirty = true;
+    let stateChanged = false;
+    const wanted = [];
+    for (const change of latest.values()) {
+      if (change.deleted) {
+        this.forget(change.path, moved);
+        continue;
       }
+      if (this.stateDoc && change.path === this.stateDoc.path) {
+        stateChanged = change.version !== this.stateDoc.version;
+        continue;
+      }
+      if (!isListedTwin(change.path)) continue;
+      const held = this.items.get(change.path);
+      if (held && held.r === RECORD && (!held.ver || held.ver === change.version)) continue;
+      const before = !held && moved.get(baseName(change.path));
+      if (before && before.z === change.size) {
+        // Moved (another device's "not spam", say): the same twin under another folder, nothing to open.
+        const folder = SOURCES[folderPrefix(change.path)];
+        this.items.set(change.path, { ...before, p: change.path, k: folder, ver: change.version });
+        this.indexDirty = true;
+        continue;
+      }
+      wanted.push(change);
     }
-    const fresh = listed.filter((i) => !this.items.has(i.path) || this.items.get(i.path).r !== RECORD);
-    let done = 0;
-    onProgress(done, fresh.length);
-    const queue = fresh.slice();
-    const worker = async () => {
-      while (queue.length) {
-        const info = queue.shift();
-        try {
-          const summary = await this.fetchTwin(info.path);
-          this.items.set(info.path, record(info.path, info, summary));
-        } catch (e) {
-          const tampered = e instanceof TamperedError;
-          this.items.set(info.path, { p: info.path, k: SOURCES[folderPrefix(info.path)],
-            s: tampered ? TAMPERED_SUBJECT : '(this message could not be decrypted)', fn: '', fe: '', to: '',
-            d: info.modified_ms, z: info.size, a: 0, b: '', v: '', j: 0, dt: '', r: RECORD, err: tampered ? 'tampered' : 1 });
-        }
-        this.indexDirty = true;
-        done++;
-        onProgress(done, fresh.length);
-        if (done % 200 === 0) this.changed();
-      }
-    };
-    await Promise.all(Array.from({ length: PARALLEL }, worker));
+    if (stateChanged) await this.reloadState();
+    wanted.sort((a, b) => b.modified_ms - a.modified_ms || (a.path < b.path ? 1 : -1));
+    const t2 = performance.now();
+    await this.openAll(wanted, shown, onProgress, shown ? () => {} : onFirst);
+    const t3 = performance.now();
+    // The new change number is kept with the index (an empty mailbox writes nothing: it has nothing to keep).
+    if (seq !== this.seq && this.items.size) this.indexDirty = true;
+    this.seq = seq;
     this.changed();
     if (this.indexDirty) await this.flush();
-    return fresh.length;
+    // Where the time went (milliseconds; for measurements, never mail): listing, opening, saving the index.
+    this.stats = { changes: t1 - t0, prepare: t2 - t1, open: t3 - t2, save: performance.now() - t3,
+      listed: changes.length, opened: wanted.length + shown, workers: this.pool ? this.pool.size : 0,
+      fetchSum: this.spent.fetch, decryptSum: this.spent.decrypt };
+    return wanted.length + shown;
+  }
+
+  // The newest page of the inbox, opened and in the list; how many.
+  async openNewest() {
+    const listed = await listPage('Mail/In_Json/', FIRST_BATCH, this.base);
+    const batch = listed.filter((info) => isListedTwin(info.path));
+    if (!batch.length) return 0;
+    await this.openBatch(batch);
+    this.changed();
+    return batch.length;
+  }
+
+  // Fetch `batch` (store listings) in one request and open it in the workers, a slice per worker.
+  async openBatch(batch) {
+    if (!this.pool) this.pool = new OpenPool(this.key);
+    const f0 = performance.now();
+    const fetched = await fetchBatch(batch.map((c) => c.path), this.base);
+    this.spent.fetch += performance.now() - f0;
+    const items = [];
+    for (const change of batch) {
+      const got = fetched.get(change.path);
+      if (!got) continue;
+      const info = { size: change.size, modified_ms: change.modified_ms, version: got.version };
+      items.push({ path: change.path, data: got.data, info });
+    }
+    const slices = [];
+    const per = Math.max(1, Math.ceil(items.length / Math.max(1, this.pool.size)));
+    for (let at = 0; at < items.length; at += per) slices.push(this.pool.open(items.slice(at, at + per)));
+    const d0 = performance.now();
+    const opened = await Promise.all(slices);
+    this.spent.decrypt += performance.now() - d0;
+    for (const out of opened) {
+      for (const { path, record, mk } of out) {
+        if (mk) record.mk = toB64(mk);
+        this.items.set(path, record);
+      }
+    }
+    this.indexDirty = true;
+  }
+
+  forget(path, moved) {
+    const item = this.items.get(path);
+    if (!item) return;
+    moved.set(baseName(path), item);
+    this.items.delete(path);
+    this.twins.delete(path);
+    this.indexDirty = true;
+  }
+
+  // Another device changed the read, trash or not-spam marks: theirs, with what this one has not saved yet.
+  async reloadState() {
+    const state = await this.stateDoc.load();
+    if (!state) return;
+    const read = new Set(state.read || []);
+    if (this.stateDirty) for (const path of this.read) read.add(path);
+    this.read = read;
+    if (!this.stateDirty) {
+      this.trash = new Set(state.trash || []);
+      this.ham = new Set(state.ham || []);
+    }
+  }
+
+  // Fetch and open `wanted` (store listings, newest first) in batches, a few in flight: the first small, so it
+  // shows at once (unless `shown` messages are in the list already).
+  async openAll(wanted, shown, onProgress, onFirst) {
+    let done = 0;
+    const total = wanted.length + shown;
+    onProgress(shown, total);
+    if (!wanted.length) {
+      onFirst();
+      return;
+    }
+    const first = shown ? BATCH : FIRST_BATCH;
+    const batches = [wanted.slice(0, first)];
+    for (let at = first; at < wanted.length; at += BATCH) batches.push(wanted.slice(at, at + BATCH));
+    const step = async (batch) => {
+      await this.openBatch(batch);
+      done += batch.length;
+      onProgress(shown + done, total);
+    };
+    await step(batches[0]);
+    this.changed();
+    onFirst();
+    let next = 1;
+    const lane = async () => {
+      while (next < batches.length) {
+        await step(batches[next++]);
+        if (next % 4 === 0) this.changed();
+      }
+    };
+    await Promise.all(Array.from({ length: IN_FLIGHT }, lane));
+  }
+
+  close() {
+    if (this.pool) this.pool.close();
+    this.pool = null;
   }
 
   async fetchTwin(path) {
     if (this.twins.has(path)) return this.twins.get(path);
     const found = await getObject(path, this.base);
     if (!found) throw new Error('gone');
-    const twin = JSON.parse(fromUtf8(await openSealed(this.key, found.data)));
-    const summary = summarize(twin);
+    const item = this.items.get(path);
+    const { plain, contentKey } = await openSealed(this.key, found.data, keyOf(item && item.mk));
+    const summary = summarize(JSON.parse(fromUtf8(plain)));
+    if (item && !item.mk) {
+      item.mk = toB64(contentKey);
+      this.indexDirty = true;
+      this.scheduleFlush();
+    }
     if (this.twins.size > 50) this.twins.delete(this.twins.keys().next().value);
     this.twins.set(path, summary);
     return summary;
@@ -187,7 +281,14 @@ export class MailStore {
   async fetchOriginal(path) {
     const found = await getObject(this.originalPath(path), this.base);
     if (!found) throw new Error('The original message is missing.');
-    return openSealed(this.key, found.data);
+    const item = this.items.get(path);
+    const { plain, contentKey } = await openSealed(this.key, found.data, keyOf(item && item.ok));
+    if (item && !item.ok) {
+      item.ok = toB64(contentKey);
+      this.indexDirty = true;
+      this.scheduleFlush();
+    }
+    return plain;
   }
 
   originalPath(path) {
@@ -353,7 +454,7 @@ export class MailStore {
     }
     if (this.indexDirty) {
       this.indexDirty = false;
-      jobs.push(this.indexDoc.save({ v: 1, items: [...this.items.values()] }));
+      jobs.push(this.indexDoc.save({ v: 2, seq: this.seq, items: [...this.items.values()] }));
     }
     const all = Promise.all(jobs);
     this.flushing = all;

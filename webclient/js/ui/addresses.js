@@ -132,7 +132,7 @@ export class AddressesPage {
     }
     return h('div', { class: 'alias-label' },
       h('span', { class: alias.labelText ? 'alias-label-text' : 'alias-label-text hint' }, alias.labelText || 'No label'),
-      ' ', h('button', { type: 'button', class: 'link', 'aria-label': `Edit the label of ${alias.address}`,
+      ' ', h('button', { type: 'button', class: 'link', 'aria-label': `Edit label of ${alias.address}`,
         onclick: () => { this.editing = alias.id; this.render(); } }, 'Edit label'));
   }
 

@@ -53,6 +53,13 @@ export class Composer {
       this.send();
     });
     $('discard-button').addEventListener('click', () => this.dialog.close());
+    // Ctrl+Enter (Cmd+Enter) sends from any field, as in most mail programs.
+    $('compose-form').addEventListener('keydown', (e) => {
+      if (e.key === 'Enter' && (e.ctrlKey || e.metaKey)) {
+        e.preventDefault();
+        $('compose-form').requestSubmit($('send-button'));
+      }
+    });
     this.files = [];
     $('compose-files').addEventListener('change', (e) => this.addFiles(e.target));
     // The lock line: which way the message will go, judged again whenever the recipients change.
@@ -293,6 +300,8 @@ export class Composer {
       status('compose-status', e.message || 'Sending failed.', true);
     } finally {
       button.disabled = false;
+      // A disabled button loses the focus: give it back while the composer stays open (a question, an error).
+      if (this.dialog.open && (!document.activeElement || document.activeElement === document.body)) button.focus();
     }
   }
 }

@@ -6,6 +6,7 @@ import { fromB64, utf8 } from '../crypto/bytes.js';
 import { e2eVerdict } from '../mail/e2e.js';
 import { buildFrame, FRAME_SANDBOX } from '../mail/htmlframe.js';
 import { formatPerson } from '../mail/twin.js';
+import { installToolbarArrows } from './a11y.js';
 import { formatDate, formatSize, h } from './dom.js';
 import { screenerBanner } from './screener.js';
 import { verdictViews } from './verdicts.js';
@@ -80,6 +81,7 @@ export function renderMessage(container, item, summary, actions) {
         h('button', { type: 'button', class: 'danger', onclick: actions.destroy }, 'Delete forever')]
       : h('button', { type: 'button', onclick: actions.trash }, 'Delete'),
     readOnly ? null : spamButton(folder, actions));
+  installToolbarArrows(toolbar);
   const headers = h('div', { class: 'headers' },
     h('h2', { id: 'reader-subject' }, summary.subject || '(no subject)'),
     peopleLine('From', [summary.from].filter((p) => p.email || p.name)),

@@ -1,15 +1,21 @@
-// Keyboard shortcuts (Gmail-like single keys; "g" then a folder letter). Ignored while typing.
+// Keyboard shortcuts (Gmail-like single keys; "g" then a folder letter). Ignored while typing, while a dialog is
+// open, before login (handlers.active()) and when a control of the page handled the key itself. Enter and the
+// arrows keep their usual meaning on links, buttons and scrolled text; on the list they are the list's own.
+
+const BROWSE = new Set(['Enter', 'ArrowDown', 'ArrowUp']);
 
 export function installShortcuts(handlers) {
   let pendingG = false;
   document.addEventListener('keydown', (e) => {
-    if (e.ctrlKey || e.metaKey || e.altKey) return;
+    if (e.ctrlKey || e.metaKey || e.altKey || e.defaultPrevented) return;
+    if (handlers.active && !handlers.active()) return;
     const target = e.target;
     if (target && (target.isContentEditable || /^(INPUT|TEXTAREA|SELECT)$/.test(target.tagName))) {
       if (e.key === 'Escape' && target.id === 'search') handlers.clearSearch();
       return;
     }
     if (document.querySelector('dialog[open]')) return;
+    if (BROWSE.has(e.key) && target && target !== document.body) return;
     if (pendingG) {
       pendingG = false;
       const folder = { i: 'inbox', s: 'sent', p: 'spam', e: 'screener', t: 'trash', a: 'addresses' }[e.key];
