@@ -19,6 +19,7 @@ export class OpenPool {
     this.nextId = 1;
     try {
       const shared = portable(key);
+      this.sentDer = key.der;
       for (let i = 0; i < size; i++) {
         const worker = new Worker(new URL('./open-worker.js', import.meta.url), { type: 'module' });
         worker.busy = 0;
@@ -58,6 +59,12 @@ export class OpenPool {
   // items: [{path, data (Uint8Array), info, mk}] -> [{path, record, mk?}] in the same order. The bytes are copied
   // (not transferred): a worker that dies leaves them here to open.
   open(items) {
+    // A key rotation changes the account's key object in place: the workers get the new keys (and the retired).
+    if (this.key.der !== this.sentDer) {
+      this.sentDer = this.key.der;
+      const shared = portable(this.key);
+      for (const worker of this.workers) worker.postMessage({ type: 'key', key: shared });
+    }
     if (!this.workers.length) return Promise.all(items.map((item) => openTwin(this.key, item)));
     const worker = this.workers.reduce((a, b) => (b.busy < a.busy ? b : a));
     const id = this.nextId++;
