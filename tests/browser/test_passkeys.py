@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import os
 import subprocess
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -85,9 +86,12 @@ def _cli(app: Appliance, name: str, *extra: str) -> subprocess.CompletedProcess[
     return subprocess.run(command, capture_output=True, text=True, env=environ, stdin=subprocess.DEVNULL, timeout=120)
 
 
-def test_passkey_second_factor_end_to_end(browser: Any, appliance: Appliance) -> None:
+def test_passkey_second_factor_end_to_end(browser: Any, appliance: Appliance, tmp_path: Path) -> None:
     """Register a passkey in the Passkeys dialog, log out, log in with password and passkey; the password alone
-    opens no session; a recovery code works once; the operator's reset lets the password alone in again."""
+    opens no session; a recovery code works once; the operator's reset lets the password alone in again.
+    ``MV_SCREENSHOTS=docs/screenshots`` refreshes the dialog's and the second step's pictures."""
+    shots = Path(os.environ.get("MV_SCREENSHOTS") or tmp_path)
+    shots.mkdir(parents=True, exist_ok=True)
     page, cdp, authenticator = _page_with_authenticator(browser, appliance)
     signup(page, "pia")
 
@@ -103,6 +107,7 @@ def test_passkey_second_factor_end_to_end(browser: Any, appliance: Appliance) ->
     page.wait_for_selector("#passkey-rows li.passkey")
     assert page.locator("#passkey-rows .passkey-name").all_inner_texts() == ["Virtual laptop"]
     assert "10 of 10" in page.inner_text("#recovery-state")
+    page.screenshot(path=str(shots / "passkeys-dialog.png"))
     credentials = cdp.send("WebAuthn.getCredentials", {"authenticatorId": authenticator})["credentials"]
     assert len(credentials) == 1 and credentials[0]["rpId"] == "localhost"
     page.click("#passkeys-close")
@@ -114,6 +119,7 @@ def test_passkey_second_factor_end_to_end(browser: Any, appliance: Appliance) ->
     _password(page, "pia")
     page.wait_for_selector("#second-factor-form:not([hidden])")
     assert page.locator("#login-form").is_hidden()
+    page.screenshot(path=str(shots / "second-factor.png"))
     page.click("#second-factor-passkey")
     _in_app(page)
     after = cdp.send("WebAuthn.getCredentials", {"authenticatorId": authenticator})["credentials"]

@@ -109,10 +109,12 @@ export class MailStore {
     const t0 = performance.now();
     this.spent = { fetch: 0, decrypt: 0 };
     // An empty mailbox (a new device) shows the newest page of the inbox while the full listing is on its way.
-    const early = this.items.size ? null : this.openNewest().catch(() => 0);
+    const early = this.items.size ? null : this.openNewest().then((count) => {
+      if (count) onFirst();
+      return count;
+    }, () => 0);
     const { reset, seq, changes } = await changesSince(this.seq, this.base);
     const shown = early ? await early : 0;
-    if (shown) onFirst();
     const t1 = performance.now();
     const latest = new Map();
     for (const change of changes) latest.set(change.path, change);
