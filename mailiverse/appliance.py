@@ -34,14 +34,12 @@ from mailiverse.memory import TrimService
 from mailiverse.outbound.service import OutboundConfig, build_outbound, read_password_file
 from mailiverse.privatefile import create_private_once
 from mailiverse.smtp.limits import SmtpLimits
-from mailiverse.smtp.lmtp import lmtp_server_factory
 from mailiverse.smtp.service import smtp_server_factory
 from mailiverse.store.aliases import ADDRESS_KEY_BYTES, AddressHasher
 from mailiverse.store.db import Database
 from mailiverse.store.homes import Homes
 from mailiverse.store.keylog import KeyLog, load_log_key
 from mailiverse.store.migrate import upgrade_in_child
-from mailiverse.store.ratebuckets import DatabaseRateLimits
 from mailiverse.submission import Submission
 from mailiverse.tls import TLSContexts, ensure_self_signed
 from mailiverse.web.listeners import WebLimits, https_listener_factory, plain_listener_factory
@@ -347,6 +345,9 @@ def build_appliance(config: ApplianceConfig, reactor: Any = None) -> MultiServic
     add_smtp(config.smtps_selfsigned_endpoints, "self-signed", True)
     for endpoint in config.lmtp_endpoints:
         # The MTA in front delivers here (RFC 2033); the endpoint was checked to be local (smtp/lmtp_endpoint.py).
+        # Loaded only with --lmtp: an appliance without it does not carry the module.
+        from mailiverse.smtp.lmtp import lmtp_server_factory
+
         lmtp = lmtp_server_factory(
             delivery,
             hostname=config.hostname,
@@ -376,7 +377,11 @@ def build_appliance(config: ApplianceConfig, reactor: Any = None) -> MultiServic
 
     # Front ends sharing a metabase spend from the same rate-limit buckets (store/ratebuckets.py); one database
     # keeps them in memory, as before.
-    rate_limits = DatabaseRateLimits.open(database, reactor) if config.metabase_url is not None else None
+    rate_limits = None
+    if config.metabase_url is not None:
+        from mailiverse.store.ratebuckets import DatabaseRateLimits
+
+        rate_limits = DatabaseRateLimits.open(database, reactor)
     # One submission service for every front end a user sends from (the JSON API, the legacy relay).
     submission = Submission(
         delivery,

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import srp._pysrp as _srp_reference
 from twisted.internet.threads import deferToThreadPool
@@ -22,7 +22,6 @@ from twisted.internet.threads import deferToThreadPool
 from mailiverse.accounts.errors import AccountError, auth_failed, rate_limited
 from mailiverse.accounts.kdf import check_new_kdf, login_kdf
 from mailiverse.accounts.pending import DatabasePendingLogins
-from mailiverse.accounts.secondfactor import RelyingParty, SecondFactorChallenge, SecondFactors, second_factor_failed
 from mailiverse.auth import (
     SRP_GROUP,
     AuthFailed,
@@ -167,6 +166,16 @@ class LoginResult:
     device_token: str | None = None
 
 
+if TYPE_CHECKING:
+    from mailiverse.accounts.secondfactor import RelyingParty, SecondFactorChallenge, SecondFactors
+
+
+def _second_factor_failed() -> AccountError:
+    from mailiverse.accounts.secondfactor import second_factor_failed
+
+    return second_factor_failed()
+
+
 @dataclass(frozen=True)
 class SecondFactorNeeded:
     """A correct proof for an account with a second factor: HAMK, and the second step's handle; no session yet."""
@@ -270,8 +279,8 @@ class AccountService:
         second_factors: SecondFactors | None = None,
     ) -> None:
         self._db = database
-        #: Passkeys and recovery codes (docs/passkeys.md), beside the sessions in this (meta)database.
-        self.second_factors = second_factors or SecondFactors(database, server_secret, clock=clock, run_cpu=run_cpu)
+        self._second_factors = second_factors
+        self._second_factor_setup = (server_secret, clock, run_cpu)
         #: The homes new accounts are placed in and deleted accounts' mail is deleted from (store/homes.py).
         self._homes = homes or Homes.single(database)
         self._secret = server_secret
@@ -301,6 +310,17 @@ class AccountService:
         self._now_ms = now_ms
 
     # -- sign-up ------------------------------------------------------------------------------
+
+    @property
+    def second_factors(self) -> SecondFactors:
+        """Passkeys and recovery codes (docs/passkeys.md), beside the sessions in this (meta)database; built, and
+        their modules loaded, at the first login or account call that needs them (not at start-up)."""
+        if self._second_factors is None:
+            from mailiverse.accounts.secondfactor import SecondFactors
+
+            secret, clock, run_cpu = self._second_factor_setup
+            self._second_factors = SecondFactors(self._db, secret, clock=clock, run_cpu=run_cpu)
+        return self._second_factors
 
     async def signup_open(self, invite: str | None = None) -> bool:
         """Whether a sign-up (with ``invite``, if given) could be admitted now."""
@@ -449,7 +469,7 @@ class AccountService:
             raise
         user = await self._db.run(get_user_by_id_txn, ceremony.user_id)
         if user is None or _srp_credentials(user) is None:
-            raise second_factor_failed()
+            raise _second_factor_failed()
         if credential is not None:
             await self.second_factors.check_passkey(user, ceremony, credential, relying_party)
         else:

@@ -11,7 +11,7 @@ from sqlalchemy import delete, func, insert, select
 from sqlalchemy.engine import Connection
 
 from mailiverse.store.errors import InvalidInput
-from mailiverse.store.schema import pending_logins
+from mailiverse.store.schema import pending_logins, pending_second_factors
 
 #: Length of a handle digest (SHA-256).
 HANDLE_HASH_BYTES = 32
@@ -79,6 +79,13 @@ def take_pending_login_txn(conn: Connection, handle_hash: bytes) -> tuple[int, b
 def purge_expired_pending_logins_txn(conn: Connection, now_ms: int) -> int:
     """Delete every row whose deadline is at or before ``now_ms``; how many."""
     return int(conn.execute(delete(pending_logins).where(pending_logins.c.expires_ms <= now_ms)).rowcount)
+
+
+def purge_expired_pending_txn(conn: Connection, now_ms: int) -> int:
+    """Delete every second-factor ceremony (store/secondfactor.py) whose deadline is at or before ``now_ms``; how
+    many. Here, beside the pending logins' purge, so the periodic purge needs no second-factor module loaded."""
+    table = pending_second_factors
+    return int(conn.execute(delete(table).where(table.c.expires_ms <= now_ms)).rowcount)
 
 
 def count_pending_logins_txn(conn: Connection) -> int:

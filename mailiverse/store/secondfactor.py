@@ -16,6 +16,7 @@ from sqlalchemy.engine import Connection, RowMapping
 from sqlalchemy.exc import IntegrityError
 
 from mailiverse.store.errors import InvalidInput
+from mailiverse.store.pending import purge_expired_pending_txn
 from mailiverse.store.schema import passkey_credentials, pending_second_factors, recovery_codes
 
 #: WebAuthn allows credential ids of up to 1023 bytes.
@@ -345,12 +346,6 @@ def take_pending_txn(conn: Connection, handle_hash: bytes) -> PendingCeremony | 
         expires_ms=int(row["expires_ms"]),
         state=str(row["state"]),
     )
-
-
-def purge_expired_pending_txn(conn: Connection, now_ms: int) -> int:
-    """Delete every ceremony whose deadline is at or before ``now_ms``; how many."""
-    table = pending_second_factors
-    return int(conn.execute(delete(table).where(table.c.expires_ms <= now_ms)).rowcount)
 
 
 def count_pending_txn(conn: Connection) -> int:

@@ -13,9 +13,10 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from mailiverse.accounts.secondfactor import RelyingParty
+if TYPE_CHECKING:
+    from mailiverse.accounts.secondfactor import RelyingParty
 
 _HOST = re.compile(r"(?P<name>[a-z0-9](?:[a-z0-9.-]{0,251}[a-z0-9])?)(?::(?P<port>[0-9]{1,5}))?", re.ASCII)
 LOCALHOST = "localhost"
@@ -23,6 +24,8 @@ LOCALHOST = "localhost"
 
 def relying_party(request: Any, hostname: str, domains: Iterable[str]) -> RelyingParty | None:
     """The relying party of ``request`` (by its Host header), or None when the name it used cannot be one."""
+    from mailiverse.accounts.secondfactor import RelyingParty
+
     raw = request.getHeader(b"host")
     if raw is None:
         return None

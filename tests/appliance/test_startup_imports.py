@@ -27,6 +27,15 @@ LAZY = (
     "spf",
     "nh3",
     "publicsuffix2",
+    # loaded where they are used (issue 24): the second factor at the first login or account call needing it, the
+    # LMTP receiver with --lmtp, the shared rate-limit buckets with --metabase, the sync's reads at the first sync
+    "mailiverse.accounts.secondfactor",
+    "mailiverse.store.secondfactor",
+    "mailiverse.auth.recovery",
+    "webauthn",
+    "mailiverse.smtp.lmtp",
+    "mailiverse.store.ratebuckets",
+    "mailiverse.store.changes",
 )
 
 PROBE = """

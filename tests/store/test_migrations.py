@@ -12,7 +12,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine, inspect, text
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from mailiverse.store import Database, migrate
 from mailiverse.store import objects as objects_repo
@@ -182,20 +182,25 @@ def test_a_failing_child_upgrade_is_a_clear_error(tmp_path: Path) -> None:
         engine.dispose()
 
 
+def _three_accounts(conn: Connection) -> None:
+    """alice, bob and carol (ids 1 to 3), as the revisions before 0013 stored accounts."""
+    for user_id, name in ((1, "alice"), (2, "bob"), (3, "carol")):
+        conn.execute(
+            text(
+                "INSERT INTO users (id, name, created_ms, envelope_format, public_key)"
+                " VALUES (:id, :name, 0, 'v2', :key)"
+            ),
+            {"id": user_id, "name": name, "key": b"k"},
+        )
+
+
 def test_the_quota_revision_counts_what_each_account_already_stores(empty_url: str) -> None:
     """Upgrading a database with mail in it sets every account's usage to the sum of its objects, quota unset."""
     engine = _engine(empty_url)
     try:
         migrate.upgrade(engine, "0006")
         with engine.begin() as conn:
-            for user_id, name in ((1, "alice"), (2, "bob"), (3, "carol")):
-                conn.execute(
-                    text(
-                        "INSERT INTO users (id, name, created_ms, envelope_format, public_key)"
-                        " VALUES (:id, :name, 0, 'v2', :key)"
-                    ),
-                    {"id": user_id, "name": name, "key": b"k"},
-                )
+            _three_accounts(conn)
             for object_id, user_id, size in ((1, 1, 100), (2, 1, 23), (3, 2, 7)):
                 conn.execute(
                     text(
@@ -222,14 +227,7 @@ def test_the_changes_revision_numbers_existing_objects_per_account(empty_url: st
     try:
         migrate.upgrade(engine, "0012")
         with engine.begin() as conn:
-            for user_id, name in ((1, "alice"), (2, "bob"), (3, "carol")):
-                conn.execute(
-                    text(
-                        "INSERT INTO users (id, name, created_ms, envelope_format, public_key)"
-                        " VALUES (:id, :name, 0, 'v2', :key)"
-                    ),
-                    {"id": user_id, "name": name, "key": b"k"},
-                )
+            _three_accounts(conn)
             for object_id, user_id in ((1, 1), (2, 2), (3, 1), (4, 1), (5, 2)):
                 conn.execute(
                     text(

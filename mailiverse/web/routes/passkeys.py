@@ -7,16 +7,21 @@ from __future__ import annotations
 import base64
 import binascii
 import unicodedata
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from mailiverse.accounts.secondfactor import RelyingParty
-from mailiverse.store.secondfactor import MAX_CREDENTIAL_ID_BYTES, MAX_NAME_LENGTH, Passkey, RecoveryCodeState
 from mailiverse.web.body import read_json
 from mailiverse.web.errors import ApiError, json_response
 from mailiverse.web.relyingparty import relying_party
 from mailiverse.web.routing import router
 from mailiverse.web.session import RouteBase
 from mailiverse.web.validation import field, optional_text, text
+
+if TYPE_CHECKING:
+    from mailiverse.accounts.secondfactor import RelyingParty
+    from mailiverse.store.secondfactor import Passkey, RecoveryCodeState
+
+# The second factor's modules load at the first use of one of these routes or of a login needing it, not at start-up:
+# an idle appliance does not carry them (docs/appliance.md, Memory).
 
 #: A passkey registered without a name is called this.
 DEFAULT_NAME = "Passkey"
@@ -29,6 +34,8 @@ def b64url(data: bytes) -> str:
 
 def credential_id_of(text_id: str) -> bytes:
     """The credential id a path segment names (URL-safe base64), or 404: no passkey has a malformed id."""
+    from mailiverse.store.secondfactor import MAX_CREDENTIAL_ID_BYTES
+
     if not 0 < len(text_id) <= (MAX_CREDENTIAL_ID_BYTES * 4 + 2) // 3 or not text_id.isascii():
         raise ApiError("not_found", "no such passkey", 404)
     try:
@@ -42,6 +49,8 @@ def credential_id_of(text_id: str) -> bytes:
 
 def passkey_name(body: dict[str, Any]) -> str:
     """The name given to a new passkey: printable text of 1 to MAX_NAME_LENGTH characters, or the default."""
+    from mailiverse.store.secondfactor import MAX_NAME_LENGTH
+
     name = " ".join((optional_text(body, "name", MAX_NAME_LENGTH) or "").split())
     if any(unicodedata.category(ch).startswith("C") for ch in name):
         raise ApiError("invalid_request", "the field 'name' must be printable text")

@@ -5,10 +5,9 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mailiverse.store import objects
-from mailiverse.store.changes import MAX_CHANGES_LIMIT, ChangesPage, Gone, changes_since_txn, read_many_txn, sizes_txn
 from mailiverse.store.errors import VersionConflict
 from mailiverse.store.objects import MAX_LIST_LIMIT, NewestCursor, validate_path, validate_prefix
 from mailiverse.store.reading import open_object
@@ -17,6 +16,9 @@ from mailiverse.web.errors import ApiError, json_response
 from mailiverse.web.routing import router
 from mailiverse.web.session import RouteBase
 from mailiverse.web.validation import etag, import_flag, object_json, parse_etag, query_arg
+
+if TYPE_CHECKING:
+    from mailiverse.store.changes import ChangesPage
 
 #: Default and largest page size of ``GET /api/store``.
 DEFAULT_LIST_LIMIT = 100
@@ -60,6 +62,8 @@ def _number(request: Any, name: bytes) -> int | None:
 
 
 def _changes_json(page: ChangesPage) -> dict[str, Any]:
+    from mailiverse.store.changes import Gone
+
     changed, deleted = [], []
     for item in page.items:
         if isinstance(item, Gone):
@@ -111,6 +115,9 @@ class StoreRoutes(RouteBase):
 
     async def _changes_of(self, request: Any, user_id: int, prefix: str, since: int) -> bytes:
         """``GET /api/store?since=N[&after=M][&prefix=P][&limit=L]``: what changed after change ``since``."""
+        # The sync's modules load at the first sync, not at start-up (docs/appliance.md, Memory).
+        from mailiverse.store.changes import MAX_CHANGES_LIMIT, changes_since_txn
+
         if query_arg(request, b"order") is not None:
             raise ApiError("invalid_request", "changes come in change order; order does not apply")
         asked = _number(request, b"limit")
@@ -132,6 +139,8 @@ class StoreRoutes(RouteBase):
 
         For each path asked, in order: one line of JSON (``path``, ``version``, ``size``, ``seq``; or ``path`` and
         ``error``: ``not_found``, ``too_large`` (fetch it alone) or ``limit`` (ask again)), then ``size`` bytes."""
+        from mailiverse.store.changes import read_many_txn, sizes_txn
+
         body = read_json(request, _BATCH_JSON_BYTES)
         paths = body.get("paths")
         if not isinstance(paths, list) or not 1 <= len(paths) <= MAX_BATCH_PATHS:

@@ -8,6 +8,7 @@ import { fromB64, fromUtf8, toB64 } from '../crypto/bytes.js';
 import { openOwnMailObjectKeyed } from '../crypto/envelope.js';
 import { CacheDoc } from './cache.js';
 import { OpenPool } from './openpool.js';
+import { MAX_TWIN } from './opentwin.js';
 import { folderPrefix, isListedTwin, RECORD, SOURCES, TAMPERED_SUBJECT } from './record.js';
 import { summarize } from './twin.js';
 
@@ -18,9 +19,8 @@ const ORIGINALS = { 'Mail/In_Json/': 'Mail/In/', 'Mail/Sent_Json/': 'Mail/Sent/'
   'Mail/Screener_Json/': 'Mail/Screener/' };
 // Where POST /api/move may put a message.
 const MOVABLE = { inbox: 'Mail/In_Json/', spam: 'Mail/Spam_Json/' };
-const MAX_TWIN = 96 * 1024 * 1024;
 // A cold sync: the newest messages first, in a small batch so they show at once, then larger batches, a few in
-// flight while the workers open the ones before (docs/performance.md "Cold sync").
+// flight while the workers open the ones before (docs/performance.md "Browser sync").
 const FIRST_BATCH = 40;
 const BATCH = 250;
 const IN_FLIGHT = 3;
