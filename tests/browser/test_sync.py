@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import create_engine
 
+from mailiverse.client.bridge.state import CacheDocument, key_seeds, shape_state
 from mailiverse.store.moves import move_objects_txn
 from mailiverse.store.users import get_user_txn
 from tests.support.browser import new_page, signup
@@ -37,7 +38,8 @@ def _move(app: Appliance, user: str, source: str, target: str) -> None:
 
 def test_cold_then_incremental_sync(browser: Any, appliance: Appliance) -> None:
     """Cold: every message listed, newest first, keys cached. Incremental: one changes request and one batch of
-    exactly the new twins; deletions and a move applied without fetching them; a warm login shows the newest."""
+    exactly the new twins; deletions and a move applied without fetching them; read marks made on another device
+    arrive with the next check; a warm login shows the newest."""
     page = new_page(browser, appliance)
     signup(page, "syncer")
     logout(page)
@@ -66,6 +68,15 @@ def test_cold_then_incremental_sync(browser: Any, appliance: Appliance) -> None:
     after = [m for m in seeded if m.path not in gone and m != moved] + fresh
     after.append(Seeded(spam_path, moved.subject, moved.when))
     check_index(client, after, {spam_path: "spam"})
+
+    # Another device (here mailiverse-client, through the document the web client keeps its read marks in) marks
+    # three messages read: the next check brings the change and the unread count drops by three.
+    unread = int(page.title().split(")")[0].lstrip("("))
+    marked = [m.path for m in fresh[:3]]
+    state = CacheDocument(client, "W_state", key_seeds(client), shape_state)
+    state.update(lambda value: bool(value["read"].extend(marked) or True))
+    timed_check(page)
+    assert page.title() == f"({unread - 3}) mailiverse"
     warm = timed_warm_login(page, "syncer", "Message number 409")
     print(
         f"\n400 messages: cold first page {cold['first_s']:.2f} s, synced {cold['synced_s']:.2f} s; "
