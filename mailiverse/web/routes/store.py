@@ -174,6 +174,8 @@ class StoreRoutes(RouteBase):
         fetched = {}
         groups = iter(plan)
         for path in paths:
+            if getattr(request, "_disconnected", False):
+                return None  # the client went away: read nothing more for it
             if path in errors:
                 request.write(_line({"path": path, "error": errors[path]}))
                 continue
