@@ -14,7 +14,7 @@ SYSTEM_PACKAGES := $(shell cat appliance/test-packages.txt 2>/dev/null)
 # Debian packages `make bench` drives: smtp-sink, and the peer it is measured against (Postfix into Dovecot).
 BENCH_PACKAGES := $(shell cat appliance/bench-packages.txt 2>/dev/null)
 
-.PHONY: run test test-long install lock sysdeps bench-sysdeps lint bench clean conformance
+.PHONY: run test test-long install lock sysdeps bench-sysdeps lint bench clean conformance pi-image test-image
 
 $(STAMP): setup.cfg pyproject.toml $(LOCK)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -82,6 +82,20 @@ test: install sysdeps
 
 test-long: install sysdeps
 	LONG=1 $(PY) -m pytest -q -n $(WORKERS) --dist loadfile $(PYTEST_ARGS)
+
+# The Raspberry Pi image (docs/appliance.md): bookworm arm64 from Debian packages, the package built for arm64
+# under qemu-user-static. Root; never part of make test. test-image boots it in qemu-system-aarch64.
+PI_IMAGE ?= build/pi/mailiverse-pi-bookworm-arm64.img
+PI_TOOLS := debootstrap qemu-user-static binfmt-support qemu-system-arm dosfstools mtools fdisk e2fsprogs openssh-client
+
+pi-image:
+	@missing=""; for p in $(PI_TOOLS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing >/dev/null; fi
+	OUT=$(PI_IMAGE) appliance/pi/build-image.sh $(DEB)
+
+test-image: install
+	@[ -f $(PI_IMAGE) ] || $(MAKE) pi-image
+	LONG=1 MAILIVERSE_PI_IMAGE=$(abspath $(PI_IMAGE)) $(PY) -m pytest -q -s -p no:xdist tests/appliance/test_pi_image.py
 
 conformance: install
 	$(PY) -m mailiverse.conformance tests/vectors
