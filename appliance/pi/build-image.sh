@@ -172,6 +172,10 @@ install -m 0644 "$here/mailiverse.conf.example" "$root/boot/firmware/mailiverse.
 rm -f "$root"/etc/ssh/ssh_host_*
 # as Debian's raspi images: root logs in on the console without a password until one is set
 in_root passwd -d root >/dev/null
+# SSH only with a key (SSH_KEY in mailiverse.conf): never a password, never the empty one root has on the console
+install -d "$root/etc/ssh/sshd_config.d"
+printf 'PasswordAuthentication no\nKbdInteractiveAuthentication no\nPermitEmptyPasswords no\nPermitRootLogin prohibit-password\n' \
+  >"$root/etc/ssh/sshd_config.d/10-mailiverse.conf"
 # unattended security updates of the OS (Debian's defaults: the security suite)
 printf 'APT::Periodic::Update-Package-Lists "1";\nAPT::Periodic::Unattended-Upgrade "1";\n' >"$root/etc/apt/apt.conf.d/20auto-upgrades"
 in_root apt-get clean
