@@ -24,7 +24,6 @@ docs/performance.md (``--no-document`` leaves the document alone).
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import smtplib
 import ssl
@@ -231,15 +230,7 @@ def main(argv: list[str]) -> int:
         print(message, file=sys.stderr, flush=True)
 
     started = time.monotonic()
-    today = datetime.date.today().isoformat()
-    path = args.results / f"bridge-{today}.json"
-    results: dict[str, Any] = {
-        "benchmark": "bridge",
-        "date": today,
-        "environment": environment(),
-        "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-        "results_file": str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path),
-    }
+    path, results = machine.results_header("bridge", args, args.results, environment())
     with tempfile.TemporaryDirectory(prefix="mv-bench-bridge-") as scratch:
         results["results"] = run(args, Path(scratch), log)
     results["elapsed_s"] = round(time.monotonic() - started, 1)

@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import datetime
 import json
 import os
 import shutil
@@ -620,15 +619,7 @@ def main(argv: list[str]) -> int:
         print(message, file=sys.stderr, flush=True)
 
     started = time.monotonic()
-    today = datetime.date.today().isoformat()
-    path = args.results / f"homes-{today}.json"
-    results: dict[str, Any] = {
-        "benchmark": "homes",
-        "date": today,
-        "environment": environment(),
-        "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-        "results_file": str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path),
-    }
+    path, results = machine.results_header("homes", args, args.results, environment())
     if not args.skip_ingest:
         log("ingest: one front end against two, sharing a metabase and two homes")
         with tempfile.TemporaryDirectory(prefix="mv-bench-homes-") as scratch:

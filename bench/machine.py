@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import os
 import platform
 import subprocess
@@ -25,4 +26,21 @@ def basics() -> dict[str, Any]:
         "python": platform.python_version(),
         "commit": commit,
         "load_average": " / ".join(f"{value:.1f}" for value in os.getloadavg()),
+    }
+
+
+def results_header(
+    benchmark: str, args: Any, results_dir: Path, environment: dict[str, Any]
+) -> tuple[Path, dict[str, Any]]:
+    """The results file of ``benchmark`` today (``results_dir/<benchmark>-<date>.json``) and the head of what it
+    records: the name, the date, ``environment`` (``basics()`` and the benchmark's own facts), the command line's
+    settings and the file's path (relative to the checkout where it is inside it)."""
+    today = datetime.date.today().isoformat()
+    path = results_dir / f"{benchmark}-{today}.json"
+    return path, {
+        "benchmark": benchmark,
+        "date": today,
+        "environment": environment,
+        "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        "results_file": str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path),
     }

@@ -26,7 +26,6 @@ Python's ``pow(c, d, n)``. Prints a markdown table, writes ``bench/results/rsa-b
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import mimetypes
 import secrets
@@ -514,15 +513,7 @@ def main(argv: list[str]) -> int:
         print(message, file=sys.stderr, flush=True)
 
     started = time.monotonic()
-    today = datetime.date.today().isoformat()
-    path = args.results / f"rsa-browser-{today}.json"
-    results: dict[str, Any] = {
-        "benchmark": "rsa-browser",
-        "date": today,
-        "environment": machine.basics(),
-        "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-        "results_file": str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path),
-    }
+    path, results = machine.results_header("rsa-browser", args, args.results, machine.basics())
     results["results"] = run(args, log)
     results["elapsed_s"] = round(time.monotonic() - started, 1)
     args.results.mkdir(parents=True, exist_ok=True)

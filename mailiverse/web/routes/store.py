@@ -61,6 +61,16 @@ def _number(request: Any, name: bytes) -> int | None:
     return int(text)
 
 
+def _limit(request: Any, default: int, most: int) -> int:
+    """The ``limit`` asked (1 to ``most``), else ``default``."""
+    text = query_arg(request, b"limit")
+    if text is None:
+        return default
+    if not text.isascii() or not text.isdigit() or not 1 <= int(text) <= most:
+        raise ApiError("invalid_request", f"limit is 1 to {most}")
+    return int(text)
+
+
 def _changes_json(page: ChangesPage) -> dict[str, Any]:
     from mailiverse.store.changes import Gone
 
@@ -94,12 +104,7 @@ class StoreRoutes(RouteBase):
         order = query_arg(request, b"order") or "name"
         if order not in ("name", "newest"):
             raise ApiError("invalid_request", "order is 'name' or 'newest'")
-        limit_text = query_arg(request, b"limit")
-        limit = DEFAULT_LIST_LIMIT
-        if limit_text is not None:
-            if not limit_text.isascii() or not limit_text.isdigit() or not 1 <= int(limit_text) <= MAX_API_LIST_LIMIT:
-                raise ApiError("invalid_request", f"limit is 1 to {MAX_API_LIST_LIMIT}")
-            limit = int(limit_text)
+        limit = _limit(request, DEFAULT_LIST_LIMIT, MAX_API_LIST_LIMIT)
         after_text = query_arg(request, b"after")
         after: str | NewestCursor | None = None
         if after_text is not None:
@@ -120,10 +125,7 @@ class StoreRoutes(RouteBase):
 
         if query_arg(request, b"order") is not None:
             raise ApiError("invalid_request", "changes come in change order; order does not apply")
-        asked = _number(request, b"limit")
-        limit = DEFAULT_CHANGES_LIMIT if asked is None else asked
-        if not 1 <= limit <= MAX_CHANGES_LIMIT:
-            raise ApiError("invalid_request", f"limit is 1 to {MAX_CHANGES_LIMIT}")
+        limit = _limit(request, DEFAULT_CHANGES_LIMIT, MAX_CHANGES_LIMIT)
         page = await self.homes.run_for(
             user_id, changes_since_txn, user_id, since, after=_number(request, b"after"), prefix=prefix, limit=limit
         )
