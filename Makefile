@@ -91,6 +91,11 @@ PI_TOOLS := debootstrap qemu-user-static binfmt-support qemu-system-arm dosfstoo
 pi-image:
 	@missing=""; for p in $(PI_TOOLS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing >/dev/null; fi
+	@# a new machine may have binfmt_misc unmounted, or the emulator registered but not enabled
+	@if [ "$$(dpkg --print-architecture)" != arm64 ] && ! grep -qs enabled /proc/sys/fs/binfmt_misc/qemu-aarch64; then \
+	  mountpoint -q /proc/sys/fs/binfmt_misc || mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc; \
+	  update-binfmts --enable qemu-aarch64; \
+	fi
 	OUT=$(PI_IMAGE) appliance/pi/build-image.sh $(DEB)
 
 test-image: install

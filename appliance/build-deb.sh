@@ -55,6 +55,8 @@ find "$stage$venv" -name 'dropin.cache' -delete
 "$python" -m compileall -q -j 0 -s "$stage" -p / "$stage$venv/lib" >/dev/null
 
 install -D -m 0644 "$here/mailiverse.service" "$stage/lib/systemd/system/mailiverse.service"
+install -D -m 0644 "$here/mailiverse-worker.socket" "$stage/lib/systemd/system/mailiverse-worker.socket"
+install -D -m 0644 "$here/mailiverse-worker@.service" "$stage/lib/systemd/system/mailiverse-worker@.service"
 install -D -m 0644 "$here/mailiverse.env" "$stage/etc/mailiverse/mailiverse.env"
 install -D -m 0755 "$here/debian/mailiverse-admin" "$stage/usr/sbin/mailiverse-admin"
 install -D -m 0644 "$top/docs/running.md" "$stage/usr/share/doc/mailiverse/running.md"

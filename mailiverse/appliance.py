@@ -286,6 +286,7 @@ def build_appliance(config: ApplianceConfig, reactor: Any = None) -> MultiServic
             reactor=reactor,
             tmp_dir=str(config.data_dir.tmp_dir),
             settings=IsolationSettings(address_space_budget=budget),
+            socket_path=config.delivery_worker_socket,
         )
     trim = TrimService(reactor)
     delivery = Delivery(

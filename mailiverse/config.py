@@ -288,6 +288,8 @@ class ApplianceConfig:
     send_limit_per_hour: int = DEFAULT_SEND_LIMIT_PER_HOUR
     #: ``--workers``: isolated processes that seal incoming mail; 0 seals on threads of the main process.
     delivery_workers: int = 0
+    #: ``--worker-socket``: reach the workers at this Unix socket (systemd starts them) instead of starting them.
+    delivery_worker_socket: str | None = None
     #: ``--reuse-port``: the SMTP and web listeners bind with SO_REUSEPORT, so several appliances share their ports.
     reuse_port: bool = False
     #: ``--log-level``: the appliance's log lines below it are dropped before they are built.

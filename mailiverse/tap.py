@@ -118,6 +118,13 @@ class Options(usage.Options):
             "Isolated processes that open and seal incoming mail (default: the number of usable cores; "
             "0 seals in the main process).",
         ],
+        [
+            "worker-socket",
+            None,
+            None,
+            "Reach the delivery workers at this Unix socket, one connection each, instead of starting them "
+            "(a systemd socket unit with Accept=yes starts each under a user of its own; docs/appliance.md).",
+        ],
         ["max-aliases", None, "1000", "Aliases (shield and chosen addresses) each account may have at once."],
         ["alias-rate", None, "10", "New aliases each account may create per 15 minutes."],
         [
@@ -322,6 +329,19 @@ def _workers(options: Any) -> int:
     if not text.isascii() or not text.isdigit() or len(text) > 3 or int(text) > MAX_WORKERS:
         raise ConfigError(f"--workers must be a whole number of processes from 0 to {MAX_WORKERS} (0: no workers)")
     return int(text)
+
+
+def _worker_socket(options: Any) -> str | None:
+    """--worker-socket: an absolute path; refused with --workers 0, which starts no worker at all."""
+    value = options["worker-socket"]
+    if value is None:
+        return None
+    path = str(value)
+    if not os.path.isabs(path) or "\0" in path or len(path.encode()) > 107:
+        raise ConfigError("--worker-socket must be the absolute path of a Unix socket (at most 107 bytes)")
+    if _workers(options) == 0:
+        raise ConfigError("--worker-socket needs delivery workers: leave out --workers 0")
+    return path
 
 
 def _reuse_port(options: Any, listeners: tuple[str, ...]) -> bool:
@@ -539,6 +559,7 @@ def build_config(options: Any) -> ApplianceConfig:
         default_quota=default_quota,
         send_limit_per_hour=send_limit_per_hour,
         delivery_workers=_workers(options),
+        delivery_worker_socket=_worker_socket(options),
         reuse_port=_reuse_port(options, listeners),
         log_level=LogLevel.levelWithName(_choice(options, "log-level", LOG_LEVELS)),
         dns_servers=_dns_servers(options),

@@ -167,11 +167,14 @@ install -m 0644 "$here/mailiverse-firstboot.service" "$root/etc/systemd/system/m
 in_root systemctl enable mailiverse-firstboot.service >/dev/null 2>&1
 # the service starts once set-up has written /etc/mailiverse/mailiverse.env (first boot does it)
 in_root systemctl disable mailiverse.service >/dev/null 2>&1 || true
+in_root systemctl enable mailiverse-worker.socket >/dev/null 2>&1
 in_root systemctl enable systemd-timesyncd.service >/dev/null 2>&1 || true
 install -m 0644 "$here/mailiverse.conf.example" "$root/boot/firmware/mailiverse.conf.example"
 rm -f "$root"/etc/ssh/ssh_host_*
 # as Debian's raspi images: root logs in on the console without a password until one is set
 in_root passwd -d root >/dev/null
+# first boot adds SSH_KEY= here; its unit sees only this directory of /root
+install -d -m 0700 "$root/root/.ssh"
 # SSH only with a key (SSH_KEY in mailiverse.conf): never a password, never the empty one root has on the console
 install -d "$root/etc/ssh/sshd_config.d"
 printf 'PasswordAuthentication no\nKbdInteractiveAuthentication no\nPermitEmptyPasswords no\nPermitRootLogin prohibit-password\n' \

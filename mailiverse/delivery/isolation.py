@@ -46,6 +46,8 @@ def isolate(settings: IsolationSettings, workdir: str) -> list[str]:
     applied.append("empty working directory")
     if _drop_to_user(settings.user):
         applied.append(f"user {settings.user}")
+    elif hasattr(os, "geteuid") and os.geteuid() != 0:
+        applied.append(f"user {_user_name(os.geteuid())}")
     if _prctl(PR_SET_NO_NEW_PRIVS, 1):
         applied.append("no_new_privs")
     if _prctl(PR_SET_DUMPABLE, 0):
@@ -96,6 +98,15 @@ def _drop_to_user(user: str) -> bool:
     if os.geteuid() == 0 or os.getuid() == 0:
         raise RuntimeError("could not leave root")
     return True
+
+
+def _user_name(uid: int) -> str:
+    import pwd
+
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
 
 
 def _prctl(option: int, value: int) -> bool:

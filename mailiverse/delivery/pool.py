@@ -15,6 +15,12 @@ A worker is retired after ``max_jobs`` messages (its input closed, it exits when
 one takes its place: whatever a message might have left behind in a worker (memory it grew, or a
 foothold, should one ever defeat the parser) lasts for at most that many later messages.
 
+With ``socket_path`` the pool starts no process: each worker is a connection to that Unix socket, where
+a systemd socket unit (``Accept=yes``, ``appliance/mailiverse-worker.socket``) starts one worker per
+connection under a user of its own, in a sandbox of its own; the worker speaks the same protocol over
+the connection. Killing such a worker is closing its connection: one waiting reads the end and exits,
+one computing is ended by the CPU ceiling it armed for the message, the same as the deadline.
+
 A worker judging a message asks its DNS questions here (``ENQUIRY`` frames), one at a time; the
 message's ``Answerer`` (``delivery/enquiries.py``) answers them with the resolver the caller gave.
 A worker that asks when its message is not judged, while a question is open, or more than
@@ -34,7 +40,7 @@ from typing import IO, Any
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred
-from twisted.internet.error import ProcessExitedAlready
+from twisted.internet.error import ConnectError, ConnectionDone, ConnectionLost, ProcessExitedAlready
 from twisted.internet.interfaces import IPullProducer
 from twisted.internet.protocol import ProcessProtocol
 from twisted.python.failure import Failure
@@ -46,6 +52,7 @@ from mailiverse.delivery.encrypt import IN_MEMORY
 from mailiverse.delivery.enquiries import Answerer, Resolve
 from mailiverse.delivery.isolation import IsolationSettings
 from mailiverse.delivery.sealing import SealedMeta, SealJob
+from mailiverse.delivery.workersocket import connect_worker
 from mailiverse.logs import Logger
 
 log = Logger()
@@ -100,7 +107,7 @@ class _Job:
 class _Worker(ProcessProtocol):
     """One worker process, seen from the appliance."""
 
-    def __init__(self, pool: WorkerPool, workdir: str) -> None:
+    def __init__(self, pool: WorkerPool, workdir: str | None) -> None:
         self.pool = pool
         self.workdir = workdir
         self.ready = False
@@ -119,6 +126,8 @@ class _Worker(ProcessProtocol):
 
     def connectionMade(self) -> None:
         self._pid = getattr(self.transport, "pid", None)
+        if self.pool._stopping:
+            self.kill("the appliance is stopping")  # a connection to the worker socket made after the stop
 
     def childDataReceived(self, childFD: int, data: bytes) -> None:
         if childFD == 2:
@@ -149,11 +158,15 @@ class _Worker(ProcessProtocol):
 
     def _frame(self, tag: bytes, payload: bytes) -> bool:
         if tag == framing.HELLO and not self.ready:
-            self.isolation = list(json.loads(payload)["isolation"])
+            hello = json.loads(payload)
+            self.isolation = [str(measure) for measure in hello["isolation"]]
+            pid = hello.get("pid")
+            if self._pid is None and isinstance(pid, int):
+                self._pid = pid  # a worker behind a socket names itself
             self.ready = True
             # The worker is in its directory and found it empty: removed now, it stays empty for good
             # (a deleted directory takes no new entries) and nothing is left behind if we are killed.
-            shutil.rmtree(self.workdir, ignore_errors=True)
+            self._remove_workdir()
             self.pool._worker_ready(self)
             return True
         job = self.job
@@ -239,8 +252,12 @@ class _Worker(ProcessProtocol):
         except (ProcessExitedAlready, AttributeError, OSError):
             pass
 
+    def _remove_workdir(self) -> None:
+        if self.workdir is not None:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
     def processEnded(self, reason: Failure) -> None:
-        shutil.rmtree(self.workdir, ignore_errors=True)
+        self._remove_workdir()
         job, self.job = self.job, None
         if job is not None and job.timer is not None and job.timer.active():
             job.timer.cancel()
@@ -276,6 +293,12 @@ class _Feed:
 
 def _describe_exit(reason: Failure) -> str:
     value = reason.value
+    if isinstance(value, ConnectError):
+        return f"could not be reached ({type(value).__name__})"
+    if isinstance(value, ConnectionDone):
+        return "closed its connection"
+    if isinstance(value, ConnectionLost):
+        return "lost its connection"
     signal = getattr(value, "signal", None)
     if signal:
         return f"was killed by signal {signal}"
@@ -298,6 +321,7 @@ class WorkerPool(Service):
         deadline_per_mib: float = 2.0,
         queue_seconds: float = 120.0,
         max_jobs: int = 1000,
+        socket_path: str | None = None,
     ) -> None:
         if size < 1:
             raise ValueError("a worker pool needs at least one worker")
@@ -312,6 +336,7 @@ class WorkerPool(Service):
         self.deadline_per_mib = deadline_per_mib
         self.queue_seconds = queue_seconds
         self.max_jobs = max_jobs
+        self.socket_path = socket_path
         self._workers: set[_Worker] = set()
         self._idle: deque[_Worker] = deque()
         self._waiting: deque[_Job] = deque()
@@ -342,6 +367,9 @@ class WorkerPool(Service):
         return [pid for pid in (w.pid for w in self._workers) if pid is not None]
 
     def _spawn(self) -> None:
+        if self.socket_path is not None:
+            self._workers.add(connect_worker(self.reactor, self.socket_path, _Worker(self, None)))
+            return
         workdir = tempfile.mkdtemp(prefix="mailiverse-worker-")
         worker = _Worker(self, workdir)
         self._workers.add(worker)
@@ -360,8 +388,9 @@ class WorkerPool(Service):
         if worker.isolation != self._logged_isolation:
             self._logged_isolation = worker.isolation
             log.info(
-                "delivery workers: {size} processes; isolation: {measures}",
+                "delivery workers: {size} processes{where}; isolation: {measures}",
                 size=self.size,
+                where=f" behind {self.socket_path}" if self.socket_path else "",
                 measures=", ".join(worker.isolation),
             )
         self._worker_idle(worker)

@@ -213,12 +213,14 @@ def _warm_up() -> None:
 
 
 def main(argv: list[str]) -> int:
-    settings = IsolationSettings(**json.loads(argv[1]))
+    # Started by the pool: its settings as JSON. Started by systemd per connection to the worker socket
+    # (appliance/mailiverse-worker@.service): none, the defaults, under the unit's own MemoryMax.
+    settings = IsolationSettings(**json.loads(argv[1])) if len(argv) > 1 else IsolationSettings()
     source = open(0, "rb", buffering=0, closefd=False)  # noqa: SIM115 - the pipe lives as long as we do
     out = open(1, "wb", buffering=1024 * 1024, closefd=False)  # noqa: SIM115
     _warm_up()
     applied = isolate(settings, ".")
-    out.write(framing.json_frame(framing.HELLO, {"isolation": applied}))
+    out.write(framing.json_frame(framing.HELLO, {"isolation": applied, "pid": os.getpid()}))
     out.flush()
     return serve(source, out)
 

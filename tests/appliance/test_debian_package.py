@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shlex
@@ -85,6 +86,51 @@ def unit_command(root: Path) -> tuple[list[str], str]:
     return argv, user
 
 
+def unit_settings(root: Path, unit: str) -> dict[str, str]:
+    """The first value of each ``Key=`` of an installed unit."""
+    found: dict[str, str] = {}
+    for line in (root / "lib/systemd/system" / unit).read_text().splitlines():
+        if "=" in line and not line.startswith(("#", "[")):
+            key, value = line.split("=", 1)
+            found.setdefault(key, value)
+    return found
+
+
+@contextlib.contextmanager
+def worker_socket(root: Path) -> Iterator[str]:
+    """mailiverse-worker.socket and mailiverse-worker@.service as installed, emulated in the chroot (it has no
+    systemd): systemd-socket-activate accepts at ListenStream and runs the worker unit's ExecStart per connection,
+    as its User, in an empty directory; the socket is given to SocketUser with SocketMode, as systemd does."""
+    socket_unit = unit_settings(root, "mailiverse-worker.socket")
+    worker_unit = unit_settings(root, "mailiverse-worker@.service")
+    path = socket_unit["ListenStream"]
+    host_path = root / path.lstrip("/")
+    host_path.parent.mkdir(parents=True, exist_ok=True)
+    (root / "run/mailiverse-worker-cwd").mkdir(mode=0o755)
+    user = worker_unit["User"]
+    as_worker = ("chroot", str(root), "setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups")
+    env = ("env", "-i", "-C", "/run/mailiverse-worker-cwd", "PATH=/usr/bin:/bin", "LANG=C.UTF-8")
+    activator = subprocess.Popen(
+        ["systemd-socket-activate", "--inetd", "--accept", f"--listen={host_path}", *as_worker, *env]
+        + ["PYTHONDONTWRITEBYTECODE=1", *worker_unit["ExecStart"].split()],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while not host_path.exists():
+            assert activator.poll() is None and time.monotonic() < deadline, activator.stderr.read().decode()
+            time.sleep(0.05)
+        owner = run("chroot", str(root), "id", "-u", socket_unit["SocketUser"]).strip()
+        group = run("chroot", str(root), "getent", "group", socket_unit["SocketGroup"]).split(":")[2]
+        os.chown(host_path, int(owner), int(group))
+        host_path.chmod(int(socket_unit["SocketMode"], 8))
+        yield path
+    finally:
+        activator.terminate()
+        activator.wait(10)
+
+
 def rss_kib(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -118,6 +164,15 @@ def test_package_installs_starts_from_the_unit_and_receives_mail(
     checked.write_text(unit.replace("ExecStart=/opt/", f"ExecStart={root}/opt/"))
     verify = subprocess.run(["systemd-analyze", "verify", str(checked)], capture_output=True, text=True)
     assert verify.returncode == 0, verify.stderr
+    # the delivery workers' units (privilege separation), likewise, and their user
+    for name in ("mailiverse-worker.socket", "mailiverse-worker@.service"):
+        text = (root / "lib/systemd/system" / name).read_text()
+        (root.parent / name).write_text(text.replace("ExecStart=/opt/", f"ExecStart={root}/opt/"))
+    verify = subprocess.run(
+        ["systemd-analyze", "verify", str(root.parent / "mailiverse-worker.socket")], capture_output=True, text=True
+    )
+    assert verify.returncode == 0, verify.stderr
+    assert "mailiverse-worker" in run("chroot", str(root), "getent", "passwd", "mailiverse-worker")
 
     # the first-boot set-up, as a new owner runs it
     setup = run(
@@ -136,6 +191,9 @@ def test_package_installs_starts_from_the_unit_and_receives_mail(
     )
     argv, user = unit_command(root)
     assert argv[:3] == ["/opt/mailiverse/bin/twistd", "-n", "--uid"]
+    assert "--worker-socket" in argv
+    workers = contextlib.ExitStack()
+    workers.enter_context(worker_socket(root))
     # systemd's User= and AmbientCapabilities, emulated: the command runs as the service user
     as_user = ("chroot", str(root), "setpriv", f"--reuid={user}", f"--regid={user}", "--init-groups", *USER_ENV)
     service = subprocess.Popen(
@@ -198,6 +256,11 @@ def test_package_installs_starts_from_the_unit_and_receives_mail(
         except subprocess.TimeoutExpired:
             service.kill()
             service.wait(10)
+        workers.close()
+    # the workers were the socket's, not the service's children, and ran as their own user
+    log = service.stdout.read().decode(errors="replace")
+    assert "processes behind /run/mailiverse/worker.sock; isolation:" in log, log[-3000:]
+    assert "user mailiverse-worker" in log
 
 
 def _is_twistd(proc: Path, root: Path) -> bool:
