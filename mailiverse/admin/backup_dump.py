@@ -61,7 +61,7 @@ def _decode(value: Any) -> Any:
 
 def logical_dump(url: str, out: IO[bytes]) -> dict[str, int]:
     """Write every row of every table of ``url`` to ``out`` as JSONL; return the row count per table."""
-    from sqlalchemy import create_engine, select
+    from sqlalchemy import create_engine, inspect, select
 
     from mailiverse.store.engine import normalise_url
     from mailiverse.store.schema import metadata
@@ -73,10 +73,17 @@ def logical_dump(url: str, out: IO[bytes]) -> dict[str, int]:
             if engine.dialect.name == "postgresql":
                 conn.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
             with conn.begin():
+                # The tables and columns the database has: one at an older schema (the backup taken before an
+                # upgrade migrates it) lacks the newest; restore fills them with their defaults.
+                live = inspect(conn)
                 for table in metadata.sorted_tables:
+                    if not live.has_table(table.name):
+                        continue
+                    present = {column["name"] for column in live.get_columns(table.name)}
+                    columns = [column for column in table.columns if column.name in present]
                     counts[table.name] = 0
-                    order = list(table.primary_key.columns) or list(table.columns)
-                    for row in conn.execute(select(table).order_by(*order)).mappings():
+                    order = [column for column in table.primary_key.columns if column.name in present] or columns
+                    for row in conn.execute(select(*columns).order_by(*order)).mappings():
                         line = {"t": table.name, "r": {k: _encode(v) for k, v in row.items()}}
                         out.write(json.dumps(line, separators=(",", ":")).encode("utf-8") + b"\n")
                         counts[table.name] += 1

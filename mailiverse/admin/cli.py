@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from mailiverse.admin import backup_commands, commands
+from mailiverse.admin import backup_commands, commands, upgrade_backup
 from mailiverse.admin.errors import AdminError
 from mailiverse.admin.setup import commands as setup_commands
 from mailiverse.admin.setup.configure import DEFAULT_ENV_FILE, LETS_ENCRYPT_DIRECTORY
@@ -140,6 +140,19 @@ def _add_setup_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
             "--passphrase-file", metavar="FILE", help=f"read the passphrase from FILE (or ${env}, or a prompt)"
         )
         command.set_defaults(func=func)
+    upgrade = sub.add_parser(
+        "backup-before-upgrade",
+        help="before a schema migration, back up to DATA_DIR/upgrade-backups (the unit's ExecStartPre)",
+    )
+    upgrade.add_argument(
+        "--keep",
+        type=upgrade_backup.keep_count,
+        default=upgrade_backup.DEFAULT_KEEP,
+        metavar="N",
+        help=f"keep the newest N upgrade backups (default {upgrade_backup.DEFAULT_KEEP})",
+    )
+    upgrade.add_argument("--no-backup", action="store_true", help="migrate without a backup: only warn")
+    upgrade.set_defaults(func=upgrade_backup.cmd_backup_before_upgrade)
 
     dkim = sub.add_parser("dkim", help="make the DKIM key of DOMAIN if missing and print its DNS record")
     dkim.add_argument("domain", metavar="DOMAIN")

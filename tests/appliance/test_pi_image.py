@@ -5,7 +5,10 @@ is copied and grown by 1 GiB, given a ``mailiverse.conf`` on its boot partition 
 mounted), and booted in ``qemu-system-aarch64 -M virt`` with its own kernel and initrd (taken from the
 boot partition), the copy as a virtio disk and user-mode networking forwarding 127.0.0.1 ports to the
 guest's 25, 443 and 22.  First boot sets the appliance up; then from the host a message goes in over
-STARTTLS and ``mailiverse-client`` signs up and reads it over HTTPS.  Figures go to build/pi/test-image.txt.
+STARTTLS, ``mailiverse-client`` signs up and reads it over HTTPS, and the web client loads in Chromium.
+Over SSH: the delivery workers ran as their own user under their own units (privilege separation), and
+``systemd-analyze security`` scores every loaded mailiverse unit.  Figures go to build/pi/test-image.txt,
+the client's screenshot to build/pi/test-image-client.png.
 """
 
 from __future__ import annotations
@@ -22,8 +25,11 @@ import sys
 import time
 from email.message import EmailMessage
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+from tests.appliance.conftest import ClientCheck
 
 TOP = Path(__file__).resolve().parents[2]
 IMAGE = Path(os.environ.get("MAILIVERSE_PI_IMAGE", TOP / "build/pi/mailiverse-pi-bookworm-arm64.img"))
@@ -54,7 +60,7 @@ def smtp_banner(port: int) -> bool:
         return False
 
 
-def test_image_boots_sets_up_and_serves_mail(tmp_path: Path) -> None:
+def test_image_boots_sets_up_and_serves_mail(tmp_path: Path, client_renders: ClientCheck, browser: Any) -> None:
     if not IMAGE.exists():
         pytest.skip(f"no image at {IMAGE}: make pi-image")
     for tool in ("qemu-system-aarch64", "mcopy", "ssh"):
@@ -140,6 +146,22 @@ def test_image_boots_sets_up_and_serves_mail(tmp_path: Path) -> None:
         message_id = listing.splitlines()[0].split("\t")[0]
         assert "delivered over STARTTLS to the emulated Pi" in run_client("read", message_id)
 
+        # the web client, served by the Pi, in Chromium: it loads, asks the API and shows the sign-up domain
+        loaded = time.monotonic()
+        client_renders(f"https://127.0.0.1:{https}", "example.org")
+        figures.append(
+            f"web client loaded and rendered in Chromium from the emulated Pi: {time.monotonic() - loaded:.1f} s"
+        )
+        context = browser.new_context(ignore_https_errors=True, viewport={"width": 1000, "height": 700})
+        try:
+            page = context.new_page()
+            page.set_default_timeout(60_000)
+            page.goto(f"https://127.0.0.1:{https}/")
+            page.locator("#login-form").wait_for()
+            page.screenshot(path=str(IMAGE.parent / "test-image-client.png"))
+        finally:
+            context.close()
+
         # the DNS records on the boot partition, and a look inside over SSH (the key from mailiverse.conf)
         remote = [
             *("ssh", "-i", str(key), "-p", str(ssh), "-o", "StrictHostKeyChecking=no"),
@@ -149,18 +171,33 @@ def test_image_boots_sets_up_and_serves_mail(tmp_path: Path) -> None:
             [
                 *remote,
                 "cat /boot/firmware/mailiverse-dns.txt; echo ===; ps -o rss= -C twistd; echo ===;"
-                " df -m --output=size /; echo ===; systemd-analyze security mailiverse.service | tail -n1",
+                " df -m --output=size /; echo ===; systemd-analyze security --no-pager | grep mailiverse; echo ===;"
+                " ps -eo user:20,args | grep '[m]ailiverse.delivery.worker'; echo ===;"
+                " ps -eo user:20,args | grep '[t]wistd'; echo ===;"
+                " systemctl show -p Result --value mailiverse-firstboot.service",
             ],
             capture_output=True,
             text=True,
             timeout=300,
         )
         assert inside.returncode == 0, inside.stderr
-        dns, rss, size, security = inside.stdout.split("===\n")
+        dns, rss, size, security, workers, twistd, firstboot = inside.stdout.split("===\n")
         assert "mailiverse._domainkey.example.org." in dns
         figures.append(f"idle RSS of twistd on arm64 (KiB, after one delivery): {' '.join(rss.split())}")
         figures.append(f"root file system after first boot (MiB): {size.split()[-1]}")
-        figures.append(f"systemd-analyze security mailiverse.service: {security.strip()}")
+        # privilege separation: the listeners as mailiverse, every worker as mailiverse-worker, not twistd's child
+        assert twistd.split()[0] == "mailiverse", twistd
+        worker_users = [line.split()[0] for line in workers.splitlines() if line.strip()]
+        assert worker_users and set(worker_users) == {"mailiverse-worker"}, workers
+        assert firstboot.strip() == "success"
+        scores = {}
+        for line in security.splitlines():
+            unit, value = line.split()[:2]
+            scores[unit] = float(value)
+            figures.append(f"systemd-analyze security {unit}: {' '.join(line.split()[1:])}")
+        assert "mailiverse.service" in scores and any(u.startswith("mailiverse-worker@") for u in scores), security
+        assert "mailiverse-firstboot.service" in scores
+        assert max(scores.values()) <= 4.0, security
     finally:
         vm.terminate()
         try:
