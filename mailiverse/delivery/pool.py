@@ -423,7 +423,9 @@ class WorkerPool(Service):
             log.debug("delivery worker {pid} retired after {count} messages", pid=worker.pid, count=worker.jobs_done)
             return
         elif not self._stopping:
-            log.warn("delivery worker {pid} {why}", pid=worker.pid, why=why)
+            # a worker behind the socket that never answered has no process id: the socket names it
+            who = worker.pid if worker.pid is not None else f"at {self.socket_path}"
+            log.warn("delivery worker {pid} {why}", pid=who, why=why)
         if self._stopping:
             return
         if not worker.ready:
