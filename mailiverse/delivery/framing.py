@@ -6,6 +6,10 @@ The worker answers, once at start, ``HELLO`` (JSON: the isolation measures it ap
 job any number of ``CHUNK`` frames of the current object, ``END_OBJECT`` after each object, then
 ``RESULT`` (JSON: ``SealedMeta``) or ``ERROR`` (JSON: the exception's type name, never its text).
 
+A worker started behind a socket (``--worker-socket``: systemd starts it, with no command line from
+the appliance) first reads ``SETTINGS`` (JSON: its ``IsolationSettings``), which the appliance sends as
+soon as it connects.
+
 A job whose message is judged (``SealJob.judge``) may, before its first ``CHUNK``, ask DNS questions:
 the worker, which can open no socket, sends ``ENQUIRY`` (JSON ``{"name", "type"}``) and blocks until
 the appliance sends back ``ANSWER`` (JSON ``{"records": [...], "error": null | "temperror" |
@@ -27,6 +31,7 @@ RESULT = b"R"
 ERROR = b"X"
 ENQUIRY = b"Q"
 ANSWER = b"A"
+SETTINGS = b"S"
 
 HEADER = struct.Struct(">cI")
 #: The largest frame either side accepts (a worker's chunks are far smaller); bounds what a
@@ -45,6 +50,7 @@ ENQUIRY_TYPES = frozenset({"TXT", "A", "AAAA", "MX", "PTR"})
 #: The largest question (a DNS name is at most 253 characters) and answer a side accepts.
 MAX_ENQUIRY = 1024
 MAX_ANSWER = 64 * 1024
+MAX_SETTINGS = 4096
 ANSWER_ERRORS = frozenset({"temperror", "nxdomain"})
 
 

@@ -368,7 +368,8 @@ class WorkerPool(Service):
 
     def _spawn(self) -> None:
         if self.socket_path is not None:
-            self._workers.add(connect_worker(self.reactor, self.socket_path, _Worker(self, None)))
+            settings = framing.json_frame(framing.SETTINGS, asdict(self.settings))
+            self._workers.add(connect_worker(self.reactor, self.socket_path, _Worker(self, None), settings))
             return
         workdir = tempfile.mkdtemp(prefix="mailiverse-worker-")
         worker = _Worker(self, workdir)

@@ -212,12 +212,32 @@ def _warm_up() -> None:
     seal_message(signed, judged, _Discard(), enquirer)
 
 
+def _settings_frame(source: BinaryIO) -> IsolationSettings | None:
+    """The ``SETTINGS`` frame the appliance sends first over the worker socket; None if it sent anything else."""
+    header = _read_exactly(source, framing.HEADER.size)
+    if header is None:
+        return None
+    tag, length = framing.HEADER.unpack(header)
+    payload = _read_exactly(source, length) if tag == framing.SETTINGS and length <= framing.MAX_SETTINGS else None
+    if payload is None:
+        return None
+    try:
+        fields = json.loads(payload)
+        settings = IsolationSettings(int(fields["address_space_budget"]), str(fields["user"]))
+    except (ValueError, KeyError, TypeError):
+        return None
+    return settings
+
+
 def main(argv: list[str]) -> int:
-    # Started by the pool: its settings as JSON. Started by systemd per connection to the worker socket
-    # (appliance/mailiverse-worker@.service): none, the defaults, under the unit's own MemoryMax.
-    settings = IsolationSettings(**json.loads(argv[1])) if len(argv) > 1 else IsolationSettings()
     source = open(0, "rb", buffering=0, closefd=False)  # noqa: SIM115 - the pipe lives as long as we do
     out = open(1, "wb", buffering=1024 * 1024, closefd=False)  # noqa: SIM115
+    # Started by the pool: its settings on the command line. Started by systemd per connection to the worker
+    # socket (appliance/mailiverse-worker@.service): the appliance's first frame.
+    settings = IsolationSettings(**json.loads(argv[1])) if len(argv) > 1 else _settings_frame(source)
+    if settings is None:
+        print("mailiverse worker: the connection did not begin with its settings", file=sys.stderr)
+        return 2
     _warm_up()
     applied = isolate(settings, ".")
     out.write(framing.json_frame(framing.HELLO, {"isolation": applied, "pid": os.getpid()}))

@@ -50,10 +50,13 @@ class _AsProcess:
 
 
 class _Connection(Protocol):
-    def __init__(self, worker: ProcessProtocol) -> None:
+    def __init__(self, worker: ProcessProtocol, first: bytes) -> None:
         self.worker = worker
+        self.first = first
 
     def connectionMade(self) -> None:
+        assert self.transport is not None
+        self.transport.write(self.first)
         self.worker.makeConnection(_AsProcess(self.transport))
 
     def dataReceived(self, data: bytes) -> None:
@@ -63,13 +66,14 @@ class _Connection(Protocol):
         self.worker.processEnded(reason)
 
 
-def connect_worker(reactor: Any, path: str, worker: _P) -> _P:
-    """Connect ``worker`` (the pool's protocol) to the worker socket at ``path``; returns it.
+def connect_worker(reactor: Any, path: str, worker: _P, first: bytes) -> _P:
+    """Connect ``worker`` (the pool's protocol) to the worker socket at ``path``, send ``first`` (the worker's
+    settings, which a process would have had on its command line); returns ``worker``.
 
     A socket that cannot be reached ends the worker at once (``processEnded`` with the connect
     error), so the pool's start-up back-off applies as for a process that could not start.
     """
     endpoint = UNIXClientEndpoint(reactor, path, timeout=CONNECT_TIMEOUT)
-    connecting = endpoint.connect(Factory.forProtocol(lambda: _Connection(worker)))
+    connecting = endpoint.connect(Factory.forProtocol(lambda: _Connection(worker, first)))
     connecting.addErrback(worker.processEnded)
     return worker

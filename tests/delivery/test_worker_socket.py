@@ -21,6 +21,8 @@ from twisted.python.usage import UsageError
 
 from mailiverse.crypto.formats import open_mail_object
 from mailiverse.crypto.keys import generate_private_key, public_key_der
+from mailiverse.delivery import framing
+from mailiverse.delivery.isolation import IsolationSettings
 from mailiverse.delivery.pool import WorkerLost, WorkerPool
 from mailiverse.delivery.sealing import SealJob
 from mailiverse.mime.limits import Limits
@@ -125,6 +127,57 @@ async def test_workers_behind_the_socket_seal_under_their_own_user(pool: WorkerP
         opened = [open_mail_object(PRIVATE_KEY, obj.read()) for obj in objects]
         twin = convert(MESSAGE, original_path=f"Mail/In/{n}_2", written_ms=1)
         assert opened == [MESSAGE, twin, MESSAGE, twin]
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_appliance_sends_each_worker_its_settings_first(worker_socket: str, tmp_path: Path) -> None:
+    """A worker behind the socket has no command line from the appliance: its address-space budget (sized by
+    --max-message-size) arrives as the connection's first frame, and the ceiling it reports follows it."""
+    ceilings = []
+    for budget_mib in (600, 900):
+        settings = IsolationSettings(address_space_budget=budget_mib * 1024 * 1024)
+        workers = WorkerPool(1, reactor=reactor, tmp_dir=str(tmp_path), settings=settings, socket_path=worker_socket)
+        workers.startService()
+        try:
+            await until(lambda workers=workers: len(workers._idle) == 1, timeout=60)
+            (measure,) = [m for m in workers._idle[0].isolation if m.startswith("address space ")]
+            ceilings.append(int(measure.split()[2]))
+        finally:
+            workers.stopService()
+            await until(lambda workers=workers: not workers._workers)
+    assert ceilings[1] - ceilings[0] in range(290, 311), ceilings
+    assert ceilings[0] > 600
+
+
+@pytest.mark.parametrize(
+    "first",
+    [
+        b"",  # nothing at all
+        b"garbage that is no frame",
+        framing.json_frame(framing.JOB, {"size": 1}),  # a job before the settings
+        framing.frame(framing.SETTINGS, b"x" * (framing.MAX_SETTINGS + 1)),  # oversized
+        framing.frame(framing.SETTINGS, b"{not json"),
+        framing.json_frame(framing.SETTINGS, {"address_space_budget": "lots", "user": "nobody"}),
+        framing.json_frame(framing.SETTINGS, {"user": "nobody"}),
+    ],
+)
+def test_a_connection_that_does_not_begin_with_settings_gets_no_worker(worker_socket: str, first: bytes) -> None:
+    """Whatever reaches the socket first that is not a well-formed SETTINGS frame: the worker says nothing (no
+    HELLO) and ends, closing the connection; it never serves."""
+    import socket as sockets
+
+    with sockets.socket(sockets.AF_UNIX) as client:
+        client.settimeout(60)
+        client.connect(worker_socket)
+        received = b""
+        try:
+            client.sendall(first)
+            client.shutdown(sockets.SHUT_WR)
+            while chunk := client.recv(65536):
+                received += chunk
+        except ConnectionResetError:
+            pass  # it ended with bytes of ours unread: the kernel resets the connection
+    assert received == b""
 
 
 @pytest_twisted.ensureDeferred
