@@ -164,7 +164,7 @@ def test_package_installs_starts_from_the_unit_and_receives_mail(
     for name in ("mailiverse.service", "mailiverse-worker.socket", "mailiverse-worker@.service"):
         text = (root / "lib/systemd/system" / name).read_text()
         checked.append(root.parent / name)
-        checked[-1].write_text(text.replace("ExecStart=/opt/", f"ExecStart={root}/opt/"))
+        checked[-1].write_text(re.sub(r"^(ExecStart(?:Pre)?=)/opt/", rf"\1{root}/opt/", text, flags=re.M))
     verify = subprocess.run(["systemd-analyze", "verify", *map(str, checked[:2])], capture_output=True, text=True)
     assert verify.returncode == 0, verify.stderr
     assert "mailiverse-worker" in run("chroot", str(root), "getent", "passwd", "mailiverse-worker")
