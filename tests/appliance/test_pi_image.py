@@ -198,6 +198,47 @@ def test_image_boots_sets_up_and_serves_mail(tmp_path: Path, client_renders: Cli
         assert "mailiverse.service" in scores and any(u.startswith("mailiverse-worker@") for u in scores), security
         assert "mailiverse-firstboot.service" in scores
         assert max(scores.values()) <= 4.0, security
+
+        # The upgrade path on the device, under systemd: the database put back at the previous schema (0012), the
+        # package installed again over itself as an upgrade installs it, the service started: the unit's
+        # ExecStartPre backs the database up before the new version migrates it, and the mail is still there.
+        debs = sorted(IMAGE.parent.glob("mailiverse_*_arm64.deb"))
+        if debs:
+            copy = ["scp", "-i", str(key), "-P", str(ssh), "-o", "StrictHostKeyChecking=no"]
+            copy += ["-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes", str(debs[-1])]
+            subprocess.run([*copy, "root@127.0.0.1:/tmp/mailiverse.deb"], check=True, timeout=300)
+            back = (
+                "from sqlalchemy import create_engine; from mailiverse.store.migrate import downgrade; "
+                "downgrade(create_engine('sqlite:////var/lib/mailiverse/mailiverse.sqlite3'), '0012')"
+            )
+            upgraded = time.monotonic()
+            step = subprocess.run(
+                [
+                    *remote,
+                    "set -e; systemctl stop mailiverse;"
+                    f' runuser -u mailiverse -- /opt/mailiverse/bin/python -c "{back}";'
+                    " dpkg -i /tmp/mailiverse.deb >/dev/null; systemctl start mailiverse;"
+                    " ls /var/lib/mailiverse/upgrade-backups; echo ===;"
+                    " journalctl -b -u mailiverse --no-pager -o cat | grep -E 'backup before the upgrade|no migration'",
+                ],
+                capture_output=True,
+                text=True,
+                timeout=900,
+            )
+            assert step.returncode == 0, step.stdout + step.stderr
+            listed, journal = step.stdout.split("===\n")
+            assert re.search(r"^before-0012-to-\d{4}-\d{8}T\d{6}Z\.mvb$", listed, re.M), listed
+            assert "passphrase" in listed.split()
+            assert "backup before the upgrade from 0012" in journal, journal
+            deadline = time.monotonic() + 600
+            while not smtp_banner(smtp):
+                assert time.monotonic() < deadline, "the upgraded appliance did not come back"
+                time.sleep(3)
+            assert "delivered over STARTTLS to the emulated Pi" in run_client("read", message_id)
+            figures.append(
+                f"upgrade from schema 0012 (backup, migration) to SMTP ready: {time.monotonic() - upgraded:.0f} s"
+            )
+            figures.append("upgrade backup: " + journal.strip().splitlines()[-1])
     finally:
         vm.terminate()
         try:
