@@ -23,13 +23,12 @@ import ssl
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
 import pytest
-
-from tests.appliance.conftest import ClientCheck
 
 TOP = Path(__file__).resolve().parents[2]
 IMAGE = Path(os.environ.get("MAILIVERSE_PI_IMAGE", TOP / "build/pi/mailiverse-pi-bookworm-arm64.img"))
@@ -60,7 +59,9 @@ def smtp_banner(port: int) -> bool:
         return False
 
 
-def test_image_boots_sets_up_and_serves_mail(tmp_path: Path, client_renders: ClientCheck, browser: Any) -> None:
+def test_image_boots_sets_up_and_serves_mail(
+    tmp_path: Path, client_renders: Callable[[str, str], None], browser: Any
+) -> None:
     if not IMAGE.exists():
         pytest.skip(f"no image at {IMAGE}: make pi-image")
     for tool in ("qemu-system-aarch64", "mcopy", "ssh"):
