@@ -175,7 +175,8 @@ def test_image_boots_sets_up_and_serves_mail(
                 " df -m --output=size /; echo ===;"
                 # the loaded services' scores list only running ones: the first-boot unit (done) is asked for by name
                 " systemd-analyze security --no-pager | grep mailiverse;"
-                " systemd-analyze security --no-pager mailiverse-firstboot.service | sed -n 's/^.*Overall exposure level for //p'; echo ===;"
+                " systemd-analyze security --no-pager mailiverse-firstboot.service"
+                " | sed -n 's/^.*Overall exposure level for //p'; echo ===;"
                 " ps -eo user:20,args | grep '[m]ailiverse.delivery.worker'; echo ===;"
                 " ps -eo user:20,args | grep '[t]wistd'; echo ===;"
                 " systemctl show -p Result --value mailiverse-firstboot.service; echo ===;"
