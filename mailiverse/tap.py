@@ -123,7 +123,8 @@ class Options(usage.Options):
             None,
             None,
             "Reach the delivery workers at this Unix socket, one connection each, instead of starting them "
-            "(a systemd socket unit with Accept=yes starts each under a user of its own; docs/appliance.md).",
+            "(a systemd socket unit with Accept=yes starts each under a user of its own; docs/appliance.md); "
+            "unused with --workers 0.",
         ],
         ["max-aliases", None, "1000", "Aliases (shield and chosen addresses) each account may have at once."],
         ["alias-rate", None, "10", "New aliases each account may create per 15 minutes."],
@@ -332,16 +333,15 @@ def _workers(options: Any) -> int:
 
 
 def _worker_socket(options: Any) -> str | None:
-    """--worker-socket: an absolute path; refused with --workers 0, which starts no worker at all."""
+    """--worker-socket: an absolute path; unused with --workers 0 (the systemd unit always names the socket,
+    and an operator's --workers 0 in the options file still means sealing in the main process)."""
     value = options["worker-socket"]
     if value is None:
         return None
     path = str(value)
     if not os.path.isabs(path) or "\0" in path or len(path.encode()) > 107:
         raise ConfigError("--worker-socket must be the absolute path of a Unix socket (at most 107 bytes)")
-    if _workers(options) == 0:
-        raise ConfigError("--worker-socket needs delivery workers: leave out --workers 0")
-    return path
+    return path if _workers(options) else None
 
 
 def _reuse_port(options: Any, listeners: tuple[str, ...]) -> bool:
