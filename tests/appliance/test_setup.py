@@ -141,7 +141,8 @@ def test_setup_command_prints_the_records(tmp_path: Path) -> None:
 
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed")
 def test_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
-    """The unit, with ExecStart pointing at this checkout's twistd, passes ``systemd-analyze verify``."""
+    """The unit (and the worker units it requires), with its commands pointing at this checkout, passes
+    ``systemd-analyze verify``."""
     twistd = Path(sys.executable).parent / "twistd"
     unit = (APPLIANCE / "mailiverse.service").read_text()
     assert "ExecStart=/opt/mailiverse/bin/twistd -n --uid mailiverse --gid mailiverse --pidfile= mailiverse" in unit
@@ -158,9 +159,13 @@ def test_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
         "Restart=on-failure",
     ):
         assert hardening in unit
-    checked = tmp_path / "mailiverse.service"
-    checked.write_text(unit.replace("/opt/mailiverse/bin/twistd", str(twistd)))
-    verify = subprocess.run(["systemd-analyze", "verify", str(checked)], capture_output=True, text=True)
+    # with the delivery workers' socket and template unit it requires, every command pointing at this checkout
+    bin_dir = str(twistd.parent)
+    for name in ("mailiverse.service", "mailiverse-worker.socket", "mailiverse-worker@.service"):
+        text = (APPLIANCE / name).read_text().replace("/opt/mailiverse/bin/python", sys.executable)
+        (tmp_path / name).write_text(text.replace("/opt/mailiverse/bin", bin_dir))
+    units = [str(tmp_path / "mailiverse.service"), str(tmp_path / "mailiverse-worker.socket")]
+    verify = subprocess.run(["systemd-analyze", "verify", *units], capture_output=True, text=True)
     assert verify.returncode == 0, verify.stderr
 
 
