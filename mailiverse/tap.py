@@ -332,8 +332,8 @@ def _workers(options: Any) -> int:
     return int(text)
 
 
-def _worker_socket(options: Any) -> str | None:
-    """--worker-socket: an absolute path; unused with --workers 0 (the systemd unit always names the socket,
+def _worker_socket(options: Any, workers: int) -> str | None:
+    """--worker-socket: an absolute path; unused with ``workers`` 0 (the systemd unit always names the socket,
     and an operator's --workers 0 in the options file still means sealing in the main process)."""
     value = options["worker-socket"]
     if value is None:
@@ -341,7 +341,7 @@ def _worker_socket(options: Any) -> str | None:
     path = str(value)
     if not os.path.isabs(path) or "\0" in path or len(path.encode()) > 107:
         raise ConfigError("--worker-socket must be the absolute path of a Unix socket (at most 107 bytes)")
-    return path if _workers(options) else None
+    return path if workers else None
 
 
 def _reuse_port(options: Any, listeners: tuple[str, ...]) -> bool:
@@ -534,6 +534,7 @@ def build_config(options: Any) -> ApplianceConfig:
     web_endpoints = _endpoints([web] if web else [], f"tcp:{DEFAULT_WEB_PORT}", listen)
     web_plain = _endpoints(options["web-plain"], None, listen)
     listeners = smtp + smtps + smtp_selfsigned + smtps_selfsigned + web_endpoints + web_plain
+    workers = _workers(options)
     return ApplianceConfig(
         data_dir=data_dir,
         domains=domains,
@@ -558,8 +559,8 @@ def build_config(options: Any) -> ApplianceConfig:
         legacy=_legacy_options(options, domains, hostname, listen),
         default_quota=default_quota,
         send_limit_per_hour=send_limit_per_hour,
-        delivery_workers=_workers(options),
-        delivery_worker_socket=_worker_socket(options),
+        delivery_workers=workers,
+        delivery_worker_socket=_worker_socket(options, workers),
         reuse_port=_reuse_port(options, listeners),
         log_level=LogLevel.levelWithName(_choice(options, "log-level", LOG_LEVELS)),
         dns_servers=_dns_servers(options),

@@ -1,10 +1,11 @@
 """``mailiverse-admin backup-before-upgrade``: an encrypted backup of the database taken before a schema migration.
 
 The Debian unit runs it as ``ExecStartPre`` before every start (docs/upgrading.md). When the database is at the
-code's schema, or there is none yet, it says so and exits at once, without loading Alembic (the same one-query
-check the appliance makes, :func:`mailiverse.store.migrate.at_head`). When the new version is about to migrate an
-older schema, it first writes a ``mailiverse-admin backup`` archive to ``<data-dir>/upgrade-backups/`` and keeps the
-newest few. A schema newer than the code (the package was downgraded) is refused, as the appliance refuses it.
+code's schema, or there is none yet, it says so and exits at once, without loading Alembic (one query of
+``alembic_version``, as the appliance's own :func:`mailiverse.store.migrate.at_head`). When the new version is
+about to migrate an older schema, it first writes a ``mailiverse-admin backup`` archive to
+``<data-dir>/upgrade-backups/`` and keeps the newest few. A schema newer than the code (the package was
+downgraded) is refused, as the appliance refuses it.
 
 These backups live beside the data, under a passphrase kept in the same directory: they are exactly as safe as the
 data dir, and as lost with it. They exist to roll back a failed upgrade, not as off-device backups (``backup``).
@@ -98,19 +99,19 @@ def schema_state(url: str) -> SchemaState:
     """The schema of the database at ``url`` against the code's; reads only, and creates no SQLite file."""
     from sqlalchemy.exc import SQLAlchemyError
 
-    from mailiverse.store.migrate import HEAD_REVISION, at_head
+    from mailiverse.store.migrate import HEAD_REVISION
 
     engine = _engine(url)
     if engine is None:
         return SchemaState(url, None)
     try:
-        if at_head(engine):
-            return SchemaState(url, HEAD_REVISION)
         revisions = _stored_revisions(engine)
     except SQLAlchemyError as e:
         raise AdminError(f"cannot read the schema revision of the database ({type(e).__name__})") from None
     finally:
         engine.dispose()
+    if revisions == [HEAD_REVISION]:
+        return SchemaState(url, HEAD_REVISION)
     if not revisions:
         return SchemaState(url, None)  # a fresh database: the first start creates every table, nothing to save
     if len(revisions) != 1:

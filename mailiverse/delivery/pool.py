@@ -368,8 +368,11 @@ class WorkerPool(Service):
 
     def _spawn(self) -> None:
         if self.socket_path is not None:
-            settings = framing.json_frame(framing.SETTINGS, asdict(self.settings))
-            self._workers.add(connect_worker(self.reactor, self.socket_path, _Worker(self, None), settings))
+            worker = _Worker(self, None)
+            self._workers.add(worker)
+            connect_worker(
+                self.reactor, self.socket_path, worker, framing.json_frame(framing.SETTINGS, asdict(self.settings))
+            )
             return
         workdir = tempfile.mkdtemp(prefix="mailiverse-worker-")
         worker = _Worker(self, workdir)

@@ -11,13 +11,11 @@ the connection (the main process holds no right to signal another user's process
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import Any
 
 from twisted.internet.endpoints import UNIXClientEndpoint
 from twisted.internet.protocol import Factory, ProcessProtocol, Protocol
 from twisted.python.failure import Failure
-
-_P = TypeVar("_P", bound=ProcessProtocol)
 
 #: How long to wait for the socket to accept (systemd accepts at once; a missing socket fails at once).
 CONNECT_TIMEOUT = 10
@@ -66,9 +64,9 @@ class _Connection(Protocol):
         self.worker.processEnded(reason)
 
 
-def connect_worker(reactor: Any, path: str, worker: _P, first: bytes) -> _P:
-    """Connect ``worker`` (the pool's protocol) to the worker socket at ``path``, send ``first`` (the worker's
-    settings, which a process would have had on its command line); returns ``worker``.
+def connect_worker(reactor: Any, path: str, worker: ProcessProtocol, first: bytes) -> None:
+    """Connect ``worker`` (the pool's protocol) to the worker socket at ``path`` and send ``first`` (the worker's
+    settings, which a process would have had on its command line).
 
     A socket that cannot be reached ends the worker at once (``processEnded`` with the connect
     error), so the pool's start-up back-off applies as for a process that could not start.
@@ -76,4 +74,3 @@ def connect_worker(reactor: Any, path: str, worker: _P, first: bytes) -> _P:
     endpoint = UNIXClientEndpoint(reactor, path, timeout=CONNECT_TIMEOUT)
     connecting = endpoint.connect(Factory.forProtocol(lambda: _Connection(worker, first)))
     connecting.addErrback(worker.processEnded)
-    return worker

@@ -19,8 +19,9 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from tests.support.harness import free_port
+from tests.support.harness import free_port, stop_process
 from tests.support.independent import open_mail
+from tests.support.units import unit_settings
 
 APPLIANCE = Path(__file__).resolve().parents[2] / "appliance"
 pytestmark = [
@@ -86,23 +87,14 @@ def unit_command(root: Path) -> tuple[list[str], str]:
     return argv, user
 
 
-def unit_settings(root: Path, unit: str) -> dict[str, str]:
-    """The first value of each ``Key=`` of an installed unit."""
-    found: dict[str, str] = {}
-    for line in (root / "lib/systemd/system" / unit).read_text().splitlines():
-        if "=" in line and not line.startswith(("#", "[")):
-            key, value = line.split("=", 1)
-            found.setdefault(key, value)
-    return found
-
-
 @contextlib.contextmanager
 def worker_socket(root: Path) -> Iterator[str]:
     """mailiverse-worker.socket and mailiverse-worker@.service as installed, emulated in the chroot (it has no
     systemd): systemd-socket-activate accepts at ListenStream and runs the worker unit's ExecStart per connection,
     as its User, in an empty directory; the socket is given to SocketUser with SocketMode, as systemd does."""
-    socket_unit = unit_settings(root, "mailiverse-worker.socket")
-    worker_unit = unit_settings(root, "mailiverse-worker@.service")
+    units = root / "lib/systemd/system"
+    socket_unit = {key: values[0] for key, values in unit_settings(units / "mailiverse-worker.socket").items()}
+    worker_unit = {key: values[0] for key, values in unit_settings(units / "mailiverse-worker@.service").items()}
     path = socket_unit["ListenStream"]
     host_path = root / path.lstrip("/")
     host_path.parent.mkdir(parents=True, exist_ok=True)
@@ -110,16 +102,19 @@ def worker_socket(root: Path) -> Iterator[str]:
     user = worker_unit["User"]
     as_worker = ("chroot", str(root), "setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups")
     env = ("env", "-i", "-C", "/run/mailiverse-worker-cwd", "PATH=/usr/bin:/bin", "LANG=C.UTF-8")
-    activator = subprocess.Popen(
-        ["systemd-socket-activate", "--inetd", "--accept", f"--listen={host_path}", *as_worker, *env]
-        + ["PYTHONDONTWRITEBYTECODE=1", *worker_unit["ExecStart"].split()],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
+    # the activator's and the workers' own messages (a pipe nobody reads would fill and stop them)
+    log = root.parent / "worker-socket.log"
+    with log.open("wb") as errors:
+        activator = subprocess.Popen(
+            ["systemd-socket-activate", "--inetd", "--accept", f"--listen={host_path}", *as_worker, *env]
+            + ["PYTHONDONTWRITEBYTECODE=1", *worker_unit["ExecStart"].split()],
+            stdout=subprocess.DEVNULL,
+            stderr=errors,
+        )
     try:
         deadline = time.monotonic() + 10
         while not host_path.exists():
-            assert activator.poll() is None and time.monotonic() < deadline, activator.stderr.read().decode()
+            assert activator.poll() is None and time.monotonic() < deadline, log.read_text(errors="replace")
             time.sleep(0.05)
         owner = run("chroot", str(root), "id", "-u", socket_unit["SocketUser"]).strip()
         group = run("chroot", str(root), "getent", "group", socket_unit["SocketGroup"]).split(":")[2]
@@ -127,8 +122,7 @@ def worker_socket(root: Path) -> Iterator[str]:
         host_path.chmod(int(socket_unit["SocketMode"], 8))
         yield path
     finally:
-        activator.terminate()
-        activator.wait(10)
+        stop_process(activator)
 
 
 def rss_kib(pid: int) -> int:

@@ -30,6 +30,8 @@ from typing import Any
 
 import pytest
 
+from tests.support.harness import stop_process
+
 TOP = Path(__file__).resolve().parents[2]
 IMAGE = Path(os.environ.get("MAILIVERSE_PI_IMAGE", TOP / "build/pi/mailiverse-pi-bookworm-arm64.img"))
 BIN = Path(sys.executable).parent
@@ -250,12 +252,7 @@ def test_image_boots_sets_up_and_serves_mail(
             )
             figures.append("upgrade backup: " + journal.strip().splitlines()[-1])
     finally:
-        vm.terminate()
-        try:
-            vm.wait(30)
-        except subprocess.TimeoutExpired:
-            vm.kill()
-            vm.wait(10)
+        stop_process(vm)
         if console.exists():
             shutil.copy(console, IMAGE.parent / "test-image-console.log")
         (IMAGE.parent / "test-image.txt").write_text("\n".join(figures) + "\n")

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.units import unit_settings
+
 TOP = Path(__file__).resolve().parents[2]
 APPLIANCE = TOP / "appliance"
 SERVICES = {
@@ -21,16 +23,6 @@ SERVICES = {
 }
 ANALYZE = shutil.which("systemd-analyze")
 needs_analyze = pytest.mark.skipif(ANALYZE is None, reason="systemd-analyze (package systemd) is missing")
-
-
-def settings(path: Path) -> dict[str, list[str]]:
-    """Every ``Key=value`` of a unit file, values in order (a key may repeat)."""
-    found: dict[str, list[str]] = {}
-    for line in path.read_text().splitlines():
-        if "=" in line and not line.startswith(("#", "[")):
-            key, value = line.split("=", 1)
-            found.setdefault(key.strip(), []).append(value.strip())
-    return found
 
 
 def exposure(path: Path) -> float:
@@ -72,9 +64,9 @@ def test_the_listeners_and_the_workers_run_under_different_users() -> None:
     """The main service (every listener) runs as mailiverse; each worker as mailiverse-worker, started by
     the socket the main service is told to use, which only the main service's user may open; the workers
     have no network, no capability and create no socket, and the firstboot unit keeps only what it needs."""
-    main = settings(SERVICES["mailiverse.service"])
-    worker = settings(SERVICES["mailiverse-worker@.service"])
-    socket = settings(APPLIANCE / "mailiverse-worker.socket")
+    main = unit_settings(SERVICES["mailiverse.service"])
+    worker = unit_settings(SERVICES["mailiverse-worker@.service"])
+    socket = unit_settings(APPLIANCE / "mailiverse-worker.socket")
     (listen,) = socket["ListenStream"]
     assert f"--worker-socket {listen}" in main["ExecStart"][0]
     assert "mailiverse-worker.socket" in main["Requires"][0]

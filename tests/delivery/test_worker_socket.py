@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -28,6 +28,7 @@ from mailiverse.delivery.sealing import SealJob
 from mailiverse.mime.limits import Limits
 from mailiverse.mime.twin import convert
 from mailiverse.tap import Options, build_config
+from tests.support.harness import stop_process
 from tests.support.waiting import until
 
 ACTIVATE = shutil.which("systemd-socket-activate")
@@ -57,28 +58,26 @@ def worker_socket() -> Iterator[str]:
     command = [*as_user, sys.executable, "-I", "-m", "mailiverse.delivery.worker"]
     env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1"}
     assert ACTIVATE is not None
-    activator = subprocess.Popen(  # noqa: S603
-        [ACTIVATE, "--inetd", "--accept", f"--listen={path}", *command],
-        cwd=empty,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
+    # the activator's and the workers' own messages (a pipe nobody reads would fill and stop them)
+    log = place / "activator.log"
+    with log.open("wb") as errors:
+        activator = subprocess.Popen(  # noqa: S603
+            [ACTIVATE, "--inetd", "--accept", f"--listen={path}", *command],
+            cwd=empty,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=errors,
+        )
     try:
         deadline = 100
         while not os.path.exists(path) and deadline:
-            assert activator.poll() is None, activator.stderr.read() if activator.stderr else b""
+            assert activator.poll() is None, log.read_text(errors="replace")
             deadline -= 1
-            subprocess.run(["sleep", "0.05"], check=True)  # noqa: S607
+            time.sleep(0.05)
         assert os.path.exists(path), "systemd-socket-activate did not listen"
         yield path
     finally:
-        activator.send_signal(signal.SIGTERM)
-        try:
-            activator.wait(10)
-        except subprocess.TimeoutExpired:
-            activator.kill()
-            activator.wait(10)
+        stop_process(activator)
         shutil.rmtree(place, ignore_errors=True)
 
 
